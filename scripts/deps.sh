@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Make RabbitMQ (with its management plugin) and Redis available on this machine, without Docker.
+# Installs them from the OS packages when absent, starts them when not running, and waits until
+# both answer. Safe to run any number of times; says what it did.
+set -euo pipefail
+
+REDIS_PORT=${REDIS_PORT:-6379}
+AMQP_PORT=${AMQP_PORT:-5672}
+STATE_DIR=${SAGA_STATE_DIR:-/tmp/saga-deps}
+
+say() { printf 'deps: %s\n' "$*"; }
+die() { printf 'deps: error: %s\n' "$*" >&2; exit 1; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+install_packages() {
+  local missing=()
+  command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  if [ ${#missing[@]} -eq 0 ]; then
+    say "rabbitmq-server and redis-server already installed"
+    return
+  fi
+  command -v apt-get >/dev/null 2>&1 || die "${missing[*]} missing and no apt-get here: install them by hand"
+  say "installing ${missing[*]} from the OS packages"
+  as_root apt-get update -qq
+  # The packages try to start themselves through policy-rc.d, which containers refuse; we start them below.
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+start_redis() {
+  if redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; then
+    say "redis already answering on port $REDIS_PORT"
+    return
+  fi
+  mkdir -p "$STATE_DIR/redis"
+  say "starting redis-server on port $REDIS_PORT"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+    --dir "$STATE_DIR/redis" --logfile "$STATE_DIR/redis/redis.log"
+  for _ in $(seq 1 100); do
+    redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && { say "redis ready"; return; }
+    sleep 0.1
+  done
+  die "redis did not answer within 10 s (see $STATE_DIR/redis/redis.log)"
+}
+
+start_rabbitmq() {
+  if port_open "$AMQP_PORT" && as_root rabbitmqctl -q status >/dev/null 2>&1; then
+    say "rabbitmq already running on port $AMQP_PORT"
+  else
+    say "starting rabbitmq-server (about 15 s from cold)"
+    as_root rabbitmq-server -detached >/dev/null 2>&1 || true
+    # await_startup gives up at once while the node is still registering, so poll it with a deadline.
+    local deadline=$((SECONDS + 120))
+    until as_root rabbitmqctl -q await_startup --timeout 60 >/dev/null 2>&1; do
+      [ $SECONDS -lt $deadline ] || die "rabbitmq did not start within 120 s (see /var/log/rabbitmq/)"
+      sleep 1
+    done
+    say "rabbitmq ready"
+  fi
+  if ! as_root rabbitmq-plugins -q list -e 2>/dev/null | grep -q rabbitmq_management; then
+    say "enabling the management plugin (UI and API on port 15672)"
+    as_root rabbitmq-plugins -q enable rabbitmq_management >/dev/null
+  fi
+  for _ in $(seq 1 300); do port_open "$AMQP_PORT" && return; sleep 0.1; done
+  die "rabbitmq port $AMQP_PORT not open"
+}
+
+install_packages
+start_redis
+start_rabbitmq
+say "ready: amqp://127.0.0.1:$AMQP_PORT, redis://127.0.0.1:$REDIS_PORT, management http://127.0.0.1:15672 (guest/guest)"

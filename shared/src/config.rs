@@ -1,0 +1,118 @@
+//! The settings every service takes, as clap flags that also read environment variables.
+//!
+//! Each service flattens [`Common`] into its own `Config` and adds what only it needs (its HTTP
+//! address, its queue). A bad value exits at once with one readable line ([`parse_or_exit`]).
+
+use clap::{Parser, ValueEnum};
+
+use crate::topology::Topology;
+
+/// Connection and behaviour settings shared by all three services and `sagactl`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Common {
+    /// AMQP URL of the broker; the vhost is the path (`%2f` is `/`).
+    #[arg(long, env = "RABBITMQ_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+          value_parser = parse_amqp_url)]
+    pub rabbitmq_url: String,
+
+    /// Redis URL.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", value_parser = parse_redis_url)]
+    pub redis_url: String,
+
+    /// Every Redis key lives under this prefix, so tests and a running demo never collide.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "saga", value_parser = parse_prefix)]
+    pub redis_prefix: String,
+
+    /// Unacked deliveries a consumer may hold at once (also its in-flight concurrency).
+    #[arg(long, env = "RABBITMQ_PREFETCH", default_value_t = 64,
+          value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub prefetch: u16,
+
+    /// Log format: readable lines (colored on a terminal) or one JSON object per line.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
+    /// Seconds a shutdown waits for in-flight work before closing anyway.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+
+    #[command(flatten)]
+    pub topology: Topology,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Parse the command line (and environment); on a bad value print one line and exit 2.
+/// `--help` and `--version` print as usual.
+pub fn parse_or_exit<T: Parser>() -> T {
+    match T::try_parse() {
+        Ok(config) => config,
+        Err(err) => {
+            use clap::error::ErrorKind;
+            if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand)
+            {
+                err.exit();
+            }
+            let rendered = err.render().to_string();
+            let line = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            eprintln!("{line} (try --help)");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn parse_amqp_url(s: &str) -> Result<String, String> {
+    s.parse::<lapin::uri::AMQPUri>()
+        .map(|_| s.to_owned())
+        .map_err(|e| format!("not an AMQP URL ({e}); expected e.g. amqp://guest:guest@127.0.0.1:5672/%2f"))
+}
+
+fn parse_redis_url(s: &str) -> Result<String, String> {
+    redis::Client::open(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| format!("not a Redis URL ({e}); expected e.g. redis://127.0.0.1:6379"))
+}
+
+fn parse_prefix(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+    if ok { Ok(s.to_owned()) } else { Err("use 1-64 characters from [A-Za-z0-9-_.:]".into()) }
+}
+
+/// A URL with its password replaced, fit for a log line (credentials never appear in logs).
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact_url("amqp://guest:secret@h:5672/%2f"), "amqp://guest:***@h:5672/%2f");
+        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn rejects_bad_urls_and_prefixes() {
+        assert!(parse_amqp_url("http://x").is_err());
+        assert!(parse_amqp_url("amqp://guest:guest@127.0.0.1:5672/%2f").is_ok());
+        assert!(parse_redis_url("nonsense").is_err());
+        assert!(parse_prefix("has space").is_err());
+        assert!(parse_prefix("test-1a2b").is_ok());
+    }
+}

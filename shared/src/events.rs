@@ -1,0 +1,440 @@
+//! The wire contract: event types, routing keys, JSON bodies and AMQP properties.
+//!
+//! Bodies are flat JSON, exactly as the classic lab has them; metadata (event id, type,
+//! correlation id, publisher) rides in AMQP properties. Readers are tolerant: unknown fields are
+//! ignored and a bare body with no properties is accepted. Anything a reader cannot make sense of
+//! is [`Poison`], with a reason a person can act on.
+
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldTable};
+use serde_json::{Map, Value, json};
+
+use crate::ids::{Invalid, Item, OrderId, Qty, StudentId};
+
+/// Every event of the saga, with its routing key and its AMQP `type` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    OrderPlaced,
+    OrderCancelled,
+    InventoryReserved,
+    InventoryFailed,
+    InventoryReleased,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 5] = [
+        Self::OrderPlaced,
+        Self::OrderCancelled,
+        Self::InventoryReserved,
+        Self::InventoryFailed,
+        Self::InventoryReleased,
+    ];
+
+    pub fn routing_key(self) -> &'static str {
+        match self {
+            Self::OrderPlaced => "order.placed",
+            Self::OrderCancelled => "order.cancelled",
+            Self::InventoryReserved => "inventory.reserved",
+            Self::InventoryFailed => "inventory.failed",
+            Self::InventoryReleased => "inventory.released",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::OrderPlaced => "OrderPlaced",
+            Self::OrderCancelled => "OrderCancelled",
+            Self::InventoryReserved => "InventoryReserved",
+            Self::InventoryFailed => "InventoryFailed",
+            Self::InventoryReleased => "InventoryReleased",
+        }
+    }
+
+    pub fn from_routing_key(key: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.routing_key() == key)
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// Which event a delivery carries: its routing key says so; failing that (a message published
+    /// straight to a queue), its `type` property.
+    pub fn of_delivery(routing_key: &str, props: &BasicProperties) -> Option<Self> {
+        Self::from_routing_key(routing_key)
+            .or_else(|| props.kind().as_ref().and_then(|k| Self::from_name(k.as_str())))
+    }
+}
+
+/// A message no retry can fix: it goes to the DLQ with this reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Poison(pub String);
+
+impl From<Invalid> for Poison {
+    fn from(e: Invalid) -> Self {
+        Poison(e.0)
+    }
+}
+
+/// A customer asked for `qty` of `item` (routing key `order.placed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderPlaced {
+    pub order_id: OrderId,
+    pub item: Item,
+    pub qty: Qty,
+    pub student_id: Option<StudentId>,
+}
+
+/// The order was cancelled; inventory must give back what it reserved (`order.cancelled`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderCancelled {
+    pub order_id: OrderId,
+    pub reason: String,
+}
+
+/// Why inventory could not reserve: a business outcome, never poison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureCode {
+    UnknownItem,
+    InsufficientStock,
+}
+
+impl FailureCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownItem => "unknown_item",
+            Self::InsufficientStock => "insufficient_stock",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "unknown_item" => Some(Self::UnknownItem),
+            "insufficient_stock" => Some(Self::InsufficientStock),
+            _ => None,
+        }
+    }
+}
+
+/// What inventory-svc decided about one order; the bodies of its three outgoing events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InventoryOutcome {
+    Reserved { order_id: OrderId, item: Item, qty: Qty, student_id: Option<StudentId>, remaining: i64 },
+    Failed {
+        order_id: OrderId,
+        item: Item,
+        qty: Qty,
+        student_id: Option<StudentId>,
+        code: FailureCode,
+        reason: String,
+    },
+    Released { order_id: OrderId, item: Option<Item>, qty: u32 },
+}
+
+impl OrderPlaced {
+    pub fn to_body(&self) -> Vec<u8> {
+        json!({
+            "order_id": self.order_id,
+            "item": self.item,
+            "qty": self.qty,
+            "student_id": self.student_id,
+            "status": "PLACED",
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    pub fn from_body(body: &[u8]) -> Result<Self, Poison> {
+        let obj = json_object(body)?;
+        Ok(Self {
+            order_id: OrderId::parse(required_str(&obj, "order_id")?)?,
+            item: Item::parse(required_str(&obj, "item")?)?,
+            qty: Qty::parse(required_int(&obj, "qty")?)?,
+            student_id: optional_str(&obj, "student_id")?.map(StudentId::parse).transpose()?,
+        })
+    }
+}
+
+impl OrderCancelled {
+    pub fn to_body(&self) -> Vec<u8> {
+        json!({ "order_id": self.order_id, "reason": self.reason, "status": "CANCELLED" })
+            .to_string()
+            .into_bytes()
+    }
+
+    pub fn from_body(body: &[u8]) -> Result<Self, Poison> {
+        let obj = json_object(body)?;
+        Ok(Self {
+            order_id: OrderId::parse(required_str(&obj, "order_id")?)?,
+            reason: optional_str(&obj, "reason")?.unwrap_or("cancelled").chars().take(500).collect(),
+        })
+    }
+}
+
+impl InventoryOutcome {
+    pub fn event_type(&self) -> EventType {
+        match self {
+            Self::Reserved { .. } => EventType::InventoryReserved,
+            Self::Failed { .. } => EventType::InventoryFailed,
+            Self::Released { .. } => EventType::InventoryReleased,
+        }
+    }
+
+    pub fn order_id(&self) -> &OrderId {
+        match self {
+            Self::Reserved { order_id, .. } | Self::Failed { order_id, .. } | Self::Released { order_id, .. } => {
+                order_id
+            }
+        }
+    }
+
+    /// The status word the lab's bodies carry (`RESERVED`, `FAILED`, `RELEASED`).
+    pub fn status(&self) -> &'static str {
+        match self {
+            Self::Reserved { .. } => "RESERVED",
+            Self::Failed { .. } => "FAILED",
+            Self::Released { .. } => "RELEASED",
+        }
+    }
+
+    pub fn to_body(&self) -> Vec<u8> {
+        let value = match self {
+            Self::Reserved { order_id, item, qty, student_id, remaining } => json!({
+                "order_id": order_id, "item": item, "qty": qty, "student_id": student_id,
+                "remaining": remaining, "status": "RESERVED",
+            }),
+            Self::Failed { order_id, item, qty, student_id, code, reason } => json!({
+                "order_id": order_id, "item": item, "qty": qty, "student_id": student_id,
+                "status": "FAILED", "reason": reason, "code": code.as_str(),
+            }),
+            Self::Released { order_id, item, qty } => json!({
+                "order_id": order_id, "item": item, "qty": qty, "status": "RELEASED",
+            }),
+        };
+        value.to_string().into_bytes()
+    }
+
+    /// Read an outcome event; `kind` comes from the routing key or the `type` property.
+    pub fn from_body(kind: EventType, body: &[u8]) -> Result<Self, Poison> {
+        let obj = json_object(body)?;
+        let order_id = OrderId::parse(required_str(&obj, "order_id")?)?;
+        let student_id = || -> Result<Option<StudentId>, Poison> {
+            Ok(optional_str(&obj, "student_id")?.map(StudentId::parse).transpose()?)
+        };
+        Ok(match kind {
+            EventType::InventoryReserved => Self::Reserved {
+                order_id,
+                item: Item::parse(required_str(&obj, "item")?)?,
+                qty: Qty::parse(required_int(&obj, "qty")?)?,
+                student_id: student_id()?,
+                remaining: optional_int(&obj, "remaining")?.unwrap_or(0),
+            },
+            EventType::InventoryFailed => {
+                let reason = optional_str(&obj, "reason")?.unwrap_or("no reason given").to_owned();
+                let code = optional_str(&obj, "code")?
+                    .and_then(FailureCode::parse)
+                    .unwrap_or(FailureCode::InsufficientStock);
+                Self::Failed {
+                    order_id,
+                    item: Item::parse(required_str(&obj, "item")?)?,
+                    qty: Qty::parse(required_int(&obj, "qty")?)?,
+                    student_id: student_id()?,
+                    code,
+                    reason,
+                }
+            }
+            EventType::InventoryReleased => Self::Released {
+                order_id,
+                item: optional_str(&obj, "item")?.map(Item::parse).transpose()?,
+                qty: optional_int(&obj, "qty")?.unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
+            },
+            other => return Err(Poison(format!("{} is not an inventory outcome", other.name()))),
+        })
+    }
+}
+
+/// Metadata of an event we publish, carried in AMQP properties.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventMeta {
+    pub event_id: String,
+    pub event_type: EventType,
+    pub correlation_id: String,
+    pub app_id: String,
+    /// Seconds since the Unix epoch.
+    pub timestamp: u64,
+}
+
+impl EventMeta {
+    /// Metadata for a new event: fresh event id, now.
+    pub fn new(event_type: EventType, correlation_id: &str, app_id: &str) -> Self {
+        Self {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            event_type,
+            correlation_id: correlation_id.to_owned(),
+            app_id: app_id.to_owned(),
+            timestamp: unix_now_secs(),
+        }
+    }
+
+    /// Persistent JSON message properties, as every event of ours carries them.
+    pub fn properties(&self) -> BasicProperties {
+        BasicProperties::default()
+            .with_message_id(self.event_id.as_str().into())
+            .with_type(self.event_type.name().into())
+            .with_correlation_id(self.correlation_id.as_str().into())
+            .with_app_id(self.app_id.as_str().into())
+            .with_timestamp(self.timestamp)
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2)
+    }
+}
+
+/// What an incoming delivery told us about itself; every field may be absent (a bare message).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IncomingMeta {
+    pub event_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub app_id: Option<String>,
+}
+
+impl IncomingMeta {
+    pub fn of(props: &BasicProperties) -> Self {
+        let text = |v: &Option<lapin::types::ShortString>| v.as_ref().map(|s| s.as_str().to_owned());
+        Self {
+            event_id: text(props.message_id()),
+            correlation_id: text(props.correlation_id()),
+            app_id: text(props.app_id()),
+        }
+    }
+}
+
+/// A string header value from an AMQP header table, if present.
+pub fn header_str(headers: &Option<FieldTable>, key: &str) -> Option<String> {
+    let table = headers.as_ref()?;
+    match table.inner().get(key)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+pub fn unix_now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub fn unix_now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+// --- tolerant field readers with reasons a person can act on ---------------------------------
+
+fn json_object(body: &[u8]) -> Result<Map<String, Value>, Poison> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(Poison(format!("body is JSON but not an object (got {})", kind_of(&other)))),
+        Err(e) => Err(Poison(format!("body is not valid JSON: {e}"))),
+    }
+}
+
+fn required_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a str, Poison> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Err(Poison(format!("missing required field {field}"))),
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(Poison(format!("{field} must be a string, got {}", kind_of(other)))),
+    }
+}
+
+fn optional_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, Poison> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(Poison(format!("{field} must be a string, got {}", kind_of(other)))),
+    }
+}
+
+fn required_int(obj: &Map<String, Value>, field: &str) -> Result<i64, Poison> {
+    optional_int(obj, field)?.ok_or_else(|| Poison(format!("missing required field {field}")))
+}
+
+fn optional_int(obj: &Map<String, Value>, field: &str) -> Result<Option<i64>, Poison> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| Poison(format!("{field} must be an integer, got {n}"))),
+        Some(other) => Err(Poison(format!("{field} must be an integer, got {}", kind_of(other)))),
+    }
+}
+
+fn kind_of(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("boolean {b}"),
+        Value::Number(n) => format!("number {n}"),
+        Value::String(s) => format!("string {:?}", s.chars().take(40).collect::<String>()),
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn placed(body: &str) -> Result<OrderPlaced, Poison> {
+        OrderPlaced::from_body(body.as_bytes())
+    }
+
+    #[test]
+    fn reads_the_labs_bare_body() {
+        let o = placed(r#"{"order_id":"x","item":"burger","qty":5,"student_id":"s1","extra":true}"#).unwrap();
+        assert_eq!(o.order_id.as_str(), "x");
+        assert_eq!(o.qty.get(), 5);
+        assert_eq!(o.student_id.unwrap().as_str(), "s1");
+    }
+
+    #[test]
+    fn poison_reasons_are_readable() {
+        let reason = |b: &str| placed(b).unwrap_err().0;
+        assert_eq!(reason(r#"{"order_id":"x","item":"burger"}"#), "missing required field qty");
+        assert_eq!(reason(r#"{"order_id":"x","item":"burger","qty":0}"#), "qty must be at least 1, got 0");
+        assert_eq!(
+            reason(r#"{"order_id":"x","item":"burger","qty":"two"}"#),
+            "qty must be an integer, got string \"two\""
+        );
+        assert!(reason("not json at all").starts_with("body is not valid JSON"));
+        assert!(reason("[1,2]").contains("not an object"));
+        assert!(reason(r#"{"order_id":5,"item":"burger","qty":1}"#).contains("order_id must be a string"));
+        assert!(reason(r#"{"order_id":"x","item":"burger","qty":2.5}"#).contains("integer"));
+    }
+
+    #[test]
+    fn outcomes_round_trip() {
+        let o = InventoryOutcome::Failed {
+            order_id: OrderId::parse("o1").unwrap(),
+            item: Item::parse("pizza").unwrap(),
+            qty: Qty::parse(3).unwrap(),
+            student_id: None,
+            code: FailureCode::InsufficientStock,
+            reason: "only 2 pizza left".into(),
+        };
+        let back = InventoryOutcome::from_body(EventType::InventoryFailed, &o.to_body()).unwrap();
+        assert_eq!(back, o);
+    }
+
+    #[test]
+    fn routing_keys_and_names() {
+        for t in EventType::ALL {
+            assert_eq!(EventType::from_routing_key(t.routing_key()), Some(t));
+            assert_eq!(EventType::from_name(t.name()), Some(t));
+        }
+    }
+}

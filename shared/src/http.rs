@@ -1,0 +1,154 @@
+//! HTTP pieces every service shares: JSON errors, `/health`, `/ready`, `/metrics`, serving.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use redis::aio::ConnectionManager;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use crate::amqp::BrokerStatus;
+
+/// An error answered as `{"error": message}` with a 4xx/5xx status.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub details: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into(), details: None }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+}
+
+impl warp::reject::Reject for ApiError {}
+
+impl Reply for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.message });
+        if let (Some(serde_json::Value::Object(extra)), Some(obj)) = (self.details, body.as_object_mut()) {
+            obj.extend(extra);
+        }
+        warp::reply::with_status(warp::reply::json(&body), self.status).into_response()
+    }
+}
+
+/// Turn every rejection into a JSON error, so no client ever sees warp's plain-text defaults.
+pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    let error = if let Some(api) = rejection.find::<ApiError>() {
+        ApiError { status: api.status, message: api.message.clone(), details: api.details.clone() }
+    } else if rejection.is_not_found() {
+        ApiError::not_found("no such route")
+    } else if let Some(e) = rejection.find::<warp::filters::body::BodyDeserializeError>() {
+        ApiError::bad_request(format!("invalid JSON body: {e}"))
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+    } else if rejection.find::<warp::reject::UnsupportedMediaType>().is_some() {
+        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the body as application/json")
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        ApiError::new(StatusCode::LENGTH_REQUIRED, "a Content-Length is required")
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
+    } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
+        ApiError::bad_request("invalid query string")
+    } else {
+        tracing::warn!(?rejection, "unhandled rejection");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    };
+    metrics::counter!("saga_http_errors_total", "status" => error.status.as_u16().to_string()).increment(1);
+    Ok(error.into_response())
+}
+
+/// What `/ready` checks: every broker connection the service holds, and Redis.
+#[derive(Clone)]
+pub struct Readiness {
+    pub brokers: Vec<Arc<BrokerStatus>>,
+    pub redis: ConnectionManager,
+}
+
+impl Readiness {
+    async fn report(&self) -> (bool, serde_json::Value) {
+        let broker = self.brokers.iter().all(|b| b.is_up());
+        let redis = crate::store::ping(&self.redis).await.is_ok();
+        (broker && redis, json!({ "broker": up_down(broker), "redis": up_down(redis) }))
+    }
+}
+
+fn up_down(up: bool) -> &'static str {
+    if up { "up" } else { "down" }
+}
+
+/// `GET /health` (alive), `GET /ready` (dependencies reachable), `GET /metrics` (Prometheus).
+pub fn ops_routes(
+    service: &'static str,
+    readiness: Readiness,
+    metrics: PrometheusHandle,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let health = warp::path!("health")
+        .and(warp::get())
+        .map(move || warp::reply::json(&json!({ "status": "ok", "service": service })).into_response());
+    let ready = warp::path!("ready").and(warp::get()).then(move || {
+        let readiness = readiness.clone();
+        async move {
+            let (ok, checks) = readiness.report().await;
+            let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let body = json!({ "ready": ok, "service": service, "checks": checks });
+            warp::reply::with_status(warp::reply::json(&body), status).into_response()
+        }
+    });
+    let metrics = warp::path!("metrics").and(warp::get()).map(move || {
+        warp::reply::with_header(metrics.render(), "content-type", "text/plain; version=0.0.4").into_response()
+    });
+    health.or(ready).unify().or(metrics).unify()
+}
+
+/// Bind `addr` (port 0 picks a free one) and return the listener with its real address.
+///
+/// # Errors
+/// The address is in use or not ours to bind.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+/// Serve `routes` on `listener` until `shutdown`, then let open requests finish.
+pub async fn serve<F>(listener: tokio::net::TcpListener, routes: F, shutdown: CancellationToken)
+where
+    F: Filter + Clone + Send + Sync + 'static,
+    F::Extract: Reply,
+{
+    warp::serve(routes)
+        .incoming(listener)
+        .graceful(async move { shutdown.cancelled().await })
+        .run()
+        .await;
+}
+
+/// Count a request by route and status (for `/metrics`).
+pub fn count_request(route: &'static str, status: StatusCode) {
+    metrics::counter!("saga_http_requests_total", "route" => route, "status" => status.as_u16().to_string())
+        .increment(1);
+}

@@ -1,0 +1,25 @@
+//! What the three saga services share, defined once.
+//!
+//! - [`config`]: the command-line / environment settings every service takes.
+//! - [`telemetry`]: log set-up (readable or JSON) and the Prometheus recorder.
+//! - [`ids`]: domain newtypes (`OrderId`, `Item`, `Qty`, `StudentId`), built only by `parse()`.
+//! - [`events`]: the wire contract: event bodies, routing keys, and parsing a delivery into an event.
+//! - [`topology`]: the exchange, queues and bindings, declared idempotently by every service.
+//! - [`amqp`]: connecting with backoff, publishing with confirms, the consume loop that turns a
+//!   handler's [`amqp::Outcome`] into ack / dead-letter / retry.
+//! - [`store`]: Redis connection and the key layout under one prefix.
+//! - [`backoff`]: capped exponential backoff for everything transient.
+//! - [`http`]: `/health`, `/ready`, `/metrics` and JSON errors, for every service.
+//! - [`shutdown`]: SIGINT/SIGTERM into a cancellation token.
+#![forbid(unsafe_code)]
+
+pub mod amqp;
+pub mod backoff;
+pub mod config;
+pub mod events;
+pub mod http;
+pub mod ids;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+pub mod topology;

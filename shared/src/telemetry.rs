@@ -1,0 +1,44 @@
+//! Logging and metrics set-up, done once per process.
+//!
+//! Logs are for people in a classroom: one readable line per business event, colored on a
+//! terminal, or JSON with `--log-format json`. `RUST_LOG` filters (default `info`).
+
+use std::io::IsTerminal;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::{EnvFilter, fmt};
+
+use crate::config::LogFormat;
+
+/// Install the global subscriber. Safe to call twice (the second call is ignored).
+pub fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,lapin=warn,amq_protocol=warn"));
+    let result = match format {
+        LogFormat::Json => fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Pretty => fmt()
+            .with_env_filter(filter)
+            .with_target(false)
+            .with_ansi(std::io::stdout().is_terminal())
+            .try_init(),
+    };
+    let _ = result;
+}
+
+/// Install the Prometheus recorder behind the `metrics` macros and return the handle that
+/// renders `/metrics`.
+pub fn init_metrics() -> PrometheusHandle {
+    let recorder = PrometheusBuilder::new()
+        .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+        .map(|b| b.build_recorder())
+        .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+    let handle = recorder.handle();
+    // A second install (only possible in tests) keeps the first recorder; the handle still renders.
+    let _ = metrics::set_global_recorder(recorder);
+    handle
+}
