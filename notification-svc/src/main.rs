@@ -1,1 +1,16 @@
-fn main() {}
+//! The notification-svc binary: config, telemetry, run until SIGINT/SIGTERM.
+#![forbid(unsafe_code)]
+
+use notification_svc::{App, Config};
+
+#[tokio::main]
+async fn main() {
+    let config: Config = shared::config::parse_or_exit();
+    shared::telemetry::init_logging(config.common.log_format);
+    let shutdown = shared::shutdown::on_signal();
+    let result = async { App::build(config).await?.run(shutdown).await }.await;
+    if let Err(e) = result {
+        eprintln!("notification-svc: {e:#}");
+        std::process::exit(1);
+    }
+}

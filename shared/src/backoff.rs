@@ -16,7 +16,12 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(initial: Duration, max: Duration) -> Self {
-        Self { initial, max, next: initial, attempts: 0 }
+        Self {
+            initial,
+            max,
+            next: initial,
+            attempts: 0,
+        }
     }
 
     /// The policy used for broker and Redis outages: 100 ms, doubling, capped at 5 s.

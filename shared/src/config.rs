@@ -53,13 +53,19 @@ pub fn parse_or_exit<T: Parser>() -> T {
         Ok(config) => config,
         Err(err) => {
             use clap::error::ErrorKind;
-            if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
-                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand)
-            {
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
                 err.exit();
             }
             let rendered = err.render().to_string();
-            let line = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            let line = rendered
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
             eprintln!("{line} (try --help)");
             std::process::exit(2);
         }
@@ -69,7 +75,9 @@ pub fn parse_or_exit<T: Parser>() -> T {
 fn parse_amqp_url(s: &str) -> Result<String, String> {
     s.parse::<lapin::uri::AMQPUri>()
         .map(|_| s.to_owned())
-        .map_err(|e| format!("not an AMQP URL ({e}); expected e.g. amqp://guest:guest@127.0.0.1:5672/%2f"))
+        .map_err(|e| {
+            format!("not an AMQP URL ({e}); expected e.g. amqp://guest:guest@127.0.0.1:5672/%2f")
+        })
 }
 
 fn parse_redis_url(s: &str) -> Result<String, String> {
@@ -81,8 +89,13 @@ fn parse_redis_url(s: &str) -> Result<String, String> {
 fn parse_prefix(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 64
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
-    if ok { Ok(s.to_owned()) } else { Err("use 1-64 characters from [A-Za-z0-9-_.:]".into()) }
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("use 1-64 characters from [A-Za-z0-9-_.:]".into())
+    }
 }
 
 /// A URL with its password replaced, fit for a log line (credentials never appear in logs).
@@ -103,8 +116,14 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact_url("amqp://guest:secret@h:5672/%2f"), "amqp://guest:***@h:5672/%2f");
-        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redact_url("amqp://guest:secret@h:5672/%2f"),
+            "amqp://guest:***@h:5672/%2f"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 
     #[test]

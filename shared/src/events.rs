@@ -61,8 +61,12 @@ impl EventType {
     /// Which event a delivery carries: its routing key says so; failing that (a message published
     /// straight to a queue), its `type` property.
     pub fn of_delivery(routing_key: &str, props: &BasicProperties) -> Option<Self> {
-        Self::from_routing_key(routing_key)
-            .or_else(|| props.kind().as_ref().and_then(|k| Self::from_name(k.as_str())))
+        Self::from_routing_key(routing_key).or_else(|| {
+            props
+                .kind()
+                .as_ref()
+                .and_then(|k| Self::from_name(k.as_str()))
+        })
     }
 }
 
@@ -120,7 +124,13 @@ impl FailureCode {
 /// What inventory-svc decided about one order; the bodies of its three outgoing events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InventoryOutcome {
-    Reserved { order_id: OrderId, item: Item, qty: Qty, student_id: Option<StudentId>, remaining: i64 },
+    Reserved {
+        order_id: OrderId,
+        item: Item,
+        qty: Qty,
+        student_id: Option<StudentId>,
+        remaining: i64,
+    },
     Failed {
         order_id: OrderId,
         item: Item,
@@ -129,7 +139,11 @@ pub enum InventoryOutcome {
         code: FailureCode,
         reason: String,
     },
-    Released { order_id: OrderId, item: Option<Item>, qty: u32 },
+    Released {
+        order_id: OrderId,
+        item: Option<Item>,
+        qty: u32,
+    },
 }
 
 impl OrderPlaced {
@@ -151,7 +165,9 @@ impl OrderPlaced {
             order_id: OrderId::parse(required_str(&obj, "order_id")?)?,
             item: Item::parse(required_str(&obj, "item")?)?,
             qty: Qty::parse(required_int(&obj, "qty")?)?,
-            student_id: optional_str(&obj, "student_id")?.map(StudentId::parse).transpose()?,
+            student_id: optional_str(&obj, "student_id")?
+                .map(StudentId::parse)
+                .transpose()?,
         })
     }
 }
@@ -167,7 +183,11 @@ impl OrderCancelled {
         let obj = json_object(body)?;
         Ok(Self {
             order_id: OrderId::parse(required_str(&obj, "order_id")?)?,
-            reason: optional_str(&obj, "reason")?.unwrap_or("cancelled").chars().take(500).collect(),
+            reason: optional_str(&obj, "reason")?
+                .unwrap_or("cancelled")
+                .chars()
+                .take(500)
+                .collect(),
         })
     }
 }
@@ -183,9 +203,9 @@ impl InventoryOutcome {
 
     pub fn order_id(&self) -> &OrderId {
         match self {
-            Self::Reserved { order_id, .. } | Self::Failed { order_id, .. } | Self::Released { order_id, .. } => {
-                order_id
-            }
+            Self::Reserved { order_id, .. }
+            | Self::Failed { order_id, .. }
+            | Self::Released { order_id, .. } => order_id,
         }
     }
 
@@ -200,15 +220,32 @@ impl InventoryOutcome {
 
     pub fn to_body(&self) -> Vec<u8> {
         let value = match self {
-            Self::Reserved { order_id, item, qty, student_id, remaining } => json!({
+            Self::Reserved {
+                order_id,
+                item,
+                qty,
+                student_id,
+                remaining,
+            } => json!({
                 "order_id": order_id, "item": item, "qty": qty, "student_id": student_id,
                 "remaining": remaining, "status": "RESERVED",
             }),
-            Self::Failed { order_id, item, qty, student_id, code, reason } => json!({
+            Self::Failed {
+                order_id,
+                item,
+                qty,
+                student_id,
+                code,
+                reason,
+            } => json!({
                 "order_id": order_id, "item": item, "qty": qty, "student_id": student_id,
                 "status": "FAILED", "reason": reason, "code": code.as_str(),
             }),
-            Self::Released { order_id, item, qty } => json!({
+            Self::Released {
+                order_id,
+                item,
+                qty,
+            } => json!({
                 "order_id": order_id, "item": item, "qty": qty, "status": "RELEASED",
             }),
         };
@@ -220,7 +257,9 @@ impl InventoryOutcome {
         let obj = json_object(body)?;
         let order_id = OrderId::parse(required_str(&obj, "order_id")?)?;
         let student_id = || -> Result<Option<StudentId>, Poison> {
-            Ok(optional_str(&obj, "student_id")?.map(StudentId::parse).transpose()?)
+            Ok(optional_str(&obj, "student_id")?
+                .map(StudentId::parse)
+                .transpose()?)
         };
         Ok(match kind {
             EventType::InventoryReserved => Self::Reserved {
@@ -231,7 +270,9 @@ impl InventoryOutcome {
                 remaining: optional_int(&obj, "remaining")?.unwrap_or(0),
             },
             EventType::InventoryFailed => {
-                let reason = optional_str(&obj, "reason")?.unwrap_or("no reason given").to_owned();
+                let reason = optional_str(&obj, "reason")?
+                    .unwrap_or("no reason given")
+                    .to_owned();
                 let code = optional_str(&obj, "code")?
                     .and_then(FailureCode::parse)
                     .unwrap_or(FailureCode::InsufficientStock);
@@ -247,9 +288,16 @@ impl InventoryOutcome {
             EventType::InventoryReleased => Self::Released {
                 order_id,
                 item: optional_str(&obj, "item")?.map(Item::parse).transpose()?,
-                qty: optional_int(&obj, "qty")?.unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
+                qty: optional_int(&obj, "qty")?
+                    .unwrap_or(0)
+                    .clamp(0, u32::MAX as i64) as u32,
             },
-            other => return Err(Poison(format!("{} is not an inventory outcome", other.name()))),
+            other => {
+                return Err(Poison(format!(
+                    "{} is not an inventory outcome",
+                    other.name()
+                )));
+            }
         })
     }
 }
@@ -300,7 +348,8 @@ pub struct IncomingMeta {
 
 impl IncomingMeta {
     pub fn of(props: &BasicProperties) -> Self {
-        let text = |v: &Option<lapin::types::ShortString>| v.as_ref().map(|s| s.as_str().to_owned());
+        let text =
+            |v: &Option<lapin::types::ShortString>| v.as_ref().map(|s| s.as_str().to_owned());
         Self {
             event_id: text(props.message_id()),
             correlation_id: text(props.correlation_id()),
@@ -333,44 +382,59 @@ pub fn unix_now_millis() -> u64 {
         .unwrap_or(0)
 }
 
-// --- tolerant field readers with reasons a person can act on ---------------------------------
+// --- tolerant field readers with reasons a person can act on (also used for HTTP bodies) ----
 
-fn json_object(body: &[u8]) -> Result<Map<String, Value>, Poison> {
+pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, Poison> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(Poison(format!("body is JSON but not an object (got {})", kind_of(&other)))),
+        Ok(other) => Err(Poison(format!(
+            "body is JSON but not an object (got {})",
+            kind_of(&other)
+        ))),
         Err(e) => Err(Poison(format!("body is not valid JSON: {e}"))),
     }
 }
 
-fn required_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a str, Poison> {
+pub fn required_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a str, Poison> {
     match obj.get(field) {
         None | Some(Value::Null) => Err(Poison(format!("missing required field {field}"))),
         Some(Value::String(s)) => Ok(s),
-        Some(other) => Err(Poison(format!("{field} must be a string, got {}", kind_of(other)))),
+        Some(other) => Err(Poison(format!(
+            "{field} must be a string, got {}",
+            kind_of(other)
+        ))),
     }
 }
 
-fn optional_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, Poison> {
+pub fn optional_str<'a>(
+    obj: &'a Map<String, Value>,
+    field: &str,
+) -> Result<Option<&'a str>, Poison> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(Poison(format!("{field} must be a string, got {}", kind_of(other)))),
+        Some(other) => Err(Poison(format!(
+            "{field} must be a string, got {}",
+            kind_of(other)
+        ))),
     }
 }
 
-fn required_int(obj: &Map<String, Value>, field: &str) -> Result<i64, Poison> {
+pub fn required_int(obj: &Map<String, Value>, field: &str) -> Result<i64, Poison> {
     optional_int(obj, field)?.ok_or_else(|| Poison(format!("missing required field {field}")))
 }
 
-fn optional_int(obj: &Map<String, Value>, field: &str) -> Result<Option<i64>, Poison> {
+pub fn optional_int(obj: &Map<String, Value>, field: &str) -> Result<Option<i64>, Poison> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n
             .as_i64()
             .map(Some)
             .ok_or_else(|| Poison(format!("{field} must be an integer, got {n}"))),
-        Some(other) => Err(Poison(format!("{field} must be an integer, got {}", kind_of(other)))),
+        Some(other) => Err(Poison(format!(
+            "{field} must be an integer, got {}",
+            kind_of(other)
+        ))),
     }
 }
 
@@ -395,7 +459,9 @@ mod tests {
 
     #[test]
     fn reads_the_labs_bare_body() {
-        let o = placed(r#"{"order_id":"x","item":"burger","qty":5,"student_id":"s1","extra":true}"#).unwrap();
+        let o =
+            placed(r#"{"order_id":"x","item":"burger","qty":5,"student_id":"s1","extra":true}"#)
+                .unwrap();
         assert_eq!(o.order_id.as_str(), "x");
         assert_eq!(o.qty.get(), 5);
         assert_eq!(o.student_id.unwrap().as_str(), "s1");
@@ -404,15 +470,24 @@ mod tests {
     #[test]
     fn poison_reasons_are_readable() {
         let reason = |b: &str| placed(b).unwrap_err().0;
-        assert_eq!(reason(r#"{"order_id":"x","item":"burger"}"#), "missing required field qty");
-        assert_eq!(reason(r#"{"order_id":"x","item":"burger","qty":0}"#), "qty must be at least 1, got 0");
+        assert_eq!(
+            reason(r#"{"order_id":"x","item":"burger"}"#),
+            "missing required field qty"
+        );
+        assert_eq!(
+            reason(r#"{"order_id":"x","item":"burger","qty":0}"#),
+            "qty must be at least 1, got 0"
+        );
         assert_eq!(
             reason(r#"{"order_id":"x","item":"burger","qty":"two"}"#),
             "qty must be an integer, got string \"two\""
         );
         assert!(reason("not json at all").starts_with("body is not valid JSON"));
         assert!(reason("[1,2]").contains("not an object"));
-        assert!(reason(r#"{"order_id":5,"item":"burger","qty":1}"#).contains("order_id must be a string"));
+        assert!(
+            reason(r#"{"order_id":5,"item":"burger","qty":1}"#)
+                .contains("order_id must be a string")
+        );
         assert!(reason(r#"{"order_id":"x","item":"burger","qty":2.5}"#).contains("integer"));
     }
 

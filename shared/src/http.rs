@@ -24,7 +24,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), details: None }
+        Self {
+            status,
+            message: message.into(),
+            details: None,
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
@@ -46,7 +50,9 @@ impl warp::reject::Reject for ApiError {}
 impl Reply for ApiError {
     fn into_response(self) -> Response {
         let mut body = json!({ "error": self.message });
-        if let (Some(serde_json::Value::Object(extra)), Some(obj)) = (self.details, body.as_object_mut()) {
+        if let (Some(serde_json::Value::Object(extra)), Some(obj)) =
+            (self.details, body.as_object_mut())
+        {
             obj.extend(extra);
         }
         warp::reply::with_status(warp::reply::json(&body), self.status).into_response()
@@ -56,26 +62,40 @@ impl Reply for ApiError {
 /// Turn every rejection into a JSON error, so no client ever sees warp's plain-text defaults.
 pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     let error = if let Some(api) = rejection.find::<ApiError>() {
-        ApiError { status: api.status, message: api.message.clone(), details: api.details.clone() }
+        ApiError {
+            status: api.status,
+            message: api.message.clone(),
+            details: api.details.clone(),
+        }
     } else if rejection.is_not_found() {
         ApiError::not_found("no such route")
     } else if let Some(e) = rejection.find::<warp::filters::body::BodyDeserializeError>() {
         ApiError::bad_request(format!("invalid JSON body: {e}"))
     } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
-    } else if rejection.find::<warp::reject::UnsupportedMediaType>().is_some() {
-        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the body as application/json")
+    } else if rejection
+        .find::<warp::reject::UnsupportedMediaType>()
+        .is_some()
+    {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the body as application/json",
+        )
     } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
         ApiError::new(StatusCode::LENGTH_REQUIRED, "a Content-Length is required")
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed on this route",
+        )
     } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
         ApiError::bad_request("invalid query string")
     } else {
         tracing::warn!(?rejection, "unhandled rejection");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
     };
-    metrics::counter!("saga_http_errors_total", "status" => error.status.as_u16().to_string()).increment(1);
+    metrics::counter!("saga_http_errors_total", "status" => error.status.as_u16().to_string())
+        .increment(1);
     Ok(error.into_response())
 }
 
@@ -90,7 +110,10 @@ impl Readiness {
     async fn report(&self) -> (bool, serde_json::Value) {
         let broker = self.brokers.iter().all(|b| b.is_up());
         let redis = crate::store::ping(&self.redis).await.is_ok();
-        (broker && redis, json!({ "broker": up_down(broker), "redis": up_down(redis) }))
+        (
+            broker && redis,
+            json!({ "broker": up_down(broker), "redis": up_down(redis) }),
+        )
     }
 }
 
@@ -104,20 +127,29 @@ pub fn ops_routes(
     readiness: Readiness,
     metrics: PrometheusHandle,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let health = warp::path!("health")
-        .and(warp::get())
-        .map(move || warp::reply::json(&json!({ "status": "ok", "service": service })).into_response());
+    let health = warp::path!("health").and(warp::get()).map(move || {
+        warp::reply::json(&json!({ "status": "ok", "service": service })).into_response()
+    });
     let ready = warp::path!("ready").and(warp::get()).then(move || {
         let readiness = readiness.clone();
         async move {
             let (ok, checks) = readiness.report().await;
-            let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let status = if ok {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
             let body = json!({ "ready": ok, "service": service, "checks": checks });
             warp::reply::with_status(warp::reply::json(&body), status).into_response()
         }
     });
     let metrics = warp::path!("metrics").and(warp::get()).map(move || {
-        warp::reply::with_header(metrics.render(), "content-type", "text/plain; version=0.0.4").into_response()
+        warp::reply::with_header(
+            metrics.render(),
+            "content-type",
+            "text/plain; version=0.0.4",
+        )
+        .into_response()
     });
     health.or(ready).unify().or(metrics).unify()
 }

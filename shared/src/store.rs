@@ -30,7 +30,11 @@ pub fn connect(url: &str) -> anyhow::Result<ConnectionManager> {
 
 /// Wait until Redis answers PING, retrying with capped backoff and a few log lines.
 /// Returns `false` if shutdown came first.
-pub async fn wait_until_reachable(redis: &ConnectionManager, url: &str, shutdown: &CancellationToken) -> bool {
+pub async fn wait_until_reachable(
+    redis: &ConnectionManager,
+    url: &str,
+    shutdown: &CancellationToken,
+) -> bool {
     let mut backoff = Backoff::for_outages();
     loop {
         match ping(redis).await {
@@ -59,9 +63,12 @@ pub async fn wait_until_reachable(redis: &ConnectionManager, url: &str, shutdown
 /// Redis did not answer PONG within a second.
 pub async fn ping(redis: &ConnectionManager) -> anyhow::Result<()> {
     let mut conn = redis.clone();
-    let reply: String = tokio::time::timeout(Duration::from_secs(1), redis::cmd("PING").query_async(&mut conn))
-        .await
-        .map_err(|_| anyhow::anyhow!("no answer within 1 s"))??;
+    let reply: String = tokio::time::timeout(
+        Duration::from_secs(1),
+        redis::cmd("PING").query_async(&mut conn),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("no answer within 1 s"))??;
     anyhow::ensure!(reply == "PONG", "unexpected PING reply {reply:?}");
     Ok(())
 }
@@ -74,7 +81,9 @@ pub struct Keys {
 
 impl Keys {
     pub fn new(prefix: &str) -> Self {
-        Self { prefix: prefix.to_owned() }
+        Self {
+            prefix: prefix.to_owned(),
+        }
     }
 
     pub fn prefix(&self) -> &str {
@@ -93,6 +102,10 @@ impl Keys {
     /// Sorted set of order ids by creation time (ms), for listing.
     pub fn orders(&self) -> String {
         format!("{}:orders", self.prefix)
+    }
+    /// Prefix of the per-status sorted sets (`...:orders:status:CONFIRMED`), for filtering.
+    pub fn orders_by_status_prefix(&self) -> String {
+        format!("{}:orders:status:", self.prefix)
     }
     /// Stream: events written with their order, waiting to be published (the outbox).
     pub fn outbox(&self) -> String {

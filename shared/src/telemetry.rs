@@ -34,7 +34,9 @@ pub fn init_logging(format: LogFormat) {
 /// renders `/metrics`.
 pub fn init_metrics() -> PrometheusHandle {
     let recorder = PrometheusBuilder::new()
-        .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+        .set_buckets(&[
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ])
         .map(|b| b.build_recorder())
         .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
     let handle = recorder.handle();

@@ -45,15 +45,30 @@ impl Default for Topology {
 impl Topology {
     /// Every queue of the topology, in the order a person would read them.
     pub fn queues(&self) -> [&str; 4] {
-        [&self.inventory_queue, &self.order_status_queue, &self.notification_queue, &self.dlq_queue]
+        [
+            &self.inventory_queue,
+            &self.order_status_queue,
+            &self.notification_queue,
+            &self.dlq_queue,
+        ]
     }
 
     /// `(queue, routing key)` pairs bound on the exchange.
     pub fn bindings(&self) -> Vec<(&str, &'static str)> {
-        let outcomes = [EventType::InventoryReserved, EventType::InventoryFailed, EventType::InventoryReleased];
+        let outcomes = [
+            EventType::InventoryReserved,
+            EventType::InventoryFailed,
+            EventType::InventoryReleased,
+        ];
         let mut bindings = vec![
-            (self.inventory_queue.as_str(), EventType::OrderPlaced.routing_key()),
-            (self.inventory_queue.as_str(), EventType::OrderCancelled.routing_key()),
+            (
+                self.inventory_queue.as_str(),
+                EventType::OrderPlaced.routing_key(),
+            ),
+            (
+                self.inventory_queue.as_str(),
+                EventType::OrderCancelled.routing_key(),
+            ),
         ];
         for queue in [&self.order_status_queue, &self.notification_queue] {
             bindings.extend(outcomes.iter().map(|t| (queue.as_str(), t.routing_key())));
@@ -70,13 +85,20 @@ impl Topology {
             .exchange_declare(
                 self.exchange.as_str().into(),
                 ExchangeKind::Topic,
-                ExchangeDeclareOptions { durable: true, ..Default::default() },
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
                 FieldTable::default(),
             )
             .await?;
         for queue in self.queues() {
             channel
-                .queue_declare(queue.into(), QueueDeclareOptions::durable(), FieldTable::default())
+                .queue_declare(
+                    queue.into(),
+                    QueueDeclareOptions::durable(),
+                    FieldTable::default(),
+                )
                 .await?;
         }
         for (queue, key) in self.bindings() {

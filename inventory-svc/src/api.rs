@@ -1,0 +1,67 @@
+//! inventory-svc's HTTP: operations endpoints plus a view and a knob on the stock.
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+use shared::http::{ApiError, Readiness, ops_routes, recover};
+use shared::ids::Item;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+use crate::stock::Ledger;
+
+pub fn routes(
+    ledger: Ledger,
+    readiness: Readiness,
+    metrics: PrometheusHandle,
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
+    let with_ledger = warp::any().map(move || ledger.clone());
+    let show = warp::path!("stock")
+        .and(warp::get())
+        .and(with_ledger.clone())
+        .then(show_stock);
+    let set = warp::path!("stock" / String)
+        .and(warp::put())
+        .and(warp::body::content_length_limit(4096))
+        .and(warp::body::bytes())
+        .and(with_ledger)
+        .then(set_stock);
+    ops_routes("inventory-svc", readiness, metrics)
+        .or(show
+            .or(set)
+            .unify()
+            .map(|r: Result<Response, ApiError>| r.unwrap_or_else(Reply::into_response)))
+        .unify()
+        .recover(recover)
+        .unify()
+}
+
+/// `GET /stock`: every item's available, initial, reserved and released units.
+async fn show_stock(ledger: Ledger) -> Result<Response, ApiError> {
+    let levels = ledger
+        .levels()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("Redis unavailable: {e}")))?;
+    Ok(warp::reply::json(&json!({ "stock": levels })).into_response())
+}
+
+/// `PUT /stock/{item}` with `{"available": N}`.
+async fn set_stock(item: String, body: bytes::Bytes, ledger: Ledger) -> Result<Response, ApiError> {
+    let item = Item::parse(&item).map_err(|e| ApiError::bad_request(e.0))?;
+    let obj = shared::events::json_object(&body).map_err(|e| ApiError::bad_request(e.0))?;
+    let available =
+        shared::events::required_int(&obj, "available").map_err(|e| ApiError::bad_request(e.0))?;
+    let available = u32::try_from(available).map_err(|_| {
+        ApiError::bad_request(format!(
+            "available must be 0..={}, got {available}",
+            u32::MAX
+        ))
+    })?;
+    let previous = ledger
+        .set_available(&item, available)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("Redis unavailable: {e}")))?;
+    tracing::info!(%item, previous, available, "stock set by hand");
+    let body = json!({ "item": item, "available": available, "previous": previous });
+    Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::OK).into_response())
+}

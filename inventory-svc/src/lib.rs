@@ -1,0 +1,141 @@
+//! inventory-svc: consumes `inventory_queue`, reserves or releases stock, announces the outcome.
+//!
+//! - [`stock`]: the Redis ledger (atomic Lua reserve / release, seeding, manual set).
+//! - [`handler`]: one delivery → parse (poison to the DLQ) → decide → confirmed publish.
+//! - [`api`]: `/health`, `/ready`, `/metrics`, and `GET /stock`, `PUT /stock/{item}`.
+//!
+//! [`App::build`] binds the HTTP port and returns the real address (tests ask for port 0);
+//! [`App::run`] works until the shutdown token is cancelled, then drains in-flight deliveries.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod handler;
+pub mod stock;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use shared::amqp::{BrokerStatus, ConsumerSettings, run_consumer};
+use shared::config::Common;
+use shared::http::Readiness;
+use shared::store::Keys;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::handler::{InventoryHandler, SERVICE};
+use crate::stock::{Ledger, StockList, parse_stock_list};
+
+/// inventory-svc: reserves stock for placed orders and releases it for cancelled ones.
+#[derive(Parser, Debug, Clone)]
+#[command(version, about)]
+pub struct Config {
+    #[command(flatten)]
+    pub common: Common,
+
+    /// Address for /health, /ready, /metrics and /stock.
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:5002")]
+    pub http_addr: SocketAddr,
+
+    /// Starting stock, applied only to items that have none yet (restarts keep stock).
+    #[arg(long, env = "INITIAL_STOCK", default_value = "burger=100,pizza=50,sushi=30,salad=200",
+          value_parser = parse_stock_list)]
+    pub initial_stock: StockList,
+}
+
+pub struct App {
+    config: Config,
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+}
+
+impl App {
+    /// Bind the HTTP port. Nothing else is contacted yet: the broker and Redis may be down.
+    ///
+    /// # Errors
+    /// The HTTP address cannot be bound.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let (listener, addr) = shared::http::bind(config.http_addr).await?;
+        Ok(Self {
+            config,
+            listener,
+            addr,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serve and consume until `shutdown`; then stop taking work, finish in-flight, close.
+    ///
+    /// # Errors
+    /// Only set-up errors that no retry can fix.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let common = &self.config.common;
+        let redis = shared::store::connect(&common.redis_url)?;
+        let ledger = Ledger::new(redis.clone(), Keys::new(&common.redis_prefix));
+        let broker = Arc::new(BrokerStatus::default());
+        let metrics = shared::telemetry::init_metrics();
+
+        let readiness = Readiness {
+            brokers: vec![broker.clone()],
+            redis: redis.clone(),
+        };
+        let routes = api::routes(ledger.clone(), readiness, metrics);
+        let http = tokio::spawn(shared::http::serve(self.listener, routes, shutdown.clone()));
+        info!(addr = %self.addr, "inventory-svc HTTP ready");
+
+        // Seed before consuming, so the first order never meets an empty stock table.
+        if !seed_when_reachable(&ledger, &self.config, &shutdown).await {
+            let _ = http.await;
+            return Ok(());
+        }
+
+        let settings = ConsumerSettings {
+            service: SERVICE.into(),
+            url: common.rabbitmq_url.clone(),
+            queue: common.topology.inventory_queue.clone(),
+            prefetch: common.prefetch,
+            topology: common.topology.clone(),
+            grace: Duration::from_secs(common.shutdown_grace_secs),
+        };
+        let handler = Arc::new(InventoryHandler {
+            ledger,
+            exchange: common.topology.exchange.clone(),
+        });
+        run_consumer(settings, handler, broker, shutdown.clone()).await;
+        let _ = http.await;
+        info!("inventory-svc stopped");
+        Ok(())
+    }
+}
+
+async fn seed_when_reachable(
+    ledger: &Ledger,
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut backoff = shared::backoff::Backoff::for_outages();
+    loop {
+        if !shared::store::wait_until_reachable(ledger.redis(), &config.common.redis_url, shutdown)
+            .await
+        {
+            return false;
+        }
+        match ledger.seed(&config.initial_stock.0).await {
+            Ok(added) => {
+                info!(items_added = added, "stock seeded (existing items kept)");
+                return true;
+            }
+            Err(e) => {
+                warn!(cause = %e, "could not seed stock yet");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return false,
+                    _ = backoff.wait() => {}
+                }
+            }
+        }
+    }
+}

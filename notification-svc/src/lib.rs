@@ -1,0 +1,114 @@
+//! notification-svc: tells students what happened to their orders, exactly once per outcome.
+//!
+//! - [`handler`]: claim in Redis → deliver to the sink → record as sent → ack.
+//! - [`sink`]: log line (default), JSON-lines file, or webhook.
+//!
+//! [`App::build`] binds `/health`, `/ready`, `/metrics`; [`App::run`] consumes until shutdown.
+#![forbid(unsafe_code)]
+
+pub mod handler;
+pub mod sink;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use shared::amqp::{BrokerStatus, ConsumerSettings, run_consumer};
+use shared::config::Common;
+use shared::http::{Readiness, ops_routes, recover};
+use shared::store::Keys;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+use warp::Filter;
+
+use crate::handler::NotifyHandler;
+use crate::sink::{Sink, SinkSpec};
+
+pub const SERVICE: &str = "notification-svc";
+
+/// notification-svc: one notification per (order, outcome).
+#[derive(Parser, Debug, Clone)]
+#[command(version, about)]
+pub struct Config {
+    #[command(flatten)]
+    pub common: Common,
+
+    /// Address for /health, /ready and /metrics.
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:5003")]
+    pub http_addr: SocketAddr,
+
+    /// Where notifications go: log, file:PATH (JSON lines) or webhook:URL.
+    #[arg(long, env = "NOTIFY_SINK", default_value = "log")]
+    pub sink: SinkSpec,
+
+    /// Milliseconds after which a claim by a sender that died may be taken over.
+    #[arg(long, env = "CLAIM_LEASE_MS", default_value_t = 10_000)]
+    pub claim_lease_ms: u64,
+}
+
+pub struct App {
+    config: Config,
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+}
+
+impl App {
+    /// Bind the HTTP port. Nothing else is contacted yet.
+    ///
+    /// # Errors
+    /// The HTTP address cannot be bound.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let (listener, addr) = shared::http::bind(config.http_addr).await?;
+        Ok(Self {
+            config,
+            listener,
+            addr,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Consume until `shutdown`, then finish in-flight notifications and close.
+    ///
+    /// # Errors
+    /// Only set-up errors that no retry can fix.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let common = &self.config.common;
+        let redis = shared::store::connect(&common.redis_url)?;
+        let broker = Arc::new(BrokerStatus::default());
+        let metrics = shared::telemetry::init_metrics();
+        let readiness = Readiness {
+            brokers: vec![broker.clone()],
+            redis: redis.clone(),
+        };
+        let routes = ops_routes(SERVICE, readiness, metrics)
+            .recover(recover)
+            .unify();
+        let http = tokio::spawn(shared::http::serve(self.listener, routes, shutdown.clone()));
+        info!(addr = %self.addr, sink = ?self.config.sink, "notification-svc HTTP ready");
+
+        let handler = NotifyHandler {
+            redis,
+            keys: Keys::new(&common.redis_prefix),
+            sink: Sink::new(&self.config.sink),
+            claim: redis::Script::new(include_str!("lua/claim.lua")),
+            instance: uuid::Uuid::new_v4().to_string(),
+            lease_ms: self.config.claim_lease_ms,
+        };
+        let settings = ConsumerSettings {
+            service: SERVICE.into(),
+            url: common.rabbitmq_url.clone(),
+            queue: common.topology.notification_queue.clone(),
+            prefetch: common.prefetch,
+            topology: common.topology.clone(),
+            grace: Duration::from_secs(common.shutdown_grace_secs),
+        };
+        run_consumer(settings, Arc::new(handler), broker, shutdown.clone()).await;
+        shared::amqp::log_task_end("http", http.await);
+        info!("notification-svc stopped");
+        Ok(())
+    }
+}

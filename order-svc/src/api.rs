@@ -1,0 +1,245 @@
+//! order-svc's HTTP API. Every answer is JSON, errors included (`{"error": ...}` + 4xx/5xx).
+//!
+//! | route | does |
+//! |---|---|
+//! | `POST /order` | `{"item","qty","student_id"}` → 201 `{"order_id","status":"PLACED"}` |
+//! | `GET /order/{id}` | the order with its status, reason and history |
+//! | `GET /orders?status=&limit=&offset=` | newest first, filtered and paged |
+//! | `POST /order/{id}/cancel` | `{"reason"}` optional → 202, or 409 if it is too late |
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+use shared::events::{json_object, optional_str, required_int, required_str};
+use shared::http::{ApiError, Readiness, count_request, ops_routes, recover};
+use shared::ids::{Item, OrderId, Qty, StudentId};
+use tracing::info;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+use crate::orders::{Cancelled, NewOrder, OrderStore};
+
+/// Largest request body we read; anything bigger is a 413.
+pub const MAX_BODY: u64 = 16 * 1024;
+const MAX_PAGE: usize = 1000;
+
+pub fn routes(
+    store: OrderStore,
+    readiness: Readiness,
+    metrics: PrometheusHandle,
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
+    let with_store = warp::any().map(move || store.clone());
+    let correlation = warp::header::optional::<String>("x-correlation-id");
+
+    let place = warp::path!("order")
+        .and(warp::post())
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::body::content_length_limit(MAX_BODY))
+        .and(warp::body::bytes())
+        .and(correlation)
+        .and(with_store.clone())
+        .then(|ct, body, corr, store| answer("POST /order", place_order(ct, body, corr, store)));
+    let get = warp::path!("order" / String)
+        .and(warp::get())
+        .and(with_store.clone())
+        .then(|id, store| answer("GET /order/{id}", get_order(id, store)));
+    let list = warp::path!("orders")
+        .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with_store.clone())
+        .then(|q, store| answer("GET /orders", list_orders(q, store)));
+    let cancel = warp::path!("order" / String / "cancel")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(MAX_BODY))
+        .and(warp::body::bytes())
+        .and(correlation)
+        .and(with_store)
+        .then(|id, body, corr, store| {
+            answer(
+                "POST /order/{id}/cancel",
+                cancel_order(id, body, corr, store),
+            )
+        });
+
+    ops_routes("order-svc", readiness, metrics)
+        .or(place)
+        .unify()
+        .or(get)
+        .unify()
+        .or(list)
+        .unify()
+        .or(cancel)
+        .unify()
+        .recover(recover)
+        .unify()
+}
+
+/// Count the request and turn an `ApiError` into its JSON response.
+async fn answer(
+    route: &'static str,
+    work: impl Future<Output = Result<Response, ApiError>>,
+) -> Response {
+    let response = work.await.unwrap_or_else(Reply::into_response);
+    count_request(route, response.status());
+    response
+}
+
+fn store_down(e: redis::RedisError) -> ApiError {
+    ApiError::unavailable("order store (Redis) unavailable; try again shortly")
+        .with_details(json!({ "cause": e.to_string() }))
+}
+
+async fn place_order(
+    content_type: Option<String>,
+    body: Bytes,
+    correlation_id: Option<String>,
+    store: OrderStore,
+) -> Result<Response, ApiError> {
+    if let Some(ct) = content_type.filter(|ct| !ct.to_ascii_lowercase().contains("json")) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("send application/json, not {ct}"),
+        ));
+    }
+    let new = parse_new_order(&body)?;
+    let correlation_id = correlation_id
+        .map(|c| OrderId::parse(&c).map(|c| c.to_string()))
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("X-Correlation-Id: {}", e.0)))?;
+    let order = store.place(new, correlation_id).await.map_err(store_down)?;
+    info!(order_id = %order.order_id, item = %order.item, qty = order.qty,
+          student_id = order.student_id.as_deref().unwrap_or("-"), correlation_id = %order.correlation_id, "order placed");
+    let body = json!({ "order_id": order.order_id, "status": order.status });
+    let reply = warp::reply::with_status(warp::reply::json(&body), StatusCode::CREATED);
+    Ok(
+        warp::reply::with_header(reply, "location", format!("/order/{}", order.order_id))
+            .into_response(),
+    )
+}
+
+/// Parse `{"item","qty","student_id"}` with a reason a person can act on.
+fn parse_new_order(body: &[u8]) -> Result<NewOrder, ApiError> {
+    let bad = |e: shared::events::Poison| ApiError::bad_request(e.0);
+    let obj = json_object(body).map_err(bad)?;
+    let item = Item::parse(required_str(&obj, "item").map_err(bad)?)
+        .map_err(|e| ApiError::bad_request(e.0))?;
+    let qty = Qty::parse(required_int(&obj, "qty").map_err(bad)?)
+        .map_err(|e| ApiError::bad_request(e.0))?;
+    let student_id = optional_str(&obj, "student_id")
+        .map_err(bad)?
+        .map(StudentId::parse)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.0))?;
+    Ok(NewOrder {
+        item,
+        qty,
+        student_id,
+    })
+}
+
+fn parse_order_id(raw: &str) -> Result<OrderId, ApiError> {
+    OrderId::parse(raw).map_err(|e| ApiError::bad_request(format!("invalid order id: {}", e.0)))
+}
+
+async fn get_order(id: String, store: OrderStore) -> Result<Response, ApiError> {
+    let order_id = parse_order_id(&id)?;
+    let Some((order, history)) = store.get(&order_id).await.map_err(store_down)? else {
+        return Err(ApiError::not_found(format!("no order {order_id}"))
+            .with_details(json!({ "order_id": order_id })));
+    };
+    let mut body = serde_json::to_value(&order).unwrap_or_default();
+    body["history"] = json!(history);
+    Ok(warp::reply::json(&body).into_response())
+}
+
+async fn list_orders(
+    query: HashMap<String, String>,
+    store: OrderStore,
+) -> Result<Response, ApiError> {
+    let number = |key: &str, default: usize| -> Result<usize, ApiError> {
+        query.get(key).map_or(Ok(default), |v| {
+            v.parse().map_err(|_| {
+                ApiError::bad_request(format!("{key} must be a non-negative integer, got {v:?}"))
+            })
+        })
+    };
+    let limit = number("limit", 100)?.min(MAX_PAGE);
+    let offset = number("offset", 0)?;
+    let status = match query.get("status").map(|s| s.to_ascii_uppercase()) {
+        Some(s)
+            if ["PLACED", "CONFIRMED", "FAILED", "CANCELLING", "CANCELLED"]
+                .contains(&s.as_str()) =>
+        {
+            Some(s)
+        }
+        Some(s) => return Err(ApiError::bad_request(format!("unknown status {s:?}"))),
+        None => None,
+    };
+    let (orders, total) = store
+        .list(status.as_deref(), offset, limit)
+        .await
+        .map_err(store_down)?;
+    let body = json!({ "orders": orders, "count": orders.len(), "total": total, "offset": offset, "limit": limit });
+    Ok(warp::reply::json(&body).into_response())
+}
+
+async fn cancel_order(
+    id: String,
+    body: Bytes,
+    correlation_id: Option<String>,
+    store: OrderStore,
+) -> Result<Response, ApiError> {
+    let order_id = parse_order_id(&id)?;
+    let reason = if body.iter().all(u8::is_ascii_whitespace) {
+        "cancelled by request".to_owned()
+    } else {
+        let obj = json_object(&body).map_err(|e| ApiError::bad_request(e.0))?;
+        let reason = optional_str(&obj, "reason").map_err(|e| ApiError::bad_request(e.0))?;
+        reason
+            .unwrap_or("cancelled by request")
+            .chars()
+            .take(500)
+            .collect()
+    };
+    match store
+        .cancel(&order_id, &reason, correlation_id)
+        .await
+        .map_err(store_down)?
+    {
+        Cancelled::Started => {
+            info!(order_id = %order_id, %reason, "order cancelling: stock will be released");
+            let body = json!({ "order_id": order_id, "status": "CANCELLING" });
+            Ok(
+                warp::reply::with_status(warp::reply::json(&body), StatusCode::ACCEPTED)
+                    .into_response(),
+            )
+        }
+        Cancelled::NotCancellable(status) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("order {order_id} is {status} and cannot be cancelled"),
+        )
+        .with_details(json!({ "order_id": order_id, "status": status }))),
+        Cancelled::UnknownOrder => Err(ApiError::not_found(format!("no order {order_id}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_order_errors_are_readable() {
+        let err = |b: &str| parse_new_order(b.as_bytes()).unwrap_err().message;
+        assert_eq!(err(r#"{"item":"burger"}"#), "missing required field qty");
+        assert_eq!(
+            err(r#"{"item":"burger","qty":"two"}"#),
+            "qty must be an integer, got string \"two\""
+        );
+        assert!(err(r#"{"item":"burger","qty":0}"#).contains("at least 1"));
+        assert!(err("{nope").starts_with("body is not valid JSON"));
+        assert!(parse_new_order(br#"{"item":"burger","qty":2,"student_id":"s1"}"#).is_ok());
+    }
+}

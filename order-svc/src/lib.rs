@@ -1,0 +1,117 @@
+//! order-svc: takes orders over HTTP and follows them to their final status.
+//!
+//! - [`orders`]: orders in Redis with a transactional outbox; guarded status transitions (Lua).
+//! - [`api`]: the HTTP API (warp), JSON everywhere, errors included.
+//! - [`relay`]: publishes the outbox with confirms, deleting an entry only once confirmed.
+//! - [`status`]: consumes `order_status_queue` and applies inventory outcomes to orders.
+//!
+//! [`App::build`] binds the HTTP port and returns the real address (tests ask for port 0);
+//! [`App::run`] works until the shutdown token is cancelled, then drains and closes.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod orders;
+pub mod relay;
+pub mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use shared::amqp::{BrokerStatus, ConsumerSettings, run_consumer};
+use shared::config::Common;
+use shared::http::Readiness;
+use shared::store::Keys;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::orders::{OrderStore, SERVICE};
+use crate::relay::Relay;
+use crate::status::StatusHandler;
+
+/// order-svc: the HTTP front door of the saga.
+#[derive(Parser, Debug, Clone)]
+#[command(version, about)]
+pub struct Config {
+    #[command(flatten)]
+    pub common: Common,
+
+    /// Address of the HTTP API.
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:5001")]
+    pub http_addr: SocketAddr,
+}
+
+pub struct App {
+    config: Config,
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+}
+
+impl App {
+    /// Bind the HTTP port. Nothing else is contacted yet: the broker and Redis may be down.
+    ///
+    /// # Errors
+    /// The HTTP address cannot be bound.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let (listener, addr) = shared::http::bind(config.http_addr).await?;
+        Ok(Self {
+            config,
+            listener,
+            addr,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serve, relay and consume until `shutdown`; then finish in-flight work and close.
+    ///
+    /// # Errors
+    /// Only set-up errors that no retry can fix.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let common = &self.config.common;
+        let redis = shared::store::connect(&common.redis_url)?;
+        let store = OrderStore::new(redis.clone(), Keys::new(&common.redis_prefix));
+        let relay_status = Arc::new(BrokerStatus::default());
+        let consumer_status = Arc::new(BrokerStatus::default());
+        let metrics = shared::telemetry::init_metrics();
+
+        let readiness = Readiness {
+            brokers: vec![relay_status.clone(), consumer_status.clone()],
+            redis,
+        };
+        let routes = api::routes(store.clone(), readiness, metrics);
+        let http = tokio::spawn(shared::http::serve(self.listener, routes, shutdown.clone()));
+        info!(addr = %self.addr, "order-svc HTTP ready: POST /order, GET /order/{{id}}, GET /orders");
+
+        let relay = Relay {
+            store: store.clone(),
+            url: common.rabbitmq_url.clone(),
+            exchange: common.topology.exchange.clone(),
+            status: relay_status,
+        };
+        let relay = tokio::spawn(relay.run(shutdown.clone()));
+
+        let settings = ConsumerSettings {
+            service: SERVICE.into(),
+            url: common.rabbitmq_url.clone(),
+            queue: common.topology.order_status_queue.clone(),
+            prefetch: common.prefetch,
+            topology: common.topology.clone(),
+            grace: Duration::from_secs(common.shutdown_grace_secs),
+        };
+        run_consumer(
+            settings,
+            Arc::new(StatusHandler { store }),
+            consumer_status,
+            shutdown.clone(),
+        )
+        .await;
+        shared::amqp::log_task_end("outbox relay", relay.await);
+        shared::amqp::log_task_end("http", http.await);
+        info!("order-svc stopped");
+        Ok(())
+    }
+}
