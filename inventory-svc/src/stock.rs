@@ -136,18 +136,15 @@ impl Ledger {
     /// Redis unreachable.
     pub async fn levels(&self) -> Result<BTreeMap<String, StockLevel>, redis::RedisError> {
         let mut conn = self.redis.clone();
-        let (available, initial, reserved, released): (
-            BTreeMap<String, i64>,
-            BTreeMap<String, i64>,
-            BTreeMap<String, i64>,
-            BTreeMap<String, i64>,
-        ) = redis::pipe()
-            .hgetall(self.keys.stock())
-            .hgetall(self.keys.stock_initial())
-            .hgetall(self.keys.stock_reserved())
-            .hgetall(self.keys.stock_released())
-            .query_async(&mut conn)
-            .await?;
+        type Column = BTreeMap<String, i64>;
+        let (available, initial, reserved, released): (Column, Column, Column, Column) =
+            redis::pipe()
+                .hgetall(self.keys.stock())
+                .hgetall(self.keys.stock_initial())
+                .hgetall(self.keys.stock_reserved())
+                .hgetall(self.keys.stock_released())
+                .query_async(&mut conn)
+                .await?;
         Ok(available
             .into_iter()
             .map(|(item, available)| {

@@ -1,1 +1,19 @@
-//! test harness
+//! The test harness: real binaries against a real RabbitMQ and Redis, each test in isolation.
+//!
+//! - [`TestEnv`]: a fresh vhost (management API) and Redis key prefix per test, removed on drop.
+//! - [`Service`]: one real service process (`order-svc`, ...) with its log captured, that a test
+//!   can SIGTERM, `kill -9` and restart.
+//! - [`eventually`]: poll with a deadline; no fixed sleeps.
+//! - broker helpers: publish a bare message, queue depth by passive declare, drain the DLQ.
+//!
+//! Set `TEST_LOG=1` to see the services' logs while tests run.
+
+pub mod broker;
+pub mod env;
+pub mod orders;
+pub mod poll;
+pub mod process;
+
+pub use env::TestEnv;
+pub use poll::eventually;
+pub use process::{Service, ServiceKind};

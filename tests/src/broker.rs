@@ -1,0 +1,205 @@
+//! Talking to the broker the way a lab script (pika) would: raw publishes, passive declares.
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions,
+    ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use shared::events::header_str;
+
+use crate::TestEnv;
+
+/// A message taken off a queue.
+#[derive(Debug, Clone)]
+pub struct Taken {
+    pub body: Vec<u8>,
+    pub routing_key: String,
+    pub properties: BasicProperties,
+}
+
+impl Taken {
+    pub fn header(&self, key: &str) -> Option<String> {
+        header_str(self.properties.headers(), key)
+    }
+    pub fn message_id(&self) -> Option<String> {
+        self.properties.message_id().as_ref().map(|m| m.to_string())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_default()
+    }
+}
+
+impl TestEnv {
+    /// A connection to this test's vhost.
+    ///
+    /// # Errors
+    /// Broker unreachable.
+    pub async fn connect(&self) -> anyhow::Result<Connection> {
+        Ok(Connection::connect(
+            &self.amqp_url,
+            ConnectionProperties::default().with_connection_name("test".into()),
+        )
+        .await?)
+    }
+
+    /// A channel in confirm mode with the saga's topology declared.
+    ///
+    /// # Errors
+    /// Broker unreachable.
+    pub async fn channel(&self) -> anyhow::Result<(Connection, Channel)> {
+        let conn = self.connect().await?;
+        let channel = conn.create_channel().await?;
+        self.topology.declare(&channel).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok((conn, channel))
+    }
+
+    /// Publish a body with **no properties at all**, as a bare pika `basic_publish` does.
+    ///
+    /// # Errors
+    /// Broker unreachable or the publish was not confirmed.
+    pub async fn publish_bare(&self, routing_key: &str, body: &[u8]) -> anyhow::Result<()> {
+        let (conn, channel) = self.channel().await?;
+        let confirm = channel
+            .basic_publish(
+                self.topology.exchange.as_str().into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default(),
+            )
+            .await?
+            .await?;
+        anyhow::ensure!(confirm.is_ack(), "publish not confirmed");
+        let _ = conn.close(200, "done".into()).await;
+        Ok(())
+    }
+
+    /// Ready messages in `queue` right now (passive declare: exact, unlike the management API).
+    ///
+    /// # Errors
+    /// Broker unreachable or no such queue.
+    pub async fn depth(&self, queue: &str) -> anyhow::Result<u32> {
+        let conn = self.connect().await?;
+        let channel = conn.create_channel().await?;
+        let q = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let _ = conn.close(200, "done".into()).await;
+        Ok(q.message_count())
+    }
+
+    /// Take (and ack) every message now in `queue`.
+    ///
+    /// # Errors
+    /// Broker unreachable.
+    pub async fn take_all(&self, queue: &str) -> anyhow::Result<Vec<Taken>> {
+        let conn = self.connect().await?;
+        let channel = conn.create_channel().await?;
+        let mut taken = Vec::new();
+        while let Some(m) = channel
+            .basic_get(queue.into(), BasicGetOptions::default())
+            .await?
+        {
+            let d = m.delivery;
+            d.acker.ack(BasicAckOptions::default()).await?;
+            taken.push(Taken {
+                body: d.data,
+                routing_key: d.routing_key.to_string(),
+                properties: d.properties,
+            });
+        }
+        let _ = conn.close(200, "done".into()).await;
+        Ok(taken)
+    }
+
+    /// A durable queue of the test's own, bound to `keys` on the exchange: a tap that sees
+    /// every event with those routing keys from now on.
+    ///
+    /// # Errors
+    /// Broker unreachable.
+    pub async fn tap(&self, name: &str, keys: &[&str]) -> anyhow::Result<()> {
+        let (conn, channel) = self.channel().await?;
+        channel
+            .queue_declare(
+                name.into(),
+                QueueDeclareOptions::durable(),
+                FieldTable::default(),
+            )
+            .await?;
+        for key in keys {
+            channel
+                .queue_bind(
+                    name.into(),
+                    self.topology.exchange.as_str().into(),
+                    (*key).into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        let _ = conn.close(200, "done".into()).await;
+        Ok(())
+    }
+
+    /// Whether a consumer is attached to `queue`.
+    ///
+    /// # Errors
+    /// Broker unreachable.
+    pub async fn consumers(&self, queue: &str) -> anyhow::Result<u32> {
+        let conn = self.connect().await?;
+        let channel = conn.create_channel().await?;
+        let q = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let _ = conn.close(200, "done".into()).await;
+        Ok(q.consumer_count())
+    }
+}
+
+/// Drain a consumer for at most `n` messages (test helper for taps).
+///
+/// # Errors
+/// Broker error.
+pub async fn consume_n(channel: &Channel, queue: &str, n: usize) -> anyhow::Result<Vec<Taken>> {
+    let mut consumer = channel
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut out = Vec::new();
+    while out.len() < n {
+        let Some(d) = consumer.next().await else {
+            break;
+        };
+        let d = d?;
+        d.acker.ack(BasicAckOptions::default()).await?;
+        out.push(Taken {
+            body: d.data,
+            routing_key: d.routing_key.to_string(),
+            properties: d.properties,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,373 @@
+//! The saga end to end, against real RabbitMQ and Redis, each test in its own vhost and prefix.
+
+use std::time::Duration;
+
+use harness::broker::consume_n;
+use harness::{ServiceKind, TestEnv, eventually};
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn happy_path_confirms_reserves_and_notifies_once() -> anyhow::Result<()> {
+    let env = TestEnv::new("happy").await?;
+    let (order, _inv, _notif) = env.start_all().await?;
+    let before = env.stock("burger").await?.unwrap_or(0);
+
+    let id = env.place(&order, "burger", 3).await?;
+    let o = env.wait_final(&order, &id, T).await?;
+    assert_eq!(o["status"], "CONFIRMED", "{o}");
+    assert_eq!(env.stock("burger").await?, Some(before - 3));
+    let history: Vec<&str> = o["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["PLACED", "CONFIRMED"]);
+
+    let notes = eventually("one notification", T, || async {
+        let n = env
+            .notifications_for(&id)
+            .await
+            .map_err(|e| e.to_string())?;
+        if n.is_empty() {
+            Err("none yet".into())
+        } else {
+            Ok(n)
+        }
+    })
+    .await?;
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0]["outcome"], "reserved");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_item_and_insufficient_stock_fail_with_a_reason() -> anyhow::Result<()> {
+    let env = TestEnv::with_stock("biz-fail", "sushi=2").await?;
+    let (order, _inv, _notif) = env.start_all().await?;
+
+    let unknown = env.place(&order, "kebab", 1).await?;
+    let too_many = env.place(&order, "sushi", 3).await?;
+    let o = env.wait_final(&order, &unknown, T).await?;
+    assert_eq!(o["status"], "FAILED");
+    assert!(
+        o["reason"].as_str().unwrap().contains("unknown item"),
+        "{o}"
+    );
+    let o = env.wait_final(&order, &too_many, T).await?;
+    assert_eq!(o["status"], "FAILED");
+    assert!(
+        o["reason"].as_str().unwrap().contains("insufficient stock"),
+        "{o}"
+    );
+    assert_eq!(
+        env.stock("sushi").await?,
+        Some(2),
+        "a failed order takes nothing"
+    );
+    assert_eq!(
+        env.depth(&env.topology.dlq_queue).await?,
+        0,
+        "business failures are not poison"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_order_placed_twice_reserves_once_and_re_emits_the_same_event()
+-> anyhow::Result<()> {
+    let env = TestEnv::new("idempotency").await?;
+    env.tap("tap_reserved", &["inventory.reserved"]).await?;
+    let mut inv = env.start(ServiceKind::Inventory).await?;
+    let before = env.stock("burger").await?.unwrap_or(0);
+
+    // Exactly the lab's bare message, published twice with no AMQP properties.
+    let body = br#"{"order_id":"dup-1","item":"burger","qty":5,"student_id":"s1"}"#;
+    env.publish_bare("order.placed", body).await?;
+    env.publish_bare("order.placed", body).await?;
+
+    let (_conn, channel) = env.channel().await?;
+    let events = tokio::time::timeout(T, consume_n(&channel, "tap_reserved", 2)).await??;
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        events[0].message_id(),
+        events[1].message_id(),
+        "the duplicate re-emits the recorded event id"
+    );
+    assert!(events[0].message_id().is_some());
+    assert_eq!(events[0].json()["order_id"], "dup-1");
+    assert_eq!(
+        env.stock("burger").await?,
+        Some(before - 5),
+        "stock moved once"
+    );
+    assert!(
+        inv.log_contains("duplicate"),
+        "the duplicate is visible in the log"
+    );
+
+    // Both deliveries were acked: after a clean stop nothing returns to the queue.
+    let status = inv.terminate(Duration::from_secs(15)).await?;
+    assert!(status.success(), "SIGTERM exits 0, got {status}");
+    assert_eq!(env.depth(&env.topology.inventory_queue).await?, 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_goes_to_the_dlq_with_its_reason_and_does_not_block() -> anyhow::Result<()> {
+    let env = TestEnv::new("dlq").await?;
+    let (order, _inv, _notif) = env.start_all().await?;
+    let poison: [(&[u8], &str); 4] = [
+        (
+            br#"{"order_id":"p1","item":"burger"}"#,
+            "missing required field qty",
+        ),
+        (
+            br#"{"order_id":"p2","item":"burger","qty":0}"#,
+            "qty must be at least 1",
+        ),
+        (
+            br#"{"order_id":"p3","item":"burger","qty":"two"}"#,
+            "qty must be an integer",
+        ),
+        (b"this is not json at all", "not valid JSON"),
+    ];
+    for (body, _) in &poison {
+        env.publish_bare("order.placed", body).await?;
+    }
+    let good = env.place(&order, "pizza", 1).await?;
+    assert_eq!(
+        env.wait_final(&order, &good, T).await?["status"],
+        "CONFIRMED",
+        "the valid order behind them is served"
+    );
+
+    let dlq = &env.topology.dlq_queue;
+    eventually("4 messages in the DLQ", T, || async {
+        match env.depth(dlq).await {
+            Ok(4) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+    let taken = env.take_all(dlq).await?;
+    for (body, reason) in poison {
+        let m = taken
+            .iter()
+            .find(|m| m.body == body)
+            .unwrap_or_else(|| panic!("{:?} not in DLQ", String::from_utf8_lossy(body)));
+        let why = m.header("x-dlq-reason").unwrap_or_default();
+        assert!(
+            why.contains(reason),
+            "reason {why:?} should mention {reason:?}"
+        );
+        assert_eq!(m.header("x-dlq-service").as_deref(), Some("inventory-svc"));
+        assert_eq!(
+            m.header("x-original-exchange").as_deref(),
+            Some("order_events")
+        );
+        assert_eq!(
+            m.header("x-original-routing-key").as_deref(),
+            Some("order.placed")
+        );
+        assert!(m.header("x-dlq-at").is_some());
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backlog_waits_in_the_queue_and_drains_when_inventory_returns() -> anyhow::Result<()> {
+    let env = TestEnv::new("backlog").await?;
+    let order = env.start(ServiceKind::Order).await?;
+    let _notif = env.start(ServiceKind::Notification).await?;
+
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(env.place(&order, "salad", 1).await?);
+    }
+    let queue = env.topology.inventory_queue.clone();
+    eventually("20 orders waiting in inventory_queue", T, || async {
+        match env.depth(&queue).await {
+            Ok(20) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+
+    let _inv = env.start(ServiceKind::Inventory).await?;
+    eventually("inventory_queue drained", T, || async {
+        match env.depth(&queue).await {
+            Ok(0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+    for id in &ids {
+        assert_eq!(env.wait_final(&order, id, T).await?["status"], "CONFIRMED");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_http_input_gets_a_json_4xx_and_the_service_keeps_serving() -> anyhow::Result<()> {
+    let env = TestEnv::new("http-bad").await?;
+    let order = env.start(ServiceKind::Order).await?;
+    let http = env.http();
+    let url = order.url("/order");
+    let big = format!(
+        r#"{{"item":"burger","qty":1,"pad":"{}"}}"#,
+        "x".repeat(1 << 20)
+    );
+    let cases: Vec<(&str, String, u16)> = vec![
+        ("invalid JSON", "{not json".into(), 400),
+        ("missing item", r#"{"qty":1}"#.into(), 400),
+        ("missing qty", r#"{"item":"burger"}"#.into(), 400),
+        (
+            "qty as text",
+            r#"{"item":"burger","qty":"two"}"#.into(),
+            400,
+        ),
+        ("item as number", r#"{"item":5,"qty":1}"#.into(), 400),
+        ("qty zero", r#"{"item":"burger","qty":0}"#.into(), 400),
+        ("qty negative", r#"{"item":"burger","qty":-4}"#.into(), 400),
+        (
+            "qty absurd",
+            r#"{"item":"burger","qty":1000000}"#.into(),
+            400,
+        ),
+        (
+            "qty fractional",
+            r#"{"item":"burger","qty":1.5}"#.into(),
+            400,
+        ),
+        ("not an object", "[1,2,3]".into(), 400),
+        ("1 MiB body", big, 413),
+    ];
+    for (what, body, expected) in cases {
+        let r = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        assert_eq!(r.status().as_u16(), expected, "{what}");
+        let json: serde_json::Value = r.json().await?;
+        assert!(
+            json["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{what}: {json}"
+        );
+    }
+    let r = http
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body(r#"{"item":"burger","qty":1}"#)
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 415);
+    let r = http.get(order.url("/order/no-such-order")).send().await?;
+    assert_eq!(r.status().as_u16(), 404);
+    assert!(r.json::<serde_json::Value>().await?["error"].is_string());
+    let r = http.get(order.url("/order/bad%20id")).send().await?;
+    assert_eq!(r.status().as_u16(), 400);
+    let r = http.get(order.url("/orders?limit=lots")).send().await?;
+    assert_eq!(r.status().as_u16(), 400);
+    let r = http.get(order.url("/nowhere")).send().await?;
+    assert_eq!(r.status().as_u16(), 404);
+    assert!(r.json::<serde_json::Value>().await?["error"].is_string());
+
+    // Still serving.
+    let (status, body) = env.post_order(&order, "burger", 1).await?;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["status"], "PLACED");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_stock_s_and_n_greater_unit_orders_exactly_s_confirm() -> anyhow::Result<()> {
+    const S: usize = 7;
+    const N: usize = 25;
+    let env = TestEnv::with_stock("conservation", &format!("widget={S}")).await?;
+    let (order, _inv, _notif) = env.start_all().await?;
+    let placed =
+        futures_util::future::join_all((0..N).map(|_| env.place(&order, "widget", 1))).await;
+    let ids: Vec<String> = placed.into_iter().collect::<Result<_, _>>()?;
+    let mut confirmed = 0;
+    for id in &ids {
+        let o = env.wait_final(&order, id, T).await?;
+        if o["status"] == "CONFIRMED" {
+            confirmed += 1;
+        } else {
+            assert_eq!(o["status"], "FAILED");
+        }
+    }
+    assert_eq!(confirmed, S);
+    assert_eq!(env.stock("widget").await?, Some(0));
+    let listed: serde_json::Value = env
+        .http()
+        .get(order.url("/orders?status=CONFIRMED&limit=1000"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(listed["total"], json!(S));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lab_scripts_can_declare_the_queues_plainly() -> anyhow::Result<()> {
+    let env = TestEnv::new("lab-compat").await?;
+    let _inv = env.start(ServiceKind::Inventory).await?;
+    let (_conn, channel) = env.channel().await?;
+    // What pika's `queue_declare(queue=..., durable=True)` sends: no arguments. A 406 would fail here.
+    for queue in env.topology.queues() {
+        channel
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions::durable(),
+                Default::default(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_setting_exits_non_zero_with_one_readable_line() -> anyhow::Result<()> {
+    for (bin, var, value) in [
+        ("order-svc", "RABBITMQ_PREFETCH", "lots"),
+        ("inventory-svc", "RABBITMQ_URL", "http://nope"),
+        ("notification-svc", "NOTIFY_SINK", "pigeon"),
+        ("inventory-svc", "INITIAL_STOCK", "burger=-1"),
+    ] {
+        let out = std::process::Command::new(harness::process::bin_dir().join(bin))
+            .env(var, value)
+            .output()?;
+        assert!(
+            !out.status.success(),
+            "{bin} with {var}={value} should fail"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{bin}: {stderr}");
+        assert!(stderr.contains("error"), "{stderr}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_each_service_cleanly() -> anyhow::Result<()> {
+    let env = TestEnv::new("sigterm").await?;
+    let (mut o, mut i, mut n) = env.start_all().await?;
+    for svc in [&mut o, &mut i, &mut n] {
+        let status = svc.terminate(Duration::from_secs(15)).await?;
+        assert!(status.success(), "{:?} exited with {status}", svc.kind);
+        assert!(
+            svc.log_contains("stopped"),
+            "{:?}: {:?}",
+            svc.kind,
+            svc.log_tail(5)
+        );
+    }
+    Ok(())
+}
