@@ -72,6 +72,37 @@ impl TestEnv {
         })
     }
 
+    /// An env on a broker and/or Redis the test started itself (a private node or server), so
+    /// that it can stop and start them. The vhost is the private broker's default one.
+    ///
+    /// # Errors
+    /// Never, today; kept fallible like [`Self::new`].
+    pub fn on_private(
+        test: &str,
+        amqp_url: Option<&str>,
+        redis_url: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let name = format!("t-{test}-{suffix}");
+        Ok(Self {
+            amqp_url: amqp_url.map_or_else(
+                || format!("amqp://guest:guest@127.0.0.1:5672/{name}"),
+                str::to_owned,
+            ),
+            redis_url: redis_url.unwrap_or(REDIS_URL).to_owned(),
+            // No vhost of ours to delete on a private broker: the node goes away with the test.
+            vhost: String::new(),
+            prefix: name.clone(),
+            keys: Keys::new(&name),
+            topology: Topology::default(),
+            service_env: HashMap::new(),
+            name,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?,
+        })
+    }
+
     /// Same, with a starting stock for inventory-svc (e.g. `"widget=5"`).
     pub async fn with_stock(test: &str, stock: &str) -> anyhow::Result<Self> {
         let mut env = Self::new(test).await?;
@@ -174,10 +205,12 @@ impl Drop for TestEnv {
         let vhost = self.vhost.clone();
         let prefix = self.prefix.clone();
         let redis_url = self.redis_url.clone();
-        let _ = std::process::Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-u", "guest:guest", "-X", "DELETE"])
-            .arg(format!("{MANAGEMENT}/api/vhosts/{vhost}"))
-            .status();
+        if !vhost.is_empty() {
+            let _ = std::process::Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-u", "guest:guest", "-X", "DELETE"])
+                .arg(format!("{MANAGEMENT}/api/vhosts/{vhost}"))
+                .status();
+        }
         if let Ok(client) = redis::Client::open(redis_url.as_str())
             && let Ok(mut conn) = client.get_connection()
         {

@@ -10,8 +10,10 @@
 
 pub mod broker;
 pub mod env;
+pub mod load;
 pub mod orders;
 pub mod poll;
+pub mod private;
 pub mod process;
 
 pub use env::TestEnv;

@@ -64,10 +64,19 @@ impl Service {
         label: &str,
         mut env: Vec<(String, String)>,
     ) -> anyhow::Result<Self> {
-        let port = free_port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        env.retain(|(k, _)| k != "HTTP_ADDR");
-        env.push(("HTTP_ADDR".into(), addr.to_string()));
+        // A restart keeps its port (clients keep working); a first start gets a free one.
+        let addr: SocketAddr = match env
+            .iter()
+            .find(|(k, _)| k == "HTTP_ADDR")
+            .and_then(|(_, v)| v.parse().ok())
+        {
+            Some(addr) => addr,
+            None => {
+                let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+                env.push(("HTTP_ADDR".into(), addr.to_string()));
+                addr
+            }
+        };
         let path = bin_dir().join(kind.binary());
         anyhow::ensure!(
             path.exists(),

@@ -1,0 +1,253 @@
+//! Dependencies a fault test owns: a private redis-server and a private RabbitMQ node, on free
+//! ports, in temporary directories. A test breaks only what it started.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::eventually;
+use crate::process::free_port;
+
+fn temp_dir(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+async fn port_open(port: u16) -> bool {
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_ok()
+}
+
+/// A redis-server of the test's own, persisting to an append-only file so a restart keeps data.
+pub struct PrivateRedis {
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl PrivateRedis {
+    /// # Errors
+    /// redis-server missing or not answering.
+    pub async fn start() -> anyhow::Result<Self> {
+        let me = Self {
+            port: free_port(),
+            dir: temp_dir("saga-redis")?,
+        };
+        me.up().await?;
+        Ok(me)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Start (or start again) on the same port and data directory.
+    ///
+    /// # Errors
+    /// It did not answer within 10 s.
+    pub async fn up(&self) -> anyhow::Result<()> {
+        let status = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--daemonize",
+                "yes",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--logfile")
+            .arg(self.dir.join("redis.log"))
+            .status()?;
+        anyhow::ensure!(status.success(), "redis-server failed to start");
+        let port = self.port;
+        eventually("private redis up", Duration::from_secs(10), || async move {
+            if port_open(port).await {
+                Ok(())
+            } else {
+                Err("port closed".into())
+            }
+        })
+        .await
+    }
+
+    /// Shut it down (flushing its append-only file) and wait until the port is closed.
+    ///
+    /// # Errors
+    /// It did not go away within 10 s.
+    pub async fn down(&self) -> anyhow::Result<()> {
+        let _ = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "shutdown"])
+            .output();
+        let port = self.port;
+        eventually(
+            "private redis down",
+            Duration::from_secs(10),
+            || async move {
+                if port_open(port).await {
+                    Err("still open".into())
+                } else {
+                    Ok(())
+                }
+            },
+        )
+        .await
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "shutdown", "nosave"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A RabbitMQ node of the test's own (unique node name, ports and data directory).
+pub struct PrivateBroker {
+    pub port: u16,
+    pub node: String,
+    dir: PathBuf,
+}
+
+impl PrivateBroker {
+    /// Start the node and wait until AMQP answers (about 10-15 s).
+    ///
+    /// # Errors
+    /// rabbitmq-server missing or the node did not come up.
+    pub async fn start() -> anyhow::Result<Self> {
+        let dir = temp_dir("saga-rabbit")?;
+        std::fs::write(dir.join("enabled_plugins"), "[].")?;
+        let _ = Command::new("chown")
+            .arg("-R")
+            .arg("rabbitmq:rabbitmq")
+            .arg(&dir)
+            .status();
+        let port = free_port();
+        let node = format!(
+            "saga{}@localhost",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let status = Command::new("rabbitmq-server")
+            .arg("-detached")
+            .env("RABBITMQ_NODENAME", &node)
+            .env("RABBITMQ_NODE_PORT", port.to_string())
+            .env("RABBITMQ_DIST_PORT", free_port().to_string())
+            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", dir.join("log"))
+            .env("RABBITMQ_PID_FILE", dir.join("pid"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
+            .status()?;
+        anyhow::ensure!(status.success(), "rabbitmq-server -detached failed");
+        let me = Self { port, node, dir };
+        me.wait_open(Duration::from_secs(60)).await?;
+        Ok(me)
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    async fn wait_open(&self, timeout: Duration) -> anyhow::Result<()> {
+        let port = self.port;
+        eventually("private broker accepting AMQP", timeout, || async move {
+            if port_open(port).await {
+                Ok(())
+            } else {
+                Err("port closed".into())
+            }
+        })
+        .await
+    }
+
+    fn ctl(&self, args: &[&str]) -> anyhow::Result<()> {
+        let out = Command::new("rabbitmqctl")
+            .arg("-n")
+            .arg(&self.node)
+            .args(args)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "rabbitmqctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+
+    /// Stop the broker application (the node stays): every connection drops, the port closes.
+    ///
+    /// # Errors
+    /// rabbitmqctl failed.
+    pub fn stop_app(&self) -> anyhow::Result<()> {
+        self.ctl(&["stop_app"])
+    }
+
+    /// Start it again and wait for AMQP.
+    ///
+    /// # Errors
+    /// rabbitmqctl failed or the port did not open.
+    pub async fn start_app(&self) -> anyhow::Result<()> {
+        self.ctl(&["start_app"])?;
+        self.wait_open(Duration::from_secs(60)).await
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let _ = self.ctl(&["stop"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Close every client connection of `vhost` from the broker's side (management API).
+///
+/// # Errors
+/// The management API did not answer.
+pub async fn close_all_connections(vhost: &str) -> anyhow::Result<usize> {
+    let http = reqwest::Client::new();
+    let list: Vec<serde_json::Value> = http
+        .get(format!(
+            "{}/api/vhosts/{vhost}/connections",
+            crate::env::MANAGEMENT
+        ))
+        .basic_auth("guest", Some("guest"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let mut closed = 0;
+    for c in list {
+        let Some(name) = c["name"].as_str() else {
+            continue;
+        };
+        let encoded: String = name
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let r = http
+            .delete(format!(
+                "{}/api/connections/{encoded}",
+                crate::env::MANAGEMENT
+            ))
+            .basic_auth("guest", Some("guest"))
+            .header("X-Reason", "fault test: closing every connection")
+            .send()
+            .await?;
+        if r.status().is_success() {
+            closed += 1;
+        }
+    }
+    Ok(closed)
+}
