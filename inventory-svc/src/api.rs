@@ -62,6 +62,7 @@ async fn set_stock(item: String, body: bytes::Bytes, ledger: Ledger) -> Result<R
         .await
         .map_err(|e| ApiError::unavailable(format!("Redis unavailable: {e}")))?;
     tracing::info!(%item, previous, available, "stock set by hand");
+    metrics::gauge!("saga_stock_available", "item" => item.to_string()).set(f64::from(available));
     let body = json!({ "item": item, "available": available, "previous": previous });
     Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::OK).into_response())
 }

@@ -81,6 +81,11 @@ impl Handler for InventoryHandler {
             Outcome::Duplicate
         }
     }
+
+    async fn dead_lettered(&self, delivery: &Delivery, reason: &str) {
+        let (redis, keys) = (self.ledger.redis(), self.ledger.keys());
+        shared::store::record_dlq_hop(redis, keys, delivery, SERVICE, reason).await;
+    }
 }
 
 impl InventoryHandler {

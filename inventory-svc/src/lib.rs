@@ -127,6 +127,12 @@ async fn seed_when_reachable(
         match ledger.seed(&config.initial_stock.0).await {
             Ok(added) => {
                 info!(items_added = added, "stock seeded (existing items kept)");
+                if let Ok(levels) = ledger.levels().await {
+                    for (item, level) in levels {
+                        metrics::gauge!("saga_stock_available", "item" => item)
+                            .set(level.available as f64);
+                    }
+                }
                 return true;
             }
             Err(e) => {

@@ -162,6 +162,10 @@ impl Ledger {
     pub fn redis(&self) -> &ConnectionManager {
         &self.redis
     }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
 }
 
 /// One item's books.

@@ -94,6 +94,11 @@ impl Handler for NotifyHandler {
             Err(e) => Outcome::Retry(e.into()),
         }
     }
+
+    async fn dead_lettered(&self, delivery: &Delivery, reason: &str) {
+        shared::store::record_dlq_hop(&self.redis, &self.keys, delivery, crate::SERVICE, reason)
+            .await;
+    }
 }
 
 fn notification_of(outcome: &InventoryOutcome, label: &str, event_id: String) -> Notification {

@@ -146,13 +146,11 @@ fn parse_order_id(raw: &str) -> Result<OrderId, ApiError> {
 
 async fn get_order(id: String, store: OrderStore) -> Result<Response, ApiError> {
     let order_id = parse_order_id(&id)?;
-    let Some((order, history)) = store.get(&order_id).await.map_err(store_down)? else {
+    let Some(view) = store.get(&order_id).await.map_err(store_down)? else {
         return Err(ApiError::not_found(format!("no order {order_id}"))
             .with_details(json!({ "order_id": order_id })));
     };
-    let mut body = serde_json::to_value(&order).unwrap_or_default();
-    body["history"] = json!(history);
-    Ok(warp::reply::json(&body).into_response())
+    Ok(warp::reply::json(&view).into_response())
 }
 
 async fn list_orders(

@@ -57,6 +57,15 @@ impl Order {
     }
 }
 
+/// An order with its timeline: every transition (or ignored event) and any DLQ hops.
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderView {
+    #[serde(flatten)]
+    pub order: Order,
+    pub history: Vec<Value>,
+    pub dlq_hops: Vec<Value>,
+}
+
 /// A validated request to place an order.
 #[derive(Debug, Clone)]
 pub struct NewOrder {
@@ -187,20 +196,26 @@ impl OrderStore {
     ///
     /// # Errors
     /// Redis unreachable.
-    pub async fn get(
-        &self,
-        order_id: &OrderId,
-    ) -> Result<Option<(Order, Vec<Value>)>, redis::RedisError> {
-        let (hash, history): (HashMap<String, String>, Vec<String>) = redis::pipe()
-            .hgetall(self.keys.order(order_id.as_str()))
-            .lrange(self.keys.order_history(order_id.as_str()), 0, -1)
-            .query_async(&mut self.redis.clone())
-            .await?;
-        let history = history
-            .iter()
-            .filter_map(|h| serde_json::from_str(h).ok())
-            .collect();
-        Ok(Order::from_hash(hash).map(|o| (o, history)))
+    pub async fn get(&self, order_id: &OrderId) -> Result<Option<OrderView>, redis::RedisError> {
+        let id = order_id.as_str();
+        let (hash, history, dlq_hops): (HashMap<String, String>, Vec<String>, Vec<String>) =
+            redis::pipe()
+                .hgetall(self.keys.order(id))
+                .lrange(self.keys.order_history(id), 0, -1)
+                .lrange(self.keys.order_dlq_hops(id), 0, -1)
+                .query_async(&mut self.redis.clone())
+                .await?;
+        let parse = |entries: Vec<String>| {
+            entries
+                .iter()
+                .filter_map(|h| serde_json::from_str(h).ok())
+                .collect()
+        };
+        Ok(Order::from_hash(hash).map(|order| OrderView {
+            order,
+            history: parse(history),
+            dlq_hops: parse(dlq_hops),
+        }))
     }
 
     /// Orders newest first, optionally only those in `status`; returns the page and the total.

@@ -66,4 +66,15 @@ impl Handler for StatusHandler {
             Err(e) => Outcome::Retry(e.into()),
         }
     }
+
+    async fn dead_lettered(&self, delivery: &Delivery, reason: &str) {
+        shared::store::record_dlq_hop(
+            self.store.redis(),
+            self.store.keys(),
+            delivery,
+            crate::orders::SERVICE,
+            reason,
+        )
+        .await;
+    }
 }

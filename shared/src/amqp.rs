@@ -220,6 +220,16 @@ pub trait Handler: Send + Sync + 'static {
         delivery: &Delivery,
         publisher: &Publisher,
     ) -> impl Future<Output = Outcome> + Send;
+
+    /// Called once the DLQ has confirmed a poison message, before it is acked: a chance to
+    /// note the hop somewhere a person will look (the order's timeline). Best effort.
+    fn dead_lettered(
+        &self,
+        _delivery: &Delivery,
+        _reason: &str,
+    ) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// What a consumer needs to know besides its handler.
@@ -310,7 +320,11 @@ async fn consume_session<H: Handler>(
     let tracker = TaskTracker::new();
     let result = loop {
         tokio::select! {
+            biased;
             _ = shutdown.cancelled() => break Ok(()),
+            // A handler found the publishing channel dead (the broker closes a channel on some
+            // errors while the connection lives on): start over on a fresh connection.
+            _ = session.cancelled() => break Err(anyhow::anyhow!("the publishing channel closed")),
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
                     let work = process(delivery, settings.clone(), handler.clone(), publisher.clone(), session.clone());
@@ -378,6 +392,7 @@ async fn process<H: Handler>(
                 Outcome::DeadLetter(reason) => match dead_letter(&delivery, &reason, &settings, &publisher).await {
                     Ok(()) => {
                         warn!(reason = %reason, dlq = %settings.topology.dlq_queue, "poison message routed to the DLQ");
+                        handler.dead_lettered(&delivery, &reason).await;
                         metrics::counter!("saga_dlq_total", "queue" => settings.queue.clone()).increment(1);
                         true
                     }
@@ -387,6 +402,10 @@ async fn process<H: Handler>(
                     }
                 },
                 Outcome::Retry(cause) => {
+                    if !publisher.is_open() {
+                        session.cancel();
+                        return;
+                    }
                     let delay = backoff.next_delay();
                     if backoff.worth_logging() {
                         warn!(cause = %format!("{cause:#}"), attempt = backoff.attempts(),
@@ -403,7 +422,10 @@ async fn process<H: Handler>(
                 }
             };
             if !done {
-                if session.is_cancelled() || !publisher.is_open() {
+                if !publisher.is_open() {
+                    session.cancel();
+                }
+                if session.is_cancelled() {
                     return;
                 }
                 tokio::select! {

@@ -112,6 +112,11 @@ impl Keys {
         format!("{}:outbox", self.prefix)
     }
 
+    /// List of JSON entries: poison messages about this order that went to the DLQ.
+    pub fn order_dlq_hops(&self, order_id: &str) -> String {
+        format!("{}:order:{order_id}:dlq", self.prefix)
+    }
+
     // --- inventory-svc ---
     /// Hash item → units available now. An item absent here is unknown.
     pub fn stock(&self) -> String {
@@ -142,5 +147,39 @@ impl Keys {
     /// List of JSON lines: every notification sent, in order.
     pub fn notifications(&self) -> String {
         format!("{}:notifications", self.prefix)
+    }
+}
+
+/// Note in an order's timeline that a message about it went to the DLQ (best effort: a
+/// missing note loses no message, the DLQ entry itself is the record).
+pub async fn record_dlq_hop(
+    redis: &ConnectionManager,
+    keys: &Keys,
+    delivery: &lapin::message::Delivery,
+    service: &str,
+    reason: &str,
+) {
+    let order_id = serde_json::from_slice::<serde_json::Value>(&delivery.data)
+        .ok()
+        .and_then(|v| v.get("order_id")?.as_str().map(str::to_owned))
+        .and_then(|id| crate::ids::OrderId::parse(&id).ok());
+    let Some(order_id) = order_id else { return };
+    let hop = serde_json::json!({
+        "at": crate::events::unix_now_millis(),
+        "service": service,
+        "routing_key": delivery.routing_key.as_str(),
+        "reason": reason,
+        "redelivered": delivery.redelivered,
+    });
+    let key = keys.order_dlq_hops(order_id.as_str());
+    let result: redis::RedisResult<()> = redis::pipe()
+        .rpush(&key, hop.to_string())
+        .ignore()
+        .ltrim(&key, -50, -1)
+        .ignore()
+        .query_async(&mut redis.clone())
+        .await;
+    if let Err(e) = result {
+        warn!(order_id = %order_id, cause = %e, "could not note the DLQ hop in the order's timeline");
     }
 }

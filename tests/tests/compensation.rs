@@ -349,3 +349,35 @@ async fn the_webhook_sink_delivers_exactly_once_despite_two_failures() -> anyhow
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_timeline_shows_a_dlq_hop_for_the_order() -> anyhow::Result<()> {
+    let env = TestEnv::new("timeline-dlq").await?;
+    let (order, _inv, _notif) = env.start_all().await?;
+    let id = env.place(&order, "burger", 1).await?;
+    env.wait_final(&order, &id, T).await?;
+    // A malformed copy of the order (qty as text) is poison: DLQ, noted on the order.
+    let poison = json!({ "order_id": id, "item": "burger", "qty": "one" }).to_string();
+    env.publish_bare("order.placed", poison.as_bytes()).await?;
+    let o = eventually("a DLQ hop on the order", T, || async {
+        match env.get_order(&order, &id).await {
+            Ok(Some(o)) if o["dlq_hops"].as_array().is_some_and(|h| !h.is_empty()) => Ok(o),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+    let hop = &o["dlq_hops"][0];
+    assert_eq!(hop["service"], "inventory-svc");
+    assert!(
+        hop["reason"]
+            .as_str()
+            .unwrap()
+            .contains("qty must be an integer"),
+        "{hop}"
+    );
+    assert_eq!(
+        o["status"], "CONFIRMED",
+        "a poison copy changes nothing else"
+    );
+    Ok(())
+}
