@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# Start, stop and inspect the saga's services as background processes, without Docker.
+#
+#   scripts/svc.sh start|stop|restart|status NAME     NAME: order-svc, inventory-svc, notification-svc
+#   scripts/svc.sh start|stop|restart|status all
+#   scripts/svc.sh url NAME                           print the service's base URL
+#
+# Binaries come from ${SAGA_BIN_DIR:-target/release} (relative to the repository root); pid and log
+# files go to ${SAGA_RUN_DIR:-/tmp/saga-run}/NAME.pid and NAME.log (the log is appended to).
+# The environment is passed through (RABBITMQ_URL, REDIS_URL, REDIS_PREFIX, RUST_LOG, ...), except
+# HTTP_ADDR, which is set per service: ORDER_HTTP_ADDR (default 0.0.0.0:5001),
+# INVENTORY_HTTP_ADDR (0.0.0.0:5002), NOTIFICATION_HTTP_ADDR (0.0.0.0:5003).
+# Deadlines: SAGA_START_TIMEOUT (s, default 30) for /health, SAGA_STOP_TIMEOUT (s, default 15).
+# `status` exits 0 when every named service runs, 3 otherwise.
+# A second copy beside a running one needs its own vhost (RABBITMQ_URL=amqp://.../VHOST), REDIS_PREFIX,
+# *_HTTP_ADDR and SAGA_RUN_DIR: with only another prefix, both copies consume the same queues.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN_DIR=${SAGA_BIN_DIR:-target/release}
+case $BIN_DIR in /*) ;; *) BIN_DIR=$ROOT/$BIN_DIR ;; esac
+RUN_DIR=${SAGA_RUN_DIR:-/tmp/saga-run}
+START_TIMEOUT=${SAGA_START_TIMEOUT:-30}
+STOP_TIMEOUT=${SAGA_STOP_TIMEOUT:-15}
+SERVICES=(order-svc inventory-svc notification-svc)
+
+say() { printf 'svc: %s\n' "$*"; }
+warn() { printf 'svc: warning: %s\n' "$*" >&2; }
+die() { printf 'svc: error: %s\n' "$*" >&2; exit 1; }
+usage() {
+  printf 'usage: %s start|stop|restart|status NAME|all   (NAME: %s)\n' "$0" "${SERVICES[*]}" >&2
+  printf '       %s url NAME\n' "$0" >&2
+  exit 2
+}
+
+# The HTTP_ADDR a service is started with.
+http_addr() {
+  case $1 in
+    order-svc) echo "${ORDER_HTTP_ADDR:-0.0.0.0:5001}" ;;
+    inventory-svc) echo "${INVENTORY_HTTP_ADDR:-0.0.0.0:5002}" ;;
+    notification-svc) echo "${NOTIFICATION_HTTP_ADDR:-0.0.0.0:5003}" ;;
+  esac
+}
+
+# host and port to reach a service on from here (a wildcard address is reached on loopback).
+probe_host() {
+  local addr host
+  addr=$(http_addr "$1")
+  host=${addr%:*}
+  case $host in '' | 0.0.0.0 | '[::]' | '::') host=127.0.0.1 ;; esac
+  echo "$host"
+}
+probe_port() { local addr; addr=$(http_addr "$1"); echo "${addr##*:}"; }
+base_url() { echo "http://$(probe_host "$1"):$(probe_port "$1")"; }
+
+pid_file() { echo "$RUN_DIR/$1.pid"; }
+log_file() { echo "$RUN_DIR/$1.log"; }
+
+# Is PID alive (and not a zombie waiting to be reaped)?
+alive() {
+  local state
+  [ -n "$1" ] && [ -r "/proc/$1/stat" ] || return 1
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
+# Is PID alive and running the binary NAME? (Guards against a recycled pid.)
+is_ours() {
+  local pid=$1 name=$2 argv0
+  alive "$pid" || return 1
+  argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n1) || return 1
+  [ "$(basename -- "$argv0")" = "$name" ]
+}
+
+# Print the pid of NAME if it is running from our pid file; clean a stale pid file.
+running_pid() {
+  local name=$1 file pid
+  file=$(pid_file "$name")
+  [ -f "$file" ] || return 1
+  pid=$(tr -dc 0-9 <"$file")
+  if is_ours "$pid" "$name"; then
+    echo "$pid"
+    return 0
+  fi
+  rm -f "$file"
+  say "$name: removed a stale pid file (pid ${pid:-none} is not $name)" >&2
+  return 1
+}
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# /health answers, and it is this service answering.
+healthy() {
+  curl -fsS -m 2 "$(base_url "$1")/health" 2>/dev/null | grep -Eq "\"service\" *: *\"$1\""
+}
+
+start_one() {
+  local name=$1 bin pid file log addr host port deadline
+  bin=$BIN_DIR/$name
+  file=$(pid_file "$name")
+  log=$(log_file "$name")
+  addr=$(http_addr "$name")
+  host=$(probe_host "$name")
+  port=$(probe_port "$name")
+  if pid=$(running_pid "$name"); then
+    if [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == *" (deleted)" ]]; then
+      say "$name already running (pid $pid, $(base_url "$name")) from an older build; scripts/svc.sh restart $name runs the new one"
+    else
+      say "$name already running (pid $pid, $(base_url "$name"))"
+    fi
+    return 0
+  fi
+  [ -x "$bin" ] || die "$name: no binary at $bin (build it: cargo build --release --bins)"
+  command -v curl >/dev/null 2>&1 || die "curl is needed for the health check (apt-get install -y curl)"
+  if port_open "${host//[\[\]]/}" "$port"; then
+    die "$name: port $port is already in use by another process (see: ss -ltnp); set the service's *_HTTP_ADDR to use another"
+  fi
+  mkdir -p "$RUN_DIR"
+  printf '\n--- svc.sh: starting %s at %s (HTTP_ADDR=%s) ---\n' "$name" "$(date '+%F %T')" "$addr" >>"$log"
+  rm -f "$file"
+  # The wrapper writes its own pid and then becomes the service (exec), so the pid file is exact
+  # whether or not setsid had to fork. setsid: its own session, so a terminal's Ctrl-C or hang-up
+  # does not reach it; only `svc.sh stop` does.
+  # shellcheck disable=SC2016 # $$ and $1 are the wrapper's own, expanded by the inner bash
+  HTTP_ADDR=$addr nohup setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' svc-wrapper "$file" "$bin" \
+    >>"$log" 2>&1 </dev/null &
+  disown "$!" 2>/dev/null || true  # no "Killed" job notice from this shell if it has to be killed
+  deadline=$((SECONDS + START_TIMEOUT))
+  pid=
+  while [ $SECONDS -lt "$deadline" ]; do
+    [ -n "$pid" ] || pid=$(tr -dc 0-9 2>/dev/null <"$file" || true)
+    if [ -n "$pid" ] && ! is_ours "$pid" "$name"; then
+      # Either still exec-ing (argv0 is bash for a moment) or already gone.
+      if ! alive "$pid"; then
+        rm -f "$file"
+        printf 'svc: %s exited during start-up; last 20 lines of %s:\n' "$name" "$log" >&2
+        tail -n 20 "$log" >&2
+        die "$name did not start"
+      fi
+    elif [ -n "$pid" ] && healthy "$name"; then
+      say "$name started (pid $pid, $(base_url "$name"), log $log)"
+      return 0
+    fi
+    sleep 0.2
+  done
+  printf 'svc: %s did not answer %s/health within %s s; last 20 lines of %s:\n' \
+    "$name" "$(base_url "$name")" "$START_TIMEOUT" "$log" >&2
+  tail -n 20 "$log" >&2
+  # We started this pid moments ago, so it is ours even if it is not (yet) NAME.
+  if alive "$pid"; then terminate "$pid" "$name"; fi
+  rm -f "$file"
+  die "$name did not become healthy (stopped it again)"
+}
+
+# SIGTERM (the service stops taking work, drains in-flight messages and exits 0), wait up to
+# STOP_TIMEOUT, then SIGKILL. The caller has checked that PID is the service.
+terminate() {
+  local pid=$1 name=$2 deadline
+  local ticks=$((STOP_TIMEOUT * 5))
+  kill -TERM "$pid" 2>/dev/null || true
+  while alive "$pid" && [ "$ticks" -gt 0 ]; do sleep 0.2; ticks=$((ticks - 1)); done
+  if alive "$pid"; then
+    warn "$name (pid $pid) still running ${STOP_TIMEOUT} s after SIGTERM; sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + 5))
+    while alive "$pid" && [ $SECONDS -lt "$deadline" ]; do sleep 0.1; done
+    if alive "$pid"; then die "$name (pid $pid) survived SIGKILL"; fi
+  fi
+}
+
+stop_one() {
+  local name=$1 pid file
+  file=$(pid_file "$name")
+  if ! pid=$(running_pid "$name"); then
+    say "$name not running"
+    return 0
+  fi
+  terminate "$pid" "$name"
+  rm -f "$file"
+  say "$name stopped (pid $pid)"
+}
+
+status_one() {
+  local name=$1 pid ready
+  if pid=$(running_pid "$name"); then
+    ready=$(curl -s -m 3 "$(base_url "$name")/ready" | tr -d '\n') || true
+    say "$name running (pid $pid, $(base_url "$name")) ready: ${ready:-no answer from /ready}"
+    return 0
+  fi
+  say "$name stopped"
+  return 3
+}
+
+[ $# -eq 2 ] || usage
+action=$1
+target=$2
+if [ "$target" = all ]; then
+  [ "$action" != url ] || usage
+  names=("${SERVICES[@]}")
+else
+  case " ${SERVICES[*]} " in *" $target "*) names=("$target") ;; *) usage ;; esac
+fi
+
+case $action in
+  start) for n in "${names[@]}"; do start_one "$n"; done ;;
+  stop)
+    # order-svc first: the front door closes, then the consumers drain what is in flight.
+    for n in "${names[@]}"; do stop_one "$n"; done
+    ;;
+  restart) for n in "${names[@]}"; do stop_one "$n"; start_one "$n"; done ;;
+  status)
+    rc=0
+    for n in "${names[@]}"; do status_one "$n" || rc=3; done
+    exit "$rc"
+    ;;
+  url) base_url "$target" ;;
+  *) usage ;;
+esac

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Bring the whole saga up on this machine, without Docker: RabbitMQ + Redis (scripts/deps.sh),
+# a release build, and the three services in the background (scripts/svc.sh). Idempotent: what is
+# already installed, built or running is left as it is. Stop with scripts/down.sh.
+# Honours the environment svc.sh does (ORDER_HTTP_ADDR, SAGA_RUN_DIR, REDIS_PREFIX, RUST_LOG, ...).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SVC=$ROOT/scripts/svc.sh
+RUN_DIR=${SAGA_RUN_DIR:-/tmp/saga-run}
+
+say() { printf 'up: %s\n' "$*"; }
+die() { printf 'up: error: %s\n' "$*" >&2; exit 1; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# A C linker and cargo; rustup when there is no cargo at all (Debian's own rustc is too old).
+ensure_toolchain() {
+  [ -x "$HOME/.cargo/bin/cargo" ] && PATH=$HOME/.cargo/bin:$PATH
+  if ! command -v cc >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then
+    command -v apt-get >/dev/null 2>&1 || die "no C compiler (cc) or curl and no apt-get: install them by hand"
+    say "installing build-essential and curl from the OS packages"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq build-essential curl ca-certificates >/dev/null
+  fi
+  if ! command -v cargo >/dev/null 2>&1; then
+    say "cargo not found: installing Rust with rustup (minimal profile, into ~/.cargo)"
+    curl -sSf https://sh.rustup.rs | sh -s -- -y -q --profile minimal >/dev/null ||
+      die "rustup failed: install Rust from https://rustup.rs and run again"
+    PATH=$HOME/.cargo/bin:$PATH
+  fi
+}
+
+say "step 1/3: RabbitMQ and Redis (scripts/deps.sh)"
+"$ROOT/scripts/deps.sh" || die "scripts/deps.sh failed (see above)"
+
+say "step 2/3: building release binaries (cargo build --release --bins; may take a few minutes the first time)"
+ensure_toolchain
+mkdir -p "$RUN_DIR"
+build_log=$RUN_DIR/build.log
+if ! (cd "$ROOT" && cargo build --release --bins) >"$build_log" 2>&1; then
+  tail -n 30 "$build_log" >&2
+  die "cargo build failed (full output: $build_log)"
+fi
+say "build done ($(tail -n 1 "$build_log" | sed 's/^ *//'))"
+
+say "step 3/3: starting order-svc, inventory-svc, notification-svc (scripts/svc.sh)"
+"$SVC" start all || die "a service did not start; fix it and run scripts/up.sh again (running ones are kept)"
+
+api=$("$SVC" url order-svc)
+say "up and healthy:"
+printf '  order API        %s   (POST /order, GET /order/{id}, GET /orders)\n' "$api"
+printf '  inventory        %s   (GET /stock)\n' "$("$SVC" url inventory-svc)"
+printf '  notifications    %s\n' "$("$SVC" url notification-svc)"
+printf '  RabbitMQ UI      http://127.0.0.1:15672   (guest/guest)\n'
+printf '  logs             %s/{order-svc,inventory-svc,notification-svc}.log\n' "$RUN_DIR"
+printf '  try              curl -s -XPOST %s/order -H '\''content-type: application/json'\'' -d '\''{"item":"burger","qty":2,"student_id":"s1"}'\''\n' "$api"
+printf '  status           scripts/svc.sh status all\n'
+printf '  stop             scripts/down.sh   (add --all to stop RabbitMQ and Redis too)\n'
