@@ -62,8 +62,11 @@ start_rabbitmq() {
     say "enabling the management plugin (UI and API on port 15672)"
     as_root rabbitmq-plugins -q enable rabbitmq_management >/dev/null
   fi
-  for _ in $(seq 1 300); do port_open "$AMQP_PORT" && return; sleep 0.1; done
-  die "rabbitmq port $AMQP_PORT not open"
+  for _ in $(seq 1 300); do port_open "$AMQP_PORT" && break; sleep 0.1; done
+  port_open "$AMQP_PORT" || die "rabbitmq port $AMQP_PORT not open"
+  # The tests create their vhosts through the management API: wait for it too.
+  for _ in $(seq 1 300); do port_open 15672 && return; sleep 0.1; done
+  die "rabbitmq management port 15672 not open"
 }
 
 install_packages

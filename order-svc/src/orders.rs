@@ -233,6 +233,10 @@ impl OrderStore {
             None => self.keys.orders(),
         };
         let mut conn = self.redis.clone();
+        if limit == 0 {
+            // ZREVRANGE's stop would be -1, which means "to the end": answer the count alone.
+            return Ok((Vec::new(), conn.zcard(&index).await?));
+        }
         let (total, ids): (usize, Vec<String>) = redis::pipe()
             .zcard(&index)
             .zrevrange(&index, offset as isize, (offset + limit) as isize - 1)

@@ -12,11 +12,12 @@ use crate::topology::Topology;
 pub struct Common {
     /// AMQP URL of the broker; the vhost is the path (`%2f` is `/`).
     #[arg(long, env = "RABBITMQ_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-          value_parser = parse_amqp_url)]
+          value_parser = parse_amqp_url, hide_env_values = true)]
     pub rabbitmq_url: String,
 
     /// Redis URL.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", value_parser = parse_redis_url)]
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", value_parser = parse_redis_url,
+          hide_env_values = true)]
     pub redis_url: String,
 
     /// Every Redis key lives under this prefix, so tests and a running demo never collide.
@@ -62,10 +63,13 @@ pub fn parse_or_exit<T: Parser>() -> T {
                 err.exit();
             }
             let rendered = err.render().to_string();
-            let line = rendered
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments");
+            let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
+            let first = lines.next().unwrap_or("invalid arguments");
+            // "required arguments were not provided:" names them on the next line.
+            let line = match (first.ends_with(':'), lines.next()) {
+                (true, Some(what)) => format!("{first} {what}"),
+                _ => first.to_owned(),
+            };
             eprintln!("{line} (try --help)");
             std::process::exit(2);
         }

@@ -12,8 +12,11 @@ use crate::config::LogFormat;
 
 /// Install the global subscriber. Safe to call twice (the second call is ignored).
 pub fn init_logging(format: LogFormat) {
+    // lapin logs its own view of every connection error (at ERROR, several lines each); we log
+    // each of those once ourselves, in words a class can follow, so it is off unless asked for
+    // (`RUST_LOG=info,lapin=debug`).
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,lapin=warn,amq_protocol=warn"));
+        .unwrap_or_else(|_| EnvFilter::new("info,lapin=off,amq_protocol=off"));
     let result = match format {
         LogFormat::Json => fmt()
             .json()

@@ -176,6 +176,33 @@ impl TestEnv {
         Ok(self.redis().await?.hget(self.keys.stock(), item).await?)
     }
 
+    /// Available units of `item` once inventory-svc has seeded its stock (it seeds just after
+    /// it answers `/health`, so a test that reads stock first waits for that).
+    ///
+    /// # Errors
+    /// The item never appeared.
+    pub async fn seeded_stock(&self, item: &str) -> anyhow::Result<i64> {
+        crate::eventually(
+            &format!("{item} stock seeded"),
+            Duration::from_secs(20),
+            || async {
+                match self.stock(item).await {
+                    Ok(Some(n)) => Ok(n),
+                    other => Err(format!("{other:?}")),
+                }
+            },
+        )
+        .await
+    }
+
+    /// How many notifications were recorded in all.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn notification_count(&self) -> anyhow::Result<usize> {
+        Ok(self.redis().await?.llen(self.keys.notifications()).await?)
+    }
+
     /// How many notifications were recorded for `order_id`.
     ///
     /// # Errors

@@ -26,6 +26,19 @@ pub async fn place_orders(
     concurrency: usize,
     per_order: Duration,
 ) -> LoadReport {
+    place_orders_paced(base, item, n, concurrency, per_order, Duration::ZERO).await
+}
+
+/// Like [`place_orders`], each worker pausing `pace` after each accepted order, so that a run
+/// lasts long enough for faults to land in the middle of it.
+pub async fn place_orders_paced(
+    base: String,
+    item: &str,
+    n: usize,
+    concurrency: usize,
+    per_order: Duration,
+    pace: Duration,
+) -> LoadReport {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -51,6 +64,7 @@ pub async fn place_orders(
                             if let Some(id) = v["order_id"].as_str() {
                                 report.accepted.push(id.to_owned());
                             }
+                            tokio::time::sleep(pace).await;
                             break;
                         }
                         Ok(r) => {

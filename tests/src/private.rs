@@ -205,49 +205,24 @@ impl Drop for PrivateBroker {
     }
 }
 
-/// Close every client connection of `vhost` from the broker's side (management API).
+/// Close every client connection of `vhost` from the broker's side, as an operator would
+/// (`rabbitmqctl close_all_connections`); the services must notice and reconnect by themselves.
 ///
 /// # Errors
-/// The management API did not answer.
-pub async fn close_all_connections(vhost: &str) -> anyhow::Result<usize> {
-    let http = reqwest::Client::new();
-    let list: Vec<serde_json::Value> = http
-        .get(format!(
-            "{}/api/vhosts/{vhost}/connections",
-            crate::env::MANAGEMENT
-        ))
-        .basic_auth("guest", Some("guest"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let mut closed = 0;
-    for c in list {
-        let Some(name) = c["name"].as_str() else {
-            continue;
-        };
-        let encoded: String = name
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect();
-        let r = http
-            .delete(format!(
-                "{}/api/connections/{encoded}",
-                crate::env::MANAGEMENT
-            ))
-            .basic_auth("guest", Some("guest"))
-            .header("X-Reason", "fault test: closing every connection")
-            .send()
-            .await?;
-        if r.status().is_success() {
-            closed += 1;
-        }
-    }
-    Ok(closed)
+/// rabbitmqctl failed.
+pub fn close_all_connections(vhost: &str) -> anyhow::Result<()> {
+    let out = Command::new("rabbitmqctl")
+        .args([
+            "close_all_connections",
+            "-p",
+            vhost,
+            "fault test: closing every connection",
+        ])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "rabbitmqctl close_all_connections: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
 }

@@ -12,7 +12,7 @@ const T: Duration = Duration::from_secs(20);
 async fn happy_path_confirms_reserves_and_notifies_once() -> anyhow::Result<()> {
     let env = TestEnv::new("happy").await?;
     let (order, _inv, _notif) = env.start_all().await?;
-    let before = env.stock("burger").await?.unwrap_or(0);
+    let before = env.seeded_stock("burger").await?;
 
     let id = env.place(&order, "burger", 3).await?;
     let o = env.wait_final(&order, &id, T).await?;
@@ -81,7 +81,7 @@ async fn the_same_order_placed_twice_reserves_once_and_re_emits_the_same_event()
     let env = TestEnv::new("idempotency").await?;
     env.tap("tap_reserved", &["inventory.reserved"]).await?;
     let mut inv = env.start(ServiceKind::Inventory).await?;
-    let before = env.stock("burger").await?.unwrap_or(0);
+    let before = env.seeded_stock("burger").await?;
 
     // Exactly the lab's bare message, published twice with no AMQP properties.
     let body = br#"{"order_id":"dup-1","item":"burger","qty":5,"student_id":"s1"}"#;

@@ -1,0 +1,146 @@
+//! The broker as `sagactl` uses it: one short-lived connection, exact queue depths, and taking
+//! messages off a queue without losing them.
+//!
+//! Unlike the services, `sagactl` does not retry a missing broker: a person is waiting, so it
+//! says at once what it could not reach.
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties};
+use shared::config::redact_url;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connect once, named `sagactl` so it is easy to spot in the management UI.
+///
+/// # Errors
+/// The broker refused us or did not answer within a few seconds.
+pub async fn connect(url: &str) -> anyhow::Result<Connection> {
+    let props = ConnectionProperties::default().with_connection_name("sagactl".into());
+    let attempt = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, props)).await;
+    let connected = match attempt {
+        Ok(result) => result.map_err(anyhow::Error::from),
+        Err(_) => Err(anyhow!("no answer within {} s", CONNECT_TIMEOUT.as_secs())),
+    };
+    connected.with_context(|| format!("cannot reach RabbitMQ at {}", redact_url(url)))
+}
+
+/// The vhost an AMQP URL names (its path, percent-decoded: `%2f` is `/`).
+///
+/// # Errors
+/// Not an AMQP URL (config validation normally refuses those first).
+pub fn vhost_of(url: &str) -> anyhow::Result<String> {
+    url.parse::<lapin::uri::AMQPUri>()
+        .map(|uri| uri.vhost)
+        .map_err(|e| anyhow!("not an AMQP URL ({e})"))
+}
+
+/// How full a queue is right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Depth {
+    /// Messages ready for delivery (not those a consumer holds unacked).
+    pub messages: u32,
+    pub consumers: u32,
+}
+
+/// A queue's depth from a *passive* declare: exact and immediate, unlike the management API,
+/// whose numbers are sampled every few seconds. Passive means "tell me, never create".
+///
+/// A missing queue makes the broker close `channel` (404); use a fresh one afterwards.
+///
+/// # Errors
+/// The queue does not exist, or the channel is unusable.
+pub async fn depth(channel: &Channel, queue: &str) -> anyhow::Result<Depth> {
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("cannot read the depth of queue {queue:?} (does it exist?)"))?;
+    Ok(Depth {
+        messages: declared.message_count(),
+        consumers: declared.consumer_count(),
+    })
+}
+
+/// Messages taken from a queue with `basic_get` and not acked yet.
+///
+/// While we hold them nobody else gets them; whatever we do not ack goes back to the queue, in
+/// its place, when we [`Held::requeue_rest`] or when the channel closes for any reason (even if
+/// `sagactl` dies). That is what makes "look at the DLQ" safe: looking never loses a message.
+pub struct Held {
+    channel: Channel,
+    pub messages: Vec<Delivery>,
+    acked: Vec<bool>,
+}
+
+impl Held {
+    /// Take up to `limit` messages from `queue` without acking them.
+    ///
+    /// # Errors
+    /// The queue does not exist or the broker went away.
+    pub async fn take(conn: &Connection, queue: &str, limit: usize) -> anyhow::Result<Self> {
+        let channel = conn.create_channel().await?;
+        let mut messages = Vec::new();
+        while messages.len() < limit {
+            let got = channel
+                .basic_get(queue.into(), BasicGetOptions { no_ack: false })
+                .await
+                .with_context(|| format!("cannot read from queue {queue:?}"))?;
+            match got {
+                Some(message) => messages.push(message.delivery),
+                None => break,
+            }
+        }
+        let acked = vec![false; messages.len()];
+        Ok(Self {
+            channel,
+            messages,
+            acked,
+        })
+    }
+
+    /// Remove message `index` from the queue for good.
+    ///
+    /// # Errors
+    /// The channel died: the message stays in the queue.
+    pub async fn ack(&mut self, index: usize) -> anyhow::Result<()> {
+        let Some(message) = self.messages.get(index) else {
+            return Err(anyhow!("no held message #{index}"));
+        };
+        self.channel
+            .basic_ack(message.delivery_tag, BasicAckOptions::default())
+            .await?;
+        self.acked[index] = true;
+        Ok(())
+    }
+
+    /// Put every message not acked back in the queue, then close the channel.
+    ///
+    /// # Errors
+    /// The channel had already died, which requeues them just the same.
+    pub async fn requeue_rest(self) -> anyhow::Result<()> {
+        let requeue = BasicNackOptions {
+            multiple: false,
+            requeue: true,
+        };
+        for (message, acked) in self.messages.iter().zip(&self.acked) {
+            if !acked {
+                self.channel
+                    .basic_nack(message.delivery_tag, requeue)
+                    .await?;
+            }
+        }
+        self.channel.close(200, "done".into()).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,746 @@
+//! The invariant checker: wait until every order is final, then verify that nothing was lost and
+//! nothing was doubled (DESIGN.md §6), reading Redis directly and peeking at the DLQ.
+//!
+//! Each broken rule becomes one readable line in [`Report::violations`]:
+//! 1. every order in order-svc's index reaches a final status (CONFIRMED, FAILED, CANCELLED)
+//!    before the deadline: nothing accepted is lost;
+//! 2. stock is conserved, per item: `initial = available + reserved - released`;
+//! 3. the per-item `reserved` and `released` totals are exactly what the reservation records add
+//!    up to: stock was taken at most once per order;
+//! 4. at most one notification per (order, outcome);
+//! 5. an order's final status agrees with inventory's record of it (CONFIRMED has a record in
+//!    state `reserved`, FAILED in `failed`, CANCELLED in `released`);
+//! 6. no valid OrderPlaced sits in the DLQ: only poison belongs there.
+//!
+//! [`check`] is a library function so the integration tests apply the very rules a person runs
+//! with `sagactl check`. The rules themselves are plain functions over data read from Redis, so
+//! they are unit-tested below without Redis.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use serde_json::Value;
+use shared::config::{Common, redact_url};
+use shared::events::{EventType, OrderPlaced, header_str};
+use shared::store::Keys;
+use shared::topology::Topology;
+
+use crate::broker::{self, Held};
+
+/// The statuses an order never leaves (a cancel can still move a CONFIRMED order on, but only
+/// if someone asks; the checker does not wait for that).
+pub const FINAL_STATUSES: [&str; 3] = ["CONFIRMED", "FAILED", "CANCELLED"];
+
+const POLL_EVERY: Duration = Duration::from_millis(200);
+/// Keys per Redis pipeline, so a big run does not build one huge request.
+const BATCH: usize = 1000;
+/// The most DLQ messages the checker holds at once while peeking.
+const DLQ_PEEK_LIMIT: usize = 10_000;
+/// How many order ids a violation line names before it says "and N more".
+const IDS_SHOWN: usize = 5;
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  sagactl check\n  sagactl --redis-prefix test-1a2b check --timeout 60"
+)]
+pub struct CheckArgs {
+    /// Seconds to wait for every order to become final before checking anyway (and failing).
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+}
+
+/// What the checker saw, and every rule it found broken.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Orders in order-svc's index.
+    pub orders: usize,
+    /// How many orders ended in each status.
+    pub by_status: BTreeMap<String, usize>,
+    /// How long the checker waited for every order to be final (the timeout if they were not).
+    pub waited: Duration,
+    /// Items in the stock books.
+    pub items: usize,
+    /// Reservation records inventory keeps (one per order it has decided).
+    pub reservations: usize,
+    /// Notifications sent.
+    pub notifications: usize,
+    /// Messages in the DLQ.
+    pub dlq_messages: usize,
+    /// One line per broken rule; empty when every invariant holds.
+    pub violations: Vec<String>,
+}
+
+impl Report {
+    pub fn is_ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// Wait up to `timeout` for every order under `prefix` to be final, then check the invariants.
+///
+/// # Errors
+/// Only if Redis or the broker cannot be read; broken invariants are in [`Report::violations`].
+pub async fn check(
+    redis_url: &str,
+    prefix: &str,
+    amqp_url: &str,
+    topology: &Topology,
+    timeout: Duration,
+) -> anyhow::Result<Report> {
+    let redis = shared::store::connect(redis_url)?;
+    shared::store::ping(&redis)
+        .await
+        .with_context(|| format!("cannot reach Redis at {}", redact_url(redis_url)))?;
+    let keys = Keys::new(prefix);
+
+    let started = Instant::now();
+    let orders = wait_until_final(&redis, &keys, timeout).await?;
+    let waited = started.elapsed();
+    let ledger = read_ledger(&redis, &keys).await?;
+    let notifications: Vec<String> = redis.clone().lrange(keys.notifications(), 0, -1).await?;
+    let dead_letters = peek_dlq(amqp_url, &topology.dlq_queue).await?;
+
+    let mut violations = Vec::new();
+    violations.extend(unfinished_orders(&orders, timeout));
+    violations.extend(unbalanced_stock(&ledger.books));
+    violations.extend(totals_disagree_with_records(&ledger));
+    violations.extend(doubled_notifications(&notifications));
+    violations.extend(statuses_disagree_with_records(&orders, &ledger.records));
+    violations.extend(valid_orders_in_dlq(&dead_letters));
+
+    let mut by_status = BTreeMap::new();
+    for status in orders.values().flatten() {
+        *by_status.entry(status.clone()).or_insert(0) += 1;
+    }
+    Ok(Report {
+        orders: orders.len(),
+        by_status,
+        waited,
+        items: ledger.books.items().len(),
+        reservations: ledger.records.len(),
+        notifications: notifications.len(),
+        dlq_messages: dead_letters.len(),
+        violations,
+    })
+}
+
+/// `sagactl check`: run the checker and print its report.
+///
+/// # Errors
+/// Redis or the broker unreachable, or any invariant broken.
+pub async fn run(common: &Common, args: CheckArgs) -> anyhow::Result<()> {
+    outln!(
+        "checking prefix {:?} (waiting up to {} s for every order to be final)",
+        common.redis_prefix,
+        args.timeout
+    )?;
+    let report = check(
+        &common.redis_url,
+        &common.redis_prefix,
+        &common.rabbitmq_url,
+        &common.topology,
+        Duration::from_secs(args.timeout),
+    )
+    .await?;
+    outln!("{}", report.to_string().trim_end())?;
+    if !report.is_ok() {
+        bail!("{} invariant violation(s)", report.violations.len());
+    }
+    Ok(())
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let statuses: Vec<String> = self
+            .by_status
+            .iter()
+            .map(|(status, n)| format!("{status} {n}"))
+            .collect();
+        let statuses = if statuses.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", statuses.join(", "))
+        };
+        writeln!(
+            f,
+            "orders          {}{statuses} (waited {:.1} s)",
+            self.orders,
+            self.waited.as_secs_f64()
+        )?;
+        writeln!(f, "stock items     {}", self.items)?;
+        writeln!(f, "reservations    {}", self.reservations)?;
+        writeln!(f, "notifications   {}", self.notifications)?;
+        writeln!(f, "dlq messages    {}", self.dlq_messages)?;
+        if self.is_ok() {
+            return writeln!(f, "PASS: every invariant holds");
+        }
+        writeln!(f, "FAIL: {} violation(s)", self.violations.len())?;
+        for violation in &self.violations {
+            writeln!(f, "  - {violation}")?;
+        }
+        Ok(())
+    }
+}
+
+// --- reading ---------------------------------------------------------------------------------
+
+/// Every order id with its status (`None`: in the index but its record is gone).
+type OrderStatuses = BTreeMap<String, Option<String>>;
+
+fn is_final(status: &str) -> bool {
+    FINAL_STATUSES.contains(&status)
+}
+
+/// Poll until no order is in flight any more, or the deadline passes; the last reading wins.
+async fn wait_until_final(
+    redis: &ConnectionManager,
+    keys: &Keys,
+    timeout: Duration,
+) -> anyhow::Result<OrderStatuses> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let orders = read_statuses(redis, keys).await?;
+        let in_flight = orders.values().flatten().any(|status| !is_final(status));
+        if !in_flight || Instant::now() >= deadline {
+            return Ok(orders);
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+async fn read_statuses(redis: &ConnectionManager, keys: &Keys) -> anyhow::Result<OrderStatuses> {
+    let mut conn = redis.clone();
+    let ids: Vec<String> = conn
+        .zrange(keys.orders(), 0, -1)
+        .await
+        .context("reading the orders index")?;
+    let mut orders = BTreeMap::new();
+    for batch in ids.chunks(BATCH) {
+        let mut pipe = redis::pipe();
+        for id in batch {
+            pipe.hget(keys.order(id), "status");
+        }
+        let statuses: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+        orders.extend(batch.iter().cloned().zip(statuses));
+    }
+    Ok(orders)
+}
+
+/// Inventory's books: one hash per column, item → units.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StockBooks {
+    pub available: BTreeMap<String, i64>,
+    pub initial: BTreeMap<String, i64>,
+    pub reserved: BTreeMap<String, i64>,
+    pub released: BTreeMap<String, i64>,
+}
+
+impl StockBooks {
+    /// Every item any column mentions.
+    fn items(&self) -> BTreeSet<&str> {
+        [
+            &self.available,
+            &self.initial,
+            &self.reserved,
+            &self.released,
+        ]
+        .into_iter()
+        .flat_map(|column| column.keys().map(String::as_str))
+        .collect()
+    }
+}
+
+/// What inventory recorded about one order (`{prefix}:reservation:{order_id}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// `reserved`, `failed` or `released`.
+    pub state: String,
+    /// Absent on a tombstone (a cancel that arrived before its order).
+    pub item: Option<String>,
+    pub qty: i64,
+    pub released_qty: i64,
+}
+
+impl Reservation {
+    fn from_hash(fields: &HashMap<String, String>) -> Result<Self, String> {
+        let number = |name: &str| -> Result<i64, String> {
+            match fields.get(name).map(String::as_str) {
+                None | Some("") => Ok(0),
+                Some(raw) => raw
+                    .parse()
+                    .map_err(|_| format!("{name} is {raw:?}, not a number")),
+            }
+        };
+        Ok(Self {
+            state: fields.get("state").cloned().unwrap_or_default(),
+            item: fields.get("item").filter(|i| !i.is_empty()).cloned(),
+            qty: number("qty")?,
+            released_qty: number("released_qty")?,
+        })
+    }
+}
+
+/// The stock books and every reservation record, read as one snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    pub books: StockBooks,
+    pub records: BTreeMap<String, Reservation>,
+    /// Records that could not be read: `(order_id, why)`.
+    pub unreadable: Vec<(String, String)>,
+}
+
+async fn read_ledger(redis: &ConnectionManager, keys: &Keys) -> anyhow::Result<Ledger> {
+    let mut conn = redis.clone();
+    let record_prefix = keys.reservation("");
+    let mut record_keys: Vec<String> = Vec::new();
+    {
+        let mut scan = conn.scan_match::<_, String>(keys.reservation("*")).await?;
+        while let Some(key) = scan.next_item().await {
+            record_keys.push(key?);
+        }
+    }
+    // One MULTI/EXEC: the reserve and release scripts are atomic too, so the books and the
+    // records are read at one consistent moment and always agree when nothing is broken.
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .hgetall(keys.stock())
+        .hgetall(keys.stock_initial())
+        .hgetall(keys.stock_reserved())
+        .hgetall(keys.stock_released());
+    for key in &record_keys {
+        pipe.hgetall(key);
+    }
+    let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+    let mut replies = replies.into_iter();
+    let mut next_column = || -> anyhow::Result<BTreeMap<String, i64>> {
+        let reply = replies
+            .next()
+            .context("Redis sent fewer replies than asked for")?;
+        Ok(redis::from_redis_value(reply)?)
+    };
+    let books = StockBooks {
+        available: next_column()?,
+        initial: next_column()?,
+        reserved: next_column()?,
+        released: next_column()?,
+    };
+    let mut ledger = Ledger {
+        books,
+        ..Ledger::default()
+    };
+    for (key, reply) in record_keys.iter().zip(replies) {
+        let fields: HashMap<String, String> = redis::from_redis_value(reply)?;
+        let order_id = key.strip_prefix(&record_prefix).unwrap_or(key).to_owned();
+        match Reservation::from_hash(&fields) {
+            Ok(record) => {
+                ledger.records.insert(order_id, record);
+            }
+            Err(why) => ledger.unreadable.push((order_id, why)),
+        }
+    }
+    Ok(ledger)
+}
+
+/// A message in the DLQ, as far as the checker cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The event it was, from `x-original-routing-key` or its `type` property.
+    pub event_type: Option<EventType>,
+    pub reason: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// Every message in the DLQ, given back untouched afterwards.
+async fn peek_dlq(amqp_url: &str, dlq: &str) -> anyhow::Result<Vec<DeadLetter>> {
+    let conn = broker::connect(amqp_url).await?;
+    let depth = {
+        let channel = conn.create_channel().await?;
+        broker::depth(&channel, dlq).await?.messages as usize
+    };
+    let held = Held::take(&conn, dlq, depth.min(DLQ_PEEK_LIMIT)).await?;
+    let dead_letters = held
+        .messages
+        .iter()
+        .map(|message| {
+            let headers = message.properties.headers();
+            let routing_key = header_str(headers, "x-original-routing-key").unwrap_or_default();
+            DeadLetter {
+                event_type: EventType::of_delivery(&routing_key, &message.properties),
+                reason: header_str(headers, "x-dlq-reason"),
+                body: message.data.clone(),
+            }
+        })
+        .collect();
+    held.requeue_rest().await?;
+    let _ = conn.close(200, "done".into()).await;
+    Ok(dead_letters)
+}
+
+// --- the rules -------------------------------------------------------------------------------
+
+/// Rule 1: every order is final, and every indexed order still has its record.
+pub fn unfinished_orders(orders: &OrderStatuses, timeout: Duration) -> Vec<String> {
+    let mut violations = Vec::new();
+    let in_flight: Vec<String> = orders
+        .iter()
+        .filter_map(|(id, status)| {
+            status
+                .as_deref()
+                .filter(|s| !is_final(s))
+                .map(|s| format!("{id} ({s})"))
+        })
+        .collect();
+    if !in_flight.is_empty() {
+        violations.push(format!(
+            "{} order(s) not final after {} s: {}",
+            in_flight.len(),
+            timeout.as_secs(),
+            some_of(&in_flight)
+        ));
+    }
+    let missing: Vec<String> = orders
+        .iter()
+        .filter(|(_, status)| status.is_none())
+        .map(|(id, _)| id.clone())
+        .collect();
+    if !missing.is_empty() {
+        violations.push(format!(
+            "{} order(s) in the orders index have no order record: {}",
+            missing.len(),
+            some_of(&missing)
+        ));
+    }
+    violations
+}
+
+/// Rule 2: per item, `initial = available + reserved - released`.
+pub fn unbalanced_stock(books: &StockBooks) -> Vec<String> {
+    let units = |column: &BTreeMap<String, i64>, item: &str| column.get(item).copied().unwrap_or(0);
+    books
+        .items()
+        .into_iter()
+        .filter_map(|item| {
+            let (initial, available, reserved, released) = (
+                units(&books.initial, item),
+                units(&books.available, item),
+                units(&books.reserved, item),
+                units(&books.released, item),
+            );
+            let accounted = available + reserved - released;
+            (initial != accounted).then(|| {
+                format!(
+                    "stock of {item} not conserved: initial {initial} != available {available} + reserved {reserved} - released {released} (= {accounted})"
+                )
+            })
+        })
+        .collect()
+}
+
+/// Rule 3: the `reserved` and `released` totals are the sums of the reservation records.
+///
+/// A record in state `reserved` holds `qty`; a `released` one once held `released_qty` (0 when
+/// nothing had been reserved) and gave it back, so it counts in both totals.
+pub fn totals_disagree_with_records(ledger: &Ledger) -> Vec<String> {
+    let mut violations: Vec<String> = ledger
+        .unreadable
+        .iter()
+        .map(|(order_id, why)| format!("reservation record of order {order_id} unreadable: {why}"))
+        .collect();
+    let mut reserved: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut released: BTreeMap<&str, i64> = BTreeMap::new();
+    for (order_id, record) in &ledger.records {
+        match (record.state.as_str(), record.item.as_deref()) {
+            ("reserved", Some(item)) => *reserved.entry(item).or_default() += record.qty,
+            ("released", Some(item)) => {
+                *reserved.entry(item).or_default() += record.released_qty;
+                *released.entry(item).or_default() += record.released_qty;
+            }
+            ("released", None) if record.released_qty == 0 => {} // a tombstone
+            ("failed", _) => {}
+            (state, _) => violations.push(format!(
+                "reservation record of order {order_id} makes no sense: state {state:?}, item {:?}",
+                record.item
+            )),
+        }
+    }
+    for (column, books, records) in [
+        ("reserved", &ledger.books.reserved, &reserved),
+        ("released", &ledger.books.released, &released),
+    ] {
+        let items: BTreeSet<&str> = books
+            .keys()
+            .map(String::as_str)
+            .chain(records.keys().copied())
+            .collect();
+        for item in items {
+            let booked = books.get(item).copied().unwrap_or(0);
+            let recorded = records.get(item).copied().unwrap_or(0);
+            if booked != recorded {
+                violations.push(format!(
+                    "{column} {item}: the books say {booked} but the reservation records add up to {recorded}"
+                ));
+            }
+        }
+    }
+    violations
+}
+
+/// Rule 4: at most one notification per (order, outcome).
+pub fn doubled_notifications(notifications: &[String]) -> Vec<String> {
+    let mut violations = Vec::new();
+    let mut sent: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (index, line) in notifications.iter().enumerate() {
+        let parsed = serde_json::from_str::<Value>(line).ok();
+        let field = |name: &str| {
+            parsed
+                .as_ref()
+                .and_then(|v| v.get(name))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        match (field("order_id"), field("outcome")) {
+            (Some(order_id), Some(outcome)) => *sent.entry((order_id, outcome)).or_default() += 1,
+            _ => violations.push(format!(
+                "notification #{} is not JSON with order_id and outcome",
+                index + 1
+            )),
+        }
+    }
+    violations.extend(sent.into_iter().filter(|(_, times)| *times > 1).map(
+        |((order_id, outcome), times)| {
+            format!("order {order_id} was notified {times} times for {outcome}")
+        },
+    ));
+    violations
+}
+
+/// Rule 5: a final status agrees with inventory's record of the order.
+pub fn statuses_disagree_with_records(
+    orders: &OrderStatuses,
+    records: &BTreeMap<String, Reservation>,
+) -> Vec<String> {
+    orders
+        .iter()
+        .filter_map(|(order_id, status)| {
+            let status = status.as_deref()?;
+            let expected = match status {
+                "CONFIRMED" => "reserved",
+                "FAILED" => "failed",
+                "CANCELLED" => "released",
+                _ => return None,
+            };
+            match records.get(order_id) {
+                None => Some(format!(
+                    "order {order_id} is {status} but inventory has no reservation record for it"
+                )),
+                Some(record) if record.state != expected => Some(format!(
+                    "order {order_id} is {status} but inventory's record says {} (expected {expected})",
+                    record.state
+                )),
+                Some(_) => None,
+            }
+        })
+        .collect()
+}
+
+/// Rule 6: only poison in the DLQ. A message that is (or may be) an OrderPlaced and parses as
+/// a valid one should have been processed, not dead-lettered.
+pub fn valid_orders_in_dlq(dead_letters: &[DeadLetter]) -> Vec<String> {
+    dead_letters
+        .iter()
+        .filter(|dead| matches!(dead.event_type, None | Some(EventType::OrderPlaced)))
+        .filter_map(|dead| {
+            let order = OrderPlaced::from_body(&dead.body).ok()?;
+            Some(format!(
+                "the DLQ holds a valid OrderPlaced for order {} (dead-lettered because: {})",
+                order.order_id,
+                dead.reason.as_deref().unwrap_or("no reason given")
+            ))
+        })
+        .collect()
+}
+
+/// The first few of a list, then how many more.
+fn some_of(ids: &[String]) -> String {
+    let shown = ids[..ids.len().min(IDS_SHOWN)].join(", ");
+    match ids.len().saturating_sub(IDS_SHOWN) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(pairs: &[(&str, i64)]) -> BTreeMap<String, i64> {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    fn record(state: &str, item: Option<&str>, qty: i64, released_qty: i64) -> Reservation {
+        Reservation {
+            state: state.into(),
+            item: item.map(str::to_owned),
+            qty,
+            released_qty,
+        }
+    }
+
+    fn statuses(pairs: &[(&str, Option<&str>)]) -> OrderStatuses {
+        pairs
+            .iter()
+            .map(|(id, s)| (id.to_string(), s.map(str::to_owned)))
+            .collect()
+    }
+
+    #[test]
+    fn in_flight_and_vanished_orders_are_reported() {
+        let orders = statuses(&[("a", Some("CONFIRMED")), ("b", Some("PLACED")), ("c", None)]);
+        let v = unfinished_orders(&orders, Duration::from_secs(30));
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0], "1 order(s) not final after 30 s: b (PLACED)");
+        assert!(v[1].contains("no order record: c"));
+        assert!(unfinished_orders(&statuses(&[("a", Some("FAILED"))]), Duration::ZERO).is_empty());
+    }
+
+    #[test]
+    fn stock_must_be_conserved() {
+        let balanced = StockBooks {
+            available: column(&[("burger", 95)]),
+            initial: column(&[("burger", 100)]),
+            reserved: column(&[("burger", 7)]),
+            released: column(&[("burger", 2)]),
+        };
+        assert!(unbalanced_stock(&balanced).is_empty());
+        let doubled = StockBooks {
+            available: column(&[("burger", 92)]),
+            ..balanced
+        };
+        let v = unbalanced_stock(&doubled);
+        assert_eq!(v.len(), 1);
+        assert!(v[0].starts_with("stock of burger not conserved"));
+    }
+
+    #[test]
+    fn totals_must_match_the_records() {
+        let mut ledger = Ledger {
+            books: StockBooks {
+                reserved: column(&[("burger", 5)]),
+                released: column(&[("burger", 2)]),
+                ..StockBooks::default()
+            },
+            ..Ledger::default()
+        };
+        ledger
+            .records
+            .insert("o1".into(), record("reserved", Some("burger"), 3, 0));
+        ledger
+            .records
+            .insert("o2".into(), record("released", Some("burger"), 2, 2));
+        ledger
+            .records
+            .insert("o3".into(), record("failed", Some("burger"), 9, 0));
+        ledger
+            .records
+            .insert("o4".into(), record("released", None, 0, 0));
+        assert_eq!(totals_disagree_with_records(&ledger), Vec::<String>::new());
+
+        // A reservation taken twice shows up as books larger than the records.
+        ledger.books.reserved = column(&[("burger", 8)]);
+        let v = totals_disagree_with_records(&ledger);
+        assert_eq!(
+            v,
+            ["reserved burger: the books say 8 but the reservation records add up to 5"]
+        );
+    }
+
+    #[test]
+    fn one_notification_per_order_and_outcome() {
+        let line =
+            |id: &str, outcome: &str| format!(r#"{{"order_id":"{id}","outcome":"{outcome}"}}"#);
+        let fine = [
+            line("a", "reserved"),
+            line("a", "released"),
+            line("b", "failed"),
+        ];
+        assert!(doubled_notifications(&fine).is_empty());
+        let doubled = [
+            line("a", "reserved"),
+            line("a", "reserved"),
+            "nonsense".to_owned(),
+        ];
+        let v = doubled_notifications(&doubled);
+        assert_eq!(v.len(), 2);
+        assert!(v.contains(&"order a was notified 2 times for reserved".to_owned()));
+    }
+
+    #[test]
+    fn final_statuses_agree_with_the_records() {
+        let orders = statuses(&[
+            ("a", Some("CONFIRMED")),
+            ("b", Some("FAILED")),
+            ("c", Some("CANCELLED")),
+            ("d", Some("CONFIRMED")),
+            ("e", Some("PLACED")),
+        ]);
+        let mut records = BTreeMap::new();
+        records.insert("a".to_owned(), record("reserved", Some("burger"), 1, 0));
+        records.insert("b".to_owned(), record("failed", Some("burger"), 1, 0));
+        records.insert("c".to_owned(), record("released", Some("burger"), 1, 1));
+        assert_eq!(
+            statuses_disagree_with_records(&orders, &records),
+            ["order d is CONFIRMED but inventory has no reservation record for it"]
+        );
+        records.insert("d".to_owned(), record("failed", Some("burger"), 1, 0));
+        assert!(
+            statuses_disagree_with_records(&orders, &records)[0].contains("record says failed")
+        );
+    }
+
+    #[test]
+    fn only_poison_belongs_in_the_dlq() {
+        let dead = |event_type, body: &str| DeadLetter {
+            event_type,
+            reason: Some("why".into()),
+            body: body.as_bytes().to_vec(),
+        };
+        let valid = r#"{"order_id":"o1","item":"burger","qty":1}"#;
+        let letters = [
+            dead(
+                Some(EventType::OrderPlaced),
+                r#"{"order_id":"o2","item":"burger"}"#,
+            ),
+            dead(Some(EventType::InventoryReserved), valid),
+            dead(None, valid),
+        ];
+        assert_eq!(
+            valid_orders_in_dlq(&letters),
+            ["the DLQ holds a valid OrderPlaced for order o1 (dead-lettered because: why)"]
+        );
+    }
+
+    #[test]
+    fn reservation_records_are_read_leniently_but_not_blindly() {
+        let fields = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let tombstone =
+            Reservation::from_hash(&fields(&[("state", "released"), ("released_qty", "0")]));
+        assert_eq!(tombstone, Ok(record("released", None, 0, 0)));
+        assert!(Reservation::from_hash(&fields(&[("state", "reserved"), ("qty", "x")])).is_err());
+    }
+
+    #[test]
+    fn long_id_lists_are_shortened() {
+        let ids: Vec<String> = (1..=7).map(|i| i.to_string()).collect();
+        assert_eq!(some_of(&ids), "1, 2, 3, 4, 5 and 2 more");
+    }
+}

@@ -1,0 +1,323 @@
+//! `sagactl dlq ...`: look at, replay and purge the dead-letter queue.
+//!
+//! Looking must never lose a message. `list` and `show` take messages with `basic_get` without
+//! acking, print them, and give them all back (see [`Held`]): the DLQ is the same afterwards.
+//! `replay` republishes a message where it was first published, byte for byte, waits for the
+//! broker's confirm and only *then* acks it off the DLQ, so a crash in between leaves it in the
+//! DLQ (at worst also republished: consumers are idempotent). Messages are numbered from 1, in
+//! queue order, as `list` shows them.
+
+use anyhow::{Context, anyhow, bail};
+use clap::Subcommand;
+use lapin::message::Delivery;
+use lapin::options::QueuePurgeOptions;
+use lapin::types::FieldTable;
+use shared::amqp::Publisher;
+use shared::config::Common;
+use shared::events::{header_str, unix_now_secs};
+
+use crate::broker::{self, Held};
+
+/// How much of a body `dlq list` shows.
+const BODY_PREVIEW_CHARS: usize = 100;
+
+#[derive(Subcommand, Debug)]
+pub enum DlqCommand {
+    /// List dead-lettered messages with why, who and when; they stay in the DLQ.
+    #[command(after_help = "Example:\n  sagactl dlq list --limit 5")]
+    List {
+        /// Show at most this many, oldest first.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Show message N in full: properties, every header, the whole body; it stays in the DLQ.
+    #[command(after_help = "Example:\n  sagactl dlq show 1")]
+    Show {
+        /// Position in the DLQ, from 1 (as `dlq list` numbers them).
+        n: usize,
+    },
+    /// Republish message N (or all) to its original exchange and routing key, then remove it.
+    #[command(after_help = "Example:\n  sagactl dlq replay 1\n  sagactl dlq replay --all")]
+    Replay {
+        /// Replay every message in the DLQ (those there now; re-dead-lettered ones stay).
+        #[arg(long, conflicts_with = "n")]
+        all: bool,
+        /// Position in the DLQ, from 1.
+        #[arg(required_unless_present = "all")]
+        n: Option<usize>,
+    },
+    /// Delete every message in the DLQ and say how many there were.
+    #[command(after_help = "Example:\n  sagactl dlq purge")]
+    Purge,
+}
+
+/// # Errors
+/// Broker unreachable, no such message, or a replay the broker did not confirm.
+pub async fn run(common: &Common, command: DlqCommand) -> anyhow::Result<()> {
+    let dlq = common.topology.dlq_queue.as_str();
+    let conn = broker::connect(&common.rabbitmq_url).await?;
+    let result = match command {
+        DlqCommand::List { limit } => list(&conn, dlq, limit).await,
+        DlqCommand::Show { n } => show(&conn, dlq, n).await,
+        DlqCommand::Replay { all: true, .. } => replay_all(&conn, dlq).await,
+        DlqCommand::Replay { n: Some(n), .. } => replay_one(&conn, dlq, n).await,
+        DlqCommand::Replay { n: None, .. } => Err(anyhow!("say which message, or --all")),
+        DlqCommand::Purge => purge(&conn, dlq).await,
+    };
+    let _ = conn.close(200, "done".into()).await;
+    result
+}
+
+async fn list(conn: &lapin::Connection, dlq: &str, limit: usize) -> anyhow::Result<()> {
+    let total = {
+        let channel = conn.create_channel().await?;
+        broker::depth(&channel, dlq).await?.messages as usize
+    };
+    let held = Held::take(conn, dlq, limit).await?;
+    let mut lines = vec![format!("{dlq}: {total} message(s)")];
+    if total > held.messages.len() {
+        lines[0].push_str(&format!(", showing the first {}", held.messages.len()));
+    }
+    for (i, message) in held.messages.iter().enumerate() {
+        let dead = DeadLetter::of(message);
+        lines.push(format!("#{:<3} reason   {}", i + 1, dead.reason));
+        lines.push(format!(
+            "     from     {} (routing key {}), {}",
+            dead.service,
+            dead.routing_key.as_deref().unwrap_or("?"),
+            dead.age()
+        ));
+        lines.push(format!("     body     {}", preview(&message.data)));
+    }
+    // Give the messages back before printing: a closed stdout must not be what keeps them.
+    held.requeue_rest().await?;
+    outln!("{}", lines.join("\n"))?;
+    Ok(())
+}
+
+async fn show(conn: &lapin::Connection, dlq: &str, n: usize) -> anyhow::Result<()> {
+    let index = position(n)?;
+    let held = Held::take(conn, dlq, n).await?;
+    let description = held
+        .messages
+        .get(index)
+        .map(|message| describe(message, &format!("message #{n} of {dlq}")));
+    let count = held.messages.len();
+    held.requeue_rest().await?;
+    match description {
+        Some(lines) => outln!("{}", lines.join("\n"))?,
+        None => bail!("no message #{n}: {dlq} holds {count}"),
+    }
+    Ok(())
+}
+
+/// Everything about one message: properties, every header, the whole body.
+fn describe(message: &Delivery, title: &str) -> Vec<String> {
+    let props = &message.properties;
+    let text = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+    let short = |v: &Option<lapin::types::ShortString>| text(v.as_ref().map(|s| s.to_string()));
+    let mut lines = vec![
+        title.to_owned(),
+        format!("  message_id      {}", short(props.message_id())),
+        format!("  type            {}", short(props.kind())),
+        format!("  correlation_id  {}", short(props.correlation_id())),
+        format!("  app_id          {}", short(props.app_id())),
+        format!(
+            "  timestamp       {}",
+            text(props.timestamp().map(|t| t.to_string()))
+        ),
+        format!("  content_type    {}", short(props.content_type())),
+        "  headers".to_owned(),
+    ];
+    let headers = props.headers();
+    let mut names: Vec<String> = headers
+        .as_ref()
+        .map(|h| h.inner().keys().map(|k| k.to_string()).collect())
+        .unwrap_or_default();
+    names.sort();
+    for name in names {
+        lines.push(format!(
+            "    {name:<24} {}",
+            text(header_str(headers, &name))
+        ));
+    }
+    lines.push(format!("  body ({} bytes)", message.data.len()));
+    lines.push(String::from_utf8_lossy(&message.data).into_owned());
+    lines
+}
+
+async fn replay_one(conn: &lapin::Connection, dlq: &str, n: usize) -> anyhow::Result<()> {
+    let index = position(n)?;
+    let mut held = Held::take(conn, dlq, n).await?;
+    if index >= held.messages.len() {
+        let count = held.messages.len();
+        held.requeue_rest().await?;
+        bail!("no message #{n}: {dlq} holds {count}");
+    }
+    let publisher = Publisher::open(conn).await?;
+    let replayed = replay(&mut held, index, &publisher).await;
+    // Give the others back whatever happened to this one.
+    held.requeue_rest().await?;
+    outln!("#{n}: {}", replayed?)?;
+    Ok(())
+}
+
+async fn replay_all(conn: &lapin::Connection, dlq: &str) -> anyhow::Result<()> {
+    // Take only what is there now: a replayed message that is still poison comes straight
+    // back to the DLQ, and taking "until empty" would replay it forever.
+    let count = {
+        let channel = conn.create_channel().await?;
+        broker::depth(&channel, dlq).await?.messages as usize
+    };
+    let mut held = Held::take(conn, dlq, count).await?;
+    let publisher = Publisher::open(conn).await?;
+    let mut failed = 0;
+    for index in 0..held.messages.len() {
+        match replay(&mut held, index, &publisher).await {
+            Ok(done) => outln!("#{}: {done}", index + 1)?,
+            Err(e) => {
+                failed += 1;
+                outln!("#{}: left in the DLQ: {e:#}", index + 1)?;
+            }
+        }
+    }
+    let replayed = held.messages.len() - failed;
+    held.requeue_rest().await?;
+    outln!("replayed {replayed}, left {failed} in {dlq}")?;
+    if failed > 0 {
+        bail!("{failed} message(s) could not be replayed");
+    }
+    Ok(())
+}
+
+/// Republish held message `index` where it was first published, wait for the confirm, then
+/// ack it off the DLQ. Returns a line saying what happened.
+async fn replay(held: &mut Held, index: usize, publisher: &Publisher) -> anyhow::Result<String> {
+    let message = held
+        .messages
+        .get(index)
+        .ok_or_else(|| anyhow!("no held message #{}", index + 1))?;
+    let headers = message.properties.headers();
+    let exchange = header_str(headers, "x-original-exchange")
+        .ok_or_else(|| anyhow!("no x-original-exchange header: cannot tell where it came from"))?;
+    let routing_key = header_str(headers, "x-original-routing-key").ok_or_else(|| {
+        anyhow!("no x-original-routing-key header: cannot tell where it came from")
+    })?;
+    let properties = message
+        .properties
+        .clone()
+        .with_headers(without_dead_letter_headers(headers));
+    publisher
+        .publish(&exchange, &routing_key, &message.data, properties)
+        .await
+        .with_context(|| format!("republishing to exchange {exchange:?}"))?;
+    held.ack(index)
+        .await
+        .context("republished, but could not remove it from the DLQ (it will show up twice)")?;
+    Ok(format!(
+        "replayed to exchange {exchange:?} with routing key {routing_key}; removed from the DLQ"
+    ))
+}
+
+/// The message's headers as they were before it was dead-lettered: the DLQ's own `x-dlq-*` and
+/// `x-original-*` go, anything the publisher set stays. If it is poison again, the consumer
+/// adds fresh ones.
+fn without_dead_letter_headers(headers: &Option<FieldTable>) -> FieldTable {
+    let mut kept = FieldTable::default();
+    if let Some(headers) = headers {
+        for (name, value) in headers.inner() {
+            let name = name.as_str();
+            if !name.starts_with("x-dlq-") && !name.starts_with("x-original-") {
+                kept.insert(name.into(), value.clone());
+            }
+        }
+    }
+    kept
+}
+
+async fn purge(conn: &lapin::Connection, dlq: &str) -> anyhow::Result<()> {
+    let channel = conn.create_channel().await?;
+    let purged = channel
+        .queue_purge(dlq.into(), QueuePurgeOptions::default())
+        .await
+        .with_context(|| format!("cannot purge {dlq}"))?;
+    outln!("purged {purged} message(s) from {dlq}")?;
+    Ok(())
+}
+
+/// A 1-based position as an index.
+fn position(n: usize) -> anyhow::Result<usize> {
+    n.checked_sub(1)
+        .ok_or_else(|| anyhow!("messages are numbered from 1"))
+}
+
+/// What the `x-dlq-*` headers say about a dead-lettered message.
+struct DeadLetter {
+    reason: String,
+    service: String,
+    routing_key: Option<String>,
+    at: Option<u64>,
+}
+
+impl DeadLetter {
+    fn of(message: &Delivery) -> Self {
+        let headers = message.properties.headers();
+        Self {
+            reason: header_str(headers, "x-dlq-reason")
+                .unwrap_or_else(|| "(no reason given)".into()),
+            service: header_str(headers, "x-dlq-service").unwrap_or_else(|| "?".into()),
+            routing_key: header_str(headers, "x-original-routing-key"),
+            at: header_str(headers, "x-dlq-at").and_then(|t| t.parse().ok()),
+        }
+    }
+
+    fn age(&self) -> String {
+        match self.at {
+            Some(at) => format!(
+                "x-dlq-at {at} ({} s ago)",
+                unix_now_secs().saturating_sub(at)
+            ),
+            None => "x-dlq-at unknown".to_owned(),
+        }
+    }
+}
+
+/// The start of a body, on one line.
+fn preview(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body).replace(['\n', '\r'], " ");
+    if text.chars().count() > BODY_PREVIEW_CHARS {
+        let cut: String = text.chars().take(BODY_PREVIEW_CHARS).collect();
+        format!("{cut}... ({} bytes)", body.len())
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lapin::types::{AMQPValue, LongString};
+
+    #[test]
+    fn replay_strips_only_what_the_dlq_added() {
+        let mut headers = FieldTable::default();
+        for name in ["x-dlq-reason", "x-original-routing-key", "x-trace"] {
+            headers.insert(
+                name.into(),
+                AMQPValue::LongString(LongString::from(b"v".to_vec())),
+            );
+        }
+        let kept = without_dead_letter_headers(&Some(headers));
+        let names: Vec<&str> = kept.inner().keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-trace"]);
+    }
+
+    #[test]
+    fn previews_are_short_and_on_one_line() {
+        assert_eq!(preview(b"a\nb"), "a b");
+        let long = "x".repeat(500);
+        assert!(preview(long.as_bytes()).ends_with("... (500 bytes)"));
+        assert_eq!(position(1).unwrap(), 0);
+        assert!(position(0).is_err());
+    }
+}

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Drill: the dead-letter queue. A malformed OrderPlaced is isolated in dlq_queue with the reason,
+# the consumer keeps serving the messages behind it, and replaying it does not make it valid.
+#
+# What it shows: poison is about the message, not the moment. Retrying it would block the queue
+# forever, so inventory-svc moves it aside (byte for byte, with x-dlq-* headers saying why) and
+# goes on. Run against the demo from scripts/up.sh, ideally quiet: the drill counts the DLQ.
+set -euo pipefail
+# shellcheck source=SCRIPTDIR/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+DLQ=${DLQ_QUEUE:-dlq_queue}
+REASON='missing required field qty'
+
+# The 1-based position of the DLQ message whose body mentions $1 (empty if none).
+dlq_position() {
+  "$SAGACTL" dlq list --limit 100000 | awk -v id="$1" '
+    /^#/ { n = substr($1, 2) }
+    /^ +body / && index($0, id) { print n; exit }'
+}
+
+heading "1. The DLQ before"
+before=$(queue_depth "$DLQ") || true
+[ -n "$before" ] || fail "cannot read the depth of $DLQ (is RabbitMQ up? RABBITMQ_URL?)"
+printf '   %s holds %s message(s)\n' "$DLQ" "$before"
+
+id=$(fresh_id dlq)
+heading "2. Publish a poison OrderPlaced: no qty"
+expect "confirmed by the broker; inventory-svc will not be able to use it"
+sagactl publish --sample missing-qty --order-id "$id" || fail "could not publish (is RabbitMQ up? RABBITMQ_URL?)"
+
+heading "3. It is in the DLQ, with the reason"
+in_dlq() { [ -n "$(dlq_position "$id")" ]; }
+eventually 10 in_dlq || fail "order $id did not reach $DLQ within 10 s"
+n=$(dlq_position "$id")
+expect "reason '$REASON', from inventory-svc, routing key order.placed"
+listing=$("$SAGACTL" dlq list --limit "$n")
+printf '$ sagactl dlq list --limit %s\n' "$n"
+if [ "$n" -le 5 ]; then
+  printf '%s\n' "$listing"
+else
+  printf '%s\n   ...\n' "$(head -n1 <<<"$listing")"
+  tail -n3 <<<"$listing"
+fi
+tail -n3 <<<"$listing" | grep -qF "reason   $REASON" ||
+  fail "message #$n does not carry the reason '$REASON'"
+note "Listing takes messages without acking and gives them all back: looking loses nothing."
+
+heading "4. The consumer kept going: a valid order right behind it is processed"
+answer=$("$SAGACTL" order place --item salad --qty 1 --student dlq-drill) ||
+  fail "order-svc refused the valid order (is it up at $ORDER_URL?)"
+printf '$ sagactl order place --item salad --qty 1 --student dlq-drill\n%s\n' "$answer"
+valid=$(tr -d ' \n' <<<"$answer" | order_id_of)
+[ -n "$valid" ] || fail "order-svc did not accept the valid order"
+valid_decided() { is_final "$valid"; }
+eventually 15 valid_decided || fail "the valid order $valid was not decided within 15 s: is inventory-svc stuck?"
+printf '   order %s is %s\n' "$valid" "$(order_status "$valid")"
+
+heading "5. Replay it: back to order_events with routing key order.placed"
+note "Replay republishes the body unchanged (confirmed) and only then removes it from the DLQ."
+sagactl dlq replay "$n" || fail "the replay was not confirmed; the message is still in $DLQ"
+expect "back in the DLQ at once: same message_id, same reason, dead-lettered again (x-dlq-at)"
+eventually 10 in_dlq || fail "the replayed message did not come back to $DLQ"
+n=$(dlq_position "$id")
+printf '$ sagactl dlq show %s\n' "$n"
+"$SAGACTL" dlq show "$n" | grep -E '^  (message_id|correlation_id)|x-dlq-|x-original-routing-key|^\{'
+note "It is still poison: replaying sends the same bytes, and they still lack qty. A replay is for"
+note "messages that failed because of a bug since fixed in the consumer; this one needs a fixed"
+note "producer (or a corrected copy published by hand)."
+
+heading "6. Nothing else in the DLQ was touched"
+after=$(queue_depth "$DLQ") || fail "cannot read the depth of $DLQ"
+printf '   %s: %s message(s) before, %s now (ours is #%s)\n' "$DLQ" "$before" "$after" "$n"
+[ "$after" = $((before + 1)) ] || fail "expected $((before + 1)) messages in $DLQ, found $after"
+note "It stays there for you to inspect: sagactl dlq show $n. (sagactl dlq purge would empty"
+note "the whole DLQ, other people's messages too, so the drill does not.)"
+
+pass "poison order $id was isolated with its reason, replayed, and isolated again; valid orders flowed"

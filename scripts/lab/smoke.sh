@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Drill: the classic curl smoke test. Place an order over HTTP, follow it to CONFIRMED, list it.
+#
+# What it shows: POST /order answers at once (201, status PLACED); the saga then runs
+# asynchronously (order-svc -> inventory-svc -> order-svc) and the order becomes CONFIRMED a
+# moment later. Run against the demo from scripts/up.sh; see common.sh for the environment.
+set -euo pipefail
+# shellcheck source=SCRIPTDIR/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+heading "1. Place an order: POST $ORDER_URL/order"
+expect '{"order_id":"<uuid>","status":"PLACED"} and HTTP 201'
+body='{"item":"burger","qty":2,"student_id":"s1"}'
+printf "$ curl -s -XPOST %s/order -H 'content-type: application/json' -d '%s'\n" "$ORDER_URL" "$body"
+answer=$(curl -s -m 10 -w '\n%{http_code}' -XPOST "$ORDER_URL/order" \
+  -H 'content-type: application/json' -d "$body") ||
+  fail "order-svc does not answer at $ORDER_URL (is the demo up? scripts/up.sh)"
+code=$(tail -n1 <<<"$answer")
+answer=$(sed '$d' <<<"$answer")
+printf '%s\nHTTP %s\n' "$answer" "$code"
+[ "$code" = 201 ] || fail "expected HTTP 201, got $code"
+id=$(order_id_of <<<"$answer")
+[ -n "$id" ] || fail "no order_id in the answer"
+
+heading "2. Follow it: GET $ORDER_URL/order/$id until it is final"
+note "The answer came before any stock was reserved: the rest of the saga runs over RabbitMQ."
+expect "CONFIRMED within moments (you may not even catch it PLACED); its history shows PLACED -> CONFIRMED"
+printf '$ curl -s %s/order/%s   (every 0.2 s, up to 15 s)\n' "$ORDER_URL" "$id"
+last=
+seen() {
+  local status
+  status=$(order_status "$id")
+  if [ "$status" != "$last" ]; then
+    printf '   status: %s\n' "${status:-<no answer>}"
+    last=$status
+  fi
+  [ "$status" = CONFIRMED ] || [ "$status" = FAILED ]
+}
+eventually 15 seen || fail "order $id is still ${last:-unknown} after 15 s (is inventory-svc running?)"
+curl -s -m 5 "$ORDER_URL/order/$id"
+echo
+if [ "$last" != CONFIRMED ]; then
+  fail "order $id is $last, not CONFIRMED (out of burgers? sagactl stock set burger 100)"
+fi
+
+heading "3. List orders: GET $ORDER_URL/orders?limit=3"
+expect '{"orders":[...newest first...],"count":3,"total":<all orders>,"offset":0,"limit":3}'
+show curl -s -m 5 "$ORDER_URL/orders?limit=3"
+echo
+curl -fsS -m 5 "$ORDER_URL/orders?limit=50" | grep -q "\"order_id\":\"$id\"" ||
+  fail "order $id is not among the newest orders"
+
+pass "order $id went PLACED -> CONFIRMED and is listed"
