@@ -14,7 +14,6 @@ pub mod stock;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
 use shared::amqp::{BrokerStatus, ConsumerSettings, run_consumer};
@@ -93,14 +92,7 @@ impl App {
             return Ok(());
         }
 
-        let settings = ConsumerSettings {
-            service: SERVICE.into(),
-            url: common.rabbitmq_url.clone(),
-            queue: common.topology.inventory_queue.clone(),
-            prefetch: common.prefetch,
-            topology: common.topology.clone(),
-            grace: Duration::from_secs(common.shutdown_grace_secs),
-        };
+        let settings = ConsumerSettings::new(SERVICE, common, &common.topology.inventory_queue);
         let handler = Arc::new(InventoryHandler {
             ledger,
             exchange: common.topology.exchange.clone(),

@@ -8,7 +8,7 @@ use lapin::message::Delivery;
 use redis::Script;
 use redis::aio::ConnectionManager;
 use shared::amqp::{Handler, Outcome, Publisher};
-use shared::events::{EventType, IncomingMeta, InventoryOutcome, unix_now_millis};
+use shared::events::{IncomingMeta, InventoryOutcome, unix_now_millis};
 use shared::store::Keys;
 use tracing::{Span, info};
 
@@ -26,16 +26,8 @@ pub struct NotifyHandler {
 
 impl Handler for NotifyHandler {
     async fn handle(&self, delivery: &Delivery, _publisher: &Publisher) -> Outcome {
-        let Some(kind) =
-            EventType::of_delivery(delivery.routing_key.as_str(), &delivery.properties)
-        else {
-            return Outcome::DeadLetter(format!(
-                "cannot tell which event this is (routing key {:?})",
-                delivery.routing_key.as_str()
-            ));
-        };
-        let outcome = match InventoryOutcome::from_body(kind, &delivery.data) {
-            Ok(outcome) => outcome,
+        let (_, outcome) = match InventoryOutcome::from_delivery(delivery) {
+            Ok(read) => read,
             Err(poison) => return Outcome::DeadLetter(poison.0),
         };
         let order_id = outcome.order_id().to_string();

@@ -11,7 +11,6 @@ pub mod sink;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
 use shared::amqp::{BrokerStatus, ConsumerSettings, run_consumer};
@@ -98,14 +97,7 @@ impl App {
             instance: uuid::Uuid::new_v4().to_string(),
             lease_ms: self.config.claim_lease_ms,
         };
-        let settings = ConsumerSettings {
-            service: SERVICE.into(),
-            url: common.rabbitmq_url.clone(),
-            queue: common.topology.notification_queue.clone(),
-            prefetch: common.prefetch,
-            topology: common.topology.clone(),
-            grace: Duration::from_secs(common.shutdown_grace_secs),
-        };
+        let settings = ConsumerSettings::new(SERVICE, common, &common.topology.notification_queue);
         run_consumer(settings, Arc::new(handler), broker, shutdown.clone()).await;
         shared::amqp::log_task_end("http", http.await);
         info!("notification-svc stopped");

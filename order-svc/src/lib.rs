@@ -16,7 +16,6 @@ pub mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
 use shared::amqp::{BrokerStatus, ConsumerSettings, run_consumer};
@@ -94,14 +93,7 @@ impl App {
         };
         let relay = tokio::spawn(relay.run(shutdown.clone()));
 
-        let settings = ConsumerSettings {
-            service: SERVICE.into(),
-            url: common.rabbitmq_url.clone(),
-            queue: common.topology.order_status_queue.clone(),
-            prefetch: common.prefetch,
-            topology: common.topology.clone(),
-            grace: Duration::from_secs(common.shutdown_grace_secs),
-        };
+        let settings = ConsumerSettings::new(SERVICE, common, &common.topology.order_status_queue);
         run_consumer(
             settings,
             Arc::new(StatusHandler { store }),

@@ -2,7 +2,7 @@
 
 use lapin::message::Delivery;
 use shared::amqp::{Handler, Outcome, Publisher};
-use shared::events::{EventMeta, EventType, IncomingMeta, InventoryOutcome, unix_now_secs};
+use shared::events::{EventMeta, IncomingMeta, InventoryOutcome, unix_now_secs};
 use tracing::{Span, info};
 
 use crate::orders::{Applied, OrderStore};
@@ -13,16 +13,8 @@ pub struct StatusHandler {
 
 impl Handler for StatusHandler {
     async fn handle(&self, delivery: &Delivery, _publisher: &Publisher) -> Outcome {
-        let Some(kind) =
-            EventType::of_delivery(delivery.routing_key.as_str(), &delivery.properties)
-        else {
-            return Outcome::DeadLetter(format!(
-                "cannot tell which event this is (routing key {:?}, no known type)",
-                delivery.routing_key.as_str()
-            ));
-        };
-        let outcome = match InventoryOutcome::from_body(kind, &delivery.data) {
-            Ok(outcome) => outcome,
+        let (kind, outcome) = match InventoryOutcome::from_delivery(delivery) {
+            Ok(read) => read,
             Err(poison) => return Outcome::DeadLetter(poison.0),
         };
         let order_id = outcome.order_id().to_string();

@@ -245,6 +245,20 @@ pub struct ConsumerSettings {
     pub grace: Duration,
 }
 
+impl ConsumerSettings {
+    /// Settings for `service` consuming `queue`, everything else from the common config.
+    pub fn new(service: &str, common: &crate::config::Common, queue: &str) -> Self {
+        Self {
+            service: service.to_owned(),
+            url: common.rabbitmq_url.clone(),
+            queue: queue.to_owned(),
+            prefetch: common.prefetch,
+            topology: common.topology.clone(),
+            grace: Duration::from_secs(common.shutdown_grace_secs),
+        }
+    }
+}
+
 /// Consume `settings.queue` until `shutdown`, reconnecting whenever the connection is lost.
 ///
 /// In-flight work is bounded by the prefetch: the broker never hands us more unacked

@@ -252,6 +252,21 @@ impl InventoryOutcome {
         value.to_string().into_bytes()
     }
 
+    /// Read the outcome a delivery carries: which event it is (routing key, else `type`
+    /// property), then its body.
+    ///
+    /// # Errors
+    /// [`Poison`] when the event cannot be told or its body is unusable.
+    pub fn from_delivery(delivery: &lapin::message::Delivery) -> Result<(EventType, Self), Poison> {
+        let routing_key = delivery.routing_key.as_str();
+        let kind = EventType::of_delivery(routing_key, &delivery.properties).ok_or_else(|| {
+            Poison(format!(
+                "cannot tell which event this is (routing key {routing_key:?}, no known type)"
+            ))
+        })?;
+        Ok((kind, Self::from_body(kind, &delivery.data)?))
+    }
+
     /// Read an outcome event; `kind` comes from the routing key or the `type` property.
     pub fn from_body(kind: EventType, body: &[u8]) -> Result<Self, Poison> {
         let obj = json_object(body)?;

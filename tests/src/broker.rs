@@ -84,20 +84,29 @@ impl TestEnv {
     /// # Errors
     /// Broker unreachable or no such queue.
     pub async fn depth(&self, queue: &str) -> anyhow::Result<u32> {
+        Ok(self.passive_declare(queue).await?.message_count())
+    }
+
+    /// Consumers attached to `queue` right now.
+    ///
+    /// # Errors
+    /// Broker unreachable or no such queue.
+    pub async fn consumers(&self, queue: &str) -> anyhow::Result<u32> {
+        Ok(self.passive_declare(queue).await?.consumer_count())
+    }
+
+    async fn passive_declare(&self, queue: &str) -> anyhow::Result<lapin::Queue> {
         let conn = self.connect().await?;
         let channel = conn.create_channel().await?;
+        let options = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
         let q = channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+            .queue_declare(queue.into(), options, FieldTable::default())
             .await?;
         let _ = conn.close(200, "done".into()).await;
-        Ok(q.message_count())
+        Ok(q)
     }
 
     /// Take (and ack) every message now in `queue`.
@@ -151,27 +160,6 @@ impl TestEnv {
         }
         let _ = conn.close(200, "done".into()).await;
         Ok(())
-    }
-
-    /// Whether a consumer is attached to `queue`.
-    ///
-    /// # Errors
-    /// Broker unreachable.
-    pub async fn consumers(&self, queue: &str) -> anyhow::Result<u32> {
-        let conn = self.connect().await?;
-        let channel = conn.create_channel().await?;
-        let q = channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        let _ = conn.close(200, "done".into()).await;
-        Ok(q.consumer_count())
     }
 }
 

@@ -1,0 +1,307 @@
+//! The ceiling: the saga's message path with nothing but the broker.
+//!
+//! The same hops the services make, on the same topology (durable queues, persistent
+//! messages), with the same prefetch and a bounded confirm window, and nothing else: no HTTP,
+//! no Redis, no JSON work (bodies are built before the clock starts).
+//!
+//! ```text
+//! publisher --order.placed (confirms, window)--> inventory_queue --> relay (prefetch)
+//!   relay: publish inventory.reserved (confirm) then ack --> order_status_queue --> sink, ack
+//!                                                        --> notification_queue --> sink, ack
+//! ```
+//!
+//! The relay stands in for inventory-svc (one task per delivery, outcome confirmed before the
+//! ack), the sinks for order-svc's status consumer and notification-svc, the publisher for
+//! order-svc's outbox relay. [`Relay`] is also the broker-only drain.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, Consumer};
+use shared::events::{EventMeta, EventType, InventoryOutcome};
+use shared::ids::{Item, OrderId, Qty, StudentId};
+use shared::topology::Topology;
+use tokio::task::JoinSet;
+
+use crate::broker::{self, ITEM};
+use crate::stats::{Latency, Recorder, per_sec};
+use crate::world::{Lab, World};
+
+#[derive(Debug, Clone)]
+pub struct CeilingResult {
+    pub orders: usize,
+    pub elapsed: Duration,
+    /// Orders per second, first publish until both outcome copies of every order are acked.
+    pub orders_per_sec: f64,
+    /// Publish of OrderPlaced → its outcome at the order-status sink (a saturated pipeline:
+    /// this is queueing behind the window, not a service time).
+    pub latency: Latency,
+}
+
+/// Run `orders` through the broker-only path in a fresh world.
+///
+/// # Errors
+/// The broker refused something or the path stalled.
+pub async fn run(
+    lab: &Lab,
+    orders: usize,
+    prefetch: u16,
+    window: usize,
+) -> anyhow::Result<CeilingResult> {
+    let world = lab.world("ceiling").await?;
+    let result = measure(&world, orders, prefetch, window).await;
+    if let Err(e) = world.close().await {
+        crate::progress(&format!("{e:#} (retried at the end)"));
+    }
+    result
+}
+
+async fn measure(
+    world: &World<'_>,
+    n: usize,
+    prefetch: u16,
+    window: usize,
+) -> anyhow::Result<CeilingResult> {
+    let messages = broker::order_placed(n)?;
+    let topology = &world.topology;
+
+    // One connection per role, as each service has its own.
+    let publisher_conn = world.connect("saga-bench ceiling publisher").await?;
+    let publisher = confirm_channel(&publisher_conn).await?;
+    let relay_conn = world.connect("saga-bench ceiling relay").await?;
+    let relay = Relay::start(&relay_conn, topology, prefetch).await?;
+    let status_conn = world.connect("saga-bench ceiling status sink").await?;
+    let status_sink = Sink::start(&status_conn, &topology.order_status_queue, prefetch).await?;
+    let notify_conn = world
+        .connect("saga-bench ceiling notification sink")
+        .await?;
+    let notify_sink = Sink::start(&notify_conn, &topology.notification_queue, prefetch).await?;
+
+    // Everything is consuming before the first publish, as the services are before the
+    // first order.
+    let started = Instant::now();
+    let path = async {
+        tokio::try_join!(
+            broker::publish_all(
+                &publisher,
+                &topology.exchange,
+                EventType::OrderPlaced.routing_key(),
+                &messages,
+                window,
+            ),
+            relay.run(n),
+            status_sink.run(n),
+            notify_sink.run(n),
+        )
+    };
+    let (sent, (), arrivals, _) = tokio::time::timeout(deadline(n), path)
+        .await
+        .with_context(|| format!("{n} orders did not get through within {:?}", deadline(n)))??;
+    let elapsed = started.elapsed();
+
+    let sent_at: HashMap<&str, Instant> = messages
+        .iter()
+        .map(|m| m.order_id.as_str())
+        .zip(sent)
+        .collect();
+    let mut recorder = Recorder::new()?;
+    for (order_id, arrived) in &arrivals {
+        if let Some(sent) = sent_at.get(order_id.as_str()) {
+            recorder.record(arrived.saturating_duration_since(*sent));
+        }
+    }
+    for conn in [publisher_conn, relay_conn, status_conn, notify_conn] {
+        let _ = conn.close(200, "ceiling done".into()).await;
+    }
+    Ok(CeilingResult {
+        orders: n,
+        elapsed,
+        orders_per_sec: per_sec(n, elapsed),
+        latency: recorder.summary(),
+    })
+}
+
+/// How long `n` messages may take on a broker-only path before we call it stuck: a minute,
+/// plus far more per message (5 ms) than the broker needs.
+pub fn deadline(n: usize) -> Duration {
+    Duration::from_secs(60)
+        + Duration::from_millis(5).saturating_mul(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// A channel in confirm mode.
+///
+/// # Errors
+/// The broker refused the channel or confirm mode.
+pub async fn confirm_channel(conn: &Connection) -> anyhow::Result<Channel> {
+    let channel = conn.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .context("cannot enable publisher confirms")?;
+    Ok(channel)
+}
+
+/// inventory-svc's broker work without its Redis work: consume `inventory_queue`, publish the
+/// outcome with a confirm, then ack.
+pub struct Relay {
+    consumer: Consumer,
+    publisher: Channel,
+    exchange: Arc<str>,
+    /// A real InventoryReserved body, serialized once.
+    body: Arc<[u8]>,
+    properties: BasicProperties,
+}
+
+impl Relay {
+    /// Start consuming (prefetch `prefetch`) on a connection of its own.
+    ///
+    /// # Errors
+    /// The broker refused the channels or the consumer.
+    pub async fn start(
+        conn: &Connection,
+        topology: &Topology,
+        prefetch: u16,
+    ) -> anyhow::Result<Self> {
+        let publisher = confirm_channel(conn).await?;
+        let channel = conn.create_channel().await?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await?;
+        let consumer = channel
+            .basic_consume(
+                topology.inventory_queue.as_str().into(),
+                "saga-bench-relay".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .context("cannot consume the inventory queue")?;
+        let outcome = InventoryOutcome::Reserved {
+            order_id: OrderId::generate(),
+            item: Item::parse(ITEM)?,
+            qty: Qty::parse(1)?,
+            student_id: Some(StudentId::parse("bench")?),
+            remaining: 99_999_999,
+        };
+        Ok(Self {
+            consumer,
+            publisher,
+            exchange: topology.exchange.as_str().into(),
+            body: outcome.to_body().into(),
+            properties: EventMeta::new(EventType::InventoryReserved, "", "inventory-svc")
+                .properties(),
+        })
+    }
+
+    /// Relay `n` deliveries, each in its own task as inventory-svc does (the prefetch bounds
+    /// how many at once), and return once all are acked.
+    ///
+    /// # Errors
+    /// A publish was not confirmed, an ack failed, or the consumer ended.
+    pub async fn run(mut self, n: usize) -> anyhow::Result<()> {
+        let mut in_flight = JoinSet::new();
+        for _ in 0..n {
+            let delivery = self
+                .consumer
+                .next()
+                .await
+                .context("the relay's consumer ended")?
+                .context("the relay's consumer failed")?;
+            // The order travels in the correlation id, as the services carry it.
+            let properties = match delivery.properties.correlation_id() {
+                Some(order_id) => self
+                    .properties
+                    .clone()
+                    .with_correlation_id(order_id.clone()),
+                None => self.properties.clone(),
+            };
+            let (publisher, exchange, body) = (
+                self.publisher.clone(),
+                self.exchange.clone(),
+                self.body.clone(),
+            );
+            in_flight.spawn(async move {
+                let confirm = publisher
+                    .basic_publish(
+                        (&*exchange).into(),
+                        EventType::InventoryReserved.routing_key().into(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..Default::default()
+                        },
+                        &body,
+                        properties,
+                    )
+                    .await?;
+                broker::check(confirm.await?)?;
+                delivery.acker.ack(BasicAckOptions::default()).await?;
+                anyhow::Ok(())
+            });
+            while let Some(done) = in_flight.try_join_next() {
+                done.context("a relay task panicked")??;
+            }
+        }
+        while let Some(done) = in_flight.join_next().await {
+            done.context("a relay task panicked")??;
+        }
+        Ok(())
+    }
+}
+
+/// A consumer that only acks: order-svc's status consumer or notification-svc minus their work.
+pub struct Sink {
+    consumer: Consumer,
+}
+
+impl Sink {
+    /// Start consuming `queue` with `prefetch`.
+    ///
+    /// # Errors
+    /// The broker refused the channel or the consumer.
+    pub async fn start(conn: &Connection, queue: &str, prefetch: u16) -> anyhow::Result<Self> {
+        let channel = conn.create_channel().await?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await?;
+        let consumer = channel
+            .basic_consume(
+                queue.into(),
+                "saga-bench-sink".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("cannot consume {queue}"))?;
+        Ok(Self { consumer })
+    }
+
+    /// Ack `n` deliveries; return each one's correlation id (the order id) and arrival.
+    ///
+    /// # Errors
+    /// An ack failed or the consumer ended.
+    pub async fn run(mut self, n: usize) -> anyhow::Result<Vec<(String, Instant)>> {
+        let mut arrivals = Vec::with_capacity(n);
+        for _ in 0..n {
+            let delivery = self
+                .consumer
+                .next()
+                .await
+                .context("a sink's consumer ended")?
+                .context("a sink's consumer failed")?;
+            let arrived = Instant::now();
+            delivery.acker.ack(BasicAckOptions::default()).await?;
+            if let Some(order_id) = delivery.properties.correlation_id() {
+                arrivals.push((order_id.to_string(), arrived));
+            }
+        }
+        Ok(arrivals)
+    }
+}

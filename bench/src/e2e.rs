@@ -1,0 +1,87 @@
+//! End to end: N orders over HTTP from C clients, until every order is final.
+//!
+//! Three figures come out of one run: how fast order-svc accepts (201s per second), how fast
+//! orders become final (the saga's throughput: first POST until order-svc has applied the last
+//! outcome), and each order's POST→final latency (POST sent → its outcome event at the tap).
+//! Each service's RSS is read once idle and sampled throughout.
+
+use std::time::Duration;
+
+use crate::load::{OrderClient, closed_loop};
+use crate::saga::{Saga, ServiceMemory, wait_all_final};
+use crate::stats::{Latency, latencies, per_sec};
+use crate::tap::Tap;
+use crate::world::Lab;
+
+#[derive(Debug, Clone)]
+pub struct E2eResult {
+    pub inventories: usize,
+    pub concurrency: usize,
+    pub accepted: usize,
+    /// Orders not answered 201 (not retried).
+    pub refused: usize,
+    pub first_error: Option<String>,
+    /// 201s per second, first POST to last 201.
+    pub accept_per_sec: f64,
+    /// Accepted orders per second, first POST until all are final in order-svc.
+    pub orders_per_sec: f64,
+    pub elapsed: Duration,
+    pub latency: Latency,
+    /// Accepted orders whose outcome never reached the tap (0 unless something is wrong).
+    pub missing: usize,
+    pub memory: Vec<ServiceMemory>,
+}
+
+/// Run the end-to-end load in a fresh world named after `section`.
+///
+/// # Errors
+/// A service did not start, the load stalled, or the broker or Redis failed.
+pub async fn run(
+    lab: &Lab,
+    section: &str,
+    orders: usize,
+    concurrency: usize,
+    inventories: usize,
+) -> anyhow::Result<E2eResult> {
+    let world = lab.world(section).await?;
+    let result = async {
+        let saga = Saga::start(&world, inventories).await?;
+        let mut tap = Tap::open(&world).await?;
+        let client = OrderClient::new(&saga.order_url())?;
+
+        let memory = saga.watch_memory()?;
+        let load = closed_loop(&client, orders, concurrency).await?;
+        let accepted = load.placed.len();
+        tap.wait_for(accepted as u64).await?;
+        let all_final = wait_all_final(&world, accepted as u64).await?;
+        let memory = memory.finish().await?;
+
+        let (latency, missing) = latencies(&load.placed, &tap.arrivals())?;
+        tap.close().await;
+        saga.stop().await;
+
+        let elapsed = all_final.saturating_duration_since(load.started);
+        Ok(E2eResult {
+            inventories,
+            concurrency,
+            accepted,
+            refused: load.refused,
+            first_error: load.first_error,
+            accept_per_sec: per_sec(
+                accepted,
+                load.last_accept.saturating_duration_since(load.started),
+            ),
+            orders_per_sec: per_sec(accepted, elapsed),
+            elapsed,
+            latency,
+            missing,
+            memory,
+        })
+    }
+    .await;
+    // On error the saga was dropped above, which killed its processes; now the world goes.
+    if let Err(e) = world.close().await {
+        crate::progress(&format!("{e:#} (retried at the end)"));
+    }
+    result
+}

@@ -1,0 +1,137 @@
+//! Latency under a fixed rate: orders sent on a schedule, whatever the saga is doing.
+//!
+//! Open loop: order k is due at `start + k / rate` and is sent then, without waiting for
+//! earlier answers. Its latency is measured from when it was *due*, not when it went out, so
+//! a stall anywhere (even in this sender) shows in the figures instead of quietly delaying the
+//! next orders ("coordinated omission").
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::task::JoinSet;
+
+use crate::load::OrderClient;
+use crate::saga::{Saga, wait_all_final};
+use crate::stats::{Latency, latencies};
+use crate::tap::Tap;
+use crate::world::Lab;
+
+/// More answers outstanding than this and the saga is not keeping up: the sender then waits
+/// for one, rather than open thousands of connections. The lag shows in `max_send_lag`.
+const MAX_OUTSTANDING: usize = 2_048;
+
+#[derive(Debug, Clone)]
+pub struct FixedRateResult {
+    /// Orders per second asked for.
+    pub rate: f64,
+    pub secs: u64,
+    pub sent: usize,
+    pub accepted: usize,
+    pub refused: usize,
+    pub first_error: Option<String>,
+    /// Due → outcome event at the tap.
+    pub latency: Latency,
+    pub missing: usize,
+    /// The latest any order went out after it was due.
+    pub max_send_lag: Duration,
+}
+
+/// Send orders at `rate` per second for `secs` seconds to a fresh saga.
+///
+/// # Errors
+/// A service did not start, the orders never became final, or the broker or Redis failed.
+pub async fn run(lab: &Lab, rate: f64, secs: u64) -> anyhow::Result<FixedRateResult> {
+    anyhow::ensure!(
+        rate.is_finite() && rate > 0.0,
+        "the rate must be positive, got {rate}"
+    );
+    let world = lab.world("fixed-rate").await?;
+    let result = async {
+        let saga = Saga::start(&world, 1).await?;
+        let mut tap = Tap::open(&world).await?;
+        let client = OrderClient::new(&saga.order_url())?;
+
+        let sent = schedule(&client, rate, secs).await?;
+        let accepted = sent.placed.len();
+        tap.wait_for(accepted as u64).await?;
+        wait_all_final(&world, accepted as u64).await?;
+        let (latency, missing) = latencies(&sent.placed, &tap.arrivals())?;
+        tap.close().await;
+        saga.stop().await;
+        Ok(FixedRateResult {
+            rate,
+            secs,
+            sent: sent.total,
+            accepted,
+            refused: sent.refused,
+            first_error: sent.first_error,
+            latency,
+            missing,
+            max_send_lag: sent.max_lag,
+        })
+    }
+    .await;
+    if let Err(e) = world.close().await {
+        crate::progress(&format!("{e:#} (retried at the end)"));
+    }
+    result
+}
+
+struct Sent {
+    total: usize,
+    /// Accepted orders with the instant each was due.
+    placed: Vec<(String, Instant)>,
+    refused: usize,
+    first_error: Option<String>,
+    max_lag: Duration,
+}
+
+/// The scheduler: one POST per tick, each in its own task, answers collected as they come.
+async fn schedule(client: &OrderClient, rate: f64, secs: u64) -> anyhow::Result<Sent> {
+    let total = (rate * secs as f64).round().max(1.0) as usize;
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let start = Instant::now();
+    let mut sent = Sent {
+        total,
+        placed: Vec::with_capacity(total),
+        refused: 0,
+        first_error: None,
+        max_lag: Duration::ZERO,
+    };
+    let mut posts = JoinSet::new();
+    for k in 0..total {
+        let due = start + interval.mul_f64(k as f64);
+        // Sleeping is the point here: the schedule, not the saga, decides when orders go out.
+        tokio::time::sleep_until(due.into()).await;
+        while let Some(done) = posts.try_join_next() {
+            sent.collect(done)?;
+        }
+        if posts.len() >= MAX_OUTSTANDING
+            && let Some(done) = posts.join_next().await
+        {
+            sent.collect(done)?;
+        }
+        sent.max_lag = sent.max_lag.max(due.elapsed());
+        let client = client.clone();
+        posts.spawn(async move { (due, client.place().await) });
+    }
+    while let Some(done) = posts.join_next().await {
+        sent.collect(done)?;
+    }
+    Ok(sent)
+}
+
+type Answer = (Instant, anyhow::Result<String>);
+
+impl Sent {
+    fn collect(&mut self, done: Result<Answer, tokio::task::JoinError>) -> anyhow::Result<()> {
+        match done.context("a POST task panicked")? {
+            (due, Ok(order_id)) => self.placed.push((order_id, due)),
+            (_, Err(e)) => {
+                self.refused += 1;
+                self.first_error.get_or_insert_with(|| format!("{e:#}"));
+            }
+        }
+        Ok(())
+    }
+}

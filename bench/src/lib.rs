@@ -1,0 +1,284 @@
+//! saga-bench: how fast is the saga on this machine, and how close to the broker's own limit?
+//!
+//! Every figure the saga gets is set beside a *ceiling* measured in the same run: the same
+//! message path with nothing but the broker (same durable queues, persistent messages,
+//! prefetch and confirm window; no HTTP, no Redis, no JSON work). The ratio says how much of
+//! what the broker could do the services actually use.
+//!
+//! Sections, in the order a run takes them:
+//!
+//! - [`ceiling`]: broker-only relay of the order path (publish OrderPlaced with confirms →
+//!   consume → publish the outcome with confirms → ack; two sinks ack the outcome copies).
+//! - [`e2e`]: N orders over HTTP at a fixed concurrency, until every order is final; POST→final
+//!   latency in an HDR histogram; each service's RSS idle and at peak. Also the scaling run
+//!   (the same with two inventory-svc).
+//! - [`fixed_rate`]: open-loop orders at half the measured maximum; latency from each order's
+//!   scheduled send time, so a stall cannot hide itself (no coordinated omission).
+//! - [`drain`]: a backlog of OrderPlaced, drained by inventory-svc (RSS sampled all along) and
+//!   by the broker-only relay.
+//!
+//! Supporting modules:
+//!
+//! - [`world`]: a fresh vhost and Redis prefix per section, removed afterwards; [`service`]
+//!   spawns the release binaries into it; [`saga`] starts the three of them and waits for
+//!   every order to be final.
+//! - [`broker`]: OrderPlaced built ahead of time, queue depth by passive declare, publishing
+//!   with a bounded window of unconfirmed messages.
+//! - [`load`]: the HTTP client side; [`tap`]: learns when each order became final from the
+//!   outcome events, not by polling orders.
+//! - [`rss`]: resident memory from `/proc`; [`stats`]: latency summaries; [`poll`]: waiting
+//!   with a deadline.
+//! - [`cli`]: the flags; [`report`]: the table on stdout and `docs/BENCHMARKS.md`, with the
+//!   machine and the command.
+//!
+//! The benchmark is not a test: no number makes it fail. It exits non-zero only when a section
+//! could not run at all (e.g. a service never became ready).
+#![forbid(unsafe_code)]
+
+pub mod broker;
+pub mod ceiling;
+pub mod cli;
+pub mod drain;
+pub mod e2e;
+pub mod fixed_rate;
+pub mod load;
+pub mod poll;
+pub mod report;
+pub mod rss;
+pub mod saga;
+pub mod service;
+pub mod stats;
+pub mod tap;
+pub mod world;
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+pub use crate::cli::{Args, Plan};
+use crate::report::{Machine, Report};
+use crate::world::{Lab, LabConfig};
+
+/// What happened to one section.
+#[derive(Debug, Clone)]
+pub enum Section<T> {
+    Skipped(String),
+    Failed(String),
+    Done(T),
+}
+
+impl<T> Section<T> {
+    pub fn done(&self) -> Option<&T> {
+        match self {
+            Self::Done(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// Every section's outcome.
+#[derive(Debug, Clone)]
+pub struct Results {
+    pub ceiling: Section<ceiling::CeilingResult>,
+    pub e2e: Section<e2e::E2eResult>,
+    pub fixed_rate: Section<fixed_rate::FixedRateResult>,
+    pub scaling: Section<e2e::E2eResult>,
+    pub broker_drain: Section<drain::DrainResult>,
+    pub inventory_drain: Section<drain::DrainResult>,
+}
+
+impl Results {
+    fn any_failed(&self) -> bool {
+        [
+            matches!(self.ceiling, Section::Failed(_)),
+            matches!(self.e2e, Section::Failed(_)),
+            matches!(self.fixed_rate, Section::Failed(_)),
+            matches!(self.scaling, Section::Failed(_)),
+            matches!(self.broker_drain, Section::Failed(_)),
+            matches!(self.inventory_drain, Section::Failed(_)),
+        ]
+        .into_iter()
+        .any(|failed| failed)
+    }
+}
+
+/// How a run ended, for the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    AllRan,
+    SectionsFailed,
+}
+
+/// Run every section that is not skipped, then print the table and write the report.
+///
+/// # Errors
+/// The broker's management API or Redis is unreachable, a binary is missing, the run was
+/// interrupted, or the report cannot be written.
+pub async fn run(args: Args) -> anyhow::Result<Verdict> {
+    let plan = Plan::of(&args);
+    let bin_dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_exe()
+            .context("cannot find this binary's directory")?
+            .parent()
+            .map(PathBuf::from)
+            .context("this binary has no parent directory")?,
+    };
+    let lab = Lab::new(LabConfig {
+        management_url: args.management_url.trim_end_matches('/').to_owned(),
+        amqp_addr: args.amqp_addr.clone(),
+        user: args.broker_user.clone(),
+        password: args.broker_password.clone(),
+        redis_url: args.redis_url.clone(),
+        bin_dir,
+        prefetch: plan.prefetch,
+    })?;
+    let machine = Machine::probe(&lab).await;
+    progress(&format!(
+        "run {} on {}; service logs in {}",
+        lab.run_id(),
+        machine.summary(),
+        lab.log_dir().display()
+    ));
+
+    // Ctrl-C or SIGTERM drops the sections' futures, which kills the services they spawned
+    // (kill_on_drop); the worlds they left are removed below either way.
+    let outcome = tokio::select! {
+        results = run_sections(&lab, &plan, &args) => Ok(results),
+        signal = interrupted() => Err(signal),
+    };
+    lab.clean_up_all().await;
+    let results = match outcome {
+        Ok(results) => results,
+        Err(signal) => anyhow::bail!("interrupted by {signal}; its vhosts and Redis keys removed"),
+    };
+
+    let report = Report {
+        machine,
+        plan,
+        command: cli::command_line(),
+        date: report::utc_now(),
+        results,
+    };
+    let text = report.render();
+    println!("{text}");
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(&args.out, &text)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    progress(&format!("report written to {}", args.out.display()));
+    Ok(if report.results.any_failed() {
+        Verdict::SectionsFailed
+    } else {
+        Verdict::AllRan
+    })
+}
+
+async fn run_sections(lab: &Lab, plan: &Plan, args: &Args) -> Results {
+    let ceiling = section(
+        "broker-only ceiling",
+        args.skip_ceiling,
+        "--skip-ceiling",
+        || ceiling::run(lab, plan.orders, plan.prefetch, plan.confirm_window),
+    )
+    .await;
+    let e2e = section(
+        "end to end, 1 inventory-svc",
+        args.skip_e2e,
+        "--skip-e2e",
+        || e2e::run(lab, "e2e", plan.orders, plan.concurrency, 1),
+    )
+    .await;
+
+    let rate = plan
+        .fixed_rate
+        .or_else(|| e2e.done().map(|e| e.orders_per_sec / 2.0));
+    let fixed_rate = match rate {
+        Some(rate) => {
+            section(
+                "fixed rate",
+                args.skip_fixed_rate,
+                "--skip-fixed-rate",
+                || fixed_rate::run(lab, rate, plan.fixed_rate_secs),
+            )
+            .await
+        }
+        None if args.skip_fixed_rate => Section::Skipped("--skip-fixed-rate".into()),
+        None => Section::Skipped("no end-to-end maximum to halve (give --fixed-rate)".into()),
+    };
+
+    let scaling = section(
+        "end to end, 2 inventory-svc",
+        args.skip_scaling,
+        "--skip-scaling",
+        || e2e::run(lab, "scaling", plan.orders, plan.concurrency, 2),
+    )
+    .await;
+    let broker_drain = section("broker-only drain", args.skip_drain, "--skip-drain", || {
+        drain::broker_only(lab, plan.drain_messages, plan.prefetch, plan.confirm_window)
+    })
+    .await;
+    let inventory_drain = section(
+        "inventory-svc drain",
+        args.skip_drain,
+        "--skip-drain",
+        || drain::inventory_svc(lab, plan.drain_messages, plan.confirm_window),
+    )
+    .await;
+    Results {
+        ceiling,
+        e2e,
+        fixed_rate,
+        scaling,
+        broker_drain,
+        inventory_drain,
+    }
+}
+
+/// Run one section unless skipped; an error is recorded in the report, and the run goes on.
+async fn section<T, F, Fut>(name: &str, skip: bool, flag: &str, start: F) -> Section<T>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    if skip {
+        progress(&format!("{name}: skipped ({flag})"));
+        return Section::Skipped(flag.to_owned());
+    }
+    progress(&format!("{name}: running"));
+    let started = std::time::Instant::now();
+    match start().await {
+        Ok(result) => {
+            progress(&format!(
+                "{name}: done in {:.1} s",
+                started.elapsed().as_secs_f64()
+            ));
+            Section::Done(result)
+        }
+        Err(e) => {
+            progress(&format!("{name}: FAILED: {e:#}"));
+            Section::Failed(format!("{e:#}"))
+        }
+    }
+}
+
+/// A progress line on stderr, so stdout carries only the table.
+pub fn progress(line: &str) {
+    eprintln!("saga-bench: {line}");
+}
+
+/// Resolves with the signal's name on SIGINT or SIGTERM.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        // No SIGTERM handler to be had: Ctrl-C alone still cleans up.
+        let _ = tokio::signal::ctrl_c().await;
+        return "SIGINT";
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}

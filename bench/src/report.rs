@@ -1,0 +1,562 @@
+//! The report: one Markdown document, printed to stdout and written to `docs/BENCHMARKS.md`.
+//!
+//! It says where the numbers come from (date, exact command, machine, broker and Redis
+//! versions, sizes and settings), gives every figure beside its broker-only ceiling and the
+//! classic Python lab's, and explains how each one is measured, so that a reader can judge it
+//! without reading this code.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::drain::DrainResult;
+use crate::e2e::E2eResult;
+use crate::stats::Latency;
+use crate::world::Lab;
+use crate::{Plan, Results, Section};
+
+/// What the numbers ran on.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    pub cores: String,
+    pub cpu: String,
+    pub memory: String,
+    pub kernel: String,
+    pub rabbitmq: String,
+    pub erlang: String,
+    pub redis: String,
+}
+
+impl Machine {
+    /// Read `/proc`, ask the management API and Redis. Never fails: what cannot be read says
+    /// "unknown".
+    pub async fn probe(lab: &Lab) -> Self {
+        let unknown = || "unknown".to_owned();
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let overview = lab.overview().await.unwrap_or_default();
+        let text = |key: &str| overview[key].as_str().map(str::to_owned);
+        let redis = match lab.redis().await {
+            Ok(mut conn) => redis::cmd("INFO")
+                .arg("server")
+                .query_async::<String>(&mut conn)
+                .await
+                .ok()
+                .and_then(|info| field(&info, "redis_version:")),
+            Err(_) => None,
+        };
+        Self {
+            cores: std::thread::available_parallelism()
+                .map(|n| n.to_string())
+                .unwrap_or_else(|_| unknown()),
+            cpu: field(&cpuinfo, "model name")
+                .map(|v| v.trim_start_matches(':').trim().to_owned())
+                .unwrap_or_else(unknown),
+            memory: field(&meminfo, "MemTotal:")
+                .and_then(|v| v.trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map(|kib| format!("{:.1} GiB", kib as f64 / (1024.0 * 1024.0)))
+                .unwrap_or_else(unknown),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|_| unknown()),
+            rabbitmq: text("rabbitmq_version").unwrap_or_else(unknown),
+            erlang: text("erlang_version").unwrap_or_else(unknown),
+            redis: redis.unwrap_or_else(unknown),
+        }
+    }
+
+    /// One line for the progress output.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} cores, RabbitMQ {}, Redis {}",
+            self.cores, self.rabbitmq, self.redis
+        )
+    }
+}
+
+/// The value after `key` on the first line starting with it.
+fn field(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(|v| v.trim().to_owned())
+}
+
+pub struct Report {
+    pub machine: Machine,
+    pub plan: Plan,
+    pub command: String,
+    pub date: String,
+    pub results: Results,
+}
+
+/// The classic Python lab's figures, from the issue that asked for this benchmark.
+mod lab {
+    pub const ORDERS_PER_SEC: &str = "~40";
+    pub const LATENCY: &str = "p50 0.7-0.9 s";
+    pub const DRAIN: &str = "~1,100";
+    pub const RSS: &str = "~34 MB";
+}
+
+impl Report {
+    pub fn render(&self) -> String {
+        let mut doc = String::new();
+        self.header(&mut doc);
+        self.table(&mut doc);
+        self.notes(&mut doc);
+        method(&mut doc);
+        doc
+    }
+
+    fn header(&self, doc: &mut String) {
+        let p = &self.plan;
+        let m = &self.machine;
+        let _ = writeln!(
+            doc,
+            "# Benchmarks\n\n\
+             What the saga does on one machine, beside what the broker alone does on the same \
+             message path in the same run. Written by `saga-bench` (`bench/`): rerun with \
+             `scripts/bench.sh` (full run) or `scripts/bench.sh --quick` (smoke run). \
+             The benchmark is not a test: no number fails anything.\n"
+        );
+        let _ = writeln!(doc, "## Run\n\n| | |\n|---|---|");
+        let _ = writeln!(doc, "| date | {} |", self.date);
+        let _ = writeln!(doc, "| command | `{}` |", self.command);
+        let mut sizes = format!(
+            "{} orders from {} concurrent HTTP clients; drain of {} queued orders; fixed rate for {} s",
+            thousands(p.orders as f64),
+            p.concurrency,
+            thousands(p.drain_messages as f64),
+            p.fixed_rate_secs
+        );
+        if p.quick {
+            sizes.push_str(" (**--quick smoke run: small sizes, indicative only**)");
+        }
+        let _ = writeln!(doc, "| sizes | {sizes} |");
+        let _ = writeln!(
+            doc,
+            "| machine | {} cores ({}), {} RAM, Linux {} |",
+            m.cores, m.cpu, m.memory, m.kernel
+        );
+        let _ = writeln!(
+            doc,
+            "| broker | RabbitMQ {} (Erlang {}) |",
+            m.rabbitmq, m.erlang
+        );
+        let _ = writeln!(doc, "| Redis | {} |", m.redis);
+        let _ = writeln!(
+            doc,
+            "| settings | release build; services at RUST_LOG=warn; prefetch {}; broker-only \
+             confirm window {}; broker, Redis, services and load generator all on this machine \
+             (they share its cores) |\n",
+            p.prefetch, p.confirm_window
+        );
+    }
+
+    fn table(&self, doc: &mut String) {
+        let r = &self.results;
+        let _ = writeln!(
+            doc,
+            "## Results\n\n\
+             | figure | saga | broker-only ceiling | saga / ceiling | classic Python lab |\n\
+             |---|--:|--:|--:|--:|"
+        );
+        let mut row = |figure: String, saga: String, ceiling: String, ratio: String, lab: &str| {
+            let _ = writeln!(doc, "| {figure} | {saga} | {ceiling} | {ratio} | {lab} |");
+        };
+        let ceiling = r.ceiling.done();
+        let ceiling_rate = cell(&r.ceiling, |c| thousands(c.orders_per_sec));
+        let none = String::new;
+
+        // End to end.
+        let figure = match r.e2e.done() {
+            Some(e) => format!(
+                "orders/s until final ({} orders, {} clients)",
+                thousands(e.accepted as f64),
+                e.concurrency
+            ),
+            None => "orders/s until final".to_owned(),
+        };
+        row(
+            figure,
+            cell(&r.e2e, |e| thousands(e.orders_per_sec)),
+            ceiling_rate.clone(),
+            ratio(
+                r.e2e.done().map(|e| e.orders_per_sec),
+                ceiling.map(|c| c.orders_per_sec),
+            ),
+            lab::ORDERS_PER_SEC,
+        );
+        row(
+            "HTTP accept rate (201/s)".into(),
+            cell(&r.e2e, |e| thousands(e.accept_per_sec)),
+            none(),
+            none(),
+            "",
+        );
+        row(
+            "POST→final p50 / p90 / p99 / max".into(),
+            cell(&r.e2e, |e| percentiles(&e.latency)),
+            cell(&r.ceiling, |c| percentiles(&c.latency)),
+            none(),
+            lab::LATENCY,
+        );
+
+        // Fixed rate.
+        let figure = match r.fixed_rate.done() {
+            Some(f) => format!(
+                "at a fixed {} orders/s for {} s: p50 / p90 / p99 / max",
+                thousands(f.rate),
+                f.secs
+            ),
+            None => "at half the maximum rate: p50 / p90 / p99 / max".to_owned(),
+        };
+        row(
+            figure,
+            cell(&r.fixed_rate, |f| percentiles(&f.latency)),
+            none(),
+            none(),
+            "",
+        );
+
+        // Scaling.
+        row(
+            "orders/s until final, 2 inventory-svc".into(),
+            cell(&r.scaling, |s| match r.e2e.done() {
+                Some(one) if one.orders_per_sec > 0.0 => format!(
+                    "{} (×{:.2} of 1)",
+                    thousands(s.orders_per_sec),
+                    s.orders_per_sec / one.orders_per_sec
+                ),
+                _ => thousands(s.orders_per_sec),
+            }),
+            ceiling_rate,
+            ratio(
+                r.scaling.done().map(|s| s.orders_per_sec),
+                ceiling.map(|c| c.orders_per_sec),
+            ),
+            "",
+        );
+
+        // Drain.
+        let figure = match r.inventory_drain.done().or(r.broker_drain.done()) {
+            Some(d) => format!(
+                "backlog drain, msg/s ({} queued)",
+                thousands(d.messages as f64)
+            ),
+            None => "backlog drain, msg/s".to_owned(),
+        };
+        row(
+            figure,
+            cell(&r.inventory_drain, |d| thousands(d.per_sec)),
+            cell(&r.broker_drain, |d| thousands(d.per_sec)),
+            ratio(
+                r.inventory_drain.done().map(|d| d.per_sec),
+                r.broker_drain.done().map(|d| d.per_sec),
+            ),
+            lab::DRAIN,
+        );
+        row(
+            "drain: start-up until the first outcome".into(),
+            cell(&r.inventory_drain, |d| duration(d.startup)),
+            cell(&r.broker_drain, |d| duration(d.startup)),
+            none(),
+            "",
+        );
+        row(
+            "inventory-svc RSS while draining: start → peak → end".into(),
+            cell(&r.inventory_drain, drain_rss),
+            none(),
+            none(),
+            lab::RSS,
+        );
+
+        // Memory.
+        if let Some(e) = r.e2e.done() {
+            for m in &e.memory {
+                row(
+                    format!("{} RSS: idle → peak under load", m.service),
+                    format!("{} → {}", mib(m.idle), mib(m.under_load.max)),
+                    none(),
+                    none(),
+                    lab::RSS,
+                );
+            }
+        } else {
+            row(
+                "RSS per service: idle → peak under load".into(),
+                cell(&r.e2e, |_| String::new()),
+                none(),
+                none(),
+                lab::RSS,
+            );
+        }
+        let _ = writeln!(doc);
+    }
+
+    fn notes(&self, doc: &mut String) {
+        let r = &self.results;
+        let mut notes: Vec<String> = Vec::new();
+        let mut e2e_note = |name: &str, e: &E2eResult| {
+            notes.push(format!(
+                "{name}: {} accepted, {} refused, {} without an outcome at the tap; final after {}.{}",
+                thousands(e.accepted as f64),
+                e.refused,
+                e.missing,
+                duration(e.elapsed),
+                e.first_error
+                    .as_ref()
+                    .map(|err| format!(" First refusal: {err}"))
+                    .unwrap_or_default()
+            ));
+        };
+        if let Some(e) = r.e2e.done() {
+            e2e_note("End to end", e);
+        }
+        if let Some(s) = r.scaling.done() {
+            e2e_note("With 2 inventory-svc", s);
+        }
+        if let Some(f) = r.fixed_rate.done() {
+            notes.push(format!(
+                "Fixed rate: {} sent, {} accepted, {} refused, {} without an outcome; the \
+                 latest send went out {} after it was due.{}",
+                thousands(f.sent as f64),
+                thousands(f.accepted as f64),
+                f.refused,
+                f.missing,
+                duration(f.max_send_lag),
+                f.first_error
+                    .as_ref()
+                    .map(|err| format!(" First refusal: {err}"))
+                    .unwrap_or_default()
+            ));
+        }
+        for (name, d) in [
+            ("inventory-svc drain", r.inventory_drain.done()),
+            ("Broker-only drain", r.broker_drain.done()),
+        ] {
+            if let Some(d) = d {
+                notes.push(format!(
+                    "{name}: the backlog was published at {} msg/s (broker only, confirms).",
+                    thousands(d.prefill_per_sec)
+                ));
+            }
+        }
+        if let Some(c) = r.ceiling.done() {
+            notes.push(format!(
+                "Ceiling: {} orders in {}; an earlier broker-only relay of this path on a \
+                 comparable machine did ~2,500-2,800 orders/s.",
+                thousands(c.orders as f64),
+                duration(c.elapsed)
+            ));
+        }
+        for (name, failure) in [
+            ("ceiling", failure(&r.ceiling)),
+            ("end to end", failure(&r.e2e)),
+            ("fixed rate", failure(&r.fixed_rate)),
+            ("scaling", failure(&r.scaling)),
+            ("broker-only drain", failure(&r.broker_drain)),
+            ("inventory-svc drain", failure(&r.inventory_drain)),
+        ] {
+            if let Some(why) = failure {
+                notes.push(format!(
+                    "**{name} could not run**: {}",
+                    why.replace('\n', " ")
+                ));
+            }
+        }
+        if notes.is_empty() {
+            return;
+        }
+        let _ = writeln!(doc, "Notes:\n");
+        for note in notes {
+            let _ = writeln!(doc, "- {note}");
+        }
+        let _ = writeln!(doc);
+    }
+}
+
+fn method(doc: &mut String) {
+    let _ = writeln!(
+        doc,
+        "## How each figure is measured\n\n\
+         Every section runs in a fresh vhost and Redis prefix of its own, removed afterwards; the \
+         services are the release binaries, started by the benchmark on free ports.\n\n\
+         - **orders/s until final**: N orders (`POST /order`, one burger each, stock far larger \
+         than N) from C clients that each send the next order when the last is answered. Counted \
+         from the first POST until order-svc has applied every outcome (its `PLACED` index is \
+         empty: one ZCARD every 20 ms, no order is polled).\n\
+         - **HTTP accept rate**: 201 answers per second, first POST to last 201.\n\
+         - **POST→final**: per order, from sending its POST to its outcome event (inventory.reserved \
+         or inventory.failed) reaching the benchmark's tap queue, the same moment order-svc's \
+         status consumer gets its copy. Every order goes into an HDR histogram; these are \
+         percentiles over all of them. The tap is a third, transient, unacked copy of each outcome \
+         (the ceiling has none).\n\
+         - **broker-only ceiling**: the same path with only the broker: OrderPlaced published with \
+         confirms (at most the confirm window unconfirmed, pre-serialized bodies) → consumed from \
+         `inventory_queue` (same prefetch), outcome published with a confirm to the topic \
+         exchange, then acked → both outcome copies (`order_status_queue`, `notification_queue`) \
+         consumed and acked. Same durable queues and persistent messages; no HTTP, Redis or JSON. \
+         Its latency is publish → outcome at the status sink, with the pipeline saturated.\n\
+         - **fixed rate**: open loop at half the measured orders/s: order k is due at k / rate and \
+         is sent then, whatever earlier orders are doing; its latency counts from when it was due, \
+         so a stall cannot hide (no coordinated omission).\n\
+         - **2 inventory-svc**: the end-to-end run again, in a fresh world, with two inventory-svc \
+         consuming `inventory_queue`.\n\
+         - **backlog drain**: N persistent OrderPlaced queued with no consumer, then inventory-svc \
+         (or, for the ceiling, the broker-only relay) started alone. Progress is the depth of \
+         `order_status_queue` (one outcome per order, nobody consuming it), read by passive \
+         declare every 100 ms; the rate counts from the first outcome seen to the last, start-up \
+         is reported on its own. inventory-svc's RSS is read from `/proc` on the same tick.\n\
+         - **RSS**: VmRSS from `/proc/<pid>/status`; idle is read once every service is ready, \
+         peak is the highest of samples every 100 ms until every order is final.\n\
+         - The classic Python lab's figures come from the issue that asked for this benchmark; \
+         they were measured elsewhere, not in this run."
+    );
+}
+
+/// A section's value, or why there is none.
+fn cell<T>(section: &Section<T>, value: impl FnOnce(&T) -> String) -> String {
+    match section {
+        Section::Done(t) => value(t),
+        Section::Skipped(flag) => format!("skipped ({flag})"),
+        Section::Failed(_) => "failed (see notes)".to_owned(),
+    }
+}
+
+fn failure<T>(section: &Section<T>) -> Option<&str> {
+    match section {
+        Section::Failed(why) => Some(why),
+        _ => None,
+    }
+}
+
+fn ratio(saga: Option<f64>, ceiling: Option<f64>) -> String {
+    match (saga, ceiling) {
+        (Some(s), Some(c)) if c > 0.0 => format!("{:.0} %", 100.0 * s / c),
+        _ => String::new(),
+    }
+}
+
+fn drain_rss(d: &DrainResult) -> String {
+    match d.rss {
+        Some(rss) if rss.samples > 0 => format!(
+            "{} → {} → {} (+{}, {} samples)",
+            mib(rss.first),
+            mib(rss.max),
+            mib(rss.last),
+            mib(rss.growth()),
+            rss.samples
+        ),
+        _ => "no samples".to_owned(),
+    }
+}
+
+fn percentiles(l: &Latency) -> String {
+    if l.count == 0 {
+        return "no samples".to_owned();
+    }
+    format!(
+        "{} / {} / {} / {}",
+        duration(l.p50),
+        duration(l.p90),
+        duration(l.p99),
+        duration(l.max)
+    )
+}
+
+/// `1234.5` → `1,235`.
+pub fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Milliseconds below 10 s, seconds above.
+pub fn duration(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.2} ms")
+    } else if ms < 10_000.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+/// Bytes as MiB with one decimal.
+pub fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// Now as `YYYY-MM-DD HH:MM UTC`, without a date library.
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    utc(secs)
+}
+
+fn utc(unix_secs: u64) -> String {
+    let days = (unix_secs / 86_400) as i64;
+    let minutes = (unix_secs % 86_400) / 60;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        minutes / 60,
+        minutes % 60
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day); Howard Hinnant's `civil_from_days`.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_numbers_for_people() {
+        assert_eq!(thousands(0.4), "0");
+        assert_eq!(thousands(812.6), "813");
+        assert_eq!(thousands(1234.5), "1,234");
+        assert_eq!(thousands(100_000.0), "100,000");
+        assert_eq!(thousands(1_234_567.0), "1,234,567");
+        assert_eq!(duration(Duration::from_micros(1500)), "1.50 ms");
+        assert_eq!(duration(Duration::from_millis(250)), "250 ms");
+        assert_eq!(duration(Duration::from_secs(42)), "42.0 s");
+        assert_eq!(mib(34 * 1024 * 1024), "34.0 MiB");
+        assert_eq!(ratio(Some(50.0), Some(200.0)), "25 %");
+        assert_eq!(ratio(Some(50.0), None), "");
+    }
+
+    #[test]
+    fn dates_are_utc_calendar_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(utc(1_763_926_200), "2025-11-23 19:30 UTC");
+    }
+
+    #[test]
+    fn reads_key_value_lines() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n";
+        assert_eq!(field(info, "redis_version:").as_deref(), Some("7.0.15"));
+        assert_eq!(field(info, "missing:"), None);
+    }
+}

@@ -1,0 +1,134 @@
+//! The saga itself in a world: order-svc, one or more inventory-svc, notification-svc.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::poll::{STALL, Stall};
+use crate::rss::{RssStats, Sampler, rss_bytes};
+use crate::service::{Service, ServiceKind};
+use crate::world::World;
+
+/// How long a service may take from spawn to `/ready`.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often RSS is sampled during a load.
+const RSS_EVERY: Duration = Duration::from_millis(100);
+
+/// The three services, running and ready.
+pub struct Saga {
+    pub order: Service,
+    pub inventories: Vec<Service>,
+    pub notification: Service,
+}
+
+/// One service's memory over a run.
+#[derive(Debug, Clone)]
+pub struct ServiceMemory {
+    pub service: String,
+    /// Ready, before the first order.
+    pub idle: u64,
+    /// Sampled every 100 ms from the first order until every order was final.
+    pub under_load: RssStats,
+}
+
+impl Saga {
+    /// Start every service and wait until each one's `/ready` says 200.
+    ///
+    /// # Errors
+    /// A service did not start or never became ready.
+    pub async fn start(world: &World<'_>, inventories: usize) -> anyhow::Result<Self> {
+        let mut saga = Self {
+            order: world.spawn(ServiceKind::Order, 1)?,
+            inventories: (1..=inventories.max(1))
+                .map(|i| world.spawn(ServiceKind::Inventory, i))
+                .collect::<anyhow::Result<_>>()?,
+            notification: world.spawn(ServiceKind::Notification, 1)?,
+        };
+        saga.order.wait_ready(READY_TIMEOUT).await?;
+        for inventory in &mut saga.inventories {
+            inventory.wait_ready(READY_TIMEOUT).await?;
+        }
+        saga.notification.wait_ready(READY_TIMEOUT).await?;
+        Ok(saga)
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = &Service> {
+        std::iter::once(&self.order)
+            .chain(&self.inventories)
+            .chain(std::iter::once(&self.notification))
+    }
+
+    pub fn order_url(&self) -> String {
+        self.order.url("")
+    }
+
+    /// Each service's RSS now, and a sampler per service from now on.
+    ///
+    /// # Errors
+    /// A service has exited.
+    pub fn watch_memory(&self) -> anyhow::Result<MemoryWatch> {
+        let services = self
+            .services()
+            .map(|s| {
+                let pid = s.pid()?;
+                Ok((s.label(), rss_bytes(pid)?, Sampler::start(pid, RSS_EVERY)))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(MemoryWatch { services })
+    }
+
+    /// SIGTERM every service and wait for them.
+    pub async fn stop(self) {
+        self.order.stop().await;
+        for inventory in self.inventories {
+            inventory.stop().await;
+        }
+        self.notification.stop().await;
+    }
+}
+
+/// Idle readings and running samplers, one per service.
+pub struct MemoryWatch {
+    services: Vec<(String, u64, Sampler)>,
+}
+
+impl MemoryWatch {
+    /// Stop sampling.
+    ///
+    /// # Errors
+    /// A sampler task panicked.
+    pub async fn finish(self) -> anyhow::Result<Vec<ServiceMemory>> {
+        let mut memory = Vec::new();
+        for (service, idle, sampler) in self.services {
+            memory.push(ServiceMemory {
+                service,
+                idle,
+                under_load: sampler.finish().await?,
+            });
+        }
+        Ok(memory)
+    }
+}
+
+/// Wait until order-svc has applied every outcome (no order of this world is still PLACED)
+/// and return when that was first seen. One ZCARD every 20 ms, however many orders.
+///
+/// # Errors
+/// The count stood still for [`STALL`], or Redis failed.
+pub async fn wait_all_final(world: &World<'_>, orders: u64) -> anyhow::Result<Instant> {
+    let mut redis = world.redis().await?;
+    let placed = format!("{}PLACED", world.keys.orders_by_status_prefix());
+    let mut stall = Stall::new("orders final in order-svc", STALL);
+    loop {
+        let pending: u64 = redis::cmd("ZCARD")
+            .arg(&placed)
+            .query_async(&mut redis)
+            .await
+            .context("cannot count the orders still PLACED")?;
+        if pending == 0 {
+            return Ok(Instant::now());
+        }
+        stall.observe(orders.saturating_sub(pending), orders)?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

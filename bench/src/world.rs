@@ -1,0 +1,304 @@
+//! Where each section runs: a fresh vhost and Redis prefix, and the release service binaries.
+//!
+//! Every section gets a world of its own (`bench-<run>-<section>`), so one section's leftovers
+//! (a backlog of outcome copies, 100k reservation keys) never slow the next one down, and a
+//! running demo or a test suite on the same broker and Redis is never touched. A section
+//! removes its world when it ends; [`Lab::clean_up_all`] removes whatever an error or a Ctrl-C
+//! left behind.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context;
+use lapin::{Connection, ConnectionProperties};
+use reqwest::Method;
+use shared::store::Keys;
+use shared::topology::Topology;
+
+use crate::service::{Service, ServiceKind};
+
+/// How to reach the broker and Redis, and where the binaries are.
+#[derive(Debug, Clone)]
+pub struct LabConfig {
+    pub management_url: String,
+    /// `host:port` of the AMQP listener.
+    pub amqp_addr: String,
+    pub user: String,
+    pub password: String,
+    pub redis_url: String,
+    pub bin_dir: PathBuf,
+    /// Passed to every service as `RABBITMQ_PREFETCH`, so the ceiling and the services are
+    /// known to use the same value.
+    pub prefetch: u16,
+}
+
+/// One benchmark run: makes worlds and remembers which are still to be removed.
+pub struct Lab {
+    config: LabConfig,
+    run_id: String,
+    log_dir: PathBuf,
+    http: reqwest::Client,
+    open: Mutex<Vec<String>>,
+}
+
+impl Lab {
+    /// Check the binaries are there and make a log directory for the services.
+    ///
+    /// # Errors
+    /// A service binary is missing, or the log directory cannot be made.
+    pub fn new(config: LabConfig) -> anyhow::Result<Self> {
+        for kind in ServiceKind::ALL {
+            let path = config.bin_dir.join(kind.binary());
+            anyhow::ensure!(
+                path.is_file(),
+                "{} not found: build first (cargo build --release --bins), or pass --bin-dir",
+                path.display()
+            );
+        }
+        let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+        let log_dir = std::env::temp_dir().join(format!("saga-bench-{run_id}"));
+        std::fs::create_dir_all(&log_dir)
+            .with_context(|| format!("cannot create {}", log_dir.display()))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("cannot build an HTTP client")?;
+        Ok(Self {
+            config,
+            run_id,
+            log_dir,
+            http,
+            open: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
+    pub fn config(&self) -> &LabConfig {
+        &self.config
+    }
+
+    /// A fresh vhost (with the saga's topology declared) and Redis prefix for one section.
+    ///
+    /// # Errors
+    /// The management API refused, or the broker is unreachable.
+    pub async fn world(&self, section: &str) -> anyhow::Result<World<'_>> {
+        let name = format!("bench-{}-{section}", self.run_id);
+        self.management(Method::PUT, &format!("/api/vhosts/{name}"), None)
+            .await
+            .with_context(|| format!("cannot create vhost {name} (is RabbitMQ with its management plugin running? scripts/deps.sh)"))?;
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(name.clone());
+        let grant = serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"});
+        self.management(
+            Method::PUT,
+            &format!("/api/permissions/{name}/{}", self.config.user),
+            Some(grant),
+        )
+        .await
+        .with_context(|| format!("cannot grant permissions on vhost {name}"))?;
+        let world = World {
+            lab: self,
+            amqp_url: format!(
+                "amqp://{}:{}@{}/{name}",
+                self.config.user, self.config.password, self.config.amqp_addr
+            ),
+            keys: Keys::new(&name),
+            topology: Topology::default(),
+            name,
+        };
+        // Declared by us first, so a tap can be bound before any service has started.
+        let conn = world.connect("saga-bench setup").await?;
+        let channel = conn.create_channel().await?;
+        world.topology.declare(&channel).await?;
+        let _ = conn.close(200, "declared".into()).await;
+        Ok(world)
+    }
+
+    /// `GET /api/overview` of the management API (versions, among others).
+    ///
+    /// # Errors
+    /// The management API is unreachable or answered with an error.
+    pub async fn overview(&self) -> anyhow::Result<serde_json::Value> {
+        let response = self
+            .http
+            .get(format!("{}/api/overview", self.config.management_url))
+            .basic_auth(&self.config.user, Some(&self.config.password))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(response.json().await?)
+    }
+
+    /// A Redis connection.
+    ///
+    /// # Errors
+    /// Redis is unreachable.
+    pub async fn redis(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+        redis::Client::open(self.config.redis_url.as_str())?
+            .get_multiplexed_async_connection()
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reach Redis at {} (scripts/deps.sh)",
+                    self.config.redis_url
+                )
+            })
+    }
+
+    /// Remove every world not removed yet. Best effort: reports, never fails.
+    pub async fn clean_up_all(&self) {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for name in open {
+            if let Err(e) = self.remove(&name).await {
+                crate::progress(&format!("could not remove {name}: {e:#}"));
+            }
+        }
+    }
+
+    /// Delete the vhost (its queues and messages go with it) and every key under the prefix.
+    async fn remove(&self, name: &str) -> anyhow::Result<()> {
+        self.management(Method::DELETE, &format!("/api/vhosts/{name}"), None)
+            .await
+            .with_context(|| format!("cannot delete vhost {name}"))?;
+        let mut redis = self.redis().await?;
+        let mut cursor: u64 = 0;
+        // SCAN + UNLINK in pages: a drain leaves 100k keys, and KEYS would block Redis meanwhile.
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{name}:*"))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut redis)
+                .await?;
+            if !keys.is_empty() {
+                let () = redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async(&mut redis)
+                    .await?;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|n| n != name);
+        Ok(())
+    }
+
+    async fn management(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<()> {
+        let mut request = self
+            .http
+            .request(
+                method.clone(),
+                format!("{}{path}", self.config.management_url),
+            )
+            .basic_auth(&self.config.user, Some(&self.config.password));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        // Deleting what is already gone is fine: the goal is that it is gone.
+        let gone = method == Method::DELETE && status == reqwest::StatusCode::NOT_FOUND;
+        anyhow::ensure!(
+            status.is_success() || gone,
+            "{method} {path}: {status} {}",
+            response.text().await.unwrap_or_default()
+        );
+        Ok(())
+    }
+}
+
+/// One section's vhost and Redis prefix (the same name for both).
+pub struct World<'lab> {
+    lab: &'lab Lab,
+    pub name: String,
+    pub amqp_url: String,
+    pub topology: Topology,
+    pub keys: Keys,
+}
+
+impl World<'_> {
+    /// A connection to this world's vhost, named so it is recognisable in the management UI.
+    ///
+    /// # Errors
+    /// The broker is unreachable.
+    pub async fn connect(&self, name: &str) -> anyhow::Result<Connection> {
+        Connection::connect(
+            &self.amqp_url,
+            ConnectionProperties::default().with_connection_name(name.into()),
+        )
+        .await
+        .with_context(|| format!("cannot connect to vhost {}", self.name))
+    }
+
+    /// A Redis connection.
+    ///
+    /// # Errors
+    /// Redis is unreachable.
+    pub async fn redis(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+        self.lab.redis().await
+    }
+
+    /// Start one service in this world on a free port. `instance` tells two of a kind apart.
+    /// It is not waited for: see [`Service::wait_ready`].
+    ///
+    /// # Errors
+    /// The binary cannot be started.
+    pub fn spawn(&self, kind: ServiceKind, instance: usize) -> anyhow::Result<Service> {
+        let config = &self.lab.config;
+        let mut env = vec![
+            ("RABBITMQ_URL".to_owned(), self.amqp_url.clone()),
+            ("REDIS_URL".to_owned(), config.redis_url.clone()),
+            ("REDIS_PREFIX".to_owned(), self.name.clone()),
+            ("RABBITMQ_PREFETCH".to_owned(), config.prefetch.to_string()),
+            // Logging every order would measure the terminal, not the saga.
+            ("RUST_LOG".to_owned(), "warn".to_owned()),
+            ("LOG_FORMAT".to_owned(), "pretty".to_owned()),
+            ("SHUTDOWN_GRACE_SECS".to_owned(), "5".to_owned()),
+        ];
+        if kind == ServiceKind::Inventory {
+            // Far more than any run orders, so every order is reserved (no failure path).
+            env.push(("INITIAL_STOCK".to_owned(), "burger=100000000".to_owned()));
+        }
+        let log = self
+            .lab
+            .log_dir
+            .join(format!("{}-{}-{instance}.log", self.name, kind.binary()));
+        Service::spawn(
+            &config.bin_dir.join(kind.binary()),
+            kind,
+            instance,
+            env,
+            &log,
+        )
+    }
+
+    /// Remove the vhost and the Redis keys.
+    ///
+    /// # Errors
+    /// The management API or Redis refused; [`Lab::clean_up_all`] tries again at the end.
+    pub async fn close(self) -> anyhow::Result<()> {
+        self.lab.remove(&self.name).await
+    }
+}
