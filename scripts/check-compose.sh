@@ -2,7 +2,7 @@
 # Static check of compose.yaml and Dockerfile against the workspace (no Docker engine needed; CI).
 #   - the five services exist (rabbitmq, redis, order-svc, inventory-svc, notification-svc)
 #   - each app service runs a binary the workspace builds, and every environment key it sets is a
-#     variable that binary really reads (its --help shows `[env: KEY=`); RUST_LOG is exempt
+#     variable that binary really reads (its --help shows `[env: KEY=` or, for values it hides, `[env: KEY]`); RUST_LOG is exempt
 #   - each app service listens on all interfaces, publishes the port of its HTTP_ADDR, and its
 #     healthcheck curls /health on that port; it waits for healthy rabbitmq and redis
 #   - the Dockerfile builds all bins in one cargo build and copies every binary into the image
@@ -403,7 +403,7 @@ for name in APP_SERVICES:
     if help_text is None:
         check(False, "%s: environment keys are accepted by %s" % (name, binary), source)
     else:
-        unknown = [k for k in env if k != "RUST_LOG" and ("[env: %s=" % k) not in help_text]
+        unknown = [k for k in env if k != "RUST_LOG" and not any(("[env: %s%s" % (k, end)) in help_text for end in ("=", "]"))]
         check(not unknown, "%s: environment keys are accepted by %s" % (name, binary),
               ("unknown: " + ", ".join(unknown)) if unknown
               else "%s checked against %s --help" % (", ".join(sorted(env)), source))

@@ -105,6 +105,13 @@ async fn place_order(
         ));
     }
     let new = parse_new_order(&body)?;
+    if let Err(busy) = store.outbox.admit().await {
+        let error = ApiError::unavailable(busy.to_string())
+            .with_details(json!({ "outbox_depth": busy.depth }));
+        return Ok(
+            warp::reply::with_header(error.into_response(), "retry-after", "1").into_response(),
+        );
+    }
     let correlation_id = correlation_id
         .map(|c| OrderId::parse(&c).map(|c| c.to_string()))
         .transpose()

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod orders;
+pub mod outbox;
 pub mod relay;
 pub mod status;
 
@@ -26,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::orders::{OrderStore, SERVICE};
+use crate::outbox::Outbox;
 use crate::relay::Relay;
 use crate::status::StatusHandler;
 
@@ -39,6 +41,12 @@ pub struct Config {
     /// Address of the HTTP API.
     #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:5001")]
     pub http_addr: SocketAddr,
+
+    /// Outbox depth above which `POST /order` waits (up to 1 s, then 503) while the broker
+    /// is connected: backpressure instead of an ever-longer queue. About one relay batch.
+    #[arg(long, env = "OUTBOX_HIGH_WATER", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub outbox_high_water: u64,
 }
 
 pub struct App {
@@ -72,8 +80,13 @@ impl App {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let common = &self.config.common;
         let redis = shared::store::connect(&common.redis_url)?;
-        let store = OrderStore::new(redis.clone(), Keys::new(&common.redis_prefix));
         let relay_status = Arc::new(BrokerStatus::default());
+        let outbox = Arc::new(Outbox::new(
+            self.config.outbox_high_water,
+            relay_status.clone(),
+        ));
+        let keys = Keys::new(&common.redis_prefix);
+        let store = OrderStore::new(redis.clone(), keys, outbox);
         let consumer_status = Arc::new(BrokerStatus::default());
         let metrics = shared::telemetry::init_metrics();
 

@@ -17,7 +17,8 @@ use shared::events::{
 };
 use shared::ids::{Item, OrderId, Qty, StudentId};
 use shared::store::Keys;
-use tokio::sync::Notify;
+
+use crate::outbox::Outbox;
 
 /// How many history entries an order keeps (a flood of duplicates cannot grow it forever).
 const HISTORY_CAP: usize = 100;
@@ -99,18 +100,18 @@ pub struct OrderStore {
     keys: Keys,
     apply: Script,
     cancel: Script,
-    /// Wakes the outbox relay as soon as something is written to the outbox.
-    pub outbox_written: Arc<Notify>,
+    /// The outbox's fill level: wakes the relay, and holds back new orders when full.
+    pub outbox: Arc<Outbox>,
 }
 
 impl OrderStore {
-    pub fn new(redis: ConnectionManager, keys: Keys) -> Self {
+    pub fn new(redis: ConnectionManager, keys: Keys, outbox: Arc<Outbox>) -> Self {
         Self {
             redis,
             keys,
             apply: Script::new(include_str!("lua/apply_outcome.lua")),
             cancel: Script::new(include_str!("lua/cancel.lua")),
-            outbox_written: Arc::new(Notify::new()),
+            outbox,
         }
     }
 
@@ -188,7 +189,7 @@ impl OrderStore {
             )
             .ignore();
         let () = pipe.query_async(&mut self.redis.clone()).await?;
-        self.outbox_written.notify_one();
+        self.outbox.wrote();
         Ok(order)
     }
 
@@ -336,7 +337,7 @@ impl OrderStore {
             invocation.invoke_async(&mut self.redis.clone()).await?;
         Ok(match (started, status.as_str()) {
             (1, _) => {
-                self.outbox_written.notify_one();
+                self.outbox.wrote();
                 Cancelled::Started
             }
             (_, "") => Cancelled::UnknownOrder,

@@ -88,7 +88,7 @@ impl Relay {
             if entries.is_empty() {
                 tokio::select! {
                     _ = shutdown.cancelled() => return true,
-                    _ = self.store.outbox_written.notified() => {}
+                    _ = self.store.outbox.written.notified() => {}
                     _ = tokio::time::sleep(IDLE_POLL) => {}
                 }
                 continue;
@@ -187,7 +187,7 @@ impl Relay {
             .arg(self.store.keys().outbox())
             .query_async(&mut conn)
             .await?;
-        metrics::gauge!("saga_outbox_depth").set(depth as f64);
+        self.store.outbox.measured(depth.max(0) as u64);
         Ok(())
     }
 }

@@ -198,6 +198,17 @@ impl PrivateBroker {
     }
 }
 
+impl PrivateBroker {
+    /// Raise (or clear) a memory alarm: while raised, the broker blocks every publisher.
+    ///
+    /// # Errors
+    /// rabbitmqctl failed.
+    pub fn set_memory_alarm(&self, raised: bool) -> anyhow::Result<()> {
+        let watermark = if raised { "0.000001" } else { "0.4" };
+        self.ctl(&["set_vm_memory_high_watermark", watermark])
+    }
+}
+
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
         let _ = self.ctl(&["stop"]);

@@ -283,3 +283,47 @@ async fn competing_consumers_share_the_work_without_doubles() -> anyhow::Result<
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blocked_broker_pushes_back_on_post_order_instead_of_queueing_forever()
+-> anyhow::Result<()> {
+    let broker = PrivateBroker::start().await?;
+    let mut env = TestEnv::on_private("backpressure", Some(&broker.url()), None)?;
+    env.service_env
+        .insert("INITIAL_STOCK".into(), "widget=1000".into());
+    let order = env
+        .start_with(ServiceKind::Order, &[("OUTBOX_HIGH_WATER", "20")])
+        .await?;
+    let _inv = env.start(ServiceKind::Inventory).await?;
+    let _notif = env.start(ServiceKind::Notification).await?;
+    let first = env.place(&order, "widget", 1).await?;
+    env.wait_final(&order, &first, Duration::from_secs(20))
+        .await?;
+
+    // A memory alarm makes the broker block every publisher: the relay cannot get rid of the
+    // outbox, so the front door must start saying "busy" rather than queue without end.
+    broker.set_memory_alarm(true)?;
+    let busy = eventually(
+        "POST /order answers 503 busy",
+        Duration::from_secs(30),
+        || async {
+            match env.post_order(&order, "widget", 1).await {
+                Ok((503, body)) => Ok(body),
+                Ok((status, _)) => Err(format!("still {status}")),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await?;
+    assert!(
+        busy["error"].as_str().unwrap_or("").contains("busy"),
+        "{busy}"
+    );
+    assert!(busy["outbox_depth"].as_u64().unwrap_or(0) >= 20, "{busy}");
+
+    broker.set_memory_alarm(false)?;
+    let after = env.place(&order, "widget", 1).await?;
+    env.wait_final(&order, &after, Duration::from_secs(30))
+        .await?;
+    assert_invariants(&env, None).await
+}
