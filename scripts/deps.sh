@@ -17,8 +17,9 @@ install_packages() {
   local missing=()
   command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
   if [ ${#missing[@]} -eq 0 ]; then
-    say "rabbitmq-server and redis-server already installed"
+    say "rabbitmq-server, redis-server and curl already installed"
     return
   fi
   command -v apt-get >/dev/null 2>&1 || die "${missing[*]} missing and no apt-get here: install them by hand"
