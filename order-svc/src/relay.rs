@@ -1,8 +1,10 @@
 //! The outbox relay: publishes what `POST /order` and cancel wrote to the outbox stream.
 //!
-//! An entry is deleted only after the broker confirmed it. Entries of one batch are sent in
-//! order on one channel and their confirms awaited together. If we crash between the confirm
-//! and the delete, the entry is published again on restart: consumers dedupe by order id.
+//! An entry is deleted only after the broker confirmed it. Entries are sent in order on one
+//! channel, a batch at a time; each batch's confirms are awaited together by a task of its own
+//! while the next batch goes out, with at most [`WINDOW`] entries unconfirmed. If we crash
+//! between the confirm and the delete, the entry is published again on restart: consumers
+//! dedupe by order id.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,15 +12,20 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use lapin::BasicProperties;
-use shared::amqp::{BrokerStatus, Publisher, connect};
+use shared::amqp::{BrokerStatus, PendingConfirm, PublishError, Publisher, connect};
 use shared::backoff::Backoff;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::orders::{OrderStore, SERVICE};
 
-/// Entries published per batch (and so the most unconfirmed messages in flight).
+/// Entries read and sent per batch.
 const BATCH: usize = 256;
+/// Most entries sent and not yet confirmed. Bounded because confirms queue up at the broker:
+/// a deeper window adds latency, not throughput.
+const WINDOW: usize = 2 * BATCH;
 /// How often an idle relay looks for entries nobody told it about (another instance's, or
 /// left by a crash before the notification).
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -65,13 +72,40 @@ impl Relay {
     }
 
     /// Publish batches until shutdown (`true`) or until the channel dies (`false`).
+    ///
+    /// A batch is sent, handed to a task that awaits its confirms and deletes it, and the next
+    /// batch goes out at once: a new order never waits for an earlier batch's confirms, only
+    /// for room in the [`WINDOW`]. Any failure rewinds: wait for every batch in flight, then
+    /// read the outbox from its start again (whatever was not deleted goes out again).
     async fn relay_session(&self, publisher: &Publisher, shutdown: &CancellationToken) -> bool {
         let mut backoff = Backoff::for_outages();
+        let window = Arc::new(Semaphore::new(WINDOW));
+        let mut in_flight: JoinSet<bool> = JoinSet::new();
+        let mut cursor = Cursor::Start;
+        let mut rewind = false;
         loop {
+            while let Some(done) = in_flight.try_join_next() {
+                rewind |= !done.unwrap_or(false);
+            }
             if shutdown.is_cancelled() {
+                in_flight.join_all().await;
                 return true;
             }
-            let entries = match self.read_batch().await {
+            if rewind {
+                // Their verdicts no longer matter: everything not deleted goes out again.
+                std::mem::take(&mut in_flight).join_all().await;
+                if !publisher.is_open() {
+                    return false;
+                }
+                cursor = Cursor::Start;
+                rewind = false;
+                tokio::select! {
+                    _ = shutdown.cancelled() => return true,
+                    _ = backoff.wait() => {}
+                }
+                continue;
+            }
+            let entries = match self.read_batch(&cursor).await {
                 Ok(entries) => entries,
                 Err(e) => {
                     let delay = backoff.next_delay();
@@ -79,117 +113,150 @@ impl Relay {
                         warn!(cause = %e, attempt = backoff.attempts(), "cannot read the outbox (Redis); retrying");
                     }
                     tokio::select! {
-                        _ = shutdown.cancelled() => return true,
+                        _ = shutdown.cancelled() => {}
                         _ = tokio::time::sleep(delay) => {}
                     }
                     continue;
                 }
             };
-            if entries.is_empty() {
+            let Some((last, _)) = entries.last() else {
                 tokio::select! {
-                    _ = shutdown.cancelled() => return true,
+                    _ = shutdown.cancelled() => {}
                     _ = self.store.outbox.written.notified() => {}
                     _ = tokio::time::sleep(IDLE_POLL) => {}
+                    Some(done) = in_flight.join_next() => rewind |= !done.unwrap_or(false),
                 }
                 continue;
-            }
-            let (confirmed, all_ok) = self.publish_batch(publisher, &entries).await;
-            if let Err(e) = self.delete(&confirmed).await {
-                // They stay in the outbox and go out again: a duplicate, which consumers absorb.
-                warn!(cause = %e, count = confirmed.len(), "published but could not delete from the outbox yet");
-            }
-            if all_ok {
+            };
+            cursor = Cursor::After(last.clone());
+            // Room for the whole batch in the window; the semaphore is never closed.
+            let Ok(room) = window
+                .clone()
+                .acquire_many_owned(entries.len() as u32)
+                .await
+            else {
+                return false;
+            };
+            let (sent, all_sent) = self.send_batch(publisher, entries).await;
+            let store = self.store.clone();
+            in_flight.spawn(async move {
+                let ok = confirm_and_delete(&store, sent).await;
+                drop(room);
+                ok
+            });
+            if all_sent {
                 backoff.reset();
             } else {
-                if !publisher.is_open() {
-                    return false;
-                }
-                tokio::select! {
-                    _ = shutdown.cancelled() => return true,
-                    _ = backoff.wait() => {}
-                }
+                rewind = true;
             }
         }
     }
 
-    async fn read_batch(&self) -> Result<Vec<Entry>, redis::RedisError> {
+    /// Up to [`BATCH`] entries after `cursor`, oldest first.
+    async fn read_batch(&self, cursor: &Cursor) -> Result<Vec<Entry>, redis::RedisError> {
         let mut conn = self.store.redis().clone();
-        let entries: Vec<Entry> = redis::cmd("XRANGE")
+        let from = match cursor {
+            Cursor::Start => "-".to_owned(),
+            // `(` makes XRANGE start just after this id.
+            Cursor::After(id) => format!("({id}"),
+        };
+        redis::cmd("XRANGE")
             .arg(self.store.keys().outbox())
-            .arg("-")
+            .arg(from)
             .arg("+")
             .arg("COUNT")
             .arg(BATCH)
             .query_async(&mut conn)
-            .await?;
-        Ok(entries)
+            .await
     }
 
-    /// Send every entry in order, then await all confirms. Returns the stream ids confirmed.
-    async fn publish_batch(&self, publisher: &Publisher, entries: &[Entry]) -> (Vec<String>, bool) {
-        let mut pending = Vec::with_capacity(entries.len());
-        let mut all_ok = true;
-        let mut malformed = Vec::new();
+    /// Send every entry in order, without waiting for confirms. Stops at the first failed
+    /// send (`false`): the rest are not sent, and stay in the outbox.
+    async fn send_batch(&self, publisher: &Publisher, entries: Vec<Entry>) -> (Vec<Sent>, bool) {
+        let mut sent = Vec::with_capacity(entries.len());
         for (stream_id, fields) in entries {
-            let Some((routing_key, body, properties)) = message_of(fields) else {
+            let Some((routing_key, body, properties)) = message_of(&fields) else {
                 error!(stream_id, ?fields, "malformed outbox entry; removing it");
-                malformed.push(stream_id.clone());
+                sent.push(Sent::Malformed(stream_id));
                 continue;
             };
             match publisher
                 .send(&self.exchange, routing_key, body.as_bytes(), properties)
                 .await
             {
-                Ok(confirm) => pending.push((stream_id.clone(), fields, confirm)),
+                Ok(confirm) => sent.push(Sent::Published(stream_id, fields, confirm)),
                 Err(e) => {
                     warn!(cause = %e, "publish failed; the rest of the batch waits");
-                    all_ok = false;
-                    break;
+                    return (sent, false);
                 }
             }
         }
-        let results = join_all(
-            pending
-                .into_iter()
-                .map(|(stream_id, fields, confirm)| async move {
-                    (stream_id, fields, confirm.confirmed().await)
-                }),
-        )
-        .await;
-        let mut confirmed = malformed;
-        for (stream_id, fields, result) in results {
-            match result {
-                Ok(()) => {
-                    let order_id = fields.get("order_id").map(String::as_str).unwrap_or("");
-                    let event = fields.get("type").map(String::as_str).unwrap_or("");
-                    debug!(order_id, event, "event published from the outbox");
-                    confirmed.push(stream_id);
-                }
-                Err(e) => {
-                    warn!(cause = %e, "broker did not confirm; the entry stays in the outbox");
-                    all_ok = false;
-                }
-            }
-        }
-        (confirmed, all_ok)
+        (sent, true)
     }
+}
 
-    async fn delete(&self, ids: &[String]) -> Result<(), redis::RedisError> {
-        if ids.is_empty() {
-            return Ok(());
+/// Where the next outbox read starts.
+enum Cursor {
+    Start,
+    After(String),
+}
+
+/// An outbox entry that left the relay: sent and awaiting its confirm, or not publishable.
+enum Sent {
+    Published(String, HashMap<String, String>, PendingConfirm),
+    Malformed(String),
+}
+
+/// Await a batch's confirms, then delete what the broker confirmed (and the malformed entries).
+/// `false` if anything was not confirmed or the delete failed: the relay then rewinds.
+async fn confirm_and_delete(store: &OrderStore, sent: Vec<Sent>) -> bool {
+    let results = join_all(sent.into_iter().map(|sent| async move {
+        match sent {
+            Sent::Malformed(stream_id) => Ok::<_, PublishError>(stream_id),
+            Sent::Published(stream_id, fields, confirm) => {
+                confirm.confirmed().await?;
+                let order_id = fields.get("order_id").map(String::as_str).unwrap_or("");
+                let event = fields.get("type").map(String::as_str).unwrap_or("");
+                debug!(order_id, event, "event published from the outbox");
+                Ok(stream_id)
+            }
         }
-        let mut conn = self.store.redis().clone();
-        let (_, depth): (i64, i64) = redis::pipe()
-            .cmd("XDEL")
-            .arg(self.store.keys().outbox())
-            .arg(ids)
-            .cmd("XLEN")
-            .arg(self.store.keys().outbox())
-            .query_async(&mut conn)
-            .await?;
-        self.store.outbox.measured(depth.max(0) as u64);
-        Ok(())
+    }))
+    .await;
+    let mut all_ok = true;
+    let mut done = Vec::with_capacity(results.len());
+    for result in results {
+        match result {
+            Ok(stream_id) => done.push(stream_id),
+            Err(e) => {
+                warn!(cause = %e, "broker did not confirm; the entry stays in the outbox");
+                all_ok = false;
+            }
+        }
     }
+    if let Err(e) = delete(store, &done).await {
+        // They stay in the outbox and go out again: a duplicate, which consumers absorb.
+        warn!(cause = %e, count = done.len(), "published but could not delete from the outbox yet");
+        all_ok = false;
+    }
+    all_ok
+}
+
+async fn delete(store: &OrderStore, ids: &[String]) -> Result<(), redis::RedisError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut conn = store.redis().clone();
+    let (_, depth): (i64, i64) = redis::pipe()
+        .cmd("XDEL")
+        .arg(store.keys().outbox())
+        .arg(ids)
+        .cmd("XLEN")
+        .arg(store.keys().outbox())
+        .query_async(&mut conn)
+        .await?;
+    store.outbox.measured(depth.max(0) as u64);
+    Ok(())
 }
 
 /// Routing key, body and properties of an outbox entry, if it is well formed.
