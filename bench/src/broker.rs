@@ -1,7 +1,7 @@
 //! Talking to the broker directly: ready messages by passive declare, OrderPlaced messages
 //! built ahead of time, and publishing with a bounded window of unconfirmed messages.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures_util::StreamExt;
@@ -77,7 +77,9 @@ pub async fn depth(channel: &Channel, queue: &str) -> anyhow::Result<u64> {
 
 /// Publish every message to `exchange` with `routing_key` on `channel` (in confirm mode), with
 /// at most `window` unconfirmed at once; return when all are confirmed. Returns when each was
-/// sent, in the order given.
+/// sent, in the order given. With `pace` (messages per second), message k is due at
+/// `k / pace` and waits until then; the instant returned is then when it was *due*, so a
+/// full window shows up as latency instead of quietly slowing the schedule.
 ///
 /// The window is the point: without one, confirms queue up behind thousands of messages in
 /// flight and every publish waits 100-200 ms for its verdict.
@@ -90,16 +92,29 @@ pub async fn publish_all(
     routing_key: &str,
     messages: &[Message],
     window: usize,
+    pace: Option<f64>,
 ) -> anyhow::Result<Vec<Instant>> {
     let mut sent = Vec::with_capacity(messages.len());
     let mut in_flight = FuturesUnordered::new();
-    for message in messages {
+    let start = Instant::now();
+    for (k, message) in messages.iter().enumerate() {
+        let due = pace.map(|rate| start + Duration::from_secs_f64(k as f64 / rate));
+        if let Some(due) = due {
+            // Confirms that come in while waiting are collected on the way.
+            while !in_flight.is_empty() {
+                match tokio::time::timeout_at(due.into(), in_flight.next()).await {
+                    Ok(Some(confirmation)) => check(confirmation?)?,
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            tokio::time::sleep_until(due.into()).await;
+        }
         if in_flight.len() >= window.max(1)
             && let Some(confirmation) = in_flight.next().await
         {
             check(confirmation?)?;
         }
-        sent.push(Instant::now());
+        sent.push(due.unwrap_or_else(Instant::now));
         let confirm = channel
             .basic_publish(
                 exchange.into(),

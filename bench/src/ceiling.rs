@@ -41,8 +41,8 @@ pub struct CeilingResult {
     pub elapsed: Duration,
     /// Orders per second, first publish until both outcome copies of every order are acked.
     pub orders_per_sec: f64,
-    /// Publish of OrderPlaced → its outcome at the order-status sink (a saturated pipeline:
-    /// this is queueing behind the window, not a service time).
+    /// Publish of OrderPlaced (paced: when it was due) → its outcome at the order-status
+    /// sink. Unpaced, the pipeline is saturated and this is queueing behind the window.
     pub latency: Latency,
 }
 
@@ -57,7 +57,28 @@ pub async fn run(
     window: usize,
 ) -> anyhow::Result<CeilingResult> {
     let world = lab.world("ceiling").await?;
-    let result = measure(&world, orders, prefetch, window).await;
+    let result = measure(&world, orders, prefetch, window, None).await;
+    if let Err(e) = world.close().await {
+        crate::progress(&format!("{e:#} (retried at the end)"));
+    }
+    result
+}
+
+/// The same path at a fixed `rate` for `secs` seconds (open loop, as the saga's fixed-rate
+/// run): what the broker alone adds to latency at that rate.
+///
+/// # Errors
+/// The broker refused something or the path stalled.
+pub async fn run_paced(
+    lab: &Lab,
+    rate: f64,
+    secs: u64,
+    prefetch: u16,
+    window: usize,
+) -> anyhow::Result<CeilingResult> {
+    let orders = (rate * secs as f64).round().max(1.0) as usize;
+    let world = lab.world("ceiling-fixed-rate").await?;
+    let result = measure(&world, orders, prefetch, window, Some(rate)).await;
     if let Err(e) = world.close().await {
         crate::progress(&format!("{e:#} (retried at the end)"));
     }
@@ -69,6 +90,7 @@ async fn measure(
     n: usize,
     prefetch: u16,
     window: usize,
+    pace: Option<f64>,
 ) -> anyhow::Result<CeilingResult> {
     let messages = broker::order_placed(n)?;
     let topology = &world.topology;
@@ -96,6 +118,7 @@ async fn measure(
                 EventType::OrderPlaced.routing_key(),
                 &messages,
                 window,
+                pace,
             ),
             relay.run(n),
             status_sink.run(n),

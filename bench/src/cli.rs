@@ -28,6 +28,10 @@ pub struct Args {
     #[arg(long)]
     pub fixed_rate: Option<f64>,
 
+    /// Also write every fixed-rate order's timings (due, due → 201, due → outcome) to this CSV.
+    #[arg(long)]
+    pub fixed_rate_trace: Option<PathBuf>,
+
     /// Where the report goes (overwritten).
     #[arg(long, default_value = "docs/BENCHMARKS.md")]
     pub out: PathBuf,

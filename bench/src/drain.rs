@@ -111,6 +111,7 @@ async fn prefill(world: &World<'_>, n: usize, window: usize) -> anyhow::Result<f
         EventType::OrderPlaced.routing_key(),
         &messages,
         window,
+        None,
     );
     tokio::time::timeout(deadline(n), publish)
         .await

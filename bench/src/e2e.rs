@@ -2,15 +2,15 @@
 //!
 //! Three figures come out of one run: how fast order-svc accepts (201s per second), how fast
 //! orders become final (the saga's throughput: first POST until order-svc has applied the last
-//! outcome), and each order's POST→final latency (POST sent → its outcome event at the tap).
+//! outcome), and each order's POST→final latency (POST sent → order-svc applied its outcome,
+//! from the order's timeline).
 //! Each service's RSS is read once idle and sampled throughout.
 
 use std::time::Duration;
 
 use crate::load::{OrderClient, closed_loop};
-use crate::saga::{Saga, ServiceMemory, wait_all_final};
+use crate::saga::{Anchor, Saga, ServiceMemory, final_at, wait_all_final};
 use crate::stats::{Latency, latencies, per_sec};
-use crate::tap::Tap;
 use crate::world::Lab;
 
 #[derive(Debug, Clone)]
@@ -27,7 +27,7 @@ pub struct E2eResult {
     pub orders_per_sec: f64,
     pub elapsed: Duration,
     pub latency: Latency,
-    /// Accepted orders whose outcome never reached the tap (0 unless something is wrong).
+    /// Accepted orders with no outcome in their timeline (0 unless something is wrong).
     pub missing: usize,
     pub memory: Vec<ServiceMemory>,
 }
@@ -46,18 +46,17 @@ pub async fn run(
     let world = lab.world(section).await?;
     let result = async {
         let saga = Saga::start(&world, inventories).await?;
-        let mut tap = Tap::open(&world).await?;
         let client = OrderClient::new(&saga.order_url())?;
 
         let memory = saga.watch_memory()?;
+        let anchor = Anchor::now();
         let load = closed_loop(&client, orders, concurrency).await?;
         let accepted = load.placed.len();
-        tap.wait_for(accepted as u64).await?;
         let all_final = wait_all_final(&world, accepted as u64).await?;
         let memory = memory.finish().await?;
 
-        let (latency, missing) = latencies(&load.placed, &tap.arrivals())?;
-        tap.close().await;
+        let finals = final_at(&world, &load.placed, &anchor).await?;
+        let (latency, missing) = latencies(&load.placed, &finals)?;
         saga.stop().await;
 
         let elapsed = all_final.saturating_duration_since(load.started);

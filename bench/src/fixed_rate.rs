@@ -5,15 +5,16 @@
 //! a stall anywhere (even in this sender) shows in the figures instead of quietly delaying the
 //! next orders ("coordinated omission").
 
+use std::collections::HashMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::task::JoinSet;
 
 use crate::load::OrderClient;
-use crate::saga::{Saga, wait_all_final};
+use crate::saga::{Anchor, Saga, final_at, wait_all_final};
 use crate::stats::{Latency, latencies};
-use crate::tap::Tap;
 use crate::world::Lab;
 
 /// More answers outstanding than this and the saga is not keeping up: the sender then waits
@@ -29,8 +30,10 @@ pub struct FixedRateResult {
     pub accepted: usize,
     pub refused: usize,
     pub first_error: Option<String>,
-    /// Due → outcome event at the tap.
+    /// Due → outcome applied by order-svc.
     pub latency: Latency,
+    /// Due → `201 Created`: the part of `latency` spent before the order was accepted.
+    pub accept: Latency,
     pub missing: usize,
     /// The latest any order went out after it was due.
     pub max_send_lag: Duration,
@@ -40,7 +43,12 @@ pub struct FixedRateResult {
 ///
 /// # Errors
 /// A service did not start, the orders never became final, or the broker or Redis failed.
-pub async fn run(lab: &Lab, rate: f64, secs: u64) -> anyhow::Result<FixedRateResult> {
+pub async fn run(
+    lab: &Lab,
+    rate: f64,
+    secs: u64,
+    trace: Option<&Path>,
+) -> anyhow::Result<FixedRateResult> {
     anyhow::ensure!(
         rate.is_finite() && rate > 0.0,
         "the rate must be positive, got {rate}"
@@ -48,15 +56,18 @@ pub async fn run(lab: &Lab, rate: f64, secs: u64) -> anyhow::Result<FixedRateRes
     let world = lab.world("fixed-rate").await?;
     let result = async {
         let saga = Saga::start(&world, 1).await?;
-        let mut tap = Tap::open(&world).await?;
         let client = OrderClient::new(&saga.order_url())?;
 
+        let anchor = Anchor::now();
         let sent = schedule(&client, rate, secs).await?;
         let accepted = sent.placed.len();
-        tap.wait_for(accepted as u64).await?;
         wait_all_final(&world, accepted as u64).await?;
-        let (latency, missing) = latencies(&sent.placed, &tap.arrivals())?;
-        tap.close().await;
+        let finals = final_at(&world, &sent.placed, &anchor).await?;
+        let (latency, missing) = latencies(&sent.placed, &finals)?;
+        let (accept, _) = latencies(&sent.placed, &sent.accepted_at)?;
+        if let Some(path) = trace {
+            write_trace(path, anchor, &sent.placed, [&sent.accepted_at, &finals])?;
+        }
         saga.stop().await;
         Ok(FixedRateResult {
             rate,
@@ -66,6 +77,7 @@ pub async fn run(lab: &Lab, rate: f64, secs: u64) -> anyhow::Result<FixedRateRes
             refused: sent.refused,
             first_error: sent.first_error,
             latency,
+            accept,
             missing,
             max_send_lag: sent.max_lag,
         })
@@ -81,6 +93,8 @@ struct Sent {
     total: usize,
     /// Accepted orders with the instant each was due.
     placed: Vec<(String, Instant)>,
+    /// When each accepted order's `201` came back.
+    accepted_at: HashMap<String, Instant>,
     refused: usize,
     first_error: Option<String>,
     max_lag: Duration,
@@ -94,6 +108,7 @@ async fn schedule(client: &OrderClient, rate: f64, secs: u64) -> anyhow::Result<
     let mut sent = Sent {
         total,
         placed: Vec::with_capacity(total),
+        accepted_at: HashMap::with_capacity(total),
         refused: 0,
         first_error: None,
         max_lag: Duration::ZERO,
@@ -113,7 +128,10 @@ async fn schedule(client: &OrderClient, rate: f64, secs: u64) -> anyhow::Result<
         }
         sent.max_lag = sent.max_lag.max(due.elapsed());
         let client = client.clone();
-        posts.spawn(async move { (due, client.place().await) });
+        posts.spawn(async move {
+            let answer = client.place().await;
+            (due, Instant::now(), answer)
+        });
     }
     while let Some(done) = posts.join_next().await {
         sent.collect(done)?;
@@ -121,17 +139,45 @@ async fn schedule(client: &OrderClient, rate: f64, secs: u64) -> anyhow::Result<
     Ok(sent)
 }
 
-type Answer = (Instant, anyhow::Result<String>);
+/// When the order was due, when its answer came, and the answer.
+type Answer = (Instant, Instant, anyhow::Result<String>);
 
 impl Sent {
     fn collect(&mut self, done: Result<Answer, tokio::task::JoinError>) -> anyhow::Result<()> {
         match done.context("a POST task panicked")? {
-            (due, Ok(order_id)) => self.placed.push((order_id, due)),
-            (_, Err(e)) => {
+            (due, answered, Ok(order_id)) => {
+                self.accepted_at.insert(order_id.clone(), answered);
+                self.placed.push((order_id, due));
+            }
+            (_, _, Err(e)) => {
                 self.refused += 1;
                 self.first_error.get_or_insert_with(|| format!("{e:#}"));
             }
         }
         Ok(())
     }
+}
+
+/// One CSV line per accepted order: when it was due (ms since the run began), then due → 201
+/// and due → final in ms (empty if it never came). For plotting where in the run the slow
+/// orders were, and whether they were slow to be accepted or after.
+fn write_trace(
+    path: &Path,
+    anchor: Anchor,
+    placed: &[(String, Instant)],
+    columns: [&HashMap<String, Instant>; 2],
+) -> anyhow::Result<()> {
+    let mut csv = String::from("due_ms,accept_ms,final_ms\n");
+    for (order_id, due) in placed {
+        let since_start = due.saturating_duration_since(anchor.instant());
+        csv.push_str(&format!("{:.3}", since_start.as_secs_f64() * 1e3));
+        for column in columns {
+            let ms = column
+                .get(order_id)
+                .map(|t| t.saturating_duration_since(*due).as_secs_f64() * 1e3);
+            csv.push_str(&ms.map(|ms| format!(",{ms:.3}")).unwrap_or(",".into()));
+        }
+        csv.push('\n');
+    }
+    std::fs::write(path, csv).with_context(|| format!("cannot write {}", path.display()))
 }

@@ -24,8 +24,8 @@
 //!   every order to be final.
 //! - [`broker`]: OrderPlaced built ahead of time, queue depth by passive declare, publishing
 //!   with a bounded window of unconfirmed messages.
-//! - [`load`]: the HTTP client side; [`tap`]: learns when each order became final from the
-//!   outcome events, not by polling orders.
+//! - [`load`]: the HTTP client side; [`saga::final_at`] learns when each order became final
+//!   from order-svc's own timeline, read once after the run, not by polling orders.
 //! - [`rss`]: resident memory from `/proc`; [`stats`]: latency summaries; [`poll`]: waiting
 //!   with a deadline.
 //! - [`cli`]: the flags; [`report`]: the table on stdout and `docs/BENCHMARKS.md`, with the
@@ -48,7 +48,6 @@ pub mod rss;
 pub mod saga;
 pub mod service;
 pub mod stats;
-pub mod tap;
 pub mod world;
 
 use std::future::Future;
@@ -83,6 +82,7 @@ pub struct Results {
     pub ceiling: Section<ceiling::CeilingResult>,
     pub e2e: Section<e2e::E2eResult>,
     pub fixed_rate: Section<fixed_rate::FixedRateResult>,
+    pub fixed_rate_ceiling: Section<ceiling::CeilingResult>,
     pub scaling: Section<e2e::E2eResult>,
     pub broker_drain: Section<drain::DrainResult>,
     pub inventory_drain: Section<drain::DrainResult>,
@@ -94,6 +94,7 @@ impl Results {
             matches!(self.ceiling, Section::Failed(_)),
             matches!(self.e2e, Section::Failed(_)),
             matches!(self.fixed_rate, Section::Failed(_)),
+            matches!(self.fixed_rate_ceiling, Section::Failed(_)),
             matches!(self.scaling, Section::Failed(_)),
             matches!(self.broker_drain, Section::Failed(_)),
             matches!(self.inventory_drain, Section::Failed(_)),
@@ -195,18 +196,38 @@ async fn run_sections(lab: &Lab, plan: &Plan, args: &Args) -> Results {
     let rate = plan
         .fixed_rate
         .or_else(|| e2e.done().map(|e| e.orders_per_sec / 2.0));
-    let fixed_rate = match rate {
-        Some(rate) => {
+    let (fixed_rate, fixed_rate_ceiling) = match rate {
+        Some(rate) => (
             section(
                 "fixed rate",
                 args.skip_fixed_rate,
                 "--skip-fixed-rate",
-                || fixed_rate::run(lab, rate, plan.fixed_rate_secs),
+                || {
+                    let trace = args.fixed_rate_trace.as_deref();
+                    fixed_rate::run(lab, rate, plan.fixed_rate_secs, trace)
+                },
             )
-            .await
+            .await,
+            section(
+                "broker-only ceiling at the fixed rate",
+                args.skip_fixed_rate || args.skip_ceiling,
+                "--skip-fixed-rate or --skip-ceiling",
+                || {
+                    let (secs, prefetch, window) =
+                        (plan.fixed_rate_secs, plan.prefetch, plan.confirm_window);
+                    ceiling::run_paced(lab, rate, secs, prefetch, window)
+                },
+            )
+            .await,
+        ),
+        None => {
+            let why = if args.skip_fixed_rate {
+                "--skip-fixed-rate"
+            } else {
+                "no end-to-end maximum to halve (give --fixed-rate)"
+            };
+            (Section::Skipped(why.into()), Section::Skipped(why.into()))
         }
-        None if args.skip_fixed_rate => Section::Skipped("--skip-fixed-rate".into()),
-        None => Section::Skipped("no end-to-end maximum to halve (give --fixed-rate)".into()),
     };
 
     let scaling = section(
@@ -231,6 +252,7 @@ async fn run_sections(lab: &Lab, plan: &Plan, args: &Args) -> Results {
         ceiling,
         e2e,
         fixed_rate,
+        fixed_rate_ceiling,
         scaling,
         broker_drain,
         inventory_drain,

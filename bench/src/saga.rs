@@ -1,6 +1,7 @@
 //! The saga itself in a world: order-svc, one or more inventory-svc, notification-svc.
 
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
@@ -131,4 +132,78 @@ pub async fn wait_all_final(world: &World<'_>, orders: u64) -> anyhow::Result<In
         stall.observe(orders.saturating_sub(pending), orders)?;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// One moment read on both clocks, to place the services' Unix-millisecond stamps on the
+/// bench's monotonic timeline. Take it before the first order goes out.
+#[derive(Debug, Clone, Copy)]
+pub struct Anchor {
+    instant: Instant,
+    unix_ms: u64,
+}
+
+impl Anchor {
+    pub fn now() -> Self {
+        let unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        Self {
+            instant: Instant::now(),
+            unix_ms: u64::try_from(unix_ms).unwrap_or(u64::MAX),
+        }
+    }
+
+    pub fn instant(&self) -> Instant {
+        self.instant
+    }
+
+    fn instant_of(&self, unix_ms: u64) -> Instant {
+        self.instant + Duration::from_millis(unix_ms.saturating_sub(self.unix_ms))
+    }
+}
+
+/// When each order became final: the moment order-svc's status consumer applied its outcome,
+/// from the order's own timeline (the first entry that moved it to CONFIRMED or FAILED, in
+/// Unix milliseconds). Read once, after the run, in pipelined chunks: nothing is polled while
+/// orders are in flight, and no extra consumer competes for the broker.
+///
+/// # Errors
+/// Redis failed.
+pub async fn final_at(
+    world: &World<'_>,
+    placed: &[(String, Instant)],
+    anchor: &Anchor,
+) -> anyhow::Result<HashMap<String, Instant>> {
+    #[derive(serde::Deserialize)]
+    struct Step {
+        at: u64,
+        status: String,
+        applied: bool,
+    }
+    let mut redis = world.redis().await?;
+    let mut finals = HashMap::with_capacity(placed.len());
+    for chunk in placed.chunks(1_000) {
+        let mut pipe = redis::pipe();
+        for (order_id, _) in chunk {
+            let key = world.keys.order_history(order_id);
+            pipe.cmd("LRANGE").arg(key).arg(0).arg(-1);
+        }
+        let timelines: Vec<Vec<String>> = pipe
+            .query_async(&mut redis)
+            .await
+            .context("cannot read the order timelines")?;
+        for ((order_id, _), timeline) in chunk.iter().zip(timelines) {
+            let outcome = timeline
+                .iter()
+                .filter_map(|step| serde_json::from_str::<Step>(step).ok())
+                .filter(|step| step.applied && matches!(&*step.status, "CONFIRMED" | "FAILED"))
+                .map(|step| step.at)
+                .min();
+            if let Some(unix_ms) = outcome {
+                finals.insert(order_id.clone(), anchor.instant_of(unix_ms));
+            }
+        }
+    }
+    Ok(finals)
 }

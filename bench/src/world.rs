@@ -116,7 +116,7 @@ impl Lab {
             topology: Topology::default(),
             name,
         };
-        // Declared by us first, so a tap can be bound before any service has started.
+        // Declared by us first, so queues can be filled before any service has started.
         let conn = world.connect("saga-bench setup").await?;
         let channel = conn.create_channel().await?;
         world.topology.declare(&channel).await?;
