@@ -224,6 +224,25 @@ impl Report {
             "",
         );
 
+        // Scaling.
+        row(
+            "orders/s until final, 2 inventory-svc".into(),
+            cell(&r.scaling, |s| match r.e2e.done() {
+                Some(one) if one.orders_per_sec > 0.0 => format!(
+                    "{} (×{:.2} of 1)",
+                    thousands(s.orders_per_sec),
+                    s.orders_per_sec / one.orders_per_sec
+                ),
+                _ => thousands(s.orders_per_sec),
+            }),
+            ceiling_rate,
+            ratio(
+                r.scaling.done().map(|s| s.orders_per_sec),
+                ceiling.map(|c| c.orders_per_sec),
+            ),
+            "",
+        );
+
         // Drain.
         let figure = match r.inventory_drain.done().or(r.broker_drain.done()) {
             Some(d) => format!(
@@ -389,8 +408,8 @@ fn method(doc: &mut String) {
          - **fixed rate**: open loop at half the measured orders/s: order k is due at k / rate and \
          is sent then, whatever earlier orders are doing; its latency counts from when it was due, \
          so a stall cannot hide (no coordinated omission). Of that, due → `201 Created` is shown \
-         on its own: the rest is the outbox relay, the broker and the consumers. The ceiling column is the broker-only path at the same rate, open \
-         loop too: OrderPlaced k due at k / rate, latency from then to its outcome at the status \
+         on its own: the rest is the outbox relay, the broker and the consumers. The ceiling \
+         column is the broker-only path at the same rate, open loop too: OrderPlaced k due at k / rate, latency from then to its outcome at the status \
          sink. `--fixed-rate-trace FILE` writes every order's timings as CSV.\n\
          - **2 inventory-svc**: the end-to-end run again, in a fresh world, with two inventory-svc \
          consuming `inventory_queue`.\n\
