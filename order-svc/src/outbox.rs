@@ -71,7 +71,7 @@ impl Outbox {
         self.written.notify_one();
     }
 
-    /// The relay measured the outbox after publishing.
+    /// The relay measured the outbox (it does on every read).
     pub fn measured(&self, depth: u64) {
         self.depth.store(depth, Ordering::Relaxed);
         metrics::gauge!("saga_outbox_depth").set(depth as f64);

@@ -152,7 +152,10 @@ impl Relay {
         }
     }
 
-    /// Up to [`BATCH`] entries after `cursor`, oldest first.
+    /// Up to [`BATCH`] entries after `cursor`, oldest first. Also measures the outbox for the
+    /// front door's backpressure: here, in the one loop that reads, and not where the batches'
+    /// tasks delete concurrently, whose measurements could arrive out of order and leave a
+    /// stale depth behind.
     async fn read_batch(&self, cursor: &Cursor) -> Result<Vec<Entry>, redis::RedisError> {
         let mut conn = self.store.redis().clone();
         let from = match cursor {
@@ -160,14 +163,20 @@ impl Relay {
             // `(` makes XRANGE start just after this id.
             Cursor::After(id) => format!("({id}"),
         };
-        redis::cmd("XRANGE")
-            .arg(self.store.keys().outbox())
+        let outbox = self.store.keys().outbox();
+        let (entries, depth): (Vec<Entry>, u64) = redis::pipe()
+            .cmd("XRANGE")
+            .arg(&outbox)
             .arg(from)
             .arg("+")
             .arg("COUNT")
             .arg(BATCH)
+            .cmd("XLEN")
+            .arg(&outbox)
             .query_async(&mut conn)
-            .await
+            .await?;
+        self.store.outbox.measured(depth);
+        Ok(entries)
     }
 
     /// Send every entry in order, without waiting for confirms. Stops at the first failed
@@ -247,16 +256,11 @@ async fn delete(store: &OrderStore, ids: &[String]) -> Result<(), redis::RedisEr
         return Ok(());
     }
     let mut conn = store.redis().clone();
-    let (_, depth): (i64, i64) = redis::pipe()
-        .cmd("XDEL")
+    redis::cmd("XDEL")
         .arg(store.keys().outbox())
         .arg(ids)
-        .cmd("XLEN")
-        .arg(store.keys().outbox())
         .query_async(&mut conn)
-        .await?;
-    store.outbox.measured(depth.max(0) as u64);
-    Ok(())
+        .await
 }
 
 /// Routing key, body and properties of an outbox entry, if it is well formed.

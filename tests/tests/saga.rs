@@ -371,3 +371,63 @@ async fn sigterm_stops_each_service_cleanly() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_burst_past_the_high_water_mark_the_outbox_drains_and_orders_are_taken_again()
+-> anyhow::Result<()> {
+    const N: usize = 400;
+    let env = TestEnv::with_stock("burst", &format!("widget={N}")).await?;
+    // A low mark, so the burst keeps the front door pushing back and the relay's batches
+    // (confirmed and deleted concurrently) overlap.
+    let order = env
+        .start_with(ServiceKind::Order, &[("OUTBOX_HIGH_WATER", "20")])
+        .await?;
+    let _inv = env.start(ServiceKind::Inventory).await?;
+    let _notif = env.start(ServiceKind::Notification).await?;
+
+    let load = harness::load::place_orders(order.url(""), "widget", N, 32, T).await;
+    assert_eq!(load.accepted.len(), N, "every order is taken in the end");
+
+    let http = env.http();
+    eventually("no order still PLACED", T, || async {
+        let listed: serde_json::Value = http
+            .get(order.url("/orders?status=PLACED&limit=1"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        match listed["total"].as_u64() {
+            Some(0) => Ok(()),
+            other => Err(format!("{other:?} still PLACED")),
+        }
+    })
+    .await?;
+    // The depth the front door goes by must come back to zero, not stay where the burst left it.
+    eventually("saga_outbox_depth back to 0", T, || async {
+        let text = http
+            .get(order.url("/metrics"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        let depth = text
+            .lines()
+            .find_map(|line| line.strip_prefix("saga_outbox_depth "))
+            .map(str::trim);
+        match depth {
+            Some("0") => Ok(()),
+            other => Err(format!("saga_outbox_depth is {other:?}")),
+        }
+    })
+    .await?;
+    let (status, body) = env.post_order(&order, "widget", 1).await?;
+    assert_eq!(
+        status, 201,
+        "a quiet outbox takes the next order at once: {body}"
+    );
+    Ok(())
+}
