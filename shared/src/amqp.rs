@@ -50,9 +50,9 @@ impl BrokerStatus {
 
 /// The largest AMQP frame we ask the broker for, unless the URL says `?frame_max=`. lapin
 /// keeps two buffers of 32 frames per connection, so the broker's default of 128 KiB costs
-/// 8 MiB of memory per connection; our messages are well under 1 KiB (a larger one is
-/// simply split across frames).
-const FRAME_MAX: u32 = 16 * 1024;
+/// 8 MiB of memory per connection. Our messages are well under 1 KiB (a larger one is simply
+/// split across frames), so we ask for the protocol's minimum, 4 KiB: 256 KiB per connection.
+const FRAME_MAX: u32 = 4 * 1024;
 
 /// `url`, parsed, asking for [`FRAME_MAX`]-byte frames unless it names its own.
 fn with_small_frames(url: &str) -> Result<AMQPUri, String> {
