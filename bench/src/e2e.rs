@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use crate::load::{OrderClient, closed_loop};
-use crate::saga::{Anchor, Saga, ServiceMemory, final_at, wait_all_final};
+use crate::saga::{Anchor, Saga, ServiceMemory, stamps, wait_all_final};
 use crate::stats::{Latency, latencies, per_sec};
 use crate::world::Lab;
 
@@ -55,8 +55,8 @@ pub async fn run(
         let all_final = wait_all_final(&world, accepted as u64).await?;
         let memory = memory.finish().await?;
 
-        let finals = final_at(&world, &load.placed, &anchor).await?;
-        let (latency, missing) = latencies(&load.placed, &finals)?;
+        let stamps = stamps(&world, &load.placed, &anchor).await?;
+        let (latency, missing) = latencies(&load.placed, &stamps.finals)?;
         saga.stop().await;
 
         let elapsed = all_final.saturating_duration_since(load.started);

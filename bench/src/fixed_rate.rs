@@ -13,7 +13,7 @@ use anyhow::Context;
 use tokio::task::JoinSet;
 
 use crate::load::OrderClient;
-use crate::saga::{Anchor, Saga, final_at, wait_all_final};
+use crate::saga::{Anchor, Saga, stamps, wait_all_final};
 use crate::stats::{Latency, latencies};
 use crate::world::Lab;
 
@@ -34,6 +34,9 @@ pub struct FixedRateResult {
     pub latency: Latency,
     /// Due → `201 Created`: the part of `latency` spent before the order was accepted.
     pub accept: Latency,
+    /// Due → inventory-svc decided (its reservation stamp): accepted, relayed from the
+    /// outbox, delivered, and decided.
+    pub decided: Latency,
     pub missing: usize,
     /// The latest any order went out after it was due.
     pub max_send_lag: Duration,
@@ -62,11 +65,13 @@ pub async fn run(
         let sent = schedule(&client, rate, secs).await?;
         let accepted = sent.placed.len();
         wait_all_final(&world, accepted as u64).await?;
-        let finals = final_at(&world, &sent.placed, &anchor).await?;
-        let (latency, missing) = latencies(&sent.placed, &finals)?;
+        let stamps = stamps(&world, &sent.placed, &anchor).await?;
+        let (latency, missing) = latencies(&sent.placed, &stamps.finals)?;
         let (accept, _) = latencies(&sent.placed, &sent.accepted_at)?;
+        let (decided, _) = latencies(&sent.placed, &stamps.decided)?;
         if let Some(path) = trace {
-            write_trace(path, anchor, &sent.placed, [&sent.accepted_at, &finals])?;
+            let columns = [&sent.accepted_at, &stamps.decided, &stamps.finals];
+            write_trace(path, anchor, &sent.placed, columns)?;
         }
         saga.stop().await;
         Ok(FixedRateResult {
@@ -78,6 +83,7 @@ pub async fn run(
             first_error: sent.first_error,
             latency,
             accept,
+            decided,
             missing,
             max_send_lag: sent.max_lag,
         })
@@ -158,16 +164,16 @@ impl Sent {
     }
 }
 
-/// One CSV line per accepted order: when it was due (ms since the run began), then due → 201
-/// and due → final in ms (empty if it never came). For plotting where in the run the slow
-/// orders were, and whether they were slow to be accepted or after.
+/// One CSV line per accepted order: when it was due (ms since the run began), then due → 201,
+/// due → decided by inventory-svc and due → final, in ms (empty if it never came). For
+/// plotting where in the run the slow orders were, and which leg made them slow.
 fn write_trace(
     path: &Path,
     anchor: Anchor,
     placed: &[(String, Instant)],
-    columns: [&HashMap<String, Instant>; 2],
+    columns: [&HashMap<String, Instant>; 3],
 ) -> anyhow::Result<()> {
-    let mut csv = String::from("due_ms,accept_ms,final_ms\n");
+    let mut csv = String::from("due_ms,accept_ms,decided_ms,final_ms\n");
     for (order_id, due) in placed {
         let since_start = due.saturating_duration_since(anchor.instant());
         csv.push_str(&format!("{:.3}", since_start.as_secs_f64() * 1e3));

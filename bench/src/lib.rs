@@ -24,7 +24,7 @@
 //!   every order to be final.
 //! - [`broker`]: OrderPlaced built ahead of time, queue depth by passive declare, publishing
 //!   with a bounded window of unconfirmed messages.
-//! - [`load`]: the HTTP client side; [`saga::final_at`] learns when each order became final
+//! - [`load`]: the HTTP client side; [`saga::stamps`] learns when each order became final
 //!   from order-svc's own timeline, read once after the run, not by polling orders.
 //! - [`rss`]: resident memory from `/proc`; [`stats`]: latency summaries; [`poll`]: waiting
 //!   with a deadline.

@@ -223,6 +223,13 @@ impl Report {
             none(),
             "",
         );
+        row(
+            "… of which due → decided by inventory-svc".to_owned(),
+            cell(&r.fixed_rate, |f| percentiles(&f.decided)),
+            none(),
+            none(),
+            "",
+        );
 
         // Scaling.
         row(
@@ -407,8 +414,10 @@ fn method(doc: &mut String) {
          Its latency is publish → outcome at the status sink, with the pipeline saturated.\n\
          - **fixed rate**: open loop at half the measured orders/s: order k is due at k / rate and \
          is sent then, whatever earlier orders are doing; its latency counts from when it was due, \
-         so a stall cannot hide (no coordinated omission). Of that, due → `201 Created` is shown \
-         on its own: the rest is the outbox relay, the broker and the consumers. The ceiling \
+         so a stall cannot hide (no coordinated omission). Two legs are shown on their own: due → \
+         `201 Created`, and due → inventory-svc's decision (the `decided_at` millisecond stamp in \
+         its reservation record), which adds the outbox relay, the broker and inventory-svc's \
+         Redis script; the rest is the outcome's publish and order-svc's status consumer. The ceiling \
          column is the broker-only path at the same rate, open loop too: OrderPlaced k due at k / rate, latency from then to its outcome at the status \
          sink. `--fixed-rate-trace FILE` writes every order's timings as CSV.\n\
          - **2 inventory-svc**: the end-to-end run again, in a fresh world, with two inventory-svc \

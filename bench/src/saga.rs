@@ -163,18 +163,27 @@ impl Anchor {
     }
 }
 
-/// When each order became final: the moment order-svc's status consumer applied its outcome,
-/// from the order's own timeline (the first entry that moved it to CONFIRMED or FAILED, in
-/// Unix milliseconds). Read once, after the run, in pipelined chunks: nothing is polled while
-/// orders are in flight, and no extra consumer competes for the broker.
+/// When each order was decided and became final, on the bench's clock.
+#[derive(Debug, Default)]
+pub struct Stamps {
+    /// inventory-svc decided it: the reservation record's `decided_at`.
+    pub decided: HashMap<String, Instant>,
+    /// order-svc's status consumer applied its outcome (CONFIRMED or FAILED), from the order's
+    /// own timeline. This is "final".
+    pub finals: HashMap<String, Instant>,
+}
+
+/// Read the services' own millisecond stamps of each order (see [`Stamps`]). Read once, after
+/// the run, in pipelined chunks: nothing is polled while orders are in flight, and no extra
+/// consumer competes for the broker.
 ///
 /// # Errors
 /// Redis failed.
-pub async fn final_at(
+pub async fn stamps(
     world: &World<'_>,
     placed: &[(String, Instant)],
     anchor: &Anchor,
-) -> anyhow::Result<HashMap<String, Instant>> {
+) -> anyhow::Result<Stamps> {
     #[derive(serde::Deserialize)]
     struct Step {
         at: u64,
@@ -182,18 +191,25 @@ pub async fn final_at(
         applied: bool,
     }
     let mut redis = world.redis().await?;
-    let mut finals = HashMap::with_capacity(placed.len());
+    let mut stamps = Stamps::default();
     for chunk in placed.chunks(1_000) {
         let mut pipe = redis::pipe();
         for (order_id, _) in chunk {
-            let key = world.keys.order_history(order_id);
-            pipe.cmd("LRANGE").arg(key).arg(0).arg(-1);
+            pipe.cmd("LRANGE")
+                .arg(world.keys.order_history(order_id))
+                .arg(0)
+                .arg(-1);
+            pipe.cmd("HGET")
+                .arg(world.keys.reservation(order_id))
+                .arg("decided_at");
         }
-        let timelines: Vec<Vec<String>> = pipe
+        let replies: Vec<redis::Value> = pipe
             .query_async(&mut redis)
             .await
             .context("cannot read the order timelines")?;
-        for ((order_id, _), timeline) in chunk.iter().zip(timelines) {
+        for ((order_id, _), pair) in chunk.iter().zip(replies.chunks(2)) {
+            let [timeline, decided] = pair else { continue };
+            let timeline: Vec<String> = redis::from_redis_value(timeline.clone())?;
             let outcome = timeline
                 .iter()
                 .filter_map(|step| serde_json::from_str::<Step>(step).ok())
@@ -201,9 +217,17 @@ pub async fn final_at(
                 .map(|step| step.at)
                 .min();
             if let Some(unix_ms) = outcome {
-                finals.insert(order_id.clone(), anchor.instant_of(unix_ms));
+                stamps
+                    .finals
+                    .insert(order_id.clone(), anchor.instant_of(unix_ms));
+            }
+            let decided: Option<u64> = redis::from_redis_value(decided.clone())?;
+            if let Some(unix_ms) = decided {
+                stamps
+                    .decided
+                    .insert(order_id.clone(), anchor.instant_of(unix_ms));
             }
         }
     }
-    Ok(finals)
+    Ok(stamps)
 }
