@@ -32,6 +32,7 @@ use shared::topology::Topology;
 use tokio::task::JoinSet;
 
 use crate::broker::{self, ITEM};
+use crate::cpu::{CpuMeter, CpuUse};
 use crate::stats::{Latency, Recorder, per_sec};
 use crate::world::{Lab, World};
 
@@ -44,6 +45,8 @@ pub struct CeilingResult {
     /// Publish of OrderPlaced (paced: when it was due) → its outcome at the order-status
     /// sink. Unpaced, the pipeline is saturated and this is queueing behind the window.
     pub latency: Latency,
+    /// CPU seconds per process, first publish until the last outcome was acked.
+    pub cpu: Vec<CpuUse>,
 }
 
 /// Run `orders` through the broker-only path in a fresh world.
@@ -109,6 +112,7 @@ async fn measure(
 
     // Everything is consuming before the first publish, as the services are before the
     // first order.
+    let cpu = CpuMeter::start(Vec::new());
     let started = Instant::now();
     let path = async {
         tokio::try_join!(
@@ -129,6 +133,7 @@ async fn measure(
         .await
         .with_context(|| format!("{n} orders did not get through within {:?}", deadline(n)))??;
     let elapsed = started.elapsed();
+    let cpu = cpu.finish();
 
     let sent_at: HashMap<&str, Instant> = messages
         .iter()
@@ -149,6 +154,7 @@ async fn measure(
         elapsed,
         orders_per_sec: per_sec(n, elapsed),
         latency: recorder.summary(),
+        cpu,
     })
 }
 

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use crate::cpu::CpuUse;
 use crate::load::{OrderClient, closed_loop};
 use crate::saga::{Anchor, Saga, ServiceMemory, stamps, wait_all_final};
 use crate::stats::{Latency, latencies, per_sec};
@@ -30,6 +31,8 @@ pub struct E2eResult {
     /// Accepted orders with no outcome in their timeline (0 unless something is wrong).
     pub missing: usize,
     pub memory: Vec<ServiceMemory>,
+    /// CPU seconds per process, first POST until every order was final.
+    pub cpu: Vec<CpuUse>,
 }
 
 /// Run the end-to-end load in a fresh world named after `section`.
@@ -50,9 +53,11 @@ pub async fn run(
 
         let memory = saga.watch_memory()?;
         let anchor = Anchor::now();
+        let cpu = saga.cpu_meter()?;
         let load = closed_loop(&client, orders, concurrency).await?;
         let accepted = load.placed.len();
         let all_final = wait_all_final(&world, accepted as u64).await?;
+        let cpu = cpu.finish();
         let memory = memory.finish().await?;
 
         let stamps = stamps(&world, &load.placed, &anchor).await?;
@@ -75,6 +80,7 @@ pub async fn run(
             latency,
             missing,
             memory,
+            cpu,
         })
     }
     .await;

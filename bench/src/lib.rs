@@ -26,7 +26,7 @@
 //!   with a bounded window of unconfirmed messages.
 //! - [`load`]: the HTTP client side; [`saga::stamps`] learns when each order became final
 //!   from order-svc's own timeline, read once after the run, not by polling orders.
-//! - [`rss`]: resident memory from `/proc`; [`stats`]: latency summaries; [`poll`]: waiting
+//! - [`rss`]: resident memory from `/proc`; [`cpu`]: CPU seconds per process from `/proc`; [`stats`]: latency summaries; [`poll`]: waiting
 //!   with a deadline.
 //! - [`cli`]: the flags; [`report`]: the table on stdout and `docs/BENCHMARKS.md`, with the
 //!   machine and the command.
@@ -38,6 +38,7 @@
 pub mod broker;
 pub mod ceiling;
 pub mod cli;
+pub mod cpu;
 pub mod drain;
 pub mod e2e;
 pub mod fixed_rate;

@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::cpu::CpuUse;
 use crate::drain::DrainResult;
 use crate::e2e::E2eResult;
 use crate::stats::Latency;
@@ -101,6 +102,7 @@ impl Report {
         let mut doc = String::new();
         self.header(&mut doc);
         self.table(&mut doc);
+        self.cpu_table(&mut doc);
         self.notes(&mut doc);
         method(&mut doc);
         doc
@@ -304,6 +306,66 @@ impl Report {
             );
         }
         let _ = writeln!(doc);
+    }
+
+    /// Where the CPU went in the end-to-end run and in the ceiling, per order.
+    fn cpu_table(&self, doc: &mut String) {
+        let (e2e, ceiling) = (self.results.e2e.done(), self.results.ceiling.done());
+        if e2e.is_none() && ceiling.is_none() {
+            return;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let _ = writeln!(
+            doc,
+            "### Where the CPU went\n\n\
+             CPU time (user + system) of each process from the first order until the last was \
+             final, per order. The machine has {cores} cores; every microsecond a service spends is \
+             one the broker does not get.\n\n\
+             | process | end to end: CPU | per order | broker-only ceiling: CPU | per order |\n\
+             |---|--:|--:|--:|--:|"
+        );
+        let per_order = |seconds: f64, orders: usize| {
+            if orders == 0 {
+                String::new()
+            } else {
+                format!("{:.0} µs", seconds * 1e6 / orders as f64)
+            }
+        };
+        let mut labels: Vec<&str> = Vec::new();
+        for used in e2e
+            .iter()
+            .flat_map(|e| &e.cpu)
+            .chain(ceiling.iter().flat_map(|c| &c.cpu))
+        {
+            if !labels.contains(&used.label.as_str()) {
+                labels.push(&used.label);
+            }
+        }
+        let find =
+            |cpu: &[CpuUse], label: &str| cpu.iter().find(|u| u.label == label).map(|u| u.seconds);
+        let cells = |seconds: Option<f64>, orders: usize| match seconds {
+            Some(s) => (format!("{s:.2} s"), per_order(s, orders)),
+            None => (String::new(), String::new()),
+        };
+        let e2e_orders = e2e.map_or(0, |e| e.accepted);
+        let ceiling_orders = ceiling.map_or(0, |c| c.orders);
+        for label in labels {
+            let (a, b) = cells(e2e.and_then(|e| find(&e.cpu, label)), e2e_orders);
+            let (c, d) = cells(ceiling.and_then(|c| find(&c.cpu, label)), ceiling_orders);
+            let _ = writeln!(doc, "| {label} | {a} | {b} | {c} | {d} |");
+        }
+        let total = |cpu: &[CpuUse]| Some(cpu.iter().map(|u| u.seconds).sum::<f64>());
+        let (a, b) = cells(e2e.and_then(|e| total(&e.cpu)), e2e_orders);
+        let (c, d) = cells(ceiling.and_then(|c| total(&c.cpu)), ceiling_orders);
+        let _ = writeln!(doc, "| **all of them** | {a} | {b} | {c} | {d} |");
+        let available =
+            |elapsed: Duration| format!("{:.2} s", elapsed.as_secs_f64() * cores as f64);
+        let _ = writeln!(
+            doc,
+            "| cores × elapsed (what there was) | {} |  | {} |  |\n",
+            e2e.map(|e| available(e.elapsed)).unwrap_or_default(),
+            ceiling.map(|c| available(c.elapsed)).unwrap_or_default(),
+        );
     }
 
     fn notes(&self, doc: &mut String) {

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
+use crate::cpu::{CpuMeter, Watched};
 use crate::poll::{STALL, Stall};
 use crate::rss::{RssStats, Sampler, rss_bytes};
 use crate::service::{Service, ServiceKind};
@@ -76,6 +77,23 @@ impl Saga {
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(MemoryWatch { services })
+    }
+
+    /// Start counting CPU time: the broker, Redis, every service and this benchmark.
+    ///
+    /// # Errors
+    /// A service has exited.
+    pub fn cpu_meter(&self) -> anyhow::Result<CpuMeter> {
+        let services = self
+            .services()
+            .map(|s| {
+                Ok(Watched {
+                    label: s.label(),
+                    pids: vec![s.pid()?],
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(CpuMeter::start(services))
     }
 
     /// SIGTERM every service and wait for them.
