@@ -117,7 +117,9 @@ impl Report {
              What the saga does on one machine, beside what the broker alone does on the same \
              message path in the same run. Written by `saga-bench` (`bench/`): rerun with \
              `scripts/bench.sh` (full run) or `scripts/bench.sh --quick` (smoke run). \
-             The benchmark is not a test: no number fails anything.\n"
+             The benchmark is not a test: no number fails anything. What moved these figures, \
+             with profiles, and the targets they are held to: \
+             [PERFORMANCE.md](PERFORMANCE.md).\n"
         );
         let _ = writeln!(doc, "## Run\n\n| | |\n|---|---|");
         let _ = writeln!(doc, "| date | {} |", self.date);
