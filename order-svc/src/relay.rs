@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use lapin::BasicProperties;
-use shared::amqp::{BrokerStatus, PendingConfirm, PublishError, Publisher, connect};
+use shared::amqp::{
+    BrokerStatus, PendingConfirm, PublishError, Publisher, close_connection, connect,
+};
 use shared::backoff::Backoff;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -26,6 +28,8 @@ const BATCH: usize = 256;
 /// Most entries sent and not yet confirmed. Bounded because confirms queue up at the broker:
 /// a deeper window adds latency, not throughput.
 const WINDOW: usize = 2 * BATCH;
+/// How long, once shutdown is asked, the relay waits for the confirms of what it already sent.
+const LAST_CONFIRMS: Duration = Duration::from_secs(3);
 /// How often an idle relay looks for entries nobody told it about (another instance's, or
 /// left by a crash before the notification).
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -54,9 +58,14 @@ impl Relay {
                 }
             };
             self.status.set(true);
-            let ended_by_shutdown = self.relay_session(&publisher, &shutdown).await;
+            let ended_by_shutdown = tokio::select! {
+                ended = self.relay_session(&publisher, &shutdown) => ended,
+                // A broker that blocks publishers never confirms: stop waiting. Whatever was
+                // not confirmed is still in the outbox and goes out after the next start.
+                () = grace_after(&shutdown) => true,
+            };
             self.status.set(false);
-            let _ = conn.close(200, "relay stopping".into()).await;
+            close_connection(&conn, 200, "relay stopping").await;
             if ended_by_shutdown {
                 break;
             }
@@ -202,6 +211,12 @@ impl Relay {
         }
         (sent, true)
     }
+}
+
+/// Resolves [`LAST_CONFIRMS`] after shutdown was asked.
+async fn grace_after(shutdown: &CancellationToken) {
+    shutdown.cancelled().await;
+    tokio::time::sleep(LAST_CONFIRMS).await;
 }
 
 /// Where the next outbox read starts.

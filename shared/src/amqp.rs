@@ -61,6 +61,16 @@ fn with_small_frames(url: &str) -> Result<AMQPUri, String> {
     Ok(uri)
 }
 
+/// The longest a goodbye to the broker may take. A broker that blocks publishers (a memory or
+/// disk alarm) stops reading from their connections, so a close, or a cancel, could otherwise
+/// wait for ever and keep a SIGTERM'd service from exiting.
+pub const GOODBYE_WAIT: Duration = Duration::from_secs(2);
+
+/// Close `conn`, but give up after [`GOODBYE_WAIT`]: the broker notices the socket going away.
+pub async fn close_connection(conn: &Connection, code: u16, reason: &str) {
+    let _ = tokio::time::timeout(GOODBYE_WAIT, conn.close(code, reason.into())).await;
+}
+
 /// Connect, retrying with capped backoff until the broker answers or shutdown is asked.
 /// Logs the first failure and then only every power-of-two attempt.
 pub async fn connect(url: &str, name: &str, shutdown: &CancellationToken) -> Option<Connection> {
@@ -294,7 +304,7 @@ pub async fn run_consumer<H: Handler>(
         let started = Instant::now();
         match consume_session(&settings, &conn, &handler, &status, &shutdown).await {
             Ok(()) => {
-                let _ = conn.close(200, "shutdown".into()).await;
+                close_connection(&conn, 200, "shutdown").await;
                 status.set(false);
                 info!(queue = %settings.queue, "consumer stopped cleanly");
                 return;
@@ -302,7 +312,7 @@ pub async fn run_consumer<H: Handler>(
             Err(cause) => {
                 status.set(false);
                 metrics::counter!("saga_reconnects_total").increment(1);
-                let _ = conn.close(320, "reconnecting".into()).await;
+                close_connection(&conn, 320, "reconnecting").await;
                 // A session that lived a while earns a fresh backoff; a flapping one does not.
                 if started.elapsed() > Duration::from_secs(30) {
                     backoff.reset();
@@ -372,9 +382,8 @@ async fn consume_session<H: Handler>(
 
     if result.is_ok() {
         // Tell, then wait: no new deliveries, let in-flight ones finish and ack.
-        let _ = channel
-            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-            .await;
+        let cancel = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default());
+        let _ = tokio::time::timeout(GOODBYE_WAIT, cancel).await;
         tracker.close();
         if tokio::time::timeout(settings.grace, tracker.wait())
             .await
@@ -382,7 +391,7 @@ async fn consume_session<H: Handler>(
         {
             warn!(queue = %settings.queue, "in-flight work did not finish within the grace period; the broker will redeliver it");
         }
-        let _ = channel.close(200, "shutdown".into()).await;
+        let _ = tokio::time::timeout(GOODBYE_WAIT, channel.close(200, "shutdown".into())).await;
     } else {
         session.cancel();
         tracker.close();

@@ -327,3 +327,36 @@ async fn a_blocked_broker_pushes_back_on_post_order_instead_of_queueing_forever(
         .await?;
     assert_invariants(&env, None).await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_order_svc_even_while_the_broker_blocks_publishers() -> anyhow::Result<()> {
+    let broker = PrivateBroker::start().await?;
+    let mut env = TestEnv::on_private("blocked-stop", Some(&broker.url()), None)?;
+    env.service_env
+        .insert("INITIAL_STOCK".into(), "widget=100".into());
+    let mut order = env.start(ServiceKind::Order).await?;
+    let _inv = env.start(ServiceKind::Inventory).await?;
+    let _notif = env.start(ServiceKind::Notification).await?;
+    let first = env.place(&order, "widget", 1).await?;
+    env.wait_final(&order, &first, Duration::from_secs(20))
+        .await?;
+
+    // Blocked: the relay's publishes are never confirmed, so these stay in the outbox.
+    broker.set_memory_alarm(true)?;
+    let mut waiting = Vec::new();
+    for _ in 0..5 {
+        waiting.push(env.place(&order, "widget", 1).await?);
+    }
+    let status = order.terminate(Duration::from_secs(20)).await?;
+    assert!(status.success(), "order-svc exited with {status}");
+
+    // Nothing was lost by stopping: the events are still in the outbox and go out once the
+    // broker takes publishes again.
+    broker.set_memory_alarm(false)?;
+    order.restart().await?;
+    for id in &waiting {
+        let o = env.wait_final(&order, id, Duration::from_secs(30)).await?;
+        assert_eq!(o["status"], "CONFIRMED", "{o}");
+    }
+    assert_invariants(&env, None).await
+}
