@@ -5,11 +5,13 @@
 //!   can SIGTERM, `kill -9` and restart.
 //! - [`eventually`]: poll with a deadline; no fixed sleeps.
 //! - broker helpers: publish a bare message, queue depth by passive declare, drain the DLQ.
+//! - [`http`]: a service's page as text or JSON, and a figure out of `/metrics`.
 //!
 //! Set `TEST_LOG=1` to see the services' logs while tests run.
 
 pub mod broker;
 pub mod env;
+pub mod http;
 pub mod load;
 pub mod orders;
 pub mod poll;

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use harness::broker::consume_n;
+use harness::http::metric;
 use harness::{ServiceKind, TestEnv, eventually};
 use serde_json::{Value, json};
 
@@ -183,15 +184,6 @@ async fn the_timeline_shows_a_redelivery() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One counter from Prometheus text, summed over every series matching the label filter.
-fn counter(metrics: &str, name: &str, labels: &[&str]) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(name) && labels.iter().all(|f| l.contains(f)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_move_as_events_flow() -> anyhow::Result<()> {
     let env = TestEnv::new("metrics").await?;
@@ -206,15 +198,10 @@ async fn metrics_move_as_events_flow() -> anyhow::Result<()> {
     env.publish_bare("order.placed", b"not json").await?;
     let text = eventually("inventory metrics", T, || async {
         let text = env
-            .http()
-            .get(inv.url("/metrics"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .text()
+            .get_text(&inv.url("/metrics"))
             .await
             .map_err(|e| e.to_string())?;
-        if counter(&text, "saga_dlq_total", &[]) >= 1.0 {
+        if metric(&text, "saga_dlq_total", &[]) >= 1.0 {
             Ok(text)
         } else {
             Err("no DLQ count yet".into())
@@ -222,27 +209,21 @@ async fn metrics_move_as_events_flow() -> anyhow::Result<()> {
     })
     .await?;
     assert_eq!(
-        counter(&text, "saga_consumed_total", &["outcome=\"processed\""]),
+        metric(&text, "saga_consumed_total", &["outcome=\"processed\""]),
         2.0,
         "{text}"
     );
     assert_eq!(
-        counter(&text, "saga_consumed_total", &["outcome=\"dead_lettered\""]),
+        metric(&text, "saga_consumed_total", &["outcome=\"dead_lettered\""]),
         1.0
     );
-    assert!(counter(&text, "saga_published_total", &["inventory.reserved"]) >= 2.0);
-    assert!(counter(&text, "saga_handler_seconds_count", &[]) >= 3.0);
+    assert!(metric(&text, "saga_published_total", &["inventory.reserved"]) >= 2.0);
+    assert!(metric(&text, "saga_handler_seconds_count", &[]) >= 3.0);
     assert!(text.contains("saga_stock_available{item=\"burger\"}"));
 
-    let text = env
-        .http()
-        .get(order.url("/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let text = env.get_text(&order.url("/metrics")).await?;
     assert_eq!(
-        counter(
+        metric(
             &text,
             "saga_http_requests_total",
             &["POST /order", "status=\"201\""]
@@ -250,7 +231,7 @@ async fn metrics_move_as_events_flow() -> anyhow::Result<()> {
         2.0,
         "{text}"
     );
-    assert!(counter(&text, "saga_published_total", &["order.placed"]) >= 2.0);
+    assert!(metric(&text, "saga_published_total", &["order.placed"]) >= 2.0);
     assert!(text.contains("saga_outbox_depth"));
     Ok(())
 }

@@ -284,21 +284,31 @@ async fn competing_consumers_share_the_work_without_doubles() -> anyhow::Result<
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_blocked_broker_pushes_back_on_post_order_instead_of_queueing_forever()
--> anyhow::Result<()> {
+/// A private RabbitMQ node (so its alarms touch no other test), the three services on it with
+/// 1,000 widgets in stock, order-svc with `order_env` too, and one order through, so the saga
+/// is known to flow before the test breaks anything.
+async fn on_a_broker_of_our_own(
+    test: &str,
+    order_env: &[(&str, &str)],
+) -> anyhow::Result<(PrivateBroker, TestEnv, [harness::Service; 3])> {
     let broker = PrivateBroker::start().await?;
-    let mut env = TestEnv::on_private("backpressure", Some(&broker.url()), None)?;
+    let mut env = TestEnv::on_private(test, Some(&broker.url()), None)?;
     env.service_env
         .insert("INITIAL_STOCK".into(), "widget=1000".into());
-    let order = env
-        .start_with(ServiceKind::Order, &[("OUTBOX_HIGH_WATER", "20")])
-        .await?;
-    let _inv = env.start(ServiceKind::Inventory).await?;
-    let _notif = env.start(ServiceKind::Notification).await?;
+    let order = env.start_with(ServiceKind::Order, order_env).await?;
+    let inv = env.start(ServiceKind::Inventory).await?;
+    let notif = env.start(ServiceKind::Notification).await?;
     let first = env.place(&order, "widget", 1).await?;
     env.wait_final(&order, &first, Duration::from_secs(20))
         .await?;
+    Ok((broker, env, [order, inv, notif]))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blocked_broker_pushes_back_on_post_order_instead_of_queueing_forever()
+-> anyhow::Result<()> {
+    let (broker, env, [order, _inv, _notif]) =
+        on_a_broker_of_our_own("backpressure", &[("OUTBOX_HIGH_WATER", "20")]).await?;
 
     // A memory alarm makes the broker block every publisher: the relay cannot get rid of the
     // outbox, so the front door must start saying "busy" rather than queue without end.
@@ -330,16 +340,8 @@ async fn a_blocked_broker_pushes_back_on_post_order_instead_of_queueing_forever(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_order_svc_even_while_the_broker_blocks_publishers() -> anyhow::Result<()> {
-    let broker = PrivateBroker::start().await?;
-    let mut env = TestEnv::on_private("blocked-stop", Some(&broker.url()), None)?;
-    env.service_env
-        .insert("INITIAL_STOCK".into(), "widget=100".into());
-    let mut order = env.start(ServiceKind::Order).await?;
-    let _inv = env.start(ServiceKind::Inventory).await?;
-    let _notif = env.start(ServiceKind::Notification).await?;
-    let first = env.place(&order, "widget", 1).await?;
-    env.wait_final(&order, &first, Duration::from_secs(20))
-        .await?;
+    let (broker, env, [mut order, _inv, _notif]) =
+        on_a_broker_of_our_own("blocked-stop", &[]).await?;
 
     // Blocked: the relay's publishes are never confirmed, so these stay in the outbox.
     broker.set_memory_alarm(true)?;

@@ -304,12 +304,8 @@ async fn with_stock_s_and_n_greater_unit_orders_exactly_s_confirm() -> anyhow::R
     }
     assert_eq!(confirmed, S);
     assert_eq!(env.stock("widget").await?, Some(0));
-    let listed: serde_json::Value = env
-        .http()
-        .get(order.url("/orders?status=CONFIRMED&limit=1000"))
-        .send()
-        .await?
-        .json()
+    let listed = env
+        .get_json(&order.url("/orders?status=CONFIRMED&limit=1000"))
         .await?;
     assert_eq!(listed["total"], json!(S));
     Ok(())
@@ -388,14 +384,9 @@ async fn after_a_burst_past_the_high_water_mark_the_outbox_drains_and_orders_are
     let load = harness::load::place_orders(order.url(""), "widget", N, 32, T).await;
     assert_eq!(load.accepted.len(), N, "every order is taken in the end");
 
-    let http = env.http();
     eventually("no order still PLACED", T, || async {
-        let listed: serde_json::Value = http
-            .get(order.url("/orders?status=PLACED&limit=1"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
+        let listed = env
+            .get_json(&order.url("/orders?status=PLACED&limit=1"))
             .await
             .map_err(|e| e.to_string())?;
         match listed["total"].as_u64() {
@@ -406,15 +397,11 @@ async fn after_a_burst_past_the_high_water_mark_the_outbox_drains_and_orders_are
     .await?;
     // The depth the front door goes by must come back to zero, not stay where the burst left it.
     eventually("saga_outbox_depth back to 0", T, || async {
-        let text = http
-            .get(order.url("/metrics"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .text()
+        let page = env
+            .get_text(&order.url("/metrics"))
             .await
             .map_err(|e| e.to_string())?;
-        let depth = text
+        let depth = page
             .lines()
             .find_map(|line| line.strip_prefix("saga_outbox_depth "))
             .map(str::trim);
