@@ -59,12 +59,10 @@ pub async fn run(
     prefetch: u16,
     window: usize,
 ) -> anyhow::Result<CeilingResult> {
-    let world = lab.world("ceiling").await?;
-    let result = measure(&world, orders, prefetch, window, None).await;
-    if let Err(e) = world.close().await {
-        crate::progress(&format!("{e:#} (retried at the end)"));
-    }
-    result
+    lab.in_world("ceiling", async |world: &World<'_>| {
+        measure(world, orders, prefetch, window, None).await
+    })
+    .await
 }
 
 /// The same path at a fixed `rate` for `secs` seconds (open loop, as the saga's fixed-rate
@@ -80,12 +78,10 @@ pub async fn run_paced(
     window: usize,
 ) -> anyhow::Result<CeilingResult> {
     let orders = (rate * secs as f64).round().max(1.0) as usize;
-    let world = lab.world("ceiling-fixed-rate").await?;
-    let result = measure(&world, orders, prefetch, window, Some(rate)).await;
-    if let Err(e) = world.close().await {
-        crate::progress(&format!("{e:#} (retried at the end)"));
-    }
-    result
+    lab.in_world("ceiling-fixed-rate", async |world: &World<'_>| {
+        measure(world, orders, prefetch, window, Some(rate)).await
+    })
+    .await
 }
 
 async fn measure(

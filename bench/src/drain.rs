@@ -42,12 +42,11 @@ pub struct DrainResult {
 /// # Errors
 /// The prefill failed, inventory-svc exited, or the drain stalled.
 pub async fn inventory_svc(lab: &Lab, n: usize, window: usize) -> anyhow::Result<DrainResult> {
-    let world = lab.world("drain").await?;
-    let result = async {
-        let prefill_per_sec = prefill(&world, n, window).await?;
+    lab.in_world("drain", async |world: &World<'_>| {
+        let prefill_per_sec = prefill(world, n, window).await?;
         let started = Instant::now();
         let inventory = world.spawn(ServiceKind::Inventory, 1)?;
-        let drained = watch(&world, n, Some(inventory.pid()?), started)
+        let drained = watch(world, n, Some(inventory.pid()?), started)
             .await
             .with_context(|| format!("inventory-svc log tail:\n{}", inventory.log_tail(10)))?;
         inventory.stop().await;
@@ -58,12 +57,8 @@ pub async fn inventory_svc(lab: &Lab, n: usize, window: usize) -> anyhow::Result
             per_sec: drained.per_sec,
             rss: drained.rss,
         })
-    }
-    .await;
-    if let Err(e) = world.close().await {
-        crate::progress(&format!("{e:#} (retried at the end)"));
-    }
-    result
+    })
+    .await
 }
 
 /// Drain a backlog of `n` with the broker-only relay: the drain's ceiling.
@@ -76,13 +71,12 @@ pub async fn broker_only(
     prefetch: u16,
     window: usize,
 ) -> anyhow::Result<DrainResult> {
-    let world = lab.world("drain-ceiling").await?;
-    let result = async {
-        let prefill_per_sec = prefill(&world, n, window).await?;
+    lab.in_world("drain-ceiling", async |world: &World<'_>| {
+        let prefill_per_sec = prefill(world, n, window).await?;
         let started = Instant::now();
         let conn = world.connect("saga-bench drain relay").await?;
         let relay = Relay::start(&conn, &world.topology, prefetch).await?;
-        let (drained, ()) = tokio::try_join!(watch(&world, n, None, started), relay.run(n))?;
+        let (drained, ()) = tokio::try_join!(watch(world, n, None, started), relay.run(n))?;
         let _ = conn.close(200, "drained".into()).await;
         Ok(DrainResult {
             messages: n,
@@ -91,12 +85,8 @@ pub async fn broker_only(
             per_sec: drained.per_sec,
             rss: None,
         })
-    }
-    .await;
-    if let Err(e) = world.close().await {
-        crate::progress(&format!("{e:#} (retried at the end)"));
-    }
-    result
+    })
+    .await
 }
 
 /// Queue `n` OrderPlaced for new orders into `inventory_queue`; the publish rate.

@@ -12,7 +12,7 @@ use crate::cpu::CpuUse;
 use crate::load::{OrderClient, closed_loop};
 use crate::saga::{Anchor, Saga, ServiceMemory, stamps, wait_all_final};
 use crate::stats::{Latency, latencies, per_sec};
-use crate::world::Lab;
+use crate::world::{Lab, World};
 
 #[derive(Debug, Clone)]
 pub struct E2eResult {
@@ -46,9 +46,8 @@ pub async fn run(
     concurrency: usize,
     inventories: usize,
 ) -> anyhow::Result<E2eResult> {
-    let world = lab.world(section).await?;
-    let result = async {
-        let saga = Saga::start(&world, inventories).await?;
+    lab.in_world(section, async |world: &World<'_>| {
+        let saga = Saga::start(world, inventories).await?;
         let client = OrderClient::new(&saga.order_url())?;
 
         let memory = saga.watch_memory()?;
@@ -56,11 +55,11 @@ pub async fn run(
         let cpu = saga.cpu_meter()?;
         let load = closed_loop(&client, orders, concurrency).await?;
         let accepted = load.placed.len();
-        let all_final = wait_all_final(&world, accepted as u64).await?;
+        let all_final = wait_all_final(world, accepted as u64).await?;
         let cpu = cpu.finish();
         let memory = memory.finish().await?;
 
-        let stamps = stamps(&world, &load.placed, &anchor).await?;
+        let stamps = stamps(world, &load.placed, &anchor).await?;
         let (latency, missing) = latencies(&load.placed, &stamps.finals)?;
         saga.stop().await;
 
@@ -82,11 +81,6 @@ pub async fn run(
             memory,
             cpu,
         })
-    }
-    .await;
-    // On error the saga was dropped above, which killed its processes; now the world goes.
-    if let Err(e) = world.close().await {
-        crate::progress(&format!("{e:#} (retried at the end)"));
-    }
-    result
+    })
+    .await
 }

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use crate::load::OrderClient;
 use crate::saga::{Anchor, Saga, stamps, wait_all_final};
 use crate::stats::{Latency, latencies};
-use crate::world::Lab;
+use crate::world::{Lab, World};
 
 /// More answers outstanding than this and the saga is not keeping up: the sender then waits
 /// for one, rather than open thousands of connections. The lag shows in `max_send_lag`.
@@ -56,16 +56,15 @@ pub async fn run(
         rate.is_finite() && rate > 0.0,
         "the rate must be positive, got {rate}"
     );
-    let world = lab.world("fixed-rate").await?;
-    let result = async {
-        let saga = Saga::start(&world, 1).await?;
+    lab.in_world("fixed-rate", async |world: &World<'_>| {
+        let saga = Saga::start(world, 1).await?;
         let client = OrderClient::new(&saga.order_url())?;
 
         let anchor = Anchor::now();
         let sent = schedule(&client, rate, secs).await?;
         let accepted = sent.placed.len();
-        wait_all_final(&world, accepted as u64).await?;
-        let stamps = stamps(&world, &sent.placed, &anchor).await?;
+        wait_all_final(world, accepted as u64).await?;
+        let stamps = stamps(world, &sent.placed, &anchor).await?;
         let (latency, missing) = latencies(&sent.placed, &stamps.finals)?;
         let (accept, _) = latencies(&sent.placed, &sent.accepted_at)?;
         let (decided, _) = latencies(&sent.placed, &stamps.decided)?;
@@ -87,12 +86,8 @@ pub async fn run(
             missing,
             max_send_lag: sent.max_lag,
         })
-    }
-    .await;
-    if let Err(e) = world.close().await {
-        crate::progress(&format!("{e:#} (retried at the end)"));
-    }
-    result
+    })
+    .await
 }
 
 struct Sent {

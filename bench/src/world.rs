@@ -124,6 +124,24 @@ impl Lab {
         Ok(world)
     }
 
+    /// Run `body` in a fresh [`world`](Self::world) named after `section`, then remove the
+    /// world whatever `body` returned (a failed removal is reported and retried at the end).
+    ///
+    /// # Errors
+    /// The world could not be made, or `body` failed.
+    pub async fn in_world<T>(
+        &self,
+        section: &str,
+        body: impl AsyncFnOnce(&World<'_>) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let world = self.world(section).await?;
+        let result = body(&world).await;
+        if let Err(e) = world.close().await {
+            crate::progress(&format!("{e:#} (retried at the end)"));
+        }
+        result
+    }
+
     /// `GET /api/overview` of the management API (versions, among others).
     ///
     /// # Errors
