@@ -77,15 +77,16 @@ pub async fn connect(url: &str, name: &str, shutdown: &CancellationToken) -> Opt
     let mut backoff = Backoff::for_outages();
     loop {
         let props = ConnectionProperties::default().with_connection_name(name.into());
-        let attempt = match with_small_frames(url) {
-            Ok(uri) => tokio::select! {
-                _ = shutdown.cancelled() => return None,
-                r = tokio::time::timeout(Duration::from_secs(10), Connection::connect_uri(uri, props)) => r,
-            },
-            Err(e) => Ok(Err(lapin::Error::from(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("invalid AMQP URL: {e}"),
-            )))),
+        let connecting = async {
+            match with_small_frames(url) {
+                Ok(uri) => Connection::connect_uri(uri, props).await,
+                // Not a URL we can read: lapin says why, in its own words.
+                Err(_) => Connection::connect(url, props).await,
+            }
+        };
+        let attempt = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            r = tokio::time::timeout(Duration::from_secs(10), connecting) => r,
         };
         let err = match attempt {
             Ok(Ok(conn)) => {
@@ -522,5 +523,19 @@ async fn dead_letter(
 pub fn log_task_end(name: &str, result: Result<(), tokio::task::JoinError>) {
     if let Err(e) = result {
         error!(task = name, cause = %e, "task ended unexpectedly");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_frames_are_asked_for_unless_the_url_names_its_own() {
+        let plain = with_small_frames("amqp://guest:guest@127.0.0.1:5672/%2f").unwrap();
+        assert_eq!(plain.query.frame_max, Some(FRAME_MAX));
+        let own = with_small_frames("amqp://127.0.0.1:5672/%2f?frame_max=131072").unwrap();
+        assert_eq!(own.query.frame_max, Some(131_072));
+        assert!(with_small_frames("not a url").is_err());
     }
 }
