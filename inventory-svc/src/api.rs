@@ -22,8 +22,7 @@ pub fn routes(
         .then(show_stock);
     let set = warp::path!("stock" / String)
         .and(warp::put())
-        .and(warp::body::content_length_limit(4096))
-        .and(warp::body::bytes())
+        .and(shared::http::body_up_to(4096))
         .and(with_ledger)
         .then(set_stock);
     ops_routes("inventory-svc", readiness, metrics)

@@ -7,10 +7,11 @@
 use lapin::message::Delivery;
 use redis::Script;
 use redis::aio::ConnectionManager;
-use shared::amqp::{Handler, Outcome, Publisher};
+use shared::amqp::Publisher;
+use shared::consumer::{Handler, Outcome};
 use shared::events::{IncomingMeta, InventoryOutcome, unix_now_millis};
 use shared::store::Keys;
-use tracing::{Span, info};
+use tracing::info;
 
 use crate::sink::{Notification, Sink};
 
@@ -31,7 +32,6 @@ impl Handler for NotifyHandler {
             Err(poison) => return Outcome::DeadLetter(poison.0),
         };
         let order_id = outcome.order_id().to_string();
-        Span::current().record("order_id", order_id.as_str());
         let label = outcome.status().to_lowercase();
         let key = self.keys.notified(&order_id, &label);
         let owner = format!("{}-{}", self.instance, delivery.delivery_tag);
@@ -46,7 +46,7 @@ impl Handler for NotifyHandler {
             .await
         {
             Ok(c) => c,
-            Err(e) => return Outcome::Retry(e.into()),
+            Err(e) => return Outcome::Failed(e.into()),
         };
         match claim.as_str() {
             "sent" => {
@@ -54,9 +54,11 @@ impl Handler for NotifyHandler {
                 return Outcome::Duplicate;
             }
             "busy" => {
-                return Outcome::Retry(anyhow::anyhow!(
-                    "another instance is sending this notification"
-                ));
+                // Not a failure: the other instance's lease ends, then this one may send.
+                return Outcome::Failed(
+                    shared::retry::WaitOut("another instance is sending this notification".into())
+                        .into(),
+                );
             }
             _ => {}
         }
@@ -66,7 +68,7 @@ impl Handler for NotifyHandler {
             .unwrap_or_default();
         let notification = notification_of(&outcome, &label, event_id);
         if let Err(e) = self.sink.deliver(&notification).await {
-            return Outcome::Retry(e.context("sink"));
+            return Outcome::Failed(e.context("sink"));
         }
         let record = serde_json::to_string(&notification).unwrap_or_default();
         let written: redis::RedisResult<()> = redis::pipe()
@@ -83,7 +85,7 @@ impl Handler for NotifyHandler {
                 Outcome::Processed
             }
             // Our claim stays ours; the retry re-delivers to the sink (at-least-once at this edge).
-            Err(e) => Outcome::Retry(e.into()),
+            Err(e) => Outcome::Failed(e.into()),
         }
     }
 

@@ -13,8 +13,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::Parser;
-use shared::amqp::{BrokerStatus, ConsumerSettings, run_consumer};
+use shared::amqp::BrokerStatus;
 use shared::config::Common;
+use shared::consumer::{ConsumerSettings, run_consumer};
 use shared::http::{Readiness, ops_routes, recover};
 use shared::store::Keys;
 use tokio_util::sync::CancellationToken;

@@ -37,8 +37,7 @@ pub fn routes(
     let place = warp::path!("order")
         .and(warp::post())
         .and(warp::header::optional::<String>("content-type"))
-        .and(warp::body::content_length_limit(MAX_BODY))
-        .and(warp::body::bytes())
+        .and(shared::http::body_up_to(MAX_BODY))
         .and(correlation)
         .and(with_store.clone())
         .then(|ct, body, corr, store| answer("POST /order", place_order(ct, body, corr, store)));
@@ -53,8 +52,7 @@ pub fn routes(
         .then(|q, store| answer("GET /orders", list_orders(q, store)));
     let cancel = warp::path!("order" / String / "cancel")
         .and(warp::post())
-        .and(warp::body::content_length_limit(MAX_BODY))
-        .and(warp::body::bytes())
+        .and(shared::http::body_up_to(MAX_BODY))
         .and(correlation)
         .and(with_store)
         .then(|id, body, corr, store| {

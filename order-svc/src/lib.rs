@@ -19,8 +19,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::Parser;
-use shared::amqp::{BrokerStatus, ConsumerSettings, run_consumer};
+use shared::amqp::BrokerStatus;
 use shared::config::Common;
+use shared::consumer::{ConsumerSettings, run_consumer};
 use shared::http::Readiness;
 use shared::store::Keys;
 use tokio_util::sync::CancellationToken;
@@ -101,7 +102,7 @@ impl App {
         let relay = Relay {
             store: store.clone(),
             url: common.rabbitmq_url.clone(),
-            exchange: common.topology.exchange.clone(),
+            topology: common.topology.clone(),
             status: relay_status,
         };
         let relay = tokio::spawn(relay.run(shutdown.clone()));

@@ -5,6 +5,10 @@
 //! while the next batch goes out, with at most [`WINDOW`] entries unconfirmed. If we crash
 //! between the confirm and the delete, the entry is published again on restart: consumers
 //! dedupe by order id.
+//!
+//! The relay declares the topology after every (re)connect and again before resending after any
+//! failure: a publish answered NOT_FOUND (the exchange was deleted) or returned unroutable (a
+//! binding or queue was deleted) heals the broker and goes out again, without a restart.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,10 +16,13 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use lapin::BasicProperties;
+use lapin::Connection;
 use shared::amqp::{
     BrokerStatus, PendingConfirm, PublishError, Publisher, close_connection, connect,
+    declare_topology,
 };
 use shared::backoff::Backoff;
+use shared::topology::Topology;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -37,7 +44,7 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 pub struct Relay {
     pub store: OrderStore,
     pub url: String,
-    pub exchange: String,
+    pub topology: Topology,
     pub status: Arc<BrokerStatus>,
 }
 
@@ -49,17 +56,25 @@ impl Relay {
         let name = format!("{SERVICE} outbox relay");
         let mut backoff = Backoff::for_outages();
         while let Some(conn) = connect(&self.url, &name, &shutdown).await {
-            let publisher = match Publisher::open(&conn).await {
+            let opened = async {
+                declare_topology(&conn, &self.topology).await?;
+                Publisher::open(&conn).await
+            };
+            let publisher = match opened.await {
                 Ok(p) => p,
                 Err(e) => {
-                    warn!(cause = %e, "cannot open a confirm channel; reconnecting");
-                    backoff.wait().await;
+                    warn!(cause = %e, "cannot declare the topology or open a confirm channel; reconnecting");
+                    close_connection(&conn, 320, "reconnecting").await;
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = backoff.wait() => {}
+                    }
                     continue;
                 }
             };
             self.status.set(true);
             let ended_by_shutdown = tokio::select! {
-                ended = self.relay_session(&publisher, &shutdown) => ended,
+                ended = self.relay_session(&conn, &publisher, &shutdown) => ended,
                 // A broker that blocks publishers never confirms: stop waiting. Whatever was
                 // not confirmed is still in the outbox and goes out after the next start.
                 () = grace_after(&shutdown) => true,
@@ -86,7 +101,12 @@ impl Relay {
     /// batch goes out at once: a new order never waits for an earlier batch's confirms, only
     /// for room in the [`WINDOW`]. Any failure rewinds: wait for every batch in flight, then
     /// read the outbox from its start again (whatever was not deleted goes out again).
-    async fn relay_session(&self, publisher: &Publisher, shutdown: &CancellationToken) -> bool {
+    async fn relay_session(
+        &self,
+        conn: &Connection,
+        publisher: &Publisher,
+        shutdown: &CancellationToken,
+    ) -> bool {
         let mut backoff = Backoff::for_outages();
         let window = Arc::new(Semaphore::new(WINDOW));
         let mut in_flight: JoinSet<bool> = JoinSet::new();
@@ -104,6 +124,12 @@ impl Relay {
                 // Their verdicts no longer matter: everything not deleted goes out again.
                 std::mem::take(&mut in_flight).join_all().await;
                 if !publisher.is_open() {
+                    return false;
+                }
+                // A returned message means a binding or queue is gone: put the topology back
+                // before sending again (cheap, and a rewind is rare).
+                if let Err(e) = declare_topology(conn, &self.topology).await {
+                    warn!(cause = %e, "cannot declare the topology; reconnecting");
                     return false;
                 }
                 cursor = Cursor::Start;
@@ -199,7 +225,12 @@ impl Relay {
                 continue;
             };
             match publisher
-                .send(&self.exchange, routing_key, body.as_bytes(), properties)
+                .send(
+                    &self.topology.exchange,
+                    routing_key,
+                    body.as_bytes(),
+                    properties,
+                )
                 .await
             {
                 Ok(confirm) => sent.push(Sent::Published(stream_id, fields, confirm)),

@@ -1,9 +1,10 @@
 //! The status consumer: inventory outcomes from `order_status_queue` move orders along.
 
 use lapin::message::Delivery;
-use shared::amqp::{Handler, Outcome, Publisher};
+use shared::amqp::Publisher;
+use shared::consumer::{Handler, Outcome};
 use shared::events::{EventMeta, IncomingMeta, InventoryOutcome, unix_now_secs};
-use tracing::{Span, info};
+use tracing::info;
 
 use crate::orders::{Applied, OrderStore};
 
@@ -18,7 +19,6 @@ impl Handler for StatusHandler {
             Err(poison) => return Outcome::DeadLetter(poison.0),
         };
         let order_id = outcome.order_id().to_string();
-        Span::current().record("order_id", order_id.as_str());
 
         let incoming = IncomingMeta::of(&delivery.properties);
         let meta = EventMeta {
@@ -55,7 +55,7 @@ impl Handler for StatusHandler {
                 );
                 Outcome::Processed
             }
-            Err(e) => Outcome::Retry(e.into()),
+            Err(e) => Outcome::Failed(e.into()),
         }
     }
 

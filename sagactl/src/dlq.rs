@@ -56,6 +56,10 @@ pub enum DlqCommand {
 pub async fn run(common: &Common, command: DlqCommand) -> anyhow::Result<()> {
     let dlq = common.topology.dlq_queue.as_str();
     let conn = broker::connect(&common.rabbitmq_url).await?;
+    // A replay publishes to the saga's exchange: make sure it and its bindings exist.
+    shared::amqp::declare_topology(&conn, &common.topology)
+        .await
+        .context("declaring the saga's exchange and queues")?;
     let result = match command {
         DlqCommand::List { limit } => list(&conn, dlq, limit).await,
         DlqCommand::Show { n } => show(&conn, dlq, n).await,
@@ -220,14 +224,18 @@ async fn replay(held: &mut Held, index: usize, publisher: &Publisher) -> anyhow:
 }
 
 /// The message's headers as they were before it was dead-lettered: the DLQ's own `x-dlq-*` and
-/// `x-original-*` go, anything the publisher set stays. If it is poison again, the consumer
-/// adds fresh ones.
+/// `x-original-*`, the retry count `x-retry-*` and the broker's `x-death` go (a replayed
+/// message starts with a fresh set of attempts), anything the publisher set stays. If it fails
+/// again, the consumer adds fresh ones.
 fn without_dead_letter_headers(headers: &Option<FieldTable>) -> FieldTable {
     let mut kept = FieldTable::default();
     if let Some(headers) = headers {
         for (name, value) in headers.inner() {
             let name = name.as_str();
-            if !name.starts_with("x-dlq-") && !name.starts_with("x-original-") {
+            let ours = ["x-dlq-", "x-original-", "x-retry-"]
+                .iter()
+                .any(|p| name.starts_with(p));
+            if !ours && name != "x-death" {
                 kept.insert(name.into(), value.clone());
             }
         }

@@ -89,6 +89,10 @@ pub async fn run(common: &Common, args: PublishArgs) -> anyhow::Result<()> {
     };
 
     let conn = broker::connect(&common.rabbitmq_url).await?;
+    // Like every publisher of the saga: put the topology back first, should it be missing.
+    shared::amqp::declare_topology(&conn, &common.topology)
+        .await
+        .context("declaring the saga's exchange and queues")?;
     let publisher = Publisher::open(&conn).await?;
     // Send every copy first, then collect the confirms: same order, one round trip's wait.
     let mut pending = Vec::new();

@@ -29,16 +29,16 @@ sagactl publish --sample order --order-id "$id" --item "$ITEM" --qty "$QTY" --ti
   fail "could not publish (is RabbitMQ up? RABBITMQ_URL?)"
 
 heading "3. inventory-svc saw both copies"
-expect "one 'stock reserved' line, then one 'duplicate: order already decided' line"
-both_seen() { grep -F "\"$id\"" "$LOG" | grep -q 'duplicate'; }
+expect "one 'Reserved $QTY $ITEM for order $id' line, then one 'Duplicate detected for order $id' line"
+both_seen() { grep -qF "Duplicate detected for order $id" "$LOG"; }
 eventually 15 both_seen || {
   grep -F "$id" "$LOG" || true
   fail "inventory-svc did not log both copies of $id within 15 s"
 }
 printf '$ grep %s %s\n' "$id" "$LOG"
-grep -F "\"$id\"" "$LOG"
-reserved_lines=$(grep -F "\"$id\"" "$LOG" | grep -c 'stock reserved' || true)
-[ "$reserved_lines" = 1 ] || fail "expected 1 'stock reserved' line for $id, found $reserved_lines"
+grep -F "$id" "$LOG"
+reserved_lines=$(grep -cF "Reserved $QTY $ITEM for order $id" "$LOG" || true)
+[ "$reserved_lines" = 1 ] || fail "expected 1 'Reserved $QTY $ITEM for order $id' line, found $reserved_lines"
 
 heading "4. The stock moved by exactly $QTY, once"
 sagactl stock show || fail "inventory-svc stopped answering"

@@ -5,6 +5,7 @@
 
 use clap::{Parser, ValueEnum};
 
+use crate::retry::RetryPolicy;
 use crate::topology::Topology;
 
 /// Connection and behaviour settings shared by all three services and `sagactl`.
@@ -39,6 +40,9 @@ pub struct Common {
 
     #[command(flatten)]
     pub topology: Topology,
+
+    #[command(flatten)]
+    pub retry: RetryPolicy,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

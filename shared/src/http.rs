@@ -1,9 +1,12 @@
-//! HTTP pieces every service shares: JSON errors, `/health`, `/ready`, `/metrics`, serving.
+//! HTTP pieces every service shares: JSON errors, a bounded body, `/health`, `/ready`,
+//! `/metrics`, serving.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures_util::StreamExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManager;
 use serde_json::json;
@@ -152,6 +155,60 @@ pub fn ops_routes(
         .into_response()
     });
     health.or(ready).unify().or(metrics).unify()
+}
+
+/// The most of a too-large body that is read and thrown away before answering 413. Clients such
+/// as Python's `http.client` (hence `requests`) write the whole body before they read a byte of
+/// the answer: were the connection closed with their body unread, they would see a reset
+/// instead of the 413. Beyond this bound the answer is still 413, but the connection is closed.
+pub const DISCARD_AT_MOST: u64 = 4 * 1024 * 1024;
+
+/// The request body, if it is at most `limit` bytes (declared or chunked); otherwise a 413 JSON
+/// error, after reading and discarding up to [`DISCARD_AT_MOST`] bytes of it.
+pub fn body_up_to(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .and_then(move |declared: Option<u64>, body| async move {
+            read_up_to(declared, body, limit)
+                .await
+                .map_err(warp::reject::custom)
+        })
+}
+
+async fn read_up_to<S, B>(declared: Option<u64>, body: S, limit: u64) -> Result<Bytes, ApiError>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body too large (at most {limit} bytes)"),
+        )
+    };
+    if declared.is_some_and(|n| n > DISCARD_AT_MOST) {
+        return Err(too_large());
+    }
+    let mut body = std::pin::pin!(body);
+    let mut kept = BytesMut::new();
+    let mut seen: u64 = 0;
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk
+            .map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
+        seen += chunk.remaining() as u64;
+        if seen > DISCARD_AT_MOST {
+            return Err(too_large());
+        }
+        if seen <= limit {
+            kept.put(&mut chunk);
+        } else {
+            chunk.advance(chunk.remaining());
+        }
+    }
+    if seen > limit {
+        return Err(too_large());
+    }
+    Ok(kept.freeze())
 }
 
 /// Bind `addr` (port 0 picks a free one) and return the listener with its real address.

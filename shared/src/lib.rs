@@ -5,8 +5,11 @@
 //! - [`ids`]: domain newtypes (`OrderId`, `Item`, `Qty`, `StudentId`), built only by `parse()`.
 //! - [`events`]: the wire contract: event bodies, routing keys, and parsing a delivery into an event.
 //! - [`topology`]: the exchange, queues and bindings, declared idempotently by every service.
-//! - [`amqp`]: connecting with backoff, publishing with confirms, the consume loop that turns a
-//!   handler's [`amqp::Outcome`] into ack / dead-letter / retry.
+//! - [`amqp`]: connecting with backoff, publishing with confirms, declaring the topology.
+//! - [`consumer`]: the consume loop that turns a handler's [`consumer::Outcome`] into ack,
+//!   dead-letter or retry.
+//! - [`retry`]: the retry policy: an outage is waited out, any other failure is retried a few
+//!   times through a retry queue, then dead-lettered.
 //! - [`store`]: Redis connection and the key layout under one prefix.
 //! - [`backoff`]: capped exponential backoff for everything transient.
 //! - [`http`]: `/health`, `/ready`, `/metrics` and JSON errors, for every service.
@@ -16,9 +19,11 @@
 pub mod amqp;
 pub mod backoff;
 pub mod config;
+pub mod consumer;
 pub mod events;
 pub mod http;
 pub mod ids;
+pub mod retry;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

@@ -1,11 +1,15 @@
 //! The exchange, queues and bindings: one definition, declared by every service at start-up.
 //!
-//! Declaring is idempotent, so start-up order never matters. The four lab queues are durable,
+//! Declaring is idempotent, so start-up order never matters, and cheap, so it is done again after
+//! every (re)connect and whenever a publish finds something missing (invariant 7: a deleted
+//! exchange, binding or queue comes back without a restart). The four lab queues are durable,
 //! classic and carry **no x-arguments**: a lab script's plain `queue_declare` must match them, or
-//! the broker answers 406 PRECONDITION_FAILED.
+//! the broker answers 406 PRECONDITION_FAILED. Each consumed queue also has a retry queue of our
+//! own (`<queue>.retry`), which does carry arguments: a message parked there with a per-message
+//! TTL is dead-lettered back to its work queue when the TTL runs out (see [`crate::retry`]).
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, ExchangeKind};
 
 use crate::events::EventType;
@@ -53,6 +57,20 @@ impl Topology {
         ]
     }
 
+    /// The queues the services consume (each has a retry queue).
+    pub fn consumed_queues(&self) -> [&str; 3] {
+        [
+            &self.inventory_queue,
+            &self.order_status_queue,
+            &self.notification_queue,
+        ]
+    }
+
+    /// Where a failed delivery from `queue` waits for its next attempt.
+    pub fn retry_queue(queue: &str) -> String {
+        format!("{queue}.retry")
+    }
+
     /// `(queue, routing key)` pairs bound on the exchange.
     pub fn bindings(&self) -> Vec<(&str, &'static str)> {
         let outcomes = [
@@ -76,7 +94,7 @@ impl Topology {
         bindings
     }
 
-    /// Declare the exchange, the four queues and their bindings. Idempotent.
+    /// Declare the exchange, the four queues, their bindings and the retry queues. Idempotent.
     ///
     /// # Errors
     /// Any broker refusal, e.g. 406 if a queue already exists with other arguments.
@@ -101,6 +119,15 @@ impl Topology {
                 )
                 .await?;
         }
+        for queue in self.consumed_queues() {
+            channel
+                .queue_declare(
+                    Self::retry_queue(queue).as_str().into(),
+                    QueueDeclareOptions::durable(),
+                    retry_queue_arguments(queue),
+                )
+                .await?;
+        }
         for (queue, key) in self.bindings() {
             channel
                 .queue_bind(
@@ -114,6 +141,16 @@ impl Topology {
         }
         Ok(())
     }
+}
+
+/// A retry queue has no consumer: messages sit there until their TTL ends, then the broker
+/// dead-letters them through the default exchange straight back into `work_queue`.
+fn retry_queue_arguments(work_queue: &str) -> FieldTable {
+    let text = |s: &str| AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()));
+    let mut args = FieldTable::default();
+    args.insert("x-dead-letter-exchange".into(), text(""));
+    args.insert("x-dead-letter-routing-key".into(), text(work_queue));
+    args
 }
 
 #[cfg(test)]
@@ -130,5 +167,20 @@ mod tests {
         assert!(b.contains(&("order_status_queue", "inventory.failed")));
         assert!(!b.iter().any(|(q, _)| *q == "dlq_queue"));
         assert_eq!(b.len(), 8);
+    }
+
+    #[test]
+    fn each_consumed_queue_has_a_retry_queue_that_leads_back_to_it() {
+        let t = Topology::default();
+        assert_eq!(
+            Topology::retry_queue(&t.inventory_queue),
+            "inventory_queue.retry"
+        );
+        let args = retry_queue_arguments("inventory_queue");
+        let back = args.inner().get("x-dead-letter-routing-key");
+        assert!(
+            matches!(back, Some(AMQPValue::LongString(s)) if s.as_bytes() == b"inventory_queue")
+        );
+        assert!(!t.consumed_queues().contains(&t.dlq_queue.as_str()));
     }
 }
