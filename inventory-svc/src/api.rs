@@ -8,10 +8,10 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use crate::stock::Ledger;
+use crate::stock::RedisLedger;
 
 pub fn routes(
-    ledger: Ledger,
+    ledger: RedisLedger,
     readiness: Readiness,
     metrics: PrometheusHandle,
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
@@ -36,7 +36,7 @@ pub fn routes(
 }
 
 /// `GET /stock`: every item's available, initial, reserved and released units.
-async fn show_stock(ledger: Ledger) -> Result<Response, ApiError> {
+async fn show_stock(ledger: RedisLedger) -> Result<Response, ApiError> {
     let levels = ledger
         .levels()
         .await
@@ -45,7 +45,11 @@ async fn show_stock(ledger: Ledger) -> Result<Response, ApiError> {
 }
 
 /// `PUT /stock/{item}` with `{"available": N}`.
-async fn set_stock(item: String, body: bytes::Bytes, ledger: Ledger) -> Result<Response, ApiError> {
+async fn set_stock(
+    item: String,
+    body: bytes::Bytes,
+    ledger: RedisLedger,
+) -> Result<Response, ApiError> {
     let item = Item::parse(&item).map_err(|e| ApiError::bad_request(e.0))?;
     let obj = shared::events::json_object(&body).map_err(|e| ApiError::bad_request(e.0))?;
     let available =

@@ -20,12 +20,12 @@ use shared::amqp::BrokerStatus;
 use shared::config::Common;
 use shared::consumer::{ConsumerSettings, run_consumer};
 use shared::http::Readiness;
-use shared::store::Keys;
+use shared::store::{Keys, Timeline};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::handler::{InventoryHandler, SERVICE};
-use crate::stock::{Ledger, StockList, parse_stock_list};
+use crate::stock::{RedisLedger, StockList, parse_stock_list};
 
 /// inventory-svc: reserves stock for placed orders and releases it for cancelled ones.
 #[derive(Parser, Debug, Clone)]
@@ -75,7 +75,7 @@ impl App {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let common = &self.config.common;
         let redis = shared::store::connect(&common.redis_url)?;
-        let ledger = Ledger::new(redis.clone(), Keys::new(&common.redis_prefix));
+        let ledger = RedisLedger::new(redis.clone(), Keys::new(&common.redis_prefix));
         let broker = Arc::new(BrokerStatus::default());
         let metrics = shared::telemetry::init_metrics();
 
@@ -93,11 +93,10 @@ impl App {
             return Ok(());
         }
 
-        let settings = ConsumerSettings::new(SERVICE, common, &common.topology.inventory_queue);
-        let handler = Arc::new(InventoryHandler {
-            ledger,
-            exchange: common.topology.exchange.clone(),
-        });
+        let timeline = Timeline::new(redis.clone(), Keys::new(&common.redis_prefix));
+        let settings = ConsumerSettings::new(SERVICE, common, &common.topology.inventory_queue)
+            .with_timeline(timeline);
+        let handler = Arc::new(InventoryHandler { ledger });
         run_consumer(settings, handler, broker, shutdown.clone()).await;
         let _ = http.await;
         info!("inventory-svc stopped");
@@ -106,7 +105,7 @@ impl App {
 }
 
 async fn seed_when_reachable(
-    ledger: &Ledger,
+    ledger: &RedisLedger,
     config: &Config,
     shutdown: &CancellationToken,
 ) -> bool {

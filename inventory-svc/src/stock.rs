@@ -32,7 +32,7 @@ pub enum LedgerError {
 }
 
 #[derive(Clone)]
-pub struct Ledger {
+pub struct RedisLedger {
     redis: ConnectionManager,
     keys: Keys,
     reserve: Script,
@@ -40,7 +40,7 @@ pub struct Ledger {
     set_stock: Script,
 }
 
-impl Ledger {
+impl RedisLedger {
     pub fn new(redis: ConnectionManager, keys: Keys) -> Self {
         Self {
             redis,

@@ -1,6 +1,7 @@
 //! notification-svc: tells students what happened to their orders, exactly once per outcome.
 //!
-//! - [`handler`]: claim in Redis → deliver to the sink → record as sent → ack.
+//! - [`handler`]: claim ([`handler::Claims`], in Redis) → deliver to the sink → record as sent;
+//!   the consume loop then acks.
 //! - [`sink`]: log line (default), JSON-lines file, or webhook.
 //!
 //! [`App::build`] binds `/health`, `/ready`, `/metrics`; [`App::run`] consumes until shutdown.
@@ -17,12 +18,12 @@ use shared::amqp::BrokerStatus;
 use shared::config::Common;
 use shared::consumer::{ConsumerSettings, run_consumer};
 use shared::http::{Readiness, ops_routes, recover};
-use shared::store::Keys;
+use shared::store::{Keys, Timeline};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 use warp::Filter;
 
-use crate::handler::NotifyHandler;
+use crate::handler::{NotifyHandler, RedisClaims};
 use crate::sink::{Sink, SinkSpec};
 
 pub const SERVICE: &str = "notification-svc";
@@ -90,15 +91,14 @@ impl App {
         let http = tokio::spawn(shared::http::serve(self.listener, routes, shutdown.clone()));
         info!(addr = %self.addr, sink = ?self.config.sink, "notification-svc HTTP ready");
 
+        let keys = Keys::new(&common.redis_prefix);
         let handler = NotifyHandler {
-            redis,
-            keys: Keys::new(&common.redis_prefix),
+            claims: RedisClaims::new(redis.clone(), keys.clone(), self.config.claim_lease_ms),
             sink: Sink::new(&self.config.sink),
-            claim: redis::Script::new(include_str!("lua/claim.lua")),
             instance: uuid::Uuid::new_v4().to_string(),
-            lease_ms: self.config.claim_lease_ms,
         };
-        let settings = ConsumerSettings::new(SERVICE, common, &common.topology.notification_queue);
+        let settings = ConsumerSettings::new(SERVICE, common, &common.topology.notification_queue)
+            .with_timeline(Timeline::new(redis, keys));
         run_consumer(settings, Arc::new(handler), broker, shutdown.clone()).await;
         shared::amqp::log_task_end("http", http.await);
         info!("notification-svc stopped");

@@ -4,22 +4,10 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tracing::info;
 
-/// One notification, as every sink receives it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Notification {
-    pub order_id: String,
-    pub outcome: String,
-    pub student_id: Option<String>,
-    pub item: Option<String>,
-    pub qty: u32,
-    pub message: String,
-    pub event_id: String,
-    pub at_ms: u64,
-}
+pub use shared::domain::Notification;
 
 /// `--sink log`, `--sink file:PATH` or `--sink webhook:URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]

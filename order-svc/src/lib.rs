@@ -23,7 +23,7 @@ use shared::amqp::BrokerStatus;
 use shared::config::Common;
 use shared::consumer::{ConsumerSettings, run_consumer};
 use shared::http::Readiness;
-use shared::store::Keys;
+use shared::store::{Keys, Timeline};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -107,10 +107,12 @@ impl App {
         };
         let relay = tokio::spawn(relay.run(shutdown.clone()));
 
-        let settings = ConsumerSettings::new(SERVICE, common, &common.topology.order_status_queue);
+        let timeline = Timeline::new(store.redis().clone(), store.keys().clone());
+        let settings = ConsumerSettings::new(SERVICE, common, &common.topology.order_status_queue)
+            .with_timeline(timeline);
         run_consumer(
             settings,
-            Arc::new(StatusHandler { store }),
+            Arc::new(StatusHandler { orders: store }),
             consumer_status,
             shutdown.clone(),
         )

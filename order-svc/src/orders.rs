@@ -3,7 +3,9 @@
 //! Placing an order writes the order, its history, its index entries *and* its OrderPlaced
 //! event into the outbox stream in one MULTI/EXEC: either all of it exists or none of it. The
 //! [`crate::relay`] publishes the outbox later, so `POST /order` succeeds while the broker is down.
-//! Status changes are guarded transitions in Lua: duplicates and stale events change nothing.
+//! Status changes are guarded transitions: the rules are [`OrderStatus::next`], in Rust; a Lua
+//! script applies the compare-and-set they give, atomically. Duplicates and stale events change
+//! nothing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use serde::Serialize;
 use serde_json::{Value, json};
+use shared::domain::{OrderEvent, OrderStatus};
 use shared::events::{
     EventMeta, EventType, InventoryOutcome, OrderCancelled, OrderPlaced, unix_now_millis,
 };
@@ -79,9 +82,9 @@ pub struct NewOrder {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     /// The order moved to this status.
-    Moved(String),
+    Moved(OrderStatus),
     /// Nothing changed: a duplicate, or a stale event for an order now in this status.
-    Unchanged(String),
+    Unchanged(OrderStatus),
     /// No such order here (e.g. an OrderPlaced a lab script published by hand).
     UnknownOrder,
 }
@@ -90,7 +93,7 @@ pub enum Applied {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cancelled {
     Started,
-    NotCancellable(String),
+    NotCancellable(OrderStatus),
     UnknownOrder,
 }
 
@@ -268,29 +271,33 @@ impl OrderStore {
         redelivered: bool,
     ) -> Result<Applied, redis::RedisError> {
         let id = outcome.order_id().as_str();
-        let (kind, reason) = match outcome {
-            InventoryOutcome::Reserved { .. } => ("reserved", String::new()),
-            InventoryOutcome::Failed { reason, .. } => ("failed", reason.clone()),
-            InventoryOutcome::Released { .. } => ("released", String::new()),
+        let (event, reason) = match outcome {
+            InventoryOutcome::Reserved { .. } => (OrderEvent::Reserved, ""),
+            InventoryOutcome::Failed { reason, .. } => {
+                (OrderEvent::ReservationFailed, reason.as_str())
+            }
+            InventoryOutcome::Released { .. } => (OrderEvent::Released, ""),
         };
         let now = unix_now_millis();
         let entry = history_entry(now, "__STATUS__", meta, redelivered, false);
-        let (moved, status): (i64, String) = self
-            .apply
+        let mut invocation = self.apply.prepare_invoke();
+        invocation
             .key(self.keys.order(id))
             .key(self.keys.order_history(id))
             .key(self.keys.orders_by_status_prefix())
-            .arg(kind)
             .arg(reason)
             .arg(now)
             .arg(entry.to_string())
-            .arg(HISTORY_CAP)
-            .invoke_async(&mut self.redis.clone())
-            .await?;
-        Ok(match (moved, status.is_empty()) {
-            (_, true) => Applied::UnknownOrder,
-            (1, _) => Applied::Moved(status),
-            _ => Applied::Unchanged(status),
+            .arg(HISTORY_CAP);
+        for (from, to) in OrderStatus::transitions_on(event) {
+            invocation.arg(from.as_str()).arg(to.as_str());
+        }
+        let (moved, status): (i64, String) =
+            invocation.invoke_async(&mut self.redis.clone()).await?;
+        Ok(match (moved, OrderStatus::parse(&status)) {
+            (_, None) => Applied::UnknownOrder,
+            (1, Some(status)) => Applied::Moved(status),
+            (_, Some(status)) => Applied::Unchanged(status),
         })
     }
 
@@ -322,6 +329,7 @@ impl OrderStore {
         let now = unix_now_millis();
         let mut entry = history_entry(now, "CANCELLING", &meta, false, true);
         entry["reason"] = json!(reason);
+        let moves = OrderStatus::transitions_on(OrderEvent::CancelRequested);
         let mut invocation = self.cancel.prepare_invoke();
         invocation
             .key(self.keys.order(id))
@@ -329,19 +337,23 @@ impl OrderStore {
             .key(self.keys.orders_by_status_prefix())
             .key(self.keys.outbox())
             .arg(now)
-            .arg(entry.to_string());
+            .arg(entry.to_string())
+            .arg(moves.len() * 2);
+        for (from, to) in moves {
+            invocation.arg(from.as_str()).arg(to.as_str());
+        }
         for (field, value) in outbox_fields(&meta, id, &event.to_body()) {
             invocation.arg(field).arg(value);
         }
         let (started, status): (i64, String) =
             invocation.invoke_async(&mut self.redis.clone()).await?;
-        Ok(match (started, status.as_str()) {
+        Ok(match (started, OrderStatus::parse(&status)) {
             (1, _) => {
                 self.outbox.wrote();
                 Cancelled::Started
             }
-            (_, "") => Cancelled::UnknownOrder,
-            (_, other) => Cancelled::NotCancellable(other.to_owned()),
+            (_, None) => Cancelled::UnknownOrder,
+            (_, Some(status)) => Cancelled::NotCancellable(status),
         })
     }
 }

@@ -1,13 +1,17 @@
 //! The consume loop: the one place that decides what happens to a delivery.
 //!
-//! A handler is a plain async function from a delivery to an [`Outcome`]; the loop then
-//! - acks it ([`Outcome::Processed`], [`Outcome::Duplicate`]): the handler's effects are durable;
-//! - dead-letters it ([`Outcome::DeadLetter`]): publishes the body unchanged to the DLQ with
-//!   `x-dlq-*` headers, waits for the broker's confirm, *then* acks;
-//! - for [`Outcome::Failed`], applies the retry policy ([`crate::retry`]): an outage is waited out
-//!   in place with capped backoff, without limit; any other failure parks the message in the
-//!   queue's retry queue (confirmed, then acked) and, once its attempts are spent, sends it to
-//!   the DLQ with the last error as the reason.
+//! For each delivery the loop
+//! 1. opens its span, with `order_id` and `correlation_id`;
+//! 2. parses it into the handler's typed event ([`Handler::parse`]); poison goes to the DLQ
+//!    unchanged, with `x-dlq-*` headers saying why, is noted on the order's timeline, then acked;
+//! 3. calls [`Handler::handle`], a function from the event and its metadata to an [`Outcome`]:
+//!    the handler changes its own state (through a small trait of its own, so it is unit-tested
+//!    against an in-memory fake) and says which events to announce;
+//! 4. publishes those events with confirms, then acks ([`Outcome::Processed`],
+//!    [`Outcome::Duplicate`]); or, for [`Outcome::Failed`], applies the retry policy
+//!    ([`crate::retry`]): an outage is waited out in place with capped backoff, without limit;
+//!    any other failure parks the message in the queue's retry queue (confirmed, then acked)
+//!    and, once its attempts are spent, sends it to the DLQ with the last error as the reason.
 //!
 //! Each session (one connection) declares the topology when it starts, again every
 //! [`TOPOLOGY_CHECK`], and at once when a publish comes back unroutable: a deleted exchange,
@@ -32,8 +36,10 @@ use crate::amqp::{
     declare_topology,
 };
 use crate::backoff::Backoff;
-use crate::events::unix_now_secs;
+use crate::domain::DlqHop;
+use crate::events::{EventMeta, EventType, Poison, unix_now_millis, unix_now_secs};
 use crate::retry::{self, NextStep, RetryPolicy};
+use crate::store::Timeline;
 use crate::topology::Topology;
 
 /// How often a consuming session declares the topology again, so that a binding someone deleted
@@ -41,15 +47,21 @@ use crate::topology::Topology;
 /// within seconds. Sixteen idempotent declarations: negligible for the broker.
 pub const TOPOLOGY_CHECK: Duration = Duration::from_secs(5);
 
-/// What a handler decided about one delivery; the consume loop acts on it.
+/// An event a handler wants announced. The loop publishes it to the saga's exchange, with its
+/// routing key and confirms, before it acks the delivery that caused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    pub meta: EventMeta,
+    pub body: Vec<u8>,
+}
+
+/// What a handler decided about one event; the consume loop acts on it.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Effects are durable (state written, outgoing events confirmed): ack.
-    Processed,
-    /// Seen before; the recorded outcome was re-sent where needed: ack.
-    Duplicate,
-    /// Poison: to the DLQ with this reason, then ack.
-    DeadLetter(String),
+    /// Effects are durable (state written): announce these, then ack.
+    Processed(Vec<Announcement>),
+    /// Seen before: re-announce the recorded outcome where there is one, then ack.
+    Duplicate(Vec<Announcement>),
     /// The work could not be done. The loop decides what follows: an outage is waited out, any
     /// other failure is retried later through the retry queue, then dead-lettered.
     Failed(anyhow::Error),
@@ -58,32 +70,75 @@ pub enum Outcome {
 impl Outcome {
     fn label(&self) -> &'static str {
         match self {
-            Self::Processed => "processed",
-            Self::Duplicate => "duplicate",
-            Self::DeadLetter(_) => "dead_lettered",
+            Self::Processed(_) => "processed",
+            Self::Duplicate(_) => "duplicate",
             Self::Failed(_) => "retried",
         }
     }
 }
 
-/// Turns one delivery into an [`Outcome`]. Implementations must be idempotent: the same message
-/// may arrive twice, concurrently, or after a crash half-way through a previous attempt.
+/// What the loop read off a delivery besides its body: the AMQP metadata a handler may need.
+/// Every property may be absent (a bare message, as a lab script publishes it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryMeta {
+    /// As first published (a message back from the retry queue keeps its own).
+    pub routing_key: String,
+    /// The `type` property (the event's name), if any.
+    pub kind: Option<String>,
+    pub event_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub app_id: Option<String>,
+    pub redelivered: bool,
+    /// 1 for the first attempt; more after retries through the retry queue.
+    pub attempt: u32,
+    /// Unique per delivery on its channel (notification-svc names its claims with it).
+    pub delivery_tag: u64,
+}
+
+impl DeliveryMeta {
+    fn of(delivery: &Delivery, attempt: u32) -> Self {
+        let text =
+            |v: &Option<lapin::types::ShortString>| v.as_ref().map(|s| s.as_str().to_owned());
+        let props = &delivery.properties;
+        Self {
+            routing_key: delivery.routing_key.as_str().to_owned(),
+            kind: text(props.kind()),
+            event_id: text(props.message_id()),
+            correlation_id: text(props.correlation_id()),
+            app_id: text(props.app_id()),
+            redelivered: delivery.redelivered,
+            attempt,
+            delivery_tag: delivery.delivery_tag,
+        }
+    }
+
+    /// Which event this is: the routing key says so; failing that (a message published straight
+    /// to a queue), the `type` property.
+    pub fn event_type(&self) -> Option<EventType> {
+        EventType::from_routing_key(&self.routing_key)
+            .or_else(|| EventType::from_name(self.kind.as_deref()?))
+    }
+}
+
+/// One service's reaction to the events on its queue: parse, then decide. Implementations must be
+/// idempotent: the same event may arrive twice, concurrently, or after a crash half-way through
+/// a previous attempt.
 pub trait Handler: Send + Sync + 'static {
+    /// The typed event this handler's queue carries.
+    type Event: Send + Sync;
+
+    /// Read a delivery's body into the event.
+    ///
+    /// # Errors
+    /// [`Poison`], with a reason a person can act on: the loop dead-letters the message.
+    fn parse(meta: &DeliveryMeta, body: &[u8]) -> Result<Self::Event, Poison>;
+
+    /// Decide what the event means, change the handler's state, say what to announce.
     fn handle(
         &self,
-        delivery: &Delivery,
-        publisher: &Publisher,
+        event: &Self::Event,
+        meta: &DeliveryMeta,
     ) -> impl Future<Output = Outcome> + Send;
-
-    /// Called once the DLQ has confirmed a message, before it is acked: a chance to note the hop
-    /// somewhere a person will look (the order's timeline). Best effort.
-    fn dead_lettered(
-        &self,
-        _delivery: &Delivery,
-        _reason: &str,
-    ) -> impl Future<Output = ()> + Send {
-        async {}
-    }
 }
 
 /// What a consumer needs to know besides its handler.
@@ -98,6 +153,8 @@ pub struct ConsumerSettings {
     pub retry: RetryPolicy,
     /// How long a shutdown waits for in-flight deliveries.
     pub grace: Duration,
+    /// Where a message dead-lettered by this consumer is noted on its order's timeline.
+    pub timeline: Option<Timeline>,
 }
 
 impl ConsumerSettings {
@@ -111,7 +168,14 @@ impl ConsumerSettings {
             topology: common.topology.clone(),
             retry: common.retry,
             grace: Duration::from_secs(common.shutdown_grace_secs),
+            timeline: None,
         }
+    }
+
+    /// Note DLQ hops on the orders' timelines in this Redis.
+    pub fn with_timeline(mut self, timeline: Timeline) -> Self {
+        self.timeline = Some(timeline);
+        self
     }
 }
 
@@ -252,8 +316,8 @@ async fn redeclare(conn: &Connection, settings: &ConsumerSettings, why: &str) {
     }
 }
 
-/// Handle one delivery until it is settled (acked after its effects, its parking or its DLQ
-/// entry are confirmed) or its session ends.
+/// Handle one delivery until it is settled (acked after its effects and announcements, its
+/// parking or its DLQ entry are confirmed) or its session ends.
 async fn process<H: Handler>(
     mut delivery: Delivery,
     settings: ConsumerSettings,
@@ -265,58 +329,56 @@ async fn process<H: Handler>(
     if attempt > 1 {
         come_back_as_published(&mut delivery);
     }
+    let meta = DeliveryMeta::of(&delivery, attempt);
     let order_id = order_id_of(&delivery.data);
-    let correlation_id = delivery
-        .properties
-        .correlation_id()
-        .as_ref()
-        .map(|c| c.to_string());
     // Ids go into the span once, here: a handler run again for the same delivery must not add
     // another copy of them to every line.
     let span = info_span!(
         "delivery",
         queue = %settings.queue,
-        routing_key = %delivery.routing_key,
-        redelivered = delivery.redelivered,
+        routing_key = %meta.routing_key,
+        redelivered = meta.redelivered,
         attempt,
         order_id = order_id.as_deref().unwrap_or(""),
-        correlation_id = correlation_id.as_deref().unwrap_or(""),
+        correlation_id = meta.correlation_id.as_deref().unwrap_or(""),
     );
-    let order = order_id.as_deref().unwrap_or("?");
-    async move {
+    let work = Delivered {
+        delivery: &delivery,
+        meta: &meta,
+        order_id: order_id.as_deref(),
+        settings: &settings,
+        publisher: &publisher,
+    };
+    async {
         let mut backoff = Backoff::for_outages();
-        loop {
-            let started = Instant::now();
-            let outcome = handler.handle(&delivery, &publisher).await;
+        let parsing = Instant::now();
+        let event = H::parse(&meta, &delivery.data);
+        if event.is_err() {
+            // Poison is decided by parsing alone; it counts as a delivery handled like any other.
             metrics::histogram!("saga_handler_seconds", "queue" => settings.queue.clone())
-                .record(started.elapsed().as_secs_f64());
-            metrics::counter!("saga_consumed_total", "queue" => settings.queue.clone(), "outcome" => outcome.label())
+                .record(parsing.elapsed().as_secs_f64());
+            metrics::counter!("saga_consumed_total", "queue" => settings.queue.clone(), "outcome" => "dead_lettered")
                 .increment(1);
-            let settled = match outcome {
-                Outcome::Processed | Outcome::Duplicate => Ok(()),
-                Outcome::DeadLetter(reason) => {
-                    let sent = dead_letter(&delivery, &reason, None, &settings, &publisher).await;
-                    if sent.is_ok() {
-                        warn!(reason = %reason, dlq = %settings.topology.dlq_queue,
-                              "Malformed message for order {order}: {reason}, routed to DLQ");
-                        handler.dead_lettered(&delivery, &reason).await;
-                        metrics::counter!("saga_dlq_total", "queue" => settings.queue.clone()).increment(1);
-                    }
-                    sent
-                }
-                Outcome::Failed(cause) if retry::is_outage(&cause) => {
-                    metrics::counter!("saga_retries_total", "queue" => settings.queue.clone(), "kind" => "outage")
+        }
+        loop {
+            let settled = match &event {
+                Err(poison) => work.poison(&poison.0).await,
+                Ok(event) => {
+                    let started = Instant::now();
+                    let outcome = handler.handle(event, &meta).await;
+                    metrics::histogram!("saga_handler_seconds", "queue" => settings.queue.clone())
+                        .record(started.elapsed().as_secs_f64());
+                    metrics::counter!("saga_consumed_total", "queue" => settings.queue.clone(), "outcome" => outcome.label())
                         .increment(1);
-                    if !wait_out(&cause, &publisher, &session, &mut backoff).await {
-                        return;
+                    match outcome {
+                        Outcome::Processed(announce) | Outcome::Duplicate(announce) => {
+                            work.announce(&announce).await.map_err(anyhow::Error::new)
+                        }
+                        Outcome::Failed(cause) => Err(cause),
                     }
-                    continue;
-                }
-                Outcome::Failed(cause) => {
-                    retry_later_or_give_up(&delivery, &cause, attempt, order, &settings, handler.as_ref(), &publisher).await
                 }
             };
-            match settled {
+            let failed = match settled {
                 Ok(()) => {
                     if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
                         // The channel died after the work was done: the broker redelivers, we dedupe.
@@ -324,18 +386,152 @@ async fn process<H: Handler>(
                     }
                     return;
                 }
-                // The DLQ or the retry queue did not confirm: that is the broker being away.
-                Err(e) => {
-                    warn!(cause = %e, "could not settle the message yet; will retry");
-                    if !wait_out(&anyhow::Error::new(e), &publisher, &session, &mut backoff).await {
+                Err(cause) => cause,
+            };
+            if !retry::is_outage(&failed) {
+                // Parked or dead-lettered: either way confirmed, so the delivery is settled.
+                match work.retry_later_or_give_up(&failed).await {
+                    Ok(()) => {
+                        if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
+                            warn!(cause = %e, "ack failed; the message will be redelivered");
+                        }
                         return;
                     }
+                    Err(e) => {
+                        if !wait_out(&anyhow::Error::new(e), &publisher, &session, &mut backoff).await {
+                            return;
+                        }
+                        continue;
+                    }
                 }
+            }
+            metrics::counter!("saga_retries_total", "queue" => settings.queue.clone(), "kind" => "outage")
+                .increment(1);
+            if !wait_out(&failed, &publisher, &session, &mut backoff).await {
+                return;
             }
         }
     }
     .instrument(span)
     .await
+}
+
+/// One delivery on its way through the loop, with what settling it takes.
+struct Delivered<'a> {
+    delivery: &'a Delivery,
+    meta: &'a DeliveryMeta,
+    order_id: Option<&'a str>,
+    settings: &'a ConsumerSettings,
+    publisher: &'a Publisher,
+}
+
+impl Delivered<'_> {
+    fn order(&self) -> &str {
+        self.order_id.unwrap_or("?")
+    }
+
+    /// Publish the handler's announcements in order, each confirmed.
+    async fn announce(&self, announce: &[Announcement]) -> Result<(), PublishError> {
+        for a in announce {
+            self.publisher
+                .publish(
+                    &self.settings.topology.exchange,
+                    a.meta.event_type.routing_key(),
+                    &a.body,
+                    a.meta.properties(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Poison: to the DLQ as it is, noted on the order's timeline. Never retried.
+    async fn poison(&self, reason: &str) -> anyhow::Result<()> {
+        self.dead_letter(reason, None).await?;
+        let order = self.order();
+        warn!(reason = %reason, dlq = %self.settings.topology.dlq_queue,
+              "Malformed message for order {order}: {reason}, routed to DLQ");
+        Ok(())
+    }
+
+    /// A failure that is not an outage: park the message for another attempt, or, once its
+    /// attempts are spent, send it to the DLQ with the error as its reason.
+    async fn retry_later_or_give_up(&self, cause: &anyhow::Error) -> Result<(), PublishError> {
+        let settings = self.settings;
+        let (reason, attempt, order) = (format!("{cause:#}"), self.meta.attempt, self.order());
+        let attempts = settings.retry.count + 1;
+        let queue = settings.queue.clone();
+        match settings.retry.after_failed_attempt(attempt) {
+            NextStep::RetryLater => {
+                let retry_queue = Topology::retry_queue(&settings.queue);
+                let properties = retry::parked_properties(
+                    &self.delivery.properties,
+                    attempt,
+                    self.delivery.exchange.as_str(),
+                    self.delivery.routing_key.as_str(),
+                    settings.retry.delay,
+                );
+                self.publisher
+                    .publish("", &retry_queue, &self.delivery.data, properties)
+                    .await?;
+                metrics::counter!("saga_retries_total", "queue" => queue, "kind" => "delayed")
+                    .increment(1);
+                let delay = humantime::format_duration(settings.retry.delay);
+                warn!(cause = %reason, retry_queue,
+                      "Attempt {attempt} of {attempts} failed for order {order}: {reason}; retrying in {delay}");
+            }
+            NextStep::GiveUp => {
+                self.dead_letter(&reason, Some(attempt)).await?;
+                metrics::counter!("saga_retry_give_ups_total", "queue" => queue).increment(1);
+                error!(reason = %reason, dlq = %settings.topology.dlq_queue,
+                       "Gave up on order {order} after {attempt} attempts: {reason}; routed to DLQ");
+            }
+        }
+        Ok(())
+    }
+
+    /// Publish the delivery to the DLQ byte-for-byte, with headers saying why, wait for the
+    /// confirm, and note the hop on the order's timeline.
+    async fn dead_letter(&self, reason: &str, attempts: Option<u32>) -> Result<(), PublishError> {
+        let (delivery, settings) = (self.delivery, self.settings);
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        let mut put = |key: &str, value: &str| {
+            headers.insert(
+                key.into(),
+                AMQPValue::LongString(LongString::from(value.as_bytes().to_vec())),
+            );
+        };
+        put("x-dlq-reason", reason);
+        put("x-dlq-service", &settings.service);
+        put("x-original-exchange", delivery.exchange.as_str());
+        put("x-original-routing-key", delivery.routing_key.as_str());
+        put("x-original-queue", &settings.queue);
+        put("x-dlq-at", &unix_now_secs().to_string());
+        if let Some(attempts) = attempts {
+            put("x-dlq-attempts", &attempts.to_string());
+        }
+        let properties = delivery
+            .properties
+            .clone()
+            .with_headers(headers)
+            .with_delivery_mode(2);
+        self.publisher
+            .publish("", &settings.topology.dlq_queue, &delivery.data, properties)
+            .await?;
+        metrics::counter!("saga_dlq_total", "queue" => settings.queue.clone()).increment(1);
+        if let (Some(timeline), Some(order_id)) = (&settings.timeline, self.order_id) {
+            let hop = DlqHop {
+                at: unix_now_millis(),
+                service: settings.service.clone(),
+                routing_key: self.meta.routing_key.clone(),
+                reason: reason.to_owned(),
+                redelivered: self.meta.redelivered,
+                attempts,
+            };
+            timeline.record_dlq_hop(order_id, &hop).await;
+        }
+        Ok(())
+    }
 }
 
 /// Wait before handling a delivery again after an outage. `false` when the session is over
@@ -371,51 +567,6 @@ async fn wait_out(
     }
 }
 
-/// A failure that is not an outage: park the message for another attempt, or, once its
-/// attempts are spent, send it to the DLQ with the error as its reason.
-async fn retry_later_or_give_up<H: Handler>(
-    delivery: &Delivery,
-    cause: &anyhow::Error,
-    attempt: u32,
-    order: &str,
-    settings: &ConsumerSettings,
-    handler: &H,
-    publisher: &Publisher,
-) -> Result<(), PublishError> {
-    let reason = format!("{cause:#}");
-    let attempts = settings.retry.count + 1;
-    let queue = settings.queue.clone();
-    match settings.retry.after_failed_attempt(attempt) {
-        NextStep::RetryLater => {
-            let retry_queue = Topology::retry_queue(&settings.queue);
-            let properties = retry::parked_properties(
-                &delivery.properties,
-                attempt,
-                delivery.exchange.as_str(),
-                delivery.routing_key.as_str(),
-                settings.retry.delay,
-            );
-            publisher
-                .publish("", &retry_queue, &delivery.data, properties)
-                .await?;
-            metrics::counter!("saga_retries_total", "queue" => queue, "kind" => "delayed")
-                .increment(1);
-            let delay = humantime::format_duration(settings.retry.delay);
-            warn!(cause = %reason, retry_queue,
-                  "Attempt {attempt} of {attempts} failed for order {order}: {reason}; retrying in {delay}");
-        }
-        NextStep::GiveUp => {
-            dead_letter(delivery, &reason, Some(attempt), settings, publisher).await?;
-            metrics::counter!("saga_retry_give_ups_total", "queue" => queue.clone()).increment(1);
-            metrics::counter!("saga_dlq_total", "queue" => queue).increment(1);
-            error!(reason = %reason, dlq = %settings.topology.dlq_queue,
-                   "Gave up on order {order} after {attempt} attempts: {reason}; routed to DLQ");
-            handler.dead_lettered(delivery, &reason).await;
-        }
-    }
-    Ok(())
-}
-
 /// A message back from the retry queue arrives through the default exchange with the work
 /// queue's name as its routing key; handle it as the message it was first published as.
 fn come_back_as_published(delivery: &mut Delivery) {
@@ -440,40 +591,6 @@ fn order_id_of(body: &[u8]) -> Option<String> {
         serde_json::Value::String(id) if id.len() <= 128 => Some(id),
         _ => None,
     }
-}
-
-/// Publish `delivery` to the DLQ byte-for-byte, with headers saying why, and wait for the confirm.
-async fn dead_letter(
-    delivery: &Delivery,
-    reason: &str,
-    attempts: Option<u32>,
-    settings: &ConsumerSettings,
-    publisher: &Publisher,
-) -> Result<(), PublishError> {
-    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-    let mut put = |key: &str, value: &str| {
-        headers.insert(
-            key.into(),
-            AMQPValue::LongString(LongString::from(value.as_bytes().to_vec())),
-        );
-    };
-    put("x-dlq-reason", reason);
-    put("x-dlq-service", &settings.service);
-    put("x-original-exchange", delivery.exchange.as_str());
-    put("x-original-routing-key", delivery.routing_key.as_str());
-    put("x-original-queue", &settings.queue);
-    put("x-dlq-at", &unix_now_secs().to_string());
-    if let Some(attempts) = attempts {
-        put("x-dlq-attempts", &attempts.to_string());
-    }
-    let properties = delivery
-        .properties
-        .clone()
-        .with_headers(headers)
-        .with_delivery_mode(2);
-    publisher
-        .publish("", &settings.topology.dlq_queue, &delivery.data, properties)
-        .await
 }
 
 #[cfg(test)]

@@ -252,21 +252,6 @@ impl InventoryOutcome {
         value.to_string().into_bytes()
     }
 
-    /// Read the outcome a delivery carries: which event it is (routing key, else `type`
-    /// property), then its body.
-    ///
-    /// # Errors
-    /// [`Poison`] when the event cannot be told or its body is unusable.
-    pub fn from_delivery(delivery: &lapin::message::Delivery) -> Result<(EventType, Self), Poison> {
-        let routing_key = delivery.routing_key.as_str();
-        let kind = EventType::of_delivery(routing_key, &delivery.properties).ok_or_else(|| {
-            Poison(format!(
-                "cannot tell which event this is (routing key {routing_key:?}, no known type)"
-            ))
-        })?;
-        Ok((kind, Self::from_body(kind, &delivery.data)?))
-    }
-
     /// Read an outcome event; `kind` comes from the routing key or the `type` property.
     pub fn from_body(kind: EventType, body: &[u8]) -> Result<Self, Poison> {
         let obj = json_object(body)?;
@@ -350,26 +335,6 @@ impl EventMeta {
             .with_timestamp(self.timestamp)
             .with_content_type("application/json".into())
             .with_delivery_mode(2)
-    }
-}
-
-/// What an incoming delivery told us about itself; every field may be absent (a bare message).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IncomingMeta {
-    pub event_id: Option<String>,
-    pub correlation_id: Option<String>,
-    pub app_id: Option<String>,
-}
-
-impl IncomingMeta {
-    pub fn of(props: &BasicProperties) -> Self {
-        let text =
-            |v: &Option<lapin::types::ShortString>| v.as_ref().map(|s| s.as_str().to_owned());
-        Self {
-            event_id: text(props.message_id()),
-            correlation_id: text(props.correlation_id()),
-            app_id: text(props.app_id()),
-        }
     }
 }
 

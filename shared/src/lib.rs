@@ -2,6 +2,7 @@
 //!
 //! - [`config`]: the command-line / environment settings every service takes.
 //! - [`telemetry`]: log set-up (readable or JSON) and the Prometheus recorder.
+//! - [`domain`]: the order's status and its transition table; the records kept about an order.
 //! - [`ids`]: domain newtypes (`OrderId`, `Item`, `Qty`, `StudentId`), built only by `parse()`.
 //! - [`events`]: the wire contract: event bodies, routing keys, and parsing a delivery into an event.
 //! - [`topology`]: the exchange, queues and bindings, declared idempotently by every service.
@@ -20,6 +21,7 @@ pub mod amqp;
 pub mod backoff;
 pub mod config;
 pub mod consumer;
+pub mod domain;
 pub mod events;
 pub mod http;
 pub mod ids;

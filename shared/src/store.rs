@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use crate::backoff::Backoff;
 use crate::config::redact_url;
+use crate::domain::DlqHop;
 
 /// A Redis connection that reconnects by itself. Created lazily, so a service starts even while
 /// Redis is away; commands fail fast (timeouts below) instead of hanging during an outage.
@@ -150,36 +151,43 @@ impl Keys {
     }
 }
 
-/// Note in an order's timeline that a message about it went to the DLQ (best effort: a
-/// missing note loses no message, the DLQ entry itself is the record).
-pub async fn record_dlq_hop(
-    redis: &ConnectionManager,
-    keys: &Keys,
-    delivery: &lapin::message::Delivery,
-    service: &str,
-    reason: &str,
-) {
-    let order_id = serde_json::from_slice::<serde_json::Value>(&delivery.data)
-        .ok()
-        .and_then(|v| v.get("order_id")?.as_str().map(str::to_owned))
-        .and_then(|id| crate::ids::OrderId::parse(&id).ok());
-    let Some(order_id) = order_id else { return };
-    let hop = serde_json::json!({
-        "at": crate::events::unix_now_millis(),
-        "service": service,
-        "routing_key": delivery.routing_key.as_str(),
-        "reason": reason,
-        "redelivered": delivery.redelivered,
-    });
-    let key = keys.order_dlq_hops(order_id.as_str());
-    let result: redis::RedisResult<()> = redis::pipe()
-        .rpush(&key, hop.to_string())
-        .ignore()
-        .ltrim(&key, -50, -1)
-        .ignore()
-        .query_async(&mut redis.clone())
-        .await;
-    if let Err(e) = result {
-        warn!(order_id = %order_id, cause = %e, "could not note the DLQ hop in the order's timeline");
+/// An order's timeline as the consume loop writes to it: the DLQ hops of messages about it.
+#[derive(Clone)]
+pub struct Timeline {
+    redis: ConnectionManager,
+    keys: Keys,
+}
+
+impl std::fmt::Debug for Timeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Timeline")
+            .field("prefix", &self.keys.prefix())
+            .finish()
+    }
+}
+
+impl Timeline {
+    pub fn new(redis: ConnectionManager, keys: Keys) -> Self {
+        Self { redis, keys }
+    }
+
+    /// Note that a message about `order_id` went to the DLQ. Best effort: a missing note loses
+    /// no message, the DLQ entry itself is the record.
+    pub async fn record_dlq_hop(&self, order_id: &str, hop: &DlqHop) {
+        let Ok(order_id) = crate::ids::OrderId::parse(order_id) else {
+            return;
+        };
+        let key = self.keys.order_dlq_hops(order_id.as_str());
+        let line = serde_json::to_string(hop).unwrap_or_default();
+        let result: redis::RedisResult<()> = redis::pipe()
+            .rpush(&key, line)
+            .ignore()
+            .ltrim(&key, -50, -1)
+            .ignore()
+            .query_async(&mut self.redis.clone())
+            .await;
+        if let Err(e) = result {
+            warn!(order_id = %order_id, cause = %e, "could not note the DLQ hop in the order's timeline");
+        }
     }
 }

@@ -1,31 +1,33 @@
--- Apply an inventory outcome to an order as a guarded transition.
+-- Apply an inventory outcome to an order: a compare-and-set over the moves it is given.
 --
 -- KEYS[1] order hash, KEYS[2] order history list, KEYS[3] prefix for per-status index sets
--- ARGV    event kind (reserved|failed|released), reason, now (ms), history entry (JSON, with a
---         "__STATUS__" placeholder this script fills), history cap
+-- ARGV[1] reason to record with the move ('' for none), ARGV[2] now (ms),
+-- ARGV[3] history entry (JSON, with a "__STATUS__" placeholder this script fills),
+-- ARGV[4] history cap, ARGV[5..] the moves the event allows, as from, to pairs.
 --
--- Allowed:  PLACED --reserved--> CONFIRMED   PLACED --failed--> FAILED
---           CANCELLING --released--> CANCELLED
--- Anything else (a duplicate, a stale or late event) changes nothing; it is still written to the
+-- The rules are not here: the order state machine is shared::domain::OrderStatus, in Rust, which
+-- computes the pairs. If the order's status is a `from`, it moves to its `to`; otherwise (a
+-- duplicate, a stale or late event) nothing changes, and the entry is still written to the
 -- history, marked not applied, so a person can see it arrived.
--- Returns {applied (1|0), status after}.
+-- Returns {applied (1|0), status after}, or {0, ''} when there is no such order.
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then
   return {0, ''}
 end
 
-local kind = ARGV[1]
 local next_status = nil
-if status == 'PLACED' and kind == 'reserved' then next_status = 'CONFIRMED'
-elseif status == 'PLACED' and kind == 'failed' then next_status = 'FAILED'
-elseif status == 'CANCELLING' and kind == 'released' then next_status = 'CANCELLED'
+for i = 5, #ARGV - 1, 2 do
+  if ARGV[i] == status then
+    next_status = ARGV[i + 1]
+    break
+  end
 end
 
-local entry = ARGV[4]
+local entry = ARGV[3]
 if next_status then
-  redis.call('HSET', KEYS[1], 'status', next_status, 'updated_at', ARGV[3])
-  if kind == 'failed' then
-    redis.call('HSET', KEYS[1], 'reason', ARGV[2])
+  redis.call('HSET', KEYS[1], 'status', next_status, 'updated_at', ARGV[2])
+  if ARGV[1] ~= '' then
+    redis.call('HSET', KEYS[1], 'reason', ARGV[1])
   end
   local id = redis.call('HGET', KEYS[1], 'order_id')
   local created = redis.call('HGET', KEYS[1], 'created_at')
@@ -37,7 +39,7 @@ else
   entry = string.gsub(entry, '__STATUS__', status)
 end
 redis.call('RPUSH', KEYS[2], entry)
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[5]), -1)
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1)
 if next_status then
   return {1, next_status}
 end

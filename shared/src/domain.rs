@@ -1,0 +1,223 @@
+//! The saga's domain, in one place: an order's status and the rules that move it, and the
+//! records the services keep about an order (its timeline, its DLQ hops, its reservation, its
+//! notifications). The services write them, and `sagactl`, the benchmark and the tests read
+//! them, through these types.
+//!
+//! The order state machine lives here, in Rust, where it is unit-tested. The Lua scripts that
+//! move an order in Redis do not know the rules: they apply the compare-and-set they are given
+//! ([`OrderStatus::transitions_on`]), atomically.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Where an order is in the saga.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    /// Accepted (201) and in the outbox; inventory has not decided yet.
+    Placed,
+    /// Stock reserved.
+    Confirmed,
+    /// Inventory said no (unknown item, not enough stock).
+    Failed,
+    /// A cancel was accepted; inventory has not given the stock back yet.
+    Cancelling,
+    /// Stock given back; the compensation is done.
+    Cancelled,
+}
+
+/// What can happen to an order: inventory's three outcomes, and a customer's cancel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderEvent {
+    Reserved,
+    ReservationFailed,
+    Released,
+    CancelRequested,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 5] = [
+        Self::Placed,
+        Self::Confirmed,
+        Self::Failed,
+        Self::Cancelling,
+        Self::Cancelled,
+    ];
+
+    /// The statuses an order ends in: once there, nothing moves it again.
+    pub const FINAL: [OrderStatus; 3] = [Self::Confirmed, Self::Failed, Self::Cancelled];
+
+    /// The transition table. `None`: the event changes nothing (a duplicate, or a stale or late
+    /// event), and is only noted in the timeline.
+    pub fn next(self, event: OrderEvent) -> Option<OrderStatus> {
+        use OrderEvent::*;
+        use OrderStatus::*;
+        match (self, event) {
+            (Placed, Reserved) => Some(Confirmed),
+            (Placed, ReservationFailed) => Some(Failed),
+            (Placed | Confirmed, CancelRequested) => Some(Cancelling),
+            (Cancelling, Released) => Some(Cancelled),
+            _ => None,
+        }
+    }
+
+    /// Every `(from, to)` pair `event` allows: the compare-and-set a Lua script applies.
+    pub fn transitions_on(event: OrderEvent) -> Vec<(OrderStatus, OrderStatus)> {
+        Self::ALL
+            .into_iter()
+            .filter_map(|from| Some((from, from.next(event)?)))
+            .collect()
+    }
+
+    pub fn is_final(self) -> bool {
+        Self::FINAL.contains(&self)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Placed => "PLACED",
+            Self::Confirmed => "CONFIRMED",
+            Self::Failed => "FAILED",
+            Self::Cancelling => "CANCELLING",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One line of an order's timeline: what happened, caused by which event from which service,
+/// and whether it changed anything (`applied`: a duplicate or late event is listed, not applied).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Milliseconds since the Unix epoch.
+    pub at: u64,
+    /// The order's status after this entry.
+    pub status: String,
+    /// The event's type name (`OrderPlaced`, `InventoryReserved`, ...).
+    pub event: String,
+    pub event_id: String,
+    /// The service that emitted the event.
+    pub service: String,
+    #[serde(default)]
+    pub redelivered: bool,
+    #[serde(default)]
+    pub applied: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A message about an order that went to the DLQ, noted in the order's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DlqHop {
+    /// Milliseconds since the Unix epoch.
+    pub at: u64,
+    pub service: String,
+    pub routing_key: String,
+    pub reason: String,
+    #[serde(default)]
+    pub redelivered: bool,
+    /// Attempts made before giving up (absent for poison, which is never retried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+}
+
+/// A notification as every sink receives it, and as notification-svc records what it sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    pub order_id: String,
+    /// `reserved`, `failed` or `released`.
+    pub outcome: String,
+    pub student_id: Option<String>,
+    pub item: Option<String>,
+    pub qty: u32,
+    pub message: String,
+    /// The id of the event that caused it, so a receiver can drop the rare re-send.
+    pub event_id: String,
+    pub at_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use OrderEvent::*;
+    use OrderStatus::*;
+
+    #[test]
+    fn the_transition_table() {
+        // (from, event, to): every cell of the table, so a change to it is a visible change here.
+        let table = [
+            (Placed, Reserved, Some(Confirmed)),
+            (Placed, ReservationFailed, Some(Failed)),
+            (Placed, Released, None),
+            (Placed, CancelRequested, Some(Cancelling)),
+            (Confirmed, Reserved, None),
+            (Confirmed, ReservationFailed, None),
+            (Confirmed, Released, None),
+            (Confirmed, CancelRequested, Some(Cancelling)),
+            (Failed, Reserved, None),
+            (Failed, CancelRequested, None),
+            (Cancelling, Released, Some(Cancelled)),
+            (Cancelling, Reserved, None),
+            (Cancelling, CancelRequested, None),
+            (Cancelled, Released, None),
+            (Cancelled, CancelRequested, None),
+        ];
+        for (from, event, to) in table {
+            assert_eq!(from.next(event), to, "{from} on {event:?}");
+        }
+    }
+
+    #[test]
+    fn final_statuses_never_move_but_for_a_cancel_of_a_confirmed_order() {
+        let events = [Reserved, ReservationFailed, Released, CancelRequested];
+        for status in OrderStatus::FINAL {
+            let moves: Vec<_> = events.iter().filter_map(|e| status.next(*e)).collect();
+            let expected = if status == Confirmed {
+                vec![Cancelling]
+            } else {
+                vec![]
+            };
+            assert_eq!(moves, expected, "{status}");
+        }
+    }
+
+    #[test]
+    fn the_compare_and_set_a_script_is_given() {
+        assert_eq!(
+            OrderStatus::transitions_on(CancelRequested),
+            [(Placed, Cancelling), (Confirmed, Cancelling)]
+        );
+        assert_eq!(
+            OrderStatus::transitions_on(Released),
+            [(Cancelling, Cancelled)]
+        );
+    }
+
+    #[test]
+    fn statuses_read_and_write_as_the_wire_has_them() {
+        for s in OrderStatus::ALL {
+            assert_eq!(OrderStatus::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
+        }
+        assert_eq!(OrderStatus::parse("placed"), None);
+    }
+
+    #[test]
+    fn history_entries_read_what_the_services_wrote() {
+        let line = r#"{"at":1,"status":"CONFIRMED","event":"InventoryReserved","event_id":"e",
+                       "service":"inventory-svc","redelivered":true,"applied":true}"#;
+        let entry: HistoryEntry = serde_json::from_str(line).unwrap();
+        assert!(entry.redelivered && entry.applied);
+        assert_eq!(entry.reason, None);
+    }
+}
