@@ -1,8 +1,9 @@
 //! order-svc: takes orders over HTTP and follows them to their final status.
 //!
-//! - [`orders`]: orders in Redis with a transactional outbox; guarded status transitions (Lua).
+//! - [`orders`]: orders in Redis, each written with its event; guarded status transitions.
+//! - [`outbox`]: the transactional outbox: the entry format, the relay that publishes it with
+//!   confirms, and the backpressure at the front door.
 //! - [`api`]: the HTTP API (warp), JSON everywhere, errors included.
-//! - [`relay`]: publishes the outbox with confirms, deleting an entry only once confirmed.
 //! - [`status`]: consumes `order_status_queue` and applies inventory outcomes to orders.
 //!
 //! [`App::build`] binds the HTTP port and returns the real address (tests ask for port 0);
@@ -12,7 +13,6 @@
 pub mod api;
 pub mod orders;
 pub mod outbox;
-pub mod relay;
 pub mod status;
 
 use std::net::SocketAddr;
@@ -29,7 +29,7 @@ use tracing::info;
 
 use crate::orders::{OrderStore, SERVICE};
 use crate::outbox::Outbox;
-use crate::relay::Relay;
+use crate::outbox::relay::Relay;
 use crate::status::StatusHandler;
 
 /// order-svc: the HTTP front door of the saga.

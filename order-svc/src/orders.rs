@@ -2,7 +2,7 @@
 //!
 //! Placing an order writes the order, its history, its index entries *and* its OrderPlaced
 //! event into the outbox stream in one MULTI/EXEC: either all of it exists or none of it. The
-//! [`crate::relay`] publishes the outbox later, so `POST /order` succeeds while the broker is down.
+//! [`crate::outbox::relay`] publishes the outbox later, so `POST /order` succeeds while the broker is down.
 //! Status changes are guarded transitions: the rules are [`OrderStatus::next`], in Rust; a Lua
 //! script applies the compare-and-set they give, atomically. Duplicates and stale events change
 //! nothing.
@@ -21,7 +21,7 @@ use shared::events::{
 use shared::ids::{Item, OrderId, Qty, StudentId};
 use shared::store::Keys;
 
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, entry_fields};
 
 /// How many history entries an order keeps (a flood of duplicates cannot grow it forever).
 const HISTORY_CAP: usize = 100;
@@ -188,7 +188,7 @@ impl OrderStore {
             .xadd(
                 self.keys.outbox(),
                 "*",
-                &outbox_fields(&meta, id, &event.to_body()),
+                &entry_fields(&meta, id, &event.to_body()),
             )
             .ignore();
         let () = pipe.query_async(&mut self.redis.clone()).await?;
@@ -342,7 +342,7 @@ impl OrderStore {
         for (from, to) in moves {
             invocation.arg(from.as_str()).arg(to.as_str());
         }
-        for (field, value) in outbox_fields(&meta, id, &event.to_body()) {
+        for (field, value) in entry_fields(&meta, id, &event.to_body()) {
             invocation.arg(field).arg(value);
         }
         let (started, status): (i64, String) =
@@ -356,19 +356,6 @@ impl OrderStore {
             (_, Some(status)) => Cancelled::NotCancellable(status),
         })
     }
-}
-
-/// The fields of an outbox stream entry: everything the relay needs to publish the event.
-fn outbox_fields(meta: &EventMeta, order_id: &str, body: &[u8]) -> Vec<(&'static str, String)> {
-    vec![
-        ("event_id", meta.event_id.clone()),
-        ("type", meta.event_type.name().to_owned()),
-        ("routing_key", meta.event_type.routing_key().to_owned()),
-        ("correlation_id", meta.correlation_id.clone()),
-        ("order_id", order_id.to_owned()),
-        ("timestamp", meta.timestamp.to_string()),
-        ("body", String::from_utf8_lossy(body).into_owned()),
-    ]
 }
 
 /// One line of an order's timeline.

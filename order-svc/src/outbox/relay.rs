@@ -1,4 +1,4 @@
-//! The outbox relay: publishes what `POST /order` and cancel wrote to the outbox stream.
+//! The relay: publishes what `POST /order` and cancel wrote to the outbox stream.
 //!
 //! An entry is deleted only after the broker confirmed it. Entries are sent in order on one
 //! channel, a batch at a time; each batch's confirms are awaited together by a task of its own
@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use lapin::BasicProperties;
 use lapin::Connection;
 use shared::amqp::{
     BrokerStatus, PendingConfirm, PublishError, Publisher, close_connection, connect,
@@ -28,6 +27,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use super::message_of;
 use crate::orders::{OrderStore, SERVICE};
 
 /// Entries read and sent per batch.
@@ -307,18 +307,4 @@ async fn delete(store: &OrderStore, ids: &[String]) -> Result<(), redis::RedisEr
         .arg(ids)
         .query_async(&mut conn)
         .await
-}
-
-/// Routing key, body and properties of an outbox entry, if it is well formed.
-fn message_of(fields: &HashMap<String, String>) -> Option<(&str, &str, BasicProperties)> {
-    let get = |k: &str| fields.get(k).map(String::as_str);
-    let properties = BasicProperties::default()
-        .with_message_id(get("event_id")?.into())
-        .with_type(get("type")?.into())
-        .with_correlation_id(get("correlation_id")?.into())
-        .with_app_id(SERVICE.into())
-        .with_timestamp(get("timestamp")?.parse().ok()?)
-        .with_content_type("application/json".into())
-        .with_delivery_mode(2);
-    Some((get("routing_key")?, get("body")?, properties))
 }
