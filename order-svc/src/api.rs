@@ -15,7 +15,7 @@ use serde_json::json;
 use shared::events::{json_object, optional_str, required_int, required_str};
 use shared::http::{ApiError, Readiness, count_request, ops_routes, recover};
 use shared::ids::{Item, OrderId, Qty, StudentId};
-use tracing::info;
+use tracing::{Instrument, info};
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Reply};
@@ -75,12 +75,18 @@ pub fn routes(
         .unify()
 }
 
-/// Count the request and turn an `ApiError` into its JSON response.
+/// Serve one request in a span of its own (every line it logs says which route it was), count
+/// it, and turn an `ApiError` into its JSON response.
 async fn answer(
     route: &'static str,
     work: impl Future<Output = Result<Response, ApiError>>,
 ) -> Response {
-    let response = work.await.unwrap_or_else(Reply::into_response);
+    let span = tracing::info_span!("request", route, status = tracing::field::Empty);
+    let response = work
+        .instrument(span.clone())
+        .await
+        .unwrap_or_else(Reply::into_response);
+    span.record("status", response.status().as_u16());
     count_request(route, response.status());
     response
 }
