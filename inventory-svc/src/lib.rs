@@ -129,9 +129,8 @@ async fn seed_when_reachable(
             }
             Err(e) => {
                 warn!(cause = %e, "could not seed stock yet");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return false,
-                    _ = backoff.wait() => {}
+                if !backoff.wait(shutdown).await {
+                    return false;
                 }
             }
         }

@@ -1,25 +1,39 @@
-//! Capped exponential backoff with jitter, for every transient failure (broker or Redis away).
+//! Capped exponential backoff with jitter, for every outage (broker or Redis away).
 //!
-//! Invariant 4 of the design: transient is not poison. We retry, but never in a hot loop, and the
-//! wait is capped so a service notices quickly that its dependency is back.
+//! Invariant 4 of the design: an outage is waited out, but never in a hot loop, and the wait is
+//! capped so a service notices quickly that its dependency is back. The schedule and its jitter
+//! come from `backon`; this wraps it for loops that reconnect rather than call one closure again
+//! (so `backon`'s `retry` combinator does not fit them), and makes every wait end at shutdown.
 
 use std::time::Duration;
 
-/// Doubles the delay after each failure, from `initial` up to `max`; `reset` after a success.
-#[derive(Debug, Clone)]
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use tokio_util::sync::CancellationToken;
+
+/// Delays that double from a floor to a cap, with jitter; `reset` after a success.
+#[derive(Debug)]
 pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    next: Duration,
+    builder: ExponentialBuilder,
+    delays: ExponentialBackoff,
+    cap: Duration,
     attempts: u32,
 }
 
 impl Backoff {
-    pub fn new(initial: Duration, max: Duration) -> Self {
+    /// From `floor`, doubling, up to `cap`, for ever.
+    pub fn new(floor: Duration, cap: Duration) -> Self {
+        // Jitter spreads many consumers retrying together, so they do not stampede the
+        // dependency when it returns.
+        let builder = ExponentialBuilder::new()
+            .with_min_delay(floor)
+            .with_max_delay(cap)
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times();
         Self {
-            initial,
-            max,
-            next: initial,
+            delays: builder.build(),
+            builder,
+            cap,
             attempts: 0,
         }
     }
@@ -29,14 +43,10 @@ impl Backoff {
         Self::new(Duration::from_millis(100), Duration::from_secs(5))
     }
 
-    /// The delay to wait before the next attempt, with up to 20% jitter so that many
-    /// consumers retrying together do not stampede the dependency when it returns.
+    /// The delay to wait before the next attempt.
     pub fn next_delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(self.max);
         self.attempts += 1;
-        let jitter_ms = fastrand_below(base.as_millis() as u64 / 5 + 1);
-        base + Duration::from_millis(jitter_ms)
+        self.delays.next().unwrap_or(self.cap)
     }
 
     /// How many failures in a row so far (1 after the first `next_delay`).
@@ -45,13 +55,17 @@ impl Backoff {
     }
 
     pub fn reset(&mut self) {
-        self.next = self.initial;
+        self.delays = self.builder.build();
         self.attempts = 0;
     }
 
-    /// Sleep for the next delay.
-    pub async fn wait(&mut self) {
-        tokio::time::sleep(self.next_delay()).await;
+    /// Sleep for the next delay, unless shutdown comes first: `false` then, so the caller stops.
+    pub async fn wait(&mut self, shutdown: &CancellationToken) -> bool {
+        let delay = self.next_delay();
+        tokio::select! {
+            _ = shutdown.cancelled() => false,
+            _ = tokio::time::sleep(delay) => true,
+        }
     }
 
     /// Whether this attempt deserves a log line: the 1st, 2nd, 4th, 8th... so an outage of any
@@ -61,26 +75,21 @@ impl Backoff {
     }
 }
 
-/// A small, dependency-free source of jitter; quality does not matter here.
-fn fastrand_below(bound: u64) -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::time::Instant::now()) % bound.max(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn doubles_then_caps() {
+    fn doubles_then_caps_with_at_most_the_delay_again_as_jitter() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
         let d: Vec<u128> = (0..5).map(|_| b.next_delay().as_millis()).collect();
-        assert!((100..=120).contains(&d[0]), "{d:?}");
-        assert!((200..=240).contains(&d[1]), "{d:?}");
-        assert!((350..=420).contains(&d[2]), "{d:?}");
-        assert!((350..=420).contains(&d[4]), "{d:?}");
+        assert!((100..=200).contains(&d[0]), "{d:?}");
+        assert!((200..=400).contains(&d[1]), "{d:?}");
+        assert!((350..=700).contains(&d[2]), "{d:?}");
+        assert!((350..=700).contains(&d[4]), "{d:?}");
         b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(120));
+        assert_eq!(b.attempts(), 0);
+        assert!(b.next_delay() <= Duration::from_millis(200));
     }
 
     #[test]
@@ -93,5 +102,14 @@ mod tests {
             })
             .collect();
         assert_eq!(logged, vec![1, 2, 4, 8, 16]);
+    }
+
+    #[tokio::test]
+    async fn a_wait_ends_at_shutdown() {
+        let mut b = Backoff::new(Duration::from_secs(60), Duration::from_secs(60));
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        let waited = tokio::time::timeout(Duration::from_secs(1), b.wait(&shutdown)).await;
+        assert_eq!(waited, Ok(false));
     }
 }

@@ -65,9 +65,8 @@ impl Relay {
                 Err(e) => {
                     warn!(cause = %e, "cannot declare the topology or open a confirm channel; reconnecting");
                     close_connection(&conn, 320, "reconnecting").await;
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = backoff.wait() => {}
+                    if !backoff.wait(&shutdown).await {
+                        break;
                     }
                     continue;
                 }
@@ -87,9 +86,8 @@ impl Relay {
             warn!(
                 "outbox relay lost the broker; reconnecting (unconfirmed entries stay in the outbox)"
             );
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = backoff.wait() => {}
+            if !backoff.wait(&shutdown).await {
+                break;
             }
         }
         info!("outbox relay stopped");
@@ -134,23 +132,19 @@ impl Relay {
                 }
                 cursor = Cursor::Start;
                 rewind = false;
-                tokio::select! {
-                    _ = shutdown.cancelled() => return true,
-                    _ = backoff.wait() => {}
+                if !backoff.wait(shutdown).await {
+                    return true;
                 }
                 continue;
             }
             let entries = match self.read_batch(&cursor).await {
                 Ok(entries) => entries,
                 Err(e) => {
-                    let delay = backoff.next_delay();
                     if backoff.worth_logging() {
-                        warn!(cause = %e, attempt = backoff.attempts(), "cannot read the outbox (Redis); retrying");
+                        warn!(cause = %e, attempt = backoff.attempts() + 1, "cannot read the outbox (Redis); retrying");
                     }
-                    tokio::select! {
-                        _ = shutdown.cancelled() => {}
-                        _ = tokio::time::sleep(delay) => {}
-                    }
+                    // At shutdown, the loop's top finishes what is in flight and returns.
+                    backoff.wait(shutdown).await;
                     continue;
                 }
             };
