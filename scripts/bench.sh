@@ -5,9 +5,10 @@
 #   scripts/bench.sh --quick    smoke run with small sizes (indicative only)
 #   scripts/bench.sh --help     every flag (sizes, --skip-*, --out, ...)
 #
-# Makes sure RabbitMQ and Redis run (scripts/deps.sh), builds the release binaries, then runs
-# target/release/saga-bench with the arguments given. Each section uses a fresh vhost and Redis
-# prefix and removes them afterwards. The benchmark is not a test: no number fails it.
+# Makes sure RabbitMQ and Redis run (scripts/deps.sh: Redis with AOF, fsync every second, as it
+# ships in deploy/redis.conf; the report's header records it), builds the release binaries, then
+# runs target/release/saga-bench with the arguments given. Each section uses a fresh vhost and
+# Redis prefix and removes them afterwards. The benchmark is not a test: no number fails it.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

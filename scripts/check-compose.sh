@@ -6,6 +6,9 @@
 #   - each app service listens on all interfaces, publishes the port of its HTTP_ADDR, and its
 #     healthcheck curls /health on that port; it waits for healthy rabbitmq and redis
 #   - the Dockerfile builds all bins in one cargo build and copies every binary into the image
+#   - state survives `docker compose down`: redis runs with deploy/redis.conf (the project's one
+#     persistence definition, AOF) and keeps /data in a named volume; rabbitmq keeps
+#     /var/lib/rabbitmq in a named volume under a fixed hostname (its node name)
 # One PASS/FAIL line per check; exits 1 if any fails.
 # YAML is read with PyYAML (installed with pip when missing); without it, a small built-in reader
 # handles the plain subset compose.yaml uses. Set SAGA_CHECK_NO_PYYAML=1 to force that reader.
@@ -322,6 +325,26 @@ def command_binary(cmd):
     return os.path.basename(str(cmd[0]))
 
 
+def mounts(svc):
+    """(source, target) of each volume, short ("src:dst[:ro]") or long syntax."""
+    out = []
+    for v in svc.get("volumes") or []:
+        if isinstance(v, dict):
+            out.append((str(v.get("source") or ""), str(v.get("target") or "")))
+        else:
+            parts = str(v).split(":")
+            out.append((parts[0], parts[1]) if len(parts) > 1 else ("", parts[0]))
+    return out
+
+
+def named_volume_check(name, svc, target):
+    declared = compose.get("volumes") or {}
+    sources = [src for src, dst in mounts(svc) if dst.rstrip("/") == target]
+    ok = bool(sources) and sources[0] in declared
+    check(ok, "%s keeps %s in a named volume (kept by docker compose down, wiped by down -v)" % (name, target),
+          sources[0] if sources else "no volume on " + target)
+
+
 def healthcheck_text(svc):
     test = (svc.get("healthcheck") or {}).get("test")
     if isinstance(test, list):
@@ -375,6 +398,20 @@ if "redis" in services:
     check(str(r.get("image", "")).startswith("redis:"), "redis runs a redis image", str(r.get("image")))
     check("redis-cli" in healthcheck_text(r) and "ping" in healthcheck_text(r),
           "redis has a redis-cli ping healthcheck", healthcheck_text(r) or "none")
+    # The persistence settings come from deploy/redis.conf, as for scripts/redis-server.sh.
+    cmd = r.get("command") or []
+    cmd = shlex.split(cmd) if isinstance(cmd, str) else [str(c) for c in cmd]
+    conf = [dst for src, dst in mounts(r)
+            if os.path.normpath(os.path.join(ROOT, src)) == os.path.join(ROOT, "deploy", "redis.conf")]
+    check(os.path.exists(os.path.join(ROOT, "deploy", "redis.conf")) and len(cmd) > 1
+          and command_binary(cmd) == "redis-server" and bool(conf) and cmd[1] == conf[0],
+          "redis runs with deploy/redis.conf mounted as its config file", " ".join(cmd) or "no command")
+    named_volume_check("redis", r, "/data")
+if "rabbitmq" in services:
+    r = services["rabbitmq"]
+    named_volume_check("rabbitmq", r, "/var/lib/rabbitmq")
+    check(bool(r.get("hostname")), "rabbitmq has a fixed hostname (its node name, hence its data directory)",
+          str(r.get("hostname")))
 
 ws_bins = workspace_bins()
 check(bool(ws_bins), "workspace binaries found", ", ".join(sorted(ws_bins)))

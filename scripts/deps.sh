@@ -4,9 +4,12 @@
 # both answer. Safe to run any number of times; says what it did.
 set -euo pipefail
 
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REDIS_PORT=${REDIS_PORT:-6379}
 AMQP_PORT=${AMQP_PORT:-5672}
-STATE_DIR=${SAGA_STATE_DIR:-/tmp/saga-deps}
+# Redis keeps the demo's orders, stock, dedupe records and outbox here: a place a reboot leaves
+# alone (not /tmp), so scripts/down.sh --all and a reboot keep them. Wipe: remove $STATE_DIR/redis.
+STATE_DIR=${SAGA_STATE_DIR:-/var/lib/saga}
 
 say() { printf 'deps: %s\n' "$*"; }
 die() { printf 'deps: error: %s\n' "$*" >&2; exit 1; }
@@ -29,20 +32,21 @@ install_packages() {
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# Through scripts/redis-server.sh, the one definition of how this project runs Redis (settings in
+# deploy/redis.conf: AOF, fsync every second). It keeps a Redis already answering on the port, but
+# turns AOF on if that one runs without it (an older deps.sh started it so, --appendonly no, in
+# /tmp/saga-deps) and moves its files out of /tmp into $STATE_DIR/redis once: a store that a restart
+# empties, while RabbitMQ keeps its durable messages, loses every order, so "already running" must
+# not mean "left non-durable". It says so when it does either.
 start_redis() {
-  if redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; then
-    say "redis already answering on port $REDIS_PORT"
-    return
+  local dir=$STATE_DIR/redis
+  # /var/lib needs root to create; the Redis itself then runs as the user who runs this script.
+  if [ ! -d "$dir" ] && ! mkdir -p "$dir" 2>/dev/null; then
+    if ! as_root mkdir -p "$dir" || ! as_root chown "$(id -u):$(id -g)" "$dir"; then
+      die "cannot create $dir (set SAGA_STATE_DIR to a directory you own)"
+    fi
   fi
-  mkdir -p "$STATE_DIR/redis"
-  say "starting redis-server on port $REDIS_PORT"
-  redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
-    --dir "$STATE_DIR/redis" --logfile "$STATE_DIR/redis/redis.log"
-  for _ in $(seq 1 100); do
-    redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && { say "redis ready"; return; }
-    sleep 0.1
-  done
-  die "redis did not answer within 10 s (see $STATE_DIR/redis/redis.log)"
+  bash "$ROOT/scripts/redis-server.sh" start "$REDIS_PORT" "$dir" || die "redis did not start (see above)"
 }
 
 start_rabbitmq() {

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Stop the three services started by scripts/up.sh (or scripts/svc.sh). With --all, also stop
-# RabbitMQ (rabbitmqctl stop; node from RABBITMQ_NODENAME if set) and Redis (redis-cli shutdown
-# nosave; port from REDIS_PORT, default 6379). Idempotent: what is not running is skipped.
+# RabbitMQ (rabbitmqctl stop; node from RABBITMQ_NODENAME if set) and Redis (scripts/redis-server.sh
+# stop; port from REDIS_PORT, default 6379). Both keep their data: RabbitMQ its durable queues and
+# messages, Redis its append-only file, so scripts/up.sh brings back every order. Idempotent: what
+# is not running is skipped.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REDIS_PORT=${REDIS_PORT:-6379}
+STATE_DIR=${SAGA_STATE_DIR:-/var/lib/saga} # as in scripts/deps.sh
 
 say() { printf 'down: %s\n' "$*"; }
 die() { printf 'down: error: %s\n' "$*" >&2; exit 1; }
@@ -38,19 +41,20 @@ else
   say "rabbitmq not running"
 fi
 
+# A plain SHUTDOWN (in scripts/redis-server.sh), no longer SHUTDOWN NOSAVE: with AOF on, both flush
+# and fsync the append-only file, so either keeps every answered write; NOSAVE only skips an RDB
+# snapshot (there are none: deploy/redis.conf sets save ""). Plain is the orderly one and stays
+# right if someone adds save points. The data stays in the directory scripts/deps.sh gave Redis.
 if ! command -v redis-cli >/dev/null 2>&1; then
   say "redis not installed; nothing to stop"
-elif redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; then
-  say "stopping redis on port $REDIS_PORT"
-  redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
-  stopped=false
-  for _ in $(seq 1 50); do
-    redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG || { stopped=true; break; }
-    sleep 0.1
-  done
-  $stopped || die "redis on port $REDIS_PORT still answers after shutdown"
-  say "redis stopped"
 else
-  say "redis not running on port $REDIS_PORT"
+  # A Redis without AOF (an older scripts/deps.sh started it so) would lose everything at this
+  # shutdown. Starting it "again" through scripts/redis-server.sh turns AOF on and moves its files
+  # out of /tmp to where deps.sh will look, exactly as deps.sh would have done; then it stops.
+  if redis-cli -p "$REDIS_PORT" info persistence 2>/dev/null | grep '^aof_enabled:0' >/dev/null; then
+    bash "$ROOT/scripts/redis-server.sh" start "$REDIS_PORT" "$STATE_DIR/redis" ||
+      say "WARNING: could not make redis on port $REDIS_PORT durable first: what it holds is lost now"
+  fi
+  bash "$ROOT/scripts/redis-server.sh" stop "$REDIS_PORT" || die "could not stop redis on port $REDIS_PORT (see above)"
 fi
-say "done: services, RabbitMQ and Redis are stopped (scripts/up.sh starts everything again)"
+say "done: services, RabbitMQ and Redis are stopped, their data kept (scripts/up.sh starts everything again)"

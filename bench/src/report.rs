@@ -36,13 +36,30 @@ impl Machine {
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         let overview = lab.overview().await.unwrap_or_default();
         let text = |key: &str| overview[key].as_str().map(str::to_owned);
+        // The version, and whether the figures were measured with durability on (AOF).
         let redis = match lab.redis().await {
-            Ok(mut conn) => redis::cmd("INFO")
-                .arg("server")
-                .query_async::<String>(&mut conn)
-                .await
-                .ok()
-                .and_then(|info| field(&info, "redis_version:")),
+            Ok(mut conn) => {
+                let version = redis::cmd("INFO")
+                    .arg("server")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .ok()
+                    .and_then(|info| field(&info, "redis_version:"));
+                let aof = redis::cmd("INFO")
+                    .arg("persistence")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .ok()
+                    .and_then(|info| field(&info, "aof_enabled:"));
+                let fsync = redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg("appendfsync")
+                    .query_async::<Vec<String>>(&mut conn)
+                    .await
+                    .ok()
+                    .and_then(|pair| pair.into_iter().nth(1));
+                version.map(|v| format!("{v} ({})", persistence(aof.as_deref(), fsync.as_deref())))
+            }
             Err(_) => None,
         };
         Self {
@@ -71,6 +88,16 @@ impl Machine {
             "{} cores, RabbitMQ {}, Redis {}",
             self.cores, self.rabbitmq, self.redis
         )
+    }
+}
+
+/// How Redis keeps its data, from INFO persistence's `aof_enabled` and `CONFIG GET appendfsync`.
+fn persistence(aof_enabled: Option<&str>, appendfsync: Option<&str>) -> String {
+    match (aof_enabled, appendfsync) {
+        (Some("1"), Some(fsync)) => format!("AOF {fsync}"),
+        (Some("1"), None) => "AOF".to_owned(),
+        (Some("0"), _) => "no AOF: not durable".to_owned(),
+        _ => "persistence unknown".to_owned(),
     }
 }
 
@@ -643,5 +670,15 @@ mod tests {
         let info = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n";
         assert_eq!(field(info, "redis_version:").as_deref(), Some("7.0.15"));
         assert_eq!(field(info, "missing:"), None);
+    }
+
+    #[test]
+    fn says_how_redis_persists() {
+        assert_eq!(persistence(Some("1"), Some("everysec")), "AOF everysec");
+        assert_eq!(
+            persistence(Some("0"), Some("everysec")),
+            "no AOF: not durable"
+        );
+        assert_eq!(persistence(None, None), "persistence unknown");
     }
 }

@@ -1,9 +1,12 @@
 //! Dependencies a fault test owns: a private redis-server and a private RabbitMQ node, on free
 //! ports, in temporary directories. A test breaks only what it started.
 
-use std::path::PathBuf;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+
+use anyhow::Context as _;
 
 use crate::eventually;
 use crate::process::free_port;
@@ -20,7 +23,39 @@ async fn port_open(port: u16) -> bool {
         .is_ok()
 }
 
-/// A redis-server of the test's own, persisting to an append-only file so a restart keeps data.
+/// The project's one way of running redis-server (settings in `deploy/redis.conf`), shared with
+/// `scripts/deps.sh`: a private Redis is started exactly as the demo's is.
+fn redis_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("scripts")
+        .join("redis-server.sh")
+}
+
+/// Run `scripts/redis-server.sh ARGS`; its one-line error becomes the error.
+async fn run_redis_script(args: &[&OsStr]) -> anyhow::Result<()> {
+    let script = redis_script();
+    let out = tokio::process::Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .output()
+        .await
+        .with_context(|| format!("running {}", script.display()))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{} {}: {}",
+        script.display(),
+        args.iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
+/// A redis-server of the test's own, started like the demo's (`scripts/redis-server.sh`: AOF,
+/// fsync every second), so a restart, even after [`PrivateRedis::kill9`], keeps what it answered.
 pub struct PrivateRedis {
     pub port: u16,
     dir: PathBuf,
@@ -42,51 +77,45 @@ impl PrivateRedis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Start (or start again) on the same port and data directory.
+    /// Start (or start again) on the same port and data directory; returns once it answers PONG,
+    /// its append-only file loaded.
     ///
     /// # Errors
-    /// It did not answer within 10 s.
+    /// The script failed (its error line says why), e.g. no answer within 30 s.
     pub async fn up(&self) -> anyhow::Result<()> {
-        let status = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--daemonize",
-                "yes",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .arg("--logfile")
-            .arg(self.dir.join("redis.log"))
-            .status()?;
-        anyhow::ensure!(status.success(), "redis-server failed to start");
-        let port = self.port;
-        eventually("private redis up", Duration::from_secs(10), || async move {
-            if port_open(port).await {
-                Ok(())
-            } else {
-                Err("port closed".into())
-            }
-        })
-        .await
+        let port = self.port.to_string();
+        run_redis_script(&["start".as_ref(), port.as_ref(), self.dir.as_os_str()]).await
     }
 
-    /// Shut it down (flushing its append-only file) and wait until the port is closed.
+    /// Shut it down (flushing its append-only file) and wait until it is gone.
     ///
     /// # Errors
-    /// It did not go away within 10 s.
+    /// It did not go away within 30 s.
     pub async fn down(&self) -> anyhow::Result<()> {
-        let _ = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "shutdown"])
-            .output();
+        let port = self.port.to_string();
+        run_redis_script(&["stop".as_ref(), port.as_ref()]).await
+    }
+
+    /// Kill it with SIGKILL, as a crash would (no shutdown, no last flush), and wait until its
+    /// port is closed. [`PrivateRedis::up`] starts it again from its append-only file.
+    ///
+    /// # Errors
+    /// No pid file (it is not running), `kill` failed, or the port stayed open for 10 s.
+    pub async fn kill9(&self) -> anyhow::Result<()> {
+        let pidfile = self.dir.join("redis.pid");
+        let pid = std::fs::read_to_string(&pidfile)
+            .with_context(|| format!("reading {} (is it running?)", pidfile.display()))?;
+        let pid = pid.trim();
+        anyhow::ensure!(
+            !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()),
+            "{} holds {pid:?}, not a pid",
+            pidfile.display()
+        );
+        let status = Command::new("kill").args(["-9", pid]).status()?;
+        anyhow::ensure!(status.success(), "kill -9 {pid} failed");
         let port = self.port;
         eventually(
-            "private redis down",
+            "private redis killed",
             Duration::from_secs(10),
             || async move {
                 if port_open(port).await {
@@ -102,6 +131,7 @@ impl PrivateRedis {
 
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
+        // No waiting in a destructor: a throwaway server needs no orderly stop.
         let _ = Command::new("redis-cli")
             .args(["-p", &self.port.to_string(), "shutdown", "nosave"])
             .output();

@@ -362,3 +362,44 @@ async fn sigterm_stops_order_svc_even_while_the_broker_blocks_publishers() -> an
     }
     assert_invariants(&env, None).await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_of_redis_started_with_the_shipped_settings_loses_no_accepted_order()
+-> anyhow::Result<()> {
+    // Started through scripts/redis-server.sh, the path the demo's Redis takes: AOF, everysec.
+    let redis = PrivateRedis::start().await?;
+    let mut env = TestEnv::new("redis-kill9").await?;
+    env.redis_url = redis.url();
+    env.service_env
+        .insert("INITIAL_STOCK".into(), format!("widget={STOCK}"));
+    let (order, _inv, _notif) = env.start_all().await?;
+    let load = load(order.url(""));
+    let mut rng = Rng::from_env("redis-kill9");
+    tokio::time::sleep(Duration::from_millis(rng.between(800, 2500))).await;
+
+    // No shutdown, no last flush: what a crash or the OOM killer does.
+    redis.kill9().await?;
+    tokio::time::sleep(Duration::from_millis(rng.between(500, 2000))).await;
+    redis.up().await?;
+
+    let report = load.await?;
+    assert_eq!(report.accepted.len(), ORDERS, "every order is eventually accepted");
+    // Every 201 is still there (the checker below only sees orders Redis still has) and final.
+    for id in &report.accepted {
+        let o = env.wait_final(&order, id, SETTLE).await?;
+        assert!(o["status"] == "CONFIRMED" || o["status"] == "FAILED", "{o}");
+    }
+    assert_invariants(&env, Some(STOCK)).await?;
+    eventually("the outbox drained", SETTLE, || async {
+        let mut conn = env.redis().await.map_err(|e| e.to_string())?;
+        let depth: u64 = redis::cmd("XLEN")
+            .arg(env.keys.outbox())
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        if depth == 0 { Ok(()) } else { Err(format!("{depth} entries")) }
+    })
+    .await?;
+    assert_eq!(env.depth(&env.topology.dlq_queue).await?, 0, "nothing dead-lettered");
+    Ok(())
+}
