@@ -383,7 +383,11 @@ async fn kill9_of_redis_started_with_the_shipped_settings_loses_no_accepted_orde
     redis.up().await?;
 
     let report = load.await?;
-    assert_eq!(report.accepted.len(), ORDERS, "every order is eventually accepted");
+    assert_eq!(
+        report.accepted.len(),
+        ORDERS,
+        "every order is eventually accepted"
+    );
     // Every 201 is still there (the checker below only sees orders Redis still has) and final.
     for id in &report.accepted {
         let o = env.wait_final(&order, id, SETTLE).await?;
@@ -397,9 +401,17 @@ async fn kill9_of_redis_started_with_the_shipped_settings_loses_no_accepted_orde
             .query_async(&mut conn)
             .await
             .map_err(|e| e.to_string())?;
-        if depth == 0 { Ok(()) } else { Err(format!("{depth} entries")) }
+        if depth == 0 {
+            Ok(())
+        } else {
+            Err(format!("{depth} entries"))
+        }
     })
     .await?;
-    assert_eq!(env.depth(&env.topology.dlq_queue).await?, 0, "nothing dead-lettered");
+    assert_eq!(
+        env.depth(&env.topology.dlq_queue).await?,
+        0,
+        "nothing dead-lettered"
+    );
     Ok(())
 }
