@@ -65,6 +65,11 @@ pub struct Args {
     /// Skip both backlog drains (inventory-svc and broker-only).
     #[arg(long)]
     pub skip_drain: bool,
+    /// Also run the end-to-end section with Redis's AOF switched off (CONFIG SET appendonly no,
+    /// switched back on afterwards), to show what durability costs. It changes the Redis the
+    /// benchmark uses for the length of one section: not with a demo running that matters.
+    #[arg(long)]
+    pub persistence_cost: bool,
 
     /// RabbitMQ management API (vhosts are created and deleted through it).
     #[arg(

@@ -4,7 +4,8 @@
 //! orders become final (the saga's throughput: first POST until order-svc has applied the last
 //! outcome), and each order's POST→final latency (POST sent → order-svc applied its outcome,
 //! from the order's timeline).
-//! Each service's RSS is read once idle and sampled throughout.
+//! Each service's RSS is read once idle and sampled throughout, and what the orders left in Redis
+//! is weighed once they are final.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use crate::cpu::CpuUse;
 use crate::load::{OrderClient, closed_loop};
 use crate::saga::{Anchor, Saga, ServiceMemory, stamps, wait_all_final};
 use crate::stats::{Latency, latencies, per_sec};
-use crate::world::{Lab, World};
+use crate::world::{Lab, RedisFootprint, World};
 
 #[derive(Debug, Clone)]
 pub struct E2eResult {
@@ -33,6 +34,9 @@ pub struct E2eResult {
     pub memory: Vec<ServiceMemory>,
     /// CPU seconds per process, first POST until every order was final.
     pub cpu: Vec<CpuUse>,
+    /// What the run left in Redis (kept for ever: orders, timelines, reservations,
+    /// notifications), once every order was final.
+    pub redis: Option<RedisFootprint>,
 }
 
 /// Run the end-to-end load in a fresh world named after `section`.
@@ -59,6 +63,7 @@ pub async fn run(
         let cpu = cpu.finish();
         let memory = memory.finish().await?;
 
+        let redis = world.redis_footprint().await.ok();
         let stamps = stamps(world, &load.placed, &anchor).await?;
         let (latency, missing) = latencies(&load.placed, &stamps.finals)?;
         saga.stop().await;
@@ -80,7 +85,41 @@ pub async fn run(
             missing,
             memory,
             cpu,
+            redis,
         })
     })
     .await
+}
+
+/// The end-to-end run again, with Redis's append-only file switched off for its length: what
+/// durability costs, measured beside the run with it. AOF is switched back on afterwards, even if
+/// the run failed (Redis then rewrites its AOF from memory; nothing is lost).
+///
+/// # Errors
+/// Redis refused the settings, or the run failed.
+pub async fn run_without_aof(
+    lab: &Lab,
+    orders: usize,
+    concurrency: usize,
+) -> anyhow::Result<E2eResult> {
+    let mut redis = lab.redis().await?;
+    let (_, was): (String, String) = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("appendonly")
+        .query_async(&mut redis)
+        .await?;
+    let set = async |value: &str| -> anyhow::Result<()> {
+        let mut redis = lab.redis().await?;
+        let () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("appendonly")
+            .arg(value)
+            .query_async(&mut redis)
+            .await?;
+        Ok(())
+    };
+    set("no").await?;
+    let result = run(lab, "e2e-no-aof", orders, concurrency, 1).await;
+    set(&was).await?;
+    result
 }

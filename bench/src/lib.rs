@@ -85,6 +85,8 @@ pub struct Results {
     pub fixed_rate: Section<fixed_rate::FixedRateResult>,
     pub fixed_rate_ceiling: Section<ceiling::CeilingResult>,
     pub scaling: Section<e2e::E2eResult>,
+    /// End to end with Redis's AOF off (`--persistence-cost`), beside `e2e`.
+    pub without_aof: Section<e2e::E2eResult>,
     pub broker_drain: Section<drain::DrainResult>,
     pub inventory_drain: Section<drain::DrainResult>,
 }
@@ -97,6 +99,7 @@ impl Results {
             matches!(self.fixed_rate, Section::Failed(_)),
             matches!(self.fixed_rate_ceiling, Section::Failed(_)),
             matches!(self.scaling, Section::Failed(_)),
+            matches!(self.without_aof, Section::Failed(_)),
             matches!(self.broker_drain, Section::Failed(_)),
             matches!(self.inventory_drain, Section::Failed(_)),
         ]
@@ -238,6 +241,13 @@ async fn run_sections(lab: &Lab, plan: &Plan, args: &Args) -> Results {
         || e2e::run(lab, "scaling", plan.orders, plan.concurrency, 2),
     )
     .await;
+    let without_aof = section(
+        "end to end, Redis without AOF",
+        !args.persistence_cost,
+        "no --persistence-cost",
+        || e2e::run_without_aof(lab, plan.orders, plan.concurrency),
+    )
+    .await;
     let broker_drain = section("broker-only drain", args.skip_drain, "--skip-drain", || {
         drain::broker_only(lab, plan.drain_messages, plan.prefetch, plan.confirm_window)
     })
@@ -255,6 +265,7 @@ async fn run_sections(lab: &Lab, plan: &Plan, args: &Args) -> Results {
         fixed_rate,
         fixed_rate_ceiling,
         scaling,
+        without_aof,
         broker_drain,
         inventory_drain,
     }

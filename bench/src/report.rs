@@ -216,6 +216,46 @@ impl Report {
             ),
             lab::ORDERS_PER_SEC,
         );
+        if let (Some(with), Some(without)) = (r.e2e.done(), r.without_aof.done()) {
+            row(
+                "… the same with Redis's AOF off: orders/s, p99, CPU per order".into(),
+                format!(
+                    "{} ({:.0} % of with AOF), p99 {}, {} µs",
+                    thousands(without.orders_per_sec),
+                    100.0 * without.orders_per_sec / with.orders_per_sec.max(1e-9),
+                    duration(without.latency.p99),
+                    thousands(cpu_micros_per_order(without))
+                ),
+                none(),
+                none(),
+                "",
+            );
+            row(
+                "… and with AOF (this run's end to end): p99, CPU per order".into(),
+                format!(
+                    "p99 {}, {} µs",
+                    duration(with.latency.p99),
+                    thousands(cpu_micros_per_order(with))
+                ),
+                none(),
+                none(),
+                "",
+            );
+        }
+        row(
+            "Redis kept per order (every key, `MEMORY USAGE`)".into(),
+            cell(&r.e2e, |e| match e.redis {
+                Some(f) if e.accepted > 0 => format!(
+                    "{} bytes ({:.1} keys)",
+                    thousands(f.bytes as f64 / e.accepted as f64),
+                    f.keys as f64 / e.accepted as f64
+                ),
+                _ => "?".into(),
+            }),
+            none(),
+            none(),
+            "in memory, lost on restart",
+        );
         row(
             "HTTP accept rate (201/s)".into(),
             cell(&r.e2e, |e| thousands(e.accept_per_sec)),
@@ -573,6 +613,12 @@ fn percentiles(l: &Latency) -> String {
         duration(l.p99),
         duration(l.max)
     )
+}
+
+/// CPU of every process, in microseconds per accepted order.
+fn cpu_micros_per_order(e: &crate::e2e::E2eResult) -> f64 {
+    let total: f64 = e.cpu.iter().map(|c| c.seconds).sum();
+    1e6 * total / (e.accepted.max(1) as f64)
 }
 
 /// `1234.5` → `1,235`.

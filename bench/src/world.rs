@@ -248,6 +248,13 @@ impl Lab {
 }
 
 /// One section's vhost and Redis prefix (the same name for both).
+/// Keys and bytes a world holds in Redis.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RedisFootprint {
+    pub keys: u64,
+    pub bytes: u64,
+}
+
 pub struct World<'lab> {
     lab: &'lab Lab,
     pub name: String,
@@ -276,6 +283,41 @@ impl World<'_> {
     /// Redis is unreachable.
     pub async fn redis(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
         self.lab.redis().await
+    }
+
+    /// What this world keeps in Redis: the bytes of every key under its prefix (`MEMORY USAGE`,
+    /// exact: every field of every hash), and how many keys there are.
+    ///
+    /// # Errors
+    /// Redis is unreachable.
+    pub async fn redis_footprint(&self) -> anyhow::Result<RedisFootprint> {
+        let mut redis = self.redis().await?;
+        let (mut cursor, mut footprint) = (0_u64, RedisFootprint::default());
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{}:*", self.keys.prefix()))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut redis)
+                .await?;
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("MEMORY")
+                    .arg("USAGE")
+                    .arg(key)
+                    .arg("SAMPLES")
+                    .arg(0);
+            }
+            let sizes: Vec<Option<u64>> = pipe.query_async(&mut redis).await?;
+            footprint.keys += keys.len() as u64;
+            footprint.bytes += sizes.into_iter().flatten().sum::<u64>();
+            if next == 0 {
+                return Ok(footprint);
+            }
+            cursor = next;
+        }
     }
 
     /// Start one service in this world on a free port. `instance` tells two of a kind apart.
