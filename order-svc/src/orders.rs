@@ -13,8 +13,7 @@ use std::sync::Arc;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use serde::Serialize;
-use serde_json::{Value, json};
-use shared::domain::{OrderEvent, OrderStatus};
+use shared::domain::{DlqHop, HistoryEntry, OrderEvent, OrderStatus};
 use shared::events::{
     EventMeta, EventType, InventoryOutcome, OrderCancelled, OrderPlaced, unix_now_millis,
 };
@@ -66,8 +65,8 @@ impl Order {
 pub struct OrderView {
     #[serde(flatten)]
     pub order: Order,
-    pub history: Vec<Value>,
-    pub dlq_hops: Vec<Value>,
+    pub history: Vec<HistoryEntry>,
+    pub dlq_hops: Vec<DlqHop>,
 }
 
 /// A validated request to place an order.
@@ -157,7 +156,7 @@ impl OrderStore {
             updated_at: now,
         };
         let id = order.order_id.as_str();
-        let history = history_entry(now, "PLACED", &meta, false, true);
+        let history = history_entry(now, "PLACED", &meta, false, true, None);
 
         let mut pipe = redis::pipe();
         pipe.atomic()
@@ -209,12 +208,12 @@ impl OrderStore {
                 .lrange(self.keys.order_dlq_hops(id), 0, -1)
                 .query_async(&mut self.redis.clone())
                 .await?;
-        let parse = |entries: Vec<String>| {
+        fn parse<T: serde::de::DeserializeOwned>(entries: Vec<String>) -> Vec<T> {
             entries
                 .iter()
                 .filter_map(|h| serde_json::from_str(h).ok())
                 .collect()
-        };
+        }
         Ok(Order::from_hash(hash).map(|order| OrderView {
             order,
             history: parse(history),
@@ -279,7 +278,7 @@ impl OrderStore {
             InventoryOutcome::Released { .. } => (OrderEvent::Released, ""),
         };
         let now = unix_now_millis();
-        let entry = history_entry(now, "__STATUS__", meta, redelivered, false);
+        let entry = history_entry(now, "__STATUS__", meta, redelivered, false, None);
         let mut invocation = self.apply.prepare_invoke();
         invocation
             .key(self.keys.order(id))
@@ -327,8 +326,7 @@ impl OrderStore {
             reason: reason.to_owned(),
         };
         let now = unix_now_millis();
-        let mut entry = history_entry(now, "CANCELLING", &meta, false, true);
-        entry["reason"] = json!(reason);
+        let entry = history_entry(now, "CANCELLING", &meta, false, true, Some(reason));
         let moves = OrderStatus::transitions_on(OrderEvent::CancelRequested);
         let mut invocation = self.cancel.prepare_invoke();
         invocation
@@ -358,21 +356,24 @@ impl OrderStore {
     }
 }
 
-/// One line of an order's timeline.
+/// One line of an order's timeline, as JSON.
 fn history_entry(
     at_ms: u64,
     status: &str,
     meta: &EventMeta,
     redelivered: bool,
     applied: bool,
-) -> Value {
-    json!({
-        "at": at_ms,
-        "status": status,
-        "event": meta.event_type.name(),
-        "event_id": meta.event_id,
-        "service": meta.app_id,
-        "redelivered": redelivered,
-        "applied": applied,
-    })
+    reason: Option<&str>,
+) -> String {
+    let entry = HistoryEntry {
+        at: at_ms,
+        status: status.to_owned(),
+        event: meta.event_type.name().to_owned(),
+        event_id: meta.event_id.clone(),
+        service: meta.app_id.clone(),
+        redelivered,
+        applied,
+        reason: reason.map(str::to_owned),
+    };
+    serde_json::to_string(&entry).unwrap_or_default()
 }

@@ -26,6 +26,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde_json::Value;
 use shared::config::{Common, redact_url};
+use shared::domain::OrderStatus;
 use shared::events::{EventType, OrderPlaced, header_str};
 use shared::store::Keys;
 use shared::topology::Topology;
@@ -34,7 +35,11 @@ use crate::broker::{self, Held};
 
 /// The statuses an order never leaves (a cancel can still move a CONFIRMED order on, but only
 /// if someone asks; the checker does not wait for that).
-pub const FINAL_STATUSES: [&str; 3] = ["CONFIRMED", "FAILED", "CANCELLED"];
+pub const FINAL_STATUSES: [&str; 3] = [
+    OrderStatus::FINAL[0].as_str(),
+    OrderStatus::FINAL[1].as_str(),
+    OrderStatus::FINAL[2].as_str(),
+];
 
 const POLL_EVERY: Duration = Duration::from_millis(200);
 /// Keys per Redis pipeline, so a big run does not build one huge request.

@@ -74,7 +74,7 @@ impl OrderStatus {
         Self::FINAL.contains(&self)
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Placed => "PLACED",
             Self::Confirmed => "CONFIRMED",

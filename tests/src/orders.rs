@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 
 use crate::{Service, TestEnv, eventually};
 
-pub const FINAL: [&str; 3] = ["CONFIRMED", "FAILED", "CANCELLED"];
+/// The statuses an order ends in, from the domain.
+pub const FINAL: [&str; 3] = sagactl::check::FINAL_STATUSES;
 
 impl TestEnv {
     /// `POST /order`; returns the status code and the JSON body.
