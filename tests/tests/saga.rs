@@ -308,6 +308,9 @@ async fn with_stock_s_and_n_greater_unit_orders_exactly_s_confirm() -> anyhow::R
         .get_json(&order.url("/orders?status=CONFIRMED&limit=1000"))
         .await?;
     assert_eq!(listed["total"], json!(S));
+    // A plain GET /orders is the classic lab's list: a bare array (its drills read it so).
+    let plain = env.get_json(&order.url("/orders")).await?;
+    assert_eq!(plain.as_array().map(Vec::len), Some(ids.len()), "{plain}");
     Ok(())
 }
 
