@@ -44,13 +44,7 @@ impl<O: Orders> Handler for StatusHandler<O> {
     type Event = InventoryOutcome;
 
     fn parse(meta: &DeliveryMeta, body: &[u8]) -> Result<InventoryOutcome, Poison> {
-        let kind = meta.event_type().ok_or_else(|| {
-            Poison(format!(
-                "cannot tell which event this is (routing key {:?}, no known type)",
-                meta.routing_key
-            ))
-        })?;
-        InventoryOutcome::from_body(kind, body)
+        InventoryOutcome::from_delivery(meta.event_type(), &meta.routing_key, body)
     }
 
     async fn handle(&self, outcome: &InventoryOutcome, meta: &DeliveryMeta) -> Outcome {

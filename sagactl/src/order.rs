@@ -4,8 +4,9 @@
 //! exactly what `curl` would show. Nothing is validated locally: a bad quantity is sent as is,
 //! and order-svc's own error is what you read.
 
-use clap::{Subcommand, ValueEnum};
+use clap::Subcommand;
 use serde_json::json;
+use shared::domain::OrderStatus;
 
 use crate::http::{Service, encode_path_segment};
 
@@ -50,28 +51,6 @@ pub enum OrderCommand {
         #[arg(long)]
         reason: Option<String>,
     },
-}
-
-/// An order's status, as order-svc names them.
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OrderStatus {
-    Placed,
-    Confirmed,
-    Failed,
-    Cancelling,
-    Cancelled,
-}
-
-impl OrderStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Placed => "PLACED",
-            Self::Confirmed => "CONFIRMED",
-            Self::Failed => "FAILED",
-            Self::Cancelling => "CANCELLING",
-            Self::Cancelled => "CANCELLED",
-        }
-    }
 }
 
 /// # Errors

@@ -11,8 +11,20 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Where an order is in the saga.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Where an order is in the saga. (`clap::ValueEnum`: `sagactl order list --status confirmed`.)
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
     /// Accepted (201) and in the outbox; inventory has not decided yet.

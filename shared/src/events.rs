@@ -252,6 +252,24 @@ impl InventoryOutcome {
         value.to_string().into_bytes()
     }
 
+    /// Read an outcome off a delivery: `kind` is the event its routing key or `type` property
+    /// named, if any (a message with neither cannot be told apart: poison).
+    ///
+    /// # Errors
+    /// [`Poison`] when the event cannot be told or its body is unusable.
+    pub fn from_delivery(
+        kind: Option<EventType>,
+        routing_key: &str,
+        body: &[u8],
+    ) -> Result<Self, Poison> {
+        let kind = kind.ok_or_else(|| {
+            Poison(format!(
+                "cannot tell which event this is (routing key {routing_key:?}, no known type)"
+            ))
+        })?;
+        Self::from_body(kind, body)
+    }
+
     /// Read an outcome event; `kind` comes from the routing key or the `type` property.
     pub fn from_body(kind: EventType, body: &[u8]) -> Result<Self, Poison> {
         let obj = json_object(body)?;

@@ -32,6 +32,14 @@ impl Taken {
 }
 
 impl TestEnv {
+    /// A request to the broker's management API (`path` after `/api/`), as guest: what an
+    /// operator does in the management UI.
+    pub fn management(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http()
+            .request(method, format!("{}/api/{path}", crate::env::MANAGEMENT))
+            .basic_auth("guest", Some("guest"))
+    }
+
     /// A connection to this test's vhost.
     ///
     /// # Errors

@@ -7,37 +7,25 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use harness::{Service, TestEnv, eventually};
+use reqwest::Method;
 use shared::topology::Topology;
 
 const T: Duration = Duration::from_secs(30);
 
 /// `DELETE` a resource of this env's vhost through the management API, as an operator would.
 async fn delete(env: &TestEnv, what: &str) -> anyhow::Result<()> {
-    let url = format!("{}/api/{what}", harness::env::MANAGEMENT);
-    let r = env
-        .http()
-        .delete(url)
-        .basic_auth("guest", Some("guest"))
-        .send()
-        .await?;
+    let r = env.management(Method::DELETE, what).send().await?;
     anyhow::ensure!(r.status().is_success(), "DELETE {what}: {}", r.status());
     Ok(())
 }
 
 /// Whether `queue` is bound to the saga's exchange with `key` right now.
 async fn bound(env: &TestEnv, queue: &str, key: &str) -> anyhow::Result<bool> {
-    let url = format!(
-        "{}/api/bindings/{}/e/{}/q/{queue}",
-        harness::env::MANAGEMENT,
-        env.vhost,
-        env.topology.exchange
+    let path = format!(
+        "bindings/{}/e/{}/q/{queue}",
+        env.vhost, env.topology.exchange
     );
-    let r = env
-        .http()
-        .get(url)
-        .basic_auth("guest", Some("guest"))
-        .send()
-        .await?;
+    let r = env.management(Method::GET, &path).send().await?;
     if r.status() == 404 {
         return Ok(false);
     }

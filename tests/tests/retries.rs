@@ -40,16 +40,9 @@ async fn fix_pizza(env: &TestEnv) -> anyhow::Result<()> {
 
 /// The DLQ's messages, peeked through the management API (they stay in the queue).
 async fn peek_dlq(env: &TestEnv) -> anyhow::Result<Vec<Value>> {
-    let url = format!(
-        "{}/api/queues/{}/{}/get",
-        harness::env::MANAGEMENT,
-        env.vhost,
-        env.topology.dlq_queue
-    );
+    let path = format!("queues/{}/{}/get", env.vhost, env.topology.dlq_queue);
     let r = env
-        .http()
-        .post(url)
-        .basic_auth("guest", Some("guest"))
+        .management(reqwest::Method::POST, &path)
         .json(&json!({"count": 10, "ackmode": "ack_requeue_true", "encoding": "auto"}))
         .send()
         .await?;
