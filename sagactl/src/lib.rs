@@ -17,6 +17,8 @@
 //! - [`load`]: place many orders concurrently and report throughput and latency.
 //! - [`explain`]: one order's journey, step by step with why each step was safe, as text or
 //!   Mermaid, told from its [`timeline`] (everything the services recorded about it).
+//! - [`board`]: the classroom board: one web page with the saga live (queues over time, orders
+//!   and their swimlanes, stock, the DLQ, invariant lights, drills and fault buttons).
 //!
 //! Shared plumbing: [`broker`] (connect, passive depth, peek without losing), [`http`] (JSON
 //! over HTTP with the services' `{"error": ...}` answers turned into errors) and
@@ -32,6 +34,7 @@ macro_rules! outln {
     }};
 }
 
+pub mod board;
 pub mod broker;
 pub mod check;
 pub mod dlq;
@@ -116,6 +119,8 @@ pub enum Command {
     Load(load::LoadArgs),
     /// Tell one order's journey step by step, with why each step was safe (or as Mermaid).
     Explain(explain::ExplainArgs),
+    /// Serve the classroom board: the saga live in a browser.
+    Board(board::BoardArgs),
 }
 
 /// Run one parsed command line.
@@ -140,5 +145,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check(args) => check::run(&common, args).await,
         Command::Load(args) => load::run(&order_url, args).await,
         Command::Explain(args) => explain::run(&common, args).await,
+        Command::Board(args) => {
+            let urls = board::Urls {
+                order: order_url,
+                inventory: inventory_url,
+                management: management_url,
+            };
+            board::run(common, urls, args).await
+        }
     }
 }
