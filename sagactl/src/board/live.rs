@@ -7,13 +7,19 @@
 //! | `queues` | the same with publish/deliver rates and unacked counts (management API) | 1 s (rates: 2 s) |
 //! | `orders` | counts per status and the newest orders of each status | 1 s |
 //! | `stock` | per item: available, initial, reserved, released, and whether they balance | 1 s |
-//! | `dlq` | the DLQ's first messages, peeked without losing any, when its depth changes | 1 s |
+//! | `dlq` | the DLQ's depth; its first messages, peeked without losing any, once it is quiet | 1 s |
 //! | `invariants` | the rules of `sagactl check`, as lights | `--check-every` |
 //! | `services` | the demo's service processes, and whether fault actions are allowed | 1 s |
 //! | `status` | which dependencies answer | 1 s |
 //!
 //! A sampler that cannot reach what it reads says so in `status` and tries again on its next
 //! tick; nothing here ever gives up.
+//!
+//! Looking at the DLQ's messages means holding them for a moment (taken unacked, given back),
+//! and while they are held nobody else can see them: a lab drill or `sagactl dlq list` in a
+//! terminal would count too few. So the board looks only once the DLQ's depth has stopped
+//! changing for [`DLQ_QUIET`] (a drill's DLQ steps come in bursts well under that), never while
+//! a drill it started runs, and at once only when someone asks (a replay, a purge, "look now").
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -37,6 +43,8 @@ const SERIES_POINTS: usize = 600;
 const ORDERS_SHOWN: isize = 30;
 /// How many DLQ messages the page shows (the depth is always exact).
 const DLQ_SHOWN: usize = 100;
+/// How long the DLQ's depth must stay the same before the board looks at its messages.
+pub const DLQ_QUIET: Duration = Duration::from_secs(3);
 /// The statuses an order can have, in the order the page lists them.
 pub const STATUSES: [&str; 5] = ["PLACED", "CONFIRMED", "FAILED", "CANCELLING", "CANCELLED"];
 
@@ -143,6 +151,9 @@ struct DlqView {
     note: Option<String>,
     #[serde(skip)]
     dead_letters: Vec<check::DeadLetter>,
+    /// When the depth last changed.
+    #[serde(skip)]
+    changed_at: Option<Instant>,
 }
 
 // --- queues ----------------------------------------------------------------------------------
@@ -174,8 +185,12 @@ async fn sample_queues(board: &Board) {
     let dlq_depth = sample.depth[dlq_index];
     let stale = {
         let mut view = lock(&board.live.dlq);
-        view.depth = dlq_depth;
-        dlq_depth.is_some() && dlq_depth != view.peeked_depth
+        if view.depth != dlq_depth {
+            view.depth = dlq_depth;
+            view.changed_at = Some(Instant::now());
+        }
+        let quiet = view.changed_at.is_none_or(|at| at.elapsed() >= DLQ_QUIET);
+        dlq_depth.is_some() && dlq_depth != view.peeked_depth && quiet
     };
     if stale {
         refresh_dlq(board).await;

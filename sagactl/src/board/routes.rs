@@ -3,6 +3,7 @@
 //! | route | does |
 //! |---|---|
 //! | `GET /` and `/assets/*` | the page (embedded in the binary) |
+//! | `GET /health` | alive (`{"service":"board"}`, as scripts/svc.sh checks every process) |
 //! | `GET /api/events` | server-sent events: every topic's latest value, then every change |
 //! | `GET /api/state` | every topic's latest value as one JSON object |
 //! | `GET /api/orders/{id}/journey` | the order's journey (`?format=text` or `mermaid` for text) |
@@ -11,6 +12,7 @@
 //! | `POST /api/poison` | `{"kind"}`: publish a poison message |
 //! | `POST /api/dlq/replay` | `{"position","key"}` or `{"all":true}` |
 //! | `POST /api/dlq/purge` | `{"confirm":true}` |
+//! | `POST /api/dlq/look` | look at the DLQ's messages now |
 //! | `POST /api/drills/{name}` | run a lab drill |
 //! | `POST /api/faults/services/{name}/{stop,start,kill}` | 403 unless faults are allowed |
 //! | `POST /api/faults/connections` | close every broker connection of the vhost |
@@ -122,6 +124,18 @@ pub fn routes(
             )
         });
 
+    let look = warp::path!("api" / "dlq" / "look")
+        .and(post_json())
+        .and(with.clone())
+        .then(|_body: Bytes, board: Arc<Board>| async move {
+            board.dlq_dirty.notify_one();
+            ok(json!({ "looking": true }))
+        });
+
+    let health = warp::path!("health")
+        .and(warp::get())
+        .map(|| warp::reply::json(&json!({ "status": "ok", "service": "board" })).into_response());
+
     let purge = warp::path!("api" / "dlq" / "purge")
         .and(post_json())
         .and(with.clone())
@@ -180,7 +194,11 @@ pub fn routes(
             }))
         });
 
-    page.or(events)
+    page.or(health)
+        .unify()
+        .or(events)
+        .unify()
+        .or(look)
         .unify()
         .or(state)
         .unify()

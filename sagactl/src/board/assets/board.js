@@ -441,7 +441,10 @@ function drawDlq() {
   const dlq = state.dlq;
   if (!dlq) return;
   const depth = dlq.depth ?? '?';
-  $('#dlq-depth').textContent = `${depth} message(s)${dlq.entries.length < (dlq.depth || 0) ? `, first ${dlq.entries.length} shown` : ''}`;
+  const shown = dlq.peeked_depth === dlq.depth
+    ? (dlq.entries.length < (dlq.depth || 0) ? `, first ${dlq.entries.length} shown` : '')
+    : ', changed: the list follows once it is quiet for a few seconds';
+  $('#dlq-depth').textContent = `${depth} message(s)${shown}`;
   $('#dlq-panel').dataset.depth = depth;
   const note = $('#dlq-note');
   note.hidden = !dlq.note;
@@ -590,6 +593,7 @@ function wire() {
       say(`published poison about order ${done.order_id}; expect ${done.expect}`, true, { action: 'poison', orderId: done.order_id });
     });
   });
+  $('#dlq-look').addEventListener('click', () => busy($('#dlq-look'), () => post('/api/dlq/look')));
   $('#dlq-replay-all').addEventListener('click', () => busy($('#dlq-replay-all'), async () => {
     const done = await post('/api/dlq/replay', { all: true });
     say(`replayed ${done.replayed}, left ${done.left}`);
