@@ -471,7 +471,12 @@ async function replay(message) {
 
 function drawLights(result) {
   if (result.error) {
+    // Nothing is known right now (Redis away, say): grey, not green and not red.
     $('#checked-at').textContent = result.error;
+    for (const light of document.querySelectorAll('#lights > li')) {
+      light.dataset.state = 'unknown';
+      light.className = 'unknown';
+    }
     return;
   }
   $('#checked-at').textContent = `checked ${clock(result.at)} (${result.took_ms} ms)`;
