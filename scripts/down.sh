@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Stop the board and the three services started by scripts/up.sh (or scripts/svc.sh). With --all, also stop
-# RabbitMQ (rabbitmqctl stop; node from RABBITMQ_NODENAME if set) and Redis (redis-cli shutdown
-# nosave; port from REDIS_PORT, default 6379). Idempotent: what is not running is skipped.
+# Stop the board and the three services started by scripts/up.sh (or scripts/svc.sh). With --all,
+# also stop RabbitMQ (rabbitmqctl stop; node from RABBITMQ_NODENAME if set) and Redis (redis-cli
+# shutdown nosave; port from REDIS_PORT, default 6379). Idempotent: what is not running is skipped.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

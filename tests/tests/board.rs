@@ -466,6 +466,100 @@ async fn bad_requests_change_nothing_and_faults_need_permission_and_loopback() -
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn every_instance_of_a_service_is_listed_and_broken_on_its_own() -> anyhow::Result<()> {
+    let env = TestEnv::new("board-instances").await?;
+    let order = env.start(ServiceKind::Order).await?;
+    let first = env.start(ServiceKind::Inventory).await?;
+    let second = env.start(ServiceKind::Inventory).await?;
+    // As a profile with several instances would write them: one pid file per instance.
+    let run_dir = RunDir::new(&[&order, &first])?;
+    std::fs::write(
+        run_dir.0.join("inventory-svc-2.pid"),
+        format!("{}\n", second.pid().context("no pid")?),
+    )?;
+    let board = Board::start(
+        &env,
+        &format!("127.0.0.1:{}", free_port()),
+        &run_dir.0,
+        Some((&order, &first)),
+        &["--allow-faults"],
+        &[],
+    )
+    .await?;
+    let state = format!("{}/api/state", board.url);
+    let instances = |state: &Value| -> Vec<(String, bool)> {
+        state["services"]["instances"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|i| i["service"] == "inventory-svc")
+            .map(|i| {
+                (
+                    i["name"].as_str().unwrap_or_default().to_owned(),
+                    i["running"] == true,
+                )
+            })
+            .collect()
+    };
+    let consumers = |state: &Value| {
+        state["queues"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|q| q["name"] == env.topology.inventory_queue.as_str())
+            .and_then(|q| q["consumers"].as_u64())
+    };
+    eventually("both instances listed, both consuming", T, || async {
+        let now = env.get_json(&state).await.map_err(|e| e.to_string())?;
+        let listed = instances(&now);
+        let expected = vec![
+            ("inventory-svc".to_owned(), true),
+            ("inventory-svc-2".to_owned(), true),
+        ];
+        if listed == expected && consumers(&now) == Some(2) {
+            Ok(())
+        } else {
+            Err(format!("{listed:?}, {:?} consumers", consumers(&now)))
+        }
+    })
+    .await?;
+
+    let (status, answer) = board
+        .post(&env, "/api/faults/services/inventory-svc-2/kill", json!({}))
+        .await?;
+    assert_eq!(status, 200, "{answer}");
+    eventually("only the second instance gone", T, || async {
+        let now = env.get_json(&state).await.map_err(|e| e.to_string())?;
+        let listed = instances(&now);
+        let expected = vec![
+            ("inventory-svc".to_owned(), true),
+            ("inventory-svc-2".to_owned(), false),
+        ];
+        if listed == expected && consumers(&now) == Some(1) {
+            Ok(())
+        } else {
+            Err(format!("{listed:?}, {:?} consumers", consumers(&now)))
+        }
+    })
+    .await?;
+    assert_eq!(
+        first.ready_status().await,
+        Some(200),
+        "the first instance still runs"
+    );
+    // scripts/svc.sh knows the base names only: the board says so instead of guessing.
+    let (status, answer) = board
+        .post(
+            &env,
+            "/api/faults/services/inventory-svc-2/start",
+            json!({}),
+        )
+        .await?;
+    assert_eq!(status, 409, "{answer}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_board_stops_only_the_redis_it_may_and_brings_it_back_with_its_data()
 -> anyhow::Result<()> {
     let redis = PrivateRedis::start().await?;
