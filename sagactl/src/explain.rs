@@ -301,6 +301,13 @@ fn origin(story: &mut Story, timeline: &Timeline) {
                     .into(),
             },
         );
+        // Nothing downstream has seen it yet: it may still be in the outbox (broker away).
+        let unseen = timeline.reservation.is_none() && timeline.dlq_hops.is_empty();
+        let what = if unseen {
+            "order.placed: in the outbox, or published and queued"
+        } else {
+            "order.placed (from the outbox)"
+        };
         story.push(
             None,
             Step {
@@ -308,10 +315,10 @@ fn origin(story: &mut Story, timeline: &Timeline) {
                 from: Lane::OrderSvc,
                 to: Lane::Broker,
                 kind: StepKind::Publish,
-                what: "order.placed (from the outbox)".into(),
+                what: what.into(),
                 event: Some("OrderPlaced".into()),
                 event_id,
-                why: "the outbox relay published it with a publisher confirm and removed it \
+                why: "the outbox relay publishes it with a publisher confirm and removes it \
                       from the outbox only after the broker's ack: a crash in between publishes \
                       it again, and inventory absorbs the copy as a duplicate"
                     .into(),
@@ -1125,6 +1132,10 @@ mod tests {
         };
         let j = journey(&t);
         assert_eq!(j.steps.len(), 2);
+        assert_eq!(
+            j.steps[1].what,
+            "order.placed: in the outbox, or published and queued"
+        );
         assert!(j.notes[0].contains("has not decided"));
     }
 
