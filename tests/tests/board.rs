@@ -255,6 +255,42 @@ async fn drive(browser: &Browser, board: &Board, env: &TestEnv) -> anyhow::Resul
         .await?;
     assert_eq!(reason, "missing required field qty");
     browser.screenshot(&shots, "2-poison-in-the-dlq").await?;
+    // Replay it (it is still poison: back in the DLQ), then purge, which asks first.
+    browser
+        .click(&format!(".dlq-entry[data-order-id=\"{poisoned}\"] button"))
+        .await?;
+    browser
+        .until(
+            "the replay done",
+            T,
+            "[...document.querySelectorAll('#activity code')].some(c => c.textContent.startsWith('sagactl dlq replay 1'))",
+        )
+        .await?;
+    // It comes straight back: inventory-svc refuses it again.
+    eventually("the replayed poison back in the DLQ", T, || async {
+        match env.depth(&env.topology.dlq_queue).await {
+            Ok(1) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+    browser.click("#dlq-purge").await?;
+    let asked = browser
+        .eval("document.querySelector('#dlq-purge').textContent")
+        .await?;
+    assert!(
+        asked.as_str().unwrap_or_default().starts_with("really"),
+        "{asked}"
+    );
+    browser.click("#dlq-purge").await?;
+    browser
+        .until(
+            "the DLQ purged",
+            T,
+            "document.querySelector('#dlq-panel').dataset.depth === '0'",
+        )
+        .await?;
+    assert_eq!(env.depth(&env.topology.dlq_queue).await?, 0);
 
     // 3. A lab drill from the page, watched to its verdict.
     browser.click("button[data-drill=\"smoke\"]").await?;
@@ -318,6 +354,8 @@ async fn drive(browser: &Browser, board: &Board, env: &TestEnv) -> anyhow::Resul
         )
         .await?;
     browser.screenshot(&shots, "4-drained-and-green").await?;
+    let errors = browser.eval("window.boardErrors").await?;
+    assert_eq!(errors, json!([]), "the page met script errors");
     Ok(())
 }
 

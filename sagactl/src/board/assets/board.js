@@ -14,6 +14,12 @@ const DRILLS = ['smoke', 'backlog-drain', 'idempotency', 'dlq'];
 const FINAL = new Set(['CONFIRMED', 'FAILED', 'CANCELLED']);
 const QUEUE_COLORS = ['#1f6feb', '#7aa7f5', '#2da44e', '#8fd19e', '#bf8700', '#e3c26b', '#cf222e'];
 
+// Every script error the page met, for a person (console) and for the browser test, which
+// fails on any.
+window.boardErrors = [];
+window.addEventListener('error', (event) => window.boardErrors.push(String(event.message)));
+window.addEventListener('unhandledrejection', (event) => window.boardErrors.push(String(event.reason)));
+
 const state = {
   queues: [],
   points: [],
@@ -192,6 +198,7 @@ function connect() {
         handle(JSON.parse(event.data));
       } catch (error) {
         console.error(topic, error);
+        window.boardErrors.push(`${topic}: ${error}`);
       }
     });
   }
