@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Benchmark the saga on this machine beside the broker's own ceiling; write docs/BENCHMARKS.md.
+# Benchmark the saga on this machine beside the broker's own ceiling; write docs/BENCHMARKS.md
+# and its SVG charts beside it (docs/bench-latency.svg, bench-drain.svg, bench-cpu.svg).
 #
 #   scripts/bench.sh            full run (20,000 orders, 100,000-message drain, 30 s fixed rate)
-#   scripts/bench.sh --quick    smoke run with small sizes (indicative only)
+#   scripts/bench.sh --quick    smoke run with small sizes (indicative only; add --out /tmp/b/BENCHMARKS.md
+#                               to keep docs/ as the last full run left it)
 #   scripts/bench.sh --help     every flag (sizes, --skip-*, --out, ...)
 #
 # Makes sure RabbitMQ and Redis run (scripts/deps.sh: Redis with AOF, fsync every second, as it

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Stop the three services started by scripts/up.sh (or scripts/svc.sh). With --all, also stop
-# RabbitMQ (rabbitmqctl stop; node from RABBITMQ_NODENAME if set) and Redis (scripts/redis-server.sh
-# stop; port from REDIS_PORT, default 6379). Both keep their data: RabbitMQ its durable queues and
-# messages, Redis its append-only file, so scripts/up.sh brings back every order. Idempotent: what
-# is not running is skipped.
+# Stop the board and the three services started by scripts/up.sh (or scripts/svc.sh). With --all,
+# also stop RabbitMQ (rabbitmqctl stop; node from RABBITMQ_NODENAME if set) and Redis
+# (scripts/redis-server.sh stop; port from REDIS_PORT, default 6379). Both keep their data:
+# RabbitMQ its durable queues and messages, Redis its append-only file, so scripts/up.sh brings
+# back every order. Idempotent: what is not running is skipped.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,7 +21,10 @@ case "${1:-}" in
   *) printf 'usage: %s [--all]   (--all: also stop RabbitMQ and Redis)\n' "$0" >&2; exit 2 ;;
 esac
 
-say "stopping the services"
+say "stopping the board and the services"
+# The board first: it would only show the services going away (and a Redis it stopped for a
+# drill is started again as it exits).
+"$ROOT/scripts/svc.sh" stop board || die "could not stop the board (see above)"
 "$ROOT/scripts/svc.sh" stop all || die "could not stop every service (see above)"
 
 if ! $all; then

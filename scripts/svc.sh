@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Start, stop and inspect the saga's services as background processes, without Docker.
 #
-#   scripts/svc.sh start|stop|restart|status NAME     NAME: order-svc, inventory-svc, notification-svc
-#   scripts/svc.sh start|stop|restart|status all
+#   scripts/svc.sh start|stop|restart|status NAME     NAME: order-svc, inventory-svc, notification-svc,
+#                                                     or board (sagactl board, the classroom board)
+#   scripts/svc.sh start|stop|restart|status all      the three services (not the board)
 #   scripts/svc.sh url NAME                           print the service's base URL
 #
 # Binaries come from ${SAGA_BIN_DIR:-target/release} (relative to the repository root); pid and log
@@ -10,6 +11,9 @@
 # The environment is passed through (RABBITMQ_URL, REDIS_URL, REDIS_PREFIX, RUST_LOG, ...), except
 # HTTP_ADDR, which is set per service: ORDER_HTTP_ADDR (default 0.0.0.0:5001),
 # INVENTORY_HTTP_ADDR (0.0.0.0:5002), NOTIFICATION_HTTP_ADDR (0.0.0.0:5003).
+# The board listens on BOARD_ADDR (default 127.0.0.1:8080: fault buttons work only on loopback)
+# and is started with --allow-faults --allow-redis-stop unless BOARD_ALLOW_FAULTS /
+# BOARD_ALLOW_REDIS_STOP say false; it finds the services at their URLs and this run directory.
 # Deadlines: SAGA_START_TIMEOUT (s, default 30) for /health, SAGA_STOP_TIMEOUT (s, default 15).
 # `status` exits 0 when every named service runs, 3 otherwise.
 # A second copy beside a running one needs its own vhost (RABBITMQ_URL=amqp://.../VHOST), REDIS_PREFIX,
@@ -23,12 +27,13 @@ RUN_DIR=${SAGA_RUN_DIR:-/tmp/saga-run}
 START_TIMEOUT=${SAGA_START_TIMEOUT:-30}
 STOP_TIMEOUT=${SAGA_STOP_TIMEOUT:-15}
 SERVICES=(order-svc inventory-svc notification-svc)
+NAMES=("${SERVICES[@]}" board)
 
 say() { printf 'svc: %s\n' "$*"; }
 warn() { printf 'svc: warning: %s\n' "$*" >&2; }
 die() { printf 'svc: error: %s\n' "$*" >&2; exit 1; }
 usage() {
-  printf 'usage: %s start|stop|restart|status NAME|all   (NAME: %s)\n' "$0" "${SERVICES[*]}" >&2
+  printf 'usage: %s start|stop|restart|status NAME|all   (NAME: %s)\n' "$0" "${NAMES[*]}" >&2
   printf '       %s url NAME\n' "$0" >&2
   exit 2
 }
@@ -39,6 +44,20 @@ http_addr() {
     order-svc) echo "${ORDER_HTTP_ADDR:-0.0.0.0:5001}" ;;
     inventory-svc) echo "${INVENTORY_HTTP_ADDR:-0.0.0.0:5002}" ;;
     notification-svc) echo "${NOTIFICATION_HTTP_ADDR:-0.0.0.0:5003}" ;;
+    board) echo "${BOARD_ADDR:-127.0.0.1:8080}" ;;
+  esac
+}
+
+# The binary behind a name, and the arguments it is started with.
+binary_of() { case $1 in board) echo sagactl ;; *) echo "$1" ;; esac; }
+args_of() {
+  case $1 in
+    board)
+      local args=(board)
+      case ${BOARD_ALLOW_FAULTS:-true} in false | 0 | no) ;; *) args+=(--allow-faults) ;; esac
+      case ${BOARD_ALLOW_REDIS_STOP:-true} in false | 0 | no) ;; *) [ "${#args[@]}" -gt 1 ] && args+=(--allow-redis-stop) ;; esac
+      printf '%s\n' "${args[@]}"
+      ;;
   esac
 }
 
@@ -64,12 +83,14 @@ alive() {
   [ -n "$state" ] && [ "$state" != Z ]
 }
 
-# Is PID alive and running the binary NAME? (Guards against a recycled pid.)
+# Is PID alive and running the binary of NAME (and, for the board, `sagactl board`)?
+# (Guards against a recycled pid.)
 is_ours() {
-  local pid=$1 name=$2 argv0
+  local pid=$1 name=$2 argv
   alive "$pid" || return 1
-  argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n1) || return 1
-  [ "$(basename -- "$argv0")" = "$name" ]
+  argv=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  [ "$(basename -- "$(head -n1 <<<"$argv")")" = "$(binary_of "$name")" ] || return 1
+  [ "$name" != board ] || [ "$(sed -n 2p <<<"$argv")" = board ]
 }
 
 # Print the pid of NAME if it is running from our pid file; clean a stale pid file.
@@ -95,8 +116,9 @@ healthy() {
 }
 
 start_one() {
-  local name=$1 bin pid file log addr host port deadline
-  bin=$BIN_DIR/$name
+  local name=$1 bin pid file log addr host port deadline args=()
+  bin=$BIN_DIR/$(binary_of "$name")
+  mapfile -t args < <(args_of "$name")
   file=$(pid_file "$name")
   log=$(log_file "$name")
   addr=$(http_addr "$name")
@@ -111,6 +133,12 @@ start_one() {
     return 0
   fi
   [ -x "$bin" ] || die "$name: no binary at $bin (build it: cargo build --release --bins)"
+  if [ "$name" = board ]; then
+    # The board watches the services this script starts, in this run directory.
+    export ORDER_URL=${ORDER_URL:-$(base_url order-svc)}
+    export INVENTORY_URL=${INVENTORY_URL:-$(base_url inventory-svc)}
+    export SAGA_RUN_DIR=$RUN_DIR SAGA_SCRIPTS_DIR=$ROOT/scripts BOARD_ADDR=$addr
+  fi
   command -v curl >/dev/null 2>&1 || die "curl is needed for the health check (apt-get install -y curl)"
   if port_open "${host//[\[\]]/}" "$port"; then
     die "$name: port $port is already in use by another process (see: ss -ltnp); set the service's *_HTTP_ADDR to use another"
@@ -122,7 +150,7 @@ start_one() {
   # whether or not setsid had to fork. setsid: its own session, so a terminal's Ctrl-C or hang-up
   # does not reach it; only `svc.sh stop` does.
   # shellcheck disable=SC2016 # $$ and $1 are the wrapper's own, expanded by the inner bash
-  HTTP_ADDR=$addr nohup setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' svc-wrapper "$file" "$bin" \
+  HTTP_ADDR=$addr nohup setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' svc-wrapper "$file" "$bin" "${args[@]}" \
     >>"$log" 2>&1 </dev/null &
   disown "$!" 2>/dev/null || true  # no "Killed" job notice from this shell if it has to be killed
   deadline=$((SECONDS + START_TIMEOUT))
@@ -181,9 +209,10 @@ stop_one() {
 }
 
 status_one() {
-  local name=$1 pid ready
+  local name=$1 pid ready probe=/ready
+  [ "$name" != board ] || probe=/health
   if pid=$(running_pid "$name"); then
-    ready=$(curl -s -m 3 "$(base_url "$name")/ready" | tr -d '\n') || true
+    ready=$(curl -s -m 3 "$(base_url "$name")$probe" | tr -d '\n') || true
     say "$name running (pid $pid, $(base_url "$name")) ready: ${ready:-no answer from /ready}"
     return 0
   fi
@@ -198,7 +227,7 @@ if [ "$target" = all ]; then
   [ "$action" != url ] || usage
   names=("${SERVICES[@]}")
 else
-  case " ${SERVICES[*]} " in *" $target "*) names=("$target") ;; *) usage ;; esac
+  case " ${NAMES[*]} " in *" $target "*) names=("$target") ;; *) usage ;; esac
 fi
 
 case $action in

@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
 # Run every test: unit tests, then the integration suite against a real RabbitMQ and Redis.
-# Installs and starts both when absent (scripts/deps.sh). Each test makes its own vhost and
-# Redis prefix, so this never touches a running demo.
+# Installs and starts both when absent (scripts/deps.sh), and Chromium with its WebDriver for the
+# board's browser test. Each test makes its own vhost and Redis prefix, so this never touches a
+# running demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf 'test: %s\n' "$*"; }
 
 bash scripts/deps.sh
+# The board's browser test drives a real headless Chromium over WebDriver; both come from the
+# OS packages (nothing downloads a browser at run time).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  command -v apt-get >/dev/null 2>&1 || { say "error: chromium and chromedriver missing and no apt-get: install them by hand" >&2; exit 1; }
+  say "installing chromium and chromium-driver from the OS packages (once; about 300 MB)"
+  as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
 say "building the binaries the integration tests spawn"
 cargo build --bins --quiet
 say "running all tests (unit + integration)"

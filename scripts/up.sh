@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Bring the whole saga up on this machine, without Docker: RabbitMQ + Redis (scripts/deps.sh),
-# a release build, and the three services in the background (scripts/svc.sh). Idempotent: what is
-# already installed, built or running is left as it is. Stop with scripts/down.sh.
-# Honours the environment svc.sh does (ORDER_HTTP_ADDR, SAGA_RUN_DIR, REDIS_PREFIX, RUST_LOG, ...).
+# a release build, the three services in the background and the classroom board
+# (scripts/svc.sh). Idempotent: what is already installed, built or running is left as it is.
+# Stop with scripts/down.sh.
+# Honours the environment svc.sh does (ORDER_HTTP_ADDR, BOARD_ADDR, SAGA_RUN_DIR, REDIS_PREFIX,
+# RUST_LOG, ...). BOARD=no leaves the board out.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -43,16 +45,26 @@ if ! (cd "$ROOT" && cargo build --release --bins) >"$build_log" 2>&1; then
 fi
 say "build done ($(tail -n 1 "$build_log" | sed 's/^ *//'))"
 
-say "step 3/3: starting order-svc, inventory-svc, notification-svc (scripts/svc.sh)"
+say "step 3/3: starting order-svc, inventory-svc, notification-svc and the board (scripts/svc.sh)"
 "$SVC" start all || die "a service did not start; fix it and run scripts/up.sh again (running ones are kept)"
+# The demo works without the board: a board that cannot start (its port taken, say) is a warning.
+board=
+if [ "${BOARD:-yes}" != no ]; then
+  if "$SVC" start board; then
+    board=$("$SVC" url board)
+  else
+    printf 'up: warning: the board did not start (see %s/board.log); the services are up\n' "$RUN_DIR" >&2
+  fi
+fi
 
 api=$("$SVC" url order-svc)
 say "up and healthy:"
+[ -z "$board" ] || printf '  board            %s   (the saga live: open it in a browser)\n' "$board"
 printf '  order API        %s   (POST /order, GET /order/{id}, GET /orders)\n' "$api"
 printf '  inventory        %s   (GET /stock)\n' "$("$SVC" url inventory-svc)"
 printf '  notifications    %s\n' "$("$SVC" url notification-svc)"
 printf '  RabbitMQ UI      http://127.0.0.1:15672   (guest/guest)\n'
-printf '  logs             %s/{order-svc,inventory-svc,notification-svc}.log\n' "$RUN_DIR"
+printf '  logs             %s/{order-svc,inventory-svc,notification-svc,board}.log\n' "$RUN_DIR"
 printf '  try              curl -s -XPOST %s/order -H '\''content-type: application/json'\'' -d '\''{"item":"burger","qty":2,"student_id":"s1"}'\''\n' "$api"
 printf '  status           scripts/svc.sh status all\n'
 printf '  stop             scripts/down.sh   (add --all to stop RabbitMQ and Redis too)\n'

@@ -35,6 +35,8 @@ pub struct DrainResult {
     pub per_sec: f64,
     /// inventory-svc's RSS from its first outcome until the backlog was gone.
     pub rss: Option<RssStats>,
+    /// Every reading of the drain: seconds since the consumer started, outcomes so far.
+    pub progress: Vec<(f64, u64)>,
 }
 
 /// Drain a backlog of `n` with inventory-svc.
@@ -56,6 +58,7 @@ pub async fn inventory_svc(lab: &Lab, n: usize, window: usize) -> anyhow::Result
             startup: drained.startup,
             per_sec: drained.per_sec,
             rss: drained.rss,
+            progress: drained.progress,
         })
     })
     .await
@@ -84,6 +87,7 @@ pub async fn broker_only(
             startup: drained.startup,
             per_sec: drained.per_sec,
             rss: None,
+            progress: drained.progress,
         })
     })
     .await
@@ -120,6 +124,7 @@ struct Drained {
     startup: Duration,
     per_sec: f64,
     rss: Option<RssStats>,
+    progress: Vec<(f64, u64)>,
 }
 
 /// Follow the drain until `n` outcomes are queued; sample `pid`'s RSS meanwhile.
@@ -135,12 +140,14 @@ async fn watch(
     let mut stall = Stall::new("drain (outcomes in order_status_queue)", STALL);
     let mut rss = RssStats::default();
     let mut first: Option<(Instant, u64)> = None;
+    let mut progress = Vec::new();
     let mut tick = tokio::time::interval(WATCH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let finished = loop {
         tick.tick().await;
         let done = broker::depth(&channel, &world.topology.order_status_queue).await?;
         let now = Instant::now();
+        progress.push((now.saturating_duration_since(started).as_secs_f64(), done));
         if done > 0 {
             first.get_or_insert((now, done));
             if let Some(pid) = pid {
@@ -167,5 +174,6 @@ async fn watch(
         startup: first_at.saturating_duration_since(started),
         per_sec,
         rss: pid.map(|_| rss),
+        progress,
     })
 }

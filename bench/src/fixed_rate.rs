@@ -40,6 +40,44 @@ pub struct FixedRateResult {
     pub missing: usize,
     /// The latest any order went out after it was due.
     pub max_send_lag: Duration,
+    /// Every accepted order's legs, for the latency-distribution chart.
+    pub legs: Legs,
+}
+
+/// Each accepted order's time from when it was due to each stage, in milliseconds (orders
+/// that never reached a stage are left out of that stage).
+#[derive(Debug, Clone, Default)]
+pub struct Legs {
+    /// Due → `201 Created`.
+    pub accept: Vec<f64>,
+    /// Due → decided by inventory-svc.
+    pub decided: Vec<f64>,
+    /// Due → outcome applied by order-svc.
+    pub finals: Vec<f64>,
+}
+
+impl Legs {
+    fn of(placed: &[(String, Instant)], columns: [&HashMap<String, Instant>; 3]) -> Self {
+        let [accept, decided, finals] =
+            columns.map(|column| since_due(placed, column).flatten().collect());
+        Self {
+            accept,
+            decided,
+            finals,
+        }
+    }
+}
+
+/// For each placed order, milliseconds from when it was due until it shows in `column`.
+fn since_due<'a>(
+    placed: &'a [(String, Instant)],
+    column: &'a HashMap<String, Instant>,
+) -> impl Iterator<Item = Option<f64>> + 'a {
+    placed.iter().map(|(order_id, due)| {
+        column
+            .get(order_id)
+            .map(|t| t.saturating_duration_since(*due).as_secs_f64() * 1e3)
+    })
 }
 
 /// Send orders at `rate` per second for `secs` seconds to a fresh saga.
@@ -68,10 +106,11 @@ pub async fn run(
         let (latency, missing) = latencies(&sent.placed, &stamps.finals)?;
         let (accept, _) = latencies(&sent.placed, &sent.accepted_at)?;
         let (decided, _) = latencies(&sent.placed, &stamps.decided)?;
+        let columns = [&sent.accepted_at, &stamps.decided, &stamps.finals];
         if let Some(path) = trace {
-            let columns = [&sent.accepted_at, &stamps.decided, &stamps.finals];
             write_trace(path, anchor, &sent.placed, columns)?;
         }
+        let legs = Legs::of(&sent.placed, columns);
         saga.stop().await;
         Ok(FixedRateResult {
             rate,
@@ -85,6 +124,7 @@ pub async fn run(
             decided,
             missing,
             max_send_lag: sent.max_lag,
+            legs,
         })
     })
     .await
@@ -169,13 +209,12 @@ fn write_trace(
     columns: [&HashMap<String, Instant>; 3],
 ) -> anyhow::Result<()> {
     let mut csv = String::from("due_ms,accept_ms,decided_ms,final_ms\n");
-    for (order_id, due) in placed {
+    let mut legs = columns.map(|column| since_due(placed, column));
+    for (_, due) in placed {
         let since_start = due.saturating_duration_since(anchor.instant());
         csv.push_str(&format!("{:.3}", since_start.as_secs_f64() * 1e3));
-        for column in columns {
-            let ms = column
-                .get(order_id)
-                .map(|t| t.saturating_duration_since(*due).as_secs_f64() * 1e3);
+        for leg in &mut legs {
+            let ms = leg.next().flatten();
             csv.push_str(&ms.map(|ms| format!(",{ms:.3}")).unwrap_or(",".into()));
         }
         csv.push('\n');

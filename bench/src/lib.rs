@@ -29,7 +29,8 @@
 //! - [`rss`]: resident memory from `/proc`; [`cpu`]: CPU seconds per process from `/proc`; [`stats`]: latency summaries; [`poll`]: waiting
 //!   with a deadline.
 //! - [`cli`]: the flags; [`report`]: the table on stdout and `docs/BENCHMARKS.md`, with the
-//!   machine and the command.
+//!   machine and the command; [`charts`]: SVG charts beside it (latency distribution at the
+//!   fixed rate, the backlog drains over time, CPU per process), which it shows.
 //!
 //! The benchmark is not a test: no number makes it fail. It exits non-zero only when a section
 //! could not run at all (e.g. a service never became ready).
@@ -37,6 +38,7 @@
 
 pub mod broker;
 pub mod ceiling;
+pub mod charts;
 pub mod cli;
 pub mod cpu;
 pub mod drain;
@@ -159,18 +161,27 @@ pub async fn run(args: Args) -> anyhow::Result<Verdict> {
         Err(signal) => anyhow::bail!("interrupted by {signal}; its vhosts and Redis keys removed"),
     };
 
+    // The charts go beside the report, which links them by file name.
+    let dir = args
+        .out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let charts = charts::draw(&results)?;
+    for path in charts::write(&charts, dir)? {
+        progress(&format!("chart written to {}", path.display()));
+    }
     let report = Report {
         machine,
         plan,
         command: cli::command_line(),
         date: report::utc_now(),
         results,
+        charts,
     };
     let text = report.render();
     println!("{text}");
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
     std::fs::write(&args.out, &text)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     progress(&format!("report written to {}", args.out.display()));

@@ -114,6 +114,8 @@ pub struct Report {
     pub command: String,
     pub date: String,
     pub results: Results,
+    /// The SVG charts written beside the report, which it shows.
+    pub charts: Vec<crate::charts::Chart>,
 }
 
 /// The classic Python lab's figures, from the issue that asked for this benchmark.
@@ -130,6 +132,7 @@ impl Report {
         self.header(&mut doc);
         self.table(&mut doc);
         self.cpu_table(&mut doc);
+        doc.push_str(&crate::charts::markdown(&self.charts));
         self.notes(&mut doc);
         method(&mut doc);
         doc

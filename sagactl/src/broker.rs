@@ -20,7 +20,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// # Errors
 /// The broker refused us or did not answer within a few seconds.
 pub async fn connect(url: &str) -> anyhow::Result<Connection> {
-    let props = ConnectionProperties::default().with_connection_name("sagactl".into());
+    connect_named(url, "sagactl").await
+}
+
+/// Connect once under a name of the caller's (the board names its own, so that closing "every
+/// connection" from the board can spare the board's).
+///
+/// # Errors
+/// The broker refused us or did not answer within a few seconds.
+pub async fn connect_named(url: &str, name: &str) -> anyhow::Result<Connection> {
+    let props = ConnectionProperties::default().with_connection_name(name.into());
     let attempt = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, props)).await;
     let connected = match attempt {
         Ok(result) => result.map_err(anyhow::Error::from),

@@ -110,13 +110,10 @@ pub async fn check(
     let notifications: Vec<String> = redis.clone().lrange(keys.notifications(), 0, -1).await?;
     let dead_letters = peek_dlq(amqp_url, &topology.dlq_queue).await?;
 
-    let mut violations = Vec::new();
-    violations.extend(unfinished_orders(&orders, timeout));
-    violations.extend(unbalanced_stock(&ledger.books));
-    violations.extend(totals_disagree_with_records(&ledger));
-    violations.extend(doubled_notifications(&notifications));
-    violations.extend(statuses_disagree_with_records(&orders, &ledger.records));
-    violations.extend(valid_orders_in_dlq(&dead_letters));
+    let mut violations = unfinished_orders(&orders, timeout);
+    for rule in settled_rules(&orders, &ledger, &notifications, &dead_letters) {
+        violations.extend(rule.violations);
+    }
 
     let mut by_status = BTreeMap::new();
     for status in orders.values().flatten() {
@@ -195,9 +192,9 @@ impl fmt::Display for Report {
 // --- reading ---------------------------------------------------------------------------------
 
 /// Every order id with its status (`None`: in the index but its record is gone).
-type OrderStatuses = BTreeMap<String, Option<String>>;
+pub type OrderStatuses = BTreeMap<String, Option<String>>;
 
-fn is_final(status: &str) -> bool {
+pub fn is_final(status: &str) -> bool {
     FINAL_STATUSES.contains(&status)
 }
 
@@ -218,7 +215,14 @@ async fn wait_until_final(
     }
 }
 
-async fn read_statuses(redis: &ConnectionManager, keys: &Keys) -> anyhow::Result<OrderStatuses> {
+/// Every order in order-svc's index with its status, read in pipelined batches.
+///
+/// # Errors
+/// Redis unreachable.
+pub async fn read_statuses(
+    redis: &ConnectionManager,
+    keys: &Keys,
+) -> anyhow::Result<OrderStatuses> {
     let mut conn = redis.clone();
     let ids: Vec<String> = conn
         .zrange(keys.orders(), 0, -1)
@@ -299,7 +303,11 @@ pub struct Ledger {
     pub unreadable: Vec<(String, String)>,
 }
 
-async fn read_ledger(redis: &ConnectionManager, keys: &Keys) -> anyhow::Result<Ledger> {
+/// The stock books and every reservation record, as one consistent snapshot.
+///
+/// # Errors
+/// Redis unreachable, or a reply that is not what the layout promises.
+pub async fn read_ledger(redis: &ConnectionManager, keys: &Keys) -> anyhow::Result<Ledger> {
     let mut conn = redis.clone();
     let record_prefix = keys.reservation("");
     let mut record_keys: Vec<String> = Vec::new();
@@ -360,6 +368,19 @@ pub struct DeadLetter {
     pub body: Vec<u8>,
 }
 
+impl DeadLetter {
+    /// What the checker needs from a message taken off the DLQ.
+    pub fn of(message: &lapin::message::Delivery) -> Self {
+        let headers = message.properties.headers();
+        let routing_key = header_str(headers, "x-original-routing-key").unwrap_or_default();
+        Self {
+            event_type: EventType::of_delivery(&routing_key, &message.properties),
+            reason: header_str(headers, "x-dlq-reason"),
+            body: message.data.clone(),
+        }
+    }
+}
+
 /// Every message in the DLQ, given back untouched afterwards.
 async fn peek_dlq(amqp_url: &str, dlq: &str) -> anyhow::Result<Vec<DeadLetter>> {
     let conn = broker::connect(amqp_url).await?;
@@ -368,19 +389,7 @@ async fn peek_dlq(amqp_url: &str, dlq: &str) -> anyhow::Result<Vec<DeadLetter>> 
         broker::depth(&channel, dlq).await?.messages as usize
     };
     let held = Held::take(&conn, dlq, depth.min(DLQ_PEEK_LIMIT)).await?;
-    let dead_letters = held
-        .messages
-        .iter()
-        .map(|message| {
-            let headers = message.properties.headers();
-            let routing_key = header_str(headers, "x-original-routing-key").unwrap_or_default();
-            DeadLetter {
-                event_type: EventType::of_delivery(&routing_key, &message.properties),
-                reason: header_str(headers, "x-dlq-reason"),
-                body: message.data.clone(),
-            }
-        })
-        .collect();
+    let dead_letters = held.messages.iter().map(DeadLetter::of).collect();
     held.requeue_rest().await?;
     let _ = conn.close(200, "done".into()).await;
     Ok(dead_letters)
@@ -388,18 +397,60 @@ async fn peek_dlq(amqp_url: &str, dlq: &str) -> anyhow::Result<Vec<DeadLetter>> 
 
 // --- the rules -------------------------------------------------------------------------------
 
+/// One rule and what it found, for a reader that shows the rules one by one (the board's
+/// invariant lights) rather than as one list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleResult {
+    /// A short stable name, e.g. `stock-conserved`.
+    pub id: &'static str,
+    /// The rule in words.
+    pub title: &'static str,
+    /// Empty when the rule holds.
+    pub violations: Vec<String>,
+}
+
+/// Rules 2 to 6: those that must hold at *every* moment, not only once the saga has settled
+/// (rule 1, every order final, is about the end of a run; a live reader judges in-flight orders
+/// with [`in_flight_orders`] and [`orders_without_record`] instead).
+pub fn settled_rules(
+    orders: &OrderStatuses,
+    ledger: &Ledger,
+    notifications: &[String],
+    dead_letters: &[DeadLetter],
+) -> Vec<RuleResult> {
+    vec![
+        RuleResult {
+            id: "stock-conserved",
+            title: "stock is conserved: initial = available + reserved - released",
+            violations: unbalanced_stock(&ledger.books),
+        },
+        RuleResult {
+            id: "reserved-once",
+            title: "stock taken at most once per order (totals = reservation records)",
+            violations: totals_disagree_with_records(ledger),
+        },
+        RuleResult {
+            id: "notified-once",
+            title: "at most one notification per (order, outcome)",
+            violations: doubled_notifications(notifications),
+        },
+        RuleResult {
+            id: "statuses-agree",
+            title: "final statuses agree with inventory's records",
+            violations: statuses_disagree_with_records(orders, &ledger.records),
+        },
+        RuleResult {
+            id: "only-poison-in-dlq",
+            title: "only poison in the DLQ",
+            violations: valid_orders_in_dlq(dead_letters),
+        },
+    ]
+}
+
 /// Rule 1: every order is final, and every indexed order still has its record.
 pub fn unfinished_orders(orders: &OrderStatuses, timeout: Duration) -> Vec<String> {
     let mut violations = Vec::new();
-    let in_flight: Vec<String> = orders
-        .iter()
-        .filter_map(|(id, status)| {
-            status
-                .as_deref()
-                .filter(|s| !is_final(s))
-                .map(|s| format!("{id} ({s})"))
-        })
-        .collect();
+    let in_flight = in_flight_orders(orders);
     if !in_flight.is_empty() {
         violations.push(format!(
             "{} order(s) not final after {} s: {}",
@@ -408,19 +459,38 @@ pub fn unfinished_orders(orders: &OrderStatuses, timeout: Duration) -> Vec<Strin
             some_of(&in_flight)
         ));
     }
+    violations.extend(orders_without_record(orders));
+    violations
+}
+
+/// Orders not final yet, as `id (STATUS)`: normal while the saga runs, a violation at its end.
+pub fn in_flight_orders(orders: &OrderStatuses) -> Vec<String> {
+    orders
+        .iter()
+        .filter_map(|(id, status)| {
+            status
+                .as_deref()
+                .filter(|s| !is_final(s))
+                .map(|s| format!("{id} ({s})"))
+        })
+        .collect()
+}
+
+/// Orders in the index whose record is gone: always a violation (an accepted order was lost).
+pub fn orders_without_record(orders: &OrderStatuses) -> Vec<String> {
     let missing: Vec<String> = orders
         .iter()
         .filter(|(_, status)| status.is_none())
         .map(|(id, _)| id.clone())
         .collect();
-    if !missing.is_empty() {
-        violations.push(format!(
-            "{} order(s) in the orders index have no order record: {}",
-            missing.len(),
-            some_of(&missing)
-        ));
+    if missing.is_empty() {
+        return Vec::new();
     }
-    violations
+    vec![format!(
+        "{} order(s) in the orders index have no order record: {}",
+        missing.len(),
+        some_of(&missing)
+    )]
 }
 
 /// Rule 2: per item, `initial = available + reserved - released`.

@@ -6,12 +6,16 @@
 //! broker's confirm and only *then* acks it off the DLQ, so a crash in between leaves it in the
 //! DLQ (at worst also republished: consumers are idempotent). Messages are numbered from 1, in
 //! queue order, as `list` shows them.
+//!
+//! The same operations are library functions ([`peek`], [`replay_at`], [`purge_all`]) for the
+//! board, which shows the DLQ in a browser; the subcommands only print what they return.
 
 use anyhow::{Context, anyhow, bail};
 use clap::Subcommand;
 use lapin::message::Delivery;
 use lapin::options::QueuePurgeOptions;
 use lapin::types::FieldTable;
+use serde::Serialize;
 use shared::amqp::Publisher;
 use shared::config::Common;
 use shared::events::{header_str, unix_now_secs};
@@ -83,15 +87,15 @@ async fn list(conn: &lapin::Connection, dlq: &str, limit: usize) -> anyhow::Resu
         lines[0].push_str(&format!(", showing the first {}", held.messages.len()));
     }
     for (i, message) in held.messages.iter().enumerate() {
-        let dead = DeadLetter::of(message);
-        lines.push(format!("#{:<3} reason   {}", i + 1, dead.reason));
+        let dead = Entry::of(i + 1, message);
+        lines.push(format!("#{:<3} reason   {}", dead.position, dead.reason));
         lines.push(format!(
             "     from     {} (routing key {}), {}",
             dead.service,
             dead.routing_key.as_deref().unwrap_or("?"),
             dead.age()
         ));
-        lines.push(format!("     body     {}", preview(&message.data)));
+        lines.push(format!("     body     {}", dead.body_preview));
     }
     // Give the messages back before printing: a closed stdout must not be what keeps them.
     held.requeue_rest().await?;
@@ -151,22 +155,135 @@ fn describe(message: &Delivery, title: &str) -> Vec<String> {
 }
 
 async fn replay_one(conn: &lapin::Connection, dlq: &str, n: usize) -> anyhow::Result<()> {
-    let index = position(n)?;
-    let mut held = Held::take(conn, dlq, n).await?;
-    if index >= held.messages.len() {
-        let count = held.messages.len();
-        held.requeue_rest().await?;
-        bail!("no message #{n}: {dlq} holds {count}");
-    }
-    let publisher = Publisher::open(conn).await?;
-    let replayed = replay(&mut held, index, &publisher).await;
-    // Give the others back whatever happened to this one.
-    held.requeue_rest().await?;
-    outln!("#{n}: {}", replayed?)?;
+    let replayed = replay_at(conn, dlq, n, None).await?;
+    outln!("#{n}: {replayed}")?;
     Ok(())
 }
 
+/// Why a replay or a look at one message did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum DlqError {
+    #[error("messages are numbered from 1")]
+    NotNumbered,
+    #[error("no message #{n}: the DLQ holds {count}")]
+    NoSuchMessage { n: usize, count: usize },
+    /// The message at that position is not the one the caller saw there: the DLQ changed
+    /// (another replay, a purge) between looking and acting. Nothing was replayed.
+    #[error("message #{n} is not the one you saw: the DLQ changed meanwhile; look again")]
+    Changed { n: usize },
+    #[error(transparent)]
+    Broker(#[from] anyhow::Error),
+}
+
+/// Replay message `n` (from 1): republish it where it was first published, wait for the
+/// confirm, then remove it from the DLQ; every other message goes back untouched. With
+/// `expected_key`, only if message `n` is still the one with that [`Entry::key`].
+///
+/// # Errors
+/// See [`DlqError`]: nothing was replayed, except for a failed removal after the republish
+/// (then the message is in the DLQ and republished: consumers are idempotent).
+pub async fn replay_at(
+    conn: &lapin::Connection,
+    dlq: &str,
+    n: usize,
+    expected_key: Option<&str>,
+) -> Result<String, DlqError> {
+    let index = n.checked_sub(1).ok_or(DlqError::NotNumbered)?;
+    let mut held = Held::take(conn, dlq, n).await?;
+    let found = held.messages.get(index).map(|m| Entry::of(n, m).key);
+    let refusal = match (found, expected_key) {
+        (None, _) => Some(DlqError::NoSuchMessage {
+            n,
+            count: held.messages.len(),
+        }),
+        (Some(key), Some(expected)) if key != expected => Some(DlqError::Changed { n }),
+        _ => None,
+    };
+    if let Some(refusal) = refusal {
+        held.requeue_rest().await?;
+        return Err(refusal);
+    }
+    let publisher = Publisher::open(conn).await.map_err(anyhow::Error::from)?;
+    let replayed = replay(&mut held, index, &publisher).await;
+    // Give the others back whatever happened to this one.
+    held.requeue_rest().await?;
+    Ok(replayed?)
+}
+
+/// What is in the DLQ: its depth and the first messages, each described, all given back.
+#[derive(Debug, Clone, Default)]
+pub struct Peek {
+    /// Messages ready in the DLQ (those someone else holds unacked right now are not counted).
+    pub total: usize,
+    pub entries: Vec<Entry>,
+    /// The same messages as the invariant checker reads them.
+    pub dead_letters: Vec<crate::check::DeadLetter>,
+}
+
+/// Look at the first `limit` messages of the DLQ without losing any: take them unacked,
+/// describe them, give them all back in their places.
+///
+/// # Errors
+/// Broker unreachable or no such queue.
+pub async fn peek(conn: &lapin::Connection, dlq: &str, limit: usize) -> anyhow::Result<Peek> {
+    let total = {
+        let channel = conn.create_channel().await?;
+        let depth = broker::depth(&channel, dlq).await?.messages as usize;
+        let _ = channel.close(200, "done".into()).await;
+        depth
+    };
+    let held = Held::take(conn, dlq, limit.min(total)).await?;
+    let entries = held
+        .messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Entry::of(i + 1, m))
+        .collect();
+    let dead_letters = held
+        .messages
+        .iter()
+        .map(crate::check::DeadLetter::of)
+        .collect();
+    held.requeue_rest().await?;
+    Ok(Peek {
+        total,
+        entries,
+        dead_letters,
+    })
+}
+
 async fn replay_all(conn: &lapin::Connection, dlq: &str) -> anyhow::Result<()> {
+    let report = replay_every(conn, dlq).await?;
+    for line in &report.lines {
+        outln!("{line}")?;
+    }
+    outln!(
+        "replayed {}, left {} in {dlq}",
+        report.replayed,
+        report.failed
+    )?;
+    if report.failed > 0 {
+        bail!("{} message(s) could not be replayed", report.failed);
+    }
+    Ok(())
+}
+
+/// What a replay of the whole DLQ did.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayReport {
+    pub replayed: usize,
+    /// Left in the DLQ (no original exchange in its headers, or the broker refused it).
+    pub failed: usize,
+    /// One line per message: `#N: what happened`.
+    pub lines: Vec<String>,
+}
+
+/// Replay every message in the DLQ now, each as [`replay_at`] does.
+///
+/// # Errors
+/// Broker unreachable; a message that cannot be replayed is counted in
+/// [`ReplayReport::failed`] and stays in the DLQ.
+pub async fn replay_every(conn: &lapin::Connection, dlq: &str) -> anyhow::Result<ReplayReport> {
     // Take only what is there now: a replayed message that is still poison comes straight
     // back to the DLQ, and taking "until empty" would replay it forever.
     let count = {
@@ -175,23 +292,23 @@ async fn replay_all(conn: &lapin::Connection, dlq: &str) -> anyhow::Result<()> {
     };
     let mut held = Held::take(conn, dlq, count).await?;
     let publisher = Publisher::open(conn).await?;
-    let mut failed = 0;
+    let mut report = ReplayReport::default();
     for index in 0..held.messages.len() {
         match replay(&mut held, index, &publisher).await {
-            Ok(done) => outln!("#{}: {done}", index + 1)?,
+            Ok(done) => {
+                report.replayed += 1;
+                report.lines.push(format!("#{}: {done}", index + 1));
+            }
             Err(e) => {
-                failed += 1;
-                outln!("#{}: left in the DLQ: {e:#}", index + 1)?;
+                report.failed += 1;
+                report
+                    .lines
+                    .push(format!("#{}: left in the DLQ: {e:#}", index + 1));
             }
         }
     }
-    let replayed = held.messages.len() - failed;
     held.requeue_rest().await?;
-    outln!("replayed {replayed}, left {failed} in {dlq}")?;
-    if failed > 0 {
-        bail!("{failed} message(s) could not be replayed");
-    }
-    Ok(())
+    Ok(report)
 }
 
 /// Republish held message `index` where it was first published, wait for the confirm, then
@@ -244,13 +361,23 @@ fn without_dead_letter_headers(headers: &Option<FieldTable>) -> FieldTable {
 }
 
 async fn purge(conn: &lapin::Connection, dlq: &str) -> anyhow::Result<()> {
+    let purged = purge_all(conn, dlq).await?;
+    outln!("purged {purged} message(s) from {dlq}")?;
+    Ok(())
+}
+
+/// Delete every message in the DLQ; returns how many there were.
+///
+/// # Errors
+/// Broker unreachable or no such queue.
+pub async fn purge_all(conn: &lapin::Connection, dlq: &str) -> anyhow::Result<u32> {
     let channel = conn.create_channel().await?;
     let purged = channel
         .queue_purge(dlq.into(), QueuePurgeOptions::default())
         .await
         .with_context(|| format!("cannot purge {dlq}"))?;
-    outln!("purged {purged} message(s) from {dlq}")?;
-    Ok(())
+    let _ = channel.close(200, "done".into()).await;
+    Ok(purged)
 }
 
 /// A 1-based position as an index.
@@ -259,23 +386,54 @@ fn position(n: usize) -> anyhow::Result<usize> {
         .ok_or_else(|| anyhow!("messages are numbered from 1"))
 }
 
-/// What the `x-dlq-*` headers say about a dead-lettered message.
-struct DeadLetter {
-    reason: String,
-    service: String,
-    routing_key: Option<String>,
-    at: Option<u64>,
+/// One dead-lettered message as a person reads it: what the `x-dlq-*` headers say about it,
+/// and the start of its body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    /// Its place in the DLQ, from 1, when it was looked at.
+    pub position: usize,
+    /// Tells this message from others at the same position later (its `message_id`, else a
+    /// digest of its body and dead-lettering time): a replay names the message it means.
+    pub key: String,
+    pub message_id: Option<String>,
+    pub reason: String,
+    pub service: String,
+    pub routing_key: Option<String>,
+    /// When it was dead-lettered, seconds since the Unix epoch (`x-dlq-at`).
+    pub at: Option<u64>,
+    /// Attempts made before giving up, for a retried failure (`x-dlq-attempts`); none for poison.
+    pub attempts: Option<String>,
+    /// The order it is about, if its body says.
+    pub order_id: Option<String>,
+    pub body_preview: String,
+    pub body_len: usize,
 }
 
-impl DeadLetter {
-    fn of(message: &Delivery) -> Self {
+impl Entry {
+    pub fn of(position: usize, message: &Delivery) -> Self {
         let headers = message.properties.headers();
+        let at_header = header_str(headers, "x-dlq-at");
+        let message_id = message
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.to_string());
+        let key = message_id
+            .clone()
+            .unwrap_or_else(|| digest(&message.data, at_header.as_deref().unwrap_or("")));
         Self {
+            position,
+            key,
+            message_id,
             reason: header_str(headers, "x-dlq-reason")
                 .unwrap_or_else(|| "(no reason given)".into()),
             service: header_str(headers, "x-dlq-service").unwrap_or_else(|| "?".into()),
             routing_key: header_str(headers, "x-original-routing-key"),
-            at: header_str(headers, "x-dlq-at").and_then(|t| t.parse().ok()),
+            at: at_header.and_then(|t| t.parse().ok()),
+            attempts: header_str(headers, "x-dlq-attempts"),
+            order_id: order_id_in(&message.data),
+            body_preview: preview(&message.data),
+            body_len: message.data.len(),
         }
     }
 
@@ -288,6 +446,28 @@ impl DeadLetter {
             None => "x-dlq-at unknown".to_owned(),
         }
     }
+}
+
+/// FNV-1a over the body and a salt, as hex: a stable name for a message without a message_id.
+fn digest(body: &[u8], salt: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in body.iter().chain(salt.as_bytes()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("fnv-{hash:016x}")
+}
+
+/// The `order_id` a body names, if it is JSON with one; for a body that is not JSON, the first
+/// UUID-looking word in it (the `not-json` sample writes its order id into its text).
+fn order_id_in(body: &[u8]) -> Option<String> {
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+        return value.get("order_id")?.as_str().map(str::to_owned);
+    }
+    String::from_utf8_lossy(body)
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .find(|word| uuid::Uuid::parse_str(word).is_ok())
+        .map(str::to_owned)
 }
 
 /// The start of a body, on one line.
@@ -318,6 +498,22 @@ mod tests {
         let kept = without_dead_letter_headers(&Some(headers));
         let names: Vec<&str> = kept.inner().keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-trace"]);
+    }
+
+    #[test]
+    fn messages_are_named_by_id_or_by_digest_and_say_their_order() {
+        assert_ne!(digest(b"a", "1"), digest(b"a", "2"));
+        assert_eq!(digest(b"a", "1"), digest(b"a", "1"));
+        assert_eq!(
+            order_id_in(br#"{"order_id":"o-1","qty":"two"}"#),
+            Some("o-1".into())
+        );
+        let id = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        assert_eq!(
+            order_id_in(format!("order {id}: 2 x burger, please").as_bytes()),
+            Some(id.into())
+        );
+        assert_eq!(order_id_in(b"nothing here"), None);
     }
 
     #[test]

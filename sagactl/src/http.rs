@@ -59,6 +59,31 @@ impl Service {
         self.send(self.client.put(self.url(path)).json(body)).await
     }
 
+    /// `POST path` with a JSON body; the answer's status and JSON body whatever the status,
+    /// for a caller that passes the service's own verdict on (the board).
+    ///
+    /// # Errors
+    /// Unreachable, or an answer that is not JSON.
+    pub async fn post_answer(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> anyhow::Result<(reqwest::StatusCode, Value)> {
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {} at {}", self.name, self.base))?;
+        let status = response.status();
+        let body = response
+            .json()
+            .await
+            .with_context(|| format!("{} answered {status} with non-JSON", self.name))?;
+        Ok((status, body))
+    }
+
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         let response = request
             .send()

@@ -15,9 +15,14 @@
 //! - [`check`]: the invariant checker (nothing lost, nothing doubled), also a library function
 //!   for the integration tests.
 //! - [`load`]: place many orders concurrently and report throughput and latency.
+//! - [`explain`]: one order's journey, step by step with why each step was safe, as text or
+//!   Mermaid, told from its [`timeline`] (everything the services recorded about it).
+//! - [`board`]: the classroom board: one web page with the saga live (queues over time, orders
+//!   and their swimlanes, stock, the DLQ, invariant lights, drills and fault buttons).
 //!
-//! Shared plumbing: [`broker`] (connect, passive depth, peek without losing) and [`http`]
-//! (JSON over HTTP with the services' `{"error": ...}` answers turned into errors).
+//! Shared plumbing: [`broker`] (connect, passive depth, peek without losing), [`http`] (JSON
+//! over HTTP with the services' `{"error": ...}` answers turned into errors) and
+//! [`management`] (the broker's management API: rates, connections).
 #![forbid(unsafe_code)]
 
 /// `println!` that returns an `io::Result` instead of panicking when stdout is gone
@@ -29,16 +34,20 @@ macro_rules! outln {
     }};
 }
 
+pub mod board;
 pub mod broker;
 pub mod check;
 pub mod dlq;
+pub mod explain;
 pub mod http;
 pub mod load;
+pub mod management;
 pub mod order;
 pub mod publish;
 pub mod queues;
 pub mod samples;
 pub mod stock;
+pub mod timeline;
 pub mod watch;
 
 use clap::{Parser, Subcommand};
@@ -108,6 +117,10 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Place many orders concurrently and report throughput and latency.
     Load(load::LoadArgs),
+    /// Tell one order's journey step by step, with why each step was safe (or as Mermaid).
+    Explain(explain::ExplainArgs),
+    /// Serve the classroom board: the saga live in a browser.
+    Board(board::BoardArgs),
 }
 
 /// Run one parsed command line.
@@ -131,5 +144,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Watch(args) => watch::run(&common, args).await,
         Command::Check(args) => check::run(&common, args).await,
         Command::Load(args) => load::run(&order_url, args).await,
+        Command::Explain(args) => explain::run(&common, args).await,
+        Command::Board(args) => {
+            let urls = board::Urls {
+                order: order_url,
+                inventory: inventory_url,
+                management: management_url,
+            };
+            board::run(common, urls, args).await
+        }
     }
 }

@@ -89,27 +89,15 @@ pub async fn run(common: &Common, args: PublishArgs) -> anyhow::Result<()> {
     };
 
     let conn = broker::connect(&common.rabbitmq_url).await?;
-    // Like every publisher of the saga: put the topology back first, should it be missing.
-    shared::amqp::declare_topology(&conn, &common.topology)
-        .await
-        .context("declaring the saga's exchange and queues")?;
-    let publisher = Publisher::open(&conn).await?;
-    // Send every copy first, then collect the confirms: same order, one round trip's wait.
-    let mut pending = Vec::new();
-    for _ in 0..args.times {
-        pending.push(
-            publisher
-                .send(&exchange, &routing_key, &body, properties.clone())
-                .await?,
-        );
-    }
-    for confirm in pending {
-        confirm
-            .confirmed()
-            .await
-            .with_context(|| format!("publishing to exchange {exchange:?}"))?;
-    }
+    let outgoing = Outgoing {
+        exchange: &exchange,
+        routing_key: &routing_key,
+        body: &body,
+        properties,
+    };
+    let published = publish_copies(&conn, &common.topology, &outgoing, args.times).await;
     let _ = conn.close(200, "done".into()).await;
+    published?;
 
     let copies = match args.times {
         1 => String::new(),
@@ -131,6 +119,53 @@ pub async fn run(common: &Common, args: PublishArgs) -> anyhow::Result<()> {
     }
     if let Some(expectation) = expectation {
         outln!("  expect      {expectation}")?;
+    }
+    Ok(())
+}
+
+/// One message, ready to go out.
+pub struct Outgoing<'a> {
+    pub exchange: &'a str,
+    pub routing_key: &'a str,
+    pub body: &'a [u8],
+    pub properties: BasicProperties,
+}
+
+/// Publish `times` identical copies of a message (same properties, so the same `message_id`)
+/// and wait for every confirm. The topology is declared first, as every publisher of the saga
+/// does, should it be missing.
+///
+/// # Errors
+/// The broker refused the declaration or a copy, or returned it unroutable.
+pub async fn publish_copies(
+    conn: &lapin::Connection,
+    topology: &shared::topology::Topology,
+    message: &Outgoing<'_>,
+    times: u32,
+) -> anyhow::Result<()> {
+    shared::amqp::declare_topology(conn, topology)
+        .await
+        .context("declaring the saga's exchange and queues")?;
+    let publisher = Publisher::open(conn).await?;
+    // Send every copy first, then collect the confirms: same order, one round trip's wait.
+    let mut pending = Vec::new();
+    for _ in 0..times {
+        pending.push(
+            publisher
+                .send(
+                    message.exchange,
+                    message.routing_key,
+                    message.body,
+                    message.properties.clone(),
+                )
+                .await?,
+        );
+    }
+    for confirm in pending {
+        confirm
+            .confirmed()
+            .await
+            .with_context(|| format!("publishing to exchange {:?}", message.exchange))?;
     }
     Ok(())
 }
@@ -186,7 +221,7 @@ fn order_id_of(body: &[u8]) -> Option<String> {
 }
 
 /// The properties our services put on an event, for a hand-made one.
-fn properties(routing_key: &str, order_id: Option<&str>, message_id: &str) -> BasicProperties {
+pub fn properties(routing_key: &str, order_id: Option<&str>, message_id: &str) -> BasicProperties {
     let event_type = EventType::from_routing_key(routing_key);
     if let (Some(event_type), Some(order_id)) = (event_type, order_id) {
         let meta = EventMeta {

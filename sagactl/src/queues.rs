@@ -3,33 +3,26 @@
 //! Depth and consumer count come from a passive declare: exact, right now. Rates can only come
 //! from the management API (the broker computes them); that part is optional, and a `-` shows
 //! where it is not reachable, so the command still works on a broker without the plugin.
+//! Each consumed queue is followed by its retry queue (`<queue>.retry`), where a failed
+//! delivery waits for its next attempt.
 
-use std::time::Duration;
-
-use anyhow::Context;
 use futures_util::future::join_all;
-use serde_json::Value;
-use shared::config::{Common, redact_url};
+use shared::config::Common;
+use shared::topology::Topology;
 
 use crate::broker::{self, Depth};
-use crate::http::encode_path_segment;
-
-/// Messages per second in and out of a queue, as the management API reports them.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Rates {
-    pub publish: f64,
-    pub deliver: f64,
-}
+use crate::management::Management;
 
 /// # Errors
 /// The broker is unreachable (the management API being away is not an error).
 pub async fn run(common: &Common, management_url: &str) -> anyhow::Result<()> {
     let vhost = broker::vhost_of(&common.rabbitmq_url)?;
     let conn = broker::connect(&common.rabbitmq_url).await?;
-    let queues = common.topology.queues();
+    let queues = saga_queues(&common.topology);
+    let queues: Vec<&str> = queues.iter().map(String::as_str).collect();
 
     let mut depths = Vec::new();
-    for queue in queues {
+    for queue in &queues {
         // A fresh channel per queue: a missing queue closes the channel it was asked on.
         let channel = conn.create_channel().await?;
         depths.push(broker::depth(&channel, queue).await);
@@ -42,7 +35,7 @@ pub async fn run(common: &Common, management_url: &str) -> anyhow::Result<()> {
 
     outln!("vhost {vhost:?}")?;
     outln!(
-        "{:<22} {:>9} {:>10} {:>10} {:>10}",
+        "{:<28} {:>9} {:>10} {:>10} {:>10}",
         "queue",
         "messages",
         "consumers",
@@ -65,7 +58,7 @@ pub async fn run(common: &Common, management_url: &str) -> anyhow::Result<()> {
                 ("-".to_owned(), "-".to_owned())
             }
         };
-        outln!("{queue:<22} {messages:>9} {consumers:>10} {publish:>10} {deliver:>10}")?;
+        outln!("{queue:<28} {messages:>9} {consumers:>10} {publish:>10} {deliver:>10}")?;
     }
     if let Some(e) = management_error {
         outln!("(no rates: {e:#})")?;
@@ -73,52 +66,36 @@ pub async fn run(common: &Common, management_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The RabbitMQ management HTTP API, used only for what the AMQP protocol cannot tell.
-struct Management {
-    base: String,
-    client: reqwest::Client,
+/// Every queue of the saga in reading order: each consumed queue followed by its retry queue,
+/// then the DLQ.
+pub fn saga_queues(topology: &Topology) -> Vec<String> {
+    let mut queues = Vec::new();
+    for queue in topology.consumed_queues() {
+        queues.push(queue.to_owned());
+        queues.push(Topology::retry_queue(queue));
+    }
+    queues.push(topology.dlq_queue.clone());
+    queues
 }
 
-impl Management {
-    fn new(url: &str) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .context("cannot build the HTTP client")?;
-        Ok(Self {
-            base: url.trim_end_matches('/').to_owned(),
-            client,
-        })
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// `GET /api/queues/{vhost}/{queue}`. Both are path segments, so the vhost `/` must travel
-    /// as `%2F` (the URL's credentials become basic auth).
-    async fn rates(&self, vhost: &str, queue: &str) -> anyhow::Result<Rates> {
-        let url = format!(
-            "{}/api/queues/{}/{}",
-            self.base,
-            encode_path_segment(vhost),
-            encode_path_segment(queue)
+    #[test]
+    fn every_consumed_queue_is_followed_by_its_retry_queue() {
+        let queues = saga_queues(&Topology::default());
+        assert_eq!(
+            queues,
+            [
+                "inventory_queue",
+                "inventory_queue.retry",
+                "order_status_queue",
+                "order_status_queue.retry",
+                "notification_queue",
+                "notification_queue.retry",
+                "dlq_queue",
+            ]
         );
-        let unreachable = || format!("management API at {}", redact_url(&self.base));
-        let response = self
-            .client
-            .get(&url)
-            .send()
-            .await
-            .with_context(unreachable)?
-            .error_for_status()
-            .with_context(unreachable)?;
-        let info: Value = response.json().await.with_context(unreachable)?;
-        // No `message_stats` yet means no traffic yet.
-        let rate = |stat: &str| {
-            info.pointer(&format!("/message_stats/{stat}/rate"))
-                .and_then(Value::as_f64)
-                .unwrap_or(0.0)
-        };
-        Ok(Rates {
-            publish: rate("publish_details"),
-            deliver: rate("deliver_get_details"),
-        })
     }
 }
