@@ -53,7 +53,8 @@ pub mod watch;
 use clap::{Parser, Subcommand};
 use shared::config::Common;
 
-/// Drive and inspect the order saga: orders, stock, queues, raw events, the DLQ, invariants, load.
+/// Drive and inspect the order saga: orders, stock, queues, raw events, the DLQ, invariants, load,
+/// an order's journey, and the classroom board.
 #[derive(Parser, Debug)]
 #[command(
     name = "sagactl",

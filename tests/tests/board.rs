@@ -182,6 +182,8 @@ async fn the_board_in_a_browser_places_orders_shows_poison_and_watches_a_backlog
     result
 }
 
+/// The browser part of the test; it fails with errors, not panics, so the browser is always
+/// closed (a panic is still cleaned up by `Browser`'s drop).
 async fn drive(browser: &Browser, board: &Board, env: &TestEnv) -> anyhow::Result<()> {
     let shots = screenshots();
     browser.open_board(&board.url).await?;
@@ -226,11 +228,14 @@ async fn drive(browser: &Browser, board: &Board, env: &TestEnv) -> anyhow::Resul
     let balanced = browser
         .eval("document.querySelector('#stock tr[data-item=\"burger\"]').dataset.balanced")
         .await?;
-    assert_eq!(balanced, "true");
-    assert_eq!(
-        env.stock("burger").await?,
-        Some(98),
-        "the duplicate took nothing"
+    anyhow::ensure!(
+        balanced == "true",
+        "burger's books do not balance: {balanced}"
+    );
+    let burgers = env.stock("burger").await?;
+    anyhow::ensure!(
+        burgers == Some(98),
+        "the duplicate took stock: {burgers:?} left"
     );
     browser
         .screenshot(&shots, "1-order-confirmed-with-its-journey")
@@ -253,7 +258,7 @@ async fn drive(browser: &Browser, board: &Board, env: &TestEnv) -> anyhow::Resul
             &format!("document.querySelector('.dlq-entry[data-order-id=\"{poisoned}\"] .reason')?.textContent || null"),
         )
         .await?;
-    assert_eq!(reason, "missing required field qty");
+    anyhow::ensure!(reason == "missing required field qty", "reason {reason}");
     browser.screenshot(&shots, "2-poison-in-the-dlq").await?;
     // Replay it (it is still poison: back in the DLQ), then purge, which asks first.
     browser
@@ -278,9 +283,9 @@ async fn drive(browser: &Browser, board: &Board, env: &TestEnv) -> anyhow::Resul
     let asked = browser
         .eval("document.querySelector('#dlq-purge').textContent")
         .await?;
-    assert!(
+    anyhow::ensure!(
         asked.as_str().unwrap_or_default().starts_with("really"),
-        "{asked}"
+        "purge did not ask first: {asked}"
     );
     browser.click("#dlq-purge").await?;
     browser
@@ -290,7 +295,11 @@ async fn drive(browser: &Browser, board: &Board, env: &TestEnv) -> anyhow::Resul
             "document.querySelector('#dlq-panel').dataset.depth === '0'",
         )
         .await?;
-    assert_eq!(env.depth(&env.topology.dlq_queue).await?, 0);
+    let left = env.depth(&env.topology.dlq_queue).await?;
+    anyhow::ensure!(
+        left == 0,
+        "{left} message(s) left in the DLQ after the purge"
+    );
 
     // 3. A lab drill from the page, watched to its verdict.
     browser.click("button[data-drill=\"smoke\"]").await?;
@@ -304,10 +313,9 @@ async fn drive(browser: &Browser, board: &Board, env: &TestEnv) -> anyhow::Resul
     let output = browser
         .eval("document.querySelector('#drill-output').textContent")
         .await?;
-    assert_eq!(
-        verdict,
-        "passed",
-        "drill output:\n{}",
+    anyhow::ensure!(
+        verdict == "passed",
+        "the smoke drill failed; its output:\n{}",
         output.as_str().unwrap_or_default()
     );
 
@@ -355,7 +363,7 @@ async fn drive(browser: &Browser, board: &Board, env: &TestEnv) -> anyhow::Resul
         .await?;
     browser.screenshot(&shots, "4-drained-and-green").await?;
     let errors = browser.eval("window.boardErrors").await?;
-    assert_eq!(errors, json!([]), "the page met script errors");
+    anyhow::ensure!(errors == json!([]), "the page met script errors: {errors}");
     Ok(())
 }
 

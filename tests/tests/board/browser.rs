@@ -22,6 +22,7 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 pub struct Browser {
     pub client: Client,
     driver: Child,
+    closed: bool,
 }
 
 impl Browser {
@@ -78,7 +79,11 @@ impl Browser {
             .connect(&url)
             .await
             .context("starting a Chromium session")?;
-        Ok(Self { client, driver })
+        Ok(Self {
+            client,
+            driver,
+            closed: false,
+        })
     }
 
     /// Open `url` and wait until the board's live stream is connected.
@@ -215,7 +220,48 @@ impl Browser {
     pub async fn close(mut self) {
         let _ = self.client.clone().close().await;
         let _ = self.driver.kill().await;
+        self.closed = true;
     }
+}
+
+impl Drop for Browser {
+    /// A test that panicked never reached [`Browser::close`]: killing chromedriver alone would
+    /// leave its Chromium running, so stop the browsers it started first (Chromium takes its
+    /// own helper processes down with it on SIGTERM).
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        if let Some(driver) = self.driver.id() {
+            for pid in children_of(driver) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status();
+            }
+        }
+        let _ = self.driver.start_kill();
+    }
+}
+
+/// The pids whose parent is `parent`, from /proc.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // The parent pid is the second field after the parenthesised name.
+                    let after = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
+                    after.parse::<u32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
 }
 
 /// How many distinct colours a PNG has (sampling every 3rd pixel of every 3rd row).
