@@ -23,11 +23,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use serde_json::Value;
 use shared::config::{Common, redact_url};
 use shared::events::{EventType, OrderPlaced, header_str};
 use shared::store::Keys;
+use shared::store::Redis;
 use shared::topology::Topology;
 
 use crate::broker::{self, Held};
@@ -198,7 +198,7 @@ fn is_final(status: &str) -> bool {
 
 /// Poll until no order is in flight any more, or the deadline passes; the last reading wins.
 async fn wait_until_final(
-    redis: &ConnectionManager,
+    redis: &Redis,
     keys: &Keys,
     timeout: Duration,
 ) -> anyhow::Result<OrderStatuses> {
@@ -213,7 +213,7 @@ async fn wait_until_final(
     }
 }
 
-async fn read_statuses(redis: &ConnectionManager, keys: &Keys) -> anyhow::Result<OrderStatuses> {
+async fn read_statuses(redis: &Redis, keys: &Keys) -> anyhow::Result<OrderStatuses> {
     let mut conn = redis.clone();
     let ids: Vec<String> = conn
         .zrange(keys.orders(), 0, -1)
@@ -294,7 +294,7 @@ pub struct Ledger {
     pub unreadable: Vec<(String, String)>,
 }
 
-async fn read_ledger(redis: &ConnectionManager, keys: &Keys) -> anyhow::Result<Ledger> {
+async fn read_ledger(redis: &Redis, keys: &Keys) -> anyhow::Result<Ledger> {
     let mut conn = redis.clone();
     let record_prefix = keys.reservation("");
     let mut record_keys: Vec<String> = Vec::new();

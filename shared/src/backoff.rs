@@ -35,7 +35,7 @@ impl Backoff {
         let base = self.next;
         self.next = (self.next * 2).min(self.max);
         self.attempts += 1;
-        let jitter_ms = fastrand_below(base.as_millis() as u64 / 5 + 1);
+        let jitter_ms = random_below(base.as_millis() as u64 / 5 + 1);
         base + Duration::from_millis(jitter_ms)
     }
 
@@ -61,8 +61,9 @@ impl Backoff {
     }
 }
 
-/// A small, dependency-free source of jitter; quality does not matter here.
-fn fastrand_below(bound: u64) -> u64 {
+/// A small, dependency-free random number below `bound` (0 if `bound` is 0), for jitter and
+/// for picking where to start in a list of nodes; quality does not matter here.
+pub fn random_below(bound: u64) -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(std::time::Instant::now()) % bound.max(1)
 }
