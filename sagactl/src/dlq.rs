@@ -6,6 +6,9 @@
 //! broker's confirm and only *then* acks it off the DLQ, so a crash in between leaves it in the
 //! DLQ (at worst also republished: consumers are idempotent). Messages are numbered from 1, in
 //! queue order, as `list` shows them.
+//!
+//! Both kinds of dead letter are shown and replayed alike ([`crate::provenance`]): ours, with
+//! `x-dlq-*` headers, and the broker's (the cluster profile's delivery limit), with `x-death`.
 
 use anyhow::{Context, anyhow, bail};
 use clap::Subcommand;
@@ -17,6 +20,7 @@ use shared::config::Common;
 use shared::events::{header_str, unix_now_secs};
 
 use crate::broker::{self, Held};
+use crate::provenance::{DeadLetteredBy, Provenance, is_dead_letter_header};
 
 /// How much of a body `dlq list` shows.
 const BODY_PREVIEW_CHARS: usize = 100;
@@ -83,13 +87,13 @@ async fn list(conn: &lapin::Connection, dlq: &str, limit: usize) -> anyhow::Resu
         lines[0].push_str(&format!(", showing the first {}", held.messages.len()));
     }
     for (i, message) in held.messages.iter().enumerate() {
-        let dead = DeadLetter::of(message);
+        let dead = Provenance::of(&message.properties);
         lines.push(format!("#{:<3} reason   {}", i + 1, dead.reason));
         lines.push(format!(
             "     from     {} (routing key {}), {}",
-            dead.service,
+            dead.who(),
             dead.routing_key.as_deref().unwrap_or("?"),
-            dead.age()
+            age(&dead)
         ));
         lines.push(format!("     body     {}", preview(&message.data)));
     }
@@ -202,10 +206,12 @@ async fn replay(held: &mut Held, index: usize, publisher: &Publisher) -> anyhow:
         .get(index)
         .ok_or_else(|| anyhow!("no held message #{}", index + 1))?;
     let headers = message.properties.headers();
-    let exchange = header_str(headers, "x-original-exchange")
-        .ok_or_else(|| anyhow!("no x-original-exchange header: cannot tell where it came from"))?;
-    let routing_key = header_str(headers, "x-original-routing-key").ok_or_else(|| {
-        anyhow!("no x-original-routing-key header: cannot tell where it came from")
+    let origin = Provenance::of(&message.properties);
+    let exchange = origin.exchange.ok_or_else(|| {
+        anyhow!("no x-original-exchange header nor x-death: cannot tell where it came from")
+    })?;
+    let routing_key = origin.routing_key.ok_or_else(|| {
+        anyhow!("no x-original-routing-key header nor x-death: cannot tell where it came from")
     })?;
     let properties = message
         .properties
@@ -224,19 +230,15 @@ async fn replay(held: &mut Held, index: usize, publisher: &Publisher) -> anyhow:
 }
 
 /// The message's headers as they were before it was dead-lettered: the DLQ's own `x-dlq-*` and
-/// `x-original-*`, the retry count `x-retry-*` and the broker's `x-death` go (a replayed
-/// message starts with a fresh set of attempts), anything the publisher set stays. If it fails
-/// again, the consumer adds fresh ones.
+/// `x-original-*`, the retry count `x-retry-*` and the broker's `x-death` (and its companions)
+/// go (a replayed message starts with a fresh set of attempts), anything the publisher set
+/// stays. If it fails again, the consumer (or the broker) adds fresh ones.
 fn without_dead_letter_headers(headers: &Option<FieldTable>) -> FieldTable {
     let mut kept = FieldTable::default();
     if let Some(headers) = headers {
         for (name, value) in headers.inner() {
-            let name = name.as_str();
-            let ours = ["x-dlq-", "x-original-", "x-retry-"]
-                .iter()
-                .any(|p| name.starts_with(p));
-            if !ours && name != "x-death" {
-                kept.insert(name.into(), value.clone());
+            if !is_dead_letter_header(name.as_str()) {
+                kept.insert(name.clone(), value.clone());
             }
         }
     }
@@ -259,34 +261,18 @@ fn position(n: usize) -> anyhow::Result<usize> {
         .ok_or_else(|| anyhow!("messages are numbered from 1"))
 }
 
-/// What the `x-dlq-*` headers say about a dead-lettered message.
-struct DeadLetter {
-    reason: String,
-    service: String,
-    routing_key: Option<String>,
-    at: Option<u64>,
-}
-
-impl DeadLetter {
-    fn of(message: &Delivery) -> Self {
-        let headers = message.properties.headers();
-        Self {
-            reason: header_str(headers, "x-dlq-reason")
-                .unwrap_or_else(|| "(no reason given)".into()),
-            service: header_str(headers, "x-dlq-service").unwrap_or_else(|| "?".into()),
-            routing_key: header_str(headers, "x-original-routing-key"),
-            at: header_str(headers, "x-dlq-at").and_then(|t| t.parse().ok()),
-        }
-    }
-
-    fn age(&self) -> String {
-        match self.at {
-            Some(at) => format!(
-                "x-dlq-at {at} ({} s ago)",
-                unix_now_secs().saturating_sub(at)
-            ),
-            None => "x-dlq-at unknown".to_owned(),
-        }
+/// When it was dead-lettered, as the header that says so.
+fn age(dead: &Provenance) -> String {
+    let header = match dead.by {
+        DeadLetteredBy::Broker => "x-death time",
+        DeadLetteredBy::Consumer(_) => "x-dlq-at",
+    };
+    match dead.at {
+        Some(at) => format!(
+            "{header} {at} ({} s ago)",
+            unix_now_secs().saturating_sub(at)
+        ),
+        None => format!("{header} unknown"),
     }
 }
 
