@@ -81,7 +81,8 @@ pub fn parse_or_exit<T: Parser>() -> T {
                 (true, Some(what)) => format!("{first} {what}"),
                 _ => first.to_owned(),
             };
-            eprintln!("{line} (try --help)");
+            // clap repeats the refused value, which may be a URL with a password in it.
+            eprintln!("{} (try --help)", mask_passwords(&line));
             std::process::exit(2);
         }
     }
@@ -122,6 +123,38 @@ pub fn redact_url(url: &str) -> String {
     url.split(',').map(redact_one).collect::<Vec<_>>().join(",")
 }
 
+/// Every `scheme://user:password@` in free text with its password masked (a URL quoted in an
+/// error message ends at a space, a quote or a comma).
+pub fn mask_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("://") {
+        let (before, after) = rest.split_at(start + 3);
+        out.push_str(before);
+        let end = after
+            .find(|c: char| c.is_whitespace() || "'\",".contains(c))
+            .unwrap_or(after.len());
+        let (authority, tail) = after.split_at(end);
+        match authority.rfind('@') {
+            Some(at) => {
+                let user = authority[..at].split(':').next().unwrap_or("");
+                let masked = if authority[..at].contains(':') {
+                    ":***"
+                } else {
+                    ""
+                };
+                out.push_str(user);
+                out.push_str(masked);
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
+}
+
 fn redact_one(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
@@ -154,6 +187,20 @@ mod tests {
         assert_eq!(
             redact_url("redis+sentinel://:pw@h1:1,h2:2/saga"),
             "redis+sentinel://:***@h1:1,h2:2/saga"
+        );
+    }
+
+    #[test]
+    fn masks_passwords_quoted_in_error_messages() {
+        let clap_says = "error: invalid value 'amqp://guest:s3cret@h1:5672/v,,amqp://g:two@h2/v' for '--rabbitmq-url'";
+        let masked = mask_passwords(clap_says);
+        assert_eq!(
+            masked,
+            "error: invalid value 'amqp://guest:***@h1:5672/v,,amqp://g:***@h2/v' for '--rabbitmq-url'"
+        );
+        assert_eq!(
+            mask_passwords("see http://example.org/x and redis://h:1"),
+            "see http://example.org/x and redis://h:1"
         );
     }
 
