@@ -263,7 +263,7 @@ impl Redis {
                 let pong: String = redis::cmd("PING")
                     .query_async(&mut conn)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| self.explain(&e))?;
                 return if pong == "PONG" {
                     Ok("up".to_owned())
                 } else {
@@ -273,7 +273,7 @@ impl Redis {
             let role: Value = redis::cmd("ROLE")
                 .query_async(&mut conn)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| self.explain(&e))?;
             let (is_master, replicas) = read_role(&role);
             let addr = self.current_address().unwrap_or_default();
             if !is_master {
@@ -290,6 +290,22 @@ impl Redis {
         match tokio::time::timeout(Duration::from_secs(2), check).await {
             Ok(verdict) => verdict,
             Err(_) => Err("no answer within 2 s".to_owned()),
+        }
+    }
+
+    /// An error, in the words a person reading `/ready` during a failover needs.
+    fn explain(&self, err: &RedisError) -> String {
+        let last = lock(&self.inner.last_addr).clone().unwrap_or_default();
+        match (&self.inner.source, err.kind()) {
+            (Source::Sentinel { master, .. }, redis::ErrorKind::MasterNameNotFoundBySentinel) => {
+                format!(
+                    "no Sentinel names a master for {master:?} that is up (a failover under way?)"
+                )
+            }
+            (Source::Sentinel { .. }, _) if err.is_connection_refusal() => format!(
+                "the master ({last}) refuses connections; waiting for Sentinel to promote a replica"
+            ),
+            _ => err.to_string(),
         }
     }
 }
