@@ -7,6 +7,11 @@
 //! DLQ (at worst also republished: consumers are idempotent). Messages are numbered from 1, in
 //! queue order, as `list` shows them.
 //!
+//! Every command takes the whole DLQ (up to [`HOLD_AT_MOST`]) and gives it back in order, even
+//! to show one message: a quorum queue (the cluster profile's DLQ is one) puts a message given
+//! back at its *tail*, so taking only the first few would move them behind the rest, and the
+//! numbers `list` showed would point at other messages by the time `replay N` runs.
+//!
 //! Both kinds of dead letter are shown and replayed alike ([`crate::provenance`]): ours, with
 //! `x-dlq-*` headers, and the broker's (the cluster profile's delivery limit), with `x-death`.
 
@@ -24,6 +29,8 @@ use crate::provenance::{DeadLetteredBy, Provenance, is_dead_letter_header};
 
 /// How much of a body `dlq list` shows.
 const BODY_PREVIEW_CHARS: usize = 100;
+/// The most messages held at once: beyond this many, numbers may shift on a quorum queue.
+const HOLD_AT_MOST: usize = 10_000;
 
 #[derive(Subcommand, Debug)]
 pub enum DlqCommand {
@@ -81,12 +88,13 @@ async fn list(conn: &lapin::Connection, dlq: &str, limit: usize) -> anyhow::Resu
         let channel = conn.create_channel().await?;
         broker::depth(&channel, dlq).await?.messages as usize
     };
-    let held = Held::take(conn, dlq, limit).await?;
+    let held = Held::take(conn, dlq, HOLD_AT_MOST).await?;
+    let shown = held.messages.len().min(limit);
     let mut lines = vec![format!("{dlq}: {total} message(s)")];
-    if total > held.messages.len() {
-        lines[0].push_str(&format!(", showing the first {}", held.messages.len()));
+    if total > shown {
+        lines[0].push_str(&format!(", showing the first {shown}"));
     }
-    for (i, message) in held.messages.iter().enumerate() {
+    for (i, message) in held.messages.iter().take(shown).enumerate() {
         let dead = Provenance::of(&message.properties);
         lines.push(format!("#{:<3} reason   {}", i + 1, dead.reason));
         lines.push(format!(
@@ -105,7 +113,7 @@ async fn list(conn: &lapin::Connection, dlq: &str, limit: usize) -> anyhow::Resu
 
 async fn show(conn: &lapin::Connection, dlq: &str, n: usize) -> anyhow::Result<()> {
     let index = position(n)?;
-    let held = Held::take(conn, dlq, n).await?;
+    let held = Held::take(conn, dlq, HOLD_AT_MOST).await?;
     let description = held
         .messages
         .get(index)
@@ -156,7 +164,7 @@ fn describe(message: &Delivery, title: &str) -> Vec<String> {
 
 async fn replay_one(conn: &lapin::Connection, dlq: &str, n: usize) -> anyhow::Result<()> {
     let index = position(n)?;
-    let mut held = Held::take(conn, dlq, n).await?;
+    let mut held = Held::take(conn, dlq, HOLD_AT_MOST).await?;
     if index >= held.messages.len() {
         let count = held.messages.len();
         held.requeue_rest().await?;
