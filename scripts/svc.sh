@@ -5,6 +5,11 @@
 #   scripts/svc.sh start|stop|restart|status all
 #   scripts/svc.sh url NAME                           print the service's base URL
 #
+# SAGA_INVENTORY_INSTANCES=N (default 1) runs N inventory-svc on the same queue (competing
+# consumers; the cluster profile runs 2): the first is inventory-svc, the others inventory-svc-2 ...
+# (own pid, log and INVENTORY_<K>_HTTP_ADDR, default port 5002 + 10*(K-1)). NAME inventory-svc then
+# means all of them (stopping "the inventory" stops every instance); inventory-svc-K just that one.
+#
 # Binaries come from ${SAGA_BIN_DIR:-target/release} (relative to the repository root); pid and log
 # files go to ${SAGA_RUN_DIR:-/tmp/saga-run}/NAME.pid and NAME.log (the log is appended to).
 # The environment is passed through (RABBITMQ_URL, REDIS_URL, REDIS_PREFIX, RUST_LOG, ...), except
@@ -22,7 +27,11 @@ case $BIN_DIR in /*) ;; *) BIN_DIR=$ROOT/$BIN_DIR ;; esac
 RUN_DIR=${SAGA_RUN_DIR:-/tmp/saga-run}
 START_TIMEOUT=${SAGA_START_TIMEOUT:-30}
 STOP_TIMEOUT=${SAGA_STOP_TIMEOUT:-15}
-SERVICES=(order-svc inventory-svc notification-svc)
+INVENTORY_INSTANCES=${SAGA_INVENTORY_INSTANCES:-1}
+[[ $INVENTORY_INSTANCES =~ ^[1-9]$ ]] || { printf 'svc: error: SAGA_INVENTORY_INSTANCES=%s: use 1 to 9\n' "$INVENTORY_INSTANCES" >&2; exit 2; }
+INVENTORIES=(inventory-svc)
+for k in $(seq 2 "$INVENTORY_INSTANCES"); do INVENTORIES+=("inventory-svc-$k"); done
+SERVICES=(order-svc "${INVENTORIES[@]}" notification-svc)
 
 say() { printf 'svc: %s\n' "$*"; }
 warn() { printf 'svc: warning: %s\n' "$*" >&2; }
@@ -35,12 +44,21 @@ usage() {
 
 # The HTTP_ADDR a service is started with.
 http_addr() {
+  local k var
   case $1 in
     order-svc) echo "${ORDER_HTTP_ADDR:-0.0.0.0:5001}" ;;
     inventory-svc) echo "${INVENTORY_HTTP_ADDR:-0.0.0.0:5002}" ;;
+    inventory-svc-*)
+      k=${1#inventory-svc-}
+      var=INVENTORY_${k}_HTTP_ADDR
+      echo "${!var:-0.0.0.0:$((5002 + 10 * (k - 1)))}"
+      ;;
     notification-svc) echo "${NOTIFICATION_HTTP_ADDR:-0.0.0.0:5003}" ;;
   esac
 }
+
+# The binary a service name runs (every inventory instance runs inventory-svc).
+binary_of() { case $1 in inventory-svc-*) echo inventory-svc ;; *) echo "$1" ;; esac; }
 
 # host and port to reach a service on from here (a wildcard address is reached on loopback).
 probe_host() {
@@ -78,7 +96,7 @@ running_pid() {
   file=$(pid_file "$name")
   [ -f "$file" ] || return 1
   pid=$(tr -dc 0-9 <"$file")
-  if is_ours "$pid" "$name"; then
+  if is_ours "$pid" "$(binary_of "$name")"; then
     echo "$pid"
     return 0
   fi
@@ -91,12 +109,12 @@ port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 # /health answers, and it is this service answering.
 healthy() {
-  curl -fsS -m 2 "$(base_url "$1")/health" 2>/dev/null | grep -Eq "\"service\" *: *\"$1\""
+  curl -fsS -m 2 "$(base_url "$1")/health" 2>/dev/null | grep -Eq "\"service\" *: *\"$(binary_of "$1")\""
 }
 
 start_one() {
   local name=$1 bin pid file log addr host port deadline
-  bin=$BIN_DIR/$name
+  bin=$BIN_DIR/$(binary_of "$name")
   file=$(pid_file "$name")
   log=$(log_file "$name")
   addr=$(http_addr "$name")
@@ -129,7 +147,7 @@ start_one() {
   pid=
   while [ $SECONDS -lt "$deadline" ]; do
     [ -n "$pid" ] || pid=$(tr -dc 0-9 2>/dev/null <"$file" || true)
-    if [ -n "$pid" ] && ! is_ours "$pid" "$name"; then
+    if [ -n "$pid" ] && ! is_ours "$pid" "$(binary_of "$name")"; then
       # Either still exec-ing (argv0 is bash for a moment) or already gone.
       if ! alive "$pid"; then
         rm -f "$file"
@@ -197,6 +215,8 @@ target=$2
 if [ "$target" = all ]; then
   [ "$action" != url ] || usage
   names=("${SERVICES[@]}")
+elif [ "$target" = inventory-svc ] && [ "$action" != url ]; then
+  names=("${INVENTORIES[@]}")
 else
   case " ${SERVICES[*]} " in *" $target "*) names=("$target") ;; *) usage ;; esac
 fi
