@@ -15,13 +15,19 @@
 //! idempotent handler again; `POST /order` answers 503).
 //!
 //! **Acknowledged writes** ([`crate::replication`]): with a policy that requires replicas, a
-//! command that may write is followed, on the same connection, by `PUBLISH` + `WAIT`. `WAIT`
-//! waits for the offset of the last write *this connection* propagated; on a connection that has
-//! not written (a fresh one, after a reconnect, whose script only found an earlier attempt's
-//! record) it would answer at once, however far behind the replicas are. The `PUBLISH`, which
-//! Redis always propagates to replicas, moves that offset to the master's current one, so the
-//! `WAIT` covers everything the master holds, whoever wrote it (measured: with both replicas
-//! stopped, `WAIT 1` on a fresh connection answered 2; after a `PUBLISH`, 0).
+//! command that may write is not answered to its caller until `PUBLISH` + `WAIT` on the same
+//! master say enough replicas hold it. `WAIT` waits for the offset of the last write *its own
+//! connection* propagated; on a connection that has not written it answers at once, however far
+//! behind the replicas are (measured: `WAIT 1` answered 2 with both replicas stopped). The
+//! `PUBLISH`, which Redis always passes to its replicas, moves that offset to the master's
+//! current one, so the `WAIT` after it covers everything the master held at that moment, whoever
+//! wrote it (measured: 0, as it should be).
+//!
+//! That also means the `WAIT` need not share the write's connection, and one `WAIT` can cover
+//! many writes. `WAIT` blocks the connection it is sent on, so it goes on a connection of its
+//! own ([`Redis::wait_for_replicas`]): the writes that finish while one round of `PUBLISH` +
+//! `WAIT` is under way are all covered by the next round (a group commit), and the connection
+//! that carries the saga's commands never stands still.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,6 +70,18 @@ struct Inner {
     next_id: AtomicU64,
     /// The address of the last master we connected to, to notice a failover.
     last_addr: Mutex<Option<String>>,
+    /// Numbers handed to writes as they finish, in order; see [`Redis::wait_for_replicas`].
+    tickets: AtomicU64,
+    /// One round of `PUBLISH` + `WAIT` at a time, on its own connection.
+    barrier: tokio::sync::Mutex<Barrier>,
+}
+
+/// The `WAIT` connection, and what the last successful round covered.
+#[derive(Default)]
+struct Barrier {
+    link: Option<Link>,
+    /// Every write with a ticket below `upto`, on the master at `addr`, is on enough replicas.
+    covered: Option<(String, u64)>,
 }
 
 enum Source {
@@ -128,6 +146,8 @@ impl Redis {
                 connecting: tokio::sync::Mutex::new(None),
                 next_id: AtomicU64::new(1),
                 last_addr: Mutex::new(None),
+                tickets: AtomicU64::new(0),
+                barrier: tokio::sync::Mutex::new(Barrier::default()),
             }),
         })
     }
@@ -197,6 +217,29 @@ impl Redis {
         }
     }
 
+    /// A new connection to the master (asking Sentinel which node that is, if there is one).
+    async fn open(&self) -> RedisResult<Link> {
+        let opened =
+            tokio::time::timeout(CONNECT_DEADLINE, self.inner.source.open(&self.inner.config))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "no Redis connection within {} s",
+                            CONNECT_DEADLINE.as_secs()
+                        ),
+                    )
+                    .into())
+                });
+        let (addr, conn) = opened?;
+        Ok(Link {
+            id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
+            addr,
+            conn,
+        })
+    }
+
     fn note_connected(&self, addr: &str) {
         metrics::counter!("saga_redis_connects_total").increment(1);
         let mut last = lock(&self.inner.last_addr);
@@ -225,9 +268,44 @@ impl Redis {
         }
     }
 
-    /// `PUBLISH` + `WAIT` on `link`: `Ok` once enough replicas hold everything the master has.
-    /// A broken connection is dropped like after any command; slow replicas leave it in place.
-    async fn wait_for_replicas(&self, link: &mut Link) -> RedisResult<()> {
+    /// Return once enough replicas hold a write that has just finished on the master at
+    /// `written_to`.
+    ///
+    /// A group commit: the write takes a ticket; one round at a time sends `PUBLISH` + `WAIT`
+    /// on the barrier's own connection, and covers every ticket taken before its `PUBLISH`
+    /// (those writes had finished, so the master's offset includes them). A caller that waited
+    /// for its turn while someone else's round ran is often covered by it already.
+    ///
+    /// # Errors
+    /// [`ReplicationLag`] if too few replicas acknowledged in time; an I/O error if the barrier
+    /// connection broke, or now leads to another master than the write (a failover in between:
+    /// the write may be lost, so nothing is promised on it).
+    async fn wait_for_replicas(&self, written_to: &str) -> RedisResult<()> {
+        let ticket = self.inner.tickets.fetch_add(1, Ordering::SeqCst);
+        let mut barrier = self.inner.barrier.lock().await;
+        if let Some((addr, upto)) = &barrier.covered
+            && addr == written_to
+            && *upto > ticket
+        {
+            return Ok(());
+        }
+        // Every ticket below this was taken after its write finished, hence before our PUBLISH.
+        let upto = self.inner.tickets.load(Ordering::SeqCst);
+        let mut link = match barrier.link.clone() {
+            Some(link) => link,
+            None => self.open().await?,
+        };
+        if link.addr != written_to {
+            barrier.link = None;
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                format!(
+                    "the Redis master moved from {written_to} to {} between a write and its WAIT",
+                    link.addr
+                ),
+            )
+            .into());
+        }
         let policy = self.inner.policy;
         let mut pipe = redis::pipe();
         pipe.cmd("PUBLISH")
@@ -235,11 +313,17 @@ impl Redis {
             .arg("")
             .ignore()
             .add_command(policy.command());
-        let (acknowledged,): (i64,) = pipe
-            .query_async(&mut link.conn)
-            .await
-            .inspect_err(|e| self.after_error(link, e))?;
+        metrics::counter!("saga_redis_wait_rounds_total").increment(1);
+        let acknowledged = match pipe.query_async::<(i64,)>(&mut link.conn).await {
+            Ok((acknowledged,)) => acknowledged,
+            Err(e) => {
+                barrier.link = None;
+                return Err(e);
+            }
+        };
+        barrier.link = Some(link);
         if acknowledged >= i64::from(policy.replicas) {
+            barrier.covered = Some((written_to.to_owned(), upto));
             return Ok(());
         }
         metrics::counter!("saga_redis_wait_timeouts_total").increment(1);
@@ -376,7 +460,7 @@ impl ConnectionLike for Redis {
                 .inspect_err(|e| self.after_error(&link, e))?;
             let refused = matches!(value, Value::ServerError(_));
             if self.inner.policy.is_on() && !refused && replication::is_write(cmd) {
-                self.wait_for_replicas(&mut link).await?;
+                self.wait_for_replicas(&link.addr).await?;
             }
             Ok(value)
         })
@@ -396,7 +480,7 @@ impl ConnectionLike for Redis {
                 .await
                 .inspect_err(|e| self.after_error(&link, e))?;
             if self.inner.policy.is_on() && replication::has_write(pipeline) {
-                self.wait_for_replicas(&mut link).await?;
+                self.wait_for_replicas(&link.addr).await?;
             }
             Ok(values)
         })

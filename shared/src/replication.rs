@@ -3,8 +3,9 @@
 //! Redis replicates asynchronously. A write the master answered may not have reached any replica
 //! yet, and if the master dies then, Sentinel promotes a replica that never saw it: a 201 or an
 //! ack would have promised something a failover takes back. So, when replicas are configured,
-//! every write is followed, on the same connection, by `WAIT <replicas> <timeout>`, and only a
-//! reply of at least `<replicas>` makes it acknowledged. A `WAIT` that times out is an outage
+//! every write is followed by `WAIT <replicas> <timeout>` on the same master (how, and why a
+//! `PUBLISH` comes first: [`crate::redis_client`]), and only a reply of at least `<replicas>`
+//! makes it acknowledged. A `WAIT` that times out is an outage
 //! ([`crate::retry::is_outage`]): the handler's work is retried (it is idempotent), `POST /order`
 //! answers 503; never a silent success.
 //!
