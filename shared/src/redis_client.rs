@@ -459,7 +459,7 @@ impl ConnectionLike for Redis {
                 .await
                 .inspect_err(|e| self.after_error(&link, e))?;
             let refused = matches!(value, Value::ServerError(_));
-            if self.inner.policy.is_on() && !refused && replication::is_write(cmd) {
+            if self.inner.policy.is_on() && !refused && replication::needs_wait(cmd) {
                 self.wait_for_replicas(&link.addr).await?;
             }
             Ok(value)
@@ -479,7 +479,7 @@ impl ConnectionLike for Redis {
                 .send_packed_commands(pipeline, offset, count)
                 .await
                 .inspect_err(|e| self.after_error(&link, e))?;
-            if self.inner.policy.is_on() && replication::has_write(pipeline) {
+            if self.inner.policy.is_on() && replication::pipeline_needs_wait(pipeline) {
                 self.wait_for_replicas(&link.addr).await?;
             }
             Ok(values)
