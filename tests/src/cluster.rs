@@ -202,10 +202,16 @@ impl Drop for Cluster {
         if std::thread::panicking() || std::env::var_os("TEST_LOG").is_some() {
             self.dump_logs();
         }
+        // CLUSTER_KEEP=1 keeps the data and logs (everything is stopped) to read afterwards.
+        let keep = std::env::var_os("CLUSTER_KEEP").is_some();
+        let down: &[&str] = if keep { &["down"] } else { &["down", "--wipe"] };
         let _ = std::process::Command::new("bash")
             .arg(Self::script_path())
-            .args(["down", "--wipe"])
+            .args(down)
             .envs(self.script_env())
             .output();
+        if keep {
+            eprintln!("cluster kept (stopped) in {}", self.dir.display());
+        }
     }
 }
