@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Run every test: unit tests, then the integration suite against a real RabbitMQ and Redis.
 # Installs and starts both when absent (scripts/deps.sh). Each test makes its own vhost and
-# Redis prefix, so this never touches a running demo.
+# Redis prefix, so this never touches a running demo. tests/tests/cluster.rs also starts a
+# private cluster profile (scripts/cluster.sh on its own node names and ports; about 2 minutes
+# with the failover drill) and removes it afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
