@@ -6,6 +6,11 @@
 #   scripts/svc.sh start|stop|restart|status all      the three services (not the board)
 #   scripts/svc.sh url NAME                           print the service's base URL
 #
+# SAGA_INVENTORY_INSTANCES=N (default 1) runs N inventory-svc on the same queue (competing
+# consumers; the cluster profile runs 2): the first is inventory-svc, the others inventory-svc-2 ...
+# (own pid, log and INVENTORY_<K>_HTTP_ADDR, default port 5002 + 10*(K-1)). NAME inventory-svc then
+# means all of them (stopping "the inventory" stops every instance); inventory-svc-K just that one.
+#
 # Binaries come from ${SAGA_BIN_DIR:-target/release} (relative to the repository root); pid and log
 # files go to ${SAGA_RUN_DIR:-/tmp/saga-run}/NAME.pid and NAME.log (the log is appended to).
 # The environment is passed through (RABBITMQ_URL, REDIS_URL, REDIS_PREFIX, RUST_LOG, ...), except
@@ -26,7 +31,11 @@ case $BIN_DIR in /*) ;; *) BIN_DIR=$ROOT/$BIN_DIR ;; esac
 RUN_DIR=${SAGA_RUN_DIR:-/tmp/saga-run}
 START_TIMEOUT=${SAGA_START_TIMEOUT:-30}
 STOP_TIMEOUT=${SAGA_STOP_TIMEOUT:-15}
-SERVICES=(order-svc inventory-svc notification-svc)
+INVENTORY_INSTANCES=${SAGA_INVENTORY_INSTANCES:-1}
+[[ $INVENTORY_INSTANCES =~ ^[1-9]$ ]] || { printf 'svc: error: SAGA_INVENTORY_INSTANCES=%s: use 1 to 9\n' "$INVENTORY_INSTANCES" >&2; exit 2; }
+INVENTORIES=(inventory-svc)
+for k in $(seq 2 "$INVENTORY_INSTANCES"); do INVENTORIES+=("inventory-svc-$k"); done
+SERVICES=(order-svc "${INVENTORIES[@]}" notification-svc)
 NAMES=("${SERVICES[@]}" board)
 
 say() { printf 'svc: %s\n' "$*"; }
@@ -40,16 +49,22 @@ usage() {
 
 # The HTTP_ADDR a service is started with.
 http_addr() {
+  local k var
   case $1 in
     order-svc) echo "${ORDER_HTTP_ADDR:-0.0.0.0:5001}" ;;
     inventory-svc) echo "${INVENTORY_HTTP_ADDR:-0.0.0.0:5002}" ;;
+    inventory-svc-*)
+      k=${1#inventory-svc-}
+      var=INVENTORY_${k}_HTTP_ADDR
+      echo "${!var:-0.0.0.0:$((5002 + 10 * (k - 1)))}"
+      ;;
     notification-svc) echo "${NOTIFICATION_HTTP_ADDR:-0.0.0.0:5003}" ;;
     board) echo "${BOARD_ADDR:-127.0.0.1:8080}" ;;
   esac
 }
 
 # The binary behind a name, and the arguments it is started with.
-binary_of() { case $1 in board) echo sagactl ;; *) echo "$1" ;; esac; }
+binary_of() { case $1 in board) echo sagactl ;; inventory-svc-*) echo inventory-svc ;; *) echo "$1" ;; esac; }
 args_of() {
   case $1 in
     board)
@@ -60,6 +75,7 @@ args_of() {
       ;;
   esac
 }
+
 
 # host and port to reach a service on from here (a wildcard address is reached on loopback).
 probe_host() {
@@ -110,9 +126,11 @@ running_pid() {
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
-# /health answers, and it is this service answering.
+# /health answers, and it is this service answering (every inventory instance says inventory-svc).
 healthy() {
-  curl -fsS -m 2 "$(base_url "$1")/health" 2>/dev/null | grep -Eq "\"service\" *: *\"$1\""
+  local said=$1
+  case $1 in inventory-svc-*) said=inventory-svc ;; esac
+  curl -fsS -m 2 "$(base_url "$1")/health" 2>/dev/null | grep -Eq "\"service\" *: *\"$said\""
 }
 
 start_one() {
@@ -226,6 +244,8 @@ target=$2
 if [ "$target" = all ]; then
   [ "$action" != url ] || usage
   names=("${SERVICES[@]}")
+elif [ "$target" = inventory-svc ] && [ "$action" != url ]; then
+  names=("${INVENTORIES[@]}")
 else
   case " ${NAMES[*]} " in *" $target "*) names=("$target") ;; *) usage ;; esac
 fi

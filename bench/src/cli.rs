@@ -71,6 +71,17 @@ pub struct Args {
     #[arg(long)]
     pub persistence_cost: bool,
 
+    /// Also run the end-to-end and fixed-rate sections on the cluster profile (3 RabbitMQ
+    /// nodes with quorum queues, Redis master + 2 replicas + 3 Sentinels, WAIT after writes),
+    /// started with --cluster-script on private ports after the single-node sections, and
+    /// stopped at the end.
+    #[arg(long)]
+    pub cluster: bool,
+
+    /// The script that starts the cluster profile.
+    #[arg(long, default_value = "scripts/cluster.sh")]
+    pub cluster_script: PathBuf,
+
     /// RabbitMQ management API (vhosts are created and deleted through it).
     #[arg(
         long,

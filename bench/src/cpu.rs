@@ -27,20 +27,30 @@ pub struct CpuMeter {
     start: Vec<(Watched, u64)>,
 }
 
+/// The saga's helpers on this machine: every broker and Redis process.
+pub fn local_helpers() -> Vec<Watched> {
+    vec![
+        Watched {
+            label: "RabbitMQ".into(),
+            pids: pids_named(&["beam.smp", "erl_child_setup", "epmd"]),
+        },
+        Watched {
+            label: "Redis".into(),
+            pids: pids_named(&["redis-server"]),
+        },
+    ]
+}
+
 impl CpuMeter {
     /// The saga's helpers on this machine (the broker and Redis), then `services`, then this
     /// benchmark itself (the load generator).
     pub fn start(services: Vec<Watched>) -> Self {
-        let mut watched = vec![
-            Watched {
-                label: "RabbitMQ".into(),
-                pids: pids_named(&["beam.smp", "erl_child_setup", "epmd"]),
-            },
-            Watched {
-                label: "Redis".into(),
-                pids: pids_named(&["redis-server"]),
-            },
-        ];
+        Self::start_with(local_helpers(), services)
+    }
+
+    /// [`CpuMeter::start`] with the helpers named (e.g. each node of a cluster on its own).
+    pub fn start_with(helpers: Vec<Watched>, services: Vec<Watched>) -> Self {
+        let mut watched = helpers;
         watched.extend(services);
         watched.push(Watched {
             label: "saga-bench (this process: HTTP load, or the broker-only clients)".into(),

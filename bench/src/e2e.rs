@@ -56,7 +56,7 @@ pub async fn run(
 
         let memory = saga.watch_memory()?;
         let anchor = Anchor::now();
-        let cpu = saga.cpu_meter()?;
+        let cpu = saga.cpu_meter(world)?;
         let load = closed_loop(&client, orders, concurrency).await?;
         let accepted = load.placed.len();
         let all_final = wait_all_final(world, accepted as u64).await?;

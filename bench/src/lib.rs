@@ -16,6 +16,8 @@
 //!   scheduled send time, so a stall cannot hide itself (no coordinated omission).
 //! - [`drain`]: a backlog of OrderPlaced, drained by inventory-svc (RSS sampled all along) and
 //!   by the broker-only relay.
+//! - with `--cluster`, [`cluster`]: end to end (with `WAIT` and without) and the fixed rate
+//!   again, on the cluster profile, after every single-node section.
 //!
 //! Supporting modules:
 //!
@@ -40,6 +42,7 @@ pub mod broker;
 pub mod ceiling;
 pub mod charts;
 pub mod cli;
+pub mod cluster;
 pub mod cpu;
 pub mod drain;
 pub mod e2e;
@@ -91,6 +94,26 @@ pub struct Results {
     pub without_aof: Section<e2e::E2eResult>,
     pub broker_drain: Section<drain::DrainResult>,
     pub inventory_drain: Section<drain::DrainResult>,
+    pub cluster: ClusterResults,
+}
+
+/// The `--cluster` sections.
+#[derive(Debug, Clone)]
+pub struct ClusterResults {
+    pub e2e: Section<e2e::E2eResult>,
+    /// The same, with `REDIS_MIN_REPLICAS=0`: what `WAIT` costs on its own.
+    pub e2e_no_wait: Section<e2e::E2eResult>,
+    pub fixed_rate: Section<fixed_rate::FixedRateResult>,
+}
+
+impl ClusterResults {
+    fn skipped(why: &str) -> Self {
+        Self {
+            e2e: Section::Skipped(why.into()),
+            e2e_no_wait: Section::Skipped(why.into()),
+            fixed_rate: Section::Skipped(why.into()),
+        }
+    }
 }
 
 impl Results {
@@ -104,6 +127,9 @@ impl Results {
             matches!(self.without_aof, Section::Failed(_)),
             matches!(self.broker_drain, Section::Failed(_)),
             matches!(self.inventory_drain, Section::Failed(_)),
+            matches!(self.cluster.e2e, Section::Failed(_)),
+            matches!(self.cluster.e2e_no_wait, Section::Failed(_)),
+            matches!(self.cluster.fixed_rate, Section::Failed(_)),
         ]
         .into_iter()
         .any(|failed| failed)
@@ -140,6 +166,9 @@ pub async fn run(args: Args) -> anyhow::Result<Verdict> {
         redis_url: args.redis_url.clone(),
         bin_dir,
         prefetch: plan.prefetch,
+        quorum: false,
+        service_env: Vec::new(),
+        helpers: None,
     })?;
     let machine = Machine::probe(&lab).await;
     progress(&format!(
@@ -270,6 +299,11 @@ async fn run_sections(lab: &Lab, plan: &Plan, args: &Args) -> Results {
         || drain::inventory_svc(lab, plan.drain_messages, plan.confirm_window),
     )
     .await;
+    let cluster = if args.cluster {
+        cluster_sections(lab, plan, args, rate).await
+    } else {
+        ClusterResults::skipped("no --cluster")
+    };
     Results {
         ceiling,
         e2e,
@@ -279,6 +313,72 @@ async fn run_sections(lab: &Lab, plan: &Plan, args: &Args) -> Results {
         without_aof,
         broker_drain,
         inventory_drain,
+        cluster,
+    }
+}
+
+/// The cluster profile's sections, after every single-node one (three more Erlang VMs would
+/// skew those): start the profile, run end to end with and without `WAIT` and the fixed rate
+/// at the single-node section's rate, stop it.
+async fn cluster_sections(
+    lab: &Lab,
+    plan: &Plan,
+    args: &Args,
+    rate: Option<f64>,
+) -> ClusterResults {
+    progress("cluster profile: starting scripts/cluster.sh (about a minute)");
+    let profile = match cluster::ClusterProfile::start(&args.cluster_script).await {
+        Ok(profile) => profile,
+        Err(e) => {
+            let why = format!("the cluster profile did not start: {e:#}");
+            progress(&why);
+            return ClusterResults {
+                e2e: Section::Failed(why.clone()),
+                e2e_no_wait: Section::Failed(why.clone()),
+                fixed_rate: Section::Failed(why),
+            };
+        }
+    };
+    let labs = [
+        Lab::new(profile.lab_config(lab.config(), &[])),
+        Lab::new(profile.lab_config(lab.config(), &[("REDIS_MIN_REPLICAS", "0")])),
+    ];
+    let [Ok(with_wait), Ok(no_wait)] = labs else {
+        profile.stop().await;
+        let why = "cannot set up the cluster profile's lab".to_owned();
+        return ClusterResults {
+            e2e: Section::Failed(why.clone()),
+            e2e_no_wait: Section::Failed(why.clone()),
+            fixed_rate: Section::Failed(why),
+        };
+    };
+    let e2e = section("cluster profile: end to end", false, "", || {
+        e2e::run(&with_wait, "cluster-e2e", plan.orders, plan.concurrency, 1)
+    })
+    .await;
+    let e2e_no_wait = section("cluster profile: end to end, WAIT off", false, "", || {
+        e2e::run(&no_wait, "cluster-nowait", plan.orders, plan.concurrency, 1)
+    })
+    .await;
+    let fixed_rate = match rate {
+        Some(rate) => {
+            section(
+                "cluster profile: fixed rate",
+                args.skip_fixed_rate,
+                "--skip-fixed-rate",
+                || fixed_rate::run(&with_wait, rate, plan.fixed_rate_secs, None),
+            )
+            .await
+        }
+        None => Section::Skipped("no rate (give --fixed-rate)".into()),
+    };
+    with_wait.clean_up_all().await;
+    no_wait.clean_up_all().await;
+    profile.stop().await;
+    ClusterResults {
+        e2e,
+        e2e_no_wait,
+        fixed_rate,
     }
 }
 

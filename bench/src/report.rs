@@ -132,6 +132,7 @@ impl Report {
         self.header(&mut doc);
         self.table(&mut doc);
         self.cpu_table(&mut doc);
+        self.cluster_table(&mut doc);
         doc.push_str(&crate::charts::markdown(&self.charts));
         self.notes(&mut doc);
         method(&mut doc);
@@ -440,6 +441,129 @@ impl Report {
         );
     }
 
+    /// `--cluster`: the cluster profile beside the single node, and where its CPU went.
+    fn cluster_table(&self, doc: &mut String) {
+        let (r, c) = (&self.results, &self.results.cluster);
+        if matches!(c.e2e, Section::Skipped(_)) && matches!(c.fixed_rate, Section::Skipped(_)) {
+            return;
+        }
+        let _ = writeln!(
+            doc,
+            "## Cluster profile (`--cluster`)\n\n\
+             The same runs on `scripts/cluster.sh`'s profile, after the single-node sections: 3 \
+             RabbitMQ nodes with quorum queues (a message is confirmed once a majority of the 3 \
+             nodes has it in its Raft log), Redis master + 2 replicas + 3 Sentinels, and every \
+             write followed by `WAIT` for one replica before a 201 or an ack. All of it on the \
+             same machine as before: three brokers, three Redis servers and three Sentinels \
+             share its cores with the services and the load.\n\n\
+             | figure | single node | cluster profile | cluster / single | cluster, `WAIT` off |\n\
+             |---|--:|--:|--:|--:|"
+        );
+        let mut row =
+            |figure: &str, single: String, cluster: String, ratio: String, no_wait: String| {
+                let _ = writeln!(
+                    doc,
+                    "| {figure} | {single} | {cluster} | {ratio} | {no_wait} |"
+                );
+            };
+        row(
+            "orders/s until final",
+            cell(&r.e2e, |e| thousands(e.orders_per_sec)),
+            cell(&c.e2e, |e| thousands(e.orders_per_sec)),
+            ratio(
+                c.e2e.done().map(|e| e.orders_per_sec),
+                r.e2e.done().map(|e| e.orders_per_sec),
+            ),
+            cell(&c.e2e_no_wait, |e| thousands(e.orders_per_sec)),
+        );
+        row(
+            "HTTP accept rate (201/s)",
+            cell(&r.e2e, |e| thousands(e.accept_per_sec)),
+            cell(&c.e2e, |e| thousands(e.accept_per_sec)),
+            ratio(
+                c.e2e.done().map(|e| e.accept_per_sec),
+                r.e2e.done().map(|e| e.accept_per_sec),
+            ),
+            cell(&c.e2e_no_wait, |e| thousands(e.accept_per_sec)),
+        );
+        row(
+            "POST→final p50 / p90 / p99 / max",
+            cell(&r.e2e, |e| percentiles(&e.latency)),
+            cell(&c.e2e, |e| percentiles(&e.latency)),
+            String::new(),
+            cell(&c.e2e_no_wait, |e| percentiles(&e.latency)),
+        );
+        let figure = match c.fixed_rate.done() {
+            Some(f) => format!(
+                "at a fixed {} orders/s: p50 / p90 / p99 / max",
+                thousands(f.rate)
+            ),
+            None => "at the fixed rate: p50 / p90 / p99 / max".to_owned(),
+        };
+        row(
+            &figure,
+            cell(&r.fixed_rate, |f| percentiles(&f.latency)),
+            cell(&c.fixed_rate, |f| percentiles(&f.latency)),
+            String::new(),
+            String::new(),
+        );
+        row(
+            "… of which due → 201 Created",
+            cell(&r.fixed_rate, |f| percentiles(&f.accept)),
+            cell(&c.fixed_rate, |f| percentiles(&f.accept)),
+            String::new(),
+            String::new(),
+        );
+        if let (Some(single), Some(cluster)) = (r.e2e.done(), c.e2e.done()) {
+            for m in &cluster.memory {
+                let before = single.memory.iter().find(|s| s.service == m.service);
+                row(
+                    &format!("{} RSS: idle → peak", m.service),
+                    before.map_or_else(String::new, |b| {
+                        format!("{} → {}", mib(b.idle), mib(b.under_load.max))
+                    }),
+                    format!("{} → {}", mib(m.idle), mib(m.under_load.max)),
+                    String::new(),
+                    String::new(),
+                );
+            }
+        }
+        let _ = writeln!(doc);
+        let Some(e) = c.e2e.done() else { return };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let _ = writeln!(
+            doc,
+            "### Where the CPU went on the cluster profile\n\n\
+             CPU time of each process during the cluster's end-to-end run ({} orders), per order.\n\n\
+             | process | CPU | per order |\n|---|--:|--:|",
+            thousands(e.accepted as f64)
+        );
+        let per_order = |seconds: f64| {
+            if e.accepted == 0 {
+                String::new()
+            } else {
+                format!("{:.0} µs", seconds * 1e6 / e.accepted as f64)
+            }
+        };
+        for used in &e.cpu {
+            let _ = writeln!(
+                doc,
+                "| {} | {:.2} s | {} |",
+                used.label,
+                used.seconds,
+                per_order(used.seconds)
+            );
+        }
+        let total: f64 = e.cpu.iter().map(|u| u.seconds).sum();
+        let _ = writeln!(
+            doc,
+            "| **all of them** | {total:.2} s | {} |\n\
+             | cores × elapsed (what there was) | {:.2} s |  |\n",
+            per_order(total),
+            e.elapsed.as_secs_f64() * cores as f64
+        );
+    }
+
     fn notes(&self, doc: &mut String) {
         let r = &self.results;
         let mut notes: Vec<String> = Vec::new();
@@ -504,6 +628,12 @@ impl Report {
             ("scaling", failure(&r.scaling)),
             ("broker-only drain", failure(&r.broker_drain)),
             ("inventory-svc drain", failure(&r.inventory_drain)),
+            ("cluster end to end", failure(&r.cluster.e2e)),
+            (
+                "cluster end to end, WAIT off",
+                failure(&r.cluster.e2e_no_wait),
+            ),
+            ("cluster fixed rate", failure(&r.cluster.fixed_rate)),
         ] {
             if let Some(why) = failure {
                 notes.push(format!(

@@ -83,7 +83,7 @@ impl Saga {
     ///
     /// # Errors
     /// A service has exited.
-    pub fn cpu_meter(&self) -> anyhow::Result<CpuMeter> {
+    pub fn cpu_meter(&self, world: &World<'_>) -> anyhow::Result<CpuMeter> {
         let services = self
             .services()
             .map(|s| {
@@ -93,7 +93,10 @@ impl Saga {
                 })
             })
             .collect::<anyhow::Result<_>>()?;
-        Ok(CpuMeter::start(services))
+        Ok(match world.helpers() {
+            Some(helpers) => CpuMeter::start_with(helpers, services),
+            None => CpuMeter::start(services),
+        })
     }
 
     /// SIGTERM every service and wait for them.

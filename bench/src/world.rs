@@ -11,26 +11,36 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
-use lapin::{Connection, ConnectionProperties};
+use lapin::Connection;
 use reqwest::Method;
-use shared::store::Keys;
+use shared::store::{Keys, Redis};
 use shared::topology::Topology;
 
+use crate::cpu::Watched;
 use crate::service::{Service, ServiceKind};
 
 /// How to reach the broker and Redis, and where the binaries are.
 #[derive(Debug, Clone)]
 pub struct LabConfig {
     pub management_url: String,
-    /// `host:port` of the AMQP listener.
+    /// `host:port` of the AMQP listener; a cluster's nodes separated by commas.
     pub amqp_addr: String,
     pub user: String,
     pub password: String,
+    /// A Redis URL, or a Sentinel one (`redis+sentinel://...`).
     pub redis_url: String,
     pub bin_dir: PathBuf,
     /// Passed to every service as `RABBITMQ_PREFETCH`, so the ceiling and the services are
     /// known to use the same value.
     pub prefetch: u16,
+    /// Worlds are quorum-default vhosts with the cluster profile's policy on the consumed
+    /// queues (as `scripts/cluster.sh` makes them).
+    pub quorum: bool,
+    /// Added to every service's environment.
+    pub service_env: Vec<(String, String)>,
+    /// The broker and Redis processes whose CPU is counted; `None`: every `beam.smp` and
+    /// `redis-server` on the machine.
+    pub helpers: Option<Vec<Watched>>,
 }
 
 /// One benchmark run: makes worlds and remembers which are still to be removed.
@@ -91,7 +101,11 @@ impl Lab {
     /// The management API refused, or the broker is unreachable.
     pub async fn world(&self, section: &str) -> anyhow::Result<World<'_>> {
         let name = format!("bench-{}-{section}", self.run_id);
-        self.management(Method::PUT, &format!("/api/vhosts/{name}"), None)
+        let vhost = self
+            .config
+            .quorum
+            .then(|| serde_json::json!({"default_queue_type": "quorum"}));
+        self.management(Method::PUT, &format!("/api/vhosts/{name}"), vhost)
             .await
             .with_context(|| format!("cannot create vhost {name} (is RabbitMQ with its management plugin running? scripts/deps.sh)"))?;
         self.open
@@ -106,12 +120,29 @@ impl Lab {
         )
         .await
         .with_context(|| format!("cannot grant permissions on vhost {name}"))?;
+        if self.config.quorum {
+            self.management(
+                Method::PUT,
+                &format!("/api/policies/{name}/saga-consumed"),
+                Some(consumed_queues_policy(&Topology::default())),
+            )
+            .await
+            .with_context(|| format!("cannot set the policy on vhost {name}"))?;
+        }
         let world = World {
             lab: self,
-            amqp_url: format!(
-                "amqp://{}:{}@{}/{name}",
-                self.config.user, self.config.password, self.config.amqp_addr
-            ),
+            amqp_url: self
+                .config
+                .amqp_addr
+                .split(',')
+                .map(|addr| {
+                    format!(
+                        "amqp://{}:{}@{addr}/{name}",
+                        self.config.user, self.config.password
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(","),
             keys: Keys::new(&name),
             topology: Topology::default(),
             name,
@@ -157,20 +188,19 @@ impl Lab {
         Ok(response.json().await?)
     }
 
-    /// A Redis connection.
+    /// A Redis connection (to the master, with a Sentinel URL).
     ///
     /// # Errors
     /// Redis is unreachable.
-    pub async fn redis(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
-        redis::Client::open(self.config.redis_url.as_str())?
-            .get_multiplexed_async_connection()
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot reach Redis at {} (scripts/deps.sh)",
-                    self.config.redis_url
-                )
-            })
+    pub async fn redis(&self) -> anyhow::Result<Redis> {
+        let redis = shared::store::connect(&self.config.redis_url)?;
+        shared::store::ping(&redis).await.with_context(|| {
+            format!(
+                "cannot reach Redis at {} (scripts/deps.sh)",
+                shared::config::redact_url(&self.config.redis_url)
+            )
+        })?;
+        Ok(redis)
     }
 
     /// Remove every world not removed yet. Best effort: reports, never fails.
@@ -247,6 +277,23 @@ impl Lab {
     }
 }
 
+/// The cluster profile's policy on the consumed queues (see `scripts/cluster.sh`): a bounded
+/// number of deliveries, then at-least-once dead-lettering into the DLQ.
+fn consumed_queues_policy(topology: &Topology) -> serde_json::Value {
+    serde_json::json!({
+        "pattern": format!("^({})$", topology.consumed_queues().join("|")),
+        "apply-to": "queues",
+        "priority": 10,
+        "definition": {
+            "delivery-limit": 20,
+            "dead-letter-exchange": "",
+            "dead-letter-routing-key": topology.dlq_queue,
+            "dead-letter-strategy": "at-least-once",
+            "overflow": "reject-publish",
+        },
+    })
+}
+
 /// One section's vhost and Redis prefix (the same name for both).
 /// Keys and bytes a world holds in Redis.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -269,19 +316,16 @@ impl World<'_> {
     /// # Errors
     /// The broker is unreachable.
     pub async fn connect(&self, name: &str) -> anyhow::Result<Connection> {
-        Connection::connect(
-            &self.amqp_url,
-            ConnectionProperties::default().with_connection_name(name.into()),
-        )
-        .await
-        .with_context(|| format!("cannot connect to vhost {}", self.name))
+        shared::amqp::connect_once(&self.amqp_url, name)
+            .await
+            .with_context(|| format!("cannot connect to vhost {}", self.name))
     }
 
     /// A Redis connection.
     ///
     /// # Errors
     /// Redis is unreachable.
-    pub async fn redis(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    pub async fn redis(&self) -> anyhow::Result<Redis> {
         self.lab.redis().await
     }
 
@@ -320,6 +364,11 @@ impl World<'_> {
         }
     }
 
+    /// The broker and Redis processes to count CPU for, if the lab names them.
+    pub fn helpers(&self) -> Option<Vec<Watched>> {
+        self.lab.config.helpers.clone()
+    }
+
     /// Start one service in this world on a free port. `instance` tells two of a kind apart.
     /// It is not waited for: see [`Service::wait_ready`].
     ///
@@ -341,6 +390,7 @@ impl World<'_> {
             // Far more than any run orders, so every order is reserved (no failure path).
             env.push(("INITIAL_STOCK".to_owned(), "burger=100000000".to_owned()));
         }
+        env.extend(config.service_env.iter().cloned());
         let log = self
             .lab
             .log_dir

@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 
 use redis::Script;
-use redis::aio::ConnectionManager;
 use shared::events::{FailureCode, InventoryOutcome, OrderPlaced, unix_now_millis};
 use shared::ids::{Item, OrderId, Qty, StudentId};
 use shared::store::Keys;
+use shared::store::Redis;
 
 /// What the ledger decided for an order, and whether this call decided it or found it decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub enum LedgerError {
 
 #[derive(Clone)]
 pub struct RedisLedger {
-    redis: ConnectionManager,
+    redis: Redis,
     keys: Keys,
     reserve: Script,
     release: Script,
@@ -41,7 +41,7 @@ pub struct RedisLedger {
 }
 
 impl RedisLedger {
-    pub fn new(redis: ConnectionManager, keys: Keys) -> Self {
+    pub fn new(redis: Redis, keys: Keys) -> Self {
         Self {
             redis,
             keys,
@@ -159,7 +159,7 @@ impl RedisLedger {
             .collect())
     }
 
-    pub fn redis(&self) -> &ConnectionManager {
+    pub fn redis(&self) -> &Redis {
         &self.redis
     }
 

@@ -7,12 +7,12 @@
 use std::future::Future;
 
 use redis::Script;
-use redis::aio::ConnectionManager;
 use shared::consumer::{DeliveryMeta, Handler, Outcome};
 use shared::domain::Notification;
 use shared::events::{InventoryOutcome, Poison, unix_now_millis};
 use shared::retry::WaitOut;
 use shared::store::Keys;
+use shared::store::Redis;
 use tracing::info;
 
 use crate::sink::Sink;
@@ -68,7 +68,7 @@ impl Deliver for Sink {
 
 /// Claims in Redis, each a key holding `pending:<owner>:<ms>` or `sent`.
 pub struct RedisClaims {
-    pub redis: ConnectionManager,
+    pub redis: Redis,
     pub keys: Keys,
     pub claim: Script,
     pub unclaim: Script,
@@ -76,7 +76,7 @@ pub struct RedisClaims {
 }
 
 impl RedisClaims {
-    pub fn new(redis: ConnectionManager, keys: Keys, lease_ms: u64) -> Self {
+    pub fn new(redis: Redis, keys: Keys, lease_ms: u64) -> Self {
         Self {
             redis,
             keys,

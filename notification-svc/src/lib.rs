@@ -78,7 +78,7 @@ impl App {
     /// Only set-up errors that no retry can fix.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let common = &self.config.common;
-        let redis = shared::store::connect(&common.redis_url)?;
+        let redis = shared::store::connect_with(&common.redis_url, common.replication)?;
         let broker = Arc::new(BrokerStatus::default());
         let metrics = shared::telemetry::init_metrics();
         let readiness = Readiness {

@@ -80,7 +80,7 @@ impl App {
     /// Only set-up errors that no retry can fix.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let common = &self.config.common;
-        let redis = shared::store::connect(&common.redis_url)?;
+        let redis = shared::store::connect_with(&common.redis_url, common.replication)?;
         let relay_status = Arc::new(BrokerStatus::default());
         let outbox = Arc::new(Outbox::new(
             self.config.outbox_high_water,

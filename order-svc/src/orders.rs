@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use serde::Serialize;
 use shared::domain::{DlqHop, HistoryEntry, OrderEvent, OrderStatus};
@@ -19,6 +18,7 @@ use shared::events::{
 };
 use shared::ids::{Item, OrderId, Qty, StudentId};
 use shared::store::Keys;
+use shared::store::Redis;
 
 use crate::outbox::{Outbox, entry_fields};
 
@@ -98,7 +98,7 @@ pub enum Cancelled {
 
 #[derive(Clone)]
 pub struct OrderStore {
-    redis: ConnectionManager,
+    redis: Redis,
     keys: Keys,
     apply: Script,
     cancel: Script,
@@ -107,7 +107,7 @@ pub struct OrderStore {
 }
 
 impl OrderStore {
-    pub fn new(redis: ConnectionManager, keys: Keys, outbox: Arc<Outbox>) -> Self {
+    pub fn new(redis: Redis, keys: Keys, outbox: Arc<Outbox>) -> Self {
         Self {
             redis,
             keys,
@@ -121,7 +121,7 @@ impl OrderStore {
         &self.keys
     }
 
-    pub fn redis(&self) -> &ConnectionManager {
+    pub fn redis(&self) -> &Redis {
         &self.redis
     }
 

@@ -2,7 +2,8 @@
 //! messages off a queue without losing them.
 //!
 //! Unlike the services, `sagactl` does not retry a missing broker: a person is waiting, so it
-//! says at once what it could not reach.
+//! says at once what it could not reach. With a list of nodes (a cluster), it tries each once,
+//! from a random one on, like the services do.
 
 use std::time::Duration;
 
@@ -10,15 +11,17 @@ use anyhow::{Context, anyhow};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ConnectionProperties};
-use shared::config::redact_url;
+use lapin::{Channel, Connection};
+use shared::nodes::BrokerNodes;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `sagactl` waits for a broker that accepts the connection but does not answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Connect once, named `sagactl` so it is easy to spot in the management UI.
+/// Connect once (each node of a list in turn), named `sagactl` so it is easy to spot in the
+/// management UI.
 ///
 /// # Errors
-/// The broker refused us or did not answer within a few seconds.
+/// No node accepted us; the message says why for each.
 pub async fn connect(url: &str) -> anyhow::Result<Connection> {
     connect_named(url, "sagactl").await
 }
@@ -29,23 +32,24 @@ pub async fn connect(url: &str) -> anyhow::Result<Connection> {
 /// # Errors
 /// The broker refused us or did not answer within a few seconds.
 pub async fn connect_named(url: &str, name: &str) -> anyhow::Result<Connection> {
-    let props = ConnectionProperties::default().with_connection_name(name.into());
-    let attempt = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, props)).await;
-    let connected = match attempt {
-        Ok(result) => result.map_err(anyhow::Error::from),
-        Err(_) => Err(anyhow!("no answer within {} s", CONNECT_TIMEOUT.as_secs())),
-    };
-    connected.with_context(|| format!("cannot reach RabbitMQ at {}", redact_url(url)))
+    tokio::time::timeout(CONNECT_TIMEOUT, shared::amqp::connect_once(url, name))
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "cannot reach RabbitMQ: no answer within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            )
+        })?
 }
 
-/// The vhost an AMQP URL names (its path, percent-decoded: `%2f` is `/`).
+/// The vhost an AMQP URL (or every node of a list) names: its path, percent-decoded (`%2f` is `/`).
 ///
 /// # Errors
 /// Not an AMQP URL (config validation normally refuses those first).
 pub fn vhost_of(url: &str) -> anyhow::Result<String> {
-    url.parse::<lapin::uri::AMQPUri>()
-        .map(|uri| uri.vhost)
-        .map_err(|e| anyhow!("not an AMQP URL ({e})"))
+    BrokerNodes::parse(url)
+        .map(|nodes| nodes.vhost().to_owned())
+        .map_err(|e| anyhow!("{e}"))
 }
 
 /// How full a queue is right now.

@@ -10,7 +10,8 @@
 //! 4. at most one notification per (order, outcome);
 //! 5. an order's final status agrees with inventory's record of it (CONFIRMED has a record in
 //!    state `reserved`, FAILED in `failed`, CANCELLED in `released`);
-//! 6. no valid OrderPlaced sits in the DLQ: only poison belongs there.
+//! 6. no valid event sits in the DLQ, whoever put it there (a consumer, with `x-dlq-*`, or the
+//!    broker's delivery limit, with `x-death`): only poison belongs there.
 //!
 //! [`check`] is a library function so the integration tests apply the very rules a person runs
 //! with `sagactl check`. The rules themselves are plain functions over data read from Redis, so
@@ -23,15 +24,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use serde_json::Value;
 use shared::config::{Common, redact_url};
 use shared::domain::OrderStatus;
-use shared::events::{EventType, OrderPlaced, header_str};
+use shared::events::{EventType, InventoryOutcome, OrderCancelled, OrderPlaced};
 use shared::store::Keys;
+use shared::store::Redis;
 use shared::topology::Topology;
 
 use crate::broker::{self, Held};
+use crate::provenance::Provenance;
 
 /// The statuses an order never leaves (a cancel can still move a CONFIRMED order on, but only
 /// if someone asks; the checker does not wait for that).
@@ -200,7 +202,7 @@ pub fn is_final(status: &str) -> bool {
 
 /// Poll until no order is in flight any more, or the deadline passes; the last reading wins.
 async fn wait_until_final(
-    redis: &ConnectionManager,
+    redis: &Redis,
     keys: &Keys,
     timeout: Duration,
 ) -> anyhow::Result<OrderStatuses> {
@@ -219,10 +221,7 @@ async fn wait_until_final(
 ///
 /// # Errors
 /// Redis unreachable.
-pub async fn read_statuses(
-    redis: &ConnectionManager,
-    keys: &Keys,
-) -> anyhow::Result<OrderStatuses> {
+pub async fn read_statuses(redis: &Redis, keys: &Keys) -> anyhow::Result<OrderStatuses> {
     let mut conn = redis.clone();
     let ids: Vec<String> = conn
         .zrange(keys.orders(), 0, -1)
@@ -307,7 +306,7 @@ pub struct Ledger {
 ///
 /// # Errors
 /// Redis unreachable, or a reply that is not what the layout promises.
-pub async fn read_ledger(redis: &ConnectionManager, keys: &Keys) -> anyhow::Result<Ledger> {
+pub async fn read_ledger(redis: &Redis, keys: &Keys) -> anyhow::Result<Ledger> {
     let mut conn = redis.clone();
     let record_prefix = keys.reservation("");
     let mut record_keys: Vec<String> = Vec::new();
@@ -362,7 +361,8 @@ pub async fn read_ledger(redis: &ConnectionManager, keys: &Keys) -> anyhow::Resu
 /// A message in the DLQ, as far as the checker cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
-    /// The event it was, from `x-original-routing-key` or its `type` property.
+    /// The event it was, from its original routing key (`x-original-routing-key` or `x-death`)
+    /// or its `type` property.
     pub event_type: Option<EventType>,
     pub reason: Option<String>,
     pub body: Vec<u8>,
@@ -370,12 +370,13 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     /// What the checker needs from a message taken off the DLQ.
+    /// Ours (`x-dlq-*`) or the broker's (`x-death`) alike: [`Provenance`] reads both.
     pub fn of(message: &lapin::message::Delivery) -> Self {
-        let headers = message.properties.headers();
-        let routing_key = header_str(headers, "x-original-routing-key").unwrap_or_default();
+        let origin = Provenance::of(&message.properties);
+        let routing_key = origin.routing_key.unwrap_or_default();
         Self {
             event_type: EventType::of_delivery(&routing_key, &message.properties),
-            reason: header_str(headers, "x-dlq-reason"),
+            reason: Some(origin.reason),
             body: message.data.clone(),
         }
     }
@@ -442,7 +443,7 @@ pub fn settled_rules(
         RuleResult {
             id: "only-poison-in-dlq",
             title: "only poison in the DLQ",
-            violations: valid_orders_in_dlq(dead_letters),
+            violations: valid_events_in_dlq(dead_letters),
         },
     ]
 }
@@ -623,17 +624,25 @@ pub fn statuses_disagree_with_records(
         .collect()
 }
 
-/// Rule 6: only poison in the DLQ. A message that is (or may be) an OrderPlaced and parses as
-/// a valid one should have been processed, not dead-lettered.
-pub fn valid_orders_in_dlq(dead_letters: &[DeadLetter]) -> Vec<String> {
+/// Rule 6: only poison in the DLQ. A message that parses as the saga event it says it is (or,
+/// saying nothing, as an OrderPlaced) should have been processed, not dead-lettered.
+pub fn valid_events_in_dlq(dead_letters: &[DeadLetter]) -> Vec<String> {
     dead_letters
         .iter()
-        .filter(|dead| matches!(dead.event_type, None | Some(EventType::OrderPlaced)))
         .filter_map(|dead| {
-            let order = OrderPlaced::from_body(&dead.body).ok()?;
+            let (name, order_id) = match dead.event_type {
+                None | Some(EventType::OrderPlaced) => OrderPlaced::from_body(&dead.body)
+                    .ok()
+                    .map(|e| ("OrderPlaced", e.order_id.to_string()))?,
+                Some(EventType::OrderCancelled) => OrderCancelled::from_body(&dead.body)
+                    .ok()
+                    .map(|e| ("OrderCancelled", e.order_id.to_string()))?,
+                Some(kind) => InventoryOutcome::from_body(kind, &dead.body)
+                    .ok()
+                    .map(|e| (kind.name(), e.order_id().to_string()))?,
+            };
             Some(format!(
-                "the DLQ holds a valid OrderPlaced for order {} (dead-lettered because: {})",
-                order.order_id,
+                "the DLQ holds a valid {name} for order {order_id} (dead-lettered because: {})",
                 dead.reason.as_deref().unwrap_or("no reason given")
             ))
         })
@@ -790,13 +799,23 @@ mod tests {
                 Some(EventType::OrderPlaced),
                 r#"{"order_id":"o2","item":"burger"}"#,
             ),
-            dead(Some(EventType::InventoryReserved), valid),
+            dead(Some(EventType::InventoryReserved), r#"{"order_id":"o5"}"#),
             dead(None, valid),
         ];
         assert_eq!(
-            valid_orders_in_dlq(&letters),
+            valid_events_in_dlq(&letters),
             ["the DLQ holds a valid OrderPlaced for order o1 (dead-lettered because: why)"]
         );
+        let reserved = r#"{"order_id":"o3","item":"burger","qty":1,"student_id":"s","remaining":4,"status":"RESERVED"}"#;
+        let cancelled = r#"{"order_id":"o4","reason":"changed my mind"}"#;
+        let found = valid_events_in_dlq(&[
+            dead(Some(EventType::InventoryReserved), reserved),
+            dead(Some(EventType::OrderCancelled), cancelled),
+            dead(Some(EventType::OrderCancelled), "not json"),
+        ]);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains("valid InventoryReserved for order o3"));
+        assert!(found[1].contains("valid OrderCancelled for order o4"));
     }
 
     #[test]

@@ -21,9 +21,12 @@ use shared::config::Common;
 use shared::events::{header_str, unix_now_secs};
 
 use crate::broker::{self, Held};
+use crate::provenance::{DeadLetteredBy, Provenance, is_dead_letter_header};
 
 /// How much of a body `dlq list` shows.
 const BODY_PREVIEW_CHARS: usize = 100;
+/// The most messages held at once: beyond this many, numbers may shift on a quorum queue.
+const HOLD_AT_MOST: usize = 10_000;
 
 #[derive(Subcommand, Debug)]
 pub enum DlqCommand {
@@ -81,10 +84,11 @@ async fn list(conn: &lapin::Connection, dlq: &str, limit: usize) -> anyhow::Resu
         let channel = conn.create_channel().await?;
         broker::depth(&channel, dlq).await?.messages as usize
     };
-    let held = Held::take(conn, dlq, limit).await?;
+    let held = Held::take(conn, dlq, HOLD_AT_MOST).await?;
+    let shown = held.messages.len().min(limit);
     let mut lines = vec![format!("{dlq}: {total} message(s)")];
-    if total > held.messages.len() {
-        lines[0].push_str(&format!(", showing the first {}", held.messages.len()));
+    if total > shown {
+        lines[0].push_str(&format!(", showing the first {shown}"));
     }
     for (i, message) in held.messages.iter().enumerate() {
         let dead = Entry::of(i + 1, message);
@@ -105,7 +109,7 @@ async fn list(conn: &lapin::Connection, dlq: &str, limit: usize) -> anyhow::Resu
 
 async fn show(conn: &lapin::Connection, dlq: &str, n: usize) -> anyhow::Result<()> {
     let index = position(n)?;
-    let held = Held::take(conn, dlq, n).await?;
+    let held = Held::take(conn, dlq, HOLD_AT_MOST).await?;
     let description = held
         .messages
         .get(index)
@@ -319,10 +323,12 @@ async fn replay(held: &mut Held, index: usize, publisher: &Publisher) -> anyhow:
         .get(index)
         .ok_or_else(|| anyhow!("no held message #{}", index + 1))?;
     let headers = message.properties.headers();
-    let exchange = header_str(headers, "x-original-exchange")
-        .ok_or_else(|| anyhow!("no x-original-exchange header: cannot tell where it came from"))?;
-    let routing_key = header_str(headers, "x-original-routing-key").ok_or_else(|| {
-        anyhow!("no x-original-routing-key header: cannot tell where it came from")
+    let origin = Provenance::of(&message.properties);
+    let exchange = origin.exchange.ok_or_else(|| {
+        anyhow!("no x-original-exchange header nor x-death: cannot tell where it came from")
+    })?;
+    let routing_key = origin.routing_key.ok_or_else(|| {
+        anyhow!("no x-original-routing-key header nor x-death: cannot tell where it came from")
     })?;
     let properties = message
         .properties
@@ -341,19 +347,15 @@ async fn replay(held: &mut Held, index: usize, publisher: &Publisher) -> anyhow:
 }
 
 /// The message's headers as they were before it was dead-lettered: the DLQ's own `x-dlq-*` and
-/// `x-original-*`, the retry count `x-retry-*` and the broker's `x-death` go (a replayed
-/// message starts with a fresh set of attempts), anything the publisher set stays. If it fails
-/// again, the consumer adds fresh ones.
+/// `x-original-*`, the retry count `x-retry-*` and the broker's `x-death` (and its companions)
+/// go (a replayed message starts with a fresh set of attempts), anything the publisher set
+/// stays. If it fails again, the consumer (or the broker) adds fresh ones.
 fn without_dead_letter_headers(headers: &Option<FieldTable>) -> FieldTable {
     let mut kept = FieldTable::default();
     if let Some(headers) = headers {
         for (name, value) in headers.inner() {
-            let name = name.as_str();
-            let ours = ["x-dlq-", "x-original-", "x-retry-"]
-                .iter()
-                .any(|p| name.starts_with(p));
-            if !ours && name != "x-death" {
-                kept.insert(name.into(), value.clone());
+            if !is_dead_letter_header(name.as_str()) {
+                kept.insert(name.clone(), value.clone());
             }
         }
     }
@@ -386,8 +388,8 @@ fn position(n: usize) -> anyhow::Result<usize> {
         .ok_or_else(|| anyhow!("messages are numbered from 1"))
 }
 
-/// One dead-lettered message as a person reads it: what the `x-dlq-*` headers say about it,
-/// and the start of its body.
+/// One dead-lettered message as a person reads it: what its headers say about it (ours,
+/// `x-dlq-*`, or the broker's, `x-death`: see [`Provenance`]), and the start of its body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Entry {
     /// Its place in the DLQ, from 1, when it was looked at.
@@ -397,10 +399,14 @@ pub struct Entry {
     pub key: String,
     pub message_id: Option<String>,
     pub reason: String,
+    /// Who dead-lettered it: a service's name, or the broker (a queue's delivery limit).
     pub service: String,
     pub routing_key: Option<String>,
-    /// When it was dead-lettered, seconds since the Unix epoch (`x-dlq-at`).
+    /// When it was dead-lettered, seconds since the Unix epoch (`x-dlq-at`, or `x-death`'s time).
     pub at: Option<u64>,
+    /// Which header said when: `x-dlq-at` or `x-death time`.
+    #[serde(skip)]
+    pub at_header: &'static str,
     /// Attempts made before giving up, for a retried failure (`x-dlq-attempts`); none for poison.
     pub attempts: Option<String>,
     /// The order it is about, if its body says.
@@ -412,24 +418,28 @@ pub struct Entry {
 impl Entry {
     pub fn of(position: usize, message: &Delivery) -> Self {
         let headers = message.properties.headers();
-        let at_header = header_str(headers, "x-dlq-at");
+        let origin = Provenance::of(&message.properties);
         let message_id = message
             .properties
             .message_id()
             .as_ref()
             .map(|m| m.to_string());
+        let salt = origin.at.map(|t| t.to_string()).unwrap_or_default();
         let key = message_id
             .clone()
-            .unwrap_or_else(|| digest(&message.data, at_header.as_deref().unwrap_or("")));
+            .unwrap_or_else(|| digest(&message.data, &salt));
         Self {
             position,
             key,
             message_id,
-            reason: header_str(headers, "x-dlq-reason")
-                .unwrap_or_else(|| "(no reason given)".into()),
-            service: header_str(headers, "x-dlq-service").unwrap_or_else(|| "?".into()),
-            routing_key: header_str(headers, "x-original-routing-key"),
-            at: at_header.and_then(|t| t.parse().ok()),
+            service: origin.who(),
+            at_header: match origin.by {
+                DeadLetteredBy::Broker => "x-death time",
+                DeadLetteredBy::Consumer(_) => "x-dlq-at",
+            },
+            reason: origin.reason,
+            routing_key: origin.routing_key,
+            at: origin.at,
             attempts: header_str(headers, "x-dlq-attempts"),
             order_id: order_id_in(&message.data),
             body_preview: preview(&message.data),
@@ -438,12 +448,13 @@ impl Entry {
     }
 
     fn age(&self) -> String {
+        let header = self.at_header;
         match self.at {
             Some(at) => format!(
-                "x-dlq-at {at} ({} s ago)",
+                "{header} {at} ({} s ago)",
                 unix_now_secs().saturating_sub(at)
             ),
-            None => "x-dlq-at unknown".to_owned(),
+            None => format!("{header} unknown"),
         }
     }
 }

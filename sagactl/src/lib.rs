@@ -10,7 +10,9 @@
 //!   the management API when it is reachable.
 //! - [`publish`]: publish raw events with confirms: bare or with our properties, duplicated on
 //!   purpose, or one of the ready-made [`samples`] (valid, poison, business failure).
-//! - [`dlq`]: list, show, replay and purge the dead-letter queue without losing anything.
+//! - [`dlq`]: list, show, replay and purge the dead-letter queue without losing anything; what
+//!   each message says about why it is there ([`provenance`]: our `x-dlq-*` or the broker's
+//!   `x-death`).
 //! - [`watch`]: follow a queue's depth until a backlog has drained.
 //! - [`check`]: the invariant checker (nothing lost, nothing doubled), also a library function
 //!   for the integration tests.
@@ -43,6 +45,7 @@ pub mod http;
 pub mod load;
 pub mod management;
 pub mod order;
+pub mod provenance;
 pub mod publish;
 pub mod queues;
 pub mod samples;

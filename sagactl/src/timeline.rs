@@ -17,9 +17,9 @@ use std::collections::HashMap;
 
 use anyhow::Context;
 use redis::AsyncCommands as _;
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use shared::store::Keys;
+use shared::store::Redis;
 
 /// How many of the most recent notifications are searched for an order's: enough for any
 /// class, bounded for a Redis that a benchmark filled with millions.
@@ -183,11 +183,7 @@ pub struct NotificationRecord {
 ///
 /// # Errors
 /// Redis unreachable. Unreadable entries are skipped, not errors.
-pub async fn read(
-    redis: &ConnectionManager,
-    keys: &Keys,
-    order_id: &str,
-) -> anyhow::Result<Timeline> {
+pub async fn read(redis: &Redis, keys: &Keys, order_id: &str) -> anyhow::Result<Timeline> {
     let mut conn = redis.clone();
     let mut pipe = redis::pipe();
     pipe.hgetall(keys.order(order_id))

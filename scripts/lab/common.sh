@@ -14,6 +14,16 @@ SVC=$LAB_ROOT/scripts/svc.sh
 # shellcheck disable=SC2034 # used by the drills that read service logs
 RUN_DIR=${SAGA_RUN_DIR:-/tmp/saga-run}
 
+# The log of every inventory-svc instance (the cluster profile runs two on one queue, so a
+# message may be handled by either), one path a line.
+inventory_logs() {
+  local log
+  for log in "$RUN_DIR"/inventory-svc.log "$RUN_DIR"/inventory-svc-[0-9].log; do
+    [ -r "$log" ] && printf '%s\n' "$log"
+  done
+  return 0
+}
+
 # --- printing -------------------------------------------------------------------------------
 
 heading() { printf '\n== %s\n' "$*"; }

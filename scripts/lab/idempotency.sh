@@ -12,8 +12,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 ITEM=burger
 QTY=3
-LOG=$RUN_DIR/inventory-svc.log
-[ -r "$LOG" ] || fail "no inventory-svc log at $LOG (services started by scripts/svc.sh? set SAGA_RUN_DIR)"
+mapfile -t LOGS < <(inventory_logs)
+[ ${#LOGS[@]} -gt 0 ] || fail "no inventory-svc log in $RUN_DIR (services started by scripts/svc.sh? set SAGA_RUN_DIR)"
 
 heading "1. $ITEM stock before"
 sagactl stock show || fail "inventory-svc does not answer at $INVENTORY_URL (is the demo up? scripts/up.sh)"
@@ -30,14 +30,14 @@ sagactl publish --sample order --order-id "$id" --item "$ITEM" --qty "$QTY" --ti
 
 heading "3. inventory-svc saw both copies"
 expect "one 'Reserved $QTY $ITEM for order $id' line, then one 'Duplicate detected for order $id' line"
-both_seen() { grep -qF "Duplicate detected for order $id" "$LOG"; }
+both_seen() { grep -qF "Duplicate detected for order $id" "${LOGS[@]}"; }
 eventually 15 both_seen || {
-  grep -F "$id" "$LOG" || true
+  grep -hF "$id" "${LOGS[@]}" || true
   fail "inventory-svc did not log both copies of $id within 15 s"
 }
-printf '$ grep %s %s\n' "$id" "$LOG"
-grep -F "$id" "$LOG"
-reserved_lines=$(grep -cF "Reserved $QTY $ITEM for order $id" "$LOG" || true)
+printf '$ grep %s %s\n' "$id" "${LOGS[*]}"
+grep -F "$id" "${LOGS[@]}"
+reserved_lines=$(cat "${LOGS[@]}" | grep -cF "Reserved $QTY $ITEM for order $id" || true)
 [ "$reserved_lines" = 1 ] || fail "expected 1 'Reserved $QTY $ITEM for order $id' line, found $reserved_lines"
 
 heading "4. The stock moved by exactly $QTY, once"

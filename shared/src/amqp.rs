@@ -5,18 +5,23 @@
 //! every unacked delivery is redelivered by the broker on the new connection, and every consumer
 //! is idempotent, so "start over" is always safe and easy to reason about. Every (re)connect
 //! declares the topology again ([`declare_topology`]), so a broker that lost it heals.
+//!
+//! `RABBITMQ_URL` may list several nodes of one cluster ([`crate::nodes`]): [`connect`] starts at
+//! a random one and moves on to the next when one does not answer, so losing a node costs a
+//! reconnect, not an outage.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::backoff::Backoff;
 use crate::config::redact_url;
+use crate::nodes::{BrokerNodes, Node};
 use crate::topology::Topology;
 
 /// Whether this process currently holds a working broker connection (for `/ready`).
@@ -32,18 +37,27 @@ impl BrokerStatus {
     }
 }
 
-/// The largest AMQP frame we ask the broker for, unless the URL says `?frame_max=`. lapin
-/// keeps two buffers of 32 frames per connection, so the broker's default of 128 KiB costs
-/// 8 MiB of memory per connection. Our messages are well under 1 KiB (a larger one is simply
-/// split across frames), so we ask for the protocol's minimum, 4 KiB: 256 KiB per connection.
-const FRAME_MAX: u32 = 4 * 1024;
+/// Why the last round of connecting found no node (cleared by the next success): what `/ready`
+/// shows while the broker is down. One per process: all its connections go to the same nodes.
+static LAST_CONNECT_FAILURE: Mutex<Option<String>> = Mutex::new(None);
 
-/// `url`, parsed, asking for [`FRAME_MAX`]-byte frames unless it names its own.
-fn with_small_frames(url: &str) -> Result<AMQPUri, String> {
-    let mut uri: AMQPUri = url.parse()?;
-    uri.query.frame_max.get_or_insert(FRAME_MAX);
-    Ok(uri)
+/// Why the broker could not be reached, the last time no node answered (`None` since a success).
+pub fn last_connect_failure() -> Option<String> {
+    LAST_CONNECT_FAILURE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
 }
+
+fn note_connect_failure(failure: Option<String>) {
+    *LAST_CONNECT_FAILURE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = failure;
+}
+
+/// How long one node may take to accept a connection before the next is tried. A dead node
+/// refuses at once; this bounds a hung one.
+const NODE_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The longest a goodbye to the broker may take. A broker that blocks publishers (a memory or
 /// disk alarm) stops reading from their connections, so a close, or a cancel, could otherwise
@@ -55,32 +69,26 @@ pub async fn close_connection(conn: &Connection, code: u16, reason: &str) {
     let _ = tokio::time::timeout(GOODBYE_WAIT, conn.close(code, reason.into())).await;
 }
 
-/// Connect, retrying with capped backoff until the broker answers or shutdown is asked.
-/// Logs the first failure and then only every power-of-two attempt.
+/// Connect, retrying with capped backoff until a node answers or shutdown is asked. Every node
+/// of the list is tried once per round, from a random one on; the wait between rounds grows.
+/// Logs the first failed round and then only every power-of-two round.
 pub async fn connect(url: &str, name: &str, shutdown: &CancellationToken) -> Option<Connection> {
     let mut backoff = Backoff::for_outages();
     loop {
-        let props = ConnectionProperties::default().with_connection_name(name.into());
-        let connecting = async {
-            match with_small_frames(url) {
-                Ok(uri) => Connection::connect_uri(uri, props).await,
-                // Not a URL we can read: lapin says why, in its own words.
-                Err(_) => Connection::connect(url, props).await,
-            }
-        };
-        let attempt = tokio::select! {
+        let round = tokio::select! {
             _ = shutdown.cancelled() => return None,
-            r = tokio::time::timeout(Duration::from_secs(10), connecting) => r,
+            round = connect_round(url, name) => round,
         };
-        let err = match attempt {
-            Ok(Ok(conn)) => {
-                info!(broker = %redact_url(url), connection = name, "connected to the broker");
+        let err = match round {
+            Ok((conn, node)) => {
+                info!(broker = %node, connection = name, "connected to the broker");
                 metrics::counter!("saga_broker_connects_total").increment(1);
+                note_connect_failure(None);
                 return Some(conn);
             }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "timed out after 10 s".to_owned(),
+            Err(err) => err,
         };
+        note_connect_failure(Some(err.clone()));
         let delay = backoff.next_delay();
         if backoff.worth_logging() {
             warn!(broker = %redact_url(url), attempt = backoff.attempts(), retry_in_ms = delay.as_millis() as u64,
@@ -93,6 +101,65 @@ pub async fn connect(url: &str, name: &str, shutdown: &CancellationToken) -> Opt
     }
 }
 
+/// Connect once, trying each node in turn (for `sagactl` and tests: a person is waiting, so no
+/// retry rounds).
+///
+/// # Errors
+/// No node accepted the connection; the message names each node's failure.
+pub async fn connect_once(url: &str, name: &str) -> anyhow::Result<Connection> {
+    connect_round(url, name)
+        .await
+        .map(|(conn, _)| conn)
+        .map_err(|e| anyhow::anyhow!("cannot reach RabbitMQ: {e}"))
+}
+
+/// One round: every node once, from a random one on. The connection and the node it went to,
+/// or why each node failed.
+async fn connect_round(url: &str, name: &str) -> Result<(Connection, String), String> {
+    let props = || ConnectionProperties::default().with_connection_name(name.into());
+    let nodes = match BrokerNodes::parse(url) {
+        Ok(nodes) => nodes,
+        // Not a URL we can read (config validation refuses those first): lapin says why.
+        Err(_) => {
+            return match Connection::connect(url, props()).await {
+                Ok(conn) => Ok((conn, redact_url(url))),
+                Err(e) => Err(e.to_string()),
+            };
+        }
+    };
+    let mut failures = Vec::with_capacity(nodes.len());
+    for Node { uri, shown } in nodes.in_turn() {
+        let attempt = tokio::time::timeout(
+            NODE_CONNECT_TIMEOUT,
+            Connection::connect_uri(uri.clone(), props()),
+        )
+        .await;
+        let why = match attempt {
+            Ok(Ok(conn)) => return Ok((conn, shown.clone())),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {} s", NODE_CONNECT_TIMEOUT.as_secs()),
+        };
+        failures.push(if nodes.len() > 1 {
+            format!("{shown}: {why}")
+        } else {
+            why
+        });
+    }
+    Err(if nodes.len() > 1 {
+        format!(
+            "none of the {} nodes answered ({})",
+            nodes.len(),
+            failures.join("; ")
+        )
+    } else {
+        failures.join("; ")
+    })
+}
+
+/// How long a declaration of the whole topology may take. A quorum queue that lost its
+/// majority does not answer; without a bound the caller would wait for ever.
+pub const DECLARE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Declare the whole topology on a channel of its own, then close it. A refusal closes only
 /// that channel, never the caller's.
 ///
@@ -101,7 +168,17 @@ pub async fn connect(url: &str, name: &str, shutdown: &CancellationToken) -> Opt
 /// connection is gone.
 pub async fn declare_topology(conn: &Connection, topology: &Topology) -> lapin::Result<()> {
     let channel = conn.create_channel().await?;
-    let declared = topology.declare(&channel).await;
+    let declared = match tokio::time::timeout(DECLARE_TIMEOUT, topology.declare(&channel)).await {
+        Ok(declared) => declared,
+        Err(_) => Err(lapin::Error::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "the broker did not answer the topology's declarations within {} s \
+                 (a quorum queue without a majority of its nodes?)",
+                DECLARE_TIMEOUT.as_secs()
+            ),
+        ))),
+    };
     let _ = tokio::time::timeout(GOODBYE_WAIT, channel.close(200, "declared".into())).await;
     declared
 }
@@ -233,19 +310,5 @@ impl PendingConfirm {
 pub fn log_task_end(name: &str, result: Result<(), tokio::task::JoinError>) {
     if let Err(e) = result {
         error!(task = name, cause = %e, "task ended unexpectedly");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn small_frames_are_asked_for_unless_the_url_names_its_own() {
-        let plain = with_small_frames("amqp://guest:guest@127.0.0.1:5672/%2f").unwrap();
-        assert_eq!(plain.query.frame_max, Some(FRAME_MAX));
-        let own = with_small_frames("amqp://127.0.0.1:5672/%2f?frame_max=131072").unwrap();
-        assert_eq!(own.query.frame_max, Some(131_072));
-        assert!(with_small_frames("not a url").is_err());
     }
 }

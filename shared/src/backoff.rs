@@ -75,6 +75,12 @@ impl Backoff {
     }
 }
 
+/// A random number below `bound` (0 if `bound` is 0), for picking where to start in a list of
+/// nodes and for spreading test ports; `fastrand`, the generator `backon`'s jitter uses.
+pub fn random_below(bound: u64) -> u64 {
+    fastrand::u64(..bound.max(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,21 +5,28 @@
 
 use clap::{Parser, ValueEnum};
 
+use crate::replication::Replication;
 use crate::retry::RetryPolicy;
+use crate::sentinel::{self, SentinelUrl};
 use crate::topology::Topology;
 
 /// Connection and behaviour settings shared by all three services and `sagactl`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Common {
-    /// AMQP URL of the broker; the vhost is the path (`%2f` is `/`).
+    /// AMQP URL of the broker; the vhost is the path (`%2f` is `/`). A cluster: the URLs of its
+    /// nodes, separated by commas (each connection starts at a random one, moves on when one fails).
     #[arg(long, env = "RABBITMQ_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-          value_parser = parse_amqp_url, hide_env_values = true)]
+          value_parser = crate::nodes::validate, hide_env_values = true)]
     pub rabbitmq_url: String,
 
-    /// Redis URL.
+    /// Redis URL; or, for a master with replicas, its Sentinels:
+    /// redis+sentinel://host:port,host:port,.../<master-name>.
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", value_parser = parse_redis_url,
           hide_env_values = true)]
     pub redis_url: String,
+
+    #[command(flatten)]
+    pub replication: Replication,
 
     /// Every Redis key lives under this prefix, so tests and a running demo never collide.
     #[arg(long, env = "REDIS_PREFIX", default_value = "saga", value_parser = parse_prefix)]
@@ -74,24 +81,28 @@ pub fn parse_or_exit<T: Parser>() -> T {
                 (true, Some(what)) => format!("{first} {what}"),
                 _ => first.to_owned(),
             };
-            eprintln!("{line} (try --help)");
+            // clap repeats the refused value, which may be a URL with a password in it.
+            eprintln!("{} (try --help)", mask_passwords(&line));
             std::process::exit(2);
         }
     }
 }
 
-fn parse_amqp_url(s: &str) -> Result<String, String> {
-    s.parse::<lapin::uri::AMQPUri>()
-        .map(|_| s.to_owned())
-        .map_err(|e| {
-            format!("not an AMQP URL ({e}); expected e.g. amqp://guest:guest@127.0.0.1:5672/%2f")
-        })
-}
-
 fn parse_redis_url(s: &str) -> Result<String, String> {
-    redis::Client::open(s)
-        .map(|_| s.to_owned())
-        .map_err(|e| format!("not a Redis URL ({e}); expected e.g. redis://127.0.0.1:6379"))
+    if sentinel::is_sentinel(s) {
+        return SentinelUrl::parse(s).map(|_| s.to_owned()).map_err(|e| {
+            format!(
+                "{}: {e}; expected e.g. redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/saga",
+                redact_url(s)
+            )
+        });
+    }
+    redis::Client::open(s).map(|_| s.to_owned()).map_err(|e| {
+        format!(
+            "not a Redis URL ({e}); expected e.g. redis://127.0.0.1:6379, or \
+             redis+sentinel://host:port,host:port/<master-name>"
+        )
+    })
 }
 
 fn parse_prefix(s: &str) -> Result<String, String> {
@@ -107,7 +118,44 @@ fn parse_prefix(s: &str) -> Result<String, String> {
 }
 
 /// A URL with its password replaced, fit for a log line (credentials never appear in logs).
+/// A list of URLs (`RABBITMQ_URL` naming several nodes) has each one's password replaced.
 pub fn redact_url(url: &str) -> String {
+    url.split(',').map(redact_one).collect::<Vec<_>>().join(",")
+}
+
+/// Every `scheme://user:password@` in free text with its password masked (a URL quoted in an
+/// error message ends at a space, a quote or a comma).
+pub fn mask_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("://") {
+        let (before, after) = rest.split_at(start + 3);
+        out.push_str(before);
+        let end = after
+            .find(|c: char| c.is_whitespace() || "'\",".contains(c))
+            .unwrap_or(after.len());
+        let (authority, tail) = after.split_at(end);
+        match authority.rfind('@') {
+            Some(at) => {
+                let user = authority[..at].split(':').next().unwrap_or("");
+                let masked = if authority[..at].contains(':') {
+                    ":***"
+                } else {
+                    ""
+                };
+                out.push_str(user);
+                out.push_str(masked);
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
+}
+
+fn redact_one(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
@@ -132,13 +180,41 @@ mod tests {
             redact_url("redis://127.0.0.1:6379"),
             "redis://127.0.0.1:6379"
         );
+        assert_eq!(
+            redact_url("amqp://a:one@h1/v,amqp://b:two@h2/v"),
+            "amqp://a:***@h1/v,amqp://b:***@h2/v"
+        );
+        assert_eq!(
+            redact_url("redis+sentinel://:pw@h1:1,h2:2/saga"),
+            "redis+sentinel://:***@h1:1,h2:2/saga"
+        );
+    }
+
+    #[test]
+    fn masks_passwords_quoted_in_error_messages() {
+        let clap_says = "error: invalid value 'amqp://guest:s3cret@h1:5672/v,,amqp://g:two@h2/v' for '--rabbitmq-url'";
+        let masked = mask_passwords(clap_says);
+        assert_eq!(
+            masked,
+            "error: invalid value 'amqp://guest:***@h1:5672/v,,amqp://g:***@h2/v' for '--rabbitmq-url'"
+        );
+        assert_eq!(
+            mask_passwords("see http://example.org/x and redis://h:1"),
+            "see http://example.org/x and redis://h:1"
+        );
     }
 
     #[test]
     fn rejects_bad_urls_and_prefixes() {
-        assert!(parse_amqp_url("http://x").is_err());
-        assert!(parse_amqp_url("amqp://guest:guest@127.0.0.1:5672/%2f").is_ok());
+        assert!(crate::nodes::validate("http://x").is_err());
+        assert!(crate::nodes::validate("amqp://guest:guest@127.0.0.1:5672/%2f").is_ok());
         assert!(parse_redis_url("nonsense").is_err());
+        assert!(parse_redis_url("redis+sentinel://h1:1,h2:2/saga").is_ok());
+        let bad = parse_redis_url("redis+sentinel://u:secret@h1:1,h2:x/saga").unwrap_err();
+        assert!(
+            bad.contains("Sentinel 2: port") && !bad.contains("secret"),
+            "{bad}"
+        );
         assert!(parse_prefix("has space").is_err());
         assert!(parse_prefix("test-1a2b").is_ok());
     }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use metrics_exporter_prometheus::PrometheusHandle;
-use redis::aio::ConnectionManager;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use warp::http::StatusCode;
@@ -16,6 +15,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use crate::amqp::BrokerStatus;
+use crate::store::Redis;
 
 /// An error answered as `{"error": message}` with a 4xx/5xx status.
 #[derive(Debug)]
@@ -102,20 +102,38 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     Ok(error.into_response())
 }
 
-/// What `/ready` checks: every broker connection the service holds, and Redis.
+/// What `/ready` checks: every broker connection the service holds, and Redis: reachable, and,
+/// behind Sentinel, a master with the replicas its writes wait for.
+///
+/// `broker` and `redis` say `up` or `down`; `broker_detail` and `redis_detail` say why. A
+/// cluster that lost the majority of its nodes pauses the rest (pause_minority), so a lost
+/// quorum shows as "none of the N nodes answered"; a missing Redis master as Sentinel naming
+/// none, or naming a node that is not (yet) one.
 #[derive(Clone)]
 pub struct Readiness {
     pub brokers: Vec<Arc<BrokerStatus>>,
-    pub redis: ConnectionManager,
+    pub redis: Redis,
 }
 
 impl Readiness {
     async fn report(&self) -> (bool, serde_json::Value) {
         let broker = self.brokers.iter().all(|b| b.is_up());
-        let redis = crate::store::ping(&self.redis).await.is_ok();
+        let broker_detail = if broker {
+            "connected".to_owned()
+        } else {
+            crate::amqp::last_connect_failure().unwrap_or_else(|| "connecting".to_owned())
+        };
+        let redis = self.redis.readiness().await;
+        let redis_up = redis.is_ok();
+        let redis_detail = redis.unwrap_or_else(|why| why);
         (
-            broker && redis,
-            json!({ "broker": up_down(broker), "redis": up_down(redis) }),
+            broker && redis_up,
+            json!({
+                "broker": up_down(broker),
+                "broker_detail": broker_detail,
+                "redis": up_down(redis_up),
+                "redis_detail": redis_detail,
+            }),
         )
     }
 }

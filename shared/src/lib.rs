@@ -7,11 +7,14 @@
 //! - [`events`]: the wire contract: event bodies, routing keys, and parsing a delivery into an event.
 //! - [`topology`]: the exchange, queues and bindings, declared idempotently by every service.
 //! - [`amqp`]: connecting with backoff, publishing with confirms, declaring the topology.
+//! - [`nodes`]: `RABBITMQ_URL` as a list of cluster nodes: validated, redacted, tried in turn.
 //! - [`consumer`]: the consume loop that turns a handler's [`consumer::Outcome`] into ack,
 //!   dead-letter or retry.
 //! - [`retry`]: the retry policy: an outage is waited out, any other failure is retried a few
 //!   times through a retry queue, then dead-lettered.
 //! - [`store`]: Redis connection and the key layout under one prefix.
+//! - [`redis_client`]: the connection itself: one Redis or the master Sentinel names, `WAIT`
+//!   after writes when replicas are required ([`replication`]; Sentinel URLs: [`sentinel`]).
 //! - [`backoff`]: capped exponential backoff for everything transient.
 //! - [`http`]: `/health`, `/ready`, `/metrics` and JSON errors, for every service.
 //! - [`shutdown`]: SIGINT/SIGTERM into a cancellation token.
@@ -25,7 +28,11 @@ pub mod domain;
 pub mod events;
 pub mod http;
 pub mod ids;
+pub mod nodes;
+pub mod redis_client;
+pub mod replication;
 pub mod retry;
+pub mod sentinel;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

@@ -108,9 +108,11 @@ fn redis_is_outage(err: &redis::RedisError) -> bool {
     if err.is_io_error() || err.is_timeout() || err.is_connection_dropped() {
         return true;
     }
-    // A store that is full refuses every write until someone makes room: not this message's
-    // fault, so it is waited out like the rest.
-    if err.code() == Some("OOM") {
+    // A store that is full refuses every write until someone makes room; a master with fewer
+    // replicas in sync than min-replicas-to-write refuses them until one is back (NOREPLICAS);
+    // neither is this message's fault, so both are waited out like the rest. (A WAIT that timed
+    // out, crate::replication::ReplicationLag, arrives as an I/O timeout: caught above.)
+    if matches!(err.code(), Some("OOM" | "NOREPLICAS")) {
         return true;
     }
     matches!(
@@ -231,9 +233,25 @@ mod tests {
         let refused =
             redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         assert!(is_outage(&anyhow::Error::new(refused).context("reserving")));
-        for code in ["LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "OOM"] {
+        for code in [
+            "LOADING",
+            "READONLY",
+            "MASTERDOWN",
+            "TRYAGAIN",
+            "OOM",
+            "NOREPLICAS",
+        ] {
             assert!(is_outage(&server_error(code, "x")), "{code}");
         }
+        // A write no replica acknowledged in time: never a success, always waited out.
+        let lag = crate::replication::ReplicationLag {
+            acknowledged: 0,
+            required: 1,
+            within: std::time::Duration::from_secs(1),
+        };
+        assert!(is_outage(
+            &anyhow::Error::new(lag.into_redis_error()).context("reserving")
+        ));
         assert!(is_outage(&anyhow::Error::new(WaitOut("busy".into()))));
         // A Lua error on corrupt data, a wrong type, a webhook's 500: this message failed.
         let script = server_error(

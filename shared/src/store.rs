@@ -1,41 +1,42 @@
 //! Redis: the connection, and where every key lives.
 //!
-//! All keys sit under one prefix ([`Keys`]), so a test, a demo and a benchmark can share one
+//! The connection is a [`Redis`] (see [`crate::redis_client`]): one Redis, or the master
+//! Sentinel names, with `WAIT` after writes when replicas are required. All keys sit under one prefix ([`Keys`]), so a test, a demo and a benchmark can share one
 //! Redis without touching each other. The layout is written down here once; the services, the
 //! checker and `sagactl` all read it from here.
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::backoff::Backoff;
 use crate::config::redact_url;
 use crate::domain::DlqHop;
+pub use crate::redis_client::Redis;
+use crate::replication::Replication;
 
-/// A Redis connection that reconnects by itself. Created lazily, so a service starts even while
-/// Redis is away; commands fail fast (timeouts below) instead of hanging during an outage.
+/// A Redis connection that reconnects by itself (following the master, with a Sentinel URL).
+/// Created lazily, so a service starts even while Redis is away; commands fail fast instead of
+/// hanging during an outage. Replicas required as `REDIS_MIN_REPLICAS=auto` says.
 ///
 /// # Errors
 /// Only if the URL is unusable (config validation already refused bad ones).
-pub fn connect(url: &str) -> anyhow::Result<ConnectionManager> {
-    let client = redis::Client::open(url)?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(5)))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_millis(500));
-    Ok(ConnectionManager::new_lazy_with_config(client, config)?)
+pub fn connect(url: &str) -> anyhow::Result<Redis> {
+    connect_with(url, Replication::default())
+}
+
+/// [`connect`] with an explicit `WAIT` policy (the services pass their `REDIS_MIN_REPLICAS`).
+///
+/// # Errors
+/// Only if the URL is unusable (config validation already refused bad ones).
+pub fn connect_with(url: &str, replication: Replication) -> anyhow::Result<Redis> {
+    Redis::new(url, replication)
 }
 
 /// Wait until Redis answers PING, retrying with capped backoff and a few log lines.
 /// Returns `false` if shutdown came first.
-pub async fn wait_until_reachable(
-    redis: &ConnectionManager,
-    url: &str,
-    shutdown: &CancellationToken,
-) -> bool {
+pub async fn wait_until_reachable(redis: &Redis, url: &str, shutdown: &CancellationToken) -> bool {
     let mut backoff = Backoff::for_outages();
     loop {
         match ping(redis).await {
@@ -62,7 +63,7 @@ pub async fn wait_until_reachable(
 ///
 /// # Errors
 /// Redis did not answer PONG within a second.
-pub async fn ping(redis: &ConnectionManager) -> anyhow::Result<()> {
+pub async fn ping(redis: &Redis) -> anyhow::Result<()> {
     let mut conn = redis.clone();
     let reply: String = tokio::time::timeout(
         Duration::from_secs(1),
@@ -154,7 +155,7 @@ impl Keys {
 /// An order's timeline as the consume loop writes to it: the DLQ hops of messages about it.
 #[derive(Clone)]
 pub struct Timeline {
-    redis: ConnectionManager,
+    redis: Redis,
     keys: Keys,
 }
 
@@ -167,7 +168,7 @@ impl std::fmt::Debug for Timeline {
 }
 
 impl Timeline {
-    pub fn new(redis: ConnectionManager, keys: Keys) -> Self {
+    pub fn new(redis: Redis, keys: Keys) -> Self {
         Self { redis, keys }
     }
 

@@ -115,6 +115,11 @@ impl Rng {
         Self(seed.max(1))
     }
 
+    /// A generator of its own from `seed` (e.g. drawn from another one).
+    pub fn seeded(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
     /// A number in `lo..hi`.
     pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
         self.0 ^= self.0 << 13;

@@ -43,11 +43,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use redis::aio::ConnectionManager;
 use serde::Serialize;
 use shared::config::Common;
 use shared::events::unix_now_millis;
 use shared::store::Keys;
+use shared::store::Redis;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::Service;
@@ -139,7 +139,7 @@ pub(crate) struct Board {
     /// The saga's queues in chart order: each consumed queue, its retry queue, the DLQ.
     pub queues: Vec<String>,
     pub scripts_dir: Option<PathBuf>,
-    pub redis: ConnectionManager,
+    pub redis: Redis,
     pub order_svc: Service,
     pub management: Management,
     pub hub: hub::Hub,

@@ -1,0 +1,270 @@
+//! The cluster profile (`scripts/cluster.sh`: 3 RabbitMQ nodes, a quorum-default vhost, Redis
+//! master + 2 replicas + 3 Sentinels, two inventory-svc) on private node names and ports.
+//!
+//! One profile is started for the whole story, because three Erlang VMs take most of a minute
+//! on two cores: the lab's plain declares and drills work on it unchanged; the failover drill
+//! loses the node leading `inventory_queue` and the Redis master and nothing is lost or
+//! doubled; a cluster that loses its majority makes `/ready` say so. The same drill with `WAIT`
+//! switched off is `#[ignore]`d: a demonstration, run by hand (see docs/SCALING.md).
+
+use std::time::Duration;
+
+use harness::cluster::Cluster;
+use harness::drill::{self, Drill};
+use harness::eventually;
+use harness::process::bin_dir;
+use lapin::options::QueueDeclareOptions;
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use shared::topology::Topology;
+
+/// Enough for most of the drill's orders to be confirmed and the rest to fail on stock.
+const STOCK: &str = "burger=600,pizza=500,sushi=300,salad=700";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cluster_profile_runs_the_lab_and_survives_a_failover() -> anyhow::Result<()> {
+    let cluster = Cluster::up(
+        "failover",
+        &[("INITIAL_STOCK", STOCK), ("REDIS_PREFIX", drill::PREFIX)],
+    )
+    .await?;
+
+    eprintln!("== lab compatibility: plain declares on the quorum vhost");
+    plain_declares_get_no_406(&cluster).await?;
+    eprintln!("== lab compatibility: scripts/lab/run_all.sh against the cluster profile");
+    lab_drills_pass(&cluster).await?;
+
+    eprintln!("== failover drill (WAIT on)");
+    let report = drill::run(&cluster, Drill::default(), "failover drill").await?;
+    eprintln!("{report}");
+    let problems = report.problems();
+    anyhow::ensure!(
+        problems.is_empty(),
+        "the failover drill failed: {problems:#?}"
+    );
+    anyhow::ensure!(
+        report.partition_held,
+        "Sentinel re-linked the replicas before the master died: the drill did not test WAIT"
+    );
+
+    eprintln!("== a cluster without its majority: /ready says so");
+    ready_says_when_the_quorum_is_lost(&cluster).await?;
+    Ok(())
+}
+
+/// The same drill with `REDIS_MIN_REPLICAS=0`: what an acknowledged write is worth without
+/// `WAIT` when the master dies cut off from its replicas. A demonstration: it prints what the
+/// checker found and fails only if the drill could not be run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a demonstration (about 3 minutes): cargo test -p saga-tests --test cluster -- --ignored"]
+async fn without_wait_a_failover_takes_back_acknowledged_writes() -> anyhow::Result<()> {
+    let cluster = Cluster::up(
+        "nowait",
+        &[
+            ("INITIAL_STOCK", STOCK),
+            ("REDIS_PREFIX", drill::PREFIX),
+            ("REDIS_MIN_REPLICAS", "0"),
+        ],
+    )
+    .await?;
+    let report = drill::run(&cluster, Drill::default(), "failover drill, WAIT off").await?;
+    eprintln!("{report}");
+    eprintln!(
+        "WAIT off: {} of {} orders answered 201 are gone; {} other problem(s): {:#?}",
+        report.lost.len(),
+        report.accepted.len(),
+        report.problems().len(),
+        report.problems()
+    );
+    Ok(())
+}
+
+/// A lab script's `queue_declare(name, durable=True)`, with no arguments, on a fresh channel
+/// each time: accepted for all four queues, which are quorum queues here; an explicit classic
+/// declare is what gets the 406.
+async fn plain_declares_get_no_406(cluster: &Cluster) -> anyhow::Result<()> {
+    let conn = shared::amqp::connect_once(&cluster.setting("RABBITMQ_URL"), "lab script").await?;
+    let topology = Topology::default();
+    for queue in topology.queues() {
+        for _ in 0..2 {
+            let channel = conn.create_channel().await?;
+            channel
+                .queue_declare(
+                    queue.into(),
+                    QueueDeclareOptions::durable(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("plain declare of {queue}: {e}"))?;
+        }
+        let info: serde_json::Value = reqwest::Client::new()
+            .get(format!("{}/queues/saga/{queue}", cluster.management(1)))
+            .basic_auth("guest", Some("guest"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        anyhow::ensure!(
+            info["type"] == "quorum",
+            "{queue} is {} here, not a quorum queue",
+            info["type"]
+        );
+    }
+    let channel = conn.create_channel().await?;
+    let mut classic = FieldTable::default();
+    classic.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from(b"classic".to_vec())),
+    );
+    let refused = channel
+        .queue_declare(
+            topology.inventory_queue.as_str().into(),
+            QueueDeclareOptions::durable(),
+            classic,
+        )
+        .await;
+    anyhow::ensure!(
+        refused.as_ref().is_err_and(
+            |e| e.to_string().contains("406") || e.to_string().contains("PRECONDITION_FAILED")
+        ),
+        "an explicit classic declare should be refused with 406: {refused:?}"
+    );
+    shared::amqp::close_connection(&conn, 200, "done").await;
+    Ok(())
+}
+
+/// `scripts/lab/run_all.sh` with the profile's settings (`scripts/cluster.sh env`).
+async fn lab_drills_pass(cluster: &Cluster) -> anyhow::Result<()> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/lab/run_all.sh");
+    let out = tokio::process::Command::new("bash")
+        .arg(script)
+        .envs(cluster.script_env())
+        .envs(cluster.env.iter())
+        .env("SAGACTL", bin_dir().join("sagactl"))
+        .env("REDIS_PREFIX", drill::PREFIX)
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.contains("summary"))
+        .collect();
+    eprintln!("{}", summary.join("\n"));
+    anyhow::ensure!(
+        out.status.success(),
+        "the lab drills failed on the cluster profile:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// Kill two of the three RabbitMQ nodes: the third pauses (pause_minority) and every queue
+/// has lost its quorum; order-svc's `/ready` answers 503 and says why. Then both come back.
+async fn ready_says_when_the_quorum_is_lost(cluster: &Cluster) -> anyhow::Result<()> {
+    let ready = format!("{}/ready", cluster.service_urls()[0]);
+    cluster.kill("rabbit2").await?;
+    cluster.kill("rabbit3").await?;
+    let http = reqwest::Client::new();
+    let detail = eventually(
+        "/ready to say the broker is gone",
+        Duration::from_secs(60),
+        || async {
+            let r = http.get(&ready).send().await.map_err(|e| e.to_string())?;
+            let status = r.status().as_u16();
+            let v: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
+            let detail = v["checks"]["broker_detail"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            if status == 503
+                && v["checks"]["broker"] == "down"
+                && detail.contains("none of the 3 nodes")
+            {
+                Ok(detail)
+            } else {
+                Err(format!("{status} {v}"))
+            }
+        },
+    )
+    .await?;
+    eprintln!("/ready without a majority: 503, broker_detail: {detail}");
+    let (two, three) = tokio::join!(cluster.start("rabbit2"), cluster.start("rabbit3"));
+    two?;
+    three?;
+    eventually(
+        "/ready once the majority is back",
+        Cluster::SETTLE,
+        || async {
+            match http.get(&ready).send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(r.status().to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_node_list_or_sentinel_url_exits_with_one_readable_line() -> anyhow::Result<()>
+{
+    for (bin, var, value, says) in [
+        (
+            "order-svc",
+            "RABBITMQ_URL",
+            "amqp://guest:secret@h1:5672/v,,amqp://guest:secret@h2:5672/v",
+            "node 2 of 3 is empty",
+        ),
+        (
+            "inventory-svc",
+            "RABBITMQ_URL",
+            "amqp://guest:secret@h1/v,http://guest:secret@h2/v",
+            "node 2 of 2",
+        ),
+        (
+            "notification-svc",
+            "RABBITMQ_URL",
+            "amqp://h1:5672/a,amqp://h2:5672/b",
+            "same vhost",
+        ),
+        (
+            "sagactl",
+            "RABBITMQ_URL",
+            "amqp://h1:5672/v,amqp://h1:5672/v",
+            "repeats node 1",
+        ),
+        (
+            "order-svc",
+            "REDIS_URL",
+            "redis+sentinel://:secret@h1:26379,h2:x/saga",
+            "Sentinel 2: port",
+        ),
+        (
+            "inventory-svc",
+            "REDIS_URL",
+            "redis+sentinel://h1:26379,h2:26379",
+            "names no master",
+        ),
+        ("notification-svc", "REDIS_MIN_REPLICAS", "many", "auto"),
+        ("order-svc", "REDIS_WAIT_TIMEOUT", "0s", "10ms to 10s"),
+    ] {
+        let mut cmd = std::process::Command::new(bin_dir().join(bin));
+        cmd.env(var, value).env("HTTP_ADDR", "127.0.0.1:0");
+        if bin == "sagactl" {
+            cmd.arg("queues");
+        }
+        let out = cmd.output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bin} {var}={value}: {stderr}");
+        assert_eq!(
+            stderr.trim().lines().count(),
+            1,
+            "{bin} {var}={value}: {stderr}"
+        );
+        assert!(stderr.contains(says), "{bin} {var}={value}: {stderr}");
+        assert!(
+            !stderr.contains("secret"),
+            "{bin} leaked a password: {stderr}"
+        );
+    }
+    Ok(())
+}
