@@ -20,7 +20,9 @@
 #   CLUSTER_PORT_BASE  B (default 5680): AMQP B+1..3 (5681-5683), management B+10001..3 (15681-15683),
 #                      Erlang distribution B+20001..3, Redis B+701..3 (6381-6383), Sentinel
 #                      B+20701..3 (26381-26383), services' HTTP B+91 (order), B+92, B+93
-#                      (inventory), B+94 (notification)
+#                      (inventory), B+94 (notification). With B <= 12064 every port stays below
+#                      32768, out of Linux's ephemeral range (a port in it can be taken by an
+#                      outgoing connection at any moment)
 #   CLUSTER_VHOST      the quorum-default vhost (default saga)
 #   CLUSTER_REDIS_MASTER  the name Sentinel monitors the master under (default saga)
 #   CLUSTER_SERVICES   0: start the brokers and stores only, no services (default 1)

@@ -15,6 +15,12 @@ use anyhow::Context;
 use crate::cpu::Watched;
 use crate::world::LabConfig;
 
+/// Bases whose every port (up to base + 20,703) stays below 32,768, where Linux's ephemeral
+/// range begins: an outgoing connection's local port can take a port in that range between the
+/// check that it is free and the bind.
+const FIRST_BASE: u16 = 7_000;
+const BASES: u64 = 500;
+
 /// The ports `scripts/cluster.sh` uses for base `b` (see its header).
 fn ports_of(base: u16) -> Vec<u16> {
     let mut ports = Vec::new();
@@ -50,7 +56,7 @@ impl ClusterProfile {
     pub async fn start(script: &Path) -> anyhow::Result<Self> {
         let id = &uuid::Uuid::new_v4().simple().to_string()[..6];
         let base = (0..50)
-            .map(|_| 20_000 + 10 * (shared::backoff::random_below(2_400) as u16))
+            .map(|_| FIRST_BASE + 10 * (shared::backoff::random_below(BASES) as u16))
             .find(|b| all_free(&ports_of(*b)))
             .context("no free block of ports for the cluster profile")?;
         let mut profile = Self {

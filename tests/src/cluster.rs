@@ -12,6 +12,12 @@ use anyhow::Context;
 
 use crate::process::bin_dir;
 
+/// Bases whose every port (up to base + 20,703) stays below 32,768, where Linux's ephemeral
+/// range begins: an outgoing connection's local port can take a port in that range between the
+/// check that it is free and the bind (it happened: "redis2 does not answer PING").
+const FIRST_BASE: u16 = 7_000;
+const BASES: u64 = 500;
+
 /// The ports the script uses for base `b` (see its header): 3 AMQP, 3 management, 3 Erlang
 /// distribution, 3 Redis, 3 Sentinel, 4 HTTP.
 fn ports_of(base: u16) -> Vec<u16> {
@@ -53,7 +59,7 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!("saga-cluster-{test}-{suffix}"));
         // A block of ports nobody listens on; the script derives every port from its base.
         let base = (0..50)
-            .map(|_| 20_000 + 10 * (shared::backoff::random_below(2_400) as u16))
+            .map(|_| FIRST_BASE + 10 * (shared::backoff::random_below(BASES) as u16))
             .find(|b| all_free(&ports_of(*b)))
             .context("no free block of ports for a private cluster")?;
         let mut cluster = Self {
@@ -205,11 +211,20 @@ impl Drop for Cluster {
         // CLUSTER_KEEP=1 keeps the data and logs (everything is stopped) to read afterwards.
         let keep = std::env::var_os("CLUSTER_KEEP").is_some();
         let down: &[&str] = if keep { &["down"] } else { &["down", "--wipe"] };
-        let _ = std::process::Command::new("bash")
+        let stopped = std::process::Command::new("bash")
             .arg(Self::script_path())
             .args(down)
             .envs(self.script_env())
             .output();
+        match stopped {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!(
+                "scripts/cluster.sh {}: {}",
+                down.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(e) => eprintln!("scripts/cluster.sh {}: {e}", down.join(" ")),
+        }
         if keep {
             eprintln!("cluster kept (stopped) in {}", self.dir.display());
         }
