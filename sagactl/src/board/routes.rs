@@ -194,7 +194,10 @@ pub fn routes(
             }))
         });
 
-    page.or(health)
+    // Two boxed halves: one chain of fourteen `or`s is a type deep enough to overflow the
+    // compiler's recursion limit when a release build checks it.
+    let reads = page
+        .or(health)
         .unify()
         .or(events)
         .unify()
@@ -204,8 +207,8 @@ pub fn routes(
         .unify()
         .or(journey)
         .unify()
-        .or(place)
-        .unify()
+        .boxed();
+    let actions = place
         .or(duplicate)
         .unify()
         .or(poison)
@@ -222,8 +225,8 @@ pub fn routes(
         .unify()
         .or(redis)
         .unify()
-        .recover(recover)
-        .unify()
+        .boxed();
+    reads.or(actions).unify().recover(recover).unify()
 }
 
 fn ok(value: Value) -> Response {
