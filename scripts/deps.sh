@@ -34,7 +34,7 @@ install_packages() {
 
 # Through scripts/redis-server.sh, the one definition of how this project runs Redis (settings in
 # deploy/redis.conf: AOF, fsync every second). It keeps a Redis already answering on the port, but
-# turns AOF on if that one runs without it (an older deps.sh started it so, --appendonly no, in
+# turns AOF on if that one runs without it (an older deps.sh started it so, with AOF off, in
 # /tmp/saga-deps) and moves its files out of /tmp into $STATE_DIR/redis once: a store that a restart
 # empties, while RabbitMQ keeps its durable messages, loses every order, so "already running" must
 # not mean "left non-durable". It says so when it does either.

@@ -84,7 +84,7 @@ shutdown_redis() {
 # A Redis already answers on $port. Keep it (restarting it for nothing would only interrupt the
 # services using it), but not as a non-durable store: a Redis without AOF loses everything at its
 # next restart while RabbitMQ keeps its durable messages. The usual case is the demo's Redis left
-# running by an older scripts/deps.sh (--appendonly no, files under /tmp/saga-deps).
+# running by an older scripts/deps.sh (AOF off, files under /tmp/saga-deps).
 adopt() {
   local dir want=$1 answered_dir
   answered_dir=$(config dir)
