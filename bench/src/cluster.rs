@@ -15,29 +15,6 @@ use anyhow::Context;
 use crate::cpu::Watched;
 use crate::world::LabConfig;
 
-/// Bases whose every port (up to base + 20,703) stays below 32,768, where Linux's ephemeral
-/// range begins: an outgoing connection's local port can take a port in that range between the
-/// check that it is free and the bind.
-const FIRST_BASE: u16 = 7_000;
-const BASES: u64 = 500;
-
-/// The ports `scripts/cluster.sh` uses for base `b` (see its header).
-fn ports_of(base: u16) -> Vec<u16> {
-    let mut ports = Vec::new();
-    for i in 1..=3 {
-        ports.extend([base + i, base + 10_000 + i, base + 20_000 + i]);
-        ports.extend([base + 700 + i, base + 20_700 + i]);
-    }
-    ports.extend((91..=94).map(|i| base + i));
-    ports
-}
-
-fn all_free(ports: &[u16]) -> bool {
-    ports
-        .iter()
-        .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-}
-
 /// A running cluster profile (brokers and stores only).
 pub struct ClusterProfile {
     script: PathBuf,
@@ -55,9 +32,7 @@ impl ClusterProfile {
     /// The script failed; its message is in the error.
     pub async fn start(script: &Path) -> anyhow::Result<Self> {
         let id = &uuid::Uuid::new_v4().simple().to_string()[..6];
-        let base = (0..50)
-            .map(|_| FIRST_BASE + 10 * (shared::backoff::random_below(BASES) as u16))
-            .find(|b| all_free(&ports_of(*b)))
+        let base = shared::cluster_profile::free_base()
             .context("no free block of ports for the cluster profile")?;
         let mut profile = Self {
             script: script.to_owned(),

@@ -1,5 +1,6 @@
 //! What the three saga services share, defined once.
 //!
+//! - [`cluster_profile`]: the ports `scripts/cluster.sh` uses, for tests and bench that start one.
 //! - [`config`]: the command-line / environment settings every service takes.
 //! - [`telemetry`]: log set-up (readable or JSON) and the Prometheus recorder.
 //! - [`domain`]: the order's status and its transition table; the records kept about an order.
@@ -22,6 +23,7 @@
 
 pub mod amqp;
 pub mod backoff;
+pub mod cluster_profile;
 pub mod config;
 pub mod consumer;
 pub mod domain;

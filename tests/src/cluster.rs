@@ -12,30 +12,6 @@ use anyhow::Context;
 
 use crate::process::bin_dir;
 
-/// Bases whose every port (up to base + 20,703) stays below 32,768, where Linux's ephemeral
-/// range begins: an outgoing connection's local port can take a port in that range between the
-/// check that it is free and the bind (it happened: "redis2 does not answer PING").
-const FIRST_BASE: u16 = 7_000;
-const BASES: u64 = 500;
-
-/// The ports the script uses for base `b` (see its header): 3 AMQP, 3 management, 3 Erlang
-/// distribution, 3 Redis, 3 Sentinel, 4 HTTP.
-fn ports_of(base: u16) -> Vec<u16> {
-    let mut ports = Vec::new();
-    for i in 1..=3 {
-        ports.extend([base + i, base + 10_000 + i, base + 20_000 + i]);
-        ports.extend([base + 700 + i, base + 20_700 + i]);
-    }
-    ports.extend((91..=94).map(|i| base + i));
-    ports
-}
-
-fn all_free(ports: &[u16]) -> bool {
-    ports
-        .iter()
-        .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-}
-
 /// A running cluster profile of the test's own.
 pub struct Cluster {
     pub name: String,
@@ -58,9 +34,7 @@ impl Cluster {
         let name = format!("t{suffix}");
         let dir = std::env::temp_dir().join(format!("saga-cluster-{test}-{suffix}"));
         // A block of ports nobody listens on; the script derives every port from its base.
-        let base = (0..50)
-            .map(|_| FIRST_BASE + 10 * (shared::backoff::random_below(BASES) as u16))
-            .find(|b| all_free(&ports_of(*b)))
+        let base = shared::cluster_profile::free_base()
             .context("no free block of ports for a private cluster")?;
         let mut cluster = Self {
             name,
