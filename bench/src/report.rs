@@ -848,26 +848,12 @@ pub fn utc_now() -> String {
 fn utc(unix_secs: u64) -> String {
     let days = (unix_secs / 86_400) as i64;
     let minutes = (unix_secs % 86_400) / 60;
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = shared::events::civil_from_days(days);
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
         minutes / 60,
         minutes % 60
     )
-}
-
-/// Days since 1970-01-01 → (year, month, day); Howard Hinnant's `civil_from_days`.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
