@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions};
 use lapin::{Channel, Connection};
 use shared::nodes::BrokerNodes;
 
@@ -52,38 +51,7 @@ pub fn vhost_of(url: &str) -> anyhow::Result<String> {
         .map_err(|e| anyhow!("{e}"))
 }
 
-/// How full a queue is right now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Depth {
-    /// Messages ready for delivery (not those a consumer holds unacked).
-    pub messages: u32,
-    pub consumers: u32,
-}
-
-/// A queue's depth from a *passive* declare: exact and immediate, unlike the management API,
-/// whose numbers are sampled every few seconds. Passive means "tell me, never create".
-///
-/// A missing queue makes the broker close `channel` (404); use a fresh one afterwards.
-///
-/// # Errors
-/// The queue does not exist, or the channel is unusable.
-pub async fn depth(channel: &Channel, queue: &str) -> anyhow::Result<Depth> {
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .with_context(|| format!("cannot read the depth of queue {queue:?} (does it exist?)"))?;
-    Ok(Depth {
-        messages: declared.message_count(),
-        consumers: declared.consumer_count(),
-    })
-}
+pub use shared::amqp::{Depth, depth};
 
 /// Messages taken from a queue with `basic_get` and not acked yet.
 ///

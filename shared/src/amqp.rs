@@ -14,7 +14,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use anyhow::Context;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -23,6 +25,39 @@ use crate::backoff::Backoff;
 use crate::config::redact_url;
 use crate::nodes::{BrokerNodes, Node};
 use crate::topology::Topology;
+
+/// How full a queue is right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Depth {
+    /// Messages ready for delivery (not those a consumer holds unacked).
+    pub messages: u32,
+    pub consumers: u32,
+}
+
+/// A queue's depth from a *passive* declare: exact and immediate, unlike the management API,
+/// whose numbers are sampled every few seconds. Passive means "tell me, never create".
+///
+/// A missing queue makes the broker close `channel` (404); use a fresh one afterwards.
+///
+/// # Errors
+/// The queue does not exist, or the channel is unusable.
+pub async fn depth(channel: &Channel, queue: &str) -> anyhow::Result<Depth> {
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("cannot read the depth of queue {queue:?} (does it exist?)"))?;
+    Ok(Depth {
+        messages: declared.message_count(),
+        consumers: declared.consumer_count(),
+    })
+}
 
 /// Whether this process currently holds a working broker connection (for `/ready`).
 #[derive(Debug, Default)]

@@ -238,6 +238,10 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<(tokio::net::TcpListener, 
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
+    // Under a target of its own, so a filter that hides everything else (the benchmark runs
+    // services at `warn`) can still let it through: whoever started us on port 0 learns the port
+    // from this line (testkit's `Service`).
+    tracing::info!(target: "listening", "listening on http://{local}");
     Ok((listener, local))
 }
 

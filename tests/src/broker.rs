@@ -35,9 +35,7 @@ impl TestEnv {
     /// A request to the broker's management API (`path` after `/api/`), as guest: what an
     /// operator does in the management UI.
     pub fn management(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http()
-            .request(method, format!("{}/api/{path}", crate::env::MANAGEMENT))
-            .basic_auth("guest", Some("guest"))
+        self.management_request(method, path)
     }
 
     /// A connection to this test's vhost.
@@ -92,7 +90,7 @@ impl TestEnv {
     /// # Errors
     /// Broker unreachable or no such queue.
     pub async fn depth(&self, queue: &str) -> anyhow::Result<u32> {
-        Ok(self.passive_declare(queue).await?.message_count())
+        Ok(self.queue_depth(queue).await?.messages)
     }
 
     /// Consumers attached to `queue` right now.
@@ -100,21 +98,14 @@ impl TestEnv {
     /// # Errors
     /// Broker unreachable or no such queue.
     pub async fn consumers(&self, queue: &str) -> anyhow::Result<u32> {
-        Ok(self.passive_declare(queue).await?.consumer_count())
+        Ok(self.queue_depth(queue).await?.consumers)
     }
 
-    async fn passive_declare(&self, queue: &str) -> anyhow::Result<lapin::Queue> {
+    async fn queue_depth(&self, queue: &str) -> anyhow::Result<shared::amqp::Depth> {
         let conn = self.connect().await?;
-        let channel = conn.create_channel().await?;
-        let options = QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
-        let q = channel
-            .queue_declare(queue.into(), options, FieldTable::default())
-            .await?;
+        let depth = shared::amqp::depth(&conn.create_channel().await?, queue).await;
         let _ = conn.close(200, "done".into()).await;
-        Ok(q)
+        depth
     }
 
     /// Take (and ack) every message now in `queue`.

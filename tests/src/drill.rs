@@ -23,10 +23,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::cluster::Cluster;
+use crate::eventually;
 use crate::http::metric;
 use crate::load::Rng;
 use crate::partition::Partition;
-use crate::poll::eventually;
 
 /// Items the drill orders, all four of the default stock.
 const ITEMS: [&str; 4] = ["burger", "pizza", "sushi", "salad"];

@@ -1,29 +1,43 @@
 //! One isolated world per test: its own vhost on the shared broker and its own Redis prefix.
 
 use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use redis::AsyncCommands;
 use serde_json::Value;
-use shared::store::Keys;
-use shared::topology::Topology;
+use testkit::service::{Spawn, bin_dir};
+use testkit::world::{Broker, VhostKind, World};
 
 use crate::process::{Service, ServiceKind};
 
-pub const MANAGEMENT: &str = "http://127.0.0.1:15672";
-pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+pub const REDIS_URL: &str = testkit::world::LOCAL_REDIS;
 
+/// A test's [`World`] (its vhost, prefix, URLs, keys: `env.amqp_url`, `env.keys`, ...), with
+/// what the test adds to every service it starts. The world is removed when the env is dropped.
 pub struct TestEnv {
-    pub name: String,
-    pub vhost: String,
-    pub prefix: String,
-    pub amqp_url: String,
-    pub redis_url: String,
-    pub topology: Topology,
-    pub keys: Keys,
+    world: World,
     /// Extra environment for every service this env spawns (e.g. INITIAL_STOCK).
     pub service_env: HashMap<String, String>,
     http: reqwest::Client,
+}
+
+impl Deref for TestEnv {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.world
+    }
+}
+
+impl DerefMut for TestEnv {
+    fn deref_mut(&mut self) -> &mut World {
+        &mut self.world
+    }
+}
+
+fn world_name(test: &str) -> String {
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    format!("t-{test}-{suffix}")
 }
 
 impl TestEnv {
@@ -32,44 +46,14 @@ impl TestEnv {
     /// # Errors
     /// The broker's management API or Redis is not reachable (run `scripts/deps.sh`).
     pub async fn new(test: &str) -> anyhow::Result<Self> {
-        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
-        let name = format!("t-{test}-{suffix}");
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()?;
-        let vhost_url = format!("{MANAGEMENT}/api/vhosts/{name}");
-        let created = http
-            .put(&vhost_url)
-            .basic_auth("guest", Some("guest"))
-            .send()
-            .await?;
-        anyhow::ensure!(
-            created.status().is_success(),
-            "cannot create vhost {name}: {}",
-            created.status()
-        );
-        let perms = http
-            .put(format!("{MANAGEMENT}/api/permissions/{name}/guest"))
-            .basic_auth("guest", Some("guest"))
-            .json(&serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"}))
-            .send()
-            .await?;
-        anyhow::ensure!(
-            perms.status().is_success(),
-            "cannot grant permissions on {name}: {}",
-            perms.status()
-        );
-        Ok(Self {
-            amqp_url: format!("amqp://guest:guest@127.0.0.1:5672/{name}"),
-            redis_url: REDIS_URL.to_owned(),
-            vhost: name.clone(),
-            prefix: name.clone(),
-            keys: Keys::new(&name),
-            topology: Topology::default(),
-            service_env: HashMap::new(),
-            name,
-            http,
-        })
+        let world = World::create(
+            &Broker::default(),
+            REDIS_URL,
+            &world_name(test),
+            VhostKind::Classic,
+        )
+        .await?;
+        Ok(Self::around(world))
     }
 
     /// An env on a broker and/or Redis the test started itself (a private node or server), so
@@ -82,25 +66,24 @@ impl TestEnv {
         amqp_url: Option<&str>,
         redis_url: Option<&str>,
     ) -> anyhow::Result<Self> {
-        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
-        let name = format!("t-{test}-{suffix}");
-        Ok(Self {
-            amqp_url: amqp_url.map_or_else(
-                || format!("amqp://guest:guest@127.0.0.1:5672/{name}"),
-                str::to_owned,
-            ),
-            redis_url: redis_url.unwrap_or(REDIS_URL).to_owned(),
-            // No vhost of ours to delete on a private broker: the node goes away with the test.
-            vhost: String::new(),
-            prefix: name.clone(),
-            keys: Keys::new(&name),
-            topology: Topology::default(),
+        let name = world_name(test);
+        let amqp_url = amqp_url.map_or_else(
+            || format!("amqp://guest:guest@127.0.0.1:5672/{name}"),
+            str::to_owned,
+        );
+        let world = World::on(&amqp_url, redis_url.unwrap_or(REDIS_URL), &name);
+        Ok(Self::around(world))
+    }
+
+    fn around(world: World) -> Self {
+        Self {
+            world,
             service_env: HashMap::new(),
-            name,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
-                .build()?,
-        })
+                .build()
+                .unwrap_or_default(),
+        }
     }
 
     /// Same, with a starting stock for inventory-svc (e.g. `"widget=5"`).
@@ -127,20 +110,18 @@ impl TestEnv {
         kind: ServiceKind,
         extra: &[(&str, &str)],
     ) -> anyhow::Result<Service> {
-        let mut env: Vec<(String, String)> = vec![
-            ("RABBITMQ_URL".into(), self.amqp_url.clone()),
-            ("REDIS_URL".into(), self.redis_url.clone()),
-            ("REDIS_PREFIX".into(), self.prefix.clone()),
+        let mut env = self.world.service_env();
+        env.extend([
             ("SHUTDOWN_GRACE_SECS".into(), "5".into()),
             ("CLAIM_LEASE_MS".into(), "2000".into()),
-        ];
+        ]);
         env.extend(self.service_env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env.extend(
             extra
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         );
-        let service = Service::spawn(kind, &self.name, env)?;
+        let service = Service::spawn(Spawn::new(&bin_dir(), kind, &self.name, env)).await?;
         service.wait_healthy(Duration::from_secs(20)).await?;
         Ok(service)
     }
@@ -226,28 +207,9 @@ impl TestEnv {
 }
 
 impl Drop for TestEnv {
-    /// Remove the vhost and every key under the prefix. Best effort: a failed clean-up must
+    /// Remove the vhost and every key under the prefix; a failed clean-up is reported, and must
     /// not hide the test's own verdict.
     fn drop(&mut self) {
-        let vhost = self.vhost.clone();
-        let prefix = self.prefix.clone();
-        let redis_url = self.redis_url.clone();
-        if !vhost.is_empty() {
-            let _ = std::process::Command::new("curl")
-                .args(["-s", "-o", "/dev/null", "-u", "guest:guest", "-X", "DELETE"])
-                .arg(format!("{MANAGEMENT}/api/vhosts/{vhost}"))
-                .status();
-        }
-        if let Ok(client) = redis::Client::open(redis_url.as_str())
-            && let Ok(mut conn) = client.get_connection()
-        {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{prefix}:*"))
-                .query(&mut conn)
-                .unwrap_or_default();
-            for chunk in keys.chunks(500) {
-                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut conn);
-            }
-        }
+        self.world.remove_blocking();
     }
 }

@@ -1,8 +1,11 @@
 //! The test harness: real binaries against a real RabbitMQ and Redis, each test in isolation.
 //!
-//! - [`TestEnv`]: a fresh vhost (management API) and Redis key prefix per test, removed on drop.
-//! - [`Service`]: one real service process (`order-svc`, ...) with its log captured, that a test
-//!   can SIGTERM, `kill -9` and restart.
+//! The plumbing (worlds, service processes, waiting, the order client, the load generator) is
+//! the test kit's ([`testkit`]), shared with the benchmark and sagactl; this crate adds what only
+//! the tests need, on top of it:
+//!
+//! - [`TestEnv`]: a test's [`testkit::World`] (fresh vhost and Redis prefix), removed on drop,
+//!   with the services it starts ([`Service`]: SIGTERM, `kill -9`, restart, captured log).
 //! - [`eventually`]: poll with a deadline; no fixed sleeps.
 //! - broker helpers: publish a bare message, queue depth by passive declare, drain the DLQ.
 //! - [`http`]: a service's page as text or JSON, and a figure out of `/metrics`.
@@ -20,10 +23,9 @@ pub mod http;
 pub mod load;
 pub mod orders;
 pub mod partition;
-pub mod poll;
 pub mod private;
 pub mod process;
 
 pub use env::TestEnv;
-pub use poll::eventually;
 pub use process::{Service, ServiceKind};
+pub use testkit::eventually;

@@ -1,15 +1,24 @@
-//! Driving order-svc over real HTTP.
+//! Driving order-svc over real HTTP: the kit's [`OrderClient`], reached through a test's env.
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
+use testkit::OrderClient;
 
-use crate::{Service, TestEnv, eventually};
+use crate::{Service, TestEnv};
 
 /// The statuses an order ends in, from the domain.
 pub const FINAL: [&str; 3] = sagactl::check::FINAL_STATUSES;
 
+/// How long one request to a service under test may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl TestEnv {
+    /// A client for `order_svc`.
+    pub fn orders(&self, order_svc: &Service) -> OrderClient {
+        OrderClient::new(&order_svc.url(""), REQUEST_TIMEOUT)
+    }
+
     /// `POST /order`; returns the status code and the JSON body.
     ///
     /// # Errors
@@ -20,13 +29,7 @@ impl TestEnv {
         item: &str,
         qty: i64,
     ) -> anyhow::Result<(u16, Value)> {
-        let r = self
-            .http()
-            .post(order_svc.url("/order"))
-            .json(&json!({ "item": item, "qty": qty, "student_id": "s1" }))
-            .send()
-            .await?;
-        Ok((r.status().as_u16(), r.json().await.unwrap_or(Value::Null)))
+        self.orders(order_svc).post_order(item, qty).await
     }
 
     /// Place an order that must be accepted; returns its id.
@@ -34,12 +37,7 @@ impl TestEnv {
     /// # Errors
     /// Not a 201.
     pub async fn place(&self, order_svc: &Service, item: &str, qty: i64) -> anyhow::Result<String> {
-        let (status, body) = self.post_order(order_svc, item, qty).await?;
-        anyhow::ensure!(status == 201, "POST /order answered {status}: {body}");
-        body["order_id"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow::anyhow!("no order_id in {body}"))
+        self.orders(order_svc).place(item, qty).await
     }
 
     /// `GET /order/{id}` body, or `None` on 404.
@@ -47,16 +45,7 @@ impl TestEnv {
     /// # Errors
     /// order-svc unreachable or another status.
     pub async fn get_order(&self, order_svc: &Service, id: &str) -> anyhow::Result<Option<Value>> {
-        let r = self
-            .http()
-            .get(order_svc.url(&format!("/order/{id}")))
-            .send()
-            .await?;
-        match r.status().as_u16() {
-            200 => Ok(Some(r.json().await?)),
-            404 => Ok(None),
-            s => anyhow::bail!("GET /order/{id} answered {s}"),
-        }
+        self.orders(order_svc).get(id).await
     }
 
     /// Wait until the order reaches a final status; returns the order.
@@ -69,14 +58,7 @@ impl TestEnv {
         id: &str,
         timeout: Duration,
     ) -> anyhow::Result<Value> {
-        eventually(&format!("order {id} final"), timeout, || async {
-            match self.get_order(order_svc, id).await {
-                Ok(Some(o)) if FINAL.contains(&o["status"].as_str().unwrap_or("")) => Ok(o),
-                Ok(o) => Err(format!("{o:?}")),
-                Err(e) => Err(e.to_string()),
-            }
-        })
-        .await
+        self.orders(order_svc).wait_final(id, timeout).await
     }
 
     /// Wait until the order has exactly `status`.
@@ -90,13 +72,8 @@ impl TestEnv {
         status: &str,
         timeout: Duration,
     ) -> anyhow::Result<Value> {
-        eventually(&format!("order {id} {status}"), timeout, || async {
-            match self.get_order(order_svc, id).await {
-                Ok(Some(o)) if o["status"] == status => Ok(o),
-                Ok(o) => Err(format!("{o:?}")),
-                Err(e) => Err(e.to_string()),
-            }
-        })
-        .await
+        self.orders(order_svc)
+            .wait_status(id, status, timeout)
+            .await
     }
 }

@@ -1,0 +1,26 @@
+//! The test kit: everything that drives the saga from the outside, written once for the
+//! integration tests, the benchmark and `sagactl`.
+//!
+//! - [`world`]: a fresh vhost and Redis prefix (one name for both), made and removed through the
+//!   management API and `SCAN`/`UNLINK`, so nobody sees anyone else's queues or keys.
+//! - [`service`]: a real service process on a port it picks and reports, its log captured,
+//!   SIGTERM'd, `kill -9`'d and restarted.
+//! - [`poll`]: waiting with a deadline ([`poll::eventually`]) or until progress stalls
+//!   ([`poll::Stall`]); never a fixed sleep.
+//! - [`orders`]: the client side of order-svc's HTTP API.
+//! - [`load`]: the load generator (closed loop or fixed rate, with or without retries) and the
+//!   seeded random numbers fault schedules are drawn from.
+//!
+//! Queue depth is not here: it is [`shared::amqp::depth`], which the services' own tools use too.
+#![forbid(unsafe_code)]
+
+pub mod load;
+pub mod orders;
+pub mod poll;
+pub mod service;
+pub mod world;
+
+pub use orders::OrderClient;
+pub use poll::{Stall, eventually};
+pub use service::{Service, ServiceKind, Spawn};
+pub use world::World;
