@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use shared::events::EventType;
+use testkit::poll::{STALL, Stall};
+use testkit::service::ServiceKind;
 
 use crate::broker;
 use crate::ceiling::{Relay, confirm_channel, deadline};
-use crate::poll::{STALL, Stall};
 use crate::rss::{RssStats, rss_bytes};
-use crate::service::ServiceKind;
 use crate::stats::per_sec;
 use crate::world::{Lab, World};
 
@@ -47,10 +47,15 @@ pub async fn inventory_svc(lab: &Lab, n: usize, window: usize) -> anyhow::Result
     lab.in_world("drain", async |world: &World<'_>| {
         let prefill_per_sec = prefill(world, n, window).await?;
         let started = Instant::now();
-        let inventory = world.spawn(ServiceKind::Inventory, 1)?;
-        let drained = watch(world, n, Some(inventory.pid()?), started)
+        let inventory = world.spawn(ServiceKind::Inventory, 1).await?;
+        let drained = watch(world, n, Some(crate::saga::pid_of(&inventory)?), started)
             .await
-            .with_context(|| format!("inventory-svc log tail:\n{}", inventory.log_tail(10)))?;
+            .with_context(|| {
+                format!(
+                    "inventory-svc log tail:\n{}",
+                    inventory.log_tail(10).join("\n")
+                )
+            })?;
         inventory.stop().await;
         Ok(DrainResult {
             messages: n,
@@ -111,7 +116,11 @@ async fn prefill(world: &World<'_>, n: usize, window: usize) -> anyhow::Result<f
         .await
         .with_context(|| format!("prefilling {n} messages took over {:?}", deadline(n)))??;
     let rate = per_sec(n, started.elapsed());
-    let queued = broker::depth(&channel, &world.topology.inventory_queue).await?;
+    let queued = u64::from(
+        shared::amqp::depth(&channel, &world.topology.inventory_queue)
+            .await?
+            .messages,
+    );
     anyhow::ensure!(
         queued == n as u64,
         "prefilled {n} messages but {queued} are queued"
@@ -145,7 +154,11 @@ async fn watch(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let finished = loop {
         tick.tick().await;
-        let done = broker::depth(&channel, &world.topology.order_status_queue).await?;
+        let done = u64::from(
+            shared::amqp::depth(&channel, &world.topology.order_status_queue)
+                .await?
+                .messages,
+        );
         let now = Instant::now();
         progress.push((now.saturating_duration_since(started).as_secs_f64(), done));
         if done > 0 {

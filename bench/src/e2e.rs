@@ -7,10 +7,12 @@
 //! Each service's RSS is read once idle and sampled throughout, and what the orders left in Redis
 //! is weighed once they are final.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use testkit::load::Plan;
 
 use crate::cpu::CpuUse;
-use crate::load::{OrderClient, closed_loop};
+use crate::load::{Placed, client};
 use crate::saga::{Anchor, Saga, ServiceMemory, stamps, wait_all_final};
 use crate::stats::{Latency, latencies, per_sec};
 use crate::world::{Lab, RedisFootprint, World};
@@ -52,12 +54,14 @@ pub async fn run(
 ) -> anyhow::Result<E2eResult> {
     lab.in_world(section, async |world: &World<'_>| {
         let saga = Saga::start(world, inventories).await?;
-        let client = OrderClient::new(&saga.order_url())?;
+        let client = client(&saga);
 
         let memory = saga.watch_memory()?;
         let anchor = Anchor::now();
         let cpu = saga.cpu_meter(world)?;
-        let load = closed_loop(&client, orders, concurrency).await?;
+        let started = Instant::now();
+        let plan = Plan::closed(orders, concurrency, crate::load::body());
+        let load = Placed::from(testkit::load::run(&client, &plan, |_| {}).await);
         let accepted = load.placed.len();
         let all_final = wait_all_final(world, accepted as u64).await?;
         let cpu = cpu.finish();
@@ -68,7 +72,7 @@ pub async fn run(
         let (latency, missing) = latencies(&load.placed, &stamps.finals)?;
         saga.stop().await;
 
-        let elapsed = all_final.saturating_duration_since(load.started);
+        let elapsed = all_final.saturating_duration_since(started);
         Ok(E2eResult {
             inventories,
             concurrency,
@@ -77,7 +81,9 @@ pub async fn run(
             first_error: load.first_error,
             accept_per_sec: per_sec(
                 accepted,
-                load.last_accept.saturating_duration_since(load.started),
+                load.last_answer
+                    .unwrap_or(started)
+                    .saturating_duration_since(started),
             ),
             orders_per_sec: per_sec(accepted, elapsed),
             elapsed,

@@ -10,9 +10,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::task::JoinSet;
+use testkit::load::{Pace, Plan};
 
-use crate::load::OrderClient;
+use crate::load::{Placed, client};
 use crate::saga::{Anchor, Saga, stamps, wait_all_final};
 use crate::stats::{Latency, latencies};
 use crate::world::{Lab, World};
@@ -96,10 +96,20 @@ pub async fn run(
     );
     lab.in_world("fixed-rate", async |world: &World<'_>| {
         let saga = Saga::start(world, 1).await?;
-        let client = OrderClient::new(&saga.order_url())?;
+        let client = client(&saga);
 
         let anchor = Anchor::now();
-        let sent = schedule(&client, rate, secs).await?;
+        let total = (rate * secs as f64).round().max(1.0) as usize;
+        let plan = Plan {
+            orders: total,
+            pace: Pace::Open {
+                rate,
+                max_outstanding: MAX_OUTSTANDING,
+            },
+            body: crate::load::body(),
+            retry_for: Duration::ZERO,
+        };
+        let sent = Placed::from(testkit::load::run(&client, &plan, |_| {}).await);
         let accepted = sent.placed.len();
         wait_all_final(world, accepted as u64).await?;
         let stamps = stamps(world, &sent.placed, &anchor).await?;
@@ -115,7 +125,7 @@ pub async fn run(
         Ok(FixedRateResult {
             rate,
             secs,
-            sent: sent.total,
+            sent: total,
             accepted,
             refused: sent.refused,
             first_error: sent.first_error,
@@ -128,75 +138,6 @@ pub async fn run(
         })
     })
     .await
-}
-
-struct Sent {
-    total: usize,
-    /// Accepted orders with the instant each was due.
-    placed: Vec<(String, Instant)>,
-    /// When each accepted order's `201` came back.
-    accepted_at: HashMap<String, Instant>,
-    refused: usize,
-    first_error: Option<String>,
-    max_lag: Duration,
-}
-
-/// The scheduler: one POST per tick, each in its own task, answers collected as they come.
-async fn schedule(client: &OrderClient, rate: f64, secs: u64) -> anyhow::Result<Sent> {
-    let total = (rate * secs as f64).round().max(1.0) as usize;
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let start = Instant::now();
-    let mut sent = Sent {
-        total,
-        placed: Vec::with_capacity(total),
-        accepted_at: HashMap::with_capacity(total),
-        refused: 0,
-        first_error: None,
-        max_lag: Duration::ZERO,
-    };
-    let mut posts = JoinSet::new();
-    for k in 0..total {
-        let due = start + interval.mul_f64(k as f64);
-        // Sleeping is the point here: the schedule, not the saga, decides when orders go out.
-        tokio::time::sleep_until(due.into()).await;
-        while let Some(done) = posts.try_join_next() {
-            sent.collect(done)?;
-        }
-        if posts.len() >= MAX_OUTSTANDING
-            && let Some(done) = posts.join_next().await
-        {
-            sent.collect(done)?;
-        }
-        sent.max_lag = sent.max_lag.max(due.elapsed());
-        let client = client.clone();
-        posts.spawn(async move {
-            let answer = client.place().await;
-            (due, Instant::now(), answer)
-        });
-    }
-    while let Some(done) = posts.join_next().await {
-        sent.collect(done)?;
-    }
-    Ok(sent)
-}
-
-/// When the order was due, when its answer came, and the answer.
-type Answer = (Instant, Instant, anyhow::Result<String>);
-
-impl Sent {
-    fn collect(&mut self, done: Result<Answer, tokio::task::JoinError>) -> anyhow::Result<()> {
-        match done.context("a POST task panicked")? {
-            (due, answered, Ok(order_id)) => {
-                self.accepted_at.insert(order_id.clone(), answered);
-                self.placed.push((order_id, due));
-            }
-            (_, _, Err(e)) => {
-                self.refused += 1;
-                self.first_error.get_or_insert_with(|| format!("{e:#}"));
-            }
-        }
-        Ok(())
-    }
 }
 
 /// One CSV line per accepted order: when it was due (ms since the run began), then due → 201,

@@ -21,15 +21,15 @@
 //!
 //! Supporting modules:
 //!
-//! - [`world`]: a fresh vhost and Redis prefix per section, removed afterwards; [`service`]
-//!   spawns the release binaries into it; [`saga`] starts the three of them and waits for
-//!   every order to be final.
+//! - [`world`]: a fresh vhost and Redis prefix per section (the test kit's [`testkit::World`]),
+//!   removed afterwards, and the release binaries spawned into it ([`testkit::Service`]);
+//!   [`saga`] starts the three of them and waits for every order to be final.
 //! - [`broker`]: OrderPlaced built ahead of time, queue depth by passive declare, publishing
 //!   with a bounded window of unconfirmed messages.
-//! - [`load`]: the HTTP client side; [`saga::stamps`] learns when each order became final
+//! - [`load`]: the HTTP client side (the test kit's load generator); [`saga::stamps`] learns when each order became final
 //!   from order-svc's own timeline, read once after the run, not by polling orders.
-//! - [`rss`]: resident memory from `/proc`; [`cpu`]: CPU seconds per process from `/proc`; [`stats`]: latency summaries; [`poll`]: waiting
-//!   with a deadline.
+//! - [`rss`]: resident memory from `/proc`; [`cpu`]: CPU seconds per process from `/proc`; [`stats`]: latency summaries; waiting
+//!   until progress stalls is [`testkit::Stall`].
 //! - [`cli`]: the flags; [`report`]: the table on stdout and `docs/BENCHMARKS.md`, with the
 //!   machine and the command; [`charts`]: SVG charts beside it (latency distribution at the
 //!   fixed rate, the backlog drains over time, CPU per process), which it shows.
@@ -48,11 +48,9 @@ pub mod drain;
 pub mod e2e;
 pub mod fixed_rate;
 pub mod load;
-pub mod poll;
 pub mod report;
 pub mod rss;
 pub mod saga;
-pub mod service;
 pub mod stats;
 pub mod world;
 

@@ -5,10 +5,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
+use testkit::poll::{STALL, Stall};
+use testkit::service::{Service, ServiceKind};
+
 use crate::cpu::{CpuMeter, Watched};
-use crate::poll::{STALL, Stall};
 use crate::rss::{RssStats, Sampler, rss_bytes};
-use crate::service::{Service, ServiceKind};
 use crate::world::World;
 
 /// How long a service may take from spawn to `/ready`.
@@ -39,18 +40,18 @@ impl Saga {
     /// # Errors
     /// A service did not start or never became ready.
     pub async fn start(world: &World<'_>, inventories: usize) -> anyhow::Result<Self> {
-        let mut saga = Self {
-            order: world.spawn(ServiceKind::Order, 1)?,
-            inventories: (1..=inventories.max(1))
-                .map(|i| world.spawn(ServiceKind::Inventory, i))
-                .collect::<anyhow::Result<_>>()?,
-            notification: world.spawn(ServiceKind::Notification, 1)?,
-        };
-        saga.order.wait_ready(READY_TIMEOUT).await?;
-        for inventory in &mut saga.inventories {
-            inventory.wait_ready(READY_TIMEOUT).await?;
+        let mut inventory_services = Vec::new();
+        for i in 1..=inventories.max(1) {
+            inventory_services.push(world.spawn(ServiceKind::Inventory, i).await?);
         }
-        saga.notification.wait_ready(READY_TIMEOUT).await?;
+        let saga = Self {
+            order: world.spawn(ServiceKind::Order, 1).await?,
+            inventories: inventory_services,
+            notification: world.spawn(ServiceKind::Notification, 1).await?,
+        };
+        for service in saga.services() {
+            service.wait_ready(READY_TIMEOUT).await?;
+        }
         Ok(saga)
     }
 
@@ -72,8 +73,12 @@ impl Saga {
         let services = self
             .services()
             .map(|s| {
-                let pid = s.pid()?;
-                Ok((s.label(), rss_bytes(pid)?, Sampler::start(pid, RSS_EVERY)))
+                let pid = pid_of(s)?;
+                Ok((
+                    s.label().to_owned(),
+                    rss_bytes(pid)?,
+                    Sampler::start(pid, RSS_EVERY),
+                ))
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(MemoryWatch { services })
@@ -88,8 +93,8 @@ impl Saga {
             .services()
             .map(|s| {
                 Ok(Watched {
-                    label: s.label(),
-                    pids: vec![s.pid()?],
+                    label: s.label().to_owned(),
+                    pids: vec![pid_of(s)?],
                 })
             })
             .collect::<anyhow::Result<_>>()?;
@@ -107,6 +112,16 @@ impl Saga {
         }
         self.notification.stop().await;
     }
+}
+
+/// A running service's process id.
+///
+/// # Errors
+/// It has exited.
+pub fn pid_of(service: &Service) -> anyhow::Result<u32> {
+    service
+        .pid()
+        .with_context(|| format!("{} has exited", service.label()))
 }
 
 /// Idle readings and running samplers, one per service.

@@ -6,18 +6,17 @@
 //! removes its world when it ends; [`Lab::clean_up_all`] removes whatever an error or a Ctrl-C
 //! left behind.
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
-use lapin::Connection;
-use reqwest::Method;
-use shared::store::{Keys, Redis};
-use shared::topology::Topology;
+use shared::store::Redis;
+use testkit::service::{Service, ServiceKind, Spawn};
+use testkit::world::{Broker, VhostKind};
 
 use crate::cpu::Watched;
-use crate::service::{Service, ServiceKind};
 
 /// How to reach the broker and Redis, and where the binaries are.
 #[derive(Debug, Clone)]
@@ -49,7 +48,8 @@ pub struct Lab {
     run_id: String,
     log_dir: PathBuf,
     http: reqwest::Client,
-    open: Mutex<Vec<String>>,
+    /// Worlds made and not removed yet.
+    open: Mutex<Vec<testkit::World>>,
 }
 
 impl Lab {
@@ -101,58 +101,29 @@ impl Lab {
     /// The management API refused, or the broker is unreachable.
     pub async fn world(&self, section: &str) -> anyhow::Result<World<'_>> {
         let name = format!("bench-{}-{section}", self.run_id);
-        let vhost = self
-            .config
-            .quorum
-            .then(|| serde_json::json!({"default_queue_type": "quorum"}));
-        self.management(Method::PUT, &format!("/api/vhosts/{name}"), vhost)
-            .await
-            .with_context(|| format!("cannot create vhost {name} (is RabbitMQ with its management plugin running? scripts/deps.sh)"))?;
+        let kind = if self.config.quorum {
+            VhostKind::Quorum
+        } else {
+            VhostKind::Classic
+        };
+        let world =
+            testkit::World::create(&self.broker(), &self.config.redis_url, &name, kind).await?;
         self.open
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(name.clone());
-        let grant = serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"});
-        self.management(
-            Method::PUT,
-            &format!("/api/permissions/{name}/{}", self.config.user),
-            Some(grant),
-        )
-        .await
-        .with_context(|| format!("cannot grant permissions on vhost {name}"))?;
-        if self.config.quorum {
-            self.management(
-                Method::PUT,
-                &format!("/api/policies/{name}/saga-consumed"),
-                Some(consumed_queues_policy(&Topology::default())),
-            )
-            .await
-            .with_context(|| format!("cannot set the policy on vhost {name}"))?;
-        }
-        let world = World {
-            lab: self,
-            amqp_url: self
-                .config
-                .amqp_addr
-                .split(',')
-                .map(|addr| {
-                    format!(
-                        "amqp://{}:{}@{addr}/{name}",
-                        self.config.user, self.config.password
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(","),
-            keys: Keys::new(&name),
-            topology: Topology::default(),
-            name,
-        };
+            .push(world.clone());
         // Declared by us first, so queues can be filled before any service has started.
-        let conn = world.connect("saga-bench setup").await?;
-        let channel = conn.create_channel().await?;
-        world.topology.declare(&channel).await?;
-        let _ = conn.close(200, "declared".into()).await;
-        Ok(world)
+        world.declare_topology().await?;
+        Ok(World { lab: self, world })
+    }
+
+    fn broker(&self) -> Broker {
+        Broker {
+            management_url: self.config.management_url.clone(),
+            amqp_addr: self.config.amqp_addr.clone(),
+            user: self.config.user.clone(),
+            password: self.config.password.clone(),
+        }
     }
 
     /// Run `body` in a fresh [`world`](Self::world) named after `section`, then remove the
@@ -206,95 +177,23 @@ impl Lab {
     /// Remove every world not removed yet. Best effort: reports, never fails.
     pub async fn clean_up_all(&self) {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        for name in open {
-            if let Err(e) = self.remove(&name).await {
-                crate::progress(&format!("could not remove {name}: {e:#}"));
+        for world in open {
+            if let Err(e) = self.remove(&world).await {
+                crate::progress(&format!("could not remove {}: {e:#}", world.name));
             }
         }
     }
 
-    /// Delete the vhost (its queues and messages go with it) and every key under the prefix.
-    async fn remove(&self, name: &str) -> anyhow::Result<()> {
-        self.management(Method::DELETE, &format!("/api/vhosts/{name}"), None)
-            .await
-            .with_context(|| format!("cannot delete vhost {name}"))?;
-        let mut redis = self.redis().await?;
-        let mut cursor: u64 = 0;
-        // SCAN + UNLINK in pages: a drain leaves 100k keys, and KEYS would block Redis meanwhile.
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{name}:*"))
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut redis)
-                .await?;
-            if !keys.is_empty() {
-                let () = redis::cmd("UNLINK")
-                    .arg(&keys)
-                    .query_async(&mut redis)
-                    .await?;
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+    async fn remove(&self, world: &testkit::World) -> anyhow::Result<()> {
+        world.remove().await?;
         self.open
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|n| n != name);
-        Ok(())
-    }
-
-    async fn management(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> anyhow::Result<()> {
-        let mut request = self
-            .http
-            .request(
-                method.clone(),
-                format!("{}{path}", self.config.management_url),
-            )
-            .basic_auth(&self.config.user, Some(&self.config.password));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await?;
-        let status = response.status();
-        // Deleting what is already gone is fine: the goal is that it is gone.
-        let gone = method == Method::DELETE && status == reqwest::StatusCode::NOT_FOUND;
-        anyhow::ensure!(
-            status.is_success() || gone,
-            "{method} {path}: {status} {}",
-            response.text().await.unwrap_or_default()
-        );
+            .retain(|w| w.name != world.name);
         Ok(())
     }
 }
 
-/// The cluster profile's policy on the consumed queues (see `scripts/cluster.sh`): a bounded
-/// number of deliveries, then at-least-once dead-lettering into the DLQ.
-fn consumed_queues_policy(topology: &Topology) -> serde_json::Value {
-    serde_json::json!({
-        "pattern": format!("^({})$", topology.consumed_queues().join("|")),
-        "apply-to": "queues",
-        "priority": 10,
-        "definition": {
-            "delivery-limit": 20,
-            "dead-letter-exchange": "",
-            "dead-letter-routing-key": topology.dlq_queue,
-            "dead-letter-strategy": "at-least-once",
-            "overflow": "reject-publish",
-        },
-    })
-}
-
-/// One section's vhost and Redis prefix (the same name for both).
 /// Keys and bytes a world holds in Redis.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RedisFootprint {
@@ -302,25 +201,21 @@ pub struct RedisFootprint {
     pub bytes: u64,
 }
 
+/// One section's [`testkit::World`] (vhost and Redis prefix, the same name for both), with
+/// the lab's settings for the services started in it.
 pub struct World<'lab> {
     lab: &'lab Lab,
-    pub name: String,
-    pub amqp_url: String,
-    pub topology: Topology,
-    pub keys: Keys,
+    world: testkit::World,
+}
+
+impl Deref for World<'_> {
+    type Target = testkit::World;
+    fn deref(&self) -> &testkit::World {
+        &self.world
+    }
 }
 
 impl World<'_> {
-    /// A connection to this world's vhost, named so it is recognisable in the management UI.
-    ///
-    /// # Errors
-    /// The broker is unreachable.
-    pub async fn connect(&self, name: &str) -> anyhow::Result<Connection> {
-        shared::amqp::connect_once(&self.amqp_url, name)
-            .await
-            .with_context(|| format!("cannot connect to vhost {}", self.name))
-    }
-
     /// A Redis connection.
     ///
     /// # Errors
@@ -369,23 +264,21 @@ impl World<'_> {
         self.lab.config.helpers.clone()
     }
 
-    /// Start one service in this world on a free port. `instance` tells two of a kind apart.
-    /// It is not waited for: see [`Service::wait_ready`].
+    /// Start one service in this world. `instance` tells two of a kind apart. It is not
+    /// waited for beyond reporting its port: see [`Service::wait_ready`].
     ///
     /// # Errors
     /// The binary cannot be started.
-    pub fn spawn(&self, kind: ServiceKind, instance: usize) -> anyhow::Result<Service> {
+    pub async fn spawn(&self, kind: ServiceKind, instance: usize) -> anyhow::Result<Service> {
         let config = &self.lab.config;
-        let mut env = vec![
-            ("RABBITMQ_URL".to_owned(), self.amqp_url.clone()),
-            ("REDIS_URL".to_owned(), config.redis_url.clone()),
-            ("REDIS_PREFIX".to_owned(), self.name.clone()),
+        let mut env = self.world.service_env();
+        env.extend([
             ("RABBITMQ_PREFETCH".to_owned(), config.prefetch.to_string()),
             // Logging every order would measure the terminal, not the saga.
             ("RUST_LOG".to_owned(), "warn".to_owned()),
             ("LOG_FORMAT".to_owned(), "pretty".to_owned()),
             ("SHUTDOWN_GRACE_SECS".to_owned(), "5".to_owned()),
-        ];
+        ]);
         if kind == ServiceKind::Inventory {
             // Far more than any run orders, so every order is reserved (no failure path).
             env.push(("INITIAL_STOCK".to_owned(), "burger=100000000".to_owned()));
@@ -395,13 +288,14 @@ impl World<'_> {
             .lab
             .log_dir
             .join(format!("{}-{}-{instance}.log", self.name, kind.binary()));
-        Service::spawn(
-            &config.bin_dir.join(kind.binary()),
+        Service::spawn(Spawn {
+            binary: config.bin_dir.join(kind.binary()),
             kind,
-            instance,
+            label: label(kind, instance),
             env,
-            &log,
-        )
+            log_file: Some(log),
+        })
+        .await
     }
 
     /// Remove the vhost and the Redis keys.
@@ -409,6 +303,15 @@ impl World<'_> {
     /// # Errors
     /// The management API or Redis refused; [`Lab::clean_up_all`] tries again at the end.
     pub async fn close(self) -> anyhow::Result<()> {
-        self.lab.remove(&self.name).await
+        self.lab.remove(&self.world).await
+    }
+}
+
+/// `order-svc`, or `inventory-svc #2` for a second instance: how reports name a service.
+pub fn label(kind: ServiceKind, instance: usize) -> String {
+    if instance > 1 {
+        format!("{} #{instance}", kind.binary())
+    } else {
+        kind.binary().to_owned()
     }
 }
