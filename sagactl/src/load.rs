@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use futures_util::{StreamExt, stream};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
+use serde_json::Value;
+use testkit::OrderClient;
+use testkit::load::Plan;
+use testkit::orders::{Answer, Timed, order_body};
 
 use crate::check::FINAL_STATUSES;
 use crate::http::Service;
@@ -50,25 +52,13 @@ pub struct LoadArgs {
     wait_timeout: u64,
 }
 
-/// What one POST came to.
-enum Attempt {
-    Accepted(Duration),
-    Rejected(Duration, u16),
-    Failed(String),
-}
-
 /// # Errors
 /// order-svc unreachable, or some orders were not accepted, or (with --wait-final) they were
 /// not all final in time.
 pub async fn run(order_url: &str, args: LoadArgs) -> anyhow::Result<()> {
     let order_svc = Service::new("order-svc", order_url)?;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(args.concurrency as usize)
-        .build()
-        .context("cannot build the HTTP client")?;
-    let url = order_svc.url("/order");
-    let body = json!({ "item": args.item, "qty": args.qty, "student_id": args.student });
+    let client = OrderClient::new(order_url, Duration::from_secs(30));
+    let body = order_body(&args.item, args.qty, &args.student);
     let final_before = if args.wait_final {
         Some(final_orders(&order_svc).await?)
     } else {
@@ -77,16 +67,13 @@ pub async fn run(order_url: &str, args: LoadArgs) -> anyhow::Result<()> {
 
     let bar = progress_bar(args.orders);
     let started = Instant::now();
-    let attempts: Vec<Attempt> = stream::iter(0..args.orders)
-        .map(|_| place(&client, &url, &body))
-        .buffer_unordered(args.concurrency as usize)
-        .inspect(|_| bar.inc(1))
-        .collect()
-        .await;
+    let plan = Plan::closed(args.orders as usize, args.concurrency as usize, body);
+    let shown = bar.clone();
+    let run = testkit::load::run(&client, &plan, move |_| shown.inc(1)).await;
     let elapsed = started.elapsed();
     bar.finish_and_clear();
 
-    let accepted = summarize(&args, &attempts, elapsed)?;
+    let accepted = summarize(&args, &run.answers, elapsed)?;
     if let Some(before) = final_before {
         wait_final(&order_svc, before, accepted, started, args.wait_timeout).await?;
     }
@@ -97,49 +84,26 @@ pub async fn run(order_url: &str, args: LoadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn place(client: &reqwest::Client, url: &str, body: &Value) -> Attempt {
-    let sent = Instant::now();
-    match client.post(url).json(body).send().await {
-        Ok(response) => {
-            let latency = sent.elapsed();
-            let status = response.status();
-            // Read the body so the connection goes back to the pool for the next request.
-            let _ = response.bytes().await;
-            if status.as_u16() == 201 {
-                Attempt::Accepted(latency)
-            } else {
-                Attempt::Rejected(latency, status.as_u16())
-            }
-        }
-        Err(e) => Attempt::Failed(format!("{:#}", anyhow::Error::new(e))),
-    }
-}
-
 /// Print the run's summary; returns how many orders were accepted.
-fn summarize(args: &LoadArgs, attempts: &[Attempt], elapsed: Duration) -> anyhow::Result<u64> {
+fn summarize(args: &LoadArgs, answers: &[Timed], elapsed: Duration) -> anyhow::Result<u64> {
     // Microseconds from 1 µs to 10 min, 3 significant digits.
     let mut latencies = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)
         .context("cannot create the latency histogram")?;
     let (mut accepted, mut failed) = (0u64, 0u64);
     let mut rejected: BTreeMap<u16, u64> = BTreeMap::new();
     let mut first_failure = None;
-    for attempt in attempts {
-        let latency = match attempt {
-            Attempt::Accepted(latency) => {
-                accepted += 1;
-                latency
-            }
-            Attempt::Rejected(latency, status) => {
-                *rejected.entry(*status).or_default() += 1;
-                latency
-            }
-            Attempt::Failed(why) => {
+    for timed in answers {
+        match &timed.answer {
+            Answer::Accepted(_) => accepted += 1,
+            Answer::Refused { status, .. } => *rejected.entry(*status).or_default() += 1,
+            Answer::Failed(why) => {
                 failed += 1;
                 first_failure.get_or_insert(why);
                 continue;
             }
-        };
-        latencies.saturating_record(latency.as_micros().try_into().unwrap_or(u64::MAX));
+        }
+        let micros = timed.latency().as_micros();
+        latencies.saturating_record(micros.try_into().unwrap_or(u64::MAX));
     }
 
     let secs = elapsed.as_secs_f64();

@@ -201,6 +201,28 @@ impl TestEnv {
             .collect())
     }
 
+    /// Run the real `sagactl` against this env (its broker, Redis and prefix), with `order_svc`
+    /// as its order-svc if given.
+    ///
+    /// # Errors
+    /// The binary cannot be run.
+    pub fn sagactl(
+        &self,
+        order_svc: Option<&Service>,
+        args: &[&str],
+    ) -> anyhow::Result<std::process::Output> {
+        let mut command = std::process::Command::new(bin_dir().join("sagactl"));
+        command
+            .args(args)
+            .env("RABBITMQ_URL", &self.amqp_url)
+            .env("REDIS_URL", &self.redis_url)
+            .env("REDIS_PREFIX", &self.prefix);
+        if let Some(order_svc) = order_svc {
+            command.env("ORDER_URL", order_svc.url(""));
+        }
+        Ok(command.output()?)
+    }
+
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }

@@ -50,16 +50,6 @@ async fn peek_dlq(env: &TestEnv) -> anyhow::Result<Vec<Value>> {
     Ok(r.json().await?)
 }
 
-/// Run the real `sagactl` against this env.
-fn sagactl(env: &TestEnv, args: &[&str]) -> anyhow::Result<std::process::Output> {
-    Ok(std::process::Command::new(bin_dir().join("sagactl"))
-        .args(args)
-        .env("RABBITMQ_URL", &env.amqp_url)
-        .env("REDIS_URL", &env.redis_url)
-        .env("REDIS_PREFIX", &env.prefix)
-        .output()?)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_handler_failure_is_retried_then_dead_lettered_and_replay_completes_it()
 -> anyhow::Result<()> {
@@ -127,7 +117,7 @@ async fn a_handler_failure_is_retried_then_dead_lettered_and_replay_completes_it
 
     // The operator fixes the data and replays: the order completes normally.
     fix_pizza(&env).await?;
-    let out = sagactl(&env, &["dlq", "replay", "1"])?;
+    let out = env.sagactl(None, &["dlq", "replay", "1"])?;
     assert!(
         out.status.success(),
         "sagactl dlq replay: {}",

@@ -421,3 +421,39 @@ async fn after_a_burst_past_the_high_water_mark_the_outbox_drains_and_orders_are
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sagactl_load_places_every_order_and_waits_until_each_is_final() -> anyhow::Result<()> {
+    // Stock for 30 of the 40: sagactl load reports the end-to-end rate with a breakdown, and
+    // the stock says exactly how many were reserved.
+    let env = TestEnv::with_stock("ctl-load", "widget=30").await?;
+    let (order, _inv, _notif) = env.start_all().await?;
+    env.seeded_stock("widget").await?;
+
+    let out = env.sagactl(
+        Some(&order),
+        &[
+            "load",
+            "--orders",
+            "40",
+            "--concurrency",
+            "8",
+            "--item",
+            "widget",
+            "--wait-final",
+            "--wait-timeout",
+            "30",
+        ],
+    )?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("accepted  40 (201)"), "{stdout}");
+    assert!(stdout.contains("CONFIRMED 30"), "{stdout}");
+    assert!(stdout.contains("FAILED 10"), "{stdout}");
+    assert_eq!(env.stock("widget").await?, Some(0));
+    Ok(())
+}
