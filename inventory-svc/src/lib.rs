@@ -20,6 +20,7 @@ use shared::amqp::BrokerStatus;
 use shared::config::Common;
 use shared::consumer::{ConsumerSettings, run_consumer};
 use shared::http::Readiness;
+use shared::service::{Bound, Service};
 use shared::store::{Keys, Timeline};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -44,36 +45,37 @@ pub struct Config {
     pub initial_stock: StockList,
 }
 
-pub struct App {
-    config: Config,
-    listener: tokio::net::TcpListener,
-    addr: SocketAddr,
-}
+/// The service with its HTTP port bound, ready to run.
+pub struct App(Bound<Config>);
 
-impl App {
-    /// Bind the HTTP port. Nothing else is contacted yet: the broker and Redis may be down.
-    ///
-    /// # Errors
-    /// The HTTP address cannot be bound.
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let (listener, addr) = shared::http::bind(config.http_addr).await?;
-        Ok(Self {
-            config,
-            listener,
-            addr,
-        })
+impl Service for App {
+    type Config = Config;
+    const NAME: &'static str = SERVICE;
+
+    fn common(config: &Config) -> &Common {
+        &config.common
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    async fn build(config: Config) -> anyhow::Result<Self> {
+        let addr = config.http_addr;
+        Ok(Self(Bound::bind(config, addr).await?))
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.0.addr
     }
 
     /// Serve and consume until `shutdown`; then stop taking work, finish in-flight, close.
     ///
     /// # Errors
     /// Only set-up errors that no retry can fix.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let common = &self.config.common;
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Bound {
+            config,
+            listener,
+            addr,
+        } = self.0;
+        let common = &config.common;
         let redis = shared::store::connect_with(&common.redis_url, common.replication)?;
         let ledger = RedisLedger::new(redis.clone(), Keys::new(&common.redis_prefix));
         let broker = Arc::new(BrokerStatus::default());
@@ -84,11 +86,11 @@ impl App {
             redis: redis.clone(),
         };
         let routes = api::routes(ledger.clone(), readiness, metrics);
-        let http = tokio::spawn(shared::http::serve(self.listener, routes, shutdown.clone()));
-        info!(addr = %self.addr, "inventory-svc HTTP ready");
+        let http = tokio::spawn(shared::http::serve(listener, routes, shutdown.clone()));
+        info!(addr = %addr, "inventory-svc HTTP ready");
 
         // Seed before consuming, so the first order never meets an empty stock table.
-        if !seed_when_reachable(&ledger, &self.config, &shutdown).await {
+        if !seed_when_reachable(&ledger, &config, &shutdown).await {
             let _ = http.await;
             return Ok(());
         }

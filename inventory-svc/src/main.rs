@@ -1,7 +1,5 @@
-//! The inventory-svc binary: config, telemetry, run until SIGINT/SIGTERM.
+//! The inventory-svc binary: everything is the library's `App` and `shared::service::main`.
 #![forbid(unsafe_code)]
-
-use inventory_svc::{App, Config};
 
 /// mimalloc instead of glibc's malloc: a profile under load showed a third of the service's
 /// CPU in glibc's malloc and free (see docs/BENCHMARKS.md).
@@ -10,12 +8,5 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() {
-    let config: Config = shared::config::parse_or_exit();
-    shared::telemetry::init_logging(config.common.log_format);
-    let shutdown = shared::shutdown::on_signal();
-    let result = async { App::build(config).await?.run(shutdown).await }.await;
-    if let Err(e) = result {
-        eprintln!("inventory-svc: {e:#}");
-        std::process::exit(1);
-    }
+    shared::service::main::<inventory_svc::App>().await;
 }

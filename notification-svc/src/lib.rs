@@ -18,6 +18,7 @@ use shared::amqp::BrokerStatus;
 use shared::config::Common;
 use shared::consumer::{ConsumerSettings, run_consumer};
 use shared::http::{Readiness, ops_routes, recover};
+use shared::service::{Bound, Service};
 use shared::store::{Keys, Timeline};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -48,36 +49,37 @@ pub struct Config {
     pub claim_lease_ms: u64,
 }
 
-pub struct App {
-    config: Config,
-    listener: tokio::net::TcpListener,
-    addr: SocketAddr,
-}
+/// The service with its HTTP port bound, ready to run.
+pub struct App(Bound<Config>);
 
-impl App {
-    /// Bind the HTTP port. Nothing else is contacted yet.
-    ///
-    /// # Errors
-    /// The HTTP address cannot be bound.
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let (listener, addr) = shared::http::bind(config.http_addr).await?;
-        Ok(Self {
-            config,
-            listener,
-            addr,
-        })
+impl Service for App {
+    type Config = Config;
+    const NAME: &'static str = SERVICE;
+
+    fn common(config: &Config) -> &Common {
+        &config.common
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    async fn build(config: Config) -> anyhow::Result<Self> {
+        let addr = config.http_addr;
+        Ok(Self(Bound::bind(config, addr).await?))
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.0.addr
     }
 
     /// Consume until `shutdown`, then finish in-flight notifications and close.
     ///
     /// # Errors
     /// Only set-up errors that no retry can fix.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let common = &self.config.common;
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Bound {
+            config,
+            listener,
+            addr,
+        } = self.0;
+        let common = &config.common;
         let redis = shared::store::connect_with(&common.redis_url, common.replication)?;
         let broker = Arc::new(BrokerStatus::default());
         let metrics = shared::telemetry::init_metrics();
@@ -88,13 +90,13 @@ impl App {
         let routes = ops_routes(SERVICE, readiness, metrics)
             .recover(recover)
             .unify();
-        let http = tokio::spawn(shared::http::serve(self.listener, routes, shutdown.clone()));
-        info!(addr = %self.addr, sink = ?self.config.sink, "notification-svc HTTP ready");
+        let http = tokio::spawn(shared::http::serve(listener, routes, shutdown.clone()));
+        info!(addr = %addr, sink = ?config.sink, "notification-svc HTTP ready");
 
         let keys = Keys::new(&common.redis_prefix);
         let handler = NotifyHandler {
-            claims: RedisClaims::new(redis.clone(), keys.clone(), self.config.claim_lease_ms),
-            sink: Sink::new(&self.config.sink),
+            claims: RedisClaims::new(redis.clone(), keys.clone(), config.claim_lease_ms),
+            sink: Sink::new(&config.sink),
             instance: uuid::Uuid::new_v4().to_string(),
         };
         let settings = ConsumerSettings::new(SERVICE, common, &common.topology.notification_queue)

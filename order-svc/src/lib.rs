@@ -23,6 +23,7 @@ use shared::amqp::BrokerStatus;
 use shared::config::Common;
 use shared::consumer::{ConsumerSettings, run_consumer};
 use shared::http::Readiness;
+use shared::service::{Bound, Service};
 use shared::store::{Keys, Timeline};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -50,42 +51,40 @@ pub struct Config {
     pub outbox_high_water: u64,
 }
 
-pub struct App {
-    config: Config,
-    listener: tokio::net::TcpListener,
-    addr: SocketAddr,
-}
+/// The service with its HTTP port bound, ready to run.
+pub struct App(Bound<Config>);
 
-impl App {
-    /// Bind the HTTP port. Nothing else is contacted yet: the broker and Redis may be down.
-    ///
-    /// # Errors
-    /// The HTTP address cannot be bound.
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let (listener, addr) = shared::http::bind(config.http_addr).await?;
-        Ok(Self {
-            config,
-            listener,
-            addr,
-        })
+impl Service for App {
+    type Config = Config;
+    const NAME: &'static str = SERVICE;
+
+    fn common(config: &Config) -> &Common {
+        &config.common
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    async fn build(config: Config) -> anyhow::Result<Self> {
+        let addr = config.http_addr;
+        Ok(Self(Bound::bind(config, addr).await?))
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.0.addr
     }
 
     /// Serve, relay and consume until `shutdown`; then finish in-flight work and close.
     ///
     /// # Errors
     /// Only set-up errors that no retry can fix.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let common = &self.config.common;
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Bound {
+            config,
+            listener,
+            addr,
+        } = self.0;
+        let common = &config.common;
         let redis = shared::store::connect_with(&common.redis_url, common.replication)?;
         let relay_status = Arc::new(BrokerStatus::default());
-        let outbox = Arc::new(Outbox::new(
-            self.config.outbox_high_water,
-            relay_status.clone(),
-        ));
+        let outbox = Arc::new(Outbox::new(config.outbox_high_water, relay_status.clone()));
         let keys = Keys::new(&common.redis_prefix);
         let store = OrderStore::new(redis.clone(), keys, outbox);
         let consumer_status = Arc::new(BrokerStatus::default());
@@ -96,8 +95,8 @@ impl App {
             redis,
         };
         let routes = api::routes(store.clone(), readiness, metrics);
-        let http = tokio::spawn(shared::http::serve(self.listener, routes, shutdown.clone()));
-        info!(addr = %self.addr, "order-svc HTTP ready: POST /order, GET /order/{{id}}, GET /orders");
+        let http = tokio::spawn(shared::http::serve(listener, routes, shutdown.clone()));
+        info!(addr = %addr, "order-svc HTTP ready: POST /order, GET /order/{{id}}, GET /orders");
 
         let relay = Relay {
             store: store.clone(),

@@ -18,6 +18,8 @@
 //!   after writes when replicas are required ([`replication`]; Sentinel URLs: [`sentinel`]).
 //! - [`backoff`]: capped exponential backoff for everything transient.
 //! - [`http`]: `/health`, `/ready`, `/metrics` and JSON errors, for every service.
+//! - [`service`]: the [`service::Service`] trait each service's `App` implements, and the
+//!   one `main` every service binary runs.
 //! - [`shutdown`]: SIGINT/SIGTERM into a cancellation token.
 #![forbid(unsafe_code)]
 
@@ -35,6 +37,7 @@ pub mod redis_client;
 pub mod replication;
 pub mod retry;
 pub mod sentinel;
+pub mod service;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
