@@ -134,7 +134,7 @@ async fn place_order(
 
 /// Parse `{"item","qty","student_id"}` with a reason a person can act on.
 fn parse_new_order(body: &[u8]) -> Result<NewOrder, ApiError> {
-    let bad = |e: shared::events::Poison| ApiError::bad_request(e.0);
+    let bad = |e: shared::events::Malformed| ApiError::bad_request(e.0);
     let obj = json_object(body).map_err(bad)?;
     let item = Item::parse(required_str(&obj, "item").map_err(bad)?)
         .map_err(|e| ApiError::bad_request(e.0))?;

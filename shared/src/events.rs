@@ -3,7 +3,7 @@
 //! Bodies are flat JSON, exactly as the classic lab has them; metadata (event id, type,
 //! correlation id, publisher) rides in AMQP properties. Readers are tolerant: unknown fields are
 //! ignored and a bare body with no properties is accepted. Anything a reader cannot make sense of
-//! is [`Poison`], with a reason a person can act on.
+//! is [`Malformed`], with a reason a person can act on.
 
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
@@ -70,14 +70,15 @@ impl EventType {
     }
 }
 
-/// A message no retry can fix: it goes to the DLQ with this reason.
+/// A body that cannot be made sense of, with the reason: a message goes to the DLQ with it, an
+/// HTTP request gets a 400 with it. Retrying never helps.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct Poison(pub String);
+pub struct Malformed(pub String);
 
-impl From<Invalid> for Poison {
+impl From<Invalid> for Malformed {
     fn from(e: Invalid) -> Self {
-        Poison(e.0)
+        Malformed(e.0)
     }
 }
 
@@ -159,7 +160,7 @@ impl OrderPlaced {
         .into_bytes()
     }
 
-    pub fn from_body(body: &[u8]) -> Result<Self, Poison> {
+    pub fn from_body(body: &[u8]) -> Result<Self, Malformed> {
         let obj = json_object(body)?;
         Ok(Self {
             order_id: OrderId::parse(required_str(&obj, "order_id")?)?,
@@ -179,7 +180,7 @@ impl OrderCancelled {
             .into_bytes()
     }
 
-    pub fn from_body(body: &[u8]) -> Result<Self, Poison> {
+    pub fn from_body(body: &[u8]) -> Result<Self, Malformed> {
         let obj = json_object(body)?;
         Ok(Self {
             order_id: OrderId::parse(required_str(&obj, "order_id")?)?,
@@ -256,14 +257,14 @@ impl InventoryOutcome {
     /// named, if any (a message with neither cannot be told apart: poison).
     ///
     /// # Errors
-    /// [`Poison`] when the event cannot be told or its body is unusable.
+    /// [`Malformed`] when the event cannot be told or its body is unusable.
     pub fn from_delivery(
         kind: Option<EventType>,
         routing_key: &str,
         body: &[u8],
-    ) -> Result<Self, Poison> {
+    ) -> Result<Self, Malformed> {
         let kind = kind.ok_or_else(|| {
-            Poison(format!(
+            Malformed(format!(
                 "cannot tell which event this is (routing key {routing_key:?}, no known type)"
             ))
         })?;
@@ -271,10 +272,10 @@ impl InventoryOutcome {
     }
 
     /// Read an outcome event; `kind` comes from the routing key or the `type` property.
-    pub fn from_body(kind: EventType, body: &[u8]) -> Result<Self, Poison> {
+    pub fn from_body(kind: EventType, body: &[u8]) -> Result<Self, Malformed> {
         let obj = json_object(body)?;
         let order_id = OrderId::parse(required_str(&obj, "order_id")?)?;
-        let student_id = || -> Result<Option<StudentId>, Poison> {
+        let student_id = || -> Result<Option<StudentId>, Malformed> {
             Ok(optional_str(&obj, "student_id")?
                 .map(StudentId::parse)
                 .transpose()?)
@@ -311,7 +312,7 @@ impl InventoryOutcome {
                     .clamp(0, u32::MAX as i64) as u32,
             },
             other => {
-                return Err(Poison(format!(
+                return Err(Malformed(format!(
                     "{} is not an inventory outcome",
                     other.name()
                 )));
@@ -397,22 +398,22 @@ pub fn unix_now_millis() -> u64 {
 
 // --- tolerant field readers with reasons a person can act on (also used for HTTP bodies) ----
 
-pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, Poison> {
+pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, Malformed> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(Poison(format!(
+        Ok(other) => Err(Malformed(format!(
             "body is JSON but not an object (got {})",
             kind_of(&other)
         ))),
-        Err(e) => Err(Poison(format!("body is not valid JSON: {e}"))),
+        Err(e) => Err(Malformed(format!("body is not valid JSON: {e}"))),
     }
 }
 
-pub fn required_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a str, Poison> {
+pub fn required_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a str, Malformed> {
     match obj.get(field) {
-        None | Some(Value::Null) => Err(Poison(format!("missing required field {field}"))),
+        None | Some(Value::Null) => Err(Malformed(format!("missing required field {field}"))),
         Some(Value::String(s)) => Ok(s),
-        Some(other) => Err(Poison(format!(
+        Some(other) => Err(Malformed(format!(
             "{field} must be a string, got {}",
             kind_of(other)
         ))),
@@ -422,29 +423,29 @@ pub fn required_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a 
 pub fn optional_str<'a>(
     obj: &'a Map<String, Value>,
     field: &str,
-) -> Result<Option<&'a str>, Poison> {
+) -> Result<Option<&'a str>, Malformed> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(Poison(format!(
+        Some(other) => Err(Malformed(format!(
             "{field} must be a string, got {}",
             kind_of(other)
         ))),
     }
 }
 
-pub fn required_int(obj: &Map<String, Value>, field: &str) -> Result<i64, Poison> {
-    optional_int(obj, field)?.ok_or_else(|| Poison(format!("missing required field {field}")))
+pub fn required_int(obj: &Map<String, Value>, field: &str) -> Result<i64, Malformed> {
+    optional_int(obj, field)?.ok_or_else(|| Malformed(format!("missing required field {field}")))
 }
 
-pub fn optional_int(obj: &Map<String, Value>, field: &str) -> Result<Option<i64>, Poison> {
+pub fn optional_int(obj: &Map<String, Value>, field: &str) -> Result<Option<i64>, Malformed> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n
             .as_i64()
             .map(Some)
-            .ok_or_else(|| Poison(format!("{field} must be an integer, got {n}"))),
-        Some(other) => Err(Poison(format!(
+            .ok_or_else(|| Malformed(format!("{field} must be an integer, got {n}"))),
+        Some(other) => Err(Malformed(format!(
             "{field} must be an integer, got {}",
             kind_of(other)
         ))),
@@ -466,7 +467,7 @@ fn kind_of(v: &Value) -> String {
 mod tests {
     use super::*;
 
-    fn placed(body: &str) -> Result<OrderPlaced, Poison> {
+    fn placed(body: &str) -> Result<OrderPlaced, Malformed> {
         OrderPlaced::from_body(body.as_bytes())
     }
 
