@@ -10,10 +10,9 @@
 use std::future::Future;
 
 use shared::consumer::{Announcement, DeliveryMeta, Handler, Outcome};
-use shared::events::{
-    EventMeta, EventType, InventoryOutcome, Malformed, OrderCancelled, OrderPlaced,
-};
+use shared::events::{EventMeta, EventType, InventoryOutcome, OrderCancelled, OrderPlaced};
 use shared::ids::OrderId;
+use shared::wire::Malformed;
 use tracing::info;
 
 use crate::stock::{Decision, LedgerError, RedisLedger};

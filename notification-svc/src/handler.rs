@@ -9,10 +9,11 @@ use std::future::Future;
 use redis::Script;
 use shared::consumer::{DeliveryMeta, Handler, Outcome};
 use shared::domain::Notification;
-use shared::events::{InventoryOutcome, Malformed, unix_now_millis};
+use shared::events::{InventoryOutcome, unix_now_millis};
 use shared::retry::WaitOut;
 use shared::store::Keys;
 use shared::store::Redis;
+use shared::wire::Malformed;
 use tracing::info;
 
 use crate::sink::Sink;

@@ -8,7 +8,8 @@
 use std::future::Future;
 
 use shared::consumer::{DeliveryMeta, Handler, Outcome};
-use shared::events::{EventMeta, InventoryOutcome, Malformed, unix_now_secs};
+use shared::events::{EventMeta, InventoryOutcome, unix_now_secs};
+use shared::wire::Malformed;
 use tracing::info;
 
 use crate::orders::{Applied, OrderStore};

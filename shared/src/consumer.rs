@@ -37,10 +37,11 @@ use crate::amqp::{
 };
 use crate::backoff::Backoff;
 use crate::domain::DlqHop;
-use crate::events::{EventMeta, EventType, Malformed, unix_now_millis, unix_now_secs};
+use crate::events::{EventMeta, EventType, unix_now_millis, unix_now_secs};
 use crate::retry::{self, NextStep, RetryPolicy};
 use crate::store::Timeline;
 use crate::topology::Topology;
+use crate::wire::Malformed;
 
 /// How often a consuming session declares the topology again, so that a binding someone deleted
 /// (which no publish of ours would notice while another queue still takes the message) is back
