@@ -1,9 +1,11 @@
 //! inventory-svc's HTTP: operations endpoints plus a view and a knob on the stock.
 
 use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Deserialize;
 use serde_json::json;
 use shared::http::{ApiError, Readiness, ops_routes, recover};
 use shared::ids::Item;
+use shared::wire::{self, required};
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Reply};
@@ -44,6 +46,14 @@ async fn show_stock(ledger: RedisLedger) -> Result<Response, ApiError> {
     Ok(warp::reply::json(&json!({ "stock": levels })).into_response())
 }
 
+/// The body of `PUT /stock/{item}`, read like an event's body (see [`shared::wire`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct StockBody {
+    #[serde(deserialize_with = "wire::integer")]
+    available: Option<i64>,
+}
+
 /// `PUT /stock/{item}` with `{"available": N}`.
 async fn set_stock(
     item: String,
@@ -51,9 +61,7 @@ async fn set_stock(
     ledger: RedisLedger,
 ) -> Result<Response, ApiError> {
     let item = Item::parse(&item).map_err(|e| ApiError::bad_request(e.0))?;
-    let obj = shared::events::json_object(&body).map_err(|e| ApiError::bad_request(e.0))?;
-    let available =
-        shared::events::required_int(&obj, "available").map_err(|e| ApiError::bad_request(e.0))?;
+    let available = required(wire::read::<StockBody>(&body)?.available, "available")?;
     let available = u32::try_from(available).map_err(|_| {
         ApiError::bad_request(format!(
             "available must be 0..={}, got {available}",

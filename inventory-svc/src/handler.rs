@@ -10,8 +10,9 @@
 use std::future::Future;
 
 use shared::consumer::{Announcement, DeliveryMeta, Handler, Outcome};
-use shared::events::{EventMeta, EventType, InventoryOutcome, OrderCancelled, OrderPlaced, Poison};
+use shared::events::{EventMeta, EventType, InventoryOutcome, OrderCancelled, OrderPlaced};
 use shared::ids::OrderId;
+use shared::wire::Malformed;
 use tracing::info;
 
 use crate::stock::{Decision, LedgerError, RedisLedger};
@@ -57,7 +58,7 @@ pub enum Command {
 impl<L: Ledger> Handler for InventoryHandler<L> {
     type Event = Command;
 
-    fn parse(meta: &DeliveryMeta, body: &[u8]) -> Result<Command, Poison> {
+    fn parse(meta: &DeliveryMeta, body: &[u8]) -> Result<Command, Malformed> {
         // Lab scripts may publish straight to the queue with no type: an order is the default.
         match meta.event_type() {
             Some(EventType::OrderCancelled) => {
@@ -66,7 +67,7 @@ impl<L: Ledger> Handler for InventoryHandler<L> {
             Some(EventType::OrderPlaced) | None => {
                 Ok(Command::Reserve(OrderPlaced::from_body(body)?))
             }
-            Some(other) => Err(Poison(format!(
+            Some(other) => Err(Malformed(format!(
                 "{} does not belong on the inventory queue",
                 other.name()
             ))),

@@ -9,10 +9,11 @@ use std::future::Future;
 use redis::Script;
 use shared::consumer::{DeliveryMeta, Handler, Outcome};
 use shared::domain::Notification;
-use shared::events::{InventoryOutcome, Poison, unix_now_millis};
+use shared::events::{InventoryOutcome, unix_now_millis};
 use shared::retry::WaitOut;
 use shared::store::Keys;
 use shared::store::Redis;
+use shared::wire::Malformed;
 use tracing::info;
 
 use crate::sink::Sink;
@@ -147,7 +148,7 @@ pub struct NotifyHandler<C, D> {
 impl<C: Claims, D: Deliver> Handler for NotifyHandler<C, D> {
     type Event = InventoryOutcome;
 
-    fn parse(meta: &DeliveryMeta, body: &[u8]) -> Result<InventoryOutcome, Poison> {
+    fn parse(meta: &DeliveryMeta, body: &[u8]) -> Result<InventoryOutcome, Malformed> {
         InventoryOutcome::from_delivery(meta.event_type(), &meta.routing_key, body)
     }
 

@@ -12,10 +12,11 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Deserialize;
 use serde_json::json;
-use shared::events::{json_object, optional_str, required_int, required_str};
 use shared::http::{ApiError, Readiness, count_request, ops_routes, recover};
 use shared::ids::{Item, OrderId, Qty, StudentId};
+use shared::wire::{self, Malformed, required};
 use tracing::{Instrument, info};
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -132,24 +133,46 @@ async fn place_order(
     )
 }
 
-/// Parse `{"item","qty","student_id"}` with a reason a person can act on.
+/// Read `{"item","qty","student_id"}` with a reason a person can act on.
 fn parse_new_order(body: &[u8]) -> Result<NewOrder, ApiError> {
-    let bad = |e: shared::events::Poison| ApiError::bad_request(e.0);
-    let obj = json_object(body).map_err(bad)?;
-    let item = Item::parse(required_str(&obj, "item").map_err(bad)?)
-        .map_err(|e| ApiError::bad_request(e.0))?;
-    let qty = Qty::parse(required_int(&obj, "qty").map_err(bad)?)
-        .map_err(|e| ApiError::bad_request(e.0))?;
-    let student_id = optional_str(&obj, "student_id")
-        .map_err(bad)?
-        .map(StudentId::parse)
-        .transpose()
-        .map_err(|e| ApiError::bad_request(e.0))?;
-    Ok(NewOrder {
-        item,
-        qty,
-        student_id,
-    })
+    Ok(NewOrder::try_from(wire::read::<NewOrderBody>(body)?)?)
+}
+
+/// The body of `POST /order`, read like an event's body (see [`shared::wire`]): an
+/// `order.placed` without the id, which is ours to give.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct NewOrderBody {
+    #[serde(deserialize_with = "wire::text")]
+    item: Option<String>,
+    #[serde(deserialize_with = "wire::integer")]
+    qty: Option<i64>,
+    #[serde(deserialize_with = "wire::text")]
+    student_id: Option<String>,
+}
+
+impl TryFrom<NewOrderBody> for NewOrder {
+    type Error = Malformed;
+
+    fn try_from(body: NewOrderBody) -> Result<Self, Malformed> {
+        Ok(Self {
+            item: Item::parse(&required(body.item, "item")?)?,
+            qty: Qty::parse(required(body.qty, "qty")?)?,
+            student_id: body
+                .student_id
+                .as_deref()
+                .map(StudentId::parse)
+                .transpose()?,
+        })
+    }
+}
+
+/// The body of `POST /order/{id}/cancel`, if there is one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct CancelBody {
+    #[serde(deserialize_with = "wire::text")]
+    reason: Option<String>,
 }
 
 fn parse_order_id(raw: &str) -> Result<OrderId, ApiError> {
@@ -212,9 +235,9 @@ async fn cancel_order(
     let reason = if body.iter().all(u8::is_ascii_whitespace) {
         "cancelled by request".to_owned()
     } else {
-        let obj = json_object(&body).map_err(|e| ApiError::bad_request(e.0))?;
-        let reason = optional_str(&obj, "reason").map_err(|e| ApiError::bad_request(e.0))?;
-        reason
+        wire::read::<CancelBody>(&body)?
+            .reason
+            .as_deref()
             .unwrap_or("cancelled by request")
             .chars()
             .take(500)
@@ -257,5 +280,24 @@ mod tests {
         assert!(err(r#"{"item":"burger","qty":0}"#).contains("at least 1"));
         assert!(err("{nope").starts_with("body is not valid JSON"));
         assert!(parse_new_order(br#"{"item":"burger","qty":2,"student_id":"s1"}"#).is_ok());
+    }
+
+    #[test]
+    fn a_new_order_is_read_like_an_event() {
+        let err = |b: &str| parse_new_order(b.as_bytes()).unwrap_err();
+        let e = err(r#"{"item":"burger","qty":1,"student_id":7}"#);
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.message, "student_id must be a string, got number 7");
+        assert_eq!(
+            err(r#"{"item":"fish & chips","qty":1}"#).message,
+            "item contains '&'"
+        );
+        assert_eq!(
+            err("[1,2,3]").message,
+            "body is JSON but not an object (got an array)"
+        );
+        // The id is ours to give: one in the body is ignored, like any field we do not know.
+        let new = parse_new_order(br#"{"order_id":"mine","item":"burger","qty":2,"x":[]}"#);
+        assert_eq!(new.unwrap().qty.get(), 2);
     }
 }

@@ -8,7 +8,8 @@
 use std::future::Future;
 
 use shared::consumer::{DeliveryMeta, Handler, Outcome};
-use shared::events::{EventMeta, InventoryOutcome, Poison, unix_now_secs};
+use shared::events::{EventMeta, InventoryOutcome, unix_now_secs};
+use shared::wire::Malformed;
 use tracing::info;
 
 use crate::orders::{Applied, OrderStore};
@@ -43,7 +44,7 @@ pub struct StatusHandler<O> {
 impl<O: Orders> Handler for StatusHandler<O> {
     type Event = InventoryOutcome;
 
-    fn parse(meta: &DeliveryMeta, body: &[u8]) -> Result<InventoryOutcome, Poison> {
+    fn parse(meta: &DeliveryMeta, body: &[u8]) -> Result<InventoryOutcome, Malformed> {
         InventoryOutcome::from_delivery(meta.event_type(), &meta.routing_key, body)
     }
 

@@ -37,10 +37,11 @@ use crate::amqp::{
 };
 use crate::backoff::Backoff;
 use crate::domain::DlqHop;
-use crate::events::{EventMeta, EventType, Poison, unix_now_millis, unix_now_secs};
+use crate::events::{EventMeta, EventType, unix_now_millis, unix_now_secs};
 use crate::retry::{self, NextStep, RetryPolicy};
 use crate::store::Timeline;
 use crate::topology::Topology;
+use crate::wire::Malformed;
 
 /// How often a consuming session declares the topology again, so that a binding someone deleted
 /// (which no publish of ours would notice while another queue still takes the message) is back
@@ -130,8 +131,8 @@ pub trait Handler: Send + Sync + 'static {
     /// Read a delivery's body into the event.
     ///
     /// # Errors
-    /// [`Poison`], with a reason a person can act on: the loop dead-letters the message.
-    fn parse(meta: &DeliveryMeta, body: &[u8]) -> Result<Self::Event, Poison>;
+    /// [`Malformed`], with a reason a person can act on: the loop dead-letters the message.
+    fn parse(meta: &DeliveryMeta, body: &[u8]) -> Result<Self::Event, Malformed>;
 
     /// Decide what the event means, change the handler's state, say what to announce.
     fn handle(

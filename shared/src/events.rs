@@ -2,14 +2,15 @@
 //!
 //! Bodies are flat JSON, exactly as the classic lab has them; metadata (event id, type,
 //! correlation id, publisher) rides in AMQP properties. Readers are tolerant: unknown fields are
-//! ignored and a bare body with no properties is accepted. Anything a reader cannot make sense of
-//! is [`Poison`], with a reason a person can act on.
+//! ignored and a bare body with no properties is accepted. The events here are domain types;
+//! their bodies, as serde structs, are in [`crate::wire`]. Anything a reader cannot make sense of
+//! is [`Malformed`], with a reason a person can act on.
 
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
-use serde_json::{Map, Value, json};
 
-use crate::ids::{Invalid, Item, OrderId, Qty, StudentId};
+use crate::ids::{Item, OrderId, Qty, StudentId};
+use crate::wire::{self, InventoryOutcomeBody, Malformed};
 
 /// Every event of the saga, with its routing key and its AMQP `type` name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -67,17 +68,6 @@ impl EventType {
                 .as_ref()
                 .and_then(|k| Self::from_name(k.as_str()))
         })
-    }
-}
-
-/// A message no retry can fix: it goes to the DLQ with this reason.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Poison(pub String);
-
-impl From<Invalid> for Poison {
-    fn from(e: Invalid) -> Self {
-        Poison(e.0)
     }
 }
 
@@ -148,47 +138,25 @@ pub enum InventoryOutcome {
 
 impl OrderPlaced {
     pub fn to_body(&self) -> Vec<u8> {
-        json!({
-            "order_id": self.order_id,
-            "item": self.item,
-            "qty": self.qty,
-            "student_id": self.student_id,
-            "status": "PLACED",
-        })
-        .to_string()
-        .into_bytes()
+        wire::to_json(&wire::OrderPlacedBody::from(self))
     }
 
-    pub fn from_body(body: &[u8]) -> Result<Self, Poison> {
-        let obj = json_object(body)?;
-        Ok(Self {
-            order_id: OrderId::parse(required_str(&obj, "order_id")?)?,
-            item: Item::parse(required_str(&obj, "item")?)?,
-            qty: Qty::parse(required_int(&obj, "qty")?)?,
-            student_id: optional_str(&obj, "student_id")?
-                .map(StudentId::parse)
-                .transpose()?,
-        })
+    /// # Errors
+    /// [`Malformed`] when the body is not an order we can serve.
+    pub fn from_body(body: &[u8]) -> Result<Self, Malformed> {
+        wire::read::<wire::OrderPlacedBody>(body)?.try_into()
     }
 }
 
 impl OrderCancelled {
     pub fn to_body(&self) -> Vec<u8> {
-        json!({ "order_id": self.order_id, "reason": self.reason, "status": "CANCELLED" })
-            .to_string()
-            .into_bytes()
+        wire::to_json(&wire::OrderCancelledBody::from(self))
     }
 
-    pub fn from_body(body: &[u8]) -> Result<Self, Poison> {
-        let obj = json_object(body)?;
-        Ok(Self {
-            order_id: OrderId::parse(required_str(&obj, "order_id")?)?,
-            reason: optional_str(&obj, "reason")?
-                .unwrap_or("cancelled")
-                .chars()
-                .take(500)
-                .collect(),
-        })
+    /// # Errors
+    /// [`Malformed`] when the body names no usable order.
+    pub fn from_body(body: &[u8]) -> Result<Self, Malformed> {
+        wire::read::<wire::OrderCancelledBody>(body)?.try_into()
     }
 }
 
@@ -219,51 +187,21 @@ impl InventoryOutcome {
     }
 
     pub fn to_body(&self) -> Vec<u8> {
-        let value = match self {
-            Self::Reserved {
-                order_id,
-                item,
-                qty,
-                student_id,
-                remaining,
-            } => json!({
-                "order_id": order_id, "item": item, "qty": qty, "student_id": student_id,
-                "remaining": remaining, "status": "RESERVED",
-            }),
-            Self::Failed {
-                order_id,
-                item,
-                qty,
-                student_id,
-                code,
-                reason,
-            } => json!({
-                "order_id": order_id, "item": item, "qty": qty, "student_id": student_id,
-                "status": "FAILED", "reason": reason, "code": code.as_str(),
-            }),
-            Self::Released {
-                order_id,
-                item,
-                qty,
-            } => json!({
-                "order_id": order_id, "item": item, "qty": qty, "status": "RELEASED",
-            }),
-        };
-        value.to_string().into_bytes()
+        wire::to_json(&InventoryOutcomeBody::from(self))
     }
 
     /// Read an outcome off a delivery: `kind` is the event its routing key or `type` property
     /// named, if any (a message with neither cannot be told apart: poison).
     ///
     /// # Errors
-    /// [`Poison`] when the event cannot be told or its body is unusable.
+    /// [`Malformed`] when the event cannot be told or its body is unusable.
     pub fn from_delivery(
         kind: Option<EventType>,
         routing_key: &str,
         body: &[u8],
-    ) -> Result<Self, Poison> {
+    ) -> Result<Self, Malformed> {
         let kind = kind.ok_or_else(|| {
-            Poison(format!(
+            Malformed(format!(
                 "cannot tell which event this is (routing key {routing_key:?}, no known type)"
             ))
         })?;
@@ -271,52 +209,22 @@ impl InventoryOutcome {
     }
 
     /// Read an outcome event; `kind` comes from the routing key or the `type` property.
-    pub fn from_body(kind: EventType, body: &[u8]) -> Result<Self, Poison> {
-        let obj = json_object(body)?;
-        let order_id = OrderId::parse(required_str(&obj, "order_id")?)?;
-        let student_id = || -> Result<Option<StudentId>, Poison> {
-            Ok(optional_str(&obj, "student_id")?
-                .map(StudentId::parse)
-                .transpose()?)
-        };
-        Ok(match kind {
-            EventType::InventoryReserved => Self::Reserved {
-                order_id,
-                item: Item::parse(required_str(&obj, "item")?)?,
-                qty: Qty::parse(required_int(&obj, "qty")?)?,
-                student_id: student_id()?,
-                remaining: optional_int(&obj, "remaining")?.unwrap_or(0),
-            },
-            EventType::InventoryFailed => {
-                let reason = optional_str(&obj, "reason")?
-                    .unwrap_or("no reason given")
-                    .to_owned();
-                let code = optional_str(&obj, "code")?
-                    .and_then(FailureCode::parse)
-                    .unwrap_or(FailureCode::InsufficientStock);
-                Self::Failed {
-                    order_id,
-                    item: Item::parse(required_str(&obj, "item")?)?,
-                    qty: Qty::parse(required_int(&obj, "qty")?)?,
-                    student_id: student_id()?,
-                    code,
-                    reason,
-                }
-            }
-            EventType::InventoryReleased => Self::Released {
-                order_id,
-                item: optional_str(&obj, "item")?.map(Item::parse).transpose()?,
-                qty: optional_int(&obj, "qty")?
-                    .unwrap_or(0)
-                    .clamp(0, u32::MAX as i64) as u32,
-            },
+    ///
+    /// # Errors
+    /// [`Malformed`] when `kind` is no outcome or the body is unusable.
+    pub fn from_body(kind: EventType, body: &[u8]) -> Result<Self, Malformed> {
+        let body = match kind {
+            EventType::InventoryReserved => InventoryOutcomeBody::Reserved(wire::read(body)?),
+            EventType::InventoryFailed => InventoryOutcomeBody::Failed(wire::read(body)?),
+            EventType::InventoryReleased => InventoryOutcomeBody::Released(wire::read(body)?),
             other => {
-                return Err(Poison(format!(
+                return Err(Malformed(format!(
                     "{} is not an inventory outcome",
                     other.name()
                 )));
             }
-        })
+        };
+        body.try_into()
     }
 }
 
@@ -395,78 +303,11 @@ pub fn unix_now_millis() -> u64 {
         .unwrap_or(0)
 }
 
-// --- tolerant field readers with reasons a person can act on (also used for HTTP bodies) ----
-
-pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, Poison> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(Poison(format!(
-            "body is JSON but not an object (got {})",
-            kind_of(&other)
-        ))),
-        Err(e) => Err(Poison(format!("body is not valid JSON: {e}"))),
-    }
-}
-
-pub fn required_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a str, Poison> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Err(Poison(format!("missing required field {field}"))),
-        Some(Value::String(s)) => Ok(s),
-        Some(other) => Err(Poison(format!(
-            "{field} must be a string, got {}",
-            kind_of(other)
-        ))),
-    }
-}
-
-pub fn optional_str<'a>(
-    obj: &'a Map<String, Value>,
-    field: &str,
-) -> Result<Option<&'a str>, Poison> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(Poison(format!(
-            "{field} must be a string, got {}",
-            kind_of(other)
-        ))),
-    }
-}
-
-pub fn required_int(obj: &Map<String, Value>, field: &str) -> Result<i64, Poison> {
-    optional_int(obj, field)?.ok_or_else(|| Poison(format!("missing required field {field}")))
-}
-
-pub fn optional_int(obj: &Map<String, Value>, field: &str) -> Result<Option<i64>, Poison> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .map(Some)
-            .ok_or_else(|| Poison(format!("{field} must be an integer, got {n}"))),
-        Some(other) => Err(Poison(format!(
-            "{field} must be an integer, got {}",
-            kind_of(other)
-        ))),
-    }
-}
-
-fn kind_of(v: &Value) -> String {
-    match v {
-        Value::Null => "null".into(),
-        Value::Bool(b) => format!("boolean {b}"),
-        Value::Number(n) => format!("number {n}"),
-        Value::String(s) => format!("string {:?}", s.chars().take(40).collect::<String>()),
-        Value::Array(_) => "an array".into(),
-        Value::Object(_) => "an object".into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn placed(body: &str) -> Result<OrderPlaced, Poison> {
+    fn placed(body: &str) -> Result<OrderPlaced, Malformed> {
         OrderPlaced::from_body(body.as_bytes())
     }
 

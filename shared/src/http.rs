@@ -48,6 +48,14 @@ impl ApiError {
     }
 }
 
+/// A request body we cannot read is the client's to fix: 400, with the same reason a message
+/// would carry to the DLQ.
+impl From<crate::wire::Malformed> for ApiError {
+    fn from(e: crate::wire::Malformed) -> Self {
+        Self::bad_request(e.0)
+    }
+}
+
 impl warp::reject::Reject for ApiError {}
 
 impl Reply for ApiError {

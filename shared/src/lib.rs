@@ -5,7 +5,9 @@
 //! - [`telemetry`]: log set-up (readable or JSON) and the Prometheus recorder.
 //! - [`domain`]: the order's status and its transition table; the records kept about an order.
 //! - [`ids`]: domain newtypes (`OrderId`, `Item`, `Qty`, `StudentId`), built only by `parse()`.
-//! - [`events`]: the wire contract: event bodies, routing keys, and parsing a delivery into an event.
+//! - [`events`]: the wire contract: event types, routing keys and AMQP properties.
+//! - [`wire`]: the JSON bodies as serde structs, read with reasons a person can act on
+//!   ([`wire::Malformed`]: a DLQ reason or an HTTP 400), `TryFrom` into the events.
 //! - [`topology`]: the exchange, queues and bindings, declared idempotently by every service.
 //! - [`amqp`]: connecting with backoff, publishing with confirms, declaring the topology.
 //! - [`nodes`]: `RABBITMQ_URL` as a list of cluster nodes: validated, redacted, tried in turn.
@@ -42,3 +44,4 @@ pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 pub mod topology;
+pub mod wire;
