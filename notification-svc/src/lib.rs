@@ -17,7 +17,7 @@ use clap::Parser;
 use shared::amqp::BrokerStatus;
 use shared::config::Common;
 use shared::consumer::{ConsumerSettings, run_consumer};
-use shared::http::{Readiness, ops_routes, recover};
+use shared::http::{Readiness, ops_routes, recover, traced};
 use shared::store::{Keys, Timeline};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -85,9 +85,11 @@ impl App {
             brokers: vec![broker.clone()],
             redis: redis.clone(),
         };
-        let routes = ops_routes(SERVICE, readiness, metrics)
-            .recover(recover)
-            .unify();
+        let routes = traced(
+            ops_routes(SERVICE, readiness, metrics)
+                .recover(recover)
+                .unify(),
+        );
         let http = tokio::spawn(shared::http::serve(self.listener, routes, shutdown.clone()));
         info!(addr = %self.addr, sink = ?self.config.sink, "notification-svc HTTP ready");
 

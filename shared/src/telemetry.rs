@@ -10,13 +10,18 @@ use tracing_subscriber::{EnvFilter, fmt};
 
 use crate::config::LogFormat;
 
+/// What is logged when `RUST_LOG` is not set (see [`init_logging`] for why each part).
+pub const DEFAULT_FILTER: &str = "info,lapin=off,amq_protocol=off,warp::filters::trace=off";
+
 /// Install the global subscriber. Safe to call twice (the second call is ignored).
 pub fn init_logging(format: LogFormat) {
     // lapin logs its own view of every connection error (at ERROR, several lines each); we log
     // each of those once ourselves, in words a class can follow, so it is off unless asked for
-    // (`RUST_LOG=info,lapin=debug`).
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,lapin=off,amq_protocol=off"));
+    // (`RUST_LOG=info,lapin=debug`). The warp trace filter that `http::traced` builds its
+    // request span on logs two INFO lines per request of its own; `traced` logs one, with the
+    // status and latency, at DEBUG (`RUST_LOG=info,http=debug`).
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let result = match format {
         LogFormat::Json => fmt()
             .json()
