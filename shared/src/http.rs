@@ -30,7 +30,8 @@ pub const REQUEST_LOG_TARGET: &str = "http";
 /// Everything a handler logs happens inside the span, so each line says which request it
 /// served; a handler adds what only it knows with [`record_route`] and [`record_order_id`]
 /// (zero2prod's habit: ids go into the span as soon as they are known). warp's own trace
-/// events are off by default ([`crate::telemetry`]): this one line says all they do, and more.
+/// events are off unless asked for ([`crate::telemetry::log_filter`]): this one line says all
+/// they do, and more.
 pub fn traced<F>(routes: F) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone
 where
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
@@ -362,13 +363,10 @@ mod tests {
     async fn every_request_is_answered_in_a_span_with_its_status_latency_and_order() {
         let captured = Captured::default();
         let writer = captured.clone();
-        // The services' default filter, plus the request lines.
-        let filter = format!(
-            "{},{REQUEST_LOG_TARGET}=debug",
-            crate::telemetry::DEFAULT_FILTER
-        );
+        // What a person asking for the request lines gets.
+        let rust_log = format!("info,{REQUEST_LOG_TARGET}=debug");
         let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_env_filter(crate::telemetry::log_filter(Some(&rust_log)))
             .with_ansi(false)
             .with_writer(move || writer.clone())
             .finish();
