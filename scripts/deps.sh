@@ -21,8 +21,10 @@ install_packages() {
   command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
+  # The lab drills read `sagactl ... --json` with it; Debian has it, slim images may not.
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
   if [ ${#missing[@]} -eq 0 ]; then
-    say "rabbitmq-server, redis-server and curl already installed"
+    say "rabbitmq-server, redis-server, curl and python3 already installed"
     return
   fi
   command -v apt-get >/dev/null 2>&1 || die "${missing[*]} missing and no apt-get here: install them by hand"

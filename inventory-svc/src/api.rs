@@ -3,7 +3,7 @@
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::json;
-use shared::http::{ApiError, Readiness, ops_routes, recover};
+use shared::http::{ApiError, Readiness, ops_routes, recover, traced};
 use shared::ids::Item;
 use shared::wire::{self, required};
 use warp::http::StatusCode;
@@ -27,14 +27,15 @@ pub fn routes(
         .and(shared::http::body_up_to(4096))
         .and(with_ledger)
         .then(set_stock);
-    ops_routes("inventory-svc", readiness, metrics)
+    let api = ops_routes("inventory-svc", readiness, metrics)
         .or(show
             .or(set)
             .unify()
             .map(|r: Result<Response, ApiError>| r.unwrap_or_else(Reply::into_response)))
         .unify()
         .recover(recover)
-        .unify()
+        .unify();
+    traced(api)
 }
 
 /// `GET /stock`: every item's available, initial, reserved and released units.

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use redis::Script;
+use shared::domain::StockLevel;
 use shared::events::{FailureCode, InventoryOutcome, OrderPlaced, unix_now_millis};
 use shared::ids::{Item, OrderId, Qty, StudentId};
 use shared::store::Keys;
@@ -166,15 +167,6 @@ impl RedisLedger {
     pub fn keys(&self) -> &Keys {
         &self.keys
     }
-}
-
-/// One item's books.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct StockLevel {
-    pub available: i64,
-    pub initial: i64,
-    pub reserved: i64,
-    pub released: i64,
 }
 
 /// Rebuild the outcome event from a reservation record (as written by the Lua scripts).

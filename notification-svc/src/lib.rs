@@ -17,7 +17,7 @@ use clap::Parser;
 use shared::amqp::BrokerStatus;
 use shared::config::Common;
 use shared::consumer::{ConsumerSettings, run_consumer};
-use shared::http::{Readiness, ops_routes, recover};
+use shared::http::{Readiness, ops_routes, recover, traced};
 use shared::service::{Bound, Service};
 use shared::store::{Keys, Timeline};
 use tokio_util::sync::CancellationToken;
@@ -87,9 +87,11 @@ impl Service for App {
             brokers: vec![broker.clone()],
             redis: redis.clone(),
         };
-        let routes = ops_routes(SERVICE, readiness, metrics)
-            .recover(recover)
-            .unify();
+        let routes = traced(
+            ops_routes(SERVICE, readiness, metrics)
+                .recover(recover)
+                .unify(),
+        );
         let http = tokio::spawn(shared::http::serve(listener, routes, shutdown.clone()));
         info!(addr = %addr, sink = ?config.sink, "notification-svc HTTP ready");
 

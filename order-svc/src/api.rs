@@ -14,10 +14,12 @@ use bytes::Bytes;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::json;
-use shared::http::{ApiError, Readiness, count_request, ops_routes, recover};
+use shared::http::{
+    ApiError, Readiness, count_request, ops_routes, record_order_id, record_route, recover, traced,
+};
 use shared::ids::{Item, OrderId, Qty, StudentId};
 use shared::wire::{self, Malformed, required};
-use tracing::{Instrument, info};
+use tracing::info;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Reply};
@@ -64,7 +66,7 @@ pub fn routes(
             )
         });
 
-    ops_routes("order-svc", readiness, metrics)
+    let api = ops_routes("order-svc", readiness, metrics)
         .or(place)
         .unify()
         .or(get)
@@ -74,21 +76,18 @@ pub fn routes(
         .or(cancel)
         .unify()
         .recover(recover)
-        .unify()
+        .unify();
+    traced(api)
 }
 
-/// Serve one request in a span of its own (every line it logs says which route it was), count
-/// it, and turn an `ApiError` into its JSON response.
+/// Serve one request of an API route: name its route in the request's span (see
+/// [`shared::http::traced`]), count it, and turn an `ApiError` into its JSON response.
 async fn answer(
     route: &'static str,
     work: impl Future<Output = Result<Response, ApiError>>,
 ) -> Response {
-    let span = tracing::info_span!("request", route, status = tracing::field::Empty);
-    let response = work
-        .instrument(span.clone())
-        .await
-        .unwrap_or_else(Reply::into_response);
-    span.record("status", response.status().as_u16());
+    record_route(route);
+    let response = work.await.unwrap_or_else(Reply::into_response);
     count_request(route, response.status());
     response
 }
@@ -123,6 +122,7 @@ async fn place_order(
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("X-Correlation-Id: {}", e.0)))?;
     let order = store.place(new, correlation_id).await.map_err(store_down)?;
+    record_order_id(&order.order_id);
     info!(order_id = %order.order_id, item = %order.item, qty = order.qty,
           student_id = order.student_id.as_deref().unwrap_or("-"), correlation_id = %order.correlation_id, "order placed");
     let body = json!({ "order_id": order.order_id, "status": order.status });
@@ -181,6 +181,7 @@ fn parse_order_id(raw: &str) -> Result<OrderId, ApiError> {
 
 async fn get_order(id: String, store: OrderStore) -> Result<Response, ApiError> {
     let order_id = parse_order_id(&id)?;
+    record_order_id(&order_id);
     let Some(view) = store.get(&order_id).await.map_err(store_down)? else {
         return Err(ApiError::not_found(format!("no order {order_id}"))
             .with_details(json!({ "order_id": order_id })));
@@ -232,6 +233,7 @@ async fn cancel_order(
     store: OrderStore,
 ) -> Result<Response, ApiError> {
     let order_id = parse_order_id(&id)?;
+    record_order_id(&order_id);
     let reason = if body.iter().all(u8::is_ascii_whitespace) {
         "cancelled by request".to_owned()
     } else {

@@ -24,15 +24,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use redis::AsyncCommands;
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 use shared::config::{Common, redact_url};
-use shared::domain::OrderStatus;
+use shared::domain::{OrderStatus, StockLevel};
 use shared::events::{EventType, InventoryOutcome, OrderCancelled, OrderPlaced};
 use shared::store::Keys;
 use shared::store::Redis;
 use shared::topology::Topology;
 
 use crate::broker::{self, Held};
+use crate::output::{Output, print_json};
 use crate::provenance::Provenance;
 
 /// The statuses an order never leaves (a cancel can still move a CONFIRMED order on, but only
@@ -53,22 +55,26 @@ const IDS_SHOWN: usize = 5;
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Example:\n  sagactl check\n  sagactl --redis-prefix test-1a2b check --timeout 60"
+    after_help = "Example:\n  sagactl check\n  sagactl --redis-prefix test-1a2b check --timeout 60\n  sagactl check --json"
 )]
 pub struct CheckArgs {
     /// Seconds to wait for every order to become final before checking anyway (and failing).
     #[arg(long, default_value_t = 30)]
     timeout: u64,
+    #[command(flatten)]
+    output: Output,
 }
 
-/// What the checker saw, and every rule it found broken.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What the checker saw, and every rule it found broken (`check --json` prints it, with `ok`
+/// and the prefix it checked).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Report {
     /// Orders in order-svc's index.
     pub orders: usize,
     /// How many orders ended in each status.
     pub by_status: BTreeMap<String, usize>,
     /// How long the checker waited for every order to be final (the timeout if they were not).
+    #[serde(rename = "waited_secs", serialize_with = "as_secs")]
     pub waited: Duration,
     /// Items in the stock books.
     pub items: usize,
@@ -86,6 +92,21 @@ impl Report {
     pub fn is_ok(&self) -> bool {
         self.violations.is_empty()
     }
+}
+
+/// A duration as (fractional) seconds: what a script compares with a number.
+fn as_secs<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(duration.as_secs_f64())
+}
+
+/// What `check --json` prints.
+#[derive(Debug, Serialize)]
+struct CheckDoc<'a> {
+    prefix: &'a str,
+    /// Every invariant holds.
+    ok: bool,
+    #[serde(flatten)]
+    report: &'a Report,
 }
 
 /// Wait up to `timeout` for every order under `prefix` to be final, then check the invariants.
@@ -138,11 +159,13 @@ pub async fn check(
 /// # Errors
 /// Redis or the broker unreachable, or any invariant broken.
 pub async fn run(common: &Common, args: CheckArgs) -> anyhow::Result<()> {
-    outln!(
-        "checking prefix {:?} (waiting up to {} s for every order to be final)",
-        common.redis_prefix,
-        args.timeout
-    )?;
+    if !args.output.json {
+        outln!(
+            "checking prefix {:?} (waiting up to {} s for every order to be final)",
+            common.redis_prefix,
+            args.timeout
+        )?;
+    }
     let report = check(
         &common.redis_url,
         &common.redis_prefix,
@@ -151,7 +174,15 @@ pub async fn run(common: &Common, args: CheckArgs) -> anyhow::Result<()> {
         Duration::from_secs(args.timeout),
     )
     .await?;
-    outln!("{}", report.to_string().trim_end())?;
+    if args.output.json {
+        print_json(&CheckDoc {
+            prefix: &common.redis_prefix,
+            ok: report.is_ok(),
+            report: &report,
+        })?;
+    } else {
+        outln!("{}", report.to_string().trim_end())?;
+    }
     if !report.is_ok() {
         bail!("{} invariant violation(s)", report.violations.len());
     }
@@ -501,14 +532,20 @@ pub fn unbalanced_stock(books: &StockBooks) -> Vec<String> {
         .items()
         .into_iter()
         .filter_map(|item| {
-            let (initial, available, reserved, released) = (
-                units(&books.initial, item),
-                units(&books.available, item),
-                units(&books.reserved, item),
-                units(&books.released, item),
-            );
+            let level = StockLevel {
+                available: units(&books.available, item),
+                initial: units(&books.initial, item),
+                reserved: units(&books.reserved, item),
+                released: units(&books.released, item),
+            };
+            let StockLevel {
+                available,
+                initial,
+                reserved,
+                released,
+            } = level;
             let accounted = available + reserved - released;
-            (initial != accounted).then(|| {
+            (!level.is_balanced()).then(|| {
                 format!(
                     "stock of {item} not conserved: initial {initial} != available {available} + reserved {reserved} - released {released} (= {accounted})"
                 )
@@ -830,6 +867,29 @@ mod tests {
             Reservation::from_hash(&fields(&[("state", "released"), ("released_qty", "0")]));
         assert_eq!(tombstone, Ok(record("released", None, 0, 0)));
         assert!(Reservation::from_hash(&fields(&[("state", "reserved"), ("qty", "x")])).is_err());
+    }
+
+    #[test]
+    fn the_json_report_is_flat_with_ok_and_seconds() {
+        let report = Report {
+            orders: 2,
+            by_status: [("CONFIRMED".to_owned(), 2)].into(),
+            waited: Duration::from_millis(1500),
+            violations: vec!["stock of burger not conserved".into()],
+            ..Report::default()
+        };
+        let doc = serde_json::to_value(CheckDoc {
+            prefix: "saga",
+            ok: report.is_ok(),
+            report: &report,
+        })
+        .unwrap();
+        assert_eq!(doc["prefix"], "saga");
+        assert_eq!(doc["ok"], false);
+        assert_eq!(doc["orders"], 2);
+        assert_eq!(doc["by_status"]["CONFIRMED"], 2);
+        assert_eq!(doc["waited_secs"], 1.5);
+        assert_eq!(doc["violations"][0], "stock of burger not conserved");
     }
 
     #[test]

@@ -9,18 +9,24 @@
 //!
 //! The same operations are library functions ([`peek`], [`replay_at`], [`purge_all`]) for the
 //! board, which shows the DLQ in a browser; the subcommands only print what they return.
+//! `list --json` and `show --json` print the same as one JSON document ([`Listing`],
+//! [`Message`]) for scripts.
+
+use std::collections::BTreeMap;
 
 use anyhow::{Context, anyhow, bail};
 use clap::Subcommand;
 use lapin::message::Delivery;
 use lapin::options::QueuePurgeOptions;
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use serde::Serialize;
+use serde_json::Value;
 use shared::amqp::Publisher;
 use shared::config::Common;
 use shared::events::{header_str, unix_now_secs};
 
 use crate::broker::{self, Held};
+use crate::output::{Output, print_json};
 use crate::provenance::{DeadLetteredBy, Provenance, is_dead_letter_header};
 
 /// How much of a body `dlq list` shows.
@@ -31,17 +37,21 @@ const HOLD_AT_MOST: usize = 10_000;
 #[derive(Subcommand, Debug)]
 pub enum DlqCommand {
     /// List dead-lettered messages with why, who and when; they stay in the DLQ.
-    #[command(after_help = "Example:\n  sagactl dlq list --limit 5")]
+    #[command(after_help = "Example:\n  sagactl dlq list --limit 5\n  sagactl dlq list --json")]
     List {
         /// Show at most this many, oldest first.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        #[command(flatten)]
+        output: Output,
     },
     /// Show message N in full: properties, every header, the whole body; it stays in the DLQ.
-    #[command(after_help = "Example:\n  sagactl dlq show 1")]
+    #[command(after_help = "Example:\n  sagactl dlq show 1\n  sagactl dlq show 1 --json")]
     Show {
         /// Position in the DLQ, from 1 (as `dlq list` numbers them).
         n: usize,
+        #[command(flatten)]
+        output: Output,
     },
     /// Republish message N (or all) to its original exchange and routing key, then remove it.
     #[command(after_help = "Example:\n  sagactl dlq replay 1\n  sagactl dlq replay --all")]
@@ -68,8 +78,8 @@ pub async fn run(common: &Common, command: DlqCommand) -> anyhow::Result<()> {
         .await
         .context("declaring the saga's exchange and queues")?;
     let result = match command {
-        DlqCommand::List { limit } => list(&conn, dlq, limit).await,
-        DlqCommand::Show { n } => show(&conn, dlq, n).await,
+        DlqCommand::List { limit, output } => list(&conn, dlq, limit, output).await,
+        DlqCommand::Show { n, output } => show(&conn, dlq, n, output).await,
         DlqCommand::Replay { all: true, .. } => replay_all(&conn, dlq).await,
         DlqCommand::Replay { n: Some(n), .. } => replay_one(&conn, dlq, n).await,
         DlqCommand::Replay { n: None, .. } => Err(anyhow!("say which message, or --all")),
@@ -79,19 +89,36 @@ pub async fn run(common: &Common, command: DlqCommand) -> anyhow::Result<()> {
     result
 }
 
-async fn list(conn: &lapin::Connection, dlq: &str, limit: usize) -> anyhow::Result<()> {
-    let total = {
-        let channel = conn.create_channel().await?;
-        broker::depth(&channel, dlq).await?.messages as usize
-    };
-    let held = Held::take(conn, dlq, HOLD_AT_MOST).await?;
-    let shown = held.messages.len().min(limit);
-    let mut lines = vec![format!("{dlq}: {total} message(s)")];
-    if total > shown {
-        lines[0].push_str(&format!(", showing the first {shown}"));
+/// What `dlq list --json` prints: the DLQ's depth and its first messages, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Listing {
+    pub queue: String,
+    /// Messages ready in the DLQ, shown or not.
+    pub total: usize,
+    pub entries: Vec<Entry>,
+}
+
+async fn list(
+    conn: &lapin::Connection,
+    dlq: &str,
+    limit: usize,
+    output: Output,
+) -> anyhow::Result<()> {
+    // `peek` gives every message back before anything is printed: a closed stdout must not be
+    // what keeps them.
+    let Peek { total, entries, .. } = peek(conn, dlq, limit.min(HOLD_AT_MOST)).await?;
+    if output.json {
+        return print_json(&Listing {
+            queue: dlq.to_owned(),
+            total,
+            entries,
+        });
     }
-    for (i, message) in held.messages.iter().enumerate() {
-        let dead = Entry::of(i + 1, message);
+    let mut lines = vec![format!("{dlq}: {total} message(s)")];
+    if total > entries.len() {
+        lines[0].push_str(&format!(", showing the first {}", entries.len()));
+    }
+    for dead in &entries {
         lines.push(format!("#{:<3} reason   {}", dead.position, dead.reason));
         lines.push(format!(
             "     from     {} (routing key {}), {}",
@@ -101,61 +128,151 @@ async fn list(conn: &lapin::Connection, dlq: &str, limit: usize) -> anyhow::Resu
         ));
         lines.push(format!("     body     {}", dead.body_preview));
     }
-    // Give the messages back before printing: a closed stdout must not be what keeps them.
-    held.requeue_rest().await?;
     outln!("{}", lines.join("\n"))?;
     Ok(())
 }
 
-async fn show(conn: &lapin::Connection, dlq: &str, n: usize) -> anyhow::Result<()> {
+async fn show(conn: &lapin::Connection, dlq: &str, n: usize, output: Output) -> anyhow::Result<()> {
     let index = position(n)?;
-    let held = Held::take(conn, dlq, HOLD_AT_MOST).await?;
-    let description = held
-        .messages
-        .get(index)
-        .map(|message| describe(message, &format!("message #{n} of {dlq}")));
+    let held = Held::take(conn, dlq, n).await?;
+    let message = held.messages.get(index).map(|m| Message::of(n, m));
     let count = held.messages.len();
     held.requeue_rest().await?;
-    match description {
-        Some(lines) => outln!("{}", lines.join("\n"))?,
-        None => bail!("no message #{n}: {dlq} holds {count}"),
+    let Some(message) = message else {
+        bail!("no message #{n}: {dlq} holds {count}");
+    };
+    if output.json {
+        return print_json(&message);
     }
+    outln!(
+        "{}",
+        message
+            .describe(&format!("message #{n} of {dlq}"))
+            .join("\n")
+    )?;
     Ok(())
 }
 
-/// Everything about one message: properties, every header, the whole body.
-fn describe(message: &Delivery, title: &str) -> Vec<String> {
-    let props = &message.properties;
-    let text = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
-    let short = |v: &Option<lapin::types::ShortString>| text(v.as_ref().map(|s| s.to_string()));
-    let mut lines = vec![
-        title.to_owned(),
-        format!("  message_id      {}", short(props.message_id())),
-        format!("  type            {}", short(props.kind())),
-        format!("  correlation_id  {}", short(props.correlation_id())),
-        format!("  app_id          {}", short(props.app_id())),
-        format!(
-            "  timestamp       {}",
-            text(props.timestamp().map(|t| t.to_string()))
-        ),
-        format!("  content_type    {}", short(props.content_type())),
-        "  headers".to_owned(),
-    ];
-    let headers = props.headers();
-    let mut names: Vec<String> = headers
-        .as_ref()
-        .map(|h| h.inner().keys().map(|k| k.to_string()).collect())
-        .unwrap_or_default();
-    names.sort();
-    for name in names {
-        lines.push(format!(
-            "    {name:<24} {}",
-            text(header_str(headers, &name))
-        ));
+/// One DLQ message in full, as `dlq show` prints it: what [`Entry`] says about it, its
+/// properties, every header, and the whole body.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Message {
+    #[serde(flatten)]
+    pub entry: Entry,
+    pub properties: Properties,
+    /// Every header, by name, as JSON (the broker's `x-death` is a list of tables).
+    pub headers: BTreeMap<String, Value>,
+    /// The body as text (bytes that are not UTF-8 show as U+FFFD); `body_len` counts bytes.
+    pub body: String,
+}
+
+/// The AMQP properties a person asks about; `null` where the publisher set none (pika's bare
+/// messages set none at all).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Properties {
+    pub message_id: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub correlation_id: Option<String>,
+    pub app_id: Option<String>,
+    /// Seconds since the Unix epoch.
+    pub timestamp: Option<u64>,
+    pub content_type: Option<String>,
+}
+
+impl Message {
+    pub fn of(position: usize, message: &Delivery) -> Self {
+        let props = &message.properties;
+        let text = |v: &Option<lapin::types::ShortString>| v.as_ref().map(|s| s.to_string());
+        let headers = props
+            .headers()
+            .as_ref()
+            .map(|h| {
+                h.inner()
+                    .iter()
+                    .map(|(name, value)| (name.to_string(), amqp_to_json(value)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            entry: Entry::of(position, message),
+            properties: Properties {
+                message_id: text(props.message_id()),
+                kind: text(props.kind()),
+                correlation_id: text(props.correlation_id()),
+                app_id: text(props.app_id()),
+                timestamp: *props.timestamp(),
+                content_type: text(props.content_type()),
+            },
+            headers,
+            body: String::from_utf8_lossy(&message.data).into_owned(),
+        }
     }
-    lines.push(format!("  body ({} bytes)", message.data.len()));
-    lines.push(String::from_utf8_lossy(&message.data).into_owned());
-    lines
+
+    /// Everything about the message, a line each, for a person.
+    fn describe(&self, title: &str) -> Vec<String> {
+        let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+        let props = &self.properties;
+        let mut lines = vec![
+            title.to_owned(),
+            format!("  message_id      {}", text(&props.message_id)),
+            format!("  type            {}", text(&props.kind)),
+            format!("  correlation_id  {}", text(&props.correlation_id)),
+            format!("  app_id          {}", text(&props.app_id)),
+            format!(
+                "  timestamp       {}",
+                text(&props.timestamp.map(|t| t.to_string()))
+            ),
+            format!("  content_type    {}", text(&props.content_type)),
+            "  headers".to_owned(),
+        ];
+        for (name, value) in &self.headers {
+            let value = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            lines.push(format!("    {name:<24} {value}"));
+        }
+        lines.push(format!("  body ({} bytes)", self.entry.body_len));
+        lines.push(self.body.clone());
+        lines
+    }
+}
+
+/// A header value as JSON: text as strings, numbers as numbers, tables and arrays as objects
+/// and lists (so `x-death` stays readable), raw bytes as (lossy) text.
+fn amqp_to_json(value: &AMQPValue) -> Value {
+    let bytes = |b: &[u8]| Value::String(String::from_utf8_lossy(b).into_owned());
+    match value {
+        AMQPValue::Boolean(b) => Value::Bool(*b),
+        AMQPValue::ShortShortInt(n) => Value::from(*n),
+        AMQPValue::ShortShortUInt(n) => Value::from(*n),
+        AMQPValue::ShortInt(n) => Value::from(*n),
+        AMQPValue::ShortUInt(n) => Value::from(*n),
+        AMQPValue::LongInt(n) => Value::from(*n),
+        AMQPValue::LongUInt(n) => Value::from(*n),
+        AMQPValue::LongLongInt(n) => Value::from(*n),
+        AMQPValue::Float(x) => Value::from(f64::from(*x)),
+        AMQPValue::Double(x) => Value::from(*x),
+        AMQPValue::DecimalValue(d) => {
+            Value::from(f64::from(d.value) / 10f64.powi(i32::from(d.scale)))
+        }
+        AMQPValue::ShortString(s) => Value::String(s.as_str().to_owned()),
+        AMQPValue::LongString(s) => bytes(s.as_bytes()),
+        AMQPValue::ByteArray(b) => bytes(b.as_slice()),
+        AMQPValue::FieldArray(items) => {
+            Value::Array(items.as_slice().iter().map(amqp_to_json).collect())
+        }
+        AMQPValue::FieldTable(table) => Value::Object(
+            table
+                .inner()
+                .iter()
+                .map(|(name, value)| (name.to_string(), amqp_to_json(value)))
+                .collect(),
+        ),
+        AMQPValue::Timestamp(t) => Value::from(*t),
+        AMQPValue::Void => Value::Null,
+    }
 }
 
 async fn replay_one(conn: &lapin::Connection, dlq: &str, n: usize) -> anyhow::Result<()> {
@@ -525,6 +642,24 @@ mod tests {
             Some(id.into())
         );
         assert_eq!(order_id_in(b"nothing here"), None);
+    }
+
+    #[test]
+    fn headers_read_as_json_with_the_broker_s_x_death_as_a_list_of_tables() {
+        let mut death = FieldTable::default();
+        death.insert(
+            "queue".into(),
+            AMQPValue::LongString(LongString::from(b"inventory_queue".to_vec())),
+        );
+        death.insert("count".into(), AMQPValue::LongLongInt(3));
+        death.insert("time".into(), AMQPValue::Timestamp(1_700_000_000));
+        let deaths = AMQPValue::FieldArray(vec![AMQPValue::FieldTable(death)].into());
+        assert_eq!(
+            amqp_to_json(&deaths),
+            serde_json::json!([{ "queue": "inventory_queue", "count": 3, "time": 1_700_000_000 }])
+        );
+        assert_eq!(amqp_to_json(&AMQPValue::Void), Value::Null);
+        assert_eq!(amqp_to_json(&AMQPValue::Boolean(true)), Value::Bool(true));
     }
 
     #[test]

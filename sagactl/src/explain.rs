@@ -20,19 +20,31 @@ use serde::Serialize;
 use shared::config::Common;
 use shared::store::Keys;
 
+use crate::output::{Output, print_json};
 use crate::timeline::{self, DlqHop, HistoryEntry, Timeline};
 
 #[derive(Args, Debug)]
 #[command(
     after_help = "Example:\n  sagactl explain 0f8fad5b-d9cb-469f-a165-70867728950e\n  \
-                  sagactl explain 0f8fad5b-d9cb-469f-a165-70867728950e --mermaid > journey.mmd"
+                  sagactl explain 0f8fad5b-d9cb-469f-a165-70867728950e --mermaid > journey.mmd\n  \
+                  sagactl explain 0f8fad5b-d9cb-469f-a165-70867728950e --json"
 )]
 pub struct ExplainArgs {
     /// The order_id returned when the order was placed.
     order_id: String,
     /// Print the journey as a Mermaid sequence diagram instead of text.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "json")]
     mermaid: bool,
+    /// With --json: the journey and the records it was told from.
+    #[command(flatten)]
+    output: Output,
+}
+
+/// What `explain --json` prints: the journey, and the timeline (every record) it was told from.
+#[derive(Debug, Serialize)]
+struct ExplainDoc<'a> {
+    journey: &'a Journey,
+    timeline: &'a Timeline,
 }
 
 /// # Errors
@@ -49,6 +61,12 @@ pub async fn run(common: &Common, args: ExplainArgs) -> anyhow::Result<()> {
         );
     }
     let journey = journey(&timeline);
+    if args.output.json {
+        return print_json(&ExplainDoc {
+            journey: &journey,
+            timeline: &timeline,
+        });
+    }
     let text = if args.mermaid {
         journey.mermaid()
     } else {

@@ -23,8 +23,9 @@
 //!   and their swimlanes, stock, the DLQ, invariant lights, drills and fault buttons).
 //!
 //! Shared plumbing: [`broker`] (connect, passive depth, peek without losing), [`http`] (JSON
-//! over HTTP with the services' `{"error": ...}` answers turned into errors) and
-//! [`management`] (the broker's management API: rates, connections).
+//! over HTTP with the services' `{"error": ...}` answers turned into errors),
+//! [`management`] (the broker's management API: rates, connections) and [`output`] (`--json`:
+//! every read command can print one JSON document instead of its table, for scripts).
 #![forbid(unsafe_code)]
 
 /// `println!` that returns an `io::Result` instead of panicking when stdout is gone
@@ -45,6 +46,7 @@ pub mod http;
 pub mod load;
 pub mod management;
 pub mod order;
+pub mod output;
 pub mod provenance;
 pub mod publish;
 pub mod queues;
@@ -63,7 +65,7 @@ use shared::config::Common;
     name = "sagactl",
     version,
     about,
-    after_help = "Example:\n  sagactl order place --item burger --qty 2\n  sagactl queues\n  sagactl check"
+    after_help = "Example:\n  sagactl order place --item burger --qty 2\n  sagactl queues\n  sagactl queues --json\n  sagactl check"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -105,8 +107,8 @@ pub enum Command {
     )]
     Stock(stock::StockCommand),
     /// Depth, consumers and rates of every queue of the topology.
-    #[command(after_help = "Example:\n  sagactl queues")]
-    Queues,
+    #[command(after_help = "Example:\n  sagactl queues\n  sagactl queues --json")]
+    Queues(output::Output),
     /// Publish a raw event with confirms: your JSON, a file, or a ready-made sample.
     Publish(publish::PublishArgs),
     /// Inspect, replay and purge the dead-letter queue.
@@ -142,7 +144,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match command {
         Command::Order(cmd) => order::run(&order_url, cmd).await,
         Command::Stock(cmd) => stock::run(&inventory_url, cmd).await,
-        Command::Queues => queues::run(&common, &management_url).await,
+        Command::Queues(output) => queues::run(&common, &management_url, output).await,
         Command::Publish(args) => publish::run(&common, args).await,
         Command::Dlq(cmd) => dlq::run(&common, cmd).await,
         Command::Watch(args) => watch::run(&common, args).await,

@@ -3,15 +3,18 @@
 //! The depth is read with a passive declare every 200 ms (exact, unlike the management UI's
 //! sampled graphs). On a terminal a progress bar shows how much of the largest backlog seen has
 //! drained; in a script or a log (stdout not a terminal) it prints one plain line a second.
+//! With `--json` it prints nothing while it watches, then one [`WatchDoc`] at the end.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
 use shared::config::Common;
 
 use crate::broker::{self, Depth};
+use crate::output::{Output, print_json};
 
 const POLL_EVERY: Duration = Duration::from_millis(200);
 const LINE_EVERY: Duration = Duration::from_secs(1);
@@ -31,6 +34,44 @@ pub struct WatchArgs {
     /// Give up after this many seconds; with --until-empty that is a failure (exit 1).
     #[arg(long)]
     timeout: Option<u64>,
+    /// With --json: no progress while watching, one document at the end.
+    #[command(flatten)]
+    output: Output,
+}
+
+/// What `watch --json` prints when the watch ends.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WatchDoc {
+    pub queue: String,
+    /// Messages ready at the last reading.
+    pub messages: u32,
+    pub consumers: u32,
+    /// The most messages seen waiting at once.
+    pub largest_backlog: u32,
+    pub elapsed_secs: f64,
+    pub ended: Ended,
+}
+
+/// How a watch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ended {
+    /// The queue was empty (with --until-empty).
+    Empty,
+    /// The --timeout passed first.
+    TimedOut,
+    /// Ctrl-C.
+    Stopped,
+}
+
+impl Ended {
+    fn words(self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::TimedOut => "timed out",
+            Self::Stopped => "stopped",
+        }
+    }
 }
 
 /// # Errors
@@ -44,56 +85,79 @@ pub async fn run(common: &Common, args: WatchArgs) -> anyhow::Result<()> {
 
     let conn = broker::connect(&common.rabbitmq_url).await?;
     let channel = conn.create_channel().await?;
-    let mut display = Display::new(&queue);
+    let mut display = if args.output.json {
+        Display::Quiet
+    } else {
+        Display::new(&queue)
+    };
     let started = Instant::now();
     let mut largest_backlog = 0;
+    let mut last = Depth {
+        messages: 0,
+        consumers: 0,
+    };
     let mut ticker = tokio::time::interval(POLL_EVERY);
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
 
-    let result = loop {
+    let ended: anyhow::Result<Ended> = loop {
         tokio::select! {
-            _ = &mut ctrl_c => {
-                display.finish("stopped");
-                break Ok(());
-            }
+            _ = &mut ctrl_c => break Ok(Ended::Stopped),
             _ = ticker.tick() => {}
         }
         let depth = match broker::depth(&channel, &queue).await {
             Ok(depth) => depth,
             Err(e) => break Err(e),
         };
+        last = depth;
         largest_backlog = largest_backlog.max(depth.messages);
         let elapsed = started.elapsed();
         if let Err(e) = display.show(depth, largest_backlog, elapsed) {
             break Err(e.into());
         }
-
         if until_empty && depth.messages == 0 {
-            display.finish("empty");
-            outln!(
-                "{queue} is empty after {:.1} s (largest backlog seen: {largest_backlog})",
-                elapsed.as_secs_f64()
-            )?;
-            break Ok(());
+            break Ok(Ended::Empty);
         }
-        if let Some(limit) = timeout.filter(|limit| elapsed >= *limit) {
-            display.finish("timed out");
-            if until_empty {
-                break Err(anyhow::anyhow!(
-                    "{queue} still holds {} message(s) after {} s",
-                    depth.messages,
-                    limit.as_secs()
-                ));
-            }
-            break Ok(());
+        if timeout.is_some_and(|limit| elapsed >= limit) {
+            break Ok(Ended::TimedOut);
         }
     };
     let _ = conn.close(200, "done".into()).await;
-    result
+    let ended = match ended {
+        Ok(ended) => ended,
+        Err(e) => {
+            display.finish("failed");
+            return Err(e);
+        }
+    };
+    display.finish(ended.words());
+    let elapsed = started.elapsed();
+    if args.output.json {
+        print_json(&WatchDoc {
+            queue: queue.clone(),
+            messages: last.messages,
+            consumers: last.consumers,
+            largest_backlog,
+            elapsed_secs: elapsed.as_secs_f64(),
+            ended,
+        })?;
+    } else if ended == Ended::Empty {
+        outln!(
+            "{queue} is empty after {:.1} s (largest backlog seen: {largest_backlog})",
+            elapsed.as_secs_f64()
+        )?;
+    }
+    if ended == Ended::TimedOut && until_empty {
+        anyhow::bail!(
+            "{queue} still holds {} message(s) after {} s",
+            last.messages,
+            timeout.map_or(0, |t| t.as_secs())
+        );
+    }
+    Ok(())
 }
 
-/// A progress bar on a terminal, a plain line a second anywhere else.
+/// A progress bar on a terminal, a plain line a second anywhere else, nothing under `--json`.
 enum Display {
     Bar(ProgressBar),
     Lines {
@@ -101,6 +165,7 @@ enum Display {
         /// When the next line is due, counted from the start of the watch.
         next: Duration,
     },
+    Quiet,
 }
 
 impl Display {
@@ -151,6 +216,7 @@ impl Display {
                     depth.consumers
                 )?;
             }
+            Self::Quiet => {}
         }
         Ok(())
     }

@@ -1,5 +1,7 @@
 # Sourced by every lab drill: where sagactl is, where the services are, and small helpers to
-# show a class what happens (a heading, the command, its output) and to wait with a deadline.
+# show a class what happens (a heading, the command, its output), to wait with a deadline, and to
+# read what sagactl says: the drills decide from `sagactl ... --json`, one JSON document with
+# stable field names, read with python3 (always on Debian; no jq needed), never from a table.
 #
 # Environment (all optional; the defaults are the demo that scripts/up.sh starts):
 #   SAGACTL        the sagactl binary (default: target/release/sagactl, else target/debug/sagactl)
@@ -55,6 +57,7 @@ if [ -z "${SAGACTL:-}" ]; then
 fi
 [ -x "$SAGACTL" ] || fail "SAGACTL=$SAGACTL is not an executable"
 command -v curl >/dev/null 2>&1 || fail "curl is needed (apt-get install -y curl)"
+command -v python3 >/dev/null 2>&1 || fail "python3 is needed to read sagactl --json (apt-get install -y python3)"
 
 # sagactl reads these; default them from svc.sh so both agree on where the services are.
 service_url() { "$SVC" url "$1" 2>/dev/null || printf 'http://127.0.0.1:%s' "$2"; }
@@ -81,32 +84,50 @@ eventually() {
   done
 }
 
-# --- the order API without jq ---------------------------------------------------------------
+# --- reading JSON ---------------------------------------------------------------------------
+
+# json_get EXPR [ARG...]: the value of the Python expression EXPR over the JSON document on
+# stdin, which EXPR sees as `d` (and the ARGs as the list `a`, so no value is ever pasted into
+# code). A string prints bare, None prints nothing, anything else as JSON (true, 3, [...]).
+# Input that is not JSON: one line on stderr, exit 1.
+json_get() {
+  python3 -c '
+import json, sys
+try:
+    d = json.load(sys.stdin)
+except ValueError as e:
+    sys.exit("json_get: not JSON: %s" % e)
+v = eval(sys.argv[1].strip(), {"d": d, "a": sys.argv[2:]})
+if v is not None:
+    print(v if isinstance(v, str) else json.dumps(v))
+' "$@"
+}
+
+# --- the saga, as sagactl --json tells it -----------------------------------------------------
 
 # A fresh id for a hand-made order, recognisable in logs and in the DLQ.
 fresh_id() { printf 'lab-%s-%s' "$1" "$(cut -c1-8 /proc/sys/kernel/random/uuid)"; }
 
-# The order_id in POST /order's answer ({"order_id":"...","status":"PLACED"}).
-order_id_of() { grep -o '"order_id":"[^"]*"' | head -n1 | cut -d'"' -f4; }
+# The order_id in an answer to POST /order ({"order_id":"...","status":"PLACED"}); nothing if
+# there is none, so that the drill says so in its own words.
+order_id_of() { json_get 'd.get("order_id") if isinstance(d, dict) else None' 2>/dev/null || true; }
 
-# An order's current status. The answer also holds a history whose entries have a "status" of
-# their own, so the history is cut out first (its entries hold no nested brackets).
-order_status() {
-  curl -fsS -m 5 "$ORDER_URL/order/$1" 2>/dev/null |
-    sed 's/"history":\[[^]]*\]//' | grep -o '"status":"[A-Z]*"' | head -n1 | cut -d'"' -f4
-}
+# An order's current status (nothing if order-svc does not answer or does not know it).
+order_status() { "$SAGACTL" order get "$1" --json 2>/dev/null | json_get 'd["status"]' 2>/dev/null; }
 
 is_final() {
   case $(order_status "$1") in CONFIRMED | FAILED | CANCELLED) return 0 ;; *) return 1 ;; esac
 }
 
-# Units of ITEM in column COLUMN (available, initial, reserved, released) of `sagactl stock show`.
+# Units of ITEM in column COLUMN (available, initial, reserved, released) of
+# `sagactl stock show --json`; nothing if inventory-svc does not list the item.
 stock_of() {
-  local item=$1 column=${2:-available}
-  "$SAGACTL" stock show | awk -v item="$item" -v col="$column" '
-    NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next }
-    $1 == item { print $c }'
+  "$SAGACTL" stock show --json | json_get 'd["stock"].get(a[0], {}).get(a[1])' "$1" "${2:-available}"
 }
 
-# Messages ready in QUEUE, from `sagactl queues` (a passive declare: exact).
-queue_depth() { "$SAGACTL" queues | awk -v q="$1" '$1 == q { print $2 }'; }
+# Messages ready in QUEUE, from `sagactl queues --json` (a passive declare: exact); nothing if
+# the queue does not exist.
+queue_depth() {
+  "$SAGACTL" queues --json |
+    json_get 'next((q["messages"] for q in d["queues"] if q["queue"] == a[0]), None)' "$1"
+}

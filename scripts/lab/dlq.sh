@@ -12,11 +12,28 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 DLQ=${DLQ_QUEUE:-dlq_queue}
 REASON='missing required field qty'
 
-# The 1-based position of the DLQ message whose body mentions $1 (empty if none).
+# The 1-based position of the DLQ message about order $1: its body names it (empty if none).
 dlq_position() {
-  "$SAGACTL" dlq list --limit 100000 | awk -v id="$1" '
-    /^#/ { n = substr($1, 2) }
-    /^ +body / && index($0, id) { print n; exit }'
+  "$SAGACTL" dlq list --limit 100000 --json | json_get '
+    next((e["position"] for e in d["entries"]
+          if e["order_id"] == a[0] or a[0] in e["body_preview"]), None)' "$1"
+}
+
+# Whether the reason of DLQ message N (position) mentions $2: true or false.
+dlq_reason_mentions() {
+  "$SAGACTL" dlq list --limit "$1" --json | json_get '
+    any(e["position"] == int(a[0]) and a[1] in e["reason"] for e in d["entries"])' "$1" "$2"
+}
+
+# What a class needs to see of DLQ message N: its ids, why it is there, where it came from
+# (the x-dlq-* and x-original-routing-key headers) and its body.
+show_dead_letter() {
+  printf '$ sagactl dlq show %s\n' "$1"
+  "$SAGACTL" dlq show "$1" --json | json_get '"\n".join(
+    ["  %-15s %s" % (p, d["properties"][p] or "-") for p in ("message_id", "correlation_id")]
+    + ["    %-24s %s" % (k, v) for k, v in d["headers"].items()
+       if k.startswith("x-dlq-") or k == "x-original-routing-key"]
+    + [d["body"]])'
 }
 
 heading "1. The DLQ before"
@@ -42,15 +59,15 @@ else
   printf '%s\n   ...\n' "$(head -n1 <<<"$listing")"
   tail -n3 <<<"$listing"
 fi
-tail -n3 <<<"$listing" | grep -qF "reason   $REASON" ||
+[ "$(dlq_reason_mentions "$n" "$REASON")" = true ] ||
   fail "message #$n does not carry the reason '$REASON'"
 note "Listing takes messages without acking and gives them all back: looking loses nothing."
 
 heading "4. The consumer kept going: a valid order right behind it is processed"
-answer=$("$SAGACTL" order place --item salad --qty 1 --student dlq-drill) ||
+answer=$("$SAGACTL" order place --item salad --qty 1 --student dlq-drill --json) ||
   fail "order-svc refused the valid order (is it up at $ORDER_URL?)"
-printf '$ sagactl order place --item salad --qty 1 --student dlq-drill\n%s\n' "$answer"
-valid=$(tr -d ' \n' <<<"$answer" | order_id_of)
+printf '$ sagactl order place --item salad --qty 1 --student dlq-drill --json\n%s\n' "$answer"
+valid=$(order_id_of <<<"$answer")
 [ -n "$valid" ] || fail "order-svc did not accept the valid order"
 valid_decided() { is_final "$valid"; }
 eventually 15 valid_decided || fail "the valid order $valid was not decided within 15 s: is inventory-svc stuck?"
@@ -62,8 +79,7 @@ sagactl dlq replay "$n" || fail "the replay was not confirmed; the message is st
 expect "back in the DLQ at once: same message_id, same reason, dead-lettered again (x-dlq-at)"
 eventually 10 in_dlq || fail "the replayed message did not come back to $DLQ"
 n=$(dlq_position "$id")
-printf '$ sagactl dlq show %s\n' "$n"
-"$SAGACTL" dlq show "$n" | grep -E '^  (message_id|correlation_id)|x-dlq-|x-original-routing-key|^\{'
+show_dead_letter "$n"
 note "It is still poison: replaying sends the same bytes, and they still lack qty. A replay is for"
 note "messages that failed because of a bug since fixed in the consumer; this one needs a fixed"
 note "producer (or a corrected copy published by hand)."

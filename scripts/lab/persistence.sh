@@ -18,7 +18,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 ORDERS=("salad 2" "sushi 1" "pizza 1" "salad 10000")
 
 # GET /orders's "total": how many orders order-svc keeps.
-orders_total() { curl -fsS -m 5 "$ORDER_URL/orders?limit=1" | grep -o '"total":[0-9]*' | cut -d: -f2; }
+orders_total() { "$SAGACTL" order list --limit 1 --json | json_get 'd["total"]'; }
 
 heading "1. Place ${#ORDERS[@]} orders and wait until each is final"
 ids=()

@@ -47,7 +47,9 @@ heading "3. List orders: GET $ORDER_URL/orders?limit=3"
 expect '{"orders":[...newest first...],"count":3,"total":<all orders>,"offset":0,"limit":3}'
 show curl -s -m 5 "$ORDER_URL/orders?limit=3"
 echo
-curl -fsS -m 5 "$ORDER_URL/orders?limit=50" | grep -q "\"order_id\":\"$id\"" ||
-  fail "order $id is not among the newest orders"
+listed=$("$SAGACTL" order list --limit 50 --json |
+  json_get 'any(o["order_id"] == a[0] for o in d["orders"])' "$id") ||
+  fail "order-svc does not answer GET /orders"
+[ "$listed" = true ] || fail "order $id is not among the newest orders"
 
 pass "order $id went PLACED -> CONFIRMED and is listed"

@@ -1,7 +1,7 @@
-//! The saga's domain, in one place: an order's status and the rules that move it, and the
-//! records the services keep about an order (its timeline, its DLQ hops, its reservation, its
-//! notifications). The services write them, and `sagactl`, the benchmark and the tests read
-//! them, through these types.
+//! The saga's domain, in one place: an order's status and the rules that move it, the records
+//! the services keep about an order (its timeline, its DLQ hops, its reservation, its
+//! notifications) and an item's stock books. The services write them, and `sagactl`, the
+//! benchmark and the tests read them, through these types.
 //!
 //! The order state machine lives here, in Rust, where it is unit-tested. The Lua scripts that
 //! move an order in Redis do not know the rules: they apply the compare-and-set they are given
@@ -158,6 +158,27 @@ pub struct Notification {
     pub at_ms: u64,
 }
 
+/// One item's stock books, as inventory-svc keeps them and `GET /stock` shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockLevel {
+    /// Units that can still be reserved.
+    pub available: i64,
+    /// Units the item was seeded (or last set by hand) with.
+    pub initial: i64,
+    /// Units ever reserved, released ones included.
+    pub reserved: i64,
+    /// Units given back by cancelled orders.
+    pub released: i64,
+}
+
+impl StockLevel {
+    /// Stock is conserved (DESIGN.md §6, invariant 2): `initial = available + reserved -
+    /// released`. Anything else means a unit was taken twice or lost.
+    pub fn is_balanced(&self) -> bool {
+        self.initial == self.available + self.reserved - self.released
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,5 +252,21 @@ mod tests {
         let entry: HistoryEntry = serde_json::from_str(line).unwrap();
         assert!(entry.redelivered && entry.applied);
         assert_eq!(entry.reason, None);
+    }
+
+    #[test]
+    fn stock_books_balance_when_every_unit_is_accounted_for() {
+        let books = StockLevel {
+            available: 95,
+            initial: 100,
+            reserved: 7,
+            released: 2,
+        };
+        assert!(books.is_balanced());
+        let taken_twice = StockLevel {
+            available: 92,
+            ..books
+        };
+        assert!(!taken_twice.is_balanced());
     }
 }

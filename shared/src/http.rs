@@ -1,9 +1,11 @@
-//! HTTP pieces every service shares: JSON errors, a bounded body, `/health`, `/ready`,
-//! `/metrics`, serving.
+//! HTTP pieces every service shares: a span per request, JSON errors, a bounded body,
+//! `/health`, `/ready`, `/metrics`, serving.
 
 use std::convert::Infallible;
+use std::fmt::Display;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -16,6 +18,66 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::amqp::BrokerStatus;
 use crate::store::Redis;
+
+/// The target of the one event logged per answered request, at DEBUG so a classroom log shows
+/// business events only: `RUST_LOG=info,http=debug` shows every request as well.
+pub const REQUEST_LOG_TARGET: &str = "http";
+
+/// Serve every request of `routes` (a service's whole route tree, errors already turned into
+/// answers by [`recover`]) in a span of its own, `request{method path route order_id status
+/// latency_ms}`, and log it once when answered.
+///
+/// Everything a handler logs happens inside the span, so each line says which request it
+/// served; a handler adds what only it knows with [`record_route`] and [`record_order_id`]
+/// (zero2prod's habit: ids go into the span as soon as they are known). warp's own trace
+/// events are off unless asked for ([`crate::telemetry::log_filter`]): this one line says all
+/// they do, and more.
+pub fn traced<F>(routes: F) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone
+where
+    F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+{
+    warp::any()
+        .map(Instant::now)
+        .and(routes)
+        .map(|started: Instant, response: Response| {
+            // Still inside the request's span: `warp::trace` enters it on every poll of the
+            // route tree, this closure included.
+            let span = tracing::Span::current();
+            span.record("status", response.status().as_u16());
+            // Milliseconds to the microsecond: finer is noise in a log.
+            let latency_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+            span.record("latency_ms", latency_ms);
+            tracing::debug!(target: REQUEST_LOG_TARGET, "answered");
+            response
+        })
+        .with(warp::trace(request_span))
+        .map(Reply::into_response)
+}
+
+fn request_span(info: warp::trace::Info<'_>) -> tracing::Span {
+    use tracing::field::Empty;
+    tracing::info_span!(
+        "request",
+        method = %info.method(),
+        path = %info.path(),
+        route = Empty,
+        order_id = Empty,
+        status = Empty,
+        latency_ms = Empty,
+    )
+}
+
+/// Name the current request by its route template (`GET /order/{id}`), which groups requests
+/// the way `/metrics` counts them; the path names the one request.
+pub fn record_route(route: &'static str) {
+    tracing::Span::current().record("route", route);
+}
+
+/// Put the order a request is about into its span, once it is known (parsed from the path, or
+/// just created).
+pub fn record_order_id(order_id: &impl Display) {
+    tracing::Span::current().record("order_id", tracing::field::display(order_id));
+}
 
 /// An error answered as `{"error": message}` with a 4xx/5xx status.
 #[derive(Debug)]
@@ -270,4 +332,92 @@ where
 pub fn count_request(route: &'static str, status: StatusCode) {
     metrics::counter!("saga_http_requests_total", "route" => route, "status" => status.as_u16().to_string())
         .increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// Everything the subscriber writes, for the test to read back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    // Current-thread runtime: the server's tasks run on this thread, under this thread's
+    // subscriber.
+    #[tokio::test]
+    async fn every_request_is_answered_in_a_span_with_its_status_latency_and_order() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        // What a person asking for the request lines gets.
+        let rust_log = format!("info,{REQUEST_LOG_TARGET}=debug");
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(crate::telemetry::log_filter(Some(&rust_log)))
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+
+        let order = warp::path!("order" / String).map(|id: String| {
+            record_order_id(&id);
+            warp::reply().into_response()
+        });
+        let routes = traced(order.recover(recover).unify());
+        let (listener, addr) = bind(([127, 0, 0, 1], 0).into()).await.unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, routes, shutdown.clone()));
+
+        assert!(get(addr, "/order/o-1").await.starts_with("HTTP/1.1 200"));
+        assert!(get(addr, "/nowhere").await.starts_with("HTTP/1.1 404"));
+        shutdown.cancel();
+        server.await.unwrap();
+
+        let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+        let answered: Vec<&str> = log.lines().filter(|l| l.contains("answered")).collect();
+        assert_eq!(answered.len(), 2, "{log}");
+        for (line, fields) in answered.iter().zip([
+            [
+                "method=GET",
+                "path=/order/o-1",
+                "order_id=o-1",
+                "status=200",
+            ],
+            ["method=GET", "path=/nowhere", "status=404", "latency_ms="],
+        ]) {
+            for field in fields {
+                assert!(line.contains(field), "{field} missing in {line}");
+            }
+            assert!(line.contains("latency_ms="), "{line}");
+        }
+        assert!(
+            !log.contains("processing request"),
+            "warp's own events: {log}"
+        );
+    }
 }

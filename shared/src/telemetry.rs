@@ -10,13 +10,15 @@ use tracing_subscriber::{EnvFilter, fmt};
 
 use crate::config::LogFormat;
 
+/// What is logged when `RUST_LOG` is not set (see [`log_filter`] for why each part).
+pub const DEFAULT_FILTER: &str = "info,lapin=off,amq_protocol=off,warp::filters::trace=off";
+
+/// warp's own request events, silenced unless `RUST_LOG` names warp.
+const WARP_TRACE_OFF: &str = "warp::filters::trace=off";
+
 /// Install the global subscriber. Safe to call twice (the second call is ignored).
 pub fn init_logging(format: LogFormat) {
-    // lapin logs its own view of every connection error (at ERROR, several lines each); we log
-    // each of those once ourselves, in words a class can follow, so it is off unless asked for
-    // (`RUST_LOG=info,lapin=debug`).
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,lapin=off,amq_protocol=off"));
+    let filter = log_filter(std::env::var(EnvFilter::DEFAULT_ENV).ok().as_deref());
     let result = match format {
         LogFormat::Json => fmt()
             .json()
@@ -31,6 +33,23 @@ pub fn init_logging(format: LogFormat) {
             .try_init(),
     };
     let _ = result;
+}
+
+/// The filter for a `RUST_LOG` value (`None`: not set; an invalid one counts as not set).
+///
+/// lapin logs its own view of every connection error (at ERROR, several lines each); we log
+/// each of those once ourselves, in words a class can follow, so it is off unless asked for
+/// (`RUST_LOG=info,lapin=debug`). The warp trace filter that `http::traced` builds its request
+/// span on logs two INFO lines per request of its own; `traced` logs one, with the status and
+/// latency, at DEBUG. So `RUST_LOG=info,http=debug` shows each request once: warp's lines stay
+/// off unless `RUST_LOG` names warp.
+pub fn log_filter(rust_log: Option<&str>) -> EnvFilter {
+    let spec = match rust_log.map(str::trim).filter(|s| !s.is_empty()) {
+        None => DEFAULT_FILTER.to_owned(),
+        Some(spec) if spec.contains("warp") => spec.to_owned(),
+        Some(spec) => format!("{spec},{WARP_TRACE_OFF}"),
+    };
+    EnvFilter::try_new(spec).unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER))
 }
 
 /// How often histogram samples are folded into their buckets when nobody scrapes `/metrics`.
@@ -62,4 +81,19 @@ pub fn init_metrics() -> PrometheusHandle {
         });
     }
     handle
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warp_s_own_request_lines_are_off_unless_asked_for() {
+        let shown = |rust_log: Option<&str>| log_filter(rust_log).to_string();
+        assert!(shown(None).contains("warp::filters::trace=off"));
+        assert!(shown(Some("info,http=debug")).contains("warp::filters::trace=off"));
+        assert!(!shown(Some("debug,warp=trace")).contains("=off"));
+        // Not a filter at all: the default, as before.
+        assert!(shown(Some("info,lapin=nonsense")).contains("lapin=off"));
+    }
 }

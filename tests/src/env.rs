@@ -201,26 +201,35 @@ impl TestEnv {
             .collect())
     }
 
-    /// Run the real `sagactl` against this env (its broker, Redis and prefix), with `order_svc`
-    /// as its order-svc if given.
+    /// Run the real `sagactl` as a script would (from the target directory, configured by
+    /// environment only) against this env: its broker, management API, Redis and prefix, and the
+    /// order-svc and inventory-svc among `services`.
     ///
     /// # Errors
     /// The binary cannot be run.
-    pub fn sagactl(
+    pub async fn sagactl(
         &self,
-        order_svc: Option<&Service>,
+        services: &[&Service],
         args: &[&str],
     ) -> anyhow::Result<std::process::Output> {
-        let mut command = std::process::Command::new(bin_dir().join("sagactl"));
+        let mut command = tokio::process::Command::new(bin_dir().join("sagactl"));
         command
             .args(args)
             .env("RABBITMQ_URL", &self.amqp_url)
             .env("REDIS_URL", &self.redis_url)
-            .env("REDIS_PREFIX", &self.prefix);
-        if let Some(order_svc) = order_svc {
-            command.env("ORDER_URL", order_svc.url(""));
+            .env("REDIS_PREFIX", &self.prefix)
+            .env(
+                "RABBITMQ_MANAGEMENT_URL",
+                "http://guest:guest@127.0.0.1:15672",
+            );
+        for service in services {
+            match service.kind {
+                ServiceKind::Order => command.env("ORDER_URL", service.url("")),
+                ServiceKind::Inventory => command.env("INVENTORY_URL", service.url("")),
+                ServiceKind::Notification => &mut command,
+            };
         }
-        Ok(command.output()?)
+        Ok(command.output().await?)
     }
 
     pub fn http(&self) -> &reqwest::Client {

@@ -117,7 +117,7 @@ async fn a_handler_failure_is_retried_then_dead_lettered_and_replay_completes_it
 
     // The operator fixes the data and replays: the order completes normally.
     fix_pizza(&env).await?;
-    let out = env.sagactl(None, &["dlq", "replay", "1"])?;
+    let out = env.sagactl(&[], &["dlq", "replay", "1"]).await?;
     assert!(
         out.status.success(),
         "sagactl dlq replay: {}",

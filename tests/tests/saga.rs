@@ -430,21 +430,23 @@ async fn sagactl_load_places_every_order_and_waits_until_each_is_final() -> anyh
     let (order, _inv, _notif) = env.start_all().await?;
     env.seeded_stock("widget").await?;
 
-    let out = env.sagactl(
-        Some(&order),
-        &[
-            "load",
-            "--orders",
-            "40",
-            "--concurrency",
-            "8",
-            "--item",
-            "widget",
-            "--wait-final",
-            "--wait-timeout",
-            "30",
-        ],
-    )?;
+    let out = env
+        .sagactl(
+            &[&order],
+            &[
+                "load",
+                "--orders",
+                "40",
+                "--concurrency",
+                "8",
+                "--item",
+                "widget",
+                "--wait-final",
+                "--wait-timeout",
+                "30",
+            ],
+        )
+        .await?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
