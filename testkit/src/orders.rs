@@ -113,6 +113,20 @@ impl OrderClient {
             .ok_or_else(|| anyhow::anyhow!("no order_id in {body}"))
     }
 
+    /// `POST /order/{id}/cancel` with a reason; the status code and the JSON body.
+    ///
+    /// # Errors
+    /// order-svc unreachable.
+    pub async fn cancel(&self, id: &str, reason: &str) -> anyhow::Result<(u16, Value)> {
+        let r = self
+            .http
+            .post(format!("{}/order/{id}/cancel", self.base))
+            .json(&json!({ "reason": reason }))
+            .send()
+            .await?;
+        Ok((r.status().as_u16(), r.json().await.unwrap_or(Value::Null)))
+    }
+
     /// `GET /order/{id}` body, or `None` on 404.
     ///
     /// # Errors

@@ -15,10 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use bytes::Bytes;
 use lapin::BasicProperties;
 use serde_json::{Value, json};
 use shared::store::Keys;
 use shared::topology::Topology;
+use testkit::OrderClient;
+use testkit::orders::{Answer, order_body};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -427,10 +430,7 @@ async fn load(
     mut rng: Rng,
     log: Log,
 ) -> LoadOutcome {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap_or_default();
+    let client = OrderClient::new(&order_url, Duration::from_secs(10));
     let in_flight = Arc::new(Semaphore::new(128));
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(drill.rate)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -447,10 +447,10 @@ async fn load(
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             break;
         };
-        let (client, order_url, amqp_url) = (client.clone(), order_url.clone(), amqp_url.clone());
+        let (client, amqp_url) = (client.clone(), amqp_url.clone());
         orders.spawn(async move {
             let _permit = permit;
-            one_order(&client, &order_url, &amqp_url, plan).await
+            one_order(&client, &amqp_url, plan).await
         });
     }
     let mut total = LoadOutcome::default();
@@ -468,29 +468,13 @@ async fn load(
     total
 }
 
-async fn one_order(
-    client: &reqwest::Client,
-    order_url: &str,
-    amqp_url: &str,
-    plan: Plan,
-) -> LoadOutcome {
+async fn one_order(client: &OrderClient, amqp_url: &str, plan: Plan) -> LoadOutcome {
     let mut outcome = LoadOutcome::default();
-    let body = json!({ "item": plan.item, "qty": plan.qty, "student_id": "drill" });
+    let body = Bytes::from(order_body(plan.item, plan.qty as i64, "drill").to_string());
     let deadline = Instant::now() + Duration::from_secs(120);
     let id = loop {
-        match client
-            .post(format!("{order_url}/order"))
-            .json(&body)
-            .send()
-            .await
-        {
-            Ok(r) if r.status().as_u16() == 201 => {
-                let v: Value = r.json().await.unwrap_or_default();
-                match v["order_id"].as_str() {
-                    Some(id) => break id.to_owned(),
-                    None => outcome.refused += 1,
-                }
-            }
+        match client.post(body.clone()).await {
+            Answer::Accepted(id) => break id,
             _ => outcome.refused += 1,
         }
         if Instant::now() > deadline {
@@ -508,23 +492,17 @@ async fn one_order(
     }
     if let Some(after) = plan.cancel_after {
         tokio::time::sleep(after).await;
-        let url = format!("{order_url}/order/{id}/cancel");
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            match client
-                .post(&url)
-                .json(&json!({"reason": "drill"}))
-                .send()
-                .await
-            {
+            match client.cancel(&id, "drill").await {
                 // Started, or not cancellable any more (already failed): either way decided.
-                Ok(r) if matches!(r.status().as_u16(), 202 | 409) => {
+                Ok((202 | 409, _)) => {
                     outcome.cancels += 1;
                     break;
                 }
                 // The order is gone: a lost write, which the checks report; asking again
                 // will not bring it back.
-                Ok(r) if r.status().as_u16() == 404 => break,
+                Ok((404, _)) => break,
                 _ => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }

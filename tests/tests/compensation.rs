@@ -12,13 +12,7 @@ use serde_json::{Value, json};
 const T: Duration = Duration::from_secs(20);
 
 async fn cancel(env: &TestEnv, order: &harness::Service, id: &str) -> anyhow::Result<(u16, Value)> {
-    let r = env
-        .http()
-        .post(order.url(&format!("/order/{id}/cancel")))
-        .json(&json!({ "reason": "changed my mind" }))
-        .send()
-        .await?;
-    Ok((r.status().as_u16(), r.json().await.unwrap_or(Value::Null)))
+    env.orders(order).cancel(id, "changed my mind").await
 }
 
 #[tokio::test(flavor = "multi_thread")]
