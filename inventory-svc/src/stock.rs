@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use redis::Script;
-use shared::domain::StockLevel;
+use shared::domain::{Reservation, StockLevel};
 use shared::events::{FailureCode, InventoryOutcome, OrderPlaced, unix_now_millis};
 use shared::ids::{Item, OrderId, Qty, StudentId};
 use shared::store::Keys;
@@ -175,62 +175,56 @@ fn decision_from_record(
     first_time: bool,
     flat: &[String],
 ) -> Result<Decision, LedgerError> {
-    let record: BTreeMap<&str, &str> = flat
-        .chunks_exact(2)
-        .map(|kv| (kv[0].as_str(), kv[1].as_str()))
-        .collect();
     let corrupt = |what: &str| LedgerError::Corrupt(order_id.to_string(), what.to_owned());
-    let field = |name: &str| record.get(name).copied().unwrap_or("");
-    let item = || Item::parse(field("item")).map_err(|e| corrupt(&e.0));
-    let qty = || {
-        field("qty")
-            .parse::<i64>()
-            .ok()
-            .and_then(|q| Qty::parse(q).ok())
-            .ok_or_else(|| corrupt("qty"))
-    };
-    let student_id = || StudentId::parse(field("student_id")).ok();
+    let pairs = flat.chunks_exact(2).map(|kv| (&kv[0], &kv[1]));
+    let record = Reservation::from_hash(pairs).map_err(|why| corrupt(&why))?;
+    let item = || Item::parse(record.item.as_deref().unwrap_or("")).map_err(|e| corrupt(&e.0));
+    let qty = || Qty::parse(record.qty).map_err(|_| corrupt("qty"));
+    let student_id = record
+        .student_id
+        .as_deref()
+        .and_then(|s| StudentId::parse(s).ok());
     let order_id = order_id.clone();
-    let (outcome, event_id) = match field("state") {
+    let (outcome, event_id) = match record.state.as_str() {
         "reserved" => (
             InventoryOutcome::Reserved {
                 order_id,
                 item: item()?,
                 qty: qty()?,
-                student_id: student_id(),
-                remaining: field("remaining")
-                    .parse()
-                    .map_err(|_| corrupt("remaining"))?,
+                student_id,
+                remaining: record.remaining.ok_or_else(|| corrupt("remaining"))?,
             },
-            field("event_id"),
+            &record.event_id,
         ),
         "failed" => (
             InventoryOutcome::Failed {
                 order_id,
                 item: item()?,
                 qty: qty()?,
-                student_id: student_id(),
-                code: FailureCode::parse(field("code")).ok_or_else(|| corrupt("code"))?,
-                reason: field("reason").to_owned(),
+                student_id,
+                code: record
+                    .code
+                    .as_deref()
+                    .and_then(FailureCode::parse)
+                    .ok_or_else(|| corrupt("code"))?,
+                reason: record.reason.clone().unwrap_or_default(),
             },
-            field("event_id"),
+            &record.event_id,
         ),
         "released" => (
             InventoryOutcome::Released {
                 order_id,
                 // A tombstone (cancel before any OrderPlaced) has no item.
-                item: Item::parse(field("item")).ok(),
-                qty: field("released_qty")
-                    .parse()
-                    .map_err(|_| corrupt("released_qty"))?,
+                item: record.item.as_deref().and_then(|i| Item::parse(i).ok()),
+                qty: u32::try_from(record.released_qty).map_err(|_| corrupt("released_qty"))?,
             },
-            field("release_event_id"),
+            &record.release_event_id,
         ),
         other => return Err(corrupt(&format!("state {other:?}"))),
     };
     Ok(Decision {
         outcome,
-        event_id: event_id.to_owned(),
+        event_id: event_id.clone().unwrap_or_default(),
         first_time,
     })
 }

@@ -27,7 +27,7 @@ use redis::AsyncCommands;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 use shared::config::{Common, redact_url};
-use shared::domain::{OrderStatus, StockLevel};
+use shared::domain::{OrderStatus, Reservation, StockLevel};
 use shared::events::{EventType, InventoryOutcome, OrderCancelled, OrderPlaced};
 use shared::store::Keys;
 use shared::store::Redis;
@@ -291,36 +291,6 @@ impl StockBooks {
         .into_iter()
         .flat_map(|column| column.keys().map(String::as_str))
         .collect()
-    }
-}
-
-/// What inventory recorded about one order (`{prefix}:reservation:{order_id}`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reservation {
-    /// `reserved`, `failed` or `released`.
-    pub state: String,
-    /// Absent on a tombstone (a cancel that arrived before its order).
-    pub item: Option<String>,
-    pub qty: i64,
-    pub released_qty: i64,
-}
-
-impl Reservation {
-    fn from_hash(fields: &HashMap<String, String>) -> Result<Self, String> {
-        let number = |name: &str| -> Result<i64, String> {
-            match fields.get(name).map(String::as_str) {
-                None | Some("") => Ok(0),
-                Some(raw) => raw
-                    .parse()
-                    .map_err(|_| format!("{name} is {raw:?}, not a number")),
-            }
-        };
-        Ok(Self {
-            state: fields.get("state").cloned().unwrap_or_default(),
-            item: fields.get("item").filter(|i| !i.is_empty()).cloned(),
-            qty: number("qty")?,
-            released_qty: number("released_qty")?,
-        })
     }
 }
 
@@ -709,6 +679,7 @@ mod tests {
             item: item.map(str::to_owned),
             qty,
             released_qty,
+            ..Reservation::default()
         }
     }
 

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use anyhow::Context;
 use redis::AsyncCommands as _;
 use serde::{Deserialize, Serialize};
+pub use shared::domain::{DlqHop, HistoryEntry, Reservation as ReservationRecord};
 use shared::store::Keys;
 use shared::store::Redis;
 
@@ -83,89 +84,6 @@ impl OrderRecord {
     }
 }
 
-/// One line of order-svc's history of the order.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct HistoryEntry {
-    /// Milliseconds since the Unix epoch.
-    pub at: u64,
-    /// The order's status after this entry.
-    pub status: String,
-    /// The event's type name (`OrderPlaced`, `InventoryReserved`, ...).
-    pub event: String,
-    pub event_id: String,
-    /// The service that emitted the event.
-    pub service: String,
-    pub redelivered: bool,
-    /// `false`: the event arrived and changed nothing (a duplicate, or a late event).
-    pub applied: bool,
-    pub reason: Option<String>,
-}
-
-/// A message about the order that went to the DLQ.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct DlqHop {
-    /// Milliseconds since the Unix epoch.
-    pub at: u64,
-    pub service: String,
-    pub routing_key: String,
-    pub reason: String,
-    pub redelivered: bool,
-    /// Attempts made before giving up (a retried failure); absent for poison.
-    pub attempts: Option<u32>,
-}
-
-/// inventory-svc's record of its decision about the order (`{prefix}:reservation:{order_id}`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct ReservationRecord {
-    /// `reserved`, `failed` or `released`.
-    pub state: String,
-    /// Absent on a tombstone: a cancel that arrived before its order.
-    pub item: Option<String>,
-    pub qty: i64,
-    /// The event id the decision was announced with (InventoryReserved / InventoryFailed).
-    pub event_id: Option<String>,
-    /// When inventory decided, ms since the Unix epoch; absent on a tombstone.
-    pub decided_at: Option<u64>,
-    pub code: Option<String>,
-    pub reason: Option<String>,
-    /// Units of the item left after this reservation.
-    pub remaining: Option<i64>,
-    /// Units given back by the cancel (0 when nothing had been reserved).
-    pub released_qty: i64,
-    pub release_event_id: Option<String>,
-    pub released_at: Option<u64>,
-}
-
-impl ReservationRecord {
-    /// `None` for an empty hash (no record).
-    pub fn from_hash(hash: &HashMap<String, String>) -> Option<Self> {
-        let text = |k: &str| hash.get(k).filter(|v| !v.is_empty()).cloned();
-        let number = |k: &str| text(k).and_then(|v| v.parse::<i64>().ok());
-        let millis = |k: &str| text(k).and_then(|v| v.parse::<u64>().ok());
-        Some(Self {
-            state: text("state")?,
-            item: text("item"),
-            qty: number("qty").unwrap_or(0),
-            event_id: text("event_id"),
-            decided_at: millis("decided_at"),
-            code: text("code"),
-            reason: text("reason"),
-            remaining: number("remaining"),
-            released_qty: number("released_qty").unwrap_or(0),
-            release_event_id: text("release_event_id"),
-            released_at: millis("released_at"),
-        })
-    }
-
-    /// A cancel reached inventory before any OrderPlaced: the record was made by the release,
-    /// with nothing to give back, so that the late OrderPlaced is a duplicate.
-    pub fn is_tombstone(&self) -> bool {
-        self.state == "released" && self.item.is_none() && self.decided_at.is_none()
-    }
-}
-
 /// A notification sent about the order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -226,7 +144,7 @@ pub async fn read(redis: &Redis, keys: &Keys, order_id: &str) -> anyhow::Result<
         order: OrderRecord::from_hash(&order),
         history: parse_lines(&history),
         dlq_hops: parse_lines(&hops),
-        reservation: ReservationRecord::from_hash(&reservation),
+        reservation: ReservationRecord::from_hash(&reservation).ok(),
         notifications,
     })
 }

@@ -109,7 +109,11 @@ impl fmt::Display for OrderStatus {
 
 /// One line of an order's timeline: what happened, caused by which event from which service,
 /// and whether it changed anything (`applied`: a duplicate or late event is listed, not applied).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Read leniently (a missing field is its default): `sagactl` and the board are windows on
+/// records other programs write, and a window must not break when a record grows a field.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct HistoryEntry {
     /// Milliseconds since the Unix epoch.
     pub at: u64,
@@ -128,8 +132,10 @@ pub struct HistoryEntry {
     pub reason: Option<String>,
 }
 
-/// A message about an order that went to the DLQ, noted in the order's timeline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A message about an order that went to the DLQ, noted in the order's timeline (read
+/// leniently, as [`HistoryEntry`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DlqHop {
     /// Milliseconds since the Unix epoch.
     pub at: u64,
@@ -158,6 +164,85 @@ pub struct Notification {
     pub at_ms: u64,
 }
 
+/// inventory-svc's record of its decision about one order (`{prefix}:reservation:{order_id}`,
+/// a hash its Lua scripts write): what it decided and when, with the event id it announced the
+/// decision with, and the release (the compensation) if the order was cancelled.
+///
+/// Read once, here ([`Reservation::from_hash`]), by inventory-svc (which turns it back into the
+/// outcome it announced), `sagactl check` and `sagactl explain`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Reservation {
+    /// `reserved`, `failed` or `released`.
+    pub state: String,
+    /// Absent on a tombstone: a cancel that arrived before its order.
+    pub item: Option<String>,
+    pub qty: i64,
+    pub student_id: Option<String>,
+    /// The event id the decision was announced with (InventoryReserved / InventoryFailed).
+    pub event_id: Option<String>,
+    /// When inventory decided, ms since the Unix epoch; absent on a tombstone.
+    pub decided_at: Option<u64>,
+    pub code: Option<String>,
+    pub reason: Option<String>,
+    /// Units of the item left after this reservation.
+    pub remaining: Option<i64>,
+    /// Units given back by the cancel (0 when nothing had been reserved).
+    pub released_qty: i64,
+    pub release_event_id: Option<String>,
+    pub released_at: Option<u64>,
+}
+
+impl Reservation {
+    /// The record from its hash's fields (a `HashMap`, or the flat pairs `HGETALL` gives).
+    /// An empty field is absent (a number: 0).
+    ///
+    /// # Errors
+    /// No `state` (no record), or a number that is not one: in words, for the checker's report
+    /// and inventory-svc's "corrupt record" error. A window that only shows the record (`sagactl
+    /// explain`) takes `.ok()`.
+    pub fn from_hash<K: AsRef<str>, V: AsRef<str>>(
+        fields: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, String> {
+        let hash: std::collections::HashMap<String, String> = fields
+            .into_iter()
+            .filter(|(_, v)| !v.as_ref().is_empty())
+            .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
+            .collect();
+        let text = |k: &str| hash.get(k).cloned();
+        fn number<T: std::str::FromStr>(
+            hash: &std::collections::HashMap<String, String>,
+            name: &str,
+        ) -> Result<Option<T>, String> {
+            hash.get(name)
+                .map(|raw| {
+                    raw.parse()
+                        .map_err(|_| format!("{name} is {raw:?}, not a number"))
+                })
+                .transpose()
+        }
+        Ok(Self {
+            state: text("state").ok_or("no state")?,
+            item: text("item"),
+            qty: number(&hash, "qty")?.unwrap_or(0),
+            student_id: text("student_id"),
+            event_id: text("event_id"),
+            decided_at: number(&hash, "decided_at")?,
+            code: text("code"),
+            reason: text("reason"),
+            remaining: number(&hash, "remaining")?,
+            released_qty: number(&hash, "released_qty")?.unwrap_or(0),
+            release_event_id: text("release_event_id"),
+            released_at: number(&hash, "released_at")?,
+        })
+    }
+
+    /// A cancel reached inventory before any OrderPlaced: the record was made by the release,
+    /// with nothing to give back, so that the late OrderPlaced is a duplicate.
+    pub fn is_tombstone(&self) -> bool {
+        self.state == "released" && self.item.is_none() && self.decided_at.is_none()
+    }
+}
+
 /// One item's stock books, as inventory-svc keeps them and `GET /stock` shows them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockLevel {
@@ -184,6 +269,32 @@ mod tests {
     use super::*;
     use OrderEvent::*;
     use OrderStatus::*;
+
+    #[test]
+    fn a_reservation_reads_empty_fields_as_absent_and_knows_a_tombstone() {
+        let reserved = Reservation::from_hash([
+            ("state", "reserved"),
+            ("item", "burger"),
+            ("qty", "2"),
+            ("student_id", ""),
+            ("decided_at", "1700000000000"),
+        ])
+        .unwrap();
+        assert_eq!(reserved.qty, 2);
+        assert_eq!(reserved.student_id, None, "an empty field is absent");
+        assert!(!reserved.is_tombstone());
+        let tombstone =
+            Reservation::from_hash([("state", "released"), ("released_qty", "0")]).unwrap();
+        assert!(tombstone.is_tombstone());
+        assert_eq!(
+            Reservation::from_hash([("state", "reserved"), ("remaining", "x")]),
+            Err("remaining is \"x\", not a number".to_owned())
+        );
+        assert_eq!(
+            Reservation::from_hash([("item", "burger")]),
+            Err("no state".to_owned())
+        );
+    }
 
     #[test]
     fn the_transition_table() {
