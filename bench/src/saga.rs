@@ -5,6 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
+use shared::domain::HistoryEntry;
 use testkit::poll::{STALL, Stall};
 use testkit::service::{Service, ServiceKind};
 
@@ -220,12 +221,6 @@ pub async fn stamps(
     placed: &[(String, Instant)],
     anchor: &Anchor,
 ) -> anyhow::Result<Stamps> {
-    #[derive(serde::Deserialize)]
-    struct Step {
-        at: u64,
-        status: String,
-        applied: bool,
-    }
     let mut redis = world.redis().await?;
     let mut stamps = Stamps::default();
     for chunk in placed.chunks(1_000) {
@@ -248,7 +243,7 @@ pub async fn stamps(
             let timeline: Vec<String> = redis::from_redis_value(timeline.clone())?;
             let outcome = timeline
                 .iter()
-                .filter_map(|step| serde_json::from_str::<Step>(step).ok())
+                .filter_map(|step| serde_json::from_str::<HistoryEntry>(step).ok())
                 .filter(|step| step.applied && matches!(&*step.status, "CONFIRMED" | "FAILED"))
                 .map(|step| step.at)
                 .min();

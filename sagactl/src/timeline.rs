@@ -18,7 +18,9 @@ use std::collections::HashMap;
 use anyhow::Context;
 use redis::AsyncCommands as _;
 use serde::{Deserialize, Serialize};
-pub use shared::domain::{DlqHop, HistoryEntry, Reservation as ReservationRecord};
+pub use shared::domain::{
+    DlqHop, HistoryEntry, Notification as NotificationRecord, Reservation as ReservationRecord,
+};
 use shared::store::Keys;
 use shared::store::Redis;
 
@@ -82,19 +84,6 @@ impl OrderRecord {
             updated_at: number("updated_at"),
         })
     }
-}
-
-/// A notification sent about the order.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct NotificationRecord {
-    pub order_id: String,
-    /// `reserved`, `failed` or `released`.
-    pub outcome: String,
-    pub message: String,
-    /// The event that caused it.
-    pub event_id: String,
-    pub at_ms: u64,
 }
 
 /// Read everything recorded about `order_id`.

@@ -149,8 +149,10 @@ pub struct DlqHop {
     pub attempts: Option<u32>,
 }
 
-/// A notification as every sink receives it, and as notification-svc records what it sent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A notification as every sink receives it, and as notification-svc records what it sent
+/// (read leniently, as [`HistoryEntry`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Notification {
     pub order_id: String,
     /// `reserved`, `failed` or `released`.
