@@ -5,6 +5,8 @@
 //!   management API and `SCAN`/`UNLINK`, so nobody sees anyone else's queues or keys.
 //! - [`service`]: a real service process on a port it picks and reports, its log captured,
 //!   SIGTERM'd, `kill -9`'d and restarted.
+//! - `inproc` (feature `inproc`): a service's `App` inside the test's own process, on port 0,
+//!   for tests where a separate process is not the point.
 //! - [`poll`]: waiting with a deadline ([`poll::eventually`]) or until progress stalls
 //!   ([`poll::Stall`]); never a fixed sleep.
 //! - [`orders`]: the client side of order-svc's HTTP API.
@@ -14,6 +16,8 @@
 //! Queue depth is not here: it is [`shared::amqp::depth`], which the services' own tools use too.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "inproc")]
+pub mod inproc;
 pub mod load;
 pub mod orders;
 pub mod poll;
@@ -22,5 +26,5 @@ pub mod world;
 
 pub use orders::OrderClient;
 pub use poll::{Stall, eventually};
-pub use service::{Service, ServiceKind, Spawn};
+pub use service::{Endpoint, Service, ServiceKind, Spawn};
 pub use world::World;

@@ -51,6 +51,23 @@ impl ServiceKind {
     }
 }
 
+/// A running service as a client sees it: which one it is and where it answers. A process
+/// ([`Service`]) and an in-process service (`inproc::InProcess`) alike.
+pub trait Endpoint {
+    fn kind(&self) -> ServiceKind;
+    /// `path` on the service, e.g. `url("/order")`.
+    fn url(&self, path: &str) -> String;
+}
+
+impl Endpoint for Service {
+    fn kind(&self) -> ServiceKind {
+        self.kind
+    }
+    fn url(&self, path: &str) -> String {
+        Service::url(self, path)
+    }
+}
+
 /// Where cargo put the binaries of the running test: a test executable lives in
 /// `target/<profile>/deps/`.
 pub fn bin_dir() -> PathBuf {

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use serde_json::Value;
+use testkit::Endpoint;
+use testkit::inproc::InProcess;
 use testkit::service::{Spawn, bin_dir};
 use testkit::world::{Broker, VhostKind, World};
 
@@ -110,6 +112,35 @@ impl TestEnv {
         kind: ServiceKind,
         extra: &[(&str, &str)],
     ) -> anyhow::Result<Service> {
+        let env = self.service_env_with(extra);
+        let service = Service::spawn(Spawn::new(&bin_dir(), kind, &self.name, env)).await?;
+        service.wait_healthy(Duration::from_secs(20)).await?;
+        Ok(service)
+    }
+
+    /// Run one service inside this test's process (its `App` on port 0), where a separate
+    /// process is not the point of the test: no log, kill or `/metrics` of its own.
+    ///
+    /// # Errors
+    /// A bad setting, or the port cannot be bound.
+    pub async fn start_in_process(&self, kind: ServiceKind) -> anyhow::Result<InProcess> {
+        InProcess::start(kind, &self.service_env_with(&[])).await
+    }
+
+    /// The three services, in-process.
+    ///
+    /// # Errors
+    /// Any of them failed to start.
+    pub async fn start_all_in_process(&self) -> anyhow::Result<(InProcess, InProcess, InProcess)> {
+        Ok((
+            self.start_in_process(ServiceKind::Order).await?,
+            self.start_in_process(ServiceKind::Inventory).await?,
+            self.start_in_process(ServiceKind::Notification).await?,
+        ))
+    }
+
+    /// What every service of this env is started with, then `extra`.
+    fn service_env_with(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut env = self.world.service_env();
         env.extend([
             ("SHUTDOWN_GRACE_SECS".into(), "5".into()),
@@ -121,9 +152,7 @@ impl TestEnv {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         );
-        let service = Service::spawn(Spawn::new(&bin_dir(), kind, &self.name, env)).await?;
-        service.wait_healthy(Duration::from_secs(20)).await?;
-        Ok(service)
+        env
     }
 
     /// The three services, started together.
@@ -209,7 +238,7 @@ impl TestEnv {
     /// The binary cannot be run.
     pub async fn sagactl(
         &self,
-        services: &[&Service],
+        services: &[&dyn Endpoint],
         args: &[&str],
     ) -> anyhow::Result<std::process::Output> {
         let mut command = tokio::process::Command::new(bin_dir().join("sagactl"));
@@ -223,7 +252,7 @@ impl TestEnv {
                 "http://guest:guest@127.0.0.1:15672",
             );
         for service in services {
-            match service.kind {
+            match service.kind() {
                 ServiceKind::Order => command.env("ORDER_URL", service.url("")),
                 ServiceKind::Inventory => command.env("INVENTORY_URL", service.url("")),
                 ServiceKind::Notification => &mut command,

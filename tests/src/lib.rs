@@ -28,4 +28,5 @@ pub mod process;
 
 pub use env::TestEnv;
 pub use process::{Service, ServiceKind};
+pub use testkit::Endpoint;
 pub use testkit::eventually;

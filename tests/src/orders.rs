@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use testkit::OrderClient;
+use testkit::{Endpoint, OrderClient};
 
-use crate::{Service, TestEnv};
+use crate::TestEnv;
 
 /// The statuses an order ends in, from the domain.
 pub const FINAL: [&str; 3] = sagactl::check::FINAL_STATUSES;
@@ -15,7 +15,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl TestEnv {
     /// A client for `order_svc`.
-    pub fn orders(&self, order_svc: &Service) -> OrderClient {
+    pub fn orders(&self, order_svc: &impl Endpoint) -> OrderClient {
         OrderClient::new(&order_svc.url(""), REQUEST_TIMEOUT)
     }
 
@@ -25,7 +25,7 @@ impl TestEnv {
     /// order-svc unreachable.
     pub async fn post_order(
         &self,
-        order_svc: &Service,
+        order_svc: &impl Endpoint,
         item: &str,
         qty: i64,
     ) -> anyhow::Result<(u16, Value)> {
@@ -36,7 +36,12 @@ impl TestEnv {
     ///
     /// # Errors
     /// Not a 201.
-    pub async fn place(&self, order_svc: &Service, item: &str, qty: i64) -> anyhow::Result<String> {
+    pub async fn place(
+        &self,
+        order_svc: &impl Endpoint,
+        item: &str,
+        qty: i64,
+    ) -> anyhow::Result<String> {
         self.orders(order_svc).place(item, qty).await
     }
 
@@ -44,7 +49,11 @@ impl TestEnv {
     ///
     /// # Errors
     /// order-svc unreachable or another status.
-    pub async fn get_order(&self, order_svc: &Service, id: &str) -> anyhow::Result<Option<Value>> {
+    pub async fn get_order(
+        &self,
+        order_svc: &impl Endpoint,
+        id: &str,
+    ) -> anyhow::Result<Option<Value>> {
         self.orders(order_svc).get(id).await
     }
 
@@ -54,7 +63,7 @@ impl TestEnv {
     /// It did not within `timeout`.
     pub async fn wait_final(
         &self,
-        order_svc: &Service,
+        order_svc: &impl Endpoint,
         id: &str,
         timeout: Duration,
     ) -> anyhow::Result<Value> {
@@ -67,7 +76,7 @@ impl TestEnv {
     /// It did not within `timeout`.
     pub async fn wait_status(
         &self,
-        order_svc: &Service,
+        order_svc: &impl Endpoint,
         id: &str,
         status: &str,
         timeout: Duration,

@@ -6,19 +6,19 @@ use std::time::Duration;
 
 use harness::broker::consume_n;
 use harness::http::metric;
-use harness::{ServiceKind, TestEnv, eventually};
+use harness::{Endpoint, ServiceKind, TestEnv, eventually};
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(20);
 
-async fn cancel(env: &TestEnv, order: &harness::Service, id: &str) -> anyhow::Result<(u16, Value)> {
+async fn cancel(env: &TestEnv, order: &impl Endpoint, id: &str) -> anyhow::Result<(u16, Value)> {
     env.orders(order).cancel(id, "changed my mind").await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cancelling_a_confirmed_order_releases_its_stock_once() -> anyhow::Result<()> {
     let env = TestEnv::with_stock("cancel-confirmed", "pizza=10").await?;
-    let (order, _inv, _notif) = env.start_all().await?;
+    let (order, _inv, _notif) = env.start_all_in_process().await?;
     let id = env.place(&order, "pizza", 4).await?;
     env.wait_status(&order, &id, "CONFIRMED", T).await?;
     assert_eq!(env.stock("pizza").await?, Some(6));
@@ -124,7 +124,7 @@ async fn a_cancel_that_overtakes_its_order_never_leaves_stock_reserved() -> anyh
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_orders_cannot_be_cancelled_and_unknown_ones_are_404() -> anyhow::Result<()> {
     let env = TestEnv::new("cancel-409").await?;
-    let (order, _inv, _notif) = env.start_all().await?;
+    let (order, _inv, _notif) = env.start_all_in_process().await?;
     let id = env.place(&order, "kebab", 1).await?;
     env.wait_status(&order, &id, "FAILED", T).await?;
     let (status, body) = cancel(&env, &order, &id).await?;
@@ -234,7 +234,7 @@ async fn metrics_move_as_events_flow() -> anyhow::Result<()> {
 async fn the_correlation_id_travels_from_the_http_header_to_the_outcome() -> anyhow::Result<()> {
     let env = TestEnv::new("correlation").await?;
     env.tap("tap_outcomes", &["inventory.*"]).await?;
-    let (order, _inv, _notif) = env.start_all().await?;
+    let (order, _inv, _notif) = env.start_all_in_process().await?;
     let r = env
         .http()
         .post(order.url("/order"))
@@ -328,7 +328,7 @@ async fn the_webhook_sink_delivers_exactly_once_despite_two_failures() -> anyhow
 #[tokio::test(flavor = "multi_thread")]
 async fn the_timeline_shows_a_dlq_hop_for_the_order() -> anyhow::Result<()> {
     let env = TestEnv::new("timeline-dlq").await?;
-    let (order, _inv, _notif) = env.start_all().await?;
+    let (order, _inv, _notif) = env.start_all_in_process().await?;
     let id = env.place(&order, "burger", 1).await?;
     env.wait_final(&order, &id, T).await?;
     // A malformed copy of the order (qty as text) is poison: DLQ, noted on the order.

@@ -11,7 +11,7 @@ const T: Duration = Duration::from_secs(20);
 #[tokio::test(flavor = "multi_thread")]
 async fn happy_path_confirms_reserves_and_notifies_once() -> anyhow::Result<()> {
     let env = TestEnv::new("happy").await?;
-    let (order, _inv, _notif) = env.start_all().await?;
+    let (order, _inv, _notif) = env.start_all_in_process().await?;
     let before = env.seeded_stock("burger").await?;
 
     let id = env.place(&order, "burger", 3).await?;
@@ -46,7 +46,7 @@ async fn happy_path_confirms_reserves_and_notifies_once() -> anyhow::Result<()> 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_item_and_insufficient_stock_fail_with_a_reason() -> anyhow::Result<()> {
     let env = TestEnv::with_stock("biz-fail", "sushi=2").await?;
-    let (order, _inv, _notif) = env.start_all().await?;
+    let (order, _inv, _notif) = env.start_all_in_process().await?;
 
     let unknown = env.place(&order, "kebab", 1).await?;
     let too_many = env.place(&order, "sushi", 3).await?;
@@ -118,7 +118,7 @@ async fn the_same_order_placed_twice_reserves_once_and_re_emits_the_same_event()
 #[tokio::test(flavor = "multi_thread")]
 async fn poison_goes_to_the_dlq_with_its_reason_and_does_not_block() -> anyhow::Result<()> {
     let env = TestEnv::new("dlq").await?;
-    let (order, _inv, _notif) = env.start_all().await?;
+    let (order, _inv, _notif) = env.start_all_in_process().await?;
     let poison: [(&[u8], &str); 4] = [
         (
             br#"{"order_id":"p1","item":"burger"}"#,
@@ -289,7 +289,7 @@ async fn with_stock_s_and_n_greater_unit_orders_exactly_s_confirm() -> anyhow::R
     const S: usize = 7;
     const N: usize = 25;
     let env = TestEnv::with_stock("conservation", &format!("widget={S}")).await?;
-    let (order, _inv, _notif) = env.start_all().await?;
+    let (order, _inv, _notif) = env.start_all_in_process().await?;
     let placed =
         futures_util::future::join_all((0..N).map(|_| env.place(&order, "widget", 1))).await;
     let ids: Vec<String> = placed.into_iter().collect::<Result<_, _>>()?;
@@ -427,7 +427,7 @@ async fn sagactl_load_places_every_order_and_waits_until_each_is_final() -> anyh
     // Stock for 30 of the 40: sagactl load reports the end-to-end rate with a breakdown, and
     // the stock says exactly how many were reserved.
     let env = TestEnv::with_stock("ctl-load", "widget=30").await?;
-    let (order, _inv, _notif) = env.start_all().await?;
+    let (order, _inv, _notif) = env.start_all_in_process().await?;
     env.seeded_stock("widget").await?;
 
     let out = env

@@ -7,7 +7,7 @@
 use std::process::Output;
 use std::time::Duration;
 
-use harness::{Service, TestEnv, eventually};
+use harness::{Endpoint, TestEnv, eventually};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(20);
@@ -15,8 +15,8 @@ const T: Duration = Duration::from_secs(20);
 /// Where sagactl finds everything of this test's world.
 struct Ctl<'a> {
     env: &'a TestEnv,
-    order: &'a Service,
-    inventory: &'a Service,
+    order: &'a dyn Endpoint,
+    inventory: &'a dyn Endpoint,
 }
 
 impl Ctl<'_> {
@@ -55,7 +55,7 @@ impl Ctl<'_> {
 async fn json_documents_tell_the_real_state_of_orders_stock_queues_and_the_dlq()
 -> anyhow::Result<()> {
     let env = TestEnv::with_stock("ctl-json", "burger=10,sushi=2").await?;
-    let (order, inventory, _notification) = env.start_all().await?;
+    let (order, inventory, _notification) = env.start_all_in_process().await?;
     let ctl = Ctl {
         env: &env,
         order: &order,
@@ -222,7 +222,7 @@ async fn json_documents_tell_the_real_state_of_orders_stock_queues_and_the_dlq()
 #[tokio::test(flavor = "multi_thread")]
 async fn errors_are_one_line_on_stderr_with_nothing_on_stdout() -> anyhow::Result<()> {
     let env = TestEnv::new("ctl-json-err").await?;
-    let (order, inventory, _notification) = env.start_all().await?;
+    let (order, inventory, _notification) = env.start_all_in_process().await?;
     let ctl = Ctl {
         env: &env,
         order: &order,
