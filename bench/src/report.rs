@@ -8,6 +8,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use procfs::Current as _;
+
 use crate::cpu::CpuUse;
 use crate::drain::DrainResult;
 use crate::e2e::E2eResult;
@@ -34,8 +36,6 @@ impl Machine {
     /// "unknown".
     pub async fn probe(lab: &Lab) -> Self {
         let unknown = || "unknown".to_owned();
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         let overview = lab.overview().await.unwrap_or_default();
         let text = |key: &str| overview[key].as_str().map(str::to_owned);
         // The version, and whether the figures were measured with durability on (AOF).
@@ -68,20 +68,20 @@ impl Machine {
             cores: std::thread::available_parallelism()
                 .map(|n| n.to_string())
                 .unwrap_or_else(|_| unknown()),
-            cpu: field(&cpuinfo, "model name")
-                .map(|v| v.trim_start_matches(':').trim().to_owned())
+            cpu: procfs::CpuInfo::current()
+                .ok()
+                .and_then(|info| info.model_name(0).map(str::to_owned))
                 .unwrap_or_else(unknown),
-            memory: field(&meminfo, "MemTotal:")
-                .and_then(|v| v.trim_end_matches("kB").trim().parse::<u64>().ok())
-                .map(|kib| format!("{:.1} GiB", kib as f64 / (1024.0 * 1024.0)))
-                .unwrap_or_else(unknown),
+            memory: procfs::Meminfo::current()
+                .map(|m| format!("{:.1} GiB", m.mem_total as f64 / (1024.0 * 1024.0 * 1024.0)))
+                .unwrap_or_else(|_| unknown()),
+            // The release string as the kernel gives it (distribution suffix and all).
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .map(|s| s.trim().to_owned())
                 .unwrap_or_else(|_| unknown()),
-            load: std::fs::read_to_string("/proc/loadavg")
-                .ok()
-                .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-                .unwrap_or_else(unknown),
+            load: procfs::LoadAverage::current()
+                .map(|l| format!("{:.2} {:.2} {:.2}", l.one, l.five, l.fifteen))
+                .unwrap_or_else(|_| unknown()),
             rabbitmq: text("rabbitmq_version").unwrap_or_else(unknown),
             erlang: text("erlang_version").unwrap_or_else(unknown),
             redis: redis.unwrap_or_else(unknown),
