@@ -836,24 +836,17 @@ pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-/// Now as `YYYY-MM-DD HH:MM UTC`, without a date library.
+/// Now as `YYYY-MM-DD HH:MM UTC`.
 pub fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    utc(secs)
+    utc(time::OffsetDateTime::now_utc())
 }
 
-fn utc(unix_secs: u64) -> String {
-    let days = (unix_secs / 86_400) as i64;
-    let minutes = (unix_secs % 86_400) / 60;
-    let (y, m, d) = shared::events::civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        minutes / 60,
-        minutes % 60
-    )
+fn utc(at: time::OffsetDateTime) -> String {
+    at.format(time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute] UTC"
+    ))
+    // Formatting fails only for a component the value lacks; a UTC date-time has them all.
+    .unwrap_or_else(|_| "unknown".to_owned())
 }
 
 #[cfg(test)]
@@ -877,9 +870,11 @@ mod tests {
 
     #[test]
     fn dates_are_utc_calendar_dates() {
+        let utc = |secs| utc(time::OffsetDateTime::from_unix_timestamp(secs).unwrap());
         assert_eq!(utc(0), "1970-01-01 00:00 UTC");
         assert_eq!(utc(951_782_400), "2000-02-29 00:00 UTC");
         assert_eq!(utc(1_763_926_200), "2025-11-23 19:30 UTC");
+        assert!(utc_now().ends_with(" UTC"));
     }
 
     #[test]
