@@ -314,16 +314,8 @@ fn cpu_per_process(
             .filter(|_| orders > 0)
             .map(|u| u.seconds * 1e6 / orders as f64)
     };
-    let mut labels: Vec<&str> = Vec::new();
-    for used in e2e
-        .iter()
-        .flat_map(|e| &e.cpu)
-        .chain(ceiling.iter().flat_map(|c| &c.cpu))
-    {
-        if !labels.contains(&used.label.as_str()) {
-            labels.push(&used.label);
-        }
-    }
+    let runs = [e2e.map(|e| &e.cpu[..]), ceiling.map(|c| &c.cpu[..])];
+    let labels = crate::cpu::labels(runs.into_iter().flatten());
     let bars: Vec<(&str, Option<f64>, Option<f64>)> = labels
         .iter()
         .map(|label| {

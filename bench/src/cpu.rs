@@ -106,6 +106,18 @@ fn pids_named(names: &[&str]) -> Vec<u32> {
         .collect()
 }
 
+/// The labels of `runs`' CPU readings, each once, in the order they first appear: the rows of a
+/// table or chart that sets runs side by side.
+pub fn labels<'a>(runs: impl IntoIterator<Item = &'a [CpuUse]>) -> Vec<&'a str> {
+    let mut labels: Vec<&str> = Vec::new();
+    for used in runs.into_iter().flatten() {
+        if !labels.contains(&used.label.as_str()) {
+            labels.push(&used.label);
+        }
+    }
+    labels
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +142,19 @@ mod tests {
         let us = Process::myself().unwrap().stat().unwrap().comm;
         assert!(pids_named(&[us.as_str()]).contains(&std::process::id()));
         assert!(pids_named(&["no-such-process-name"]).is_empty());
+    }
+
+    #[test]
+    fn labels_come_once_in_first_seen_order() {
+        let used = |label: &str| CpuUse {
+            label: label.into(),
+            seconds: 1.0,
+        };
+        let e2e = [used("RabbitMQ"), used("Redis"), used("order-svc")];
+        let ceiling = [used("RabbitMQ"), used("saga-bench")];
+        assert_eq!(
+            labels([&e2e[..], &ceiling[..]]),
+            ["RabbitMQ", "Redis", "order-svc", "saga-bench"]
+        );
     }
 }
