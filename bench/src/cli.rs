@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::ceiling::Flow;
+
 /// Measure the saga end to end and beside the broker's own ceiling; write docs/BENCHMARKS.md.
 #[derive(Parser, Debug, Clone)]
 #[command(version, about)]
@@ -125,8 +127,8 @@ pub struct Plan {
     pub drain_messages: usize,
     pub fixed_rate_secs: u64,
     pub fixed_rate: Option<f64>,
-    pub prefetch: u16,
-    pub confirm_window: usize,
+    /// The services' prefetch, and the broker-only clients' prefetch and confirm window.
+    pub flow: Flow,
 }
 
 impl Plan {
@@ -143,8 +145,10 @@ impl Plan {
             drain_messages: drain_messages.max(1),
             fixed_rate_secs: fixed_rate_secs.max(1),
             fixed_rate: args.fixed_rate,
-            prefetch: args.prefetch.max(1),
-            confirm_window: args.confirm_window.max(1),
+            flow: Flow {
+                prefetch: args.prefetch.max(1),
+                confirm_window: args.confirm_window.max(1),
+            },
         }
     }
 }

@@ -178,7 +178,7 @@ impl Report {
             "release build; services at RUST_LOG=warn; prefetch {}; broker-only confirm window \
              {}; broker, Redis, services and load generator all on this machine (they share its \
              cores)",
-            p.prefetch, p.confirm_window
+            p.flow.prefetch, p.flow.confirm_window
         );
         let rows = [
             ["date", &self.date],
@@ -548,27 +548,9 @@ impl Report {
                 duration(c.elapsed)
             ));
         }
-        for (name, failure) in [
-            ("ceiling", failure(&r.ceiling)),
-            ("end to end", failure(&r.e2e)),
-            ("fixed rate", failure(&r.fixed_rate)),
-            ("broker-only fixed rate", failure(&r.fixed_rate_ceiling)),
-            ("scaling", failure(&r.scaling)),
-            ("broker-only drain", failure(&r.broker_drain)),
-            ("inventory-svc drain", failure(&r.inventory_drain)),
-            ("cluster end to end", failure(&r.cluster.e2e)),
-            (
-                "cluster end to end, WAIT off",
-                failure(&r.cluster.e2e_no_wait),
-            ),
-            ("cluster fixed rate", failure(&r.cluster.fixed_rate)),
-        ] {
-            if let Some(why) = failure {
-                notes.push(format!(
-                    "**{name} could not run**: {}",
-                    why.replace('\n', " ")
-                ));
-            }
+        for (name, why) in r.failures() {
+            let why = why.replace('\n', " ");
+            notes.push(format!("**{name} could not run**: {why}"));
         }
         if notes.is_empty() {
             return;
@@ -759,13 +741,6 @@ fn cell<T>(section: &Section<T>, value: impl FnOnce(&T) -> String) -> String {
         Section::Done(t) => value(t),
         Section::Skipped(flag) => format!("skipped ({flag})"),
         Section::Failed(_) => "failed (see notes)".to_owned(),
-    }
-}
-
-fn failure<T>(section: &Section<T>) -> Option<&str> {
-    match section {
-        Section::Failed(why) => Some(why),
-        _ => None,
     }
 }
 
