@@ -153,21 +153,14 @@ impl Plan {
     }
 }
 
-/// The command as the person typed it: `scripts/bench.sh` passes its own, else our argv.
+/// The command as the person typed it: `scripts/bench.sh` passes its own, else our argv, quoted
+/// for a shell so that it can be pasted back.
 pub fn command_line() -> String {
     std::env::var("SAGA_BENCH_COMMAND").unwrap_or_else(|_| {
-        std::iter::once("saga-bench".to_owned())
-            .chain(std::env::args().skip(1).map(|a| {
-                if a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:".contains(c))
-                {
-                    a
-                } else {
-                    format!("'{}'", a.replace('\'', r"'\''"))
-                }
-            }))
-            .collect::<Vec<_>>()
-            .join(" ")
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let argv = std::iter::once("saga-bench").chain(args.iter().map(String::as_str));
+        // Only an argument with a NUL byte cannot be quoted, and no shell could have passed one.
+        shlex::try_join(argv).unwrap_or_else(|_| "saga-bench".to_owned())
     })
 }
 
