@@ -42,18 +42,10 @@ impl Machine {
         // The version, and whether the figures were measured with durability on (AOF).
         let redis = match lab.redis().await {
             Ok(mut conn) => {
-                let version = redis::cmd("INFO")
-                    .arg("server")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .ok()
-                    .and_then(|info| field(&info, "redis_version:"));
-                let aof = redis::cmd("INFO")
-                    .arg("persistence")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .ok()
-                    .and_then(|info| field(&info, "aof_enabled:"));
+                // INFO's default sections include "server" and "persistence".
+                let dict: Option<redis::InfoDict> =
+                    redis::cmd("INFO").query_async(&mut conn).await.ok();
+                let info = |key: &str| dict.as_ref()?.get::<String>(key);
                 let fsync = redis::cmd("CONFIG")
                     .arg("GET")
                     .arg("appendfsync")
@@ -61,7 +53,9 @@ impl Machine {
                     .await
                     .ok()
                     .and_then(|pair| pair.into_iter().nth(1));
-                version.map(|v| format!("{v} ({})", persistence(aof.as_deref(), fsync.as_deref())))
+                let aof = info("aof_enabled");
+                info("redis_version")
+                    .map(|v| format!("{v} ({})", persistence(aof.as_deref(), fsync.as_deref())))
             }
             Err(_) => None,
         };
@@ -106,13 +100,6 @@ fn persistence(aof_enabled: Option<&str>, appendfsync: Option<&str>) -> String {
         (Some("0"), _) => "no AOF: not durable".to_owned(),
         _ => "persistence unknown".to_owned(),
     }
-}
-
-/// The value after `key` on the first line starting with it.
-fn field(text: &str, key: &str) -> Option<String> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .map(|v| v.trim().to_owned())
 }
 
 pub struct Report {
@@ -955,13 +942,6 @@ mod tests {
                 ),
             ]
         );
-    }
-
-    #[test]
-    fn reads_key_value_lines() {
-        let info = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n";
-        assert_eq!(field(info, "redis_version:").as_deref(), Some("7.0.15"));
-        assert_eq!(field(info, "missing:"), None);
     }
 
     #[test]
