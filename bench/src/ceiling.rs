@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures_util::StreamExt;
+use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions,
@@ -49,18 +50,21 @@ pub struct CeilingResult {
     pub cpu: Vec<CpuUse>,
 }
 
+/// How the broker-only clients drive the broker, as the services do: the consumers' prefetch,
+/// and how many publishes may wait for their confirm at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Flow {
+    pub prefetch: u16,
+    pub confirm_window: usize,
+}
+
 /// Run `orders` through the broker-only path in a fresh world.
 ///
 /// # Errors
 /// The broker refused something or the path stalled.
-pub async fn run(
-    lab: &Lab,
-    orders: usize,
-    prefetch: u16,
-    window: usize,
-) -> anyhow::Result<CeilingResult> {
+pub async fn run(lab: &Lab, orders: usize, flow: Flow) -> anyhow::Result<CeilingResult> {
     lab.in_world("ceiling", async |world: &World<'_>| {
-        measure(world, orders, prefetch, window, None).await
+        measure(world, orders, flow, None).await
     })
     .await
 }
@@ -74,12 +78,11 @@ pub async fn run_paced(
     lab: &Lab,
     rate: f64,
     secs: u64,
-    prefetch: u16,
-    window: usize,
+    flow: Flow,
 ) -> anyhow::Result<CeilingResult> {
     let orders = (rate * secs as f64).round().max(1.0) as usize;
     lab.in_world("ceiling-fixed-rate", async |world: &World<'_>| {
-        measure(world, orders, prefetch, window, Some(rate)).await
+        measure(world, orders, flow, Some(rate)).await
     })
     .await
 }
@@ -87,10 +90,10 @@ pub async fn run_paced(
 async fn measure(
     world: &World<'_>,
     n: usize,
-    prefetch: u16,
-    window: usize,
+    flow: Flow,
     pace: Option<f64>,
 ) -> anyhow::Result<CeilingResult> {
+    let prefetch = flow.prefetch;
     let messages = broker::order_placed(n)?;
     let topology = &world.topology;
 
@@ -117,7 +120,7 @@ async fn measure(
                 &topology.exchange,
                 EventType::OrderPlaced.routing_key(),
                 &messages,
-                window,
+                flow.confirm_window,
                 pace,
             ),
             relay.run(n),
@@ -196,19 +199,7 @@ impl Relay {
         prefetch: u16,
     ) -> anyhow::Result<Self> {
         let publisher = confirm_channel(conn).await?;
-        let channel = conn.create_channel().await?;
-        channel
-            .basic_qos(prefetch, BasicQosOptions::default())
-            .await?;
-        let consumer = channel
-            .basic_consume(
-                topology.inventory_queue.as_str().into(),
-                "saga-bench-relay".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .context("cannot consume the inventory queue")?;
+        let consumer = consume(conn, &topology.inventory_queue, "relay", prefetch).await?;
         let outcome = InventoryOutcome::Reserved {
             order_id: OrderId::generate(),
             item: Item::parse(ITEM)?,
@@ -234,12 +225,7 @@ impl Relay {
     pub async fn run(mut self, n: usize) -> anyhow::Result<()> {
         let mut in_flight = JoinSet::new();
         for _ in 0..n {
-            let delivery = self
-                .consumer
-                .next()
-                .await
-                .context("the relay's consumer ended")?
-                .context("the relay's consumer failed")?;
+            let delivery = next_delivery(&mut self.consumer, "the relay").await?;
             // The order travels in the correlation id, as the services carry it.
             let properties = match delivery.properties.correlation_id() {
                 Some(order_id) => self
@@ -292,19 +278,7 @@ impl Sink {
     /// # Errors
     /// The broker refused the channel or the consumer.
     pub async fn start(conn: &Connection, queue: &str, prefetch: u16) -> anyhow::Result<Self> {
-        let channel = conn.create_channel().await?;
-        channel
-            .basic_qos(prefetch, BasicQosOptions::default())
-            .await?;
-        let consumer = channel
-            .basic_consume(
-                queue.into(),
-                "saga-bench-sink".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .with_context(|| format!("cannot consume {queue}"))?;
+        let consumer = consume(conn, queue, "sink", prefetch).await?;
         Ok(Self { consumer })
     }
 
@@ -315,12 +289,7 @@ impl Sink {
     pub async fn run(mut self, n: usize) -> anyhow::Result<Vec<(String, Instant)>> {
         let mut arrivals = Vec::with_capacity(n);
         for _ in 0..n {
-            let delivery = self
-                .consumer
-                .next()
-                .await
-                .context("a sink's consumer ended")?
-                .context("a sink's consumer failed")?;
+            let delivery = next_delivery(&mut self.consumer, "a sink").await?;
             let arrived = Instant::now();
             delivery.acker.ack(BasicAckOptions::default()).await?;
             if let Some(order_id) = delivery.properties.correlation_id() {
@@ -329,4 +298,37 @@ impl Sink {
         }
         Ok(arrivals)
     }
+}
+
+/// Consume `queue` on a channel of its own with `prefetch`, as each service's consumer does;
+/// `role` names the consumer in the management UI.
+async fn consume(
+    conn: &Connection,
+    queue: &str,
+    role: &str,
+    prefetch: u16,
+) -> anyhow::Result<Consumer> {
+    let channel = conn.create_channel().await?;
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
+    channel
+        .basic_consume(
+            queue.into(),
+            format!("saga-bench-{role}").as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("cannot consume {queue}"))
+}
+
+/// The next delivery; a consumer that ends before the count is reached is an error, since the
+/// path then stalled.
+async fn next_delivery(consumer: &mut Consumer, who: &str) -> anyhow::Result<Delivery> {
+    consumer
+        .next()
+        .await
+        .with_context(|| format!("{who}'s consumer ended"))?
+        .with_context(|| format!("{who}'s consumer failed"))
 }

@@ -33,6 +33,7 @@ const CURVE_POINTS: usize = 400;
 const BLUE: RGBColor = RGBColor(31, 111, 235);
 const ORANGE: RGBColor = RGBColor(212, 101, 15);
 const GREY: RGBColor = RGBColor(140, 149, 159);
+const LIGHT_GRID: RGBColor = RGBColor(238, 241, 244);
 
 /// One chart, drawn.
 #[derive(Debug, Clone)]
@@ -99,6 +100,47 @@ fn drawing<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow::anyhow!("drawing a chart: {e:?}")
 }
 
+/// One chart of [`SIZE`] on a white ground, with the caption, margin and label areas every chart
+/// here shares; `plot` builds its axes on that and draws the rest.
+fn svg<F>(caption: &str, y_label_area: u32, plot: F) -> anyhow::Result<String>
+where
+    F: FnOnce(&mut ChartBuilder<'_, '_, SVGBackend<'_>>) -> anyhow::Result<()>,
+{
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(drawing)?;
+        plot(
+            ChartBuilder::on(&root)
+                .caption(caption, ("sans-serif", 22))
+                .margin(14)
+                .x_label_area_size(44)
+                .y_label_area_size(y_label_area),
+        )?;
+        root.present().map_err(drawing)?;
+    }
+    Ok(svg)
+}
+
+/// The legend box at `position`, which each chart picks to keep clear of its data.
+fn legend<'a, 'b: 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'b>, CT>,
+    position: SeriesLabelPosition,
+) -> anyhow::Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.9))
+        .border_style(GREY)
+        .draw()
+        .map_err(drawing)
+}
+
+/// A line series' key in the legend: a short stroke of its colour.
+fn line_key(color: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
+}
+
 // --- latency distribution --------------------------------------------------------------------
 
 /// The latency at each of [`CURVE_POINTS`] positions of the log-percentile axis: position x is
@@ -160,18 +202,9 @@ fn latency_distribution(legs: &Legs, rate: f64) -> anyhow::Result<String> {
     // Log scale: the floor is a tenth of a millisecond, below anything the saga does.
     let min = values.fold(f64::INFINITY, f64::min).clamp(0.1, max / 2.0);
 
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(drawing)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!("Latency at a fixed {rate:.0} orders/s, by percentile"),
-                ("sans-serif", 22),
-            )
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
+    let caption = format!("Latency at a fixed {rate:.0} orders/s, by percentile");
+    svg(&caption, 64, |builder| {
+        let mut chart = builder
             .build_cartesian_2d(0.0..NINES, (min..max * 1.3).log_scale())
             .map_err(drawing)?;
         chart
@@ -181,7 +214,7 @@ fn latency_distribution(legs: &Legs, rate: f64) -> anyhow::Result<String> {
             .y_label_formatter(&|ms| milliseconds(*ms))
             .x_desc("percentile of orders (log scale: each step is another nine)")
             .y_desc("latency (log scale)")
-            .light_line_style(RGBColor(238, 241, 244))
+            .light_line_style(LIGHT_GRID)
             .draw()
             .map_err(drawing)?;
         for (name, curve, color, samples) in &curves {
@@ -190,7 +223,6 @@ fn latency_distribution(legs: &Legs, rate: f64) -> anyhow::Result<String> {
             }
             let p50 = quantile(samples, 0.5).unwrap_or_default();
             let p99 = quantile(samples, 0.99).unwrap_or_default();
-            let color = *color;
             chart
                 .draw_series(LineSeries::new(
                     curve.iter().copied(),
@@ -202,21 +234,11 @@ fn latency_distribution(legs: &Legs, rate: f64) -> anyhow::Result<String> {
                     milliseconds(p50),
                     milliseconds(p99)
                 ))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
-                });
+                .legend(line_key(*color));
         }
-        chart
-            .configure_series_labels()
-            // The curves rise to the right: the lower right stays clear.
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(GREY)
-            .draw()
-            .map_err(drawing)?;
-        root.present().map_err(drawing)?;
-    }
-    Ok(svg)
+        // The curves rise to the right: the lower right stays clear.
+        legend(&mut chart, SeriesLabelPosition::LowerRight)
+    })
 }
 
 fn milliseconds(ms: f64) -> String {
@@ -249,52 +271,36 @@ fn backlog_drain(
         .filter_map(|(_, d, _)| d.and_then(|d| d.progress.last().map(|(t, _)| *t)))
         .fold(1.0_f64, f64::max);
 
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(drawing)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!("Draining a backlog of {messages:.0} orders"),
-                ("sans-serif", 22),
-            )
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(72)
-            .build_cartesian_2d(0.0..seconds * 1.02, 0.0..messages * 1.05)
-            .map_err(drawing)?;
-        chart
-            .configure_mesh()
-            .x_desc("seconds since the consumer started")
-            .y_desc("messages left in the backlog")
-            .y_label_formatter(&|v| format!("{v:.0}"))
-            .light_line_style(RGBColor(238, 241, 244))
-            .draw()
-            .map_err(drawing)?;
-        for (name, drain, color) in lines {
-            let Some(drain) = drain else { continue };
-            let left = drain
-                .progress
-                .iter()
-                .map(|(t, done)| (*t, (drain.messages as f64 - *done as f64).max(0.0)));
+    svg(
+        &format!("Draining a backlog of {messages:.0} orders"),
+        72,
+        |builder| {
+            let mut chart = builder
+                .build_cartesian_2d(0.0..seconds * 1.02, 0.0..messages * 1.05)
+                .map_err(drawing)?;
             chart
-                .draw_series(LineSeries::new(left, color.stroke_width(3)))
-                .map_err(drawing)?
-                .label(format!("{name}: {:.0} msg/s", drain.per_sec))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(GREY)
-            .draw()
-            .map_err(drawing)?;
-        root.present().map_err(drawing)?;
-    }
-    Ok(svg)
+                .configure_mesh()
+                .x_desc("seconds since the consumer started")
+                .y_desc("messages left in the backlog")
+                .y_label_formatter(&|v| format!("{v:.0}"))
+                .light_line_style(LIGHT_GRID)
+                .draw()
+                .map_err(drawing)?;
+            for (name, drain, color) in lines {
+                let Some(drain) = drain else { continue };
+                let left = drain
+                    .progress
+                    .iter()
+                    .map(|(t, done)| (*t, (drain.messages as f64 - *done as f64).max(0.0)));
+                chart
+                    .draw_series(LineSeries::new(left, color.stroke_width(3)))
+                    .map_err(drawing)?
+                    .label(format!("{name}: {:.0} msg/s", drain.per_sec))
+                    .legend(line_key(color));
+            }
+            legend(&mut chart, SeriesLabelPosition::UpperRight)
+        },
+    )
 }
 
 // --- CPU per process -------------------------------------------------------------------------
@@ -314,16 +320,8 @@ fn cpu_per_process(
             .filter(|_| orders > 0)
             .map(|u| u.seconds * 1e6 / orders as f64)
     };
-    let mut labels: Vec<&str> = Vec::new();
-    for used in e2e
-        .iter()
-        .flat_map(|e| &e.cpu)
-        .chain(ceiling.iter().flat_map(|c| &c.cpu))
-    {
-        if !labels.contains(&used.label.as_str()) {
-            labels.push(&used.label);
-        }
-    }
+    let runs = [e2e.map(|e| &e.cpu[..]), ceiling.map(|c| &c.cpu[..])];
+    let labels = crate::cpu::labels(runs.into_iter().flatten());
     let bars: Vec<(&str, Option<f64>, Option<f64>)> = labels
         .iter()
         .map(|label| {
@@ -343,15 +341,8 @@ fn cpu_per_process(
     // The first process on top: segment n-1 is the top row.
     let row = |i: usize| n - 1 - i as i32;
 
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(drawing)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption("CPU time per order, by process", ("sans-serif", 22))
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(150)
+    svg("CPU time per order, by process", 150, |builder| {
+        let mut chart = builder
             // A segmented range has one segment per value, both ends included.
             .build_cartesian_2d(0.0..max * 1.15, (0..n - 1).into_segmented())
             .map_err(drawing)?;
@@ -368,7 +359,7 @@ fn cpu_per_process(
             })
             .x_label_formatter(&|us| format!("{us:.0}"))
             .x_desc("µs of CPU per order (user + system)")
-            .light_line_style(RGBColor(238, 241, 244))
+            .light_line_style(LIGHT_GRID)
             .draw()
             .map_err(drawing)?;
         // Two bars per process: the saga in the lower half of its row, the ceiling above.
@@ -397,16 +388,8 @@ fn cpu_per_process(
                     Rectangle::new([(x, y - 6), (x + 20, y + 6)], color.filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(GREY)
-            .draw()
-            .map_err(drawing)?;
-        root.present().map_err(drawing)?;
-    }
-    Ok(svg)
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
+    })
 }
 
 /// The report's section showing the charts, linked by file name (they sit beside it).

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::ceiling::Flow;
+
 /// Measure the saga end to end and beside the broker's own ceiling; write docs/BENCHMARKS.md.
 #[derive(Parser, Debug, Clone)]
 #[command(version, about)]
@@ -125,8 +127,8 @@ pub struct Plan {
     pub drain_messages: usize,
     pub fixed_rate_secs: u64,
     pub fixed_rate: Option<f64>,
-    pub prefetch: u16,
-    pub confirm_window: usize,
+    /// The services' prefetch, and the broker-only clients' prefetch and confirm window.
+    pub flow: Flow,
 }
 
 impl Plan {
@@ -143,27 +145,22 @@ impl Plan {
             drain_messages: drain_messages.max(1),
             fixed_rate_secs: fixed_rate_secs.max(1),
             fixed_rate: args.fixed_rate,
-            prefetch: args.prefetch.max(1),
-            confirm_window: args.confirm_window.max(1),
+            flow: Flow {
+                prefetch: args.prefetch.max(1),
+                confirm_window: args.confirm_window.max(1),
+            },
         }
     }
 }
 
-/// The command as the person typed it: `scripts/bench.sh` passes its own, else our argv.
+/// The command as the person typed it: `scripts/bench.sh` passes its own, else our argv, quoted
+/// for a shell so that it can be pasted back.
 pub fn command_line() -> String {
     std::env::var("SAGA_BENCH_COMMAND").unwrap_or_else(|_| {
-        std::iter::once("saga-bench".to_owned())
-            .chain(std::env::args().skip(1).map(|a| {
-                if a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:".contains(c))
-                {
-                    a
-                } else {
-                    format!("'{}'", a.replace('\'', r"'\''"))
-                }
-            }))
-            .collect::<Vec<_>>()
-            .join(" ")
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let argv = std::iter::once("saga-bench").chain(args.iter().map(String::as_str));
+        // Only an argument with a NUL byte cannot be quoted, and no shell could have passed one.
+        shlex::try_join(argv).unwrap_or_else(|_| "saga-bench".to_owned())
     })
 }
 

@@ -1,12 +1,9 @@
-//! Where a run's CPU went: each process's user + system time, from `/proc/<pid>/stat`, read
-//! before and after. On a 2-core machine every cycle a service spends is one the broker does
-//! not get, so this is the profile that explains a ratio to the ceiling.
+//! Where a run's CPU went: each process's user + system time, from `/proc/<pid>/stat` (through
+//! `procfs`), read before and after. On a 2-core machine every cycle a service spends is one the
+//! broker does not get, so this is the profile that explains a ratio to the ceiling.
 
 use anyhow::Context;
-
-/// `/proc` reports CPU time in clock ticks of `USER_HZ`, which Linux fixes at 100 for every
-/// user-visible interface.
-const TICKS_PER_SEC: f64 = 100.0;
+use procfs::process::Process;
 
 /// Who to watch: a label and the processes it sums (RabbitMQ runs as several).
 #[derive(Debug, Clone)]
@@ -68,10 +65,12 @@ impl CpuMeter {
 
     /// CPU seconds per label since [`CpuMeter::start`]. Read it before the services stop.
     pub fn finish(self) -> Vec<CpuUse> {
+        // `/proc` counts CPU time in clock ticks (`USER_HZ`).
+        let ticks_per_sec = procfs::ticks_per_second() as f64;
         self.start
             .into_iter()
             .map(|(w, before)| CpuUse {
-                seconds: total_ticks(&w.pids).saturating_sub(before) as f64 / TICKS_PER_SEC,
+                seconds: total_ticks(&w.pids).saturating_sub(before) as f64 / ticks_per_sec,
                 label: w.label,
             })
             .collect()
@@ -88,32 +87,35 @@ fn total_ticks(pids: &[u32]) -> u64 {
 /// # Errors
 /// The process is gone, or its stat line is not what Linux writes.
 pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+    let stat = Process::new(i32::try_from(pid)?)
+        .and_then(|process| process.stat())
         .with_context(|| format!("cannot read /proc/{pid}/stat"))?;
-    parse_ticks(&stat).with_context(|| format!("unexpected /proc/{pid}/stat: {stat}"))
-}
-
-/// Fields 14 and 15 (utime, stime) of a stat line. The command name (field 2) may contain
-/// spaces and parentheses, so counting starts after its closing parenthesis.
-fn parse_ticks(stat: &str) -> Option<u64> {
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let mut fields = after_name.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    Ok(stat.utime + stat.stime)
 }
 
 /// Every process whose command name is one of `names`.
 fn pids_named(names: &[&str]) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
+    let Ok(processes) = procfs::process::all_processes() else {
         return Vec::new();
     };
-    dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|comm| names.contains(&comm.trim_end()))
-        })
+    processes
+        // A process that exits while we look is simply not one of them.
+        .filter_map(|process| process.ok()?.stat().ok())
+        .filter(|stat| names.contains(&stat.comm.as_str()))
+        .filter_map(|stat| u32::try_from(stat.pid).ok())
         .collect()
+}
+
+/// The labels of `runs`' CPU readings, each once, in the order they first appear: the rows of a
+/// table or chart that sets runs side by side.
+pub fn labels<'a>(runs: impl IntoIterator<Item = &'a [CpuUse]>) -> Vec<&'a str> {
+    let mut labels: Vec<&str> = Vec::new();
+    for used in runs.into_iter().flatten() {
+        if !labels.contains(&used.label.as_str()) {
+            labels.push(&used.label);
+        }
+    }
+    labels
 }
 
 #[cfg(test)]
@@ -121,13 +123,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_utime_and_stime_after_an_awkward_command_name() {
-        let stat = "42 (a (weird) name) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0";
-        assert_eq!(parse_ticks(stat), Some(300));
+    fn our_own_cpu_time_is_counted() {
+        // Burn CPU until the kernel has charged this process a tick (10 ms at USER_HZ=100),
+        // with a bound so a broken reading fails instead of spinning for ever.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut spin = 0_u64;
+        while cpu_ticks(std::process::id()).unwrap() == 0 && std::time::Instant::now() < deadline {
+            for i in 0..1_000_000_u64 {
+                spin = std::hint::black_box(spin.wrapping_add(i));
+            }
+        }
+        assert!(cpu_ticks(std::process::id()).unwrap() > 0);
+        assert!(procfs::ticks_per_second() > 0);
     }
 
     #[test]
-    fn our_own_cpu_time_is_readable() {
-        assert!(cpu_ticks(std::process::id()).is_ok());
+    fn finds_processes_by_command_name() {
+        let us = Process::myself().unwrap().stat().unwrap().comm;
+        assert!(pids_named(&[us.as_str()]).contains(&std::process::id()));
+        assert!(pids_named(&["no-such-process-name"]).is_empty());
+    }
+
+    #[test]
+    fn labels_come_once_in_first_seen_order() {
+        let used = |label: &str| CpuUse {
+            label: label.into(),
+            seconds: 1.0,
+        };
+        let e2e = [used("RabbitMQ"), used("Redis"), used("order-svc")];
+        let ceiling = [used("RabbitMQ"), used("saga-bench")];
+        assert_eq!(
+            labels([&e2e[..], &ceiling[..]]),
+            ["RabbitMQ", "Redis", "order-svc", "saga-bench"]
+        );
     }
 }

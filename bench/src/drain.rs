@@ -16,7 +16,7 @@ use testkit::poll::{STALL, Stall};
 use testkit::service::ServiceKind;
 
 use crate::broker;
-use crate::ceiling::{Relay, confirm_channel, deadline};
+use crate::ceiling::{Flow, Relay, confirm_channel, deadline};
 use crate::rss::{RssStats, rss_bytes};
 use crate::stats::per_sec;
 use crate::world::{Lab, World};
@@ -73,17 +73,12 @@ pub async fn inventory_svc(lab: &Lab, n: usize, window: usize) -> anyhow::Result
 ///
 /// # Errors
 /// The prefill failed, the broker refused something, or the drain stalled.
-pub async fn broker_only(
-    lab: &Lab,
-    n: usize,
-    prefetch: u16,
-    window: usize,
-) -> anyhow::Result<DrainResult> {
+pub async fn broker_only(lab: &Lab, n: usize, flow: Flow) -> anyhow::Result<DrainResult> {
     lab.in_world("drain-ceiling", async |world: &World<'_>| {
-        let prefill_per_sec = prefill(world, n, window).await?;
+        let prefill_per_sec = prefill(world, n, flow.confirm_window).await?;
         let started = Instant::now();
         let conn = world.connect("saga-bench drain relay").await?;
-        let relay = Relay::start(&conn, &world.topology, prefetch).await?;
+        let relay = Relay::start(&conn, &world.topology, flow.prefetch).await?;
         let (drained, ()) = tokio::try_join!(watch(world, n, None, started), relay.run(n))?;
         let _ = conn.close(200, "drained".into()).await;
         Ok(DrainResult {

@@ -140,25 +140,65 @@ pub async fn run(
     .await
 }
 
-/// One CSV line per accepted order: when it was due (ms since the run began), then due → 201,
-/// due → decided by inventory-svc and due → final, in ms (empty if it never came). For
-/// plotting where in the run the slow orders were, and which leg made them slow.
+/// One row of the `--fixed-rate-trace` CSV, in milliseconds: when the order was due (since the
+/// run began), then due → 201, due → decided by inventory-svc and due → final (each empty if the
+/// order never got there).
+#[derive(Debug, PartialEq, serde::Serialize)]
+struct TraceRow {
+    due_ms: f64,
+    accept_ms: Option<f64>,
+    decided_ms: Option<f64>,
+    final_ms: Option<f64>,
+}
+
+/// One CSV row per accepted order (see [`TraceRow`]), for plotting where in the run the slow
+/// orders were, and which leg made them slow.
 fn write_trace(
     path: &Path,
     anchor: Anchor,
     placed: &[(String, Instant)],
     columns: [&HashMap<String, Instant>; 3],
 ) -> anyhow::Result<()> {
-    let mut csv = String::from("due_ms,accept_ms,decided_ms,final_ms\n");
-    let mut legs = columns.map(|column| since_due(placed, column));
+    let [mut accept, mut decided, mut finals] = columns.map(|column| since_due(placed, column));
+    // Microseconds are all a trace needs; rounding keeps the file short.
+    let micros = |ms: Option<f64>| ms.map(|ms| (ms * 1e3).round() / 1e3);
+    let mut csv =
+        csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
     for (_, due) in placed {
         let since_start = due.saturating_duration_since(anchor.instant());
-        csv.push_str(&format!("{:.3}", since_start.as_secs_f64() * 1e3));
-        for leg in &mut legs {
-            let ms = leg.next().flatten();
-            csv.push_str(&ms.map(|ms| format!(",{ms:.3}")).unwrap_or(",".into()));
-        }
-        csv.push('\n');
+        csv.serialize(TraceRow {
+            due_ms: (since_start.as_secs_f64() * 1e6).round() / 1e3,
+            accept_ms: micros(accept.next().flatten()),
+            decided_ms: micros(decided.next().flatten()),
+            final_ms: micros(finals.next().flatten()),
+        })?;
     }
-    std::fs::write(path, csv).with_context(|| format!("cannot write {}", path.display()))
+    csv.flush()
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trace_is_a_csv_row_per_order_with_empty_missing_legs() {
+        let anchor = Anchor::now();
+        let t0 = anchor.instant();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let placed = vec![("a".to_owned(), ms(10)), ("b".to_owned(), ms(20))];
+        let accepted = HashMap::from([("a".to_owned(), ms(15)), ("b".to_owned(), ms(21))]);
+        let decided = HashMap::from([("a".to_owned(), ms(40))]);
+        let finals = HashMap::from([("a".to_owned(), ms(60))]);
+        let dir = std::env::temp_dir().join(format!("saga-bench-trace-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("trace.csv");
+        write_trace(&path, anchor, &placed, [&accepted, &decided, &finals]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            text,
+            "due_ms,accept_ms,decided_ms,final_ms\n10.0,5.0,30.0,50.0\n20.0,1.0,,\n"
+        );
+    }
 }

@@ -78,6 +78,13 @@ impl<T> Section<T> {
             _ => None,
         }
     }
+
+    pub fn failure(&self) -> Option<&str> {
+        match self {
+            Self::Failed(why) => Some(why),
+            _ => None,
+        }
+    }
 }
 
 /// Every section's outcome.
@@ -115,22 +122,25 @@ impl ClusterResults {
 }
 
 impl Results {
-    fn any_failed(&self) -> bool {
+    /// Each section that could not run: its name in the report's notes, and why.
+    pub fn failures(&self) -> Vec<(&'static str, &str)> {
+        let c = &self.cluster;
         [
-            matches!(self.ceiling, Section::Failed(_)),
-            matches!(self.e2e, Section::Failed(_)),
-            matches!(self.fixed_rate, Section::Failed(_)),
-            matches!(self.fixed_rate_ceiling, Section::Failed(_)),
-            matches!(self.scaling, Section::Failed(_)),
-            matches!(self.without_aof, Section::Failed(_)),
-            matches!(self.broker_drain, Section::Failed(_)),
-            matches!(self.inventory_drain, Section::Failed(_)),
-            matches!(self.cluster.e2e, Section::Failed(_)),
-            matches!(self.cluster.e2e_no_wait, Section::Failed(_)),
-            matches!(self.cluster.fixed_rate, Section::Failed(_)),
+            ("ceiling", self.ceiling.failure()),
+            ("end to end", self.e2e.failure()),
+            ("fixed rate", self.fixed_rate.failure()),
+            ("broker-only fixed rate", self.fixed_rate_ceiling.failure()),
+            ("scaling", self.scaling.failure()),
+            ("end to end without AOF", self.without_aof.failure()),
+            ("broker-only drain", self.broker_drain.failure()),
+            ("inventory-svc drain", self.inventory_drain.failure()),
+            ("cluster end to end", c.e2e.failure()),
+            ("cluster end to end, WAIT off", c.e2e_no_wait.failure()),
+            ("cluster fixed rate", c.fixed_rate.failure()),
         ]
         .into_iter()
-        .any(|failed| failed)
+        .filter_map(|(name, why)| Some((name, why?)))
+        .collect()
     }
 }
 
@@ -163,7 +173,7 @@ pub async fn run(args: Args) -> anyhow::Result<Verdict> {
         password: args.broker_password.clone(),
         redis_url: args.redis_url.clone(),
         bin_dir,
-        prefetch: plan.prefetch,
+        prefetch: plan.flow.prefetch,
         quorum: false,
         service_env: Vec::new(),
         helpers: None,
@@ -212,7 +222,7 @@ pub async fn run(args: Args) -> anyhow::Result<Verdict> {
     std::fs::write(&args.out, &text)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     progress(&format!("report written to {}", args.out.display()));
-    Ok(if report.results.any_failed() {
+    Ok(if !report.results.failures().is_empty() {
         Verdict::SectionsFailed
     } else {
         Verdict::AllRan
@@ -224,7 +234,7 @@ async fn run_sections(lab: &Lab, plan: &Plan, args: &Args) -> Results {
         "broker-only ceiling",
         args.skip_ceiling,
         "--skip-ceiling",
-        || ceiling::run(lab, plan.orders, plan.prefetch, plan.confirm_window),
+        || ceiling::run(lab, plan.orders, plan.flow),
     )
     .await;
     let e2e = section(
@@ -254,11 +264,7 @@ async fn run_sections(lab: &Lab, plan: &Plan, args: &Args) -> Results {
                 "broker-only ceiling at the fixed rate",
                 args.skip_fixed_rate || args.skip_ceiling,
                 "--skip-fixed-rate or --skip-ceiling",
-                || {
-                    let (secs, prefetch, window) =
-                        (plan.fixed_rate_secs, plan.prefetch, plan.confirm_window);
-                    ceiling::run_paced(lab, rate, secs, prefetch, window)
-                },
+                || ceiling::run_paced(lab, rate, plan.fixed_rate_secs, plan.flow),
             )
             .await,
         ),
@@ -287,14 +293,14 @@ async fn run_sections(lab: &Lab, plan: &Plan, args: &Args) -> Results {
     )
     .await;
     let broker_drain = section("broker-only drain", args.skip_drain, "--skip-drain", || {
-        drain::broker_only(lab, plan.drain_messages, plan.prefetch, plan.confirm_window)
+        drain::broker_only(lab, plan.drain_messages, plan.flow)
     })
     .await;
     let inventory_drain = section(
         "inventory-svc drain",
         args.skip_drain,
         "--skip-drain",
-        || drain::inventory_svc(lab, plan.drain_messages, plan.confirm_window),
+        || drain::inventory_svc(lab, plan.drain_messages, plan.flow.confirm_window),
     )
     .await;
     let cluster = if args.cluster {

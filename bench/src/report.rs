@@ -8,6 +8,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use comfy_table::{Row, Table};
+use procfs::Current as _;
+
 use crate::cpu::CpuUse;
 use crate::drain::DrainResult;
 use crate::e2e::E2eResult;
@@ -16,7 +19,7 @@ use crate::world::Lab;
 use crate::{Plan, Results, Section};
 
 /// What the numbers ran on.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Machine {
     pub cores: String,
     pub cpu: String,
@@ -34,25 +37,15 @@ impl Machine {
     /// "unknown".
     pub async fn probe(lab: &Lab) -> Self {
         let unknown = || "unknown".to_owned();
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         let overview = lab.overview().await.unwrap_or_default();
         let text = |key: &str| overview[key].as_str().map(str::to_owned);
         // The version, and whether the figures were measured with durability on (AOF).
         let redis = match lab.redis().await {
             Ok(mut conn) => {
-                let version = redis::cmd("INFO")
-                    .arg("server")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .ok()
-                    .and_then(|info| field(&info, "redis_version:"));
-                let aof = redis::cmd("INFO")
-                    .arg("persistence")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .ok()
-                    .and_then(|info| field(&info, "aof_enabled:"));
+                // INFO's default sections include "server" and "persistence".
+                let dict: Option<redis::InfoDict> =
+                    redis::cmd("INFO").query_async(&mut conn).await.ok();
+                let info = |key: &str| dict.as_ref()?.get::<String>(key);
                 let fsync = redis::cmd("CONFIG")
                     .arg("GET")
                     .arg("appendfsync")
@@ -60,7 +53,9 @@ impl Machine {
                     .await
                     .ok()
                     .and_then(|pair| pair.into_iter().nth(1));
-                version.map(|v| format!("{v} ({})", persistence(aof.as_deref(), fsync.as_deref())))
+                let aof = info("aof_enabled");
+                info("redis_version")
+                    .map(|v| format!("{v} ({})", persistence(aof.as_deref(), fsync.as_deref())))
             }
             Err(_) => None,
         };
@@ -68,20 +63,20 @@ impl Machine {
             cores: std::thread::available_parallelism()
                 .map(|n| n.to_string())
                 .unwrap_or_else(|_| unknown()),
-            cpu: field(&cpuinfo, "model name")
-                .map(|v| v.trim_start_matches(':').trim().to_owned())
+            cpu: procfs::CpuInfo::current()
+                .ok()
+                .and_then(|info| info.model_name(0).map(str::to_owned))
                 .unwrap_or_else(unknown),
-            memory: field(&meminfo, "MemTotal:")
-                .and_then(|v| v.trim_end_matches("kB").trim().parse::<u64>().ok())
-                .map(|kib| format!("{:.1} GiB", kib as f64 / (1024.0 * 1024.0)))
-                .unwrap_or_else(unknown),
+            memory: procfs::Meminfo::current()
+                .map(|m| format!("{:.1} GiB", m.mem_total as f64 / (1024.0 * 1024.0 * 1024.0)))
+                .unwrap_or_else(|_| unknown()),
+            // The release string as the kernel gives it (distribution suffix and all).
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .map(|s| s.trim().to_owned())
                 .unwrap_or_else(|_| unknown()),
-            load: std::fs::read_to_string("/proc/loadavg")
-                .ok()
-                .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-                .unwrap_or_else(unknown),
+            load: procfs::LoadAverage::current()
+                .map(|l| format!("{:.2} {:.2} {:.2}", l.one, l.five, l.fifteen))
+                .unwrap_or_else(|_| unknown()),
             rabbitmq: text("rabbitmq_version").unwrap_or_else(unknown),
             erlang: text("erlang_version").unwrap_or_else(unknown),
             redis: redis.unwrap_or_else(unknown),
@@ -105,13 +100,6 @@ fn persistence(aof_enabled: Option<&str>, appendfsync: Option<&str>) -> String {
         (Some("0"), _) => "no AOF: not durable".to_owned(),
         _ => "persistence unknown".to_owned(),
     }
-}
-
-/// The value after `key` on the first line starting with it.
-fn field(text: &str, key: &str) -> Option<String> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .map(|v| v.trim().to_owned())
 }
 
 pub struct Report {
@@ -158,9 +146,6 @@ impl Report {
              with profiles, and the targets they are held to: \
              [PERFORMANCE.md](PERFORMANCE.md).\n"
         );
-        let _ = writeln!(doc, "## Run\n\n| | |\n|---|---|");
-        let _ = writeln!(doc, "| date | {} |", self.date);
-        let _ = writeln!(doc, "| command | `{}` |", self.command);
         let mut sizes = format!(
             "{} orders from {} concurrent HTTP clients; drain of {} queued orders; fixed rate for {} s",
             thousands(p.orders as f64),
@@ -171,42 +156,38 @@ impl Report {
         if p.quick {
             sizes.push_str(" (**--quick smoke run: small sizes, indicative only**)");
         }
-        let _ = writeln!(doc, "| sizes | {sizes} |");
-        let _ = writeln!(
-            doc,
-            "| machine | {} cores ({}), {} RAM, Linux {}; load average {} at the start (other \
-             work on the machine shows here) |",
+        let machine = format!(
+            "{} cores ({}), {} RAM, Linux {}; load average {} at the start (other work on the \
+             machine shows here)",
             m.cores, m.cpu, m.memory, m.kernel, m.load
         );
-        let _ = writeln!(
-            doc,
-            "| broker | RabbitMQ {} (Erlang {}) |",
-            m.rabbitmq, m.erlang
+        let settings = format!(
+            "release build; services at RUST_LOG=warn; prefetch {}; broker-only confirm window \
+             {}; broker, Redis, services and load generator all on this machine (they share its \
+             cores)",
+            p.flow.prefetch, p.flow.confirm_window
         );
-        let _ = writeln!(doc, "| Redis | {} |", m.redis);
-        let _ = writeln!(
-            doc,
-            "| settings | release build; services at RUST_LOG=warn; prefetch {}; broker-only \
-             confirm window {}; broker, Redis, services and load generator all on this machine \
-             (they share its cores) |\n",
-            p.prefetch, p.confirm_window
-        );
+        let rows = [
+            ["date", &self.date],
+            ["command", &format!("`{}`", self.command)],
+            ["sizes", &sizes],
+            ["machine", &machine],
+            [
+                "broker",
+                &format!("RabbitMQ {} (Erlang {})", m.rabbitmq, m.erlang),
+            ],
+            ["Redis", &m.redis],
+            ["settings", &settings],
+        ];
+        let _ = writeln!(doc, "## Run\n\n{}\n", markdown_table(" | ", rows, false));
     }
 
     fn table(&self, doc: &mut String) {
         let r = &self.results;
-        let _ = writeln!(
-            doc,
-            "## Results\n\n\
-             | figure | saga | broker-only ceiling | saga / ceiling | classic Python lab |\n\
-             |---|--:|--:|--:|--:|"
-        );
-        let mut row = |figure: String, saga: String, ceiling: String, ratio: String, lab: &str| {
-            let _ = writeln!(doc, "| {figure} | {saga} | {ceiling} | {ratio} | {lab} |");
-        };
         let ceiling = r.ceiling.done();
         let ceiling_rate = cell(&r.ceiling, |c| thousands(c.orders_per_sec));
-        let none = String::new;
+        // A row may stop at its last figure: comfy-table leaves the rest of it empty.
+        let mut rows: Vec<Vec<String>> = Vec::new();
 
         // End to end.
         let figure = match r.e2e.done() {
@@ -217,7 +198,7 @@ impl Report {
             ),
             None => "orders/s until final".to_owned(),
         };
-        row(
+        rows.push(vec![
             figure,
             cell(&r.e2e, |e| thousands(e.orders_per_sec)),
             ceiling_rate.clone(),
@@ -225,10 +206,10 @@ impl Report {
                 r.e2e.done().map(|e| e.orders_per_sec),
                 ceiling.map(|c| c.orders_per_sec),
             ),
-            lab::ORDERS_PER_SEC,
-        );
+            lab::ORDERS_PER_SEC.into(),
+        ]);
         if let (Some(with), Some(without)) = (r.e2e.done(), r.without_aof.done()) {
-            row(
+            rows.push(vec![
                 "… the same with Redis's AOF off: orders/s, p99, CPU per order".into(),
                 format!(
                     "{} ({:.0} % of with AOF), p99 {}, {} µs",
@@ -237,50 +218,44 @@ impl Report {
                     duration(without.latency.p99),
                     thousands(cpu_micros_per_order(without))
                 ),
-                none(),
-                none(),
-                "",
-            );
-            row(
+            ]);
+            rows.push(vec![
                 "… and with AOF (this run's end to end): p99, CPU per order".into(),
                 format!(
                     "p99 {}, {} µs",
                     duration(with.latency.p99),
                     thousands(cpu_micros_per_order(with))
                 ),
-                none(),
-                none(),
-                "",
-            );
+            ]);
         }
-        row(
-            "Redis kept per order (every key, `MEMORY USAGE`)".into(),
-            cell(&r.e2e, |e| match e.redis {
-                Some(f) if e.accepted > 0 => format!(
-                    "{} bytes ({:.1} keys)",
-                    thousands(f.bytes as f64 / e.accepted as f64),
-                    f.keys as f64 / e.accepted as f64
-                ),
-                _ => "?".into(),
-            }),
-            none(),
-            none(),
-            "in memory, lost on restart",
-        );
-        row(
-            "HTTP accept rate (201/s)".into(),
-            cell(&r.e2e, |e| thousands(e.accept_per_sec)),
-            none(),
-            none(),
-            "",
-        );
-        row(
-            "POST→final p50 / p90 / p99 / max".into(),
-            cell(&r.e2e, |e| percentiles(&e.latency)),
-            cell(&r.ceiling, |c| percentiles(&c.latency)),
-            none(),
-            lab::LATENCY,
-        );
+        let redis_per_order = cell(&r.e2e, |e| match e.redis {
+            Some(f) if e.accepted > 0 => format!(
+                "{} bytes ({:.1} keys)",
+                thousands(f.bytes as f64 / e.accepted as f64),
+                f.keys as f64 / e.accepted as f64
+            ),
+            _ => "?".into(),
+        });
+        rows.extend([
+            vec![
+                "Redis kept per order (every key, `MEMORY USAGE`)".into(),
+                redis_per_order,
+                String::new(),
+                String::new(),
+                "in memory, lost on restart".into(),
+            ],
+            vec![
+                "HTTP accept rate (201/s)".into(),
+                cell(&r.e2e, |e| thousands(e.accept_per_sec)),
+            ],
+            vec![
+                "POST→final p50 / p90 / p99 / max".into(),
+                cell(&r.e2e, |e| percentiles(&e.latency)),
+                cell(&r.ceiling, |c| percentiles(&c.latency)),
+                String::new(),
+                lab::LATENCY.into(),
+            ],
+        ]);
 
         // Fixed rate.
         let figure = match r.fixed_rate.done() {
@@ -291,30 +266,24 @@ impl Report {
             ),
             None => "at half the maximum rate: p50 / p90 / p99 / max".to_owned(),
         };
-        row(
-            figure,
-            cell(&r.fixed_rate, |f| percentiles(&f.latency)),
-            cell(&r.fixed_rate_ceiling, |c| percentiles(&c.latency)),
-            none(),
-            "",
-        );
-        row(
-            "… of which due → 201 Created".to_owned(),
-            cell(&r.fixed_rate, |f| percentiles(&f.accept)),
-            none(),
-            none(),
-            "",
-        );
-        row(
-            "… of which due → decided by inventory-svc".to_owned(),
-            cell(&r.fixed_rate, |f| percentiles(&f.decided)),
-            none(),
-            none(),
-            "",
-        );
+        rows.extend([
+            vec![
+                figure,
+                cell(&r.fixed_rate, |f| percentiles(&f.latency)),
+                cell(&r.fixed_rate_ceiling, |c| percentiles(&c.latency)),
+            ],
+            vec![
+                "… of which due → 201 Created".to_owned(),
+                cell(&r.fixed_rate, |f| percentiles(&f.accept)),
+            ],
+            vec![
+                "… of which due → decided by inventory-svc".to_owned(),
+                cell(&r.fixed_rate, |f| percentiles(&f.decided)),
+            ],
+        ]);
 
         // Scaling.
-        row(
+        rows.push(vec![
             "orders/s until final, 2 inventory-svc".into(),
             cell(&r.scaling, |s| match r.e2e.done() {
                 Some(one) if one.orders_per_sec > 0.0 => format!(
@@ -329,8 +298,7 @@ impl Report {
                 r.scaling.done().map(|s| s.orders_per_sec),
                 ceiling.map(|c| c.orders_per_sec),
             ),
-            "",
-        );
+        ]);
 
         // Drain.
         let figure = match r.inventory_drain.done().or(r.broker_drain.done()) {
@@ -340,52 +308,64 @@ impl Report {
             ),
             None => "backlog drain, msg/s".to_owned(),
         };
-        row(
-            figure,
-            cell(&r.inventory_drain, |d| thousands(d.per_sec)),
-            cell(&r.broker_drain, |d| thousands(d.per_sec)),
-            ratio(
-                r.inventory_drain.done().map(|d| d.per_sec),
-                r.broker_drain.done().map(|d| d.per_sec),
-            ),
-            lab::DRAIN,
-        );
-        row(
-            "drain: start-up until the first outcome".into(),
-            cell(&r.inventory_drain, |d| duration(d.startup)),
-            cell(&r.broker_drain, |d| duration(d.startup)),
-            none(),
-            "",
-        );
-        row(
-            "inventory-svc RSS while draining: start → peak → end".into(),
-            cell(&r.inventory_drain, drain_rss),
-            none(),
-            none(),
-            lab::RSS,
-        );
+        rows.extend([
+            vec![
+                figure,
+                cell(&r.inventory_drain, |d| thousands(d.per_sec)),
+                cell(&r.broker_drain, |d| thousands(d.per_sec)),
+                ratio(
+                    r.inventory_drain.done().map(|d| d.per_sec),
+                    r.broker_drain.done().map(|d| d.per_sec),
+                ),
+                lab::DRAIN.into(),
+            ],
+            vec![
+                "drain: start-up until the first outcome".into(),
+                cell(&r.inventory_drain, |d| duration(d.startup)),
+                cell(&r.broker_drain, |d| duration(d.startup)),
+            ],
+            vec![
+                "inventory-svc RSS while draining: start → peak → end".into(),
+                cell(&r.inventory_drain, drain_rss),
+                String::new(),
+                String::new(),
+                lab::RSS.into(),
+            ],
+        ]);
 
         // Memory.
-        if let Some(e) = r.e2e.done() {
-            for m in &e.memory {
-                row(
-                    format!("{} RSS: idle → peak under load", m.service),
-                    format!("{} → {}", mib(m.idle), mib(m.under_load.max)),
-                    none(),
-                    none(),
-                    lab::RSS,
-                );
-            }
-        } else {
-            row(
+        let memory = match r.e2e.done() {
+            Some(e) => e
+                .memory
+                .iter()
+                .map(|m| {
+                    let figure = format!("{} RSS: idle → peak under load", m.service);
+                    (
+                        figure,
+                        format!("{} → {}", mib(m.idle), mib(m.under_load.max)),
+                    )
+                })
+                .collect(),
+            None => vec![(
                 "RSS per service: idle → peak under load".into(),
                 cell(&r.e2e, |_| String::new()),
-                none(),
-                none(),
-                lab::RSS,
-            );
+            )],
+        };
+        for (figure, saga) in memory {
+            rows.push(vec![
+                figure,
+                saga,
+                String::new(),
+                String::new(),
+                lab::RSS.into(),
+            ]);
         }
-        let _ = writeln!(doc);
+        let header = "figure | saga | broker-only ceiling | saga / ceiling | classic Python lab";
+        let _ = writeln!(
+            doc,
+            "## Results\n\n{}\n",
+            markdown_table(header, rows, true)
+        );
     }
 
     /// Where the CPU went in the end-to-end run and in the ceiling, per order.
@@ -400,52 +380,19 @@ impl Report {
             "### Where the CPU went\n\n\
              CPU time (user + system) of each process from the first order until the last was \
              final, per order. The machine has {cores} cores; every microsecond a service spends is \
-             one the broker does not get.\n\n\
-             | process | end to end: CPU | per order | broker-only ceiling: CPU | per order |\n\
-             |---|--:|--:|--:|--:|"
+             one the broker does not get.\n"
         );
-        let per_order = |seconds: f64, orders: usize| {
-            if orders == 0 {
-                String::new()
-            } else {
-                format!("{:.0} µs", seconds * 1e6 / orders as f64)
-            }
-        };
-        let mut labels: Vec<&str> = Vec::new();
-        for used in e2e
-            .iter()
-            .flat_map(|e| &e.cpu)
-            .chain(ceiling.iter().flat_map(|c| &c.cpu))
-        {
-            if !labels.contains(&used.label.as_str()) {
-                labels.push(&used.label);
-            }
-        }
-        let find =
-            |cpu: &[CpuUse], label: &str| cpu.iter().find(|u| u.label == label).map(|u| u.seconds);
-        let cells = |seconds: Option<f64>, orders: usize| match seconds {
-            Some(s) => (format!("{s:.2} s"), per_order(s, orders)),
-            None => (String::new(), String::new()),
-        };
-        let e2e_orders = e2e.map_or(0, |e| e.accepted);
-        let ceiling_orders = ceiling.map_or(0, |c| c.orders);
-        for label in labels {
-            let (a, b) = cells(e2e.and_then(|e| find(&e.cpu, label)), e2e_orders);
-            let (c, d) = cells(ceiling.and_then(|c| find(&c.cpu, label)), ceiling_orders);
-            let _ = writeln!(doc, "| {label} | {a} | {b} | {c} | {d} |");
-        }
-        let total = |cpu: &[CpuUse]| Some(cpu.iter().map(|u| u.seconds).sum::<f64>());
-        let (a, b) = cells(e2e.and_then(|e| total(&e.cpu)), e2e_orders);
-        let (c, d) = cells(ceiling.and_then(|c| total(&c.cpu)), ceiling_orders);
-        let _ = writeln!(doc, "| **all of them** | {a} | {b} | {c} | {d} |");
-        let available =
-            |elapsed: Duration| format!("{:.2} s", elapsed.as_secs_f64() * cores as f64);
-        let _ = writeln!(
-            doc,
-            "| cores × elapsed (what there was) | {} |  | {} |  |\n",
-            e2e.map(|e| available(e.elapsed)).unwrap_or_default(),
-            ceiling.map(|c| available(c.elapsed)).unwrap_or_default(),
-        );
+        let runs = [
+            (
+                "end to end",
+                e2e.map(|e| (&e.cpu[..], e.accepted, e.elapsed)),
+            ),
+            (
+                "broker-only ceiling",
+                ceiling.map(|c| (&c.cpu[..], c.orders, c.elapsed)),
+            ),
+        ];
+        let _ = writeln!(doc, "{}\n", cpu_table(&runs));
     }
 
     /// `--cluster`: the cluster profile beside the single node, and where its CPU went.
@@ -462,44 +409,28 @@ impl Report {
              nodes has it in its Raft log), Redis master + 2 replicas + 3 Sentinels, and every \
              write followed by `WAIT` for one replica before a 201 or an ack. All of it on the \
              same machine as before: three brokers, three Redis servers and three Sentinels \
-             share its cores with the services and the load.\n\n\
-             | figure | single node | cluster profile | cluster / single | cluster, `WAIT` off |\n\
-             |---|--:|--:|--:|--:|"
+             share its cores with the services and the load.\n"
         );
-        let mut row =
-            |figure: &str, single: String, cluster: String, ratio: String, no_wait: String| {
-                let _ = writeln!(
-                    doc,
-                    "| {figure} | {single} | {cluster} | {ratio} | {no_wait} |"
-                );
-            };
-        row(
-            "orders/s until final",
-            cell(&r.e2e, |e| thousands(e.orders_per_sec)),
-            cell(&c.e2e, |e| thousands(e.orders_per_sec)),
-            ratio(
-                c.e2e.done().map(|e| e.orders_per_sec),
-                r.e2e.done().map(|e| e.orders_per_sec),
-            ),
-            cell(&c.e2e_no_wait, |e| thousands(e.orders_per_sec)),
-        );
-        row(
-            "HTTP accept rate (201/s)",
-            cell(&r.e2e, |e| thousands(e.accept_per_sec)),
-            cell(&c.e2e, |e| thousands(e.accept_per_sec)),
-            ratio(
-                c.e2e.done().map(|e| e.accept_per_sec),
-                r.e2e.done().map(|e| e.accept_per_sec),
-            ),
-            cell(&c.e2e_no_wait, |e| thousands(e.accept_per_sec)),
-        );
-        row(
-            "POST→final p50 / p90 / p99 / max",
-            cell(&r.e2e, |e| percentiles(&e.latency)),
-            cell(&c.e2e, |e| percentiles(&e.latency)),
-            String::new(),
-            cell(&c.e2e_no_wait, |e| percentiles(&e.latency)),
-        );
+        let rate = |figure: &str, rate: fn(&E2eResult) -> f64| {
+            vec![
+                figure.to_owned(),
+                cell(&r.e2e, |e| thousands(rate(e))),
+                cell(&c.e2e, |e| thousands(rate(e))),
+                ratio(c.e2e.done().map(rate), r.e2e.done().map(rate)),
+                cell(&c.e2e_no_wait, |e| thousands(rate(e))),
+            ]
+        };
+        let mut rows = vec![
+            rate("orders/s until final", |e| e.orders_per_sec),
+            rate("HTTP accept rate (201/s)", |e| e.accept_per_sec),
+            vec![
+                "POST→final p50 / p90 / p99 / max".into(),
+                cell(&r.e2e, |e| percentiles(&e.latency)),
+                cell(&c.e2e, |e| percentiles(&e.latency)),
+                String::new(),
+                cell(&c.e2e_no_wait, |e| percentiles(&e.latency)),
+            ],
+        ];
         let figure = match c.fixed_rate.done() {
             Some(f) => format!(
                 "at a fixed {} orders/s: p50 / p90 / p99 / max",
@@ -507,71 +438,45 @@ impl Report {
             ),
             None => "at the fixed rate: p50 / p90 / p99 / max".to_owned(),
         };
-        row(
-            &figure,
-            cell(&r.fixed_rate, |f| percentiles(&f.latency)),
-            cell(&c.fixed_rate, |f| percentiles(&f.latency)),
-            String::new(),
-            String::new(),
-        );
-        row(
-            "… of which due → 201 Created",
-            cell(&r.fixed_rate, |f| percentiles(&f.accept)),
-            cell(&c.fixed_rate, |f| percentiles(&f.accept)),
-            String::new(),
-            String::new(),
-        );
+        rows.extend([
+            vec![
+                figure,
+                cell(&r.fixed_rate, |f| percentiles(&f.latency)),
+                cell(&c.fixed_rate, |f| percentiles(&f.latency)),
+            ],
+            vec![
+                "… of which due → 201 Created".into(),
+                cell(&r.fixed_rate, |f| percentiles(&f.accept)),
+                cell(&c.fixed_rate, |f| percentiles(&f.accept)),
+            ],
+        ]);
         if let (Some(single), Some(cluster)) = (r.e2e.done(), c.e2e.done()) {
             for m in &cluster.memory {
                 let before = single.memory.iter().find(|s| s.service == m.service);
-                row(
-                    &format!("{} RSS: idle → peak", m.service),
+                rows.push(vec![
+                    format!("{} RSS: idle → peak", m.service),
                     before.map_or_else(String::new, |b| {
                         format!("{} → {}", mib(b.idle), mib(b.under_load.max))
                     }),
                     format!("{} → {}", mib(m.idle), mib(m.under_load.max)),
-                    String::new(),
-                    String::new(),
-                );
+                ]);
             }
         }
-        let _ = writeln!(doc);
+        let header =
+            "figure | single node | cluster profile | cluster / single | cluster, `WAIT` off";
+        let _ = writeln!(doc, "{}\n", markdown_table(header, rows, true));
         if let Some(note) = cluster_note(r) {
             let _ = writeln!(doc, "{note}\n");
         }
         let Some(e) = c.e2e.done() else { return };
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let _ = writeln!(
             doc,
             "### Where the CPU went on the cluster profile\n\n\
-             CPU time of each process during the cluster's end-to-end run ({} orders), per order.\n\n\
-             | process | CPU | per order |\n|---|--:|--:|",
+             CPU time of each process during the cluster's end-to-end run ({} orders), per order.\n",
             thousands(e.accepted as f64)
         );
-        let per_order = |seconds: f64| {
-            if e.accepted == 0 {
-                String::new()
-            } else {
-                format!("{:.0} µs", seconds * 1e6 / e.accepted as f64)
-            }
-        };
-        for used in &e.cpu {
-            let _ = writeln!(
-                doc,
-                "| {} | {:.2} s | {} |",
-                used.label,
-                used.seconds,
-                per_order(used.seconds)
-            );
-        }
-        let total: f64 = e.cpu.iter().map(|u| u.seconds).sum();
-        let _ = writeln!(
-            doc,
-            "| **all of them** | {total:.2} s | {} |\n\
-             | cores × elapsed (what there was) | {:.2} s |  |\n",
-            per_order(total),
-            e.elapsed.as_secs_f64() * cores as f64
-        );
+        let run = ("cluster profile", Some((&e.cpu[..], e.accepted, e.elapsed)));
+        let _ = writeln!(doc, "{}\n", cpu_table(&[run]));
     }
 
     fn notes(&self, doc: &mut String) {
@@ -630,27 +535,9 @@ impl Report {
                 duration(c.elapsed)
             ));
         }
-        for (name, failure) in [
-            ("ceiling", failure(&r.ceiling)),
-            ("end to end", failure(&r.e2e)),
-            ("fixed rate", failure(&r.fixed_rate)),
-            ("broker-only fixed rate", failure(&r.fixed_rate_ceiling)),
-            ("scaling", failure(&r.scaling)),
-            ("broker-only drain", failure(&r.broker_drain)),
-            ("inventory-svc drain", failure(&r.inventory_drain)),
-            ("cluster end to end", failure(&r.cluster.e2e)),
-            (
-                "cluster end to end, WAIT off",
-                failure(&r.cluster.e2e_no_wait),
-            ),
-            ("cluster fixed rate", failure(&r.cluster.fixed_rate)),
-        ] {
-            if let Some(why) = failure {
-                notes.push(format!(
-                    "**{name} could not run**: {}",
-                    why.replace('\n', " ")
-                ));
-            }
+        for (name, why) in r.failures() {
+            let why = why.replace('\n', " ");
+            notes.push(format!("**{name} could not run**: {why}"));
         }
         if notes.is_empty() {
             return;
@@ -750,19 +637,97 @@ fn method(doc: &mut String) {
     );
 }
 
+/// One run's CPU readings, its orders and how long it took; `None` if the run did not happen.
+type CpuRun<'a> = (&'a str, Option<(&'a [CpuUse], usize, Duration)>);
+
+/// Where the CPU went: for each process, each run's CPU seconds and µs per order; then the sum
+/// of them all and what the cores could have given in that time.
+fn cpu_table(runs: &[CpuRun<'_>]) -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let labels = crate::cpu::labels(runs.iter().filter_map(|(_, run)| Some(run.as_ref()?.0)));
+    let row = |name: &str, seconds: &dyn Fn(&[CpuUse]) -> Option<f64>| {
+        let mut row = vec![name.to_owned()];
+        for (_, run) in runs {
+            let (used, orders) = match run {
+                Some((cpu, orders, _)) => (seconds(cpu), *orders),
+                None => (None, 0),
+            };
+            row.push(used.map(|s| format!("{s:.2} s")).unwrap_or_default());
+            row.push(match used {
+                Some(s) if orders > 0 => format!("{:.0} µs", s * 1e6 / orders as f64),
+                _ => String::new(),
+            });
+        }
+        row
+    };
+    let mut rows: Vec<Vec<String>> = labels
+        .iter()
+        .map(|label| row(label, &|cpu| cpu_of(cpu, label)))
+        .collect();
+    rows.push(row("**all of them**", &|cpu| {
+        Some(cpu.iter().map(|u| u.seconds).sum())
+    }));
+    let mut available = vec!["cores × elapsed (what there was)".to_owned()];
+    for (_, run) in runs {
+        let elapsed = run.map(|(_, _, elapsed)| elapsed.as_secs_f64() * cores as f64);
+        available.push(elapsed.map(|s| format!("{s:.2} s")).unwrap_or_default());
+        available.push(String::new());
+    }
+    rows.push(available);
+    let header: String = runs
+        .iter()
+        .map(|(name, _)| format!(" | {name}: CPU | per order"))
+        .collect();
+    markdown_table(&format!("process{header}"), rows, true)
+}
+
+fn cpu_of(cpu: &[CpuUse], label: &str) -> Option<f64> {
+    cpu.iter().find(|u| u.label == label).map(|u| u.seconds)
+}
+
+/// A GitHub-flavoured Markdown table, its columns padded by comfy-table so that the text reads
+/// as a table on stdout too. `header` names the columns as the Markdown header row does
+/// (`a | b | c`), without the outer bars. With `figures`, every column after the first holds
+/// figures: they are right-aligned, and their header rule ends in `:` so that rendered Markdown
+/// aligns them too (comfy-table's Markdown preset pads but has no alignment markers).
+fn markdown_table<R: Into<Row>>(
+    header: &str,
+    rows: impl IntoIterator<Item = R>,
+    figures: bool,
+) -> String {
+    let mut table = Table::new();
+    table
+        .load_preset(comfy_table::presets::ASCII_MARKDOWN)
+        .set_header(header.split(" | "))
+        .add_rows(rows);
+    if figures {
+        for column in table.column_iter_mut().skip(1) {
+            column.set_cell_alignment(comfy_table::CellAlignment::Right);
+        }
+    }
+    let mut lines: Vec<String> = table.lines().collect();
+    if let Some(rule) = lines.get_mut(1).filter(|_| figures) {
+        // "|---|---|---|" → "|---|--:|--:|": the pieces between bars, less the first column's.
+        let pieces: Vec<&str> = rule.split('|').collect();
+        *rule = pieces
+            .iter()
+            .enumerate()
+            .map(|(i, dashes)| match dashes.get(1..) {
+                Some(rest) if i > 1 && i + 1 < pieces.len() => format!("{rest}:"),
+                _ => (*dashes).to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("|");
+    }
+    lines.join("\n")
+}
+
 /// A section's value, or why there is none.
 fn cell<T>(section: &Section<T>, value: impl FnOnce(&T) -> String) -> String {
     match section {
         Section::Done(t) => value(t),
         Section::Skipped(flag) => format!("skipped ({flag})"),
         Section::Failed(_) => "failed (see notes)".to_owned(),
-    }
-}
-
-fn failure<T>(section: &Section<T>) -> Option<&str> {
-    match section {
-        Section::Failed(why) => Some(why),
-        _ => None,
     }
 }
 
@@ -836,24 +801,17 @@ pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-/// Now as `YYYY-MM-DD HH:MM UTC`, without a date library.
+/// Now as `YYYY-MM-DD HH:MM UTC`.
 pub fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    utc(secs)
+    utc(time::OffsetDateTime::now_utc())
 }
 
-fn utc(unix_secs: u64) -> String {
-    let days = (unix_secs / 86_400) as i64;
-    let minutes = (unix_secs % 86_400) / 60;
-    let (y, m, d) = shared::events::civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        minutes / 60,
-        minutes % 60
-    )
+fn utc(at: time::OffsetDateTime) -> String {
+    at.format(time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute] UTC"
+    ))
+    // Formatting fails only for a component the value lacks; a UTC date-time has them all.
+    .unwrap_or_else(|_| "unknown".to_owned())
 }
 
 #[cfg(test)]
@@ -877,16 +835,113 @@ mod tests {
 
     #[test]
     fn dates_are_utc_calendar_dates() {
+        let utc = |secs| utc(time::OffsetDateTime::from_unix_timestamp(secs).unwrap());
         assert_eq!(utc(0), "1970-01-01 00:00 UTC");
         assert_eq!(utc(951_782_400), "2000-02-29 00:00 UTC");
         assert_eq!(utc(1_763_926_200), "2025-11-23 19:30 UTC");
+        assert!(utc_now().ends_with(" UTC"));
     }
 
     #[test]
-    fn reads_key_value_lines() {
-        let info = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n";
-        assert_eq!(field(info, "redis_version:").as_deref(), Some("7.0.15"));
-        assert_eq!(field(info, "missing:"), None);
+    fn markdown_tables_have_a_header_row_and_right_aligned_figures() {
+        let rows = [
+            vec!["orders/s".to_owned(), "1,234".to_owned()],
+            vec!["p99".to_owned(), "12 ms".to_owned()],
+        ];
+        let table = markdown_table("figure | saga", rows, true);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "| figure   |  saga |",
+                "|----------|------:|",
+                "| orders/s | 1,234 |",
+                "| p99      | 12 ms |",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_report_of_skipped_sections_still_has_its_tables() {
+        use clap::Parser as _;
+        fn skipped<T>() -> Section<T> {
+            Section::Skipped("--skip-all".to_owned())
+        }
+        let report = Report {
+            machine: Machine::default(),
+            plan: Plan::of(&crate::Args::parse_from(["saga-bench", "--quick"])),
+            command: "saga-bench --quick".into(),
+            date: "2026-01-02 03:04 UTC".into(),
+            results: Results {
+                ceiling: skipped(),
+                e2e: skipped(),
+                fixed_rate: skipped(),
+                fixed_rate_ceiling: skipped(),
+                scaling: skipped(),
+                without_aof: skipped(),
+                broker_drain: skipped(),
+                inventory_drain: skipped(),
+                cluster: crate::ClusterResults::skipped("no --cluster"),
+            },
+            charts: Vec::new(),
+        };
+        let text = report.render();
+        let lines: Vec<&str> = text.lines().collect();
+        let after = |heading: &str| {
+            let at = lines.iter().position(|l| *l == heading).unwrap();
+            (lines[at + 2], lines[at + 3], lines[at + 4])
+        };
+        let (header, rule, first) = after("## Run");
+        assert!(header.starts_with("|  "), "{header}");
+        assert!(rule.starts_with("|---") && !rule.contains(':'), "{rule}");
+        assert!(first.starts_with("| date ") && first.contains("2026-01-02 03:04 UTC"));
+        let (header, rule, first) = after("## Results");
+        assert!(header.starts_with("| figure ") && header.ends_with(" classic Python lab |"));
+        assert_eq!(rule.matches(":|").count(), 4, "{rule}");
+        assert!(first.contains("skipped (--skip-all)"), "{first}");
+        // Each table's columns line up: all its lines are padded to the same width.
+        for table in text.split("\n\n").filter(|block| block.starts_with('|')) {
+            let widths: Vec<usize> = table.lines().map(|l| l.chars().count()).collect();
+            assert!(widths.iter().all(|w| *w == widths[0]), "{table}");
+        }
+        assert!(
+            !text.contains("### Where the CPU went"),
+            "no CPU table without its runs"
+        );
+    }
+
+    #[test]
+    fn the_cpu_table_gives_each_process_its_share_per_order() {
+        let used = |label: &str, seconds| CpuUse {
+            label: label.into(),
+            seconds,
+        };
+        let cpu = [used("RabbitMQ", 2.0), used("order-svc", 0.5)];
+        let runs = [
+            ("end to end", Some((&cpu[..], 1000, Duration::from_secs(2)))),
+            ("broker-only ceiling", None),
+        ];
+        let table = cpu_table(&runs);
+        // Compared without comfy-table's padding, and without the rule under the header.
+        let mut lines: Vec<String> = table
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        assert_eq!(lines.remove(1).matches("-:|").count(), 4);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(
+            lines,
+            [
+                "| process | end to end: CPU | per order | broker-only ceiling: CPU | per order |",
+                "| RabbitMQ | 2.00 s | 2000 µs | | |",
+                "| order-svc | 0.50 s | 500 µs | | |",
+                "| **all of them** | 2.50 s | 2500 µs | | |",
+                &format!(
+                    "| cores × elapsed (what there was) | {}.00 s | | | |",
+                    2 * cores
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -1,26 +1,25 @@
-//! Resident memory of a process, read from `/proc/<pid>/status`, once or sampled over time.
+//! Resident memory of a process, read from `/proc/<pid>/status` (through `procfs`), once or
+//! sampled over time.
 
 use std::time::Duration;
 
 use anyhow::Context;
+use procfs::process::Process;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// Resident set size of `pid`, in bytes.
+/// Resident set size (VmRSS) of `pid`, in bytes.
 ///
 /// # Errors
 /// The process is gone, or this is not Linux.
 pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+    let status = Process::new(i32::try_from(pid)?)
+        .and_then(|process| process.status())
         .with_context(|| format!("cannot read /proc/{pid}/status"))?;
-    parse_vm_rss(&status).with_context(|| format!("no VmRSS in /proc/{pid}/status"))
-}
-
-/// `VmRSS:    12345 kB` → bytes.
-fn parse_vm_rss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    let kib = status
+        .vmrss
+        .with_context(|| format!("no VmRSS in /proc/{pid}/status"))?;
+    Ok(kib * 1024)
 }
 
 /// What a series of samples saw.
@@ -92,13 +91,6 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_vm_rss_in_bytes() {
-        let status = "Name:\tx\nVmPeak:\t  9000 kB\nVmRSS:\t  1234 kB\nThreads:\t4\n";
-        assert_eq!(parse_vm_rss(status), Some(1234 * 1024));
-        assert_eq!(parse_vm_rss("Name:\tx\n"), None);
-    }
 
     #[test]
     fn our_own_rss_is_readable() {

@@ -809,16 +809,16 @@ fn mermaid_text(text: &str) -> String {
 
 /// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS.mmm` (UTC).
 pub fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = shared::events::civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60,
-        ms % 1000
-    )
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000);
+    at.ok()
+        .and_then(|at| {
+            at.format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]"
+            ))
+            .ok()
+        })
+        // Beyond year 9999 (time's range): no stamp of ours, so say so rather than guess.
+        .unwrap_or_else(|| format!("{ms} ms after the Unix epoch"))
 }
 
 #[cfg(test)]
@@ -1177,5 +1177,9 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00:00.000");
         assert_eq!(utc(951_782_400_123), "2000-02-29 00:00:00.123");
         assert_eq!(utc(T0), "2023-11-14 22:13:20.000");
+        assert_eq!(
+            utc(u64::MAX),
+            "18446744073709551615 ms after the Unix epoch"
+        );
     }
 }
