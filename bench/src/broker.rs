@@ -1,13 +1,12 @@
-//! Talking to the broker directly: ready messages by passive declare, OrderPlaced messages
-//! built ahead of time, and publishing with a bounded window of unconfirmed messages.
+//! Talking to the broker directly: OrderPlaced messages built ahead of time, and publishing
+//! with a bounded window of unconfirmed messages. (Queue depth is `shared::amqp::depth`.)
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Channel, Confirmation};
 use shared::events::{EventMeta, EventType, OrderPlaced};
 use shared::ids::{Item, OrderId, Qty, StudentId};
@@ -53,26 +52,6 @@ pub fn order_placed(n: usize) -> anyhow::Result<Vec<Message>> {
             }
         })
         .collect())
-}
-
-/// Ready messages in `queue` now (passive declare: exact, unlike the management API's
-/// sampled figures).
-///
-/// # Errors
-/// The channel is closed or the queue does not exist.
-pub async fn depth(channel: &Channel, queue: &str) -> anyhow::Result<u64> {
-    let q = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .with_context(|| format!("cannot read the depth of {queue}"))?;
-    Ok(q.message_count().into())
 }
 
 /// Publish every message to `exchange` with `routing_key` on `channel` (in confirm mode), with

@@ -652,7 +652,9 @@ async fn redis_partition_then_crash(cluster: &Cluster, log: &Log) -> anyhow::Res
         Duration::from_secs(10),
         || async {
             for port in &replicas {
-                let info = replica_info(*port).await.map_err(|e| e.to_string())?;
+                let info = crate::private::replication_info(*port)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let through = format!("master_port:{}", partition.addr.port());
                 if !(info.contains(&through) && info.contains("master_link_status:up")) {
                     return Err(format!("replica {port} not linked yet"));
@@ -671,7 +673,7 @@ async fn redis_partition_then_crash(cluster: &Cluster, log: &Log) -> anyhow::Res
     // failover-timeout; if that happened, the replicas saw every write and the cut meant nothing.
     let mut held = true;
     for port in &replicas {
-        let info = replica_info(*port).await?;
+        let info = crate::private::replication_info(*port).await?;
         held &= info.contains(&format!("master_port:{}", partition.addr.port()));
     }
     let at = log.now();
@@ -742,16 +744,6 @@ async fn replica_command(port: u16, args: &[&str]) -> anyhow::Result<()> {
     }
     let () = cmd.query_async(&mut conn).await?;
     Ok(())
-}
-
-async fn replica_info(port: u16) -> anyhow::Result<String> {
-    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))?
-        .get_multiplexed_async_connection()
-        .await?;
-    Ok(redis::cmd("INFO")
-        .arg("replication")
-        .query_async(&mut conn)
-        .await?)
 }
 
 // --- the checks --------------------------------------------------------------------------------

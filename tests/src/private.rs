@@ -23,6 +23,21 @@ async fn port_open(port: u16) -> bool {
         .is_ok()
 }
 
+/// `INFO replication` of the Redis on `port` (role, replicas, link status): how a test tells a
+/// master from a replica and whether they are in touch.
+///
+/// # Errors
+/// That Redis does not answer.
+pub async fn replication_info(port: u16) -> anyhow::Result<String> {
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))?
+        .get_multiplexed_async_connection()
+        .await?;
+    Ok(redis::cmd("INFO")
+        .arg("replication")
+        .query_async(&mut conn)
+        .await?)
+}
+
 /// The project's one way of running redis-server (settings in `deploy/redis.conf`), shared with
 /// `scripts/deps.sh`: a private Redis is started exactly as the demo's is.
 fn redis_script() -> PathBuf {

@@ -56,13 +56,7 @@ impl Server {
     }
 
     async fn info(&self) -> anyhow::Result<String> {
-        let mut conn = redis::Client::open(format!("redis://127.0.0.1:{}", self.port))?
-            .get_multiplexed_async_connection()
-            .await?;
-        Ok(redis::cmd("INFO")
-            .arg("replication")
-            .query_async(&mut conn)
-            .await?)
+        harness::private::replication_info(self.port).await
     }
 }
 

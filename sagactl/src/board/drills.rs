@@ -128,19 +128,11 @@ pub fn start(board: &Arc<Board>, name: &str) -> Result<DrillRun, DrillError> {
 /// What a drill needs to know to work on the demo the board shows.
 fn environment(board: &Board, command: &mut Command) {
     let common = &board.common;
-    let topology = &common.topology;
     command
         .env("ORDER_URL", &board.urls.order)
         .env("INVENTORY_URL", &board.urls.inventory)
         .env("RABBITMQ_MANAGEMENT_URL", &board.urls.management)
-        .env("RABBITMQ_URL", &common.rabbitmq_url)
-        .env("REDIS_URL", &common.redis_url)
-        .env("REDIS_PREFIX", &common.redis_prefix)
-        .env("EXCHANGE", &topology.exchange)
-        .env("INVENTORY_QUEUE", &topology.inventory_queue)
-        .env("ORDER_STATUS_QUEUE", &topology.order_status_queue)
-        .env("NOTIFICATION_QUEUE", &topology.notification_queue)
-        .env("DLQ_QUEUE", &topology.dlq_queue)
+        .envs(saga_env(common))
         .env("SAGA_RUN_DIR", &board.args.run_dir);
     if let Ok(me) = std::env::current_exe() {
         command.env("SAGACTL", me);
@@ -244,6 +236,22 @@ fn strip_ansi(line: &str) -> String {
 
 fn display(path: &Path) -> String {
     path.display().to_string()
+}
+
+/// The settings a saga process started from the board (a drill script, `svc.sh start`) needs to
+/// find the same broker, Redis, prefix and topology as the board: one list for both.
+pub(super) fn saga_env(common: &shared::config::Common) -> [(&'static str, &str); 8] {
+    let topology = &common.topology;
+    [
+        ("RABBITMQ_URL", &common.rabbitmq_url),
+        ("REDIS_URL", &common.redis_url),
+        ("REDIS_PREFIX", &common.redis_prefix),
+        ("EXCHANGE", &topology.exchange),
+        ("INVENTORY_QUEUE", &topology.inventory_queue),
+        ("ORDER_STATUS_QUEUE", &topology.order_status_queue),
+        ("NOTIFICATION_QUEUE", &topology.notification_queue),
+        ("DLQ_QUEUE", &topology.dlq_queue),
+    ]
 }
 
 #[cfg(test)]

@@ -168,20 +168,12 @@ async fn start(board: &Board, instance: &Instance) -> Result<String, FaultError>
     })?;
     let svc = scripts.join("svc.sh");
     let common = &board.common;
-    let topology = &common.topology;
     let output = Command::new("bash")
         .arg(&svc)
         .arg("start")
         .arg(&instance.name)
         .env("SAGA_RUN_DIR", &board.args.run_dir)
-        .env("RABBITMQ_URL", &common.rabbitmq_url)
-        .env("REDIS_URL", &common.redis_url)
-        .env("REDIS_PREFIX", &common.redis_prefix)
-        .env("EXCHANGE", &topology.exchange)
-        .env("INVENTORY_QUEUE", &topology.inventory_queue)
-        .env("ORDER_STATUS_QUEUE", &topology.order_status_queue)
-        .env("NOTIFICATION_QUEUE", &topology.notification_queue)
-        .env("DLQ_QUEUE", &topology.dlq_queue)
+        .envs(super::drills::saga_env(common))
         .current_dir(scripts.parent().unwrap_or(scripts))
         .stdin(Stdio::null())
         .output()
