@@ -53,6 +53,11 @@ impl OrderClient {
             .timeout(timeout)
             .build()
             .unwrap_or_default();
+        Self::with_http(http, base)
+    }
+
+    /// A client for `base` on an HTTP client the caller already has (and its connection pool).
+    pub fn with_http(http: reqwest::Client, base: &str) -> Self {
         Self {
             http,
             base: base.trim_end_matches('/').to_owned(),

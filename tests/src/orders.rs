@@ -10,13 +10,11 @@ use crate::TestEnv;
 /// The statuses an order ends in, from the domain.
 pub const FINAL: [&str; 3] = sagactl::check::FINAL_STATUSES;
 
-/// How long one request to a service under test may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
 impl TestEnv {
-    /// A client for `order_svc`.
+    /// A client for `order_svc`, on this env's HTTP client (one connection pool for the test,
+    /// not a new one for every poll of `wait_final`).
     pub fn orders(&self, order_svc: &impl Endpoint) -> OrderClient {
-        OrderClient::new(&order_svc.url(""), REQUEST_TIMEOUT)
+        OrderClient::with_http(self.http().clone(), &order_svc.url(""))
     }
 
     /// `POST /order`; returns the status code and the JSON body.

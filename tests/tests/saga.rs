@@ -459,3 +459,46 @@ async fn sagactl_load_places_every_order_and_waits_until_each_is_final() -> anyh
     assert_eq!(env.stock("widget").await?, Some(0));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_a_world_deletes_its_vhost_and_every_key_under_its_prefix() -> anyhow::Result<()> {
+    use testkit::world::{Broker, LOCAL_REDIS, VhostKind, World};
+
+    let name = format!(
+        "t-world-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let world = World::create(&Broker::default(), LOCAL_REDIS, &name, VhostKind::Classic).await?;
+    world.declare_topology().await?;
+    // More keys than one SCAN page (1,000), and one key of someone else's that must stay.
+    let mut redis = shared::store::connect(LOCAL_REDIS)?;
+    let mut pipe = redis::pipe();
+    for i in 0..2_500 {
+        pipe.set(format!("{name}:k{i}"), i).ignore();
+    }
+    pipe.set(format!("{name}-other:k"), 1).ignore();
+    let () = pipe.query_async(&mut redis).await?;
+
+    world.remove().await?;
+
+    let vhost = world
+        .management_request(reqwest::Method::GET, &format!("vhosts/{name}"))
+        .send()
+        .await?;
+    assert_eq!(vhost.status().as_u16(), 404, "the vhost is gone");
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{name}:*"))
+        .query_async(&mut redis)
+        .await?;
+    assert!(left.is_empty(), "{} keys left", left.len());
+    let other: Option<i64> = redis::cmd("GET")
+        .arg(format!("{name}-other:k"))
+        .query_async(&mut redis)
+        .await?;
+    assert_eq!(other, Some(1), "a key outside the prefix is not touched");
+    let () = redis::cmd("DEL")
+        .arg(format!("{name}-other:k"))
+        .query_async(&mut redis)
+        .await?;
+    Ok(())
+}
