@@ -18,7 +18,8 @@ use std::sync::Arc;
 use clap::Parser;
 use shared::amqp::BrokerStatus;
 use shared::config::Common;
-use shared::consumer::{ConsumerSettings, run_consumer};
+use shared::consumer::{ConsumerSettings, run_watched_consumer};
+use shared::watch::Watchdog;
 use shared::http::Readiness;
 use shared::service::{Bound, Service};
 use shared::store::{Keys, Timeline};
@@ -81,9 +82,11 @@ impl Service for App {
         let broker = Arc::new(BrokerStatus::default());
         let metrics = shared::telemetry::init_metrics();
 
+        let watchdog = Watchdog::new();
         let readiness = Readiness {
             brokers: vec![broker.clone()],
             redis: redis.clone(),
+            watchdog: watchdog.clone(),
         };
         let routes = api::routes(ledger.clone(), readiness, metrics);
         let http = tokio::spawn(shared::http::serve(listener, routes, shutdown.clone()));
@@ -97,9 +100,10 @@ impl Service for App {
 
         let timeline = Timeline::new(redis.clone(), Keys::new(&common.redis_prefix));
         let settings = ConsumerSettings::new(SERVICE, common, &common.topology.inventory_queue)
-            .with_timeline(timeline);
+            .with_timeline(timeline)
+            .with_watchdog(watchdog);
         let handler = Arc::new(InventoryHandler { ledger });
-        run_consumer(settings, handler, broker, shutdown.clone()).await;
+        run_watched_consumer(settings, handler, broker, shutdown.clone()).await;
         let _ = http.await;
         info!("inventory-svc stopped");
         Ok(())

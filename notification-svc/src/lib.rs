@@ -16,7 +16,8 @@ use std::sync::Arc;
 use clap::Parser;
 use shared::amqp::BrokerStatus;
 use shared::config::Common;
-use shared::consumer::{ConsumerSettings, run_consumer};
+use shared::consumer::{ConsumerSettings, run_watched_consumer};
+use shared::watch::Watchdog;
 use shared::http::{Readiness, ops_routes, recover, traced};
 use shared::service::{Bound, Service};
 use shared::store::{Keys, Timeline};
@@ -83,9 +84,11 @@ impl Service for App {
         let redis = shared::store::connect_with(&common.redis_url, common.replication)?;
         let broker = Arc::new(BrokerStatus::default());
         let metrics = shared::telemetry::init_metrics();
+        let watchdog = Watchdog::new();
         let readiness = Readiness {
             brokers: vec![broker.clone()],
             redis: redis.clone(),
+            watchdog: watchdog.clone(),
         };
         let routes = traced(
             ops_routes(SERVICE, readiness, metrics)
@@ -102,8 +105,9 @@ impl Service for App {
             instance: uuid::Uuid::new_v4().to_string(),
         };
         let settings = ConsumerSettings::new(SERVICE, common, &common.topology.notification_queue)
-            .with_timeline(Timeline::new(redis, keys));
-        run_consumer(settings, Arc::new(handler), broker, shutdown.clone()).await;
+            .with_timeline(Timeline::new(redis, keys))
+            .with_watchdog(watchdog);
+        run_watched_consumer(settings, Arc::new(handler), broker, shutdown.clone()).await;
         shared::amqp::log_task_end("http", http.await);
         info!("notification-svc stopped");
         Ok(())

@@ -21,7 +21,8 @@ use std::sync::Arc;
 use clap::Parser;
 use shared::amqp::BrokerStatus;
 use shared::config::Common;
-use shared::consumer::{ConsumerSettings, run_consumer};
+use shared::consumer::{ConsumerSettings, run_watched_consumer};
+use shared::watch::{Watchdog, supervise};
 use shared::http::Readiness;
 use shared::service::{Bound, Service};
 use shared::store::{Keys, Timeline};
@@ -90,26 +91,37 @@ impl Service for App {
         let consumer_status = Arc::new(BrokerStatus::default());
         let metrics = shared::telemetry::init_metrics();
 
+        let watchdog = Watchdog::new();
         let readiness = Readiness {
             brokers: vec![relay_status.clone(), consumer_status.clone()],
             redis,
+            watchdog: watchdog.clone(),
         };
         let routes = api::routes(store.clone(), readiness, metrics);
         let http = tokio::spawn(shared::http::serve(listener, routes, shutdown.clone()));
         info!(addr = %addr, "order-svc HTTP ready: POST /order, GET /order/{{id}}, GET /orders");
 
-        let relay = Relay {
+        let relay = Arc::new(Relay {
             store: store.clone(),
             url: common.rabbitmq_url.clone(),
             topology: common.topology.clone(),
             status: relay_status,
-        };
-        let relay = tokio::spawn(relay.run(shutdown.clone()));
+        });
+        let relay = tokio::spawn(supervise(
+            "outbox relay",
+            watchdog.clone(),
+            shutdown.clone(),
+            {
+                let shutdown = shutdown.clone();
+                move || relay.clone().run(shutdown.clone())
+            },
+        ));
 
         let timeline = Timeline::new(store.redis().clone(), store.keys().clone());
         let settings = ConsumerSettings::new(SERVICE, common, &common.topology.order_status_queue)
-            .with_timeline(timeline);
-        run_consumer(
+            .with_timeline(timeline)
+            .with_watchdog(watchdog);
+        run_watched_consumer(
             settings,
             Arc::new(StatusHandler { orders: store }),
             consumer_status,

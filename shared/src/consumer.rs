@@ -41,6 +41,7 @@ use crate::events::{EventMeta, EventType, unix_now_millis, unix_now_secs};
 use crate::retry::{self, NextStep, RetryPolicy};
 use crate::store::Timeline;
 use crate::topology::Topology;
+use crate::watch::{Watchdog, supervise};
 use crate::wire::Malformed;
 
 /// How often a consuming session declares the topology again, so that a binding someone deleted
@@ -156,6 +157,8 @@ pub struct ConsumerSettings {
     pub grace: Duration,
     /// Where a message dead-lettered by this consumer is noted on its order's timeline.
     pub timeline: Option<Timeline>,
+    /// The service's watchdog: the consumer task is supervised under it, and `/ready` reads it.
+    pub watchdog: Arc<Watchdog>,
 }
 
 impl ConsumerSettings {
@@ -170,7 +173,14 @@ impl ConsumerSettings {
             retry: common.retry,
             grace: Duration::from_secs(common.shutdown_grace_secs),
             timeline: None,
+            watchdog: Watchdog::new(),
         }
+    }
+
+    /// Report to the service's own watchdog (the one its `/ready` reads).
+    pub fn with_watchdog(mut self, watchdog: Arc<Watchdog>) -> Self {
+        self.watchdog = watchdog;
+        self
     }
 
     /// Note DLQ hops on the orders' timelines in this Redis.
@@ -178,6 +188,27 @@ impl ConsumerSettings {
         self.timeline = Some(timeline);
         self
     }
+}
+
+/// [`run_consumer`] as a watched task (invariant 8): should it ever end before `shutdown` or
+/// panic, it is logged, counted, shown by `/ready` and started again ([`crate::watch`]).
+pub async fn run_watched_consumer<H: Handler>(
+    settings: ConsumerSettings,
+    handler: Arc<H>,
+    status: Arc<BrokerStatus>,
+    shutdown: CancellationToken,
+) {
+    let task = format!("consumer {}", settings.queue);
+    let watchdog = settings.watchdog.clone();
+    supervise(&task, watchdog, shutdown.clone(), move || {
+        run_consumer(
+            settings.clone(),
+            handler.clone(),
+            status.clone(),
+            shutdown.clone(),
+        )
+    })
+    .await;
 }
 
 /// Consume `settings.queue` until `shutdown`, reconnecting whenever the connection is lost.

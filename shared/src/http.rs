@@ -18,6 +18,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::amqp::BrokerStatus;
 use crate::store::Redis;
+use crate::watch::Watchdog;
 
 /// The target of the one event logged per answered request, at DEBUG so a classroom log shows
 /// business events only: `RUST_LOG=info,http=debug` shows every request as well.
@@ -179,10 +180,14 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
 /// cluster that lost the majority of its nodes pauses the rest (pause_minority), so a lost
 /// quorum shows as "none of the N nodes answered"; a missing Redis master as Sentinel naming
 /// none, or naming a node that is not (yet) one.
+///
+/// `problems` names every watched task that is down and every queue the broker refuses
+/// ([`crate::watch`]): any of them makes the service not ready.
 #[derive(Clone)]
 pub struct Readiness {
     pub brokers: Vec<Arc<BrokerStatus>>,
     pub redis: Redis,
+    pub watchdog: Arc<Watchdog>,
 }
 
 impl Readiness {
@@ -196,13 +201,15 @@ impl Readiness {
         let redis = self.redis.readiness().await;
         let redis_up = redis.is_ok();
         let redis_detail = redis.unwrap_or_else(|why| why);
+        let problems = self.watchdog.problems();
         (
-            broker && redis_up,
+            broker && redis_up && problems.is_empty(),
             json!({
                 "broker": up_down(broker),
                 "broker_detail": broker_detail,
                 "redis": up_down(redis_up),
                 "redis_detail": redis_detail,
+                "problems": problems,
             }),
         )
     }

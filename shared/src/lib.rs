@@ -23,6 +23,8 @@
 //! - [`service`]: the [`service::Service`] trait each service's `App` implements, and the
 //!   one `main` every service binary runs.
 //! - [`shutdown`]: SIGINT/SIGTERM into a cancellation token.
+//! - [`watch`]: every long-running task supervised (restarted with backoff), and the
+//!   [`watch::Watchdog`] that `/ready` reads: what is down, and why.
 #![forbid(unsafe_code)]
 
 pub mod amqp;
@@ -44,4 +46,5 @@ pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 pub mod topology;
+pub mod watch;
 pub mod wire;

@@ -52,7 +52,7 @@ type Entry = (String, HashMap<String, String>);
 
 impl Relay {
     /// Relay until `shutdown`, reconnecting to the broker whenever needed.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let name = format!("{SERVICE} outbox relay");
         let mut backoff = Backoff::for_outages();
         while let Some(conn) = connect(&self.url, &name, &shutdown).await {
