@@ -22,10 +22,10 @@ use clap::Parser;
 use shared::amqp::BrokerStatus;
 use shared::config::Common;
 use shared::consumer::{ConsumerSettings, run_watched_consumer};
-use shared::watch::{Watchdog, supervise};
 use shared::http::Readiness;
 use shared::service::{Bound, Service};
 use shared::store::{Keys, Timeline};
+use shared::watch::{Watchdog, supervise};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 

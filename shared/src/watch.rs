@@ -139,7 +139,10 @@ mod tests {
     fn problems_are_news_once() {
         let w = Watchdog::new();
         assert!(w.down("queue q", "406"));
-        assert!(!w.down("queue q", "406"), "the same problem again is not news");
+        assert!(
+            !w.down("queue q", "406"),
+            "the same problem again is not news"
+        );
         assert!(w.down("queue q", "404"), "another reason is");
         assert_eq!(w.problems().get("queue q").map(String::as_str), Some("404"));
         assert!(w.up("queue q"));
@@ -156,8 +159,12 @@ mod tests {
         let task = {
             let (runs, shutdown, seen_down) = (runs.clone(), shutdown.clone(), seen_down.clone());
             move || {
-                let (runs, shutdown, seen_down, seen) =
-                    (runs.clone(), shutdown.clone(), seen_down.clone(), seen.clone());
+                let (runs, shutdown, seen_down, seen) = (
+                    runs.clone(),
+                    shutdown.clone(),
+                    seen_down.clone(),
+                    seen.clone(),
+                );
                 async move {
                     match runs.fetch_add(1, Ordering::SeqCst) {
                         0 => panic!("boom"),
