@@ -124,6 +124,20 @@ impl ReplicationLag {
     pub fn into_redis_error(self) -> redis::RedisError {
         std::io::Error::new(std::io::ErrorKind::TimedOut, self).into()
     }
+
+    /// The lag inside `err`, if that is what it is: the write was done, and only its
+    /// replication is unconfirmed. `POST /order` tells this apart from a store that is away,
+    /// because then the order may exist, and the client must retry with the same
+    /// `Idempotency-Key` rather than place it again.
+    pub fn of(err: &redis::RedisError) -> Option<&Self> {
+        use std::error::Error as _;
+        // redis-rs keeps the io::Error behind an `Arc<dyn Error>`, which is what `source` gives.
+        let shared = err
+            .source()?
+            .downcast_ref::<std::sync::Arc<dyn std::error::Error + Send + Sync>>()?;
+        let io = (**shared).downcast_ref::<std::io::Error>()?;
+        io.get_ref()?.downcast_ref::<Self>()
+    }
 }
 
 /// Commands that never change the data set. Anything else (including EVALSHA, MULTI/EXEC and
@@ -321,6 +335,13 @@ mod tests {
         };
         let err = lag.clone().into_redis_error();
         assert!(err.is_io_error() && err.is_timeout());
+        assert_eq!(
+            ReplicationLag::of(&err),
+            Some(&lag),
+            "told apart from other errors"
+        );
+        let away = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert_eq!(ReplicationLag::of(&away), None);
         assert!(err.to_string().contains("0 of 1 replica(s)"), "{err}");
         assert_eq!(
             WaitPolicy {
