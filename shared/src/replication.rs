@@ -140,7 +140,11 @@ impl ReplicationLag {
     }
 }
 
-/// Commands that never change the data set. Anything else (including EVALSHA, MULTI/EXEC and
+/// Commands that never change the data set. `SCRIPT` (`LOAD`, `EXISTS`) is one: a script is
+/// not data, and a script's *effects* are replicated when it runs (EVALSHA, which waits). Were
+/// `SCRIPT LOAD` followed by `WAIT`, a lagging replica would fail the load that precedes a
+/// script's first run, and the caller would take "not acknowledged" for "written but not
+/// acknowledged" when nothing was written. Anything else (including EVALSHA, MULTI/EXEC and
 /// commands this list does not know) is treated as a write and followed by `WAIT`: waiting
 /// needlessly costs a round trip, not waiting when needed costs an acknowledged write.
 const READS: &[&str] = &[
@@ -175,6 +179,7 @@ const READS: &[&str] = &[
     "ROLE",
     "SCAN",
     "SCARD",
+    "SCRIPT",
     "SELECT",
     "SISMEMBER",
     "SMEMBERS",
@@ -303,6 +308,7 @@ mod tests {
         assert!(!is_write(redis::cmd("xrange").arg("k").arg("-").arg("+")));
         assert!(is_write(redis::cmd("HSET").arg("k").arg("f").arg("v")));
         assert!(is_write(redis::cmd("EVALSHA").arg("abc").arg(0)));
+        assert!(!is_write(redis::cmd("SCRIPT").arg("LOAD").arg("return 1")));
         assert!(is_write(&redis::cmd("SOMETHINGNEW")), "unknown means write");
         let mut reads = redis::pipe();
         reads.get("a").hgetall("b");
