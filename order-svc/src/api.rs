@@ -131,20 +131,20 @@ fn store_down(e: redis::RedisError) -> ApiError {
 /// A write that failed, as its answer: 503 either way, but when it was written and only its
 /// replication is unconfirmed, the answer says the order may exist, names it, and tells the
 /// client to retry with the same Idempotency-Key (a retry without one could place it twice).
-fn write_failed(e: WriteError, key: Option<&IdempotencyKey>) -> ApiError {
+fn write_failed(e: WriteError, key: Option<&IdempotencyKey>, written: &str) -> ApiError {
     match e {
         WriteError::Store(e) => store_down(e),
         WriteError::Unacknowledged { order_id, lag } => {
-            warn!(order_id = %order_id, cause = %lag, "Order written but not acknowledged by the Redis replicas; answered 503");
+            warn!(order_id = %order_id, cause = %lag, "Write not acknowledged by the Redis replicas ({written}); answered 503, it may exist");
             let retry = match key {
-                Some(_) => "retry with the same Idempotency-Key to get it",
-                None => {
-                    "GET /order/{id} tells whether it exists; retry with an Idempotency-Key, \
-                     which a retry without one could not give you"
-                }
+                Some(_) => "retry with the same Idempotency-Key to get it".to_owned(),
+                None => format!(
+                    "GET /order/{order_id} tells whether it exists; a plain retry could do it \
+                     twice (send an Idempotency-Key to make retries safe)"
+                ),
             };
             ApiError::unavailable(format!(
-                "the order was written but the Redis replicas did not acknowledge it in time, \
+                "{written} was written but the Redis replicas did not acknowledge it in time, \
                  so it may exist (and then it will be processed): {retry}"
             ))
             .with_details(json!({
@@ -222,7 +222,7 @@ async fn place_order(
     let order = match store
         .place(new, correlation_id, idempotent.as_ref())
         .await
-        .map_err(|e| write_failed(e, key.as_ref()))?
+        .map_err(|e| write_failed(e, key.as_ref(), "the order"))?
     {
         Placed::New(order) => order,
         Placed::Seen(seen) => {
@@ -370,7 +370,7 @@ async fn cancel_order(
     match store
         .cancel(&order_id, &reason, correlation_id, idempotent.as_ref())
         .await
-        .map_err(|e| write_failed(e, key.as_ref()))?
+        .map_err(|e| write_failed(e, key.as_ref(), "the cancel"))?
     {
         Cancelled::Started => {
             info!(order_id = %order_id, %reason, "order cancelling: stock will be released");

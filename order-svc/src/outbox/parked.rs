@@ -75,7 +75,13 @@ pub async fn park(
     }
     let () = pipe.query_async(&mut store.redis().clone()).await?;
     metrics::counter!("saga_outbox_parked_total").increment(1);
-    let event = fields.get("type").map(String::as_str).unwrap_or("?");
+    // Values from a corrupted entry can be of any length: a log line stays a line.
+    let event: String = fields
+        .get("type")
+        .map_or("?", String::as_str)
+        .chars()
+        .take(64)
+        .collect();
     error!(
         order_id = order.as_ref().map_or("-", OrderId::as_str),
         stream_id,

@@ -227,10 +227,16 @@ impl Relay {
                 routing_key,
                 body,
                 properties,
-            } = match message_of(&fields) {
-                Ok(message) => message,
-                Err(why) => {
+            } = match std::panic::catch_unwind(|| message_of(&fields)) {
+                Ok(Ok(message)) => message,
+                Ok(Err(why)) => {
                     sent.push(Sent::Unpublishable(stream_id, fields, why.0));
+                    continue;
+                }
+                // message_of is written not to panic; should it ever, that entry is the cause.
+                Err(panic) => {
+                    let why = format!("reading it panicked: {}", panic_message(&*panic));
+                    sent.push(Sent::Unpublishable(stream_id, fields, why));
                     continue;
                 }
             };
