@@ -22,6 +22,7 @@
 //! | `X-Correlation-Id` | 1 to 64 bytes of ASCII letters, digits, `-`, `_`, `.`, `:` ([`crate::headers`]) |
 //! | `Idempotency-Key` | 1 to 255 bytes of ASCII letters, digits, `-`, `_`, `.`, `+`, `/`, `=` |
 //! | `GET /orders?limit=` | at most 1,000 (more is read as 1,000) |
+//! | `GET /orders?offset=` | at most [`MAX_OFFSET`] |
 //!
 //! **Idempotency-Key** (on `POST /order` and cancel, optional): a retried request with the same
 //! key, within the idempotency window (`IDEMPOTENCY_WINDOW`, 24 h by default), gets the answer
@@ -56,6 +57,9 @@ pub const MAX_BODY: u64 = 16 * 1024;
 /// Longest cancel `reason`, in characters: it travels in OrderCancelled and the order's history.
 pub const MAX_REASON_CHARS: usize = 500;
 const MAX_PAGE: usize = 1000;
+/// The furthest page `GET /orders?offset=` reaches: far beyond any store's orders, and far
+/// from the integer overflow an unbounded offset would reach when the page's end is computed.
+pub const MAX_OFFSET: usize = 1_000_000_000;
 /// The header that tells a client its answer is the one an earlier request with the same
 /// Idempotency-Key got (Stripe's name for it).
 const REPLAYED: &str = "idempotent-replayed";
@@ -313,15 +317,23 @@ async fn list_orders(
     query: HashMap<String, String>,
     store: OrderStore,
 ) -> Result<Response, ApiError> {
-    let number = |key: &str, default: usize| -> Result<usize, ApiError> {
+    let number = |key: &str, default: usize, most: usize| -> Result<usize, ApiError> {
         query.get(key).map_or(Ok(default), |v| {
-            v.parse().map_err(|_| {
-                ApiError::bad_request(format!("{key} must be a non-negative integer, got {v:?}"))
-            })
+            v.parse::<usize>()
+                .ok()
+                .filter(|n| *n <= most)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "{key} must be an integer from 0 to {most}, got {:?}",
+                        v.chars().take(40).collect::<String>()
+                    ))
+                    .with_details(json!({ "field": key, "limit": most }))
+                })
         })
     };
-    let limit = number("limit", 100)?.min(MAX_PAGE);
-    let offset = number("offset", 0)?;
+    // More than a page is read as a page (the lab's scripts ask for "all" that way).
+    let limit = number("limit", 100, usize::MAX)?.min(MAX_PAGE);
+    let offset = number("offset", 0, MAX_OFFSET)?;
     let status = match query.get("status").map(|s| s.to_ascii_uppercase()) {
         Some(s)
             if ["PLACED", "CONFIRMED", "FAILED", "CANCELLING", "CANCELLED"]
@@ -329,7 +341,10 @@ async fn list_orders(
         {
             Some(s)
         }
-        Some(s) => return Err(ApiError::bad_request(format!("unknown status {s:?}"))),
+        Some(s) => {
+            let shown: String = s.chars().take(40).collect();
+            return Err(ApiError::bad_request(format!("unknown status {shown:?}")));
+        }
         None => None,
     };
     if query.is_empty() {

@@ -438,3 +438,94 @@ async fn a_post_retried_with_its_key_after_a_wait_timeout_gives_one_order() -> a
     assert_eq!(outbox, 1, "one OrderPlaced waiting to go out");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_value_over_its_limit_is_refused_naming_the_field_and_the_limit() -> anyhow::Result<()>
+{
+    let env = TestEnv::new("edge-limits").await?;
+    let order = env.start_in_process(ServiceKind::Order).await?;
+    let id = env.place(&order, "burger", 1).await?;
+    let long = |n: usize| "x".repeat(n);
+    let cancel = format!("/order/{id}/cancel");
+    // (route, body, headers, status, words the error must say)
+    let cases: Vec<(&str, Value, Vec<(&str, String)>, u16, &str)> = vec![
+        (
+            "/order",
+            json!({"item": long(65), "qty": 1}),
+            vec![],
+            400,
+            "item longer than 64 bytes",
+        ),
+        (
+            "/order",
+            json!({"item": "burger", "qty": 1, "student_id": long(65)}),
+            vec![],
+            400,
+            "student_id longer than 64 bytes",
+        ),
+        (
+            "/order",
+            json!({"item": "burger", "qty": 10_001}),
+            vec![],
+            400,
+            "limit 10000",
+        ),
+        (
+            "/order",
+            json!({"item": "burger", "qty": 1, "pad": long(20_000)}),
+            vec![],
+            413,
+            "at most 16384 bytes",
+        ),
+        (
+            &cancel,
+            json!({"reason": long(501)}),
+            vec![],
+            400,
+            "reason longer than 500 characters",
+        ),
+        (
+            &cancel,
+            json!({}),
+            vec![("x-correlation-id", long(65))],
+            400,
+            "X-Correlation-Id: correlation id longer than 64 bytes",
+        ),
+    ];
+    for (path, body, headers, status, says) in cases {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (got, answer, _) = post(&env, &order, path, &body, &headers).await?;
+        assert_eq!(got, status, "{path} {says}: {answer}");
+        let error = answer["error"].as_str().unwrap_or("");
+        assert!(
+            error.contains(says),
+            "{path}: {error:?} should say {says:?}"
+        );
+    }
+    for (query, says) in [
+        (
+            "offset=18446744073709551615",
+            "offset must be an integer from 0 to 1000000000",
+        ),
+        ("offset=-1", "offset must be"),
+        ("limit=lots", "limit must be"),
+        ("status=NOPE", "unknown status"),
+    ] {
+        let answer = env
+            .http()
+            .get(order.url(&format!("/orders?{query}")))
+            .send()
+            .await?;
+        assert_eq!(answer.status().as_u16(), 400, "{query}");
+        let body: Value = answer.json().await?;
+        assert!(
+            body["error"].as_str().unwrap_or("").contains(says),
+            "{query}: {body}"
+        );
+    }
+    // Nothing of it was stored, and the service still serves.
+    assert_eq!(order_count(&env, &order).await?, 1);
+    let view = env.get_order(&order, &id).await?.unwrap_or_default();
+    assert_eq!(view["status"], "PLACED");
+    Ok(())
+}
