@@ -439,6 +439,9 @@ async fn a_post_retried_with_its_key_after_a_wait_timeout_gives_one_order() -> a
     Ok(())
 }
 
+/// A request and what its answer must be: route, body, headers, status, words of the error.
+type Case<'a> = (&'a str, Value, Vec<(&'a str, String)>, u16, &'a str);
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_value_over_its_limit_is_refused_naming_the_field_and_the_limit() -> anyhow::Result<()>
 {
@@ -448,7 +451,7 @@ async fn every_value_over_its_limit_is_refused_naming_the_field_and_the_limit() 
     let long = |n: usize| "x".repeat(n);
     let cancel = format!("/order/{id}/cancel");
     // (route, body, headers, status, words the error must say)
-    let cases: Vec<(&str, Value, Vec<(&str, String)>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "/order",
             json!({"item": long(65), "qty": 1}),
