@@ -19,6 +19,10 @@ use shared::store::{Keys, Redis, parked};
 
 use crate::output::{Output, print_json};
 
+/// A stream entry: its id and its fields, as bytes. An entry is parked precisely when it may not
+/// be what order-svc writes (not UTF-8, say), so nothing here assumes text.
+type Entry = (String, BTreeMap<Vec<u8>, Vec<u8>>);
+
 /// How much of a long value `list` shows.
 const SHOWN_CHARS: usize = 80;
 
@@ -122,7 +126,6 @@ pub async fn run(common: &Common, command: OutboxCommand) -> anyhow::Result<()> 
 pub async fn list(redis: &Redis, keys: &Keys, limit: usize) -> anyhow::Result<Listing> {
     let stream = keys.outbox_parked();
     let count = limit.clamp(1, 100_000);
-    type Entry = (String, BTreeMap<String, String>);
     let (entries, total, outbox_depth): (Vec<Entry>, usize, usize) = redis::pipe()
         .cmd("XRANGE")
         .arg(&stream)
@@ -140,7 +143,16 @@ pub async fn list(redis: &Redis, keys: &Keys, limit: usize) -> anyhow::Result<Li
     let entries = entries
         .into_iter()
         .take(limit)
-        .map(|(id, fields)| {
+        .map(|(id, raw)| {
+            let fields: BTreeMap<String, String> = raw
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        String::from_utf8_lossy(k).into_owned(),
+                        String::from_utf8_lossy(v).into_owned(),
+                    )
+                })
+                .collect();
             let get = |k: &str| fields.get(k).map(|v| cut(v)).unwrap_or_default();
             ParkedEntry {
                 order_id: get("order_id"),
@@ -204,7 +216,7 @@ pub async fn replay(
     set: &[(String, String)],
 ) -> anyhow::Result<()> {
     let stream = keys.outbox_parked();
-    let found: Vec<(String, BTreeMap<String, String>)> = redis::cmd("XRANGE")
+    let found: Vec<Entry> = redis::cmd("XRANGE")
         .arg(&stream)
         .arg(id)
         .arg(id)
@@ -214,9 +226,10 @@ pub async fn replay(
     let Some((_, mut fields)) = found.into_iter().next() else {
         bail!("no parked entry {id} in {stream} (see sagactl outbox list)");
     };
-    fields.retain(|k, _| !parked::ALL.contains(&k.as_str()));
+    // Byte for byte, but for the parking fields and what `set` changes.
+    fields.retain(|k, _| !parked::ALL.iter().any(|p| p.as_bytes() == k.as_slice()));
     for (field, value) in set {
-        fields.insert(field.clone(), value.clone());
+        fields.insert(field.as_bytes().to_vec(), value.as_bytes().to_vec());
     }
     // Checks that it is still parked, and moves it, in one step.
     let script = Script::new(

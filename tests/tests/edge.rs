@@ -182,7 +182,21 @@ async fn an_outbox_entry_that_cannot_be_published_is_parked_and_the_orders_behin
     env.seeded_stock("burger").await?;
 
     let stuck = write_unpublishable_order(&env).await?;
-    // Behind it in the outbox: these must not wait for it.
+    // And an entry that is not even text (its body has a Latin-1 byte): a batch holding it
+    // must still be readable.
+    let meta = EventMeta::new(EventType::OrderPlaced, "ghost-1", "order-svc");
+    let mut latin1: Vec<(&str, Vec<u8>)> = order_svc::outbox::entry_fields(&meta, "ghost-1", b"")
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect();
+    latin1.retain(|(k, _)| *k != "body");
+    latin1.push(("body", b"{\"item\":\"caf\xe9\"}".to_vec()));
+    let () = env
+        .redis()
+        .await?
+        .xadd(env.keys.outbox(), "*", &latin1)
+        .await?;
+    // Behind them in the outbox: these must not wait for them.
     orders_flow(&env, &order, 3).await?;
 
     let parked = env
@@ -194,9 +208,15 @@ async fn an_outbox_entry_that_cannot_be_published_is_parked_and_the_orders_behin
         String::from_utf8_lossy(&parked.stderr)
     );
     let listing: Value = serde_json::from_slice(&parked.stdout)?;
-    assert_eq!(listing["total"], 1, "{listing}");
+    assert_eq!(listing["total"], 2, "{listing}");
     let entry = &listing["entries"][0];
     assert_eq!(entry["order_id"], stuck.as_str());
+    let ghost = &listing["entries"][1];
+    assert_eq!(ghost["order_id"], "ghost-1");
+    assert_eq!(
+        ghost["reason"], "body is not UTF-8 (invalid byte at 12)",
+        "{ghost}"
+    );
     assert_eq!(
         entry["reason"], "correlation_id is 300 bytes; an AMQP short string holds at most 255",
         "{entry}"
@@ -218,7 +238,7 @@ async fn an_outbox_entry_that_cannot_be_published_is_parked_and_the_orders_behin
     );
     assert_eq!(ready_status(&env, &order).await?, 200);
     let page = env.get_text(&order.url("/metrics")).await?;
-    assert_eq!(metric(&page, "saga_outbox_parked_total", &[]), 1.0);
+    assert_eq!(metric(&page, "saga_outbox_parked_total", &[]), 2.0);
     assert_eq!(metric(&page, "saga_task_restarts_total", &[]), 0.0);
     let outbox_len: u64 = env.redis().await?.xlen(env.keys.outbox()).await?;
     assert_eq!(outbox_len, 0, "nothing left behind it");

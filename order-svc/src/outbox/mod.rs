@@ -53,6 +53,19 @@ pub fn entry_fields(meta: &EventMeta, order_id: &str, body: &[u8]) -> Vec<(&'sta
     ]
 }
 
+/// An outbox entry's fields as Redis holds them: bytes, which need not be UTF-8 (a corrupted
+/// entry, or one written by hand). Read as bytes, so that one such entry cannot make the whole
+/// batch around it unreadable; [`message_of`] tells it apart, and it is parked as it is.
+pub type RawFields = HashMap<Vec<u8>, Vec<u8>>;
+
+/// Field `name` of `fields` as text, cut to a line, for logs and reasons (`""` if absent).
+pub fn shown(fields: &RawFields, name: &str) -> String {
+    fields
+        .get(name.as_bytes())
+        .map(|v| cut(&String::from_utf8_lossy(v)))
+        .unwrap_or_default()
+}
+
 /// An outbox entry as the message the relay publishes.
 #[derive(Debug, Clone)]
 pub struct Message {
@@ -73,13 +86,18 @@ pub struct Unpublishable(pub String);
 ///
 /// # Errors
 /// [`Unpublishable`], naming the field and the limit, when a field is missing, too long for its
-/// AMQP property, or not something order-svc publishes.
-pub fn message_of(fields: &HashMap<String, String>) -> Result<Message, Unpublishable> {
+/// AMQP property, not UTF-8, or not something order-svc publishes.
+pub fn message_of(fields: &RawFields) -> Result<Message, Unpublishable> {
     let get = |k: &str| {
-        fields
-            .get(k)
-            .map(String::as_str)
-            .ok_or_else(|| Unpublishable(format!("missing field {k}")))
+        let value = fields
+            .get(k.as_bytes())
+            .ok_or_else(|| Unpublishable(format!("missing field {k}")))?;
+        std::str::from_utf8(value).map_err(|e| {
+            Unpublishable(format!(
+                "{k} is not UTF-8 (invalid byte at {})",
+                e.valid_up_to()
+            ))
+        })
     };
     let short = |k: &str| -> Result<ShortString, Unpublishable> {
         let value = get(k)?;
@@ -149,13 +167,17 @@ mod tests {
 
     use super::*;
 
+    fn raw(fields: Vec<(&str, String)>) -> RawFields {
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.into_bytes()))
+            .collect()
+    }
+
     #[test]
     fn an_entry_becomes_the_message_it_was_written_as() {
         let meta = EventMeta::new(EventType::OrderPlaced, "corr-1", SERVICE);
-        let fields: HashMap<String, String> = entry_fields(&meta, "o-1", br#"{"order_id":"o-1"}"#)
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
+        let fields = raw(entry_fields(&meta, "o-1", br#"{"order_id":"o-1"}"#));
         let Message {
             routing_key: key,
             body,
@@ -176,18 +198,14 @@ mod tests {
 
     #[test]
     fn a_malformed_entry_is_told_apart() {
-        let mut fields: HashMap<String, String> = HashMap::new();
-        fields.insert("body".into(), "{}".into());
+        let fields = raw(vec![("body", "{}".to_owned())]);
         assert!(message_of(&fields).is_err());
     }
 
-    fn entry(field: &str, value: &str) -> HashMap<String, String> {
+    fn entry(field: &str, value: &str) -> RawFields {
         let meta = EventMeta::new(EventType::OrderCancelled, "o-1", SERVICE);
-        let mut fields: HashMap<String, String> = entry_fields(&meta, "o-1", b"{}")
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
-        fields.insert(field.to_owned(), value.to_owned());
+        let mut fields = raw(entry_fields(&meta, "o-1", b"{}"));
+        fields.insert(field.as_bytes().to_vec(), value.as_bytes().to_vec());
         fields
     }
 
@@ -212,10 +230,17 @@ mod tests {
         assert!(why("timestamp", "yesterday").contains("not a number"));
         assert!(why("body", &"b".repeat(MAX_ENTRY_BODY + 1)).contains("at most"));
         let mut missing = entry("type", "OrderCancelled");
-        missing.remove("event_id");
+        missing.remove(b"event_id".as_slice());
         assert_eq!(
             message_of(&missing).unwrap_err().0,
             "missing field event_id"
         );
+        let mut latin1 = entry("type", "OrderCancelled");
+        latin1.insert(b"body".to_vec(), b"{\"reason\":\"caf\xe9\"}".to_vec());
+        assert_eq!(
+            message_of(&latin1).unwrap_err().0,
+            "body is not UTF-8 (invalid byte at 14)"
+        );
+        assert_eq!(shown(&latin1, "body"), "{\"reason\":\"caf\u{fffd}\"}");
     }
 }

@@ -9,38 +9,38 @@
 //! show it). Nothing is lost: `sagactl outbox list` shows it, `sagactl outbox replay` puts it
 //! back once its cause is fixed. Each parking is counted in `saga_outbox_parked_total`.
 
-use std::collections::HashMap;
-
 use shared::domain::DlqHop;
 use shared::events::unix_now_millis;
 use shared::ids::OrderId;
 use shared::store::{DLQ_HOPS_KEPT, parked};
 use tracing::error;
 
+use super::{RawFields, shown};
 use crate::orders::{OrderStore, SERVICE};
 
-/// Move outbox entry `stream_id` (with its `fields`) to the parked stream, because `why`.
+/// Move outbox entry `stream_id` (with its `fields`, byte for byte) to the parked stream,
+/// because `why`.
 ///
 /// # Errors
 /// Redis unreachable: nothing moved, and the relay tries again after its next read.
 pub async fn park(
     store: &OrderStore,
     stream_id: &str,
-    fields: &HashMap<String, String>,
+    fields: &RawFields,
     why: &str,
 ) -> Result<(), redis::RedisError> {
     let keys = store.keys();
     let now = unix_now_millis();
-    let mut entry: Vec<(&str, &str)> = fields
+    let mut entry: Vec<(&[u8], &[u8])> = fields
         .iter()
-        .filter(|(k, _)| !parked::ALL.contains(&k.as_str()))
-        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .filter(|(k, _)| !parked::ALL.iter().any(|p| p.as_bytes() == k.as_slice()))
+        .map(|(k, v)| (k.as_slice(), v.as_slice()))
         .collect();
     let at = now.to_string();
     entry.extend([
-        (parked::REASON, why),
-        (parked::AT, at.as_str()),
-        (parked::FROM, stream_id),
+        (parked::REASON.as_bytes(), why.as_bytes()),
+        (parked::AT.as_bytes(), at.as_bytes()),
+        (parked::FROM.as_bytes(), stream_id.as_bytes()),
     ]);
     let mut pipe = redis::pipe();
     pipe.atomic()
@@ -50,16 +50,15 @@ pub async fn park(
         .ignore();
     // The order's timeline says so, in the same step; an entry whose order id is not one (a
     // corrupted entry) has no order to tell.
-    let order_id = fields.get("order_id").map(String::as_str).unwrap_or("");
-    let order = OrderId::parse(order_id).ok();
+    let order = fields
+        .get(b"order_id".as_slice())
+        .and_then(|id| std::str::from_utf8(id).ok())
+        .and_then(|id| OrderId::parse(id).ok());
     if let Some(order) = &order {
         let hop = DlqHop {
             at: now,
             service: SERVICE.to_owned(),
-            routing_key: fields
-                .get("routing_key")
-                .map(|k| k.chars().take(64).collect())
-                .unwrap_or_default(),
+            routing_key: shown(fields, "routing_key"),
             reason: format!(
                 "parked in the outbox, never published: {why}. `sagactl outbox list` shows it, \
                  `sagactl outbox replay` sends it again"
@@ -75,13 +74,7 @@ pub async fn park(
     }
     let () = pipe.query_async(&mut store.redis().clone()).await?;
     metrics::counter!("saga_outbox_parked_total").increment(1);
-    // Values from a corrupted entry can be of any length: a log line stays a line.
-    let event: String = fields
-        .get("type")
-        .map_or("?", String::as_str)
-        .chars()
-        .take(64)
-        .collect();
+    let event = shown(fields, "type");
     error!(
         order_id = order.as_ref().map_or("-", OrderId::as_str),
         stream_id,

@@ -16,7 +16,6 @@
 //! its session, and the same entry is never tried again after a restart (the relay as a whole
 //! is also supervised, `shared::watch::supervise`, for anything else).
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +34,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{Message, message_of, parked};
+use super::{Message, RawFields, message_of, parked, shown};
 use crate::orders::{OrderStore, SERVICE};
 
 /// Entries read and sent per batch.
@@ -56,7 +55,8 @@ pub struct Relay {
     pub status: Arc<BrokerStatus>,
 }
 
-type Entry = (String, HashMap<String, String>);
+/// An entry as read: its stream id and its fields.
+type Entry = (String, RawFields);
 
 impl Relay {
     /// Relay until `shutdown`, reconnecting to the broker whenever needed.
@@ -272,8 +272,8 @@ enum Cursor {
 
 /// An outbox entry that left the relay: sent and awaiting its confirm, or to be parked (why).
 enum Sent {
-    Published(String, HashMap<String, String>, PendingConfirm),
-    Unpublishable(String, HashMap<String, String>, String),
+    Published(String, RawFields, PendingConfirm),
+    Unpublishable(String, RawFields, String),
 }
 
 /// What became of one published entry once its confirm was awaited.
@@ -309,8 +309,8 @@ async fn confirm_and_delete(store: &OrderStore, sent: Vec<Sent>) -> bool {
                 // A panic while confirming is this entry's, not the batch's: park it.
                 match AssertUnwindSafe(confirm.confirmed()).catch_unwind().await {
                     Ok(Ok(())) => {
-                        let order_id = fields.get("order_id").map(String::as_str).unwrap_or("");
-                        let event = fields.get("type").map(String::as_str).unwrap_or("");
+                        let (order_id, event) =
+                            (shown(&fields, "order_id"), shown(&fields, "type"));
                         debug!(order_id, event, "event published from the outbox");
                         Confirmed::Delete(stream_id)
                     }
@@ -348,12 +348,7 @@ async fn confirm_and_delete(store: &OrderStore, sent: Vec<Sent>) -> bool {
 
 /// Park one entry; `false` if Redis did not take it (it stays in the outbox, and is parked on
 /// the next read).
-async fn park(
-    store: &OrderStore,
-    stream_id: &str,
-    fields: &HashMap<String, String>,
-    why: &str,
-) -> bool {
+async fn park(store: &OrderStore, stream_id: &str, fields: &RawFields, why: &str) -> bool {
     match parked::park(store, stream_id, fields, why).await {
         Ok(()) => true,
         Err(e) => {
