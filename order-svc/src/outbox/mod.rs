@@ -2,7 +2,8 @@
 //! durable as the order itself.
 //!
 //! - **Write**: [`crate::orders`] writes an order *and* its event in one Redis transaction
-//!   (`POST /order`: `MULTI/EXEC`; cancel: `lua/cancel.lua`), the event as a stream entry whose
+//!   (`POST /order`: `lua/place.lua`; cancel: `lua/cancel.lua`; each one atomic step, with the
+//!   request's Idempotency-Key record when it has one), the event as a stream entry whose
 //!   fields are [`entry_fields`]. Either both exist or neither, so `POST /order` can answer 201
 //!   while the broker is down: the event waits here.
 //! - **Relay** ([`relay`]): reads the stream in order, publishes each entry with publisher
