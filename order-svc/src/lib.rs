@@ -3,7 +3,9 @@
 //! - [`orders`]: orders in Redis, each written with its event; guarded status transitions.
 //! - [`outbox`]: the transactional outbox: the entry format, the relay that publishes it with
 //!   confirms, and the backpressure at the front door.
-//! - [`api`]: the HTTP API (warp), JSON everywhere, errors included.
+//! - [`api`]: the HTTP API (warp), JSON everywhere, errors included; the limits on what a
+//!   request may bring, and `Idempotency-Key`.
+//! - [`headers`]: the request headers it reads, parsed at the edge with their limits.
 //! - [`status`]: consumes `order_status_queue` and applies inventory outcomes to orders.
 //!
 //! [`App::build`] binds the HTTP port and returns the real address (tests ask for port 0);
@@ -11,12 +13,14 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod headers;
 pub mod orders;
 pub mod outbox;
 pub mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use shared::amqp::BrokerStatus;
@@ -50,6 +54,23 @@ pub struct Config {
     #[arg(long, env = "OUTBOX_HIGH_WATER", default_value_t = 256,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub outbox_high_water: u64,
+
+    /// How long an `Idempotency-Key` is remembered: a retry with the same key within this
+    /// window gets the first answer and never a second order (e.g. 24h, 30m).
+    #[arg(long, env = "IDEMPOTENCY_WINDOW", default_value = "24h",
+          value_parser = parse_idempotency_window)]
+    pub idempotency_window: Duration,
+}
+
+/// An idempotency window from a humane duration, 1 s to 30 days: shorter is no protection
+/// against a client's retries, longer keeps a record per request for ever in all but name.
+fn parse_idempotency_window(s: &str) -> Result<Duration, String> {
+    let window = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}; expected a duration such as 24h or 30m"))?;
+    if window < Duration::from_secs(1) || window > Duration::from_secs(30 * 24 * 3600) {
+        return Err(format!("{s} is out of range: use 1s to 30days"));
+    }
+    Ok(window)
 }
 
 /// The service with its HTTP port bound, ready to run.
@@ -87,7 +108,7 @@ impl Service for App {
         let relay_status = Arc::new(BrokerStatus::default());
         let outbox = Arc::new(Outbox::new(config.outbox_high_water, relay_status.clone()));
         let keys = Keys::new(&common.redis_prefix);
-        let store = OrderStore::new(redis.clone(), keys, outbox);
+        let store = OrderStore::new(redis.clone(), keys, outbox, config.idempotency_window);
         let consumer_status = Arc::new(BrokerStatus::default());
         let metrics = shared::telemetry::init_metrics();
 

@@ -1,14 +1,24 @@
 //! Orders in Redis, with a transactional outbox.
 //!
 //! Placing an order writes the order, its history, its index entries *and* its OrderPlaced
-//! event into the outbox stream in one MULTI/EXEC: either all of it exists or none of it. The
-//! [`crate::outbox::relay`] publishes the outbox later, so `POST /order` succeeds while the broker is down.
+//! event into the outbox stream in one atomic step (`lua/place.lua`): either all of it exists
+//! or none of it. The [`crate::outbox::relay`] publishes the outbox later, so `POST /order`
+//! succeeds while the broker is down.
+//!
+//! **Idempotency**: a request with an `Idempotency-Key` ([`Idempotent`]) records the key, the
+//! request and the order in that same atomic step, for the idempotency window. A retry finds
+//! the record and writes nothing: it gets the order the key first made (or a conflict, if the
+//! key came with another request). There is no moment at which the order exists and its key
+//! does not, so the first attempt having succeeded, failed after writing (a `WAIT` that timed
+//! out) or still running makes no difference: one key, one order. Cancelling works the same way
+//! (`lua/cancel.lua`).
 //! Status changes are guarded transitions: the rules are [`OrderStatus::next`], in Rust; a Lua
 //! script applies the compare-and-set they give, atomically. Duplicates and stale events change
 //! nothing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use redis::{AsyncCommands, Script};
 use serde::Serialize;
@@ -16,7 +26,8 @@ use shared::domain::{DlqHop, HistoryEntry, OrderEvent, OrderStatus};
 use shared::events::{
     EventMeta, EventType, InventoryOutcome, OrderCancelled, OrderPlaced, unix_now_millis,
 };
-use shared::ids::{Item, OrderId, Qty, StudentId};
+use shared::ids::{CorrelationId, IdempotencyKey, Item, OrderId, Qty, StudentId};
+use shared::replication::ReplicationLag;
 use shared::store::Keys;
 use shared::store::Redis;
 
@@ -94,6 +105,49 @@ pub enum Cancelled {
     Started,
     NotCancellable(OrderStatus),
     UnknownOrder,
+    /// The Idempotency-Key was used before: what for.
+    Seen(Seen),
+}
+
+/// An `Idempotency-Key`, with the request it came with (as the key's record keeps it, so that a
+/// retry can be told from another request under the same key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotent {
+    pub key: IdempotencyKey,
+    pub request: String,
+}
+
+/// What a key already recorded was first used for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub order_id: String,
+    /// Whether this request is the same as the first: a retry (`true`), or another request
+    /// under the same key (`false`, a conflict).
+    pub same_request: bool,
+}
+
+/// What placing an order did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placed {
+    New(Order),
+    /// The Idempotency-Key was used before: what for.
+    Seen(Seen),
+}
+
+/// Why a write cannot be promised.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Written on the master, but not acknowledged by the replicas it must reach in time
+    /// ([`ReplicationLag`]): the order may exist (and will be processed if it survives). The
+    /// client must retry with the same `Idempotency-Key`, which finds it.
+    #[error("{lag}")]
+    Unacknowledged {
+        order_id: String,
+        lag: ReplicationLag,
+    },
+    /// Redis unreachable or refusing: nothing may have been written.
+    #[error(transparent)]
+    Store(#[from] redis::RedisError),
 }
 
 #[derive(Clone)]
@@ -101,18 +155,28 @@ pub struct OrderStore {
     redis: Redis,
     keys: Keys,
     apply: Script,
+    place: Script,
     cancel: Script,
+    /// How long an Idempotency-Key's record is kept (`IDEMPOTENCY_WINDOW`).
+    idempotency_window: Duration,
     /// The outbox's fill level: wakes the relay, and holds back new orders when full.
     pub outbox: Arc<Outbox>,
 }
 
 impl OrderStore {
-    pub fn new(redis: Redis, keys: Keys, outbox: Arc<Outbox>) -> Self {
+    pub fn new(
+        redis: Redis,
+        keys: Keys,
+        outbox: Arc<Outbox>,
+        idempotency_window: Duration,
+    ) -> Self {
         Self {
             redis,
             keys,
             apply: Script::new(include_str!("lua/apply_outcome.lua")),
+            place: Script::new(include_str!("lua/place.lua")),
             cancel: Script::new(include_str!("lua/cancel.lua")),
+            idempotency_window,
             outbox,
         }
     }
@@ -125,17 +189,22 @@ impl OrderStore {
         &self.redis
     }
 
-    /// Store a new order and its OrderPlaced event in one transaction.
+    /// Store a new order and its OrderPlaced event in one atomic step, with its
+    /// Idempotency-Key's record when there is one (and nothing at all if that key was used
+    /// before).
     ///
     /// # Errors
-    /// Redis unreachable: nothing was written.
+    /// [`WriteError::Store`]: Redis unreachable, nothing written;
+    /// [`WriteError::Unacknowledged`]: written, but not acknowledged by the replicas in time.
     pub async fn place(
         &self,
         new: NewOrder,
-        correlation_id: Option<String>,
-    ) -> Result<Order, redis::RedisError> {
+        correlation_id: Option<CorrelationId>,
+        idempotent: Option<&Idempotent>,
+    ) -> Result<Placed, WriteError> {
         let order_id = OrderId::generate();
-        let correlation_id = correlation_id.unwrap_or_else(|| order_id.to_string());
+        let correlation_id =
+            correlation_id.map_or_else(|| order_id.to_string(), |c| c.as_str().to_owned());
         let now = unix_now_millis();
         let event = OrderPlaced {
             order_id: order_id.clone(),
@@ -157,42 +226,90 @@ impl OrderStore {
         };
         let id = order.order_id.as_str();
         let history = history_entry(now, "PLACED", &meta, false, true, None);
+        let fields = [
+            ("order_id", id.to_owned()),
+            ("item", order.item.clone()),
+            ("qty", order.qty.to_string()),
+            ("student_id", order.student_id.clone().unwrap_or_default()),
+            ("status", "PLACED".to_owned()),
+            ("correlation_id", correlation_id.clone()),
+            ("created_at", now.to_string()),
+            ("updated_at", now.to_string()),
+        ];
+        let mut invocation = self.place.prepare_invoke();
+        invocation
+            .key(self.keys.order(id))
+            .key(self.keys.order_history(id))
+            .key(self.keys.orders())
+            .key(format!("{}PLACED", self.keys.orders_by_status_prefix()))
+            .key(self.keys.outbox())
+            .key(self.idempotency_record(idempotent, id))
+            .arg(idempotent.map_or("", |i| i.request.as_str()))
+            .arg(self.window_ms())
+            .arg(id)
+            .arg(now)
+            .arg(history)
+            .arg(fields.len() * 2);
+        for (field, value) in &fields {
+            invocation.arg(*field).arg(value);
+        }
+        for (field, value) in entry_fields(&meta, id, &event.to_body()) {
+            invocation.arg(field).arg(value);
+        }
+        let placed = invocation
+            .invoke_async::<(i64, String, String)>(&mut self.redis.clone())
+            .await;
+        match placed {
+            Ok((1, _, _)) => {
+                self.outbox.wrote();
+                Ok(Placed::New(order))
+            }
+            Ok((_, first_order, first_request)) => Ok(Placed::Seen(Seen {
+                same_request: idempotent.is_some_and(|i| i.request == first_request),
+                order_id: first_order,
+            })),
+            Err(e) => Err(self.unacknowledged(e, id, idempotent).await),
+        }
+    }
 
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .hset_multiple(
-                self.keys.order(id),
-                &[
-                    ("order_id", id),
-                    ("item", &order.item),
-                    ("qty", &order.qty.to_string()),
-                    ("student_id", order.student_id.as_deref().unwrap_or("")),
-                    ("status", "PLACED"),
-                    ("correlation_id", &correlation_id),
-                    ("created_at", &now.to_string()),
-                    ("updated_at", &now.to_string()),
-                ],
-            )
-            .ignore()
-            .zadd(self.keys.orders(), id, now)
-            .ignore()
-            .zadd(
-                format!("{}PLACED", self.keys.orders_by_status_prefix()),
-                id,
-                now,
-            )
-            .ignore()
-            .rpush(self.keys.order_history(id), history.to_string())
-            .ignore()
-            .xadd(
-                self.keys.outbox(),
-                "*",
-                &entry_fields(&meta, id, &event.to_body()),
-            )
-            .ignore();
-        let () = pipe.query_async(&mut self.redis.clone()).await?;
+    /// The Idempotency-Key's record, or (without a key) a key that stands in for it: Lua wants
+    /// every key it may touch declared, and this one is never touched then.
+    fn idempotency_record(&self, idempotent: Option<&Idempotent>, order_id: &str) -> String {
+        idempotent.map_or_else(
+            || self.keys.order(order_id),
+            |i| self.keys.idempotency(&i.key),
+        )
+    }
+
+    fn window_ms(&self) -> u64 {
+        self.idempotency_window.as_millis().max(1) as u64
+    }
+
+    /// A failed write as the caller must see it: if only its replication is unconfirmed, the
+    /// order it wrote (ours, or, with a key already recorded, the first one) may exist.
+    async fn unacknowledged(
+        &self,
+        err: redis::RedisError,
+        order_id: &str,
+        idempotent: Option<&Idempotent>,
+    ) -> WriteError {
+        let Some(lag) = ReplicationLag::of(&err).cloned() else {
+            return WriteError::Store(err);
+        };
         self.outbox.wrote();
-        Ok(order)
+        let mut order_id = order_id.to_owned();
+        if let Some(idempotent) = idempotent {
+            // A read: answered at once, no WAIT. Which order the key names now.
+            let recorded: Result<Option<String>, _> = self
+                .redis
+                .clone()
+                .hget(self.keys.idempotency(&idempotent.key), "order_id")
+                .await;
+            if let Ok(Some(recorded)) = recorded {
+                order_id = recorded;
+            }
+        }
+        WriteError::Unacknowledged { order_id, lag }
     }
 
     /// The order and its history, if it exists.
@@ -300,19 +417,22 @@ impl OrderStore {
         })
     }
 
-    /// Mark the order CANCELLING and put OrderCancelled in the outbox, atomically.
+    /// Mark the order CANCELLING and put OrderCancelled in the outbox, atomically, with the
+    /// Idempotency-Key's record when there is one (and nothing at all if that key was used
+    /// before).
     ///
     /// # Errors
-    /// Redis unreachable.
+    /// As [`Self::place`].
     pub async fn cancel(
         &self,
         order_id: &OrderId,
         reason: &str,
-        correlation_id: Option<String>,
-    ) -> Result<Cancelled, redis::RedisError> {
+        correlation_id: Option<CorrelationId>,
+        idempotent: Option<&Idempotent>,
+    ) -> Result<Cancelled, WriteError> {
         let id = order_id.as_str();
         let correlation_id = match correlation_id {
-            Some(c) => c,
+            Some(c) => c.as_str().to_owned(),
             None => self
                 .redis
                 .clone()
@@ -334,8 +454,11 @@ impl OrderStore {
             .key(self.keys.order_history(id))
             .key(self.keys.orders_by_status_prefix())
             .key(self.keys.outbox())
+            .key(self.idempotency_record(idempotent, id))
             .arg(now)
-            .arg(entry.to_string())
+            .arg(entry)
+            .arg(idempotent.map_or("", |i| i.request.as_str()))
+            .arg(self.window_ms())
             .arg(moves.len() * 2);
         for (from, to) in moves {
             invocation.arg(from.as_str()).arg(to.as_str());
@@ -343,13 +466,22 @@ impl OrderStore {
         for (field, value) in entry_fields(&meta, id, &event.to_body()) {
             invocation.arg(field).arg(value);
         }
-        let (started, status): (i64, String) =
-            invocation.invoke_async(&mut self.redis.clone()).await?;
-        Ok(match (started, OrderStatus::parse(&status)) {
+        let answer = invocation
+            .invoke_async::<(i64, String, String)>(&mut self.redis.clone())
+            .await;
+        let (outcome, status, first_request) = match answer {
+            Ok(answer) => answer,
+            Err(e) => return Err(self.unacknowledged(e, id, idempotent).await),
+        };
+        Ok(match (outcome, OrderStatus::parse(&status)) {
             (1, _) => {
                 self.outbox.wrote();
                 Cancelled::Started
             }
+            (2, _) => Cancelled::Seen(Seen {
+                same_request: idempotent.is_some_and(|i| i.request == first_request),
+                order_id: status,
+            }),
             (_, None) => Cancelled::UnknownOrder,
             (_, Some(status)) => Cancelled::NotCancellable(status),
         })

@@ -10,6 +10,8 @@
 //!   the management API when it is reachable.
 //! - [`publish`]: publish raw events with confirms: bare or with our properties, duplicated on
 //!   purpose, or one of the ready-made [`samples`] (valid, poison, business failure).
+//! - [`outbox`]: list the outbox entries order-svc's relay parked (never publishable as they
+//!   are) and put them back.
 //! - [`dlq`]: list, show, replay and purge the dead-letter queue without losing anything; what
 //!   each message says about why it is there ([`provenance`]: our `x-dlq-*` or the broker's
 //!   `x-death`).
@@ -46,6 +48,7 @@ pub mod http;
 pub mod load;
 pub mod management;
 pub mod order;
+pub mod outbox;
 pub mod output;
 pub mod provenance;
 pub mod publish;
@@ -117,6 +120,12 @@ pub enum Command {
         after_help = "Example:\n  sagactl dlq list\n  sagactl dlq show 1\n  sagactl dlq replay 1"
     )]
     Dlq(dlq::DlqCommand),
+    /// List and replay the outbox entries order-svc parked because they cannot be published.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  sagactl outbox list\n  sagactl outbox replay 1733338000000-0"
+    )]
+    Outbox(outbox::OutboxCommand),
     /// Follow a queue's depth, e.g. until a backlog has drained.
     Watch(watch::WatchArgs),
     /// Wait for every order to be final, then verify the saga's invariants.
@@ -147,6 +156,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Queues(output) => queues::run(&common, &management_url, output).await,
         Command::Publish(args) => publish::run(&common, args).await,
         Command::Dlq(cmd) => dlq::run(&common, cmd).await,
+        Command::Outbox(cmd) => outbox::run(&common, cmd).await,
         Command::Watch(args) => watch::run(&common, args).await,
         Command::Check(args) => check::run(&common, args).await,
         Command::Load(args) => load::run(&order_url, args).await,

@@ -164,6 +164,14 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         )
     } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
         ApiError::bad_request("invalid query string")
+    } else if let Some(header) = rejection.find::<warp::reject::InvalidHeader>() {
+        // A header a route reads with warp's typed filters, in a form they cannot read (not
+        // ASCII, not a number): the client's to fix, so a 400 naming it, never a 500.
+        ApiError::bad_request(format!("header {} is not valid", header.name()))
+            .with_details(json!({ "field": header.name() }))
+    } else if let Some(header) = rejection.find::<warp::reject::MissingHeader>() {
+        ApiError::bad_request(format!("header {} is required", header.name()))
+            .with_details(json!({ "field": header.name() }))
     } else {
         tracing::warn!(?rejection, "unhandled rejection");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")

@@ -124,9 +124,27 @@ impl ReplicationLag {
     pub fn into_redis_error(self) -> redis::RedisError {
         std::io::Error::new(std::io::ErrorKind::TimedOut, self).into()
     }
+
+    /// The lag inside `err`, if that is what it is: the write was done, and only its
+    /// replication is unconfirmed. `POST /order` tells this apart from a store that is away,
+    /// because then the order may exist, and the client must retry with the same
+    /// `Idempotency-Key` rather than place it again.
+    pub fn of(err: &redis::RedisError) -> Option<&Self> {
+        use std::error::Error as _;
+        // redis-rs keeps the io::Error behind an `Arc<dyn Error>`, which is what `source` gives.
+        let shared = err
+            .source()?
+            .downcast_ref::<std::sync::Arc<dyn std::error::Error + Send + Sync>>()?;
+        let io = (**shared).downcast_ref::<std::io::Error>()?;
+        io.get_ref()?.downcast_ref::<Self>()
+    }
 }
 
-/// Commands that never change the data set. Anything else (including EVALSHA, MULTI/EXEC and
+/// Commands that never change the data set. `SCRIPT` (`LOAD`, `EXISTS`) is one: a script is
+/// not data, and a script's *effects* are replicated when it runs (EVALSHA, which waits). Were
+/// `SCRIPT LOAD` followed by `WAIT`, a lagging replica would fail the load that precedes a
+/// script's first run, and the caller would take "not acknowledged" for "written but not
+/// acknowledged" when nothing was written. Anything else (including EVALSHA, MULTI/EXEC and
 /// commands this list does not know) is treated as a write and followed by `WAIT`: waiting
 /// needlessly costs a round trip, not waiting when needed costs an acknowledged write.
 const READS: &[&str] = &[
@@ -161,6 +179,7 @@ const READS: &[&str] = &[
     "ROLE",
     "SCAN",
     "SCARD",
+    "SCRIPT",
     "SELECT",
     "SISMEMBER",
     "SMEMBERS",
@@ -289,6 +308,7 @@ mod tests {
         assert!(!is_write(redis::cmd("xrange").arg("k").arg("-").arg("+")));
         assert!(is_write(redis::cmd("HSET").arg("k").arg("f").arg("v")));
         assert!(is_write(redis::cmd("EVALSHA").arg("abc").arg(0)));
+        assert!(!is_write(redis::cmd("SCRIPT").arg("LOAD").arg("return 1")));
         assert!(is_write(&redis::cmd("SOMETHINGNEW")), "unknown means write");
         let mut reads = redis::pipe();
         reads.get("a").hgetall("b");
@@ -321,6 +341,13 @@ mod tests {
         };
         let err = lag.clone().into_redis_error();
         assert!(err.is_io_error() && err.is_timeout());
+        assert_eq!(
+            ReplicationLag::of(&err),
+            Some(&lag),
+            "told apart from other errors"
+        );
+        let away = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert_eq!(ReplicationLag::of(&away), None);
         assert!(err.to_string().contains("0 of 1 replica(s)"), "{err}");
         assert_eq!(
             WaitPolicy {

@@ -113,6 +113,19 @@ impl Keys {
     pub fn outbox(&self) -> String {
         format!("{}:outbox", self.prefix)
     }
+    /// Stream: outbox entries that can never be published as they are (e.g. a property longer
+    /// than AMQP allows), moved aside by the relay with `parked_reason`, so that the entries
+    /// behind them flow. `sagactl outbox list` shows them, `sagactl outbox replay` puts one
+    /// back.
+    pub fn outbox_parked(&self) -> String {
+        format!("{}:outbox:parked", self.prefix)
+    }
+    /// Hash: what one `Idempotency-Key` was first used for (`request`), and the order it
+    /// made or cancelled (`order_id`, `status`); expires after the idempotency window. Written
+    /// in the same atomic step as the order (order-svc's `lua/place.lua`, `lua/cancel.lua`).
+    pub fn idempotency(&self, key: &crate::ids::IdempotencyKey) -> String {
+        format!("{}:idempotency:{key}", self.prefix)
+    }
 
     /// List of JSON entries: poison messages about this order that went to the DLQ.
     pub fn order_dlq_hops(&self, order_id: &str) -> String {
@@ -152,6 +165,20 @@ impl Keys {
     }
 }
 
+/// The fields a parked outbox entry has beyond the entry's own ([`Keys::outbox_parked`]): why
+/// it was parked, when (ms since the Unix epoch), and its id in the outbox it was taken from.
+/// A replay puts the entry back without them.
+pub mod parked {
+    pub const REASON: &str = "parked_reason";
+    pub const AT: &str = "parked_at";
+    pub const FROM: &str = "parked_from";
+    pub const ALL: [&str; 3] = [REASON, AT, FROM];
+}
+
+/// How many DLQ hops an order's timeline keeps (the newest): a flood of poison about one order
+/// cannot grow it for ever.
+pub const DLQ_HOPS_KEPT: isize = 50;
+
 /// An order's timeline as the consume loop writes to it: the DLQ hops of messages about it.
 #[derive(Clone)]
 pub struct Timeline {
@@ -183,7 +210,7 @@ impl Timeline {
         let result: redis::RedisResult<()> = redis::pipe()
             .rpush(&key, line)
             .ignore()
-            .ltrim(&key, -50, -1)
+            .ltrim(&key, -DLQ_HOPS_KEPT, -1)
             .ignore()
             .query_async(&mut self.redis.clone())
             .await;

@@ -9,25 +9,32 @@
 //! The relay declares the topology after every (re)connect and again before resending after any
 //! failure: a publish answered NOT_FOUND (the exchange was deleted) or returned unroutable (a
 //! binding or queue was deleted) heals the broker and goes out again, without a restart.
+//!
+//! No entry can stop it. One that can never be published as it is, and one whose publish or
+//! confirm panicked, is parked ([`super::parked`]) with its reason instead of being retried:
+//! a panic is caught around each entry's publish and confirm, so it ends neither the relay nor
+//! its session, and the same entry is never tried again after a restart (the relay as a whole
+//! is also supervised, `shared::watch::supervise`, for anything else).
 
-use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use futures_util::future::join_all;
 use lapin::Connection;
 use shared::amqp::{
-    BrokerStatus, PendingConfirm, PublishError, Publisher, close_connection, connect,
-    declare_topology,
+    BrokerStatus, PendingConfirm, Publisher, close_connection, connect, declare_topology,
 };
 use shared::backoff::Backoff;
 use shared::topology::Topology;
+use shared::watch::panic_message;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
-use super::message_of;
+use super::{Message, RawFields, message_of, parked, shown};
 use crate::orders::{OrderStore, SERVICE};
 
 /// Entries read and sent per batch.
@@ -48,7 +55,8 @@ pub struct Relay {
     pub status: Arc<BrokerStatus>,
 }
 
-type Entry = (String, HashMap<String, String>);
+/// An entry as read: its stream id and its fields.
+type Entry = (String, RawFields);
 
 impl Relay {
     /// Relay until `shutdown`, reconnecting to the broker whenever needed.
@@ -209,27 +217,39 @@ impl Relay {
     }
 
     /// Send every entry in order, without waiting for confirms. Stops at the first failed
-    /// send (`false`): the rest are not sent, and stay in the outbox.
+    /// send (`false`): the rest are not sent, and stay in the outbox. An entry that cannot be
+    /// published is passed on to be parked; one whose send panicked too, and then the batch
+    /// stops (`false`), since the channel's state after a panic is anybody's guess.
     async fn send_batch(&self, publisher: &Publisher, entries: Vec<Entry>) -> (Vec<Sent>, bool) {
         let mut sent = Vec::with_capacity(entries.len());
         for (stream_id, fields) in entries {
-            let Some((routing_key, body, properties)) = message_of(&fields) else {
-                error!(stream_id, ?fields, "malformed outbox entry; removing it");
-                sent.push(Sent::Malformed(stream_id));
-                continue;
+            let Message {
+                routing_key,
+                body,
+                properties,
+            } = match std::panic::catch_unwind(|| message_of(&fields)) {
+                Ok(Ok(message)) => message,
+                Ok(Err(why)) => {
+                    sent.push(Sent::Unpublishable(stream_id, fields, why.0));
+                    continue;
+                }
+                // message_of is written not to panic; should it ever, that entry is the cause.
+                Err(panic) => {
+                    let why = format!("reading it panicked: {}", panic_message(&*panic));
+                    sent.push(Sent::Unpublishable(stream_id, fields, why));
+                    continue;
+                }
             };
-            match publisher
-                .send(
-                    &self.topology.exchange,
-                    routing_key,
-                    body.as_bytes(),
-                    properties,
-                )
-                .await
-            {
-                Ok(confirm) => sent.push(Sent::Published(stream_id, fields, confirm)),
-                Err(e) => {
+            let sending = publisher.send(&self.topology.exchange, routing_key, &body, properties);
+            match AssertUnwindSafe(sending).catch_unwind().await {
+                Ok(Ok(confirm)) => sent.push(Sent::Published(stream_id, fields, confirm)),
+                Ok(Err(e)) => {
                     warn!(cause = %e, "publish failed; the rest of the batch waits");
+                    return (sent, false);
+                }
+                Err(panic) => {
+                    let why = format!("publishing it panicked: {}", panic_message(&*panic));
+                    sent.push(Sent::Unpublishable(stream_id, fields, why));
                     return (sent, false);
                 }
             }
@@ -250,37 +270,72 @@ enum Cursor {
     After(String),
 }
 
-/// An outbox entry that left the relay: sent and awaiting its confirm, or not publishable.
+/// An outbox entry that left the relay: sent and awaiting its confirm, or to be parked (why).
 enum Sent {
-    Published(String, HashMap<String, String>, PendingConfirm),
-    Malformed(String),
+    Published(String, RawFields, PendingConfirm),
+    Unpublishable(String, RawFields, String),
 }
 
-/// Await a batch's confirms, then delete what the broker confirmed (and the malformed entries).
-/// `false` if anything was not confirmed or the delete failed: the relay then rewinds.
+/// What became of one published entry once its confirm was awaited.
+enum Confirmed {
+    /// Confirmed: delete it from the outbox.
+    Delete(String),
+    /// Its confirm panicked, and it was parked (so it is gone from the outbox already).
+    Parked,
+    /// Not confirmed (or not parked): it stays, and goes out again after a rewind.
+    Failed,
+}
+
+/// Await a batch's confirms, then delete what the broker confirmed, and park what cannot be
+/// published. `false` if anything was not confirmed or a delete or park failed: the relay then
+/// rewinds.
 async fn confirm_and_delete(store: &OrderStore, sent: Vec<Sent>) -> bool {
-    let results = join_all(sent.into_iter().map(|sent| async move {
+    let mut all_ok = true;
+    let mut published = Vec::with_capacity(sent.len());
+    for sent in sent {
         match sent {
-            Sent::Malformed(stream_id) => Ok::<_, PublishError>(stream_id),
             Sent::Published(stream_id, fields, confirm) => {
-                confirm.confirmed().await?;
-                let order_id = fields.get("order_id").map(String::as_str).unwrap_or("");
-                let event = fields.get("type").map(String::as_str).unwrap_or("");
-                debug!(order_id, event, "event published from the outbox");
-                Ok(stream_id)
+                published.push((stream_id, fields, confirm));
+            }
+            Sent::Unpublishable(stream_id, fields, why) => {
+                all_ok &= park(store, &stream_id, &fields, &why).await;
             }
         }
-    }))
+    }
+    let verdicts = join_all(
+        published
+            .into_iter()
+            .map(|(stream_id, fields, confirm)| async move {
+                // A panic while confirming is this entry's, not the batch's: park it.
+                match AssertUnwindSafe(confirm.confirmed()).catch_unwind().await {
+                    Ok(Ok(())) => {
+                        let (order_id, event) =
+                            (shown(&fields, "order_id"), shown(&fields, "type"));
+                        debug!(order_id, event, "event published from the outbox");
+                        Confirmed::Delete(stream_id)
+                    }
+                    Ok(Err(e)) => {
+                        warn!(cause = %e, "broker did not confirm; the entry stays in the outbox");
+                        Confirmed::Failed
+                    }
+                    Err(panic) => {
+                        let why = format!("confirming it panicked: {}", panic_message(&*panic));
+                        if park(store, &stream_id, &fields, &why).await {
+                            Confirmed::Parked
+                        } else {
+                            Confirmed::Failed
+                        }
+                    }
+                }
+            }),
+    )
     .await;
-    let mut all_ok = true;
-    let mut done = Vec::with_capacity(results.len());
-    for result in results {
-        match result {
-            Ok(stream_id) => done.push(stream_id),
-            Err(e) => {
-                warn!(cause = %e, "broker did not confirm; the entry stays in the outbox");
-                all_ok = false;
-            }
+    let mut done = Vec::with_capacity(verdicts.len());
+    for verdict in verdicts {
+        match verdict {
+            Confirmed::Delete(stream_id) => done.push(stream_id),
+            Confirmed::Parked => {}
+            Confirmed::Failed => all_ok = false,
         }
     }
     if let Err(e) = delete(store, &done).await {
@@ -289,6 +344,18 @@ async fn confirm_and_delete(store: &OrderStore, sent: Vec<Sent>) -> bool {
         all_ok = false;
     }
     all_ok
+}
+
+/// Park one entry; `false` if Redis did not take it (it stays in the outbox, and is parked on
+/// the next read).
+async fn park(store: &OrderStore, stream_id: &str, fields: &RawFields, why: &str) -> bool {
+    match parked::park(store, stream_id, fields, why).await {
+        Ok(()) => true,
+        Err(e) => {
+            warn!(cause = %e, stream_id, "cannot park an unpublishable outbox entry yet (Redis); retrying");
+            false
+        }
+    }
 }
 
 async fn delete(store: &OrderStore, ids: &[String]) -> Result<(), redis::RedisError> {
