@@ -358,7 +358,7 @@ async fn drive(browser: &Browser, board: &Board, env: &TestEnv) -> anyhow::Resul
         .until_green(
             "every light green",
             T,
-            "[...document.querySelectorAll('[data-rule]')].filter(l => l.dataset.state === 'green').length === 6",
+            "[...document.querySelectorAll('[data-rule]')].filter(l => l.dataset.state === 'green').length === 7",
         )
         .await?;
     browser.screenshot(&shots, "4-drained-and-green").await?;
