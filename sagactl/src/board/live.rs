@@ -403,11 +403,17 @@ async fn read_orders(board: &Board) -> anyhow::Result<serde_json::Value> {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let mut pipe = redis::pipe();
-    for id in &ids {
-        pipe.hgetall(keys.order(id));
-    }
-    let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+    // An empty pipeline answers nothing at all, not an empty list: no orders, no second trip
+    // (it read as "Redis down" on a fresh saga).
+    let hashes: Vec<HashMap<String, String>> = if ids.is_empty() {
+        Vec::new()
+    } else {
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.hgetall(keys.order(id));
+        }
+        pipe.query_async(&mut conn).await?
+    };
     let rows: BTreeMap<&String, OrderRow> = ids
         .into_iter()
         .zip(hashes)
