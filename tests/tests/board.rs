@@ -841,3 +841,56 @@ async fn a_delivery_held_unacked_turns_its_light_red_until_it_is_settled() -> an
     let _ = conn.close(200, "done".into()).await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_sends_the_token_it_was_opened_with() -> anyhow::Result<()> {
+    let env = TestEnv::new("board-token").await?;
+    env.declare_topology().await?;
+    let run_dir = RunDir::new(&[])?;
+    let board = Board::start(
+        &env,
+        &format!("127.0.0.1:{}", free_port()),
+        &run_dir.0,
+        None,
+        &["--token", "page-s3cret"],
+        &[],
+    )
+    .await?;
+    // Without the token, the same action is refused.
+    let (status, answer) = board
+        .post(&env, "/api/dlq/purge", json!({"confirm": true}))
+        .await?;
+    assert_eq!(status, 403, "{answer}");
+
+    let browser = Browser::start().await?;
+    let result = async {
+        browser
+            .open_board(&format!("{}/#token=page-s3cret", board.url))
+            .await?;
+        let hash = browser.eval("location.hash").await?;
+        anyhow::ensure!(hash == "", "the token stays in the address bar: {hash}");
+        browser
+            .until(
+                "the page says actions need the token",
+                T,
+                "document.querySelector('[data-actions=\"token\"]') !== null",
+            )
+            .await?;
+        // Purge asks first, then goes: with the token from the address, the board obeys.
+        browser.click("#dlq-purge").await?;
+        browser.click("#dlq-purge").await?;
+        browser
+            .until(
+                "the purge done",
+                T,
+                "[...document.querySelectorAll('#activity code')].some(c => c.textContent.startsWith('sagactl dlq purge'))",
+            )
+            .await?;
+        let errors = browser.eval("window.boardErrors").await?;
+        anyhow::ensure!(errors == json!([]), "the page met script errors: {errors}");
+        Ok(())
+    }
+    .await;
+    browser.close().await;
+    result
+}
