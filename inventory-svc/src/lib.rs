@@ -46,10 +46,9 @@ pub struct Config {
           value_parser = parse_stock_list)]
     pub initial_stock: StockList,
 
-    /// Token that callers off this machine must send (`Authorization: Bearer ...`) to change
-    /// stock with PUT /stock/{item}. Unset: only loopback callers may.
-    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
+    /// ADMIN_TOKEN: what PUT /stock/{item} needs from callers off this machine.
+    #[command(flatten)]
+    pub admin: shared::admin::AdminArgs,
 }
 
 /// The service with its HTTP port bound, ready to run.
@@ -94,7 +93,7 @@ impl Service for App {
             redis: redis.clone(),
             watchdog: watchdog.clone(),
         };
-        let gate = api::AdminGate::new(config.admin_token.as_deref());
+        let gate = shared::admin::AdminGate::new(&config.admin, "changing stock");
         let routes = api::routes(ledger.clone(), readiness, metrics, gate);
         let http = tokio::spawn(shared::http::serve(listener, routes, shutdown.clone()));
         info!(addr = %addr, "inventory-svc HTTP ready");
