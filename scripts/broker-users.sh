@@ -31,7 +31,8 @@
 # --hardened does all of this).
 #
 # Settings: RABBITMQ_NODE (rabbitmqctl -n; default: the local node), SAGA_BROKER_USER_PREFIX
-# (default saga-), SAGA_AMQP_ADDR (127.0.0.1:5672), SAGA_MANAGEMENT_ADDR (127.0.0.1:15672),
+# (default saga-), SAGA_AMQP_ADDR (127.0.0.1:5672; a cluster's nodes: a comma-separated list),
+# SAGA_MANAGEMENT_ADDR (127.0.0.1:15672),
 # EXCHANGE (order_events), and the queue names as the services read them (INVENTORY_QUEUE, ...).
 set -euo pipefail
 
@@ -129,7 +130,14 @@ grant student "$SAGA_RESOURCES" "$(names_regex "$EXCHANGE")" "$(names_regex "$EX
 # The board closes other users' connections (a fault drill) through the management API.
 ctl set_user_tags "$(user_of instructor)" administrator >/dev/null
 
-url() { echo "amqp://$(user_of "$1"):${pw[$1]}@$AMQP_ADDR/$vhost_path"; }
+# One URL per node of SAGA_AMQP_ADDR (a cluster: host:port,host:port,...), comma-separated, as
+# RABBITMQ_URL takes them.
+url() {
+  local out= addr
+  IFS=, read -ra addrs <<<"$AMQP_ADDR"
+  for addr in "${addrs[@]}"; do out+="${out:+,}amqp://$(user_of "$1"):${pw[$1]}@$addr/$vhost_path"; done
+  echo "$out"
+}
 mkdir -p "$(dirname "$FILE")"
 chmod 700 "$(dirname "$FILE")" 2>/dev/null || true
 umask 077
