@@ -119,9 +119,16 @@ pub async fn run(common: Common, urls: Urls, args: BoardArgs) -> anyhow::Result<
     let board = Board::new(common, urls, args, addr)?;
     let mut tasks = live::spawn(board.clone(), shutdown.clone());
     match (&board.access.token(), board.access.policy()) {
+        // The whole address for the person at the terminal; a log file (scripts/svc.sh) gets
+        // it without the secret: credentials never appear in logs.
         (Some(token), _) => say(&format!(
-            "board: http://{}/#token={token}  (actions need this token)",
-            page_authority(addr, &board.args.allow_hosts)
+            "board: http://{}/#token={}  (actions need this token)",
+            page_authority(addr, &board.args.allow_hosts),
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                token
+            } else {
+                "<the --token / BOARD_TOKEN it was started with>"
+            }
         )),
         (None, guard::ActionPolicy::Refused) => {
             say(&format!("board: http://{addr}"));
