@@ -52,6 +52,10 @@ impl NetNs {
                 host: Ipv4Addr::new(10, 203, bytes[0], base + 1),
                 peer: Ipv4Addr::new(10, 203, bytes[0], base + 2),
             };
+            // Linux lets two links hold the same address without a word: look first.
+            if subnet_in_use(ns.host)? {
+                continue;
+            }
             match ns.set_up() {
                 Ok(()) => return Ok(ns),
                 // Drop removes whatever half of it was made.
@@ -119,6 +123,19 @@ impl NetNs {
         let (body, status) = text.rsplit_once('\n').context("curl printed no status")?;
         Ok((status.trim().parse()?, body.to_owned()))
     }
+}
+
+/// Whether any address of the machine is in the /30 of `host`.
+fn subnet_in_use(host: Ipv4Addr) -> anyhow::Result<bool> {
+    let out = Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+        .context("running ip (iproute2)")?;
+    let net = u32::from(host) & !0b11;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|word| word.split_once('/')?.0.parse::<Ipv4Addr>().ok())
+        .any(|addr| u32::from(addr) & !0b11 == net))
 }
 
 impl Drop for NetNs {
