@@ -339,3 +339,21 @@ impl BrokerLink {
 
 /// Cancelled together with the board: for tasks that must end when it does.
 pub(crate) type Shutdown = CancellationToken;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_printed_address_is_one_a_person_can_open() {
+        let at = |addr: &str, hosts: &[&str]| {
+            let hosts: Vec<String> = hosts.iter().map(|h| (*h).to_owned()).collect();
+            page_authority(addr.parse().unwrap(), &hosts)
+        };
+        assert_eq!(at("127.0.0.1:8080", &["board.lab"]), "127.0.0.1:8080");
+        assert_eq!(at("0.0.0.0:8080", &[]), "localhost:8080");
+        assert_eq!(at("0.0.0.0:8080", &["board.lab"]), "board.lab:8080");
+        assert_eq!(at("0.0.0.0:8080", &["board.lab:80"]), "board.lab:80");
+        assert_eq!(at("[::]:8080", &["[fd00::1]"]), "[fd00::1]:8080");
+    }
+}
