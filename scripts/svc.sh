@@ -19,6 +19,8 @@
 # The board listens on BOARD_ADDR (default 127.0.0.1:8080: fault buttons work only on loopback)
 # and is started with --allow-faults --allow-redis-stop unless BOARD_ALLOW_FAULTS /
 # BOARD_ALLOW_REDIS_STOP say false; it finds the services at their URLs and this run directory.
+# SAGA_BROKER=hardened: each service connects as its own broker user (scripts/broker-users.sh;
+# the URLs come from ${SAGA_BROKER_USERS_FILE:-/etc/saga/broker-users.env}), the board as the instructor.
 # Deadlines: SAGA_START_TIMEOUT (s, default 30) for /health, SAGA_STOP_TIMEOUT (s, default 15).
 # `status` exits 0 when every named service runs, 3 otherwise.
 # A second copy beside a running one needs its own vhost (RABBITMQ_URL=amqp://.../VHOST), REDIS_PREFIX,
@@ -60,6 +62,25 @@ http_addr() {
       ;;
     notification-svc) echo "${NOTIFICATION_HTTP_ADDR:-0.0.0.0:5003}" ;;
     board) echo "${BOARD_ADDR:-127.0.0.1:8080}" ;;
+  esac
+}
+
+# The hardened broker: every program its own user (scripts/broker-users.sh wrote the URLs).
+if [ "${SAGA_BROKER:-lab}" = hardened ]; then
+  users_file=${SAGA_BROKER_USERS_FILE:-/etc/saga/broker-users.env}
+  [ -r "$users_file" ] || die "SAGA_BROKER=hardened but $users_file is not readable (run scripts/broker-users.sh as root)"
+  # shellcheck disable=SC1090 # written by scripts/broker-users.sh
+  . "$users_file"
+  export RABBITMQ_URL=$INSTRUCTOR_RABBITMQ_URL RABBITMQ_MANAGEMENT_URL=$INSTRUCTOR_MANAGEMENT_URL
+fi
+
+# The broker URL a service connects with: its own user's on the hardened broker, else RABBITMQ_URL.
+broker_url_of() {
+  case $1 in
+    order-svc) echo "${ORDER_RABBITMQ_URL:-${RABBITMQ_URL:-}}" ;;
+    inventory-svc*) echo "${INVENTORY_RABBITMQ_URL:-${RABBITMQ_URL:-}}" ;;
+    notification-svc) echo "${NOTIFICATION_RABBITMQ_URL:-${RABBITMQ_URL:-}}" ;;
+    *) echo "${RABBITMQ_URL:-}" ;;
   esac
 }
 
@@ -168,7 +189,10 @@ start_one() {
   # whether or not setsid had to fork. setsid: its own session, so a terminal's Ctrl-C or hang-up
   # does not reach it; only `svc.sh stop` does.
   # shellcheck disable=SC2016 # $$ and $1 are the wrapper's own, expanded by the inner bash
-  HTTP_ADDR=$addr nohup setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' svc-wrapper "$file" "$bin" "${args[@]}" \
+  local launch_env=("HTTP_ADDR=$addr") broker
+  broker=$(broker_url_of "$name")
+  [ -z "$broker" ] || launch_env+=("RABBITMQ_URL=$broker")
+  env "${launch_env[@]}" nohup setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' svc-wrapper "$file" "$bin" "${args[@]}" \
     >>"$log" 2>&1 </dev/null &
   disown "$!" 2>/dev/null || true  # no "Killed" job notice from this shell if it has to be killed
   deadline=$((SECONDS + START_TIMEOUT))

@@ -5,11 +5,24 @@
 # Stop with scripts/down.sh.
 # Honours the environment svc.sh does (ORDER_HTTP_ADDR, BOARD_ADDR, SAGA_RUN_DIR, REDIS_PREFIX,
 # RUST_LOG, ...). BOARD=no leaves the board out.
+#
+#   scripts/up.sh --hardened   (or SAGA_BROKER=hardened) the hardened broker: the saga in its own
+#                              vhost (SAGA_HARDENED_VHOST, default saga) where each service is its
+#                              own broker user with topic permissions (scripts/broker-users.sh), so
+#                              a student's forged order.cancelled is refused by the broker itself.
+#                              The lab's guest setup (vhost /) stays the default. See docs/SECURITY.md.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SVC=$ROOT/scripts/svc.sh
 RUN_DIR=${SAGA_RUN_DIR:-/tmp/saga-run}
+
+for arg in "$@"; do
+  case $arg in
+    --hardened) export SAGA_BROKER=hardened ;;
+    *) printf 'usage: %s [--hardened]\n' "$0" >&2; exit 2 ;;
+  esac
+done
 
 say() { printf 'up: %s\n' "$*"; }
 die() { printf 'up: error: %s\n' "$*" >&2; exit 1; }
@@ -34,6 +47,11 @@ ensure_toolchain() {
 
 say "step 1/3: RabbitMQ and Redis (scripts/deps.sh)"
 "$ROOT/scripts/deps.sh" || die "scripts/deps.sh failed (see above)"
+
+if [ "${SAGA_BROKER:-lab}" = hardened ]; then
+  say "hardened broker: one user per service in vhost ${SAGA_HARDENED_VHOST:-saga} (scripts/broker-users.sh)"
+  as_root "$ROOT/scripts/broker-users.sh" "${SAGA_HARDENED_VHOST:-saga}" || die "scripts/broker-users.sh failed (see above)"
+fi
 
 say "step 2/3: building release binaries (cargo build --release --bins; may take a few minutes the first time)"
 ensure_toolchain
@@ -63,7 +81,14 @@ say "up and healthy:"
 printf '  order API        %s   (POST /order, GET /order/{id}, GET /orders)\n' "$api"
 printf '  inventory        %s   (GET /stock)\n' "$("$SVC" url inventory-svc)"
 printf '  notifications    %s\n' "$("$SVC" url notification-svc)"
-printf '  RabbitMQ UI      http://127.0.0.1:15672   (guest/guest)\n'
+if [ "${SAGA_BROKER:-lab}" = hardened ]; then
+  printf '  RabbitMQ UI      http://127.0.0.1:15672   (vhost %s; the instructor user, see %s)\n' \
+    "${SAGA_HARDENED_VHOST:-saga}" "${SAGA_BROKER_USERS_FILE:-/etc/saga/broker-users.env}"
+  printf '  sagactl          sudo sh -c '\''. %s; RABBITMQ_URL=$INSTRUCTOR_RABBITMQ_URL RABBITMQ_MANAGEMENT_URL=$INSTRUCTOR_MANAGEMENT_URL sagactl ...'\''\n' \
+    "${SAGA_BROKER_USERS_FILE:-/etc/saga/broker-users.env}"
+else
+  printf '  RabbitMQ UI      http://127.0.0.1:15672   (guest/guest)\n'
+fi
 printf '  logs             %s/{order-svc,inventory-svc,notification-svc,board}.log\n' "$RUN_DIR"
 printf '  try              curl -s -XPOST %s/order -H '\''content-type: application/json'\'' -d '\''{"item":"burger","qty":2,"student_id":"s1"}'\''\n' "$api"
 printf '  status           scripts/svc.sh status all\n'

@@ -1,8 +1,14 @@
 //! inventory-svc's HTTP: operations endpoints plus a view and a knob on the stock.
+//!
+//! `/health`, `/ready`, `/metrics` and `GET /stock` are open. `PUT /stock/{item}` changes
+//! state, so it passes [`AdminGate`] first: a caller on the same machine (a loopback peer) may,
+//! anyone else must send `Authorization: Bearer <ADMIN_TOKEN>`, and without `ADMIN_TOKEN` set
+//! nobody off the machine may.
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::json;
+use shared::admin::AdminGate;
 use shared::http::{ApiError, Readiness, ops_routes, recover, traced};
 use shared::ids::Item;
 use shared::wire::{self, required};
@@ -16,6 +22,7 @@ pub fn routes(
     ledger: RedisLedger,
     readiness: Readiness,
     metrics: PrometheusHandle,
+    gate: AdminGate,
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
     let with_ledger = warp::any().map(move || ledger.clone());
     let show = warp::path!("stock")
@@ -24,6 +31,7 @@ pub fn routes(
         .then(show_stock);
     let set = warp::path!("stock" / String)
         .and(warp::put())
+        .and(gate.filter())
         .and(shared::http::body_up_to(4096))
         .and(with_ledger)
         .then(set_stock);

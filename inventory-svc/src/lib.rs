@@ -2,7 +2,8 @@
 //!
 //! - [`stock`]: the Redis ledger (atomic Lua reserve / release, seeding, manual set).
 //! - [`handler`]: one delivery → parse (poison to the DLQ) → decide → confirmed publish.
-//! - [`api`]: `/health`, `/ready`, `/metrics`, and `GET /stock`, `PUT /stock/{item}`.
+//! - [`api`]: `/health`, `/ready`, `/metrics`, and `GET /stock`, `PUT /stock/{item}` (loopback
+//!   or `ADMIN_TOKEN` only).
 //!
 //! [`App::build`] binds the HTTP port and returns the real address (tests ask for port 0);
 //! [`App::run`] works until the shutdown token is cancelled, then drains in-flight deliveries.
@@ -44,6 +45,10 @@ pub struct Config {
     #[arg(long, env = "INITIAL_STOCK", default_value = "burger=100,pizza=50,sushi=30,salad=200",
           value_parser = parse_stock_list)]
     pub initial_stock: StockList,
+
+    /// ADMIN_TOKEN: what PUT /stock/{item} needs from callers off this machine.
+    #[command(flatten)]
+    pub admin: shared::admin::AdminArgs,
 }
 
 /// The service with its HTTP port bound, ready to run.
@@ -88,7 +93,8 @@ impl Service for App {
             redis: redis.clone(),
             watchdog: watchdog.clone(),
         };
-        let routes = api::routes(ledger.clone(), readiness, metrics);
+        let gate = shared::admin::AdminGate::new(&config.admin, "changing stock");
+        let routes = api::routes(ledger.clone(), readiness, metrics, gate);
         let http = tokio::spawn(shared::http::serve(listener, routes, shutdown.clone()));
         info!(addr = %addr, "inventory-svc HTTP ready");
 

@@ -3,6 +3,10 @@
 //! claim ([`Claims`]) → deliver ([`Deliver`], the sink) → record as sent ([`Claims`]) → the loop
 //! acks. A crash after the claim leaves a pending claim that expires after a lease, so the
 //! redelivered message is still notified; a duplicate finds 'sent' and is only acked.
+//!
+//! Once within the saga, at least once outside it: a failure between the sink's success and the
+//! record (Redis away) delivers again on the retry. The webhook sink sends the same
+//! `Idempotency-Key` every time ([`crate::sink::idempotency_key`]) so a receiver can drop it.
 
 use std::future::Future;
 

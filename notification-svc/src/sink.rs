@@ -1,5 +1,16 @@
 //! Where notifications go: a log line (default), a JSON-lines file, or a webhook.
+//!
+//! **Delivery to the outside is at-least-once.** notification-svc records a notification as
+//! sent only after the sink took it; if the record cannot be written (Redis blips between the
+//! webhook's 2xx and the record), the retry calls the webhook again. So every webhook call
+//! carries `Idempotency-Key: <order_id>/<outcome>` ([`idempotency_key`]), the same on every
+//! attempt for one notification: a receiver that remembers the keys it has seen drops repeats.
+//!
+//! **A webhook URL is a secret** (credentials, a token in the query, a secret path): it is never
+//! shown whole. Logs show it redacted ([`shared::config::redact_url`]), and an error the sink
+//! returns (which becomes the DLQ reason and the order's public `dlq_hops`) names no URL at all.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -9,8 +20,9 @@ use tracing::info;
 
 pub use shared::domain::Notification;
 
-/// `--sink log`, `--sink file:PATH` or `--sink webhook:URL`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `--sink log`, `--sink file:PATH` or `--sink webhook:URL`. Its `Debug` (what the start-up
+/// line shows) redacts the webhook's URL.
+#[derive(Clone, PartialEq, Eq)]
 pub enum SinkSpec {
     Log,
     File(PathBuf),
@@ -23,7 +35,10 @@ impl FromStr for SinkSpec {
         match s.split_once(':') {
             _ if s == "log" => Ok(Self::Log),
             Some(("file", path)) if !path.is_empty() => Ok(Self::File(path.into())),
-            Some(("webhook", url)) if url.starts_with("http://") || url.starts_with("https://") => {
+            Some(("webhook", url))
+                if (url.starts_with("http://") || url.starts_with("https://"))
+                    && reqwest::Url::parse(url).is_ok() =>
+            {
                 Ok(Self::Webhook(url.to_owned()))
             }
             _ => Err(format!(
@@ -31,6 +46,26 @@ impl FromStr for SinkSpec {
             )),
         }
     }
+}
+
+impl fmt::Debug for SinkSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Log => f.write_str("Log"),
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+            Self::Webhook(url) => f
+                .debug_tuple("Webhook")
+                .field(&shared::config::redact_url(url))
+                .finish(),
+        }
+    }
+}
+
+/// The key a receiver dedupes on: one per notification (notification-svc sends at most one per
+/// order and outcome), the same on every retry of it.
+pub fn idempotency_key(n: &Notification) -> String {
+    // `/` is in no order id (see shared::ids), so the key reads back unambiguously.
+    format!("{}/{}", n.order_id, n.outcome)
 }
 
 /// A configured sink.
@@ -78,7 +113,14 @@ impl Sink {
                 file.flush().await?;
             }
             Self::Webhook { url, client } => {
-                let response = client.post(url).json(n).send().await?;
+                // reqwest's errors quote the URL: it is dropped from them (see the module doc).
+                let response = client
+                    .post(url)
+                    .header("idempotency-key", idempotency_key(n))
+                    .json(n)
+                    .send()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("webhook did not answer: {}", e.without_url()))?;
                 anyhow::ensure!(
                     response.status().is_success(),
                     "webhook answered {}",
@@ -108,6 +150,37 @@ mod tests {
             Ok(SinkSpec::Webhook(_))
         ));
         assert!("webhook:ftp://x".parse::<SinkSpec>().is_err());
+        assert!("webhook:http://".parse::<SinkSpec>().is_err());
         assert!("smoke-signals".parse::<SinkSpec>().is_err());
+    }
+
+    #[test]
+    fn a_webhook_url_is_shown_redacted() {
+        let spec: SinkSpec = "webhook:http://user:secret@hooks.example/path?token=t0k"
+            .parse()
+            .unwrap();
+        let shown = format!("{spec:?}");
+        assert!(
+            !shown.contains("secret") && !shown.contains("t0k"),
+            "{shown}"
+        );
+        assert!(shown.contains("hooks.example"), "{shown}");
+    }
+
+    #[test]
+    fn one_key_per_notification() {
+        let n = Notification {
+            order_id: "o-1".into(),
+            outcome: "reserved".into(),
+            event_id: "e-1".into(),
+            ..Default::default()
+        };
+        let again = Notification {
+            event_id: "e-2".into(),
+            at_ms: 5,
+            ..n.clone()
+        };
+        assert_eq!(idempotency_key(&n), "o-1/reserved");
+        assert_eq!(idempotency_key(&n), idempotency_key(&again));
     }
 }

@@ -91,8 +91,8 @@ pub struct NewOrder {
 /// What applying an inventory outcome did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
-    /// The order moved to this status.
-    Moved(OrderStatus),
+    /// The order moved from one status to another.
+    Moved { from: OrderStatus, to: OrderStatus },
     /// Nothing changed: a duplicate, or a stale event for an order now in this status.
     Unchanged(OrderStatus),
     /// No such order here (e.g. an OrderPlaced a lab script published by hand).
@@ -406,14 +406,16 @@ impl OrderStore {
             .arg(entry.to_string())
             .arg(HISTORY_CAP);
         for (from, to) in OrderStatus::transitions_on(event) {
-            invocation.arg(from.as_str()).arg(to.as_str());
+            let reason = from.reason_of_move(event).unwrap_or_default();
+            invocation.arg(from.as_str()).arg(to.as_str()).arg(reason);
         }
-        let (moved, status): (i64, String) =
+        let (moved, status, before): (i64, String, String) =
             invocation.invoke_async(&mut self.redis.clone()).await?;
-        Ok(match (moved, OrderStatus::parse(&status)) {
-            (_, None) => Applied::UnknownOrder,
-            (1, Some(status)) => Applied::Moved(status),
-            (_, Some(status)) => Applied::Unchanged(status),
+        let (status, before) = (OrderStatus::parse(&status), OrderStatus::parse(&before));
+        Ok(match (moved, status, before) {
+            (1, Some(to), Some(from)) => Applied::Moved { from, to },
+            (_, Some(status), _) => Applied::Unchanged(status),
+            (_, None, _) => Applied::UnknownOrder,
         })
     }
 

@@ -4,13 +4,21 @@
 //! applies it to the order through [`Orders`] as a guarded transition (the rules are
 //! [`shared::domain::OrderStatus::next`]): a duplicate or a late event changes nothing, and is
 //! only noted in the order's timeline. Nothing is announced: the saga ends here.
+//!
+//! An `inventory.released` for an order order-svc did not cancel (PLACED or CONFIRMED: a cancel
+//! from order-svc moves it to CANCELLING first) means inventory-svc gave the stock back on an
+//! `order.cancelled` that order-svc never sent, a forgery or a stray lab message. The stock is
+//! gone either way, so the order follows it to CANCELLED, with a reason that says so
+//! ([`shared::domain::UNASKED_RELEASE`]), and the log warns: orders and stock never disagree.
+//! The hardened broker (scripts/broker-users.sh) refuses such a forgery in the first place.
 
 use std::future::Future;
 
 use shared::consumer::{DeliveryMeta, Handler, Outcome};
+use shared::domain::OrderStatus;
 use shared::events::{EventMeta, InventoryOutcome, unix_now_secs};
 use shared::wire::Malformed;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::orders::{Applied, OrderStore};
 
@@ -62,10 +70,14 @@ impl<O: Orders> Handler for StatusHandler<O> {
             timestamp: unix_now_secs(),
         };
         match self.orders.apply(outcome, &event, meta.redelivered).await {
-            Ok(Applied::Moved(status)) => {
+            Ok(Applied::Moved { from, to: status }) => {
                 match outcome {
                     InventoryOutcome::Failed { reason, .. } => {
                         info!(%status, %reason, "Order {order_id} failed: {reason}")
+                    }
+                    InventoryOutcome::Released { .. } if from != OrderStatus::Cancelling => {
+                        warn!(%status, was = %from, app_id = meta.app_id.as_deref().unwrap_or("-"),
+                              "Order {order_id} cancelled without a cancel from order-svc: inventory-svc released its stock on an order.cancelled order-svc never sent; the order follows the stock")
                     }
                     _ => info!(%status, "Order {order_id} {}", status.as_str().to_lowercase()),
                 }
@@ -97,7 +109,7 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Mutex;
 
-    use shared::domain::{OrderEvent, OrderStatus};
+    use shared::domain::OrderEvent;
     use shared::events::{EventType, FailureCode};
     use shared::ids::{Item, OrderId, Qty};
     use shared::retry::is_outage;
@@ -155,8 +167,9 @@ mod tests {
             };
             Ok(match status.next(event) {
                 Some(next) => {
+                    let from = *status;
                     *status = next;
-                    Applied::Moved(next)
+                    Applied::Moved { from, to: next }
                 }
                 None => Applied::Unchanged(*status),
             })
@@ -239,6 +252,12 @@ mod tests {
                 "a stale reservation for a cancelled order",
                 reserved("d"),
                 "duplicate",
+                Some(Cancelled),
+            ),
+            (
+                "a release order-svc never asked for: the order follows the stock",
+                released("a"),
+                "processed",
                 Some(Cancelled),
             ),
             (

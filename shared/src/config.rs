@@ -117,14 +117,16 @@ fn parse_prefix(s: &str) -> Result<String, String> {
     }
 }
 
-/// A URL with its password replaced, fit for a log line (credentials never appear in logs).
-/// A list of URLs (`RABBITMQ_URL` naming several nodes) has each one's password replaced.
+/// A URL fit for a log line or an error message: its password and every query value are
+/// replaced with `***`, its fragment dropped (a webhook's token often rides in the query).
+/// Credentials never appear in logs. A list of URLs (`RABBITMQ_URL` naming several nodes) has
+/// each one redacted.
 pub fn redact_url(url: &str) -> String {
     url.split(',').map(redact_one).collect::<Vec<_>>().join(",")
 }
 
-/// Every `scheme://user:password@` in free text with its password masked (a URL quoted in an
-/// error message ends at a space, a quote or a comma).
+/// Every `scheme://...` in free text redacted as by [`redact_url`] (a URL quoted in an error
+/// message ends at a space, a quote or a comma).
 pub fn mask_passwords(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -134,21 +136,8 @@ pub fn mask_passwords(text: &str) -> String {
         let end = after
             .find(|c: char| c.is_whitespace() || "'\",".contains(c))
             .unwrap_or(after.len());
-        let (authority, tail) = after.split_at(end);
-        match authority.rfind('@') {
-            Some(at) => {
-                let user = authority[..at].split(':').next().unwrap_or("");
-                let masked = if authority[..at].contains(':') {
-                    ":***"
-                } else {
-                    ""
-                };
-                out.push_str(user);
-                out.push_str(masked);
-                out.push_str(&authority[at..]);
-            }
-            None => out.push_str(authority),
-        }
+        let (url, tail) = after.split_at(end);
+        out.push_str(&redact_after_scheme(url));
         rest = tail;
     }
     out.push_str(rest);
@@ -156,14 +145,41 @@ pub fn mask_passwords(text: &str) -> String {
 }
 
 fn redact_one(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
-        }
-        _ => url.to_owned(),
+    match url.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}", redact_after_scheme(rest)),
+        None => url.to_owned(),
     }
+}
+
+/// `user:password@host/path?k=v#f` → `user:***@host/path?k=***`.
+fn redact_after_scheme(rest: &str) -> String {
+    let rest = rest.split_once('#').map_or(rest, |(kept, _fragment)| kept);
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, query)) => (rest, Some(query)),
+        None => (rest, None),
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let mut out = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    out.push_str(path);
+    if let Some(query) = query {
+        let masked: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _value)) => format!("{key}=***"),
+                None => "***".to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&masked.join("&"));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -187,6 +203,24 @@ mod tests {
         assert_eq!(
             redact_url("redis+sentinel://:pw@h1:1,h2:2/saga"),
             "redis+sentinel://:***@h1:1,h2:2/saga"
+        );
+    }
+
+    #[test]
+    fn redacts_query_values_and_fragments_too() {
+        assert_eq!(
+            redact_url("http://user:secret@hooks.example:8080/path?token=abc&x=1#frag"),
+            "http://user:***@hooks.example:8080/path?token=***&x=***"
+        );
+        assert_eq!(
+            redact_url("https://hooks.example/a?flag"),
+            "https://hooks.example/a?***"
+        );
+        // An @ in the query is not the end of a user name.
+        assert_eq!(redact_url("http://h/p?mail=a@b"), "http://h/p?mail=***");
+        assert_eq!(
+            mask_passwords("webhook http://u:pw@h/p?token=t failed"),
+            "webhook http://u:***@h/p?token=*** failed"
         );
     }
 

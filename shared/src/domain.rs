@@ -39,6 +39,11 @@ pub enum OrderStatus {
     Cancelled,
 }
 
+/// The reason an order records when inventory-svc released its stock without order-svc asking
+/// (order-svc asks by moving the order to CANCELLING first).
+pub const UNASKED_RELEASE: &str = "cancelled by inventory-svc, not by order-svc: it released the \
+     stock on an order.cancelled that order-svc never sent; the order follows the stock";
+
 /// What can happen to an order: inventory's three outcomes, and a customer's cancel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OrderEvent {
@@ -70,6 +75,18 @@ impl OrderStatus {
             (Placed, ReservationFailed) => Some(Failed),
             (Placed | Confirmed, CancelRequested) => Some(Cancelling),
             (Cancelling, Released) => Some(Cancelled),
+            // Stock given back that order-svc never asked for (a forged or stray
+            // order.cancelled reached inventory-svc): the order follows the stock, so that
+            // orders and stock never disagree. See UNASKED_RELEASE.
+            (Placed | Confirmed, Released) => Some(Cancelled),
+            _ => None,
+        }
+    }
+
+    /// The reason recorded on a move that says more than its event: `None` for most.
+    pub fn reason_of_move(self, event: OrderEvent) -> Option<&'static str> {
+        match (self, event) {
+            (Self::Placed | Self::Confirmed, OrderEvent::Released) => Some(UNASKED_RELEASE),
             _ => None,
         }
     }
@@ -304,11 +321,11 @@ mod tests {
         let table = [
             (Placed, Reserved, Some(Confirmed)),
             (Placed, ReservationFailed, Some(Failed)),
-            (Placed, Released, None),
+            (Placed, Released, Some(Cancelled)),
             (Placed, CancelRequested, Some(Cancelling)),
             (Confirmed, Reserved, None),
             (Confirmed, ReservationFailed, None),
-            (Confirmed, Released, None),
+            (Confirmed, Released, Some(Cancelled)),
             (Confirmed, CancelRequested, Some(Cancelling)),
             (Failed, Reserved, None),
             (Failed, CancelRequested, None),
@@ -324,12 +341,12 @@ mod tests {
     }
 
     #[test]
-    fn final_statuses_never_move_but_for_a_cancel_of_a_confirmed_order() {
+    fn final_statuses_never_move_but_for_a_cancel_or_a_release_of_a_confirmed_order() {
         let events = [Reserved, ReservationFailed, Released, CancelRequested];
         for status in OrderStatus::FINAL {
             let moves: Vec<_> = events.iter().filter_map(|e| status.next(*e)).collect();
             let expected = if status == Confirmed {
-                vec![Cancelling]
+                vec![Cancelled, Cancelling]
             } else {
                 vec![]
             };
@@ -345,8 +362,14 @@ mod tests {
         );
         assert_eq!(
             OrderStatus::transitions_on(Released),
-            [(Cancelling, Cancelled)]
+            [
+                (Placed, Cancelled),
+                (Confirmed, Cancelled),
+                (Cancelling, Cancelled)
+            ]
         );
+        assert_eq!(Confirmed.reason_of_move(Released), Some(UNASKED_RELEASE));
+        assert_eq!(Cancelling.reason_of_move(Released), None);
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //!   after writes when replicas are required ([`replication`]; Sentinel URLs: [`sentinel`]).
 //! - [`backoff`]: capped exponential backoff for everything transient.
 //! - [`http`]: `/health`, `/ready`, `/metrics` and JSON errors, for every service.
+//! - [`admin`]: state-changing ops endpoints: loopback callers, or `ADMIN_TOKEN`.
 //! - [`service`]: the [`service::Service`] trait each service's `App` implements, and the
 //!   one `main` every service binary runs.
 //! - [`shutdown`]: SIGINT/SIGTERM into a cancellation token.
@@ -27,6 +28,7 @@
 //!   [`watch::Watchdog`] that `/ready` reads: what is down, and why.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod amqp;
 pub mod backoff;
 pub mod cluster_profile;

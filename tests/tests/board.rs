@@ -358,7 +358,7 @@ async fn drive(browser: &Browser, board: &Board, env: &TestEnv) -> anyhow::Resul
         .until_green(
             "every light green",
             T,
-            "[...document.querySelectorAll('[data-rule]')].filter(l => l.dataset.state === 'green').length === 6",
+            "[...document.querySelectorAll('[data-rule]')].filter(l => l.dataset.state === 'green').length === 7",
         )
         .await?;
     browser.screenshot(&shots, "4-drained-and-green").await?;
@@ -673,4 +673,224 @@ async fn the_board_stops_only_the_redis_it_may_and_brings_it_back_with_its_data(
         "the data survived the outage"
     );
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_board_answers_only_its_own_hosts_and_no_page_may_frame_it() -> anyhow::Result<()> {
+    let env = TestEnv::new("board-hosts").await?;
+    let run_dir = RunDir::new(&[])?;
+    let board = Board::start(
+        &env,
+        &format!("127.0.0.1:{}", free_port()),
+        &run_dir.0,
+        None,
+        &["--allow-host", "board.lab"],
+        &[],
+    )
+    .await?;
+    let port = board.url.rsplit(':').next().unwrap_or_default().to_owned();
+    let get = |host: String| {
+        env.http()
+            .get(format!("{}/api/state", board.url))
+            .header("host", host)
+            .send()
+    };
+    // (Host header, answered?)
+    let hosts = [
+        (format!("127.0.0.1:{port}"), true),
+        (format!("localhost:{port}"), true),
+        (format!("board.lab:{port}"), true),
+        // A DNS-rebinding page: its own name, resolving to 127.0.0.1.
+        (format!("evil.example:{port}"), false),
+        ("evil.example".to_owned(), false),
+    ];
+    for (host, answered) in hosts {
+        let r = get(host.clone()).await?;
+        let status = r.status().as_u16();
+        let csp = r
+            .headers()
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let frame = r
+            .headers()
+            .get("x-frame-options")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        assert_eq!(
+            csp.as_deref(),
+            Some("frame-ancestors 'none'"),
+            "{host}: every answer forbids framing"
+        );
+        assert_eq!(frame.as_deref(), Some("DENY"), "{host}");
+        if answered {
+            assert_eq!(status, 200, "{host}");
+        } else {
+            assert_eq!(status, 403, "{host}");
+            let body: Value = r.json().await?;
+            assert!(
+                body["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("--allow-host"),
+                "{body}"
+            );
+        }
+    }
+    // The page, and a POST from the rebinding page (its Origin matches its Host): refused.
+    let page = env.http().get(&board.url).send().await?;
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.headers().contains_key("content-security-policy"));
+    let rebinding = env
+        .http()
+        .post(format!("{}/api/dlq/purge", board.url))
+        .header("host", format!("evil.example:{port}"))
+        .header("origin", format!("http://evil.example:{port}"))
+        .json(&json!({"confirm": true}))
+        .send()
+        .await?;
+    assert_eq!(rebinding.status().as_u16(), 403);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_held_unacked_turns_its_light_red_until_it_is_settled() -> anyhow::Result<()> {
+    use futures_util::StreamExt;
+    use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+
+    let env = TestEnv::new("board-held").await?;
+    env.declare_topology().await?;
+    let run_dir = RunDir::new(&[])?;
+    let board = Board::start(
+        &env,
+        &format!("127.0.0.1:{}", free_port()),
+        &run_dir.0,
+        None,
+        &[],
+        &[],
+    )
+    .await?;
+    let state = format!("{}/api/state", board.url);
+    let light = |state: &Value| -> Option<(String, Value)> {
+        state["invariants"]["lights"]
+            .as_array()?
+            .iter()
+            .find(|l| l["id"] == "deliveries-settled")
+            .map(|l| {
+                (
+                    l["state"].as_str().unwrap_or_default().to_owned(),
+                    l["detail"].clone(),
+                )
+            })
+    };
+    eventually("the light green", T, || async {
+        let now = env.get_json(&state).await.map_err(|e| e.to_string())?;
+        match light(&now) {
+            Some((s, _)) if s == "green" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+
+    // A consumer that takes one message and never settles it: what a panicking handler did.
+    env.publish_bare(
+        "order.placed",
+        br#"{"order_id":"held-1","item":"burger","qty":1}"#,
+    )
+    .await?;
+    let conn = env.connect().await?;
+    let channel = conn.create_channel().await?;
+    channel.basic_qos(1, BasicQosOptions::default()).await?;
+    let mut consumer = channel
+        .basic_consume(
+            env.topology.inventory_queue.as_str().into(),
+            "stuck".into(),
+            BasicConsumeOptions::default(),
+            Default::default(),
+        )
+        .await?;
+    let _held = consumer.next().await.context("no delivery")??;
+    let red = eventually(
+        "the light red, naming the queue",
+        Duration::from_secs(60),
+        || async {
+            let now = env.get_json(&state).await.map_err(|e| e.to_string())?;
+            match light(&now) {
+                Some((s, detail)) if s == "red" => Ok(detail),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await?;
+    assert!(
+        red.to_string()
+            .contains(env.topology.inventory_queue.as_str()),
+        "{red}"
+    );
+
+    // Settled (the channel closes, the broker takes it back): green again.
+    channel.close(200, "settled".into()).await?;
+    eventually("the light green again", Duration::from_secs(60), || async {
+        let now = env.get_json(&state).await.map_err(|e| e.to_string())?;
+        match light(&now) {
+            Some((s, _)) if s == "green" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+    let _ = conn.close(200, "done".into()).await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_sends_the_token_it_was_opened_with() -> anyhow::Result<()> {
+    let env = TestEnv::new("board-token").await?;
+    env.declare_topology().await?;
+    let run_dir = RunDir::new(&[])?;
+    let board = Board::start(
+        &env,
+        &format!("127.0.0.1:{}", free_port()),
+        &run_dir.0,
+        None,
+        &["--token", "page-s3cret"],
+        &[],
+    )
+    .await?;
+    // Without the token, the same action is refused.
+    let (status, answer) = board
+        .post(&env, "/api/dlq/purge", json!({"confirm": true}))
+        .await?;
+    assert_eq!(status, 403, "{answer}");
+
+    let browser = Browser::start().await?;
+    let result = async {
+        browser
+            .open_board(&format!("{}/#token=page-s3cret", board.url))
+            .await?;
+        let hash = browser.eval("location.hash").await?;
+        anyhow::ensure!(hash == "", "the token stays in the address bar: {hash}");
+        browser
+            .until(
+                "the page says actions need the token",
+                T,
+                "document.querySelector('[data-actions=\"token\"]') !== null",
+            )
+            .await?;
+        // Purge asks first, then goes: with the token from the address, the board obeys.
+        browser.click("#dlq-purge").await?;
+        browser.click("#dlq-purge").await?;
+        browser
+            .until(
+                "the purge done",
+                T,
+                "[...document.querySelectorAll('#activity code')].some(c => c.textContent.startsWith('sagactl dlq purge'))",
+            )
+            .await?;
+        let errors = browser.eval("window.boardErrors").await?;
+        anyhow::ensure!(errors == json!([]), "the page met script errors: {errors}");
+        Ok(())
+    }
+    .await;
+    browser.close().await;
+    result
 }

@@ -101,8 +101,8 @@ fn the_app_services_run_real_binaries_with_real_settings() {
         let (host, port) = addr.rsplit_once(':').expect("HTTP_ADDR is host:port");
         assert_eq!(host, "0.0.0.0", "{name}: listens beyond the container");
         assert!(
-            strings(&svc["ports"]).contains(&format!("{port}:{port}")),
-            "{name}: publishes {port}"
+            strings(&svc["ports"]).contains(&format!("127.0.0.1:{port}:{port}")),
+            "{name}: publishes {port} on the host's loopback"
         );
         let health = words(&svc["healthcheck"]["test"]).join(" ");
         assert!(
@@ -119,6 +119,20 @@ fn the_app_services_run_real_binaries_with_real_settings() {
         assert_eq!(svc["restart"].as_str(), Some("unless-stopped"), "{name}");
     }
     assert_eq!(images.len(), 1, "one image for every service: {images:?}");
+}
+
+#[test]
+fn every_published_port_is_on_the_hosts_loopback_only() {
+    let compose = compose();
+    let services = compose["services"].as_hash().expect("services is a map");
+    for (name, svc) in services {
+        for port in strings(&svc["ports"]) {
+            assert!(
+                port.starts_with("127.0.0.1:"),
+                "{name:?} publishes {port} on every interface of the host"
+            );
+        }
+    }
 }
 
 #[test]

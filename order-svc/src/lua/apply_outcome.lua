@@ -3,22 +3,27 @@
 -- KEYS[1] order hash, KEYS[2] order history list, KEYS[3] prefix for per-status index sets
 -- ARGV[1] reason to record with the move ('' for none), ARGV[2] now (ms),
 -- ARGV[3] history entry (JSON, with a "__STATUS__" placeholder this script fills),
--- ARGV[4] history cap, ARGV[5..] the moves the event allows, as from, to pairs.
+-- ARGV[4] history cap, ARGV[5..] the moves the event allows, as from, to, reason triples
+-- (a move's own reason, '' for none, overrides ARGV[1]: e.g. a release order-svc never asked).
 --
 -- The rules are not here: the order state machine is shared::domain::OrderStatus, in Rust, which
--- computes the pairs. If the order's status is a `from`, it moves to its `to`; otherwise (a
+-- computes the triples. If the order's status is a `from`, it moves to its `to`; otherwise (a
 -- duplicate, a stale or late event) nothing changes, and the entry is still written to the
 -- history, marked not applied, so a person can see it arrived.
--- Returns {applied (1|0), status after}, or {0, ''} when there is no such order.
+-- Returns {applied (1|0), status after, status before}, or {0, '', ''} when there is no such order.
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then
-  return {0, ''}
+  return {0, '', ''}
 end
 
 local next_status = nil
-for i = 5, #ARGV - 1, 2 do
+local reason = ARGV[1]
+for i = 5, #ARGV - 2, 3 do
   if ARGV[i] == status then
     next_status = ARGV[i + 1]
+    if ARGV[i + 2] ~= '' then
+      reason = ARGV[i + 2]
+    end
     break
   end
 end
@@ -26,8 +31,8 @@ end
 local entry = ARGV[3]
 if next_status then
   redis.call('HSET', KEYS[1], 'status', next_status, 'updated_at', ARGV[2])
-  if ARGV[1] ~= '' then
-    redis.call('HSET', KEYS[1], 'reason', ARGV[1])
+  if reason ~= '' then
+    redis.call('HSET', KEYS[1], 'reason', reason)
   end
   local id = redis.call('HGET', KEYS[1], 'order_id')
   local created = redis.call('HGET', KEYS[1], 'created_at')
@@ -41,6 +46,6 @@ end
 redis.call('RPUSH', KEYS[2], entry)
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1)
 if next_status then
-  return {1, next_status}
+  return {1, next_status, status}
 end
-return {0, status}
+return {0, status, status}

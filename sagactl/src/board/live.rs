@@ -8,7 +8,7 @@
 //! | `orders` | counts per status and the newest orders of each status | 1 s |
 //! | `stock` | per item: available, initial, reserved, released, and whether they balance | 1 s |
 //! | `dlq` | the DLQ's depth; its first messages, peeked without losing any, once it is quiet | 1 s |
-//! | `invariants` | the rules of `sagactl check`, as lights | `--check-every` |
+//! | `invariants` | the rules of `sagactl check`, as lights, and deliveries held unacked | `--check-every` |
 //! | `services` | the demo's service processes, and whether fault actions are allowed | 1 s |
 //! | `status` | which dependencies answer | 1 s |
 //!
@@ -45,6 +45,10 @@ const ORDERS_SHOWN: isize = 30;
 const DLQ_SHOWN: usize = 100;
 /// How long the DLQ's depth must stay the same before the board looks at its messages.
 pub const DLQ_QUIET: Duration = Duration::from_secs(3);
+/// A delivery unacked this long is held, not in progress: every delivery must be settled
+/// (acked, parked for a retry or dead-lettered) within moments. The management API's counts lag
+/// by up to its statistics interval (5 s by default), hence the margin.
+pub const HELD_AFTER: Duration = Duration::from_secs(10);
 /// The statuses an order can have, in the order the page lists them.
 pub const STATUSES: [&str; 5] = ["PLACED", "CONFIRMED", "FAILED", "CANCELLING", "CANCELLED"];
 
@@ -104,6 +108,8 @@ pub struct LiveState {
     pub series: std::sync::Mutex<Series>,
     rates: std::sync::Mutex<Vec<Option<Rates>>>,
     dlq: std::sync::Mutex<DlqView>,
+    /// Per consumed queue: since when it has had unacked deliveries without a break.
+    held: std::sync::Mutex<BTreeMap<String, Held>>,
     broker_up: AtomicBool,
     redis_up: AtomicBool,
     management_up: AtomicBool,
@@ -135,6 +141,16 @@ impl Series {
     pub fn history(&self, queues: &[String]) -> serde_json::Value {
         json!({ "queues": queues, "points": self.points })
     }
+}
+
+/// A queue whose unacked count has stayed above zero at every sample since `since`.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    since: Instant,
+    unacked: u64,
+    /// The last sample at which messages were being delivered or waiting: a backlog being
+    /// worked keeps unacked above zero without anything being stuck.
+    busy_at: Option<Instant>,
 }
 
 /// What the page shows of the DLQ.
@@ -230,7 +246,39 @@ async fn sample_rates(board: &Board) {
         rates.push(r);
     }
     board.live.management_up.store(any, Ordering::Relaxed);
+    let waiting: Vec<bool> = lock(&board.live.series)
+        .points
+        .back()
+        .map(|sample| sample.depth.iter().map(|d| d.unwrap_or(0) > 0).collect())
+        .unwrap_or_default();
+    note_held(board, &rates, &waiting);
     *lock(&board.live.rates) = rates;
+}
+
+/// Keep, per consumed queue, since when its unacked count has stayed above zero.
+fn note_held(board: &Board, rates: &[Option<Rates>], waiting: &[bool]) {
+    let now = Instant::now();
+    let mut held = lock(&board.live.held);
+    for (i, queue) in board.queues.iter().enumerate() {
+        let consumed = *queue != board.common.topology.dlq_queue && !queue.ends_with(".retry");
+        match rates.get(i).copied().flatten() {
+            Some(r) if consumed && r.unacked > 0 => {
+                let busy = r.deliver > 0.0 || waiting.get(i).copied().unwrap_or(false);
+                let entry = held.entry(queue.clone()).or_insert(Held {
+                    since: now,
+                    unacked: r.unacked,
+                    busy_at: None,
+                });
+                entry.unacked = r.unacked;
+                if busy {
+                    entry.busy_at = Some(now);
+                }
+            }
+            _ => {
+                held.remove(queue);
+            }
+        }
+    }
 }
 
 fn publish_queue_table(board: &Board, sample: &Sample) {
@@ -355,11 +403,17 @@ async fn read_orders(board: &Board) -> anyhow::Result<serde_json::Value> {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let mut pipe = redis::pipe();
-    for id in &ids {
-        pipe.hgetall(keys.order(id));
-    }
-    let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+    // An empty pipeline answers nothing at all, not an empty list: no orders, no second trip
+    // (it read as "Redis down" on a fresh saga).
+    let hashes: Vec<HashMap<String, String>> = if ids.is_empty() {
+        Vec::new()
+    } else {
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.hgetall(keys.order(id));
+        }
+        pipe.query_async(&mut conn).await?
+    };
     let rows: BTreeMap<&String, OrderRow> = ids
         .into_iter()
         .zip(hashes)
@@ -533,7 +587,53 @@ async fn check_rules(board: &Board) -> anyhow::Result<Vec<Light>> {
                 },
             ),
     );
+    lights.push(held_light(board));
     Ok(lights)
+}
+
+/// The light for invariant 3's second half: every delivery is settled, none held for ever.
+fn held_light(board: &Board) -> Light {
+    let mut light = Light {
+        id: "deliveries-settled",
+        title: "every delivery is settled: none held unacked for more than 10 s",
+        state: "green",
+        detail: Vec::new(),
+    };
+    if !board.live.management_up.load(Ordering::Relaxed) {
+        light.state = "amber";
+        light.detail.push(
+            "cannot tell: the management API does not answer (it counts unacked deliveries)".into(),
+        );
+        return light;
+    }
+    let outage = !board.live.redis_up.load(Ordering::Relaxed);
+    for (queue, held) in lock(&board.live.held).iter() {
+        let secs = held.since.elapsed().as_secs();
+        if held.since.elapsed() < HELD_AFTER {
+            continue;
+        }
+        let (state, why) = if outage {
+            (
+                "amber",
+                "while Redis does not answer: waited out, as an outage must be",
+            )
+        } else if held.busy_at.is_some_and(|at| at.elapsed() < HELD_AFTER) {
+            (
+                "amber",
+                "while the queue is busy: a backlog being worked, or something stuck",
+            )
+        } else {
+            ("red", "with nothing else delivered: held, never settled")
+        };
+        if state == "red" || light.state == "green" {
+            light.state = state;
+        }
+        light.detail.push(format!(
+            "{queue}: {} delivery(ies) unacked for {secs} s {why}",
+            held.unacked
+        ));
+    }
+    light
 }
 
 // --- processes and status --------------------------------------------------------------------
@@ -561,6 +661,7 @@ fn sample_services(board: &Board) {
             "vhost": board.vhost,
             "prefix": board.common.redis_prefix,
             "listen": board.listen.to_string(),
+            "actions": board.access.policy(),
             "drill": board.drills.running(),
         }),
     );

@@ -20,6 +20,8 @@
 //! - [`redis_outage`]: stopping the one Redis the board was allowed to stop, and starting it
 //!   again with the settings it ran with.
 //! - [`routes`]: the HTTP API the page talks to; every error is JSON.
+//! - [`guard`]: who may use it: the `Host` allowlist, same-origin POSTs, the token that
+//!   state-changing actions need off loopback, and no framing.
 //!
 //! Everything is read from where it lives (Redis through [`shared::store::Keys`], the broker
 //! over AMQP and its management API), with the functions `sagactl`'s own subcommands use, so
@@ -29,6 +31,7 @@ mod actions;
 mod assets;
 mod drills;
 mod faults;
+mod guard;
 mod hub;
 mod live;
 mod processes;
@@ -60,7 +63,8 @@ pub const CONNECTION_NAME: &str = "sagactl board";
 #[derive(Args, Debug, Clone)]
 #[command(after_help = "Example:\n  sagactl board\n  \
                   sagactl board --addr 127.0.0.1:8080 --allow-faults\n  \
-                  BOARD_ADDR=0.0.0.0:8080 sagactl board   # a class may watch; fault buttons are refused")]
+                  BOARD_ADDR=0.0.0.0:8080 sagactl board   # a class may watch; every action is refused\n  \
+                  sagactl board --addr 0.0.0.0:8080 --allow-host board.lab --token \"$(openssl rand -hex 16)\"")]
 pub struct BoardArgs {
     /// Where the board listens. Fault actions need a loopback address (127.0.0.1, ::1).
     #[arg(long, env = "BOARD_ADDR", default_value = "127.0.0.1:8080")]
@@ -81,6 +85,16 @@ pub struct BoardArgs {
     /// one beside the binary's target/ directory.
     #[arg(long, env = "SAGA_SCRIPTS_DIR")]
     pub scripts_dir: Option<PathBuf>,
+    /// Another name the board may be reached by (`name` for any port, `name:port`), besides
+    /// localhost, 127.0.0.1, [::1] and --addr. Repeatable. Requests naming any other Host are
+    /// refused (DNS rebinding).
+    #[arg(long = "allow-host", env = "BOARD_ALLOW_HOSTS", value_delimiter = ',')]
+    pub allow_hosts: Vec<String>,
+    /// A secret every state-changing action must carry (`Authorization: Bearer ...`; the page
+    /// sends the one in its URL's `#token=`). Without it, a board on a non-loopback address
+    /// refuses every action.
+    #[arg(long, env = "BOARD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Seconds between two rounds of the invariant checks.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=60))]
     pub check_every: u64,
@@ -104,7 +118,24 @@ pub async fn run(common: Common, urls: Urls, args: BoardArgs) -> anyhow::Result<
     let shutdown = shared::shutdown::on_signal();
     let board = Board::new(common, urls, args, addr)?;
     let mut tasks = live::spawn(board.clone(), shutdown.clone());
-    say(&format!("board: http://{addr}"));
+    match (&board.access.token(), board.access.policy()) {
+        // The whole address for the person at the terminal; a log file (scripts/svc.sh) gets
+        // it without the secret: credentials never appear in logs.
+        (Some(token), _) => say(&format!(
+            "board: http://{}/#token={}  (actions need this token)",
+            page_authority(addr, &board.args.allow_hosts),
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                token
+            } else {
+                "<the --token / BOARD_TOKEN it was started with>"
+            }
+        )),
+        (None, guard::ActionPolicy::Refused) => {
+            say(&format!("board: http://{addr}"));
+            say("board: every action is refused: a non-loopback address needs --token");
+        }
+        (None, _) => say(&format!("board: http://{addr}")),
+    }
     if let Some(why) = board.faults_refused() {
         say(&format!("board: fault buttons off: {why}"));
     }
@@ -121,6 +152,19 @@ pub async fn run(common: Common, urls: Urls, args: BoardArgs) -> anyhow::Result<
     Ok(())
 }
 
+/// How a person reaches a board listening on `addr`: a wildcard address is no place to go, so
+/// the first `--allow-host` (the name a class uses), else localhost.
+fn page_authority(addr: SocketAddr, allow_hosts: &[String]) -> String {
+    if !addr.ip().is_unspecified() {
+        return addr.to_string();
+    }
+    match allow_hosts.first() {
+        Some(host) if host.contains(':') && !host.ends_with(']') => host.clone(),
+        Some(host) => format!("{host}:{}", addr.port()),
+        None => format!("localhost:{}", addr.port()),
+    }
+}
+
 /// One line on stdout, for the board's log file (scripts/up.sh keeps it beside the services').
 fn say(line: &str) {
     use std::io::Write as _;
@@ -134,6 +178,8 @@ pub(crate) struct Board {
     pub args: BoardArgs,
     /// Where the board really listens (port 0 resolved).
     pub listen: SocketAddr,
+    /// Which hosts it answers to, and who may change state.
+    pub access: guard::Access,
     pub keys: Keys,
     pub vhost: String,
     /// The saga's queues in chart order: each consumed queue, its retry queue, the DLQ.
@@ -185,6 +231,7 @@ impl Board {
             dlq_dirty: tokio::sync::Notify::new(),
             live: live::LiveState::default(),
             activity: Mutex::new(VecDeque::new()),
+            access: guard::Access::new(listen, &args.allow_hosts, args.token.clone()),
             vhost,
             redis,
             scripts_dir,
@@ -292,3 +339,21 @@ impl BrokerLink {
 
 /// Cancelled together with the board: for tasks that must end when it does.
 pub(crate) type Shutdown = CancellationToken;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_printed_address_is_one_a_person_can_open() {
+        let at = |addr: &str, hosts: &[&str]| {
+            let hosts: Vec<String> = hosts.iter().map(|h| (*h).to_owned()).collect();
+            page_authority(addr.parse().unwrap(), &hosts)
+        };
+        assert_eq!(at("127.0.0.1:8080", &["board.lab"]), "127.0.0.1:8080");
+        assert_eq!(at("0.0.0.0:8080", &[]), "localhost:8080");
+        assert_eq!(at("0.0.0.0:8080", &["board.lab"]), "board.lab:8080");
+        assert_eq!(at("0.0.0.0:8080", &["board.lab:80"]), "board.lab:80");
+        assert_eq!(at("[::]:8080", &["[fd00::1]"]), "[fd00::1]:8080");
+    }
+}

@@ -18,10 +18,13 @@
 //! | `POST /api/faults/connections` | close every broker connection of the vhost |
 //! | `POST /api/faults/redis` | `{"seconds"}`: stop Redis for a while |
 //!
-//! Every error is JSON (`{"error": ...}`). A POST must say `content-type: application/json`
-//! and, if the browser sends an `Origin`, come from the board's own page: a page on another
-//! site cannot send that content type without the browser asking first (CORS), so it cannot
-//! press the board's buttons behind a visitor's back.
+//! Every error is JSON (`{"error": ...}`). Before any route, [`guard`](super::guard) checks the
+//! request's `Host`; every answer forbids framing. A POST must say `content-type:
+//! application/json` and, if the browser sends an `Origin`, come from the board's own page: a
+//! page on another site cannot send that content type without the browser asking first
+//! (CORS), so it cannot press the board's buttons behind a visitor's back. Every POST that
+//! changes state (all but `look`) also passes [`Access::check_action`]: off loopback, only
+//! with the board's token.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -38,6 +41,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::faults::{self, FaultError, ServiceAction};
+use super::guard::{Access, FRAMING_HEADERS};
 use super::hub::Update;
 use super::redis_outage::{self, RedisStopError};
 use super::{Board, Shutdown, actions, assets, drills, lock};
@@ -85,7 +89,7 @@ pub fn routes(
         );
 
     let place = warp::path!("api" / "orders")
-        .and(post_json())
+        .and(action(&board))
         .and(with.clone())
         .then(|body: Bytes, board: Arc<Board>| async move {
             answer(
@@ -96,14 +100,14 @@ pub fn routes(
         });
 
     let duplicate = warp::path!("api" / "orders" / String / "duplicate")
-        .and(post_json())
+        .and(action(&board))
         .and(with.clone())
         .then(|id: String, _body: Bytes, board: Arc<Board>| async move {
             answer(actions::duplicate(&board, &id).await.map(ok))
         });
 
     let poison = warp::path!("api" / "poison")
-        .and(post_json())
+        .and(action(&board))
         .and(with.clone())
         .then(|body: Bytes, board: Arc<Board>| async move {
             answer(
@@ -114,7 +118,7 @@ pub fn routes(
         });
 
     let replay = warp::path!("api" / "dlq" / "replay")
-        .and(post_json())
+        .and(action(&board))
         .and(with.clone())
         .then(|body: Bytes, board: Arc<Board>| async move {
             answer(
@@ -137,7 +141,7 @@ pub fn routes(
         .map(|| warp::reply::json(&json!({ "status": "ok", "service": "board" })).into_response());
 
     let purge = warp::path!("api" / "dlq" / "purge")
-        .and(post_json())
+        .and(action(&board))
         .and(with.clone())
         .then(|body: Bytes, board: Arc<Board>| async move {
             answer(
@@ -148,7 +152,7 @@ pub fn routes(
         });
 
     let drill = warp::path!("api" / "drills" / String)
-        .and(post_json())
+        .and(action(&board))
         .and(with.clone())
         .then(|name: String, _body: Bytes, board: Arc<Board>| async move {
             let started = drills::start(&board, &name).map_err(|e| {
@@ -168,7 +172,7 @@ pub fn routes(
         });
 
     let service = warp::path!("api" / "faults" / "services" / String / String)
-        .and(post_json())
+        .and(action(&board))
         .and(with.clone())
         .then(
             |name: String, action: String, _body: Bytes, board: Arc<Board>| async move {
@@ -177,7 +181,7 @@ pub fn routes(
         );
 
     let connections = warp::path!("api" / "faults" / "connections")
-        .and(post_json())
+        .and(action(&board))
         .and(with.clone())
         .then(|_body: Bytes, board: Arc<Board>| async move {
             let closed = faults::close_connections(&board).await;
@@ -185,7 +189,7 @@ pub fn routes(
         });
 
     let redis = warp::path!("api" / "faults" / "redis")
-        .and(post_json())
+        .and(action(&board))
         .and(with)
         .then(|body: Bytes, board: Arc<Board>| async move {
             answer(stop_redis(&board, &body).await.map(|outage| {
@@ -226,7 +230,43 @@ pub fn routes(
         .or(redis)
         .unify()
         .boxed();
-    reads.or(actions).unify().recover(recover).unify()
+    let headers =
+        FRAMING_HEADERS
+            .into_iter()
+            .fold(warp::http::HeaderMap::new(), |mut map, (name, value)| {
+                map.insert(name, warp::http::HeaderValue::from_static(value));
+                map
+            });
+    known_host(&board)
+        .and(reads.or(actions).unify())
+        .recover(recover)
+        .unify()
+        .with(warp::reply::with::headers(headers))
+        .map(Reply::into_response)
+}
+
+/// Every request must name a host the board answers to (see [`super::guard`]).
+fn known_host(board: &Board) -> impl Filter<Extract = (), Error = Rejection> + Clone + use<> {
+    let access = board.access.clone();
+    warp::header::optional::<String>("host")
+        .and_then(move |host: Option<String>| {
+            let checked = access.check_host(host.as_deref());
+            async move { checked.map_err(warp::reject::custom) }
+        })
+        .untuple_one()
+}
+
+/// A POST that changes state: [`post_json`] from a caller the board lets act.
+fn action(board: &Board) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone + use<> {
+    let access: Access = board.access.clone();
+    warp::post()
+        .and(warp::header::optional::<String>("authorization"))
+        .and_then(move |authorization: Option<String>| {
+            let checked = access.check_action(authorization.as_deref());
+            async move { checked.map_err(warp::reject::custom) }
+        })
+        .untuple_one()
+        .and(post_json())
 }
 
 fn ok(value: Value) -> Response {
@@ -268,16 +308,7 @@ fn guard(
             "send the parameters as application/json",
         ));
     }
-    if let Some(origin) = origin {
-        let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-        if Some(authority) != host {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!("refused: a request from another site ({origin})"),
-            ));
-        }
-    }
-    Ok(())
+    super::guard::check_origin(origin, host)
 }
 
 /// The body as the action's parameters; a body that is not that is a 400 saying why.

@@ -84,10 +84,24 @@ function short(id) {
   return id && id.length > 13 ? `${id.slice(0, 8)}…` : id;
 }
 
+// The board's token, if its address came with one (`#token=...`, which the board prints at
+// start): every action sends it. A fragment never travels to a server, and it is taken off the
+// address bar at once (kept for this tab only), so it is not shown on a projector.
+const BOARD_TOKEN = (() => {
+  const fromUrl = new URLSearchParams(location.hash.slice(1)).get('token');
+  if (fromUrl) {
+    sessionStorage.setItem('board-token', fromUrl);
+    history.replaceState(null, '', location.pathname + location.search);
+  }
+  return sessionStorage.getItem('board-token');
+})();
+
 async function post(url, body) {
+  const headers = { 'content-type': 'application/json' };
+  if (BOARD_TOKEN) headers.authorization = `Bearer ${BOARD_TOKEN}`;
   const response = await fetch(url, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers,
     body: JSON.stringify(body || {}),
   });
   let data = null;
@@ -229,6 +243,12 @@ function drawStatus(status) {
     el('span', { class: 'pill info' }, `vhost ${status.vhost} · prefix ${status.prefix}`),
   ];
   if (status.drill) pills.push(el('span', { class: 'pill busy' }, `drill: ${status.drill}`));
+  if (status.actions === 'refused') {
+    pills.push(el('span', { class: 'pill down', 'data-actions': 'refused' }, 'watch only: actions need the board\'s token'));
+  } else if (status.actions === 'token') {
+    pills.push(el('span', { class: `pill ${BOARD_TOKEN ? 'info' : 'down'}`, 'data-actions': 'token' },
+      BOARD_TOKEN ? 'actions with token' : 'watch only: open the address with #token='));
+  }
   $('#status').replaceChildren(...pills);
 }
 
