@@ -12,12 +12,15 @@ say() { printf 'test: %s\n' "$*"; }
 bash scripts/deps.sh
 # The board's browser test drives a real headless Chromium over WebDriver; both come from the
 # OS packages (nothing downloads a browser at run time).
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
-  command -v apt-get >/dev/null 2>&1 || { say "error: chromium and chromedriver missing and no apt-get: install them by hand" >&2; exit 1; }
-  say "installing chromium and chromium-driver from the OS packages (once; about 300 MB)"
+# The security tests make a network namespace as their client from off the machine (`ip`, from
+# iproute2) and call the services with curl from inside it.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 \
+   || ! command -v ip >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then
+  command -v apt-get >/dev/null 2>&1 || { say "error: chromium, chromedriver, iproute2 or curl missing and no apt-get: install them by hand" >&2; exit 1; }
+  say "installing chromium, chromium-driver, iproute2 and curl from the OS packages (once; about 300 MB)"
   as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium chromium-driver >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium chromium-driver iproute2 curl >/dev/null
 fi
 say "building the binaries the integration tests spawn"
 cargo build --bins --quiet
