@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -195,15 +195,43 @@ async fn connect_round(url: &str, name: &str) -> Result<(Connection, String), St
 /// majority does not answer; without a bound the caller would wait for ever.
 pub const DECLARE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Declare the whole topology on a channel of its own, then close it. A refusal closes only
-/// that channel, never the caller's.
+/// What declaring the topology came to: the queues the broker refused, each with why. The
+/// exchange and every other queue were declared and bound.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Declared {
+    pub refused: Vec<Refusal>,
+}
+
+/// A queue the broker would not declare as the saga declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub queue: String,
+    /// The broker's words, e.g. `PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' ...`.
+    pub cause: String,
+}
+
+impl Refusal {
+    /// What an operator can do about it.
+    pub fn advice(&self) -> &'static str {
+        if self.cause.contains("PRECONDITION_FAILED") || self.cause.contains("406") {
+            "it exists with other arguments than the saga declares; delete it or declare it \
+             without arguments (the services declare it again by themselves)"
+        } else {
+            "the broker refused to declare it; see its reason"
+        }
+    }
+}
+
+/// Declare the whole topology, queue by queue, on channels of its own, then close them. A queue
+/// the broker refuses (406: someone declared it with other arguments; the broker then closes
+/// the channel) is reported in [`Declared::refused`] and the next queue is declared on a fresh
+/// channel: one bad queue stops only itself. A refusal never closes the caller's channels.
 ///
 /// # Errors
-/// The broker refused a declaration (e.g. 406 for a queue someone declared differently) or the
-/// connection is gone.
-pub async fn declare_topology(conn: &Connection, topology: &Topology) -> lapin::Result<()> {
-    let channel = conn.create_channel().await?;
-    let declared = match tokio::time::timeout(DECLARE_TIMEOUT, topology.declare(&channel)).await {
+/// The exchange was refused, or the connection is gone, or the broker did not answer within
+/// [`DECLARE_TIMEOUT`].
+pub async fn declare_topology(conn: &Connection, topology: &Topology) -> lapin::Result<Declared> {
+    match tokio::time::timeout(DECLARE_TIMEOUT, declare_each(conn, topology)).await {
         Ok(declared) => declared,
         Err(_) => Err(lapin::Error::from(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
@@ -213,9 +241,30 @@ pub async fn declare_topology(conn: &Connection, topology: &Topology) -> lapin::
                 DECLARE_TIMEOUT.as_secs()
             ),
         ))),
-    };
+    }
+}
+
+async fn declare_each(conn: &Connection, topology: &Topology) -> lapin::Result<Declared> {
+    let mut channel = conn.create_channel().await?;
+    let mut declared = Declared::default();
+    let exchange = topology.declare_exchange(&channel).await;
+    if let Err(e) = exchange {
+        let _ = tokio::time::timeout(GOODBYE_WAIT, channel.close(200, "declared".into())).await;
+        return Err(e);
+    }
+    for queue in topology.declarations() {
+        if let Err(e) = queue.declare(&channel, &topology.exchange).await {
+            // A refusal closes this channel, a lost connection every channel: a fresh channel
+            // tells the two apart.
+            channel = conn.create_channel().await.map_err(|_| e.clone())?;
+            declared.refused.push(Refusal {
+                queue: queue.name,
+                cause: e.to_string(),
+            });
+        }
+    }
     let _ = tokio::time::timeout(GOODBYE_WAIT, channel.close(200, "declared".into())).await;
-    declared
+    Ok(declared)
 }
 
 /// Why a publish did not take.
@@ -227,6 +276,30 @@ pub enum PublishError {
     Nacked,
     #[error("no queue is bound for routing key {0:?} (message returned)")]
     Unroutable(String),
+    /// A name (exchange or routing key) no AMQP short string can hold: nothing to retry.
+    #[error("{0}")]
+    Name(String),
+}
+
+/// The broker adapter's verdict on its errors ([`crate::retry::Classify`]).
+impl crate::retry::Classify for PublishError {
+    fn failure_kind(&self) -> crate::retry::FailureKind {
+        use crate::retry::FailureKind::{Fault, Outage};
+        match self {
+            // A dead channel or connection, a refusal under load (nack), a missing binding or
+            // queue (declared again): each passes, and the publish is tried again.
+            Self::Broker(_) | Self::Nacked | Self::Unroutable(_) => Outage,
+            Self::Name(_) => Fault,
+        }
+    }
+}
+
+/// Any other error of the AMQP client (a channel or connection closed under us) is the broker
+/// being away: an outage.
+impl crate::retry::Classify for lapin::Error {
+    fn failure_kind(&self) -> crate::retry::FailureKind {
+        crate::retry::FailureKind::Outage
+    }
 }
 
 /// A channel in confirm mode. Every publish waits for the broker's confirm (invariant 5); many
@@ -234,6 +307,9 @@ pub enum PublishError {
 #[derive(Clone)]
 pub struct Publisher {
     channel: Channel,
+    /// How many bytes the headers of a message may take on this connection
+    /// ([`crate::headers::budget_for`] its negotiated frame size).
+    header_budget: usize,
 }
 
 impl Publisher {
@@ -246,7 +322,17 @@ impl Publisher {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        Ok(Self { channel })
+        let header_budget = crate::headers::budget_for(conn.configuration().frame_max());
+        Ok(Self {
+            channel,
+            header_budget,
+        })
+    }
+
+    /// How many bytes a message's headers may take on this connection: copies of deliveries
+    /// are made to fit it ([`crate::headers::fit`]).
+    pub fn header_budget(&self) -> usize {
+        self.header_budget
     }
 
     /// Publish and wait for the broker's confirm. `mandatory` is set: a message no queue would
@@ -280,11 +366,15 @@ impl Publisher {
         body: &[u8],
         properties: BasicProperties,
     ) -> Result<PendingConfirm, PublishError> {
+        let name = |name: &str| {
+            ShortString::try_new(name)
+                .map_err(|e| PublishError::Name(format!("{name:?} cannot be an AMQP name: {e}")))
+        };
         let confirm = self
             .channel
             .basic_publish(
-                exchange.into(),
-                routing_key.into(),
+                name(exchange)?,
+                name(routing_key)?,
                 BasicPublishOptions {
                     mandatory: true,
                     ..Default::default()
@@ -312,7 +402,7 @@ impl PublishError {
         match self {
             Self::Unroutable(_) => true,
             Self::Broker(e) => e.to_string().contains("NOT_FOUND"),
-            Self::Nacked => false,
+            Self::Nacked | Self::Name(_) => false,
         }
     }
 }
