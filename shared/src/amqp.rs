@@ -104,15 +104,44 @@ pub async fn close_connection(conn: &Connection, code: u16, reason: &str) {
     let _ = tokio::time::timeout(GOODBYE_WAIT, conn.close(code, reason.into())).await;
 }
 
+/// The frame size a consuming connection asks for: RabbitMQ's default (and usual) `frame_max`.
+///
+/// A message's properties travel in one content-header frame, which the broker cannot split:
+/// it delivers a message whose headers took 120 KB in a 120 KB frame, whatever smaller size the
+/// consumer negotiated, and lapin then closes the connection (FRAME-ERROR). The message comes
+/// back first after every reconnect, and the consumer is stopped for good. So a consumer must
+/// accept any frame the broker accepts from a publisher. It costs lapin's buffers (32 frames
+/// each way) about 8 MiB per consuming connection; publish-only connections keep the small
+/// frames of [`crate::nodes::FRAME_MAX`].
+pub const CONSUMER_FRAME_MAX: u32 = 131_072;
+
 /// Connect, retrying with capped backoff until a node answers or shutdown is asked. Every node
 /// of the list is tried once per round, from a random one on; the wait between rounds grows.
 /// Logs the first failed round and then only every power-of-two round.
 pub async fn connect(url: &str, name: &str, shutdown: &CancellationToken) -> Option<Connection> {
+    connect_with(url, name, None, shutdown).await
+}
+
+/// [`connect`] for a connection that consumes: frames of at least [`CONSUMER_FRAME_MAX`].
+pub async fn connect_consumer(
+    url: &str,
+    name: &str,
+    shutdown: &CancellationToken,
+) -> Option<Connection> {
+    connect_with(url, name, Some(CONSUMER_FRAME_MAX), shutdown).await
+}
+
+async fn connect_with(
+    url: &str,
+    name: &str,
+    frame_max: Option<u32>,
+    shutdown: &CancellationToken,
+) -> Option<Connection> {
     let mut backoff = Backoff::for_outages();
     loop {
         let round = tokio::select! {
             _ = shutdown.cancelled() => return None,
-            round = connect_round(url, name) => round,
+            round = connect_round(url, name, frame_max) => round,
         };
         let err = match round {
             Ok((conn, node)) => {
@@ -142,7 +171,7 @@ pub async fn connect(url: &str, name: &str, shutdown: &CancellationToken) -> Opt
 /// # Errors
 /// No node accepted the connection; the message names each node's failure.
 pub async fn connect_once(url: &str, name: &str) -> anyhow::Result<Connection> {
-    connect_round(url, name)
+    connect_round(url, name, None)
         .await
         .map(|(conn, _)| conn)
         .map_err(|e| anyhow::anyhow!("cannot reach RabbitMQ: {e}"))
@@ -150,7 +179,12 @@ pub async fn connect_once(url: &str, name: &str) -> anyhow::Result<Connection> {
 
 /// One round: every node once, from a random one on. The connection and the node it went to,
 /// or why each node failed.
-async fn connect_round(url: &str, name: &str) -> Result<(Connection, String), String> {
+/// `frame_max`, if given, is the least frame size to ask for (a URL may ask for more).
+async fn connect_round(
+    url: &str,
+    name: &str,
+    frame_max: Option<u32>,
+) -> Result<(Connection, String), String> {
     let props = || ConnectionProperties::default().with_connection_name(name.into());
     let nodes = match BrokerNodes::parse(url) {
         Ok(nodes) => nodes,
@@ -164,11 +198,12 @@ async fn connect_round(url: &str, name: &str) -> Result<(Connection, String), St
     };
     let mut failures = Vec::with_capacity(nodes.len());
     for Node { uri, shown } in nodes.in_turn() {
-        let attempt = tokio::time::timeout(
-            NODE_CONNECT_TIMEOUT,
-            Connection::connect_uri(uri.clone(), props()),
-        )
-        .await;
+        let mut uri = uri.clone();
+        if let Some(least) = frame_max {
+            uri.query.frame_max = Some(uri.query.frame_max.map_or(least, |f| f.max(least)));
+        }
+        let attempt =
+            tokio::time::timeout(NODE_CONNECT_TIMEOUT, Connection::connect_uri(uri, props())).await;
         let why = match attempt {
             Ok(Ok(conn)) => return Ok((conn, shown.clone())),
             Ok(Err(e)) => e.to_string(),

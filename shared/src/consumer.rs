@@ -50,8 +50,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::amqp::{
-    BrokerStatus, Declared, GOODBYE_WAIT, PublishError, Publisher, close_connection, connect,
-    declare_topology,
+    BrokerStatus, Declared, GOODBYE_WAIT, PublishError, Publisher, close_connection,
+    connect_consumer, declare_topology,
 };
 use crate::backoff::Backoff;
 use crate::domain::DlqHop;
@@ -283,7 +283,7 @@ pub async fn run_consumer<H: Handler>(
     shutdown: CancellationToken,
 ) {
     let mut backoff = Backoff::for_outages();
-    while let Some(conn) = connect(&settings.url, &settings.service, &shutdown).await {
+    while let Some(conn) = connect_consumer(&settings.url, &settings.service, &shutdown).await {
         let started = Instant::now();
         match consume_session(&settings, &conn, &handler, &status, &shutdown).await {
             Ok(()) => {
