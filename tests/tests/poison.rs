@@ -398,3 +398,110 @@ async fn a_queue_declared_with_other_arguments_stops_only_itself() -> anyhow::Re
     assert_eq!(o["status"], "CONFIRMED", "{o}");
     Ok(())
 }
+
+/// A handler with bugs on purpose: its parser panics on one body, its handler on another.
+struct Buggy {
+    processed: std::sync::atomic::AtomicUsize,
+}
+
+impl shared::consumer::Handler for Buggy {
+    type Event = String;
+
+    fn parse(
+        _meta: &shared::consumer::DeliveryMeta,
+        body: &[u8],
+    ) -> Result<String, shared::wire::Malformed> {
+        let text = String::from_utf8_lossy(body).into_owned();
+        if text == "panic in parse" {
+            panic!("parser bug");
+        }
+        Ok(text)
+    }
+
+    async fn handle(
+        &self,
+        event: &String,
+        _meta: &shared::consumer::DeliveryMeta,
+    ) -> shared::consumer::Outcome {
+        if event == "panic in handle" {
+            panic!("handler bug on {event:?}");
+        }
+        self.processed
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        shared::consumer::Outcome::Processed(Vec::new())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panic_is_a_failure_retried_then_dead_lettered_and_the_loop_goes_on() -> anyhow::Result<()>
+{
+    let env = TestEnv::new("panics").await?;
+    let settings = shared::consumer::ConsumerSettings {
+        service: "buggy-svc".into(),
+        url: env.amqp_url.clone(),
+        queue: env.topology.inventory_queue.clone(),
+        prefetch: 8,
+        topology: env.topology.clone(),
+        retry: shared::retry::RetryPolicy {
+            count: 2,
+            delay: Duration::from_millis(100),
+        },
+        grace: Duration::from_secs(2),
+        timeline: None,
+        watchdog: shared::watch::Watchdog::new(),
+    };
+    let handler = std::sync::Arc::new(Buggy {
+        processed: 0.into(),
+    });
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let consumer = tokio::spawn(shared::consumer::run_consumer(
+        settings,
+        handler.clone(),
+        std::sync::Arc::new(shared::amqp::BrokerStatus::default()),
+        shutdown.clone(),
+    ));
+    env.declare_topology().await?;
+    for body in ["panic in parse", "panic in handle", "fine"] {
+        env.publish_bare("order.placed", body.as_bytes()).await?;
+    }
+
+    let mut dead = eventually("both buggy messages in the DLQ", T, || async {
+        let info = queue_info(&env, &env.topology.dlq_queue)
+            .await
+            .map_err(|e| e.to_string())?;
+        match info["messages"].as_u64() {
+            Some(2) => env
+                .take_all(&env.topology.dlq_queue)
+                .await
+                .map_err(|e| e.to_string()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+    dead.sort_by(|a, b| a.body.cmp(&b.body));
+    let reasons: Vec<String> = dead
+        .iter()
+        .map(|d| d.header("x-dlq-reason").unwrap_or_default())
+        .collect();
+    assert_eq!(dead[0].body, b"panic in handle");
+    assert_eq!(reasons[0], r#"panicked: handler bug on "panic in handle""#);
+    assert_eq!(dead[1].body, b"panic in parse");
+    assert_eq!(reasons[1], "panicked: in parsing: parser bug");
+    for d in &dead {
+        assert_eq!(
+            d.header("x-dlq-attempts").as_deref(),
+            Some("3"),
+            "retried twice first"
+        );
+    }
+    assert_eq!(
+        handler.processed.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the message behind them was processed"
+    );
+    unacked_back_to_zero(&env, &env.topology.inventory_queue).await?;
+    assert!(!consumer.is_finished(), "the consume loop goes on");
+    shutdown.cancel();
+    consumer.await?;
+    Ok(())
+}
