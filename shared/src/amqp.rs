@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio_util::sync::CancellationToken;
@@ -249,8 +251,13 @@ impl Refusal {
     /// What an operator can do about it.
     pub fn advice(&self) -> &'static str {
         if self.cause.contains("PRECONDITION_FAILED") || self.cause.contains("406") {
-            "it exists with other arguments than the saga declares; delete it or declare it \
-             without arguments (the services declare it again by themselves)"
+            if self.queue.ends_with(".retry") {
+                "it exists with other arguments than the saga declares (an older version's \
+                 retry queue?); it is replaced by itself once empty, or delete it"
+            } else {
+                "it exists with other arguments than the saga declares; delete it or declare \
+                 it without arguments (the services declare it again by themselves)"
+            }
         } else {
             "the broker refused to declare it; see its reason"
         }
@@ -288,18 +295,58 @@ async fn declare_each(conn: &Connection, topology: &Topology) -> lapin::Result<D
         return Err(e);
     }
     for queue in topology.declarations() {
-        if let Err(e) = queue.declare(&channel, &topology.exchange).await {
-            // A refusal closes this channel, a lost connection every channel: a fresh channel
-            // tells the two apart.
-            channel = conn.create_channel().await.map_err(|_| e.clone())?;
-            declared.refused.push(Refusal {
-                queue: queue.name,
-                cause: e.to_string(),
-            });
+        let Err(e) = queue.declare(&channel, &topology.exchange).await else {
+            continue;
+        };
+        // A refusal closes this channel, a lost connection every channel: a fresh channel
+        // tells the two apart.
+        channel = conn.create_channel().await.map_err(|_| e.clone())?;
+        if queue.replaceable && replace_if_empty(&channel, &queue, &topology.exchange).await {
+            continue;
         }
+        channel = fresh(conn, channel).await?;
+        declared.refused.push(Refusal {
+            queue: queue.name,
+            cause: e.to_string(),
+        });
     }
     let _ = tokio::time::timeout(GOODBYE_WAIT, channel.close(200, "declared".into())).await;
     Ok(declared)
+}
+
+/// A helper queue of ours that exists with other arguments (an older version declared it so):
+/// delete it if it is empty (the broker checks, atomically) and declare it as it should be.
+/// Whether that worked. A queue with messages stays: they leave by themselves (a retry queue's
+/// expire), and a later declaration replaces it.
+async fn replace_if_empty(
+    channel: &Channel,
+    queue: &crate::topology::QueueDeclaration,
+    exchange: &str,
+) -> bool {
+    let Ok(name) = ShortString::try_new(queue.name.as_str()) else {
+        return false;
+    };
+    let options = QueueDeleteOptions {
+        if_empty: true,
+        ..Default::default()
+    };
+    if channel.queue_delete(name, options).await.is_err() {
+        return false;
+    }
+    let replaced = queue.declare(channel, exchange).await.is_ok();
+    if replaced {
+        info!(queue = %queue.name, "Queue {} had other arguments (an older version's) and was empty: declared anew", queue.name);
+    }
+    replaced
+}
+
+/// `channel` if it is still open, else a new one on `conn`.
+async fn fresh(conn: &Connection, channel: Channel) -> lapin::Result<Channel> {
+    if channel.status().connected() {
+        Ok(channel)
+    } else {
+        conn.create_channel().await
+    }
 }
 
 /// Why a publish did not take.

@@ -98,6 +98,7 @@ impl Topology {
                     .filter(|(q, _)| q == queue)
                     .map(|(_, key)| *key)
                     .collect(),
+                replaceable: false,
             })
             .collect();
         for queue in self.consumed_queues() {
@@ -105,11 +106,13 @@ impl Topology {
                 name: Self::retry_queue(queue),
                 arguments: retry_queue_arguments(queue),
                 routing_keys: Vec::new(),
+                replaceable: true,
             });
             declarations.push(QueueDeclaration {
                 name: Self::retry_due_queue(queue),
                 arguments: FieldTable::default(),
                 routing_keys: Vec::new(),
+                replaceable: true,
             });
         }
         declarations
@@ -177,6 +180,9 @@ pub struct QueueDeclaration {
     pub name: String,
     pub arguments: FieldTable,
     pub routing_keys: Vec<&'static str>,
+    /// A helper queue of ours (nobody else declares it): if it exists with other arguments (an
+    /// older version's), it may be deleted once empty and declared anew.
+    pub replaceable: bool,
 }
 
 impl QueueDeclaration {

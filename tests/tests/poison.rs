@@ -505,3 +505,37 @@ async fn a_panic_is_a_failure_retried_then_dead_lettered_and_the_loop_goes_on() 
     consumer.await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_older_retry_queue_is_replaced_once_empty_and_ready_stays_green() -> anyhow::Result<()> {
+    let env = TestEnv::new("old-retry-queue").await?;
+    let queue = env.topology.inventory_queue.clone();
+    let retry_queue = Topology::retry_queue(&queue);
+    // What an earlier version declared: the retry queue dead-letters straight into the work
+    // queue (and so drops a message whose work queue is missing at that moment).
+    {
+        let conn = env.connect().await?;
+        let channel = conn.create_channel().await?;
+        let mut args = FieldTable::default();
+        args.insert("x-dead-letter-exchange".into(), text(""));
+        args.insert("x-dead-letter-routing-key".into(), text(&queue));
+        channel
+            .queue_declare(
+                retry_queue.as_str().into(),
+                QueueDeclareOptions::durable(),
+                args,
+            )
+            .await?;
+        let _ = conn.close(200, "done".into()).await;
+    }
+    let inv = env.start(ServiceKind::Inventory).await?;
+    inv.wait_ready(T).await?;
+    let info = queue_info(&env, &retry_queue).await?;
+    assert_eq!(
+        info["arguments"]["x-dead-letter-routing-key"],
+        format!("{queue}.retry.due"),
+        "{info}"
+    );
+    assert!(inv.log_contains("declared anew"), "the log says so");
+    Ok(())
+}
