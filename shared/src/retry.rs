@@ -1,14 +1,21 @@
 //! The retry policy: which failures are waited out and which are retried a few times, then
-//! dead-lettered (invariant 4). Only the consume loop ([`crate::amqp`]) applies it.
+//! dead-lettered (invariant 4). Only the consume loop ([`crate::consumer::decide`]) applies it.
 //!
 //! - An **outage** (the broker or Redis away, refusing, timing out, loading, read-only, without
-//!   a master) is nobody's fault and will pass: the delivery is retried in place with capped
-//!   backoff, for as long as it takes, and never dead-lettered.
+//!   a master, unable to persist, busy with a script) is nobody's fault and will pass: the
+//!   delivery is retried in place with capped backoff, for as long as it takes, and never
+//!   dead-lettered.
 //! - Any **other failure** of a handler (a Redis script error on corrupt data, a webhook that
-//!   answers 500, ...) may never pass by itself: the delivery is parked in the consumed queue's
-//!   retry queue for [`RetryPolicy::delay`] (the broker holds it, so no prefetch slot is taken and
-//!   a crash loses nothing), comes back, and after [`RetryPolicy::count`] retries goes to the DLQ
-//!   with the last error as its reason. Fix the data, `sagactl dlq replay`, and it completes.
+//!   answers 500, a panic, ...) may never pass by itself: the delivery is parked in the consumed
+//!   queue's retry queue for [`RetryPolicy::delay`] (the broker holds it, so no prefetch slot is
+//!   taken and a crash loses nothing), comes back, and after [`RetryPolicy::count`] retries goes
+//!   to the DLQ with the last error as its reason. Fix the data, `sagactl dlq replay`, and it
+//!   completes.
+//!
+//! Which is which is said by the adapter that failed ([`Classify`]: the Redis client, the
+//! broker's publisher), and read off an error's chain by [`failure_kind`]. A parked message
+//! carries its attempts and origin in headers that are believed only when the broker's
+//! `x-death` says the message really expired in our retry queue ([`Parked::of`]).
 
 use std::time::Duration;
 
