@@ -263,7 +263,12 @@ async fn an_outage_with_churn_dead_letters_nothing(cluster: &Cluster) -> anyhow:
     eventually("an outcome for every order", Cluster::SETTLE, || async {
         match shared::amqp::depth(&channel, tap).await {
             Ok(d) if d.messages as usize >= ORDERS => Ok(()),
-            other => Err(format!("{other:?}")),
+            other => {
+                let dlq = shared::amqp::depth(&channel, &topology.dlq_queue).await;
+                Err(format!(
+                    "outcomes {other:?}; DLQ (had {dlq_before}) {dlq:?}"
+                ))
+            }
         }
     })
     .await?;
