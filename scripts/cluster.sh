@@ -26,7 +26,8 @@
 #   CLUSTER_VHOST      the quorum-default vhost (default saga)
 #   CLUSTER_REDIS_MASTER  the name Sentinel monitors the master under (default saga)
 #   CLUSTER_SERVICES   0: start the brokers and stores only, no services (default 1)
-#   CLUSTER_DELIVERY_LIMIT  deliveries of one message before the broker dead-letters it (default 20)
+#   CLUSTER_DELIVERY_LIMIT  deliveries of one message before the broker dead-letters it (default
+#                      1000: a bound on crash loops only; see setup_vhost for why it is high)
 #   SAGA_BIN_DIR       binaries to run (default: a release build, made by this script)
 #   and what scripts/svc.sh passes through (REDIS_PREFIX, RUST_LOG, INITIAL_STOCK, ...).
 set -euo pipefail
@@ -39,7 +40,7 @@ BASE=${CLUSTER_PORT_BASE:-5680}
 VHOST=${CLUSTER_VHOST:-saga}
 MASTER=${CLUSTER_REDIS_MASTER:-saga}
 WITH_SERVICES=${CLUSTER_SERVICES:-1}
-DELIVERY_LIMIT=${CLUSTER_DELIVERY_LIMIT:-20}
+DELIVERY_LIMIT=${CLUSTER_DELIVERY_LIMIT:-1000}
 INVENTORY_QUEUE=${INVENTORY_QUEUE:-inventory_queue}
 ORDER_STATUS_QUEUE=${ORDER_STATUS_QUEUE:-order_status_queue}
 NOTIFICATION_QUEUE=${NOTIFICATION_QUEUE:-notification_queue}
@@ -187,14 +188,39 @@ setup_vhost() {
     ctl 1 add_vhost "$VHOST" --default-queue-type quorum >/dev/null
   fi
   ctl 1 set_permissions -p "$VHOST" guest '.*' '.*' '.*' >/dev/null
-  # A message delivered DELIVERY_LIMIT times without an ack (a consumer crashing on it again and
-  # again) is dead-lettered into the DLQ, with x-death saying why. At-least-once: the broker keeps
-  # it until the DLQ has confirmed it, which needs overflow reject-publish. A limit without a
-  # dead-letter target would drop the message: never set one without the other.
+  # A message delivered DELIVERY_LIMIT times without being settled (a consumer process dying on it
+  # again and again) is dead-lettered into the DLQ, with x-death saying why. At-least-once: the
+  # broker keeps it until the DLQ has confirmed it, which needs overflow reject-publish. A limit
+  # without a dead-letter target would drop the message: never set one without the other.
+  #
+  # The limit is a bound on crash loops only, so it is high. The consume loop settles every
+  # delivery itself (acked, parked in a retry queue, or dead-lettered with its reason, a panic
+  # included), so the broker's count matters only for a process that dies outright on a message
+  # (abort, OOM kill). But a quorum queue also counts every return of a delivery that a closed
+  # channel held unacked, and during a Redis outage each consumer holds up to its prefetch of
+  # deliveries while it waits the outage out: every kill, node restart or dropped connection
+  # meanwhile adds one to each of them. With a limit of 20, an outage with some churn
+  # dead-lettered valid messages. 1000 returns is far more churn than any outage brings, and a
+  # real crash loop (a restart takes a second or more) still ends in the DLQ within minutes.
   local policy
   policy=$(printf '{"delivery-limit":%s,"dead-letter-exchange":"","dead-letter-routing-key":"%s","dead-letter-strategy":"at-least-once","overflow":"reject-publish"}' \
     "$DELIVERY_LIMIT" "$DLQ_QUEUE")
   ctl 1 set_policy -p "$VHOST" --apply-to queues --priority 10 saga-consumed "$(consumed_pattern)" "$policy" >/dev/null
+  # The DLQ is looked at, not consumed: `sagactl dlq list` and the board take messages unacked
+  # and give them back, and a quorum queue counts each give-back as a delivery. It must never
+  # have a delivery limit (it has nowhere to dead-letter to: the message would be dropped).
+  # RabbitMQ 3.x sets none by default; 4.x sets 20 on every quorum queue, so there the DLQ gets
+  # a policy that lifts it (-1: unlimited; 3.x refuses -1 and needs no policy).
+  if rabbit_major_at_least 4; then
+    ctl 1 set_policy -p "$VHOST" --apply-to queues --priority 10 saga-dlq "^$DLQ_QUEUE\$" '{"delivery-limit":-1}' >/dev/null
+  fi
+}
+
+# Is the broker's major version at least $1?
+rabbit_major_at_least() {
+  local version
+  version=$(ctl 1 version 2>/dev/null) || return 1
+  [ "${version%%.*}" -ge "$1" ] 2>/dev/null
 }
 
 # --- Redis and Sentinel -----------------------------------------------------------------------

@@ -15,8 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -104,15 +106,44 @@ pub async fn close_connection(conn: &Connection, code: u16, reason: &str) {
     let _ = tokio::time::timeout(GOODBYE_WAIT, conn.close(code, reason.into())).await;
 }
 
+/// The frame size a consuming connection asks for: RabbitMQ's default (and usual) `frame_max`.
+///
+/// A message's properties travel in one content-header frame, which the broker cannot split:
+/// it delivers a message whose headers took 120 KB in a 120 KB frame, whatever smaller size the
+/// consumer negotiated, and lapin then closes the connection (FRAME-ERROR). The message comes
+/// back first after every reconnect, and the consumer is stopped for good. So a consumer must
+/// accept any frame the broker accepts from a publisher. It costs lapin's buffers (32 frames
+/// each way) about 8 MiB per consuming connection; publish-only connections keep the small
+/// frames of [`crate::nodes::FRAME_MAX`].
+pub const CONSUMER_FRAME_MAX: u32 = 131_072;
+
 /// Connect, retrying with capped backoff until a node answers or shutdown is asked. Every node
 /// of the list is tried once per round, from a random one on; the wait between rounds grows.
 /// Logs the first failed round and then only every power-of-two round.
 pub async fn connect(url: &str, name: &str, shutdown: &CancellationToken) -> Option<Connection> {
+    connect_with(url, name, None, shutdown).await
+}
+
+/// [`connect`] for a connection that consumes: frames of at least [`CONSUMER_FRAME_MAX`].
+pub async fn connect_consumer(
+    url: &str,
+    name: &str,
+    shutdown: &CancellationToken,
+) -> Option<Connection> {
+    connect_with(url, name, Some(CONSUMER_FRAME_MAX), shutdown).await
+}
+
+async fn connect_with(
+    url: &str,
+    name: &str,
+    frame_max: Option<u32>,
+    shutdown: &CancellationToken,
+) -> Option<Connection> {
     let mut backoff = Backoff::for_outages();
     loop {
         let round = tokio::select! {
             _ = shutdown.cancelled() => return None,
-            round = connect_round(url, name) => round,
+            round = connect_round(url, name, frame_max) => round,
         };
         let err = match round {
             Ok((conn, node)) => {
@@ -142,7 +173,7 @@ pub async fn connect(url: &str, name: &str, shutdown: &CancellationToken) -> Opt
 /// # Errors
 /// No node accepted the connection; the message names each node's failure.
 pub async fn connect_once(url: &str, name: &str) -> anyhow::Result<Connection> {
-    connect_round(url, name)
+    connect_round(url, name, None)
         .await
         .map(|(conn, _)| conn)
         .map_err(|e| anyhow::anyhow!("cannot reach RabbitMQ: {e}"))
@@ -150,7 +181,12 @@ pub async fn connect_once(url: &str, name: &str) -> anyhow::Result<Connection> {
 
 /// One round: every node once, from a random one on. The connection and the node it went to,
 /// or why each node failed.
-async fn connect_round(url: &str, name: &str) -> Result<(Connection, String), String> {
+/// `frame_max`, if given, is the least frame size to ask for (a URL may ask for more).
+async fn connect_round(
+    url: &str,
+    name: &str,
+    frame_max: Option<u32>,
+) -> Result<(Connection, String), String> {
     let props = || ConnectionProperties::default().with_connection_name(name.into());
     let nodes = match BrokerNodes::parse(url) {
         Ok(nodes) => nodes,
@@ -164,11 +200,12 @@ async fn connect_round(url: &str, name: &str) -> Result<(Connection, String), St
     };
     let mut failures = Vec::with_capacity(nodes.len());
     for Node { uri, shown } in nodes.in_turn() {
-        let attempt = tokio::time::timeout(
-            NODE_CONNECT_TIMEOUT,
-            Connection::connect_uri(uri.clone(), props()),
-        )
-        .await;
+        let mut uri = uri.clone();
+        if let Some(least) = frame_max {
+            uri.query.frame_max = Some(uri.query.frame_max.map_or(least, |f| f.max(least)));
+        }
+        let attempt =
+            tokio::time::timeout(NODE_CONNECT_TIMEOUT, Connection::connect_uri(uri, props())).await;
         let why = match attempt {
             Ok(Ok(conn)) => return Ok((conn, shown.clone())),
             Ok(Err(e)) => e.to_string(),
@@ -195,15 +232,48 @@ async fn connect_round(url: &str, name: &str) -> Result<(Connection, String), St
 /// majority does not answer; without a bound the caller would wait for ever.
 pub const DECLARE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Declare the whole topology on a channel of its own, then close it. A refusal closes only
-/// that channel, never the caller's.
+/// What declaring the topology came to: the queues the broker refused, each with why. The
+/// exchange and every other queue were declared and bound.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Declared {
+    pub refused: Vec<Refusal>,
+}
+
+/// A queue the broker would not declare as the saga declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub queue: String,
+    /// The broker's words, e.g. `PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' ...`.
+    pub cause: String,
+}
+
+impl Refusal {
+    /// What an operator can do about it.
+    pub fn advice(&self) -> &'static str {
+        if self.cause.contains("PRECONDITION_FAILED") || self.cause.contains("406") {
+            if self.queue.ends_with(".retry") {
+                "it exists with other arguments than the saga declares (an older version's \
+                 retry queue?); it is replaced by itself once empty, or delete it"
+            } else {
+                "it exists with other arguments than the saga declares; delete it or declare \
+                 it without arguments (the services declare it again by themselves)"
+            }
+        } else {
+            "the broker refused to declare it; see its reason"
+        }
+    }
+}
+
+/// Declare the whole topology, queue by queue, on channels of its own, then close them. A queue
+/// the broker refuses (406: someone declared it with other arguments; the broker then closes
+/// the channel) is reported in [`Declared::refused`] and the next queue is declared on a fresh
+/// channel: one bad queue stops only itself. A refusal never closes the caller's channels.
 ///
 /// # Errors
-/// The broker refused a declaration (e.g. 406 for a queue someone declared differently) or the
-/// connection is gone.
-pub async fn declare_topology(conn: &Connection, topology: &Topology) -> lapin::Result<()> {
-    let channel = conn.create_channel().await?;
-    let declared = match tokio::time::timeout(DECLARE_TIMEOUT, topology.declare(&channel)).await {
+/// The exchange was refused, or the connection is gone, or the broker did not answer within
+/// [`DECLARE_TIMEOUT`].
+pub async fn declare_topology(conn: &Connection, topology: &Topology) -> lapin::Result<Declared> {
+    match tokio::time::timeout(DECLARE_TIMEOUT, declare_each(conn, topology)).await {
         Ok(declared) => declared,
         Err(_) => Err(lapin::Error::from(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
@@ -213,9 +283,70 @@ pub async fn declare_topology(conn: &Connection, topology: &Topology) -> lapin::
                 DECLARE_TIMEOUT.as_secs()
             ),
         ))),
-    };
+    }
+}
+
+async fn declare_each(conn: &Connection, topology: &Topology) -> lapin::Result<Declared> {
+    let mut channel = conn.create_channel().await?;
+    let mut declared = Declared::default();
+    let exchange = topology.declare_exchange(&channel).await;
+    if let Err(e) = exchange {
+        let _ = tokio::time::timeout(GOODBYE_WAIT, channel.close(200, "declared".into())).await;
+        return Err(e);
+    }
+    for queue in topology.declarations() {
+        let Err(e) = queue.declare(&channel, &topology.exchange).await else {
+            continue;
+        };
+        // A refusal closes this channel, a lost connection every channel: a fresh channel
+        // tells the two apart.
+        channel = conn.create_channel().await.map_err(|_| e.clone())?;
+        if queue.replaceable && replace_if_empty(&channel, &queue, &topology.exchange).await {
+            continue;
+        }
+        channel = fresh(conn, channel).await?;
+        declared.refused.push(Refusal {
+            queue: queue.name,
+            cause: e.to_string(),
+        });
+    }
     let _ = tokio::time::timeout(GOODBYE_WAIT, channel.close(200, "declared".into())).await;
-    declared
+    Ok(declared)
+}
+
+/// A helper queue of ours that exists with other arguments (an older version declared it so):
+/// delete it if it is empty (the broker checks, atomically) and declare it as it should be.
+/// Whether that worked. A queue with messages stays: they leave by themselves (a retry queue's
+/// expire), and a later declaration replaces it.
+async fn replace_if_empty(
+    channel: &Channel,
+    queue: &crate::topology::QueueDeclaration,
+    exchange: &str,
+) -> bool {
+    let Ok(name) = ShortString::try_new(queue.name.as_str()) else {
+        return false;
+    };
+    let options = QueueDeleteOptions {
+        if_empty: true,
+        ..Default::default()
+    };
+    if channel.queue_delete(name, options).await.is_err() {
+        return false;
+    }
+    let replaced = queue.declare(channel, exchange).await.is_ok();
+    if replaced {
+        info!(queue = %queue.name, "Queue {} had other arguments (an older version's) and was empty: declared anew", queue.name);
+    }
+    replaced
+}
+
+/// `channel` if it is still open, else a new one on `conn`.
+async fn fresh(conn: &Connection, channel: Channel) -> lapin::Result<Channel> {
+    if channel.status().connected() {
+        Ok(channel)
+    } else {
+        conn.create_channel().await
+    }
 }
 
 /// Why a publish did not take.
@@ -227,6 +358,30 @@ pub enum PublishError {
     Nacked,
     #[error("no queue is bound for routing key {0:?} (message returned)")]
     Unroutable(String),
+    /// A name (exchange or routing key) no AMQP short string can hold: nothing to retry.
+    #[error("{0}")]
+    Name(String),
+}
+
+/// The broker adapter's verdict on its errors ([`crate::retry::Classify`]).
+impl crate::retry::Classify for PublishError {
+    fn failure_kind(&self) -> crate::retry::FailureKind {
+        use crate::retry::FailureKind::{Fault, Outage};
+        match self {
+            // A dead channel or connection, a refusal under load (nack), a missing binding or
+            // queue (declared again): each passes, and the publish is tried again.
+            Self::Broker(_) | Self::Nacked | Self::Unroutable(_) => Outage,
+            Self::Name(_) => Fault,
+        }
+    }
+}
+
+/// Any other error of the AMQP client (a channel or connection closed under us) is the broker
+/// being away: an outage.
+impl crate::retry::Classify for lapin::Error {
+    fn failure_kind(&self) -> crate::retry::FailureKind {
+        crate::retry::FailureKind::Outage
+    }
 }
 
 /// A channel in confirm mode. Every publish waits for the broker's confirm (invariant 5); many
@@ -234,6 +389,9 @@ pub enum PublishError {
 #[derive(Clone)]
 pub struct Publisher {
     channel: Channel,
+    /// How many bytes the headers of a message may take on this connection
+    /// ([`crate::headers::budget_for`] its negotiated frame size).
+    header_budget: usize,
 }
 
 impl Publisher {
@@ -246,7 +404,17 @@ impl Publisher {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        Ok(Self { channel })
+        let header_budget = crate::headers::budget_for(conn.configuration().frame_max());
+        Ok(Self {
+            channel,
+            header_budget,
+        })
+    }
+
+    /// How many bytes a message's headers may take on this connection: copies of deliveries
+    /// are made to fit it ([`crate::headers::fit`]).
+    pub fn header_budget(&self) -> usize {
+        self.header_budget
     }
 
     /// Publish and wait for the broker's confirm. `mandatory` is set: a message no queue would
@@ -280,11 +448,15 @@ impl Publisher {
         body: &[u8],
         properties: BasicProperties,
     ) -> Result<PendingConfirm, PublishError> {
+        let name = |name: &str| {
+            ShortString::try_new(name)
+                .map_err(|e| PublishError::Name(format!("{name:?} cannot be an AMQP name: {e}")))
+        };
         let confirm = self
             .channel
             .basic_publish(
-                exchange.into(),
-                routing_key.into(),
+                name(exchange)?,
+                name(routing_key)?,
                 BasicPublishOptions {
                     mandatory: true,
                     ..Default::default()
@@ -312,7 +484,7 @@ impl PublishError {
         match self {
             Self::Unroutable(_) => true,
             Self::Broker(e) => e.to_string().contains("NOT_FOUND"),
-            Self::Nacked => false,
+            Self::Nacked | Self::Name(_) => false,
         }
     }
 }

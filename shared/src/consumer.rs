@@ -2,46 +2,65 @@
 //!
 //! For each delivery the loop
 //! 1. opens its span, with `order_id` and `correlation_id`;
-//! 2. parses it into the handler's typed event ([`Handler::parse`]); poison goes to the DLQ
-//!    unchanged, with `x-dlq-*` headers saying why, is noted on the order's timeline, then acked;
+//! 2. parses it into the handler's typed event ([`Handler::parse`]);
 //! 3. calls [`Handler::handle`], a function from the event and its metadata to an [`Outcome`]:
 //!    the handler changes its own state (through a small trait of its own, so it is unit-tested
-//!    against an in-memory fake) and says which events to announce;
-//! 4. publishes those events with confirms, then acks ([`Outcome::Processed`],
-//!    [`Outcome::Duplicate`]); or, for [`Outcome::Failed`], applies the retry policy
-//!    ([`crate::retry`]): an outage is waited out in place with capped backoff, without limit;
-//!    any other failure parks the message in the queue's retry queue (confirmed, then acked)
-//!    and, once its attempts are spent, sends it to the DLQ with the last error as the reason.
+//!    against an in-memory fake) and says which events to announce, which the loop publishes
+//!    with confirms;
+//! 4. settles the delivery as [`decide`] says, from what happened ([`Attempted`]), the attempts
+//!    so far and the retry policy ([`crate::retry`]): ack; wait an outage out in place with
+//!    capped backoff, without limit; park the message in the queue's retry queue (confirmed,
+//!    then acked); or, for poison and once its attempts are spent, send it to the DLQ
+//!    unchanged, with `x-dlq-*` headers saying why, note it on the order's timeline, then ack.
 //!
-//! Each session (one connection) declares the topology when it starts, again every
-//! [`TOPOLOGY_CHECK`], and at once when a publish comes back unroutable: a deleted exchange,
-//! binding or queue is back within seconds, without a restart (invariant 7).
+//! **Every delivery is settled** (invariant 3): a panic in a parser or a handler is caught and
+//! counts as a failure of that message (`panicked: ...`), retried by the policy, then
+//! dead-lettered; nothing taken from a delivery (names, headers) is turned into an AMQP short
+//! string or a header table without a check, and the copies we publish are made to fit a frame
+//! ([`crate::headers`]). A delivery is left to the broker only when its session ends.
+//!
+//! **The way back from the retry queue loses nothing.** A parked message's TTL ends in
+//! `<queue>.retry`, which dead-letters it into `<queue>.retry.due`, a queue of ours that this
+//! loop consumes beside the work queue and handles alike. Only a message from there, whose
+//! `x-death` says it expired in our retry queue, has its retry headers believed
+//! ([`crate::retry::Parked`]); anything on the work queue is a first attempt. So the work queue
+//! may be missing (deleted, not yet declared) while a message is parked: it still comes back.
+//!
+//! Each session (one connection) declares the topology queue by queue when it starts, again
+//! every [`TOPOLOGY_CHECK`], and at once when a publish comes back unroutable: a deleted
+//! exchange, binding or queue is back within seconds, without a restart (invariant 7). A queue
+//! the broker refuses (406: someone declared it with other arguments) is logged once per
+//! session with what to do, and, if it is one of this consumer's, marked down in the watchdog
+//! (`/ready` names it) until a declaration succeeds; the other queues go on working.
 
+use std::collections::BTreeSet;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use lapin::Connection;
+use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Connection};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::amqp::{
-    BrokerStatus, GOODBYE_WAIT, PublishError, Publisher, close_connection, connect,
-    declare_topology,
+    BrokerStatus, Declared, GOODBYE_WAIT, PublishError, Publisher, close_connection,
+    connect_consumer, declare_topology,
 };
 use crate::backoff::Backoff;
 use crate::domain::DlqHop;
 use crate::events::{EventMeta, EventType, unix_now_millis, unix_now_secs};
-use crate::retry::{self, NextStep, RetryPolicy};
+use crate::headers;
+use crate::retry::{self, FailureKind, NextStep, Panicked, Parked, RetryPolicy};
 use crate::store::Timeline;
 use crate::topology::Topology;
-use crate::watch::{Watchdog, supervise};
+use crate::watch::{Watchdog, panic_message, queue_name, supervise};
 use crate::wire::Malformed;
 
 /// How often a consuming session declares the topology again, so that a binding someone deleted
@@ -79,6 +98,49 @@ impl Outcome {
     }
 }
 
+/// What came of one attempt at a delivery, as far as settling it is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempted {
+    /// Handled, and its announcements confirmed.
+    Processed,
+    /// Seen before; the recorded outcome re-announced and confirmed.
+    Duplicate,
+    /// Not a message this queue can ever handle (bad JSON, a missing field, ...).
+    Poison,
+    /// Handling (or announcing) failed; the adapter that failed says which kind of failure.
+    Failed(FailureKind),
+}
+
+/// How a delivery is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// Its effects are durable: ack.
+    Ack,
+    /// A dependency is away: hold the delivery, wait with backoff, try it again.
+    WaitOut,
+    /// Park a copy in the retry queue (confirmed), then ack: it comes back after the delay.
+    Park,
+    /// Publish a copy to the DLQ with the reason (confirmed), then ack.
+    DeadLetter,
+}
+
+/// The consume loop's one decision: how to settle a delivery after its attempt number
+/// `attempt` (1 for the first) came to `what`, under `policy`. Pure, so that every row is
+/// tested; the loop does what it says.
+pub fn decide(what: Attempted, attempt: u32, policy: &RetryPolicy) -> Settle {
+    match what {
+        Attempted::Processed | Attempted::Duplicate => Settle::Ack,
+        // Never retried: parsing the same bytes again gives the same answer.
+        Attempted::Poison => Settle::DeadLetter,
+        // Nobody's fault, and it will pass: never dead-lettered, however long it takes.
+        Attempted::Failed(FailureKind::Outage) => Settle::WaitOut,
+        Attempted::Failed(FailureKind::Fault) => match policy.after_failed_attempt(attempt) {
+            NextStep::RetryLater => Settle::Park,
+            NextStep::GiveUp => Settle::DeadLetter,
+        },
+    }
+}
+
 /// What the loop read off a delivery besides its body: the AMQP metadata a handler may need.
 /// Every property may be absent (a bare message, as a lab script publishes it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -98,18 +160,17 @@ pub struct DeliveryMeta {
 }
 
 impl DeliveryMeta {
-    fn of(delivery: &Delivery, attempt: u32) -> Self {
-        let text =
-            |v: &Option<lapin::types::ShortString>| v.as_ref().map(|s| s.as_str().to_owned());
+    fn of(delivery: &Delivery, origin: &Origin) -> Self {
+        let text = |v: &Option<ShortString>| v.as_ref().map(|s| s.as_str().to_owned());
         let props = &delivery.properties;
         Self {
-            routing_key: delivery.routing_key.as_str().to_owned(),
+            routing_key: origin.routing_key.clone(),
             kind: text(props.kind()),
             event_id: text(props.message_id()),
             correlation_id: text(props.correlation_id()),
             app_id: text(props.app_id()),
             redelivered: delivery.redelivered,
-            attempt,
+            attempt: origin.attempt,
             delivery_tag: delivery.delivery_tag,
         }
     }
@@ -222,7 +283,7 @@ pub async fn run_consumer<H: Handler>(
     shutdown: CancellationToken,
 ) {
     let mut backoff = Backoff::for_outages();
-    while let Some(conn) = connect(&settings.url, &settings.service, &shutdown).await {
+    while let Some(conn) = connect_consumer(&settings.url, &settings.service, &shutdown).await {
         let started = Instant::now();
         match consume_session(&settings, &conn, &handler, &status, &shutdown).await {
             Ok(()) => {
@@ -261,6 +322,25 @@ struct Session {
     topology_missing: Arc<Notify>,
 }
 
+/// Which of a consumer's two queues a delivery came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The work queue: always a first attempt.
+    Work,
+    /// The retry queue's way back (`<queue>.retry.due`): a later attempt, if `x-death` says so.
+    RetryDue,
+}
+
+/// The queues one consumer owns: its work queue, its retry queue and the retry queue's way
+/// back. These are the ones its watchdog reports when the broker refuses to declare them.
+fn own_queues(queue: &str) -> [String; 3] {
+    [
+        queue.to_owned(),
+        Topology::retry_queue(queue),
+        Topology::retry_due_queue(queue),
+    ]
+}
+
 /// One connection's worth of consuming. `Ok` on shutdown, `Err` when the connection broke.
 async fn consume_session<H: Handler>(
     settings: &ConsumerSettings,
@@ -269,21 +349,33 @@ async fn consume_session<H: Handler>(
     status: &BrokerStatus,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    declare_topology(conn, &settings.topology).await?;
+    // Refusals are logged once per session (a reconnect logs them again), not at every check.
+    let mut told = BTreeSet::new();
+    let declared = declare_topology(conn, &settings.topology).await?;
+    note_refusals(settings, &declared, &mut told);
     let publisher = Publisher::open(conn).await?;
     let channel = conn.create_channel().await?;
     channel
         .basic_qos(settings.prefetch, BasicQosOptions::default())
         .await?;
-    let tag = format!("{}-{}", settings.service, std::process::id());
-    let mut consumer = channel
-        .basic_consume(
-            settings.queue.as_str().into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    let tag = short(&format!("{}-{}", settings.service, std::process::id()))?;
+    let due_tag = short(&format!("{tag}-retry-due"))?;
+    let consume = |queue: String, tag: ShortString| {
+        let channel = channel.clone();
+        async move {
+            channel
+                .basic_consume(
+                    short(&queue)?,
+                    tag,
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(anyhow::Error::new)
+        }
+    };
+    let mut work = consume(settings.queue.clone(), tag.clone()).await?;
+    let mut due = consume(Topology::retry_due_queue(&settings.queue), due_tag.clone()).await?;
     status.set(true);
     info!(queue = %settings.queue, prefetch = settings.prefetch, "consuming");
 
@@ -294,6 +386,17 @@ async fn consume_session<H: Handler>(
     let mut topology_check = tokio::time::interval(TOPOLOGY_CHECK);
     topology_check.reset();
     let tracker = TaskTracker::new();
+    let spawn = |source: Source, delivery: Delivery| {
+        let work = process(
+            source,
+            delivery,
+            settings.clone(),
+            handler.clone(),
+            publisher.clone(),
+            session.clone(),
+        );
+        tracker.spawn(work);
+    };
     let result = loop {
         tokio::select! {
             biased;
@@ -301,11 +404,8 @@ async fn consume_session<H: Handler>(
             // A handler found the publishing channel dead (the broker closes a channel on some
             // errors while the connection lives on): start over on a fresh connection.
             _ = session.ended.cancelled() => break Err(anyhow::anyhow!("the publishing channel closed")),
-            next = consumer.next() => match next {
-                Some(Ok(delivery)) => {
-                    let work = process(delivery, settings.clone(), handler.clone(), publisher.clone(), session.clone());
-                    tracker.spawn(work);
-                }
+            next = work.next() => match next {
+                Some(Ok(delivery)) => spawn(Source::Work, delivery),
                 Some(Err(e)) => break Err(anyhow::Error::new(e).context("consumer failed")),
                 None => {
                     warn!(queue = %settings.queue, "the broker cancelled our consumer: was the queue deleted? \
@@ -313,15 +413,22 @@ async fn consume_session<H: Handler>(
                     break Err(anyhow::anyhow!("the broker cancelled our consumer"));
                 }
             },
-            _ = session.topology_missing.notified() => redeclare(conn, settings, "a publish found it missing").await,
-            _ = topology_check.tick() => redeclare(conn, settings, "periodic check").await,
+            next = due.next() => match next {
+                Some(Ok(delivery)) => spawn(Source::RetryDue, delivery),
+                Some(Err(e)) => break Err(anyhow::Error::new(e).context("consumer of the retry queue's way back failed")),
+                None => break Err(anyhow::anyhow!("the broker cancelled our consumer of the retry queue's way back")),
+            },
+            _ = session.topology_missing.notified() => redeclare(conn, settings, &mut told, "a publish found it missing").await,
+            _ = topology_check.tick() => redeclare(conn, settings, &mut told, "periodic check").await,
         }
     };
 
     if result.is_ok() {
         // Tell, then wait: no new deliveries, let in-flight ones finish and ack.
-        let cancel = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default());
-        let _ = tokio::time::timeout(GOODBYE_WAIT, cancel).await;
+        for tag in [tag, due_tag] {
+            let cancel = channel.basic_cancel(tag, BasicCancelOptions::default());
+            let _ = tokio::time::timeout(GOODBYE_WAIT, cancel).await;
+        }
         tracker.close();
         if tokio::time::timeout(settings.grace, tracker.wait())
             .await
@@ -338,30 +445,103 @@ async fn consume_session<H: Handler>(
     result
 }
 
+/// A name for the broker, checked: AMQP short strings hold at most 255 bytes.
+fn short(name: &str) -> anyhow::Result<ShortString> {
+    ShortString::try_new(name).map_err(|e| anyhow::anyhow!("{name:?} cannot be an AMQP name: {e}"))
+}
+
 /// Declare the topology again; a failure is logged and left to the next check (a broken
 /// connection shows up on the consumer stream anyway).
-async fn redeclare(conn: &Connection, settings: &ConsumerSettings, why: &str) {
-    if let Err(e) = declare_topology(conn, &settings.topology).await {
-        warn!(queue = %settings.queue, cause = %e, why, "could not declare the topology; will try again");
-    } else {
-        debug!(queue = %settings.queue, why, "topology declared");
+async fn redeclare(
+    conn: &Connection,
+    settings: &ConsumerSettings,
+    told: &mut BTreeSet<String>,
+    why: &str,
+) {
+    match declare_topology(conn, &settings.topology).await {
+        Ok(declared) => {
+            note_refusals(settings, &declared, told);
+            debug!(queue = %settings.queue, why, "topology declared");
+        }
+        Err(e) => {
+            warn!(queue = %settings.queue, cause = %e, why, "could not declare the topology; will try again");
+        }
+    }
+}
+
+/// Tell about the queues the broker refused to declare: each once per session in the log,
+/// with what to do, and this consumer's own in its watchdog until they declare again.
+fn note_refusals(settings: &ConsumerSettings, declared: &Declared, told: &mut BTreeSet<String>) {
+    for refusal in &declared.refused {
+        if told.insert(refusal.queue.clone()) {
+            warn!(queue = %refusal.queue, cause = %refusal.cause,
+                  "Queue {} refused by the broker ({}): {}; the other queues go on working",
+                  refusal.queue, refusal.cause, refusal.advice());
+        }
+    }
+    for queue in own_queues(&settings.queue) {
+        let name = queue_name(&queue);
+        match declared.refused.iter().find(|r| r.queue == queue) {
+            Some(refusal) => {
+                let why = format!("{}: {}", refusal.cause, refusal.advice());
+                settings.watchdog.down(name, why);
+            }
+            None => {
+                if settings.watchdog.up(&name) {
+                    told.remove(&queue);
+                    info!(queue = %queue, "Queue {queue} declared as the saga declares it again");
+                }
+            }
+        }
+    }
+}
+
+/// Where a delivery was first published and which attempt this is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    exchange: String,
+    routing_key: String,
+    attempt: u32,
+}
+
+impl Origin {
+    /// A delivery from the work queue is a first attempt, as published, whatever its headers
+    /// say; one from the retry queue's way back is the attempt after those its trusted retry
+    /// headers count, as first published ([`Parked::of`]).
+    fn of(source: Source, delivery: &Delivery, queue: &str) -> Self {
+        let parked = match source {
+            Source::Work => None,
+            Source::RetryDue => Parked::of(&delivery.properties, &Topology::retry_queue(queue)),
+        };
+        match parked {
+            Some(parked) => Self {
+                exchange: parked.exchange,
+                routing_key: parked.routing_key,
+                attempt: parked.attempts.saturating_add(1),
+            },
+            None => Self {
+                exchange: delivery.exchange.to_string(),
+                routing_key: delivery.routing_key.to_string(),
+                attempt: 1,
+            },
+        }
     }
 }
 
 /// Handle one delivery until it is settled (acked after its effects and announcements, its
-/// parking or its DLQ entry are confirmed) or its session ends.
+/// parking or its DLQ entry are confirmed) or its session ends. A panic anywhere in here that
+/// [`attempt`] did not already catch is a bug of the loop: as a last resort the message goes to
+/// the DLQ with the panic as its reason, rather than be held or redelivered for ever.
 async fn process<H: Handler>(
-    mut delivery: Delivery,
+    source: Source,
+    delivery: Delivery,
     settings: ConsumerSettings,
     handler: Arc<H>,
     publisher: Publisher,
     session: Session,
 ) {
-    let attempt = retry::attempts_so_far(&delivery.properties) + 1;
-    if attempt > 1 {
-        come_back_as_published(&mut delivery);
-    }
-    let meta = DeliveryMeta::of(&delivery, attempt);
+    let origin = Origin::of(source, &delivery, &settings.queue);
+    let meta = DeliveryMeta::of(&delivery, &origin);
     let order_id = order_id_of(&delivery.data);
     // Ids go into the span once, here: a handler run again for the same delivery must not add
     // another copy of them to every line.
@@ -370,87 +550,160 @@ async fn process<H: Handler>(
         queue = %settings.queue,
         routing_key = %meta.routing_key,
         redelivered = meta.redelivered,
-        attempt,
+        attempt = meta.attempt,
         order_id = order_id.as_deref().unwrap_or(""),
         correlation_id = meta.correlation_id.as_deref().unwrap_or(""),
     );
     let work = Delivered {
         delivery: &delivery,
+        origin: &origin,
         meta: &meta,
         order_id: order_id.as_deref(),
         settings: &settings,
         publisher: &publisher,
     };
-    async {
-        let mut backoff = Backoff::for_outages();
-        let parsing = Instant::now();
-        let event = H::parse(&meta, &delivery.data);
-        if event.is_err() {
-            // Poison is decided by parsing alone; it counts as a delivery handled like any other.
-            metrics::histogram!("saga_handler_seconds", "queue" => settings.queue.clone())
-                .record(parsing.elapsed().as_secs_f64());
-            metrics::counter!("saga_consumed_total", "queue" => settings.queue.clone(), "outcome" => "dead_lettered")
-                .increment(1);
+    let settled = AssertUnwindSafe(settle(&work, handler.as_ref(), &session))
+        .catch_unwind()
+        .instrument(span.clone())
+        .await;
+    if let Err(panic) = settled {
+        let reason = format!(
+            "panicked in the consume loop: {}",
+            panic_message(panic.as_ref())
+        );
+        error!(parent: &span, cause = %reason, "Bug: {reason}; sending the message to the DLQ");
+        let last_resort = AssertUnwindSafe(work.dead_letter(&reason, None))
+            .catch_unwind()
+            .await;
+        if matches!(last_resort, Ok(Ok(_))) {
+            work.ack().await;
+        } else {
+            // Nothing more to try here: a fresh session gets it again.
+            session.ended.cancel();
         }
-        loop {
-            let settled = match &event {
-                Err(poison) => work.poison(&poison.0).await,
-                Ok(event) => {
-                    let started = Instant::now();
-                    let outcome = handler.handle(event, &meta).await;
-                    metrics::histogram!("saga_handler_seconds", "queue" => settings.queue.clone())
-                        .record(started.elapsed().as_secs_f64());
-                    metrics::counter!("saga_consumed_total", "queue" => settings.queue.clone(), "outcome" => outcome.label())
-                        .increment(1);
-                    match outcome {
-                        Outcome::Processed(announce) | Outcome::Duplicate(announce) => {
-                            work.announce(&announce).await.map_err(anyhow::Error::new)
-                        }
-                        Outcome::Failed(cause) => Err(cause),
-                    }
-                }
-            };
-            let failed = match settled {
-                Ok(()) => {
-                    if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
-                        // The channel died after the work was done: the broker redelivers, we dedupe.
-                        warn!(cause = %e, "ack failed; the message will be redelivered and deduplicated");
-                    }
+    }
+}
+
+/// Attempt the delivery and settle it as [`decide`] says, waiting outages out.
+async fn settle<H: Handler>(work: &Delivered<'_>, handler: &H, session: &Session) {
+    let queue = work.settings.queue.clone();
+    let mut backoff = Backoff::for_outages();
+    loop {
+        let (attempted, cause) = attempt(work, handler).await;
+        let cause = cause.unwrap_or_else(|| anyhow::anyhow!("(no error)"));
+        let attempt_no = work.meta.attempt;
+        let settled = match decide(attempted, attempt_no, &work.settings.retry) {
+            Settle::Ack => {
+                work.ack().await;
+                return;
+            }
+            Settle::WaitOut => {
+                metrics::counter!("saga_retries_total", "queue" => queue.clone(), "kind" => "outage")
+                    .increment(1);
+                if !wait_out(&cause, work.publisher, session, &mut backoff).await {
                     return;
                 }
-                Err(cause) => cause,
-            };
-            if !retry::is_outage(&failed) {
-                // Parked or dead-lettered: either way confirmed, so the delivery is settled.
-                match work.retry_later_or_give_up(&failed).await {
-                    Ok(()) => {
-                        if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
-                            warn!(cause = %e, "ack failed; the message will be redelivered");
-                        }
-                        return;
-                    }
-                    Err(e) => {
-                        if !wait_out(&anyhow::Error::new(e), &publisher, &session, &mut backoff).await {
-                            return;
-                        }
-                        continue;
-                    }
-                }
+                continue;
             }
-            metrics::counter!("saga_retries_total", "queue" => settings.queue.clone(), "kind" => "outage")
-                .increment(1);
-            if !wait_out(&failed, &publisher, &session, &mut backoff).await {
+            Settle::Park => work.park(&cause).await,
+            Settle::DeadLetter if attempted == Attempted::Poison => work.poison(&cause).await,
+            Settle::DeadLetter => work.give_up(&cause).await,
+        };
+        // Parked or dead-lettered: the copy is confirmed, so the delivery is settled. A copy
+        // the broker did not take is an outage: wait, then attempt the delivery again (handlers
+        // are idempotent, so whatever it did is not done twice).
+        match settled {
+            Ok(()) => {
+                work.ack().await;
                 return;
+            }
+            Err(e) => {
+                if !wait_out(
+                    &anyhow::Error::new(e),
+                    work.publisher,
+                    session,
+                    &mut backoff,
+                )
+                .await
+                {
+                    return;
+                }
             }
         }
     }
-    .instrument(span)
-    .await
 }
+
+/// One attempt: parse, handle, announce. What came of it, and the error (poison's reason, or
+/// the failure) when there is one. A panic in the parser or the handler is a failure of this
+/// message (`panicked: ...`), never a lost or held delivery.
+async fn attempt<H: Handler>(
+    work: &Delivered<'_>,
+    handler: &H,
+) -> (Attempted, Option<anyhow::Error>) {
+    let queue = work.settings.queue.clone();
+    let started = Instant::now();
+    let parsed = std::panic::catch_unwind(|| H::parse(work.meta, &work.delivery.data));
+    let event = match parsed {
+        Ok(Ok(event)) => event,
+        Ok(Err(Malformed(reason))) => {
+            // Poison is decided by parsing alone; it counts as a delivery handled like any other.
+            metrics::histogram!("saga_handler_seconds", "queue" => queue.clone())
+                .record(started.elapsed().as_secs_f64());
+            metrics::counter!("saga_consumed_total", "queue" => queue, "outcome" => "dead_lettered")
+                .increment(1);
+            return (Attempted::Poison, Some(anyhow::anyhow!(reason)));
+        }
+        Err(panic) => {
+            let panicked = Panicked(format!("in parsing: {}", panic_message(panic.as_ref())));
+            return failed(&queue, anyhow::Error::new(panicked));
+        }
+    };
+    let started = Instant::now();
+    let outcome = AssertUnwindSafe(handler.handle(&event, work.meta))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            Outcome::Failed(anyhow::Error::new(Panicked(panic_message(panic.as_ref()))))
+        });
+    metrics::histogram!("saga_handler_seconds", "queue" => queue.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("saga_consumed_total", "queue" => queue.clone(), "outcome" => outcome.label())
+        .increment(1);
+    let (attempted, announce) = match outcome {
+        Outcome::Processed(announce) => (Attempted::Processed, announce),
+        Outcome::Duplicate(announce) => (Attempted::Duplicate, announce),
+        Outcome::Failed(cause) => {
+            let kind = retry::failure_kind(&cause);
+            return (Attempted::Failed(kind), Some(cause));
+        }
+    };
+    match work.announce(&announce).await {
+        Ok(()) => (attempted, None),
+        Err(e) => {
+            let e = anyhow::Error::new(e);
+            (Attempted::Failed(retry::failure_kind(&e)), Some(e))
+        }
+    }
+}
+
+/// A failure before the handler ran (a panicking parser): counted like a handler's.
+fn failed(queue: &str, cause: anyhow::Error) -> (Attempted, Option<anyhow::Error>) {
+    metrics::counter!("saga_consumed_total", "queue" => queue.to_owned(), "outcome" => "retried")
+        .increment(1);
+    (Attempted::Failed(retry::failure_kind(&cause)), Some(cause))
+}
+
+/// The longest `x-dlq-reason` (and timeline reason) we write: a reason is read by a person, and
+/// a handler's error chain can be long; 2 KiB keeps the DLQ copy well inside its header budget.
+const MAX_REASON: usize = 2048;
+
+/// Room kept in a DLQ copy's header budget for the note that names the headers left out.
+const DROPPED_NOTE: usize = 1024;
 
 /// One delivery on its way through the loop, with what settling it takes.
 struct Delivered<'a> {
     delivery: &'a Delivery,
+    origin: &'a Origin,
     meta: &'a DeliveryMeta,
     order_id: Option<&'a str>,
     settings: &'a ConsumerSettings,
@@ -460,6 +713,13 @@ struct Delivered<'a> {
 impl Delivered<'_> {
     fn order(&self) -> &str {
         self.order_id.unwrap_or("?")
+    }
+
+    async fn ack(&self) {
+        if let Err(e) = self.delivery.acker.ack(BasicAckOptions::default()).await {
+            // The channel died after the work was done: the broker redelivers, we dedupe.
+            warn!(cause = %e, "ack failed; the message will be redelivered and deduplicated");
+        }
     }
 
     /// Publish the handler's announcements in order, each confirmed.
@@ -478,74 +738,93 @@ impl Delivered<'_> {
     }
 
     /// Poison: to the DLQ as it is, noted on the order's timeline. Never retried.
-    async fn poison(&self, reason: &str) -> anyhow::Result<()> {
-        self.dead_letter(reason, None).await?;
+    async fn poison(&self, cause: &anyhow::Error) -> Result<(), PublishError> {
+        let reason = format!("{cause:#}");
+        let reason = self.dead_letter(&reason, None).await?;
         let order = self.order();
         warn!(reason = %reason, dlq = %self.settings.topology.dlq_queue,
               "Malformed message for order {order}: {reason}, routed to DLQ");
         Ok(())
     }
 
-    /// A failure that is not an outage: park the message for another attempt, or, once its
-    /// attempts are spent, send it to the DLQ with the error as its reason.
-    async fn retry_later_or_give_up(&self, cause: &anyhow::Error) -> Result<(), PublishError> {
+    /// A failure that is not an outage, with attempts left: park the message in the retry
+    /// queue; it comes back through the retry queue's way back after the delay.
+    async fn park(&self, cause: &anyhow::Error) -> Result<(), PublishError> {
         let settings = self.settings;
         let (reason, attempt, order) = (format!("{cause:#}"), self.meta.attempt, self.order());
         let attempts = settings.retry.count + 1;
-        let queue = settings.queue.clone();
-        match settings.retry.after_failed_attempt(attempt) {
-            NextStep::RetryLater => {
-                let retry_queue = Topology::retry_queue(&settings.queue);
-                let properties = retry::parked_properties(
-                    &self.delivery.properties,
-                    attempt,
-                    self.delivery.exchange.as_str(),
-                    self.delivery.routing_key.as_str(),
-                    settings.retry.delay,
-                );
-                self.publisher
-                    .publish("", &retry_queue, &self.delivery.data, properties)
-                    .await?;
-                metrics::counter!("saga_retries_total", "queue" => queue, "kind" => "delayed")
-                    .increment(1);
-                let delay = humantime::format_duration(settings.retry.delay);
-                warn!(cause = %reason, retry_queue,
-                      "Attempt {attempt} of {attempts} failed for order {order}: {reason}; retrying in {delay}");
-            }
-            NextStep::GiveUp => {
-                self.dead_letter(&reason, Some(attempt)).await?;
-                metrics::counter!("saga_retry_give_ups_total", "queue" => queue).increment(1);
-                error!(reason = %reason, dlq = %settings.topology.dlq_queue,
-                       "Gave up on order {order} after {attempt} attempts: {reason}; routed to DLQ");
-            }
+        let retry_queue = Topology::retry_queue(&settings.queue);
+        let parked = Parked {
+            attempts: attempt,
+            exchange: self.origin.exchange.clone(),
+            routing_key: self.origin.routing_key.clone(),
+        };
+        let (properties, dropped) = retry::parked_properties(
+            &copy_properties(&self.delivery.properties),
+            &parked,
+            settings.retry.delay,
+            self.publisher.header_budget(),
+        );
+        if !dropped.is_empty() {
+            warn!(dropped = ?dropped, "Headers too large to park with order {order}'s message, left out of its copy: {}",
+                  dropped.join(", "));
         }
+        self.publisher
+            .publish("", &retry_queue, &self.delivery.data, properties)
+            .await?;
+        metrics::counter!("saga_retries_total", "queue" => settings.queue.clone(), "kind" => "delayed")
+            .increment(1);
+        let delay = humantime::format_duration(settings.retry.delay);
+        warn!(cause = %reason, retry_queue,
+              "Attempt {attempt} of {attempts} failed for order {order}: {reason}; retrying in {delay}");
+        Ok(())
+    }
+
+    /// Attempts spent: to the DLQ with the last error as the reason.
+    async fn give_up(&self, cause: &anyhow::Error) -> Result<(), PublishError> {
+        let settings = self.settings;
+        let (attempt, order) = (self.meta.attempt, self.order());
+        let reason = self
+            .dead_letter(&format!("{cause:#}"), Some(attempt))
+            .await?;
+        metrics::counter!("saga_retry_give_ups_total", "queue" => settings.queue.clone())
+            .increment(1);
+        error!(reason = %reason, dlq = %settings.topology.dlq_queue,
+               "Gave up on order {order} after {attempt} attempts: {reason}; routed to DLQ");
         Ok(())
     }
 
     /// Publish the delivery to the DLQ byte-for-byte, with headers saying why, wait for the
-    /// confirm, and note the hop on the order's timeline.
-    async fn dead_letter(&self, reason: &str, attempts: Option<u32>) -> Result<(), PublishError> {
-        let (delivery, settings) = (self.delivery, self.settings);
-        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-        let mut put = |key: &str, value: &str| {
-            headers.insert(
-                key.into(),
-                AMQPValue::LongString(LongString::from(value.as_bytes().to_vec())),
-            );
-        };
-        put("x-dlq-reason", reason);
-        put("x-dlq-service", &settings.service);
-        put("x-original-exchange", delivery.exchange.as_str());
-        put("x-original-routing-key", delivery.routing_key.as_str());
-        put("x-original-queue", &settings.queue);
-        put("x-dlq-at", &unix_now_secs().to_string());
+    /// confirm, and note the hop on the order's timeline. Headers of the sender's that would
+    /// not fit the frame are left out of the copy, and the reason says which. Returns the
+    /// reason as written.
+    async fn dead_letter(
+        &self,
+        reason: &str,
+        attempts: Option<u32>,
+    ) -> Result<String, PublishError> {
+        let (delivery, settings, origin) = (self.delivery, self.settings, self.origin);
+        let text = |value: &str| AMQPValue::LongString(LongString::from(value.as_bytes().to_vec()));
+        let mut reason = headers::truncate(reason, MAX_REASON);
+        let mut ours = vec![
+            ("x-dlq-reason", text(&reason)),
+            ("x-dlq-service", text(&settings.service)),
+            ("x-original-exchange", text(&origin.exchange)),
+            ("x-original-routing-key", text(&origin.routing_key)),
+            ("x-original-queue", text(&settings.queue)),
+            ("x-dlq-at", text(&unix_now_secs().to_string())),
+        ];
         if let Some(attempts) = attempts {
-            put("x-dlq-attempts", &attempts.to_string());
+            ours.push(("x-dlq-attempts", text(&attempts.to_string())));
         }
-        let properties = delivery
-            .properties
-            .clone()
-            .with_headers(headers)
+        let budget = self.publisher.header_budget().saturating_sub(DROPPED_NOTE);
+        let mut fitted = headers::fit(delivery.properties.headers().as_ref(), &ours, budget);
+        if !fitted.dropped.is_empty() {
+            reason = with_dropped_note(&reason, &fitted.dropped);
+            fitted.headers.insert("x-dlq-reason".into(), text(&reason));
+        }
+        let properties = copy_properties(&delivery.properties)
+            .with_headers(fitted.headers)
             .with_delivery_mode(2);
         self.publisher
             .publish("", &settings.topology.dlq_queue, &delivery.data, properties)
@@ -556,14 +835,77 @@ impl Delivered<'_> {
                 at: unix_now_millis(),
                 service: settings.service.clone(),
                 routing_key: self.meta.routing_key.clone(),
-                reason: reason.to_owned(),
+                reason: reason.clone(),
                 redelivered: self.meta.redelivered,
                 attempts,
             };
             timeline.record_dlq_hop(order_id, &hop).await;
         }
-        Ok(())
+        Ok(reason)
     }
+}
+
+/// `reason`, and which of the sender's headers the copy left out (a few names, each cut short:
+/// the note itself must stay small).
+fn with_dropped_note(reason: &str, dropped: &[String]) -> String {
+    const NAMES: usize = 8;
+    let mut names: Vec<String> = dropped
+        .iter()
+        .take(NAMES)
+        .map(|n| headers::truncate(n, 48))
+        .collect();
+    if dropped.len() > NAMES {
+        names.push(format!("and {} more", dropped.len() - NAMES));
+    }
+    format!(
+        "{reason}; headers too large for this copy, left out: {}",
+        names.join(", ")
+    )
+}
+
+/// A delivery's properties for a copy we publish: all of them but two the broker would hold
+/// against the copy. `expiration`: a copy in the DLQ must not vanish when the sender's TTL ends
+/// (the retry queue sets its own). `user_id`: the broker refuses a publish whose `user_id` is not
+/// the publishing user, which would close our channel on every attempt.
+fn copy_properties(p: &BasicProperties) -> BasicProperties {
+    let mut copy = BasicProperties::default();
+    if let Some(v) = p.content_type() {
+        copy = copy.with_content_type(v.clone());
+    }
+    if let Some(v) = p.content_encoding() {
+        copy = copy.with_content_encoding(v.clone());
+    }
+    if let Some(v) = p.headers() {
+        copy = copy.with_headers(v.clone());
+    }
+    if let Some(v) = p.delivery_mode() {
+        copy = copy.with_delivery_mode(*v);
+    }
+    if let Some(v) = p.priority() {
+        copy = copy.with_priority(*v);
+    }
+    if let Some(v) = p.correlation_id() {
+        copy = copy.with_correlation_id(v.clone());
+    }
+    if let Some(v) = p.reply_to() {
+        copy = copy.with_reply_to(v.clone());
+    }
+    if let Some(v) = p.message_id() {
+        copy = copy.with_message_id(v.clone());
+    }
+    if let Some(v) = p.timestamp() {
+        copy = copy.with_timestamp(*v);
+    }
+    if let Some(v) = p.kind() {
+        copy = copy.with_type(v.clone());
+    }
+    if let Some(v) = p.app_id() {
+        copy = copy.with_app_id(v.clone());
+    }
+    if let Some(v) = p.cluster_id() {
+        copy = copy.with_cluster_id(v.clone());
+    }
+    copy
 }
 
 /// Wait before handling a delivery again after an outage. `false` when the session is over
@@ -599,19 +941,6 @@ async fn wait_out(
     }
 }
 
-/// A message back from the retry queue arrives through the default exchange with the work
-/// queue's name as its routing key; handle it as the message it was first published as.
-fn come_back_as_published(delivery: &mut Delivery) {
-    let original = |name| retry::header_str(&delivery.properties, name);
-    if let (Some(exchange), Some(routing_key)) = (
-        original(retry::ORIGINAL_EXCHANGE_HEADER),
-        original(retry::ORIGINAL_ROUTING_KEY_HEADER),
-    ) {
-        delivery.exchange = exchange.into();
-        delivery.routing_key = routing_key.into();
-    }
-}
-
 /// The `order_id` of a JSON body, if it has a string one (for logs; handlers parse for real).
 fn order_id_of(body: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
@@ -628,6 +957,76 @@ fn order_id_of(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_row_of_the_decision() {
+        use Attempted::*;
+        use FailureKind::*;
+        use Settle::*;
+        let policy = RetryPolicy {
+            count: 2,
+            delay: Duration::from_secs(1),
+        };
+        // (what happened, attempt number, how it is settled)
+        let rows = [
+            (Processed, 1, Ack),
+            (Processed, 9, Ack),
+            (Duplicate, 1, Ack),
+            (Duplicate, 3, Ack),
+            (Poison, 1, DeadLetter),
+            (Poison, 3, DeadLetter),
+            (Failed(Outage), 1, WaitOut),
+            (Failed(Outage), 3, WaitOut),
+            (Failed(Outage), 99, WaitOut),
+            (Failed(Fault), 1, Park),
+            (Failed(Fault), 2, Park),
+            (Failed(Fault), 3, DeadLetter),
+            (Failed(Fault), 99, DeadLetter),
+        ];
+        for (what, attempt, settle) in rows {
+            assert_eq!(
+                decide(what, attempt, &policy),
+                settle,
+                "{what:?} on attempt {attempt}"
+            );
+        }
+        let never = RetryPolicy { count: 0, ..policy };
+        assert_eq!(decide(Failed(Fault), 1, &never), DeadLetter);
+        assert_eq!(decide(Failed(Outage), 1, &never), WaitOut);
+    }
+
+    #[test]
+    fn copies_keep_every_property_but_expiration_and_user_id() {
+        let original = BasicProperties::default()
+            .with_message_id("m".into())
+            .with_correlation_id("c".into())
+            .with_type("OrderPlaced".into())
+            .with_expiration("1".into())
+            .with_user_id("someone".into())
+            .with_priority(3)
+            .with_timestamp(7);
+        let copy = copy_properties(&original);
+        assert_eq!(copy.expiration(), &None);
+        assert_eq!(copy.user_id(), &None);
+        let cleared = original.clone();
+        let cleared = copy_properties(&cleared);
+        assert_eq!(cleared.message_id(), original.message_id());
+        assert_eq!(cleared.correlation_id(), original.correlation_id());
+        assert_eq!(cleared.kind(), original.kind());
+        assert_eq!(cleared.priority(), original.priority());
+        assert_eq!(cleared.timestamp(), original.timestamp());
+    }
+
+    #[test]
+    fn the_dropped_note_names_a_few_headers_briefly() {
+        let dropped: Vec<String> = (0..10)
+            .map(|i| format!("h{i}{}", "x".repeat(100)))
+            .collect();
+        let note = with_dropped_note("bad json", &dropped);
+        assert!(note.starts_with("bad json; headers too large for this copy, left out: h0"));
+        assert!(note.ends_with("and 2 more"), "{note}");
+        assert!(note.len() < DROPPED_NOTE, "{}", note.len());
+    }
 
     #[test]
     fn order_ids_are_peeked_only_when_they_are_strings() {

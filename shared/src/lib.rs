@@ -11,6 +11,7 @@
 //! - [`topology`]: the exchange, queues and bindings, declared idempotently by every service.
 //! - [`amqp`]: connecting with backoff, publishing with confirms, declaring the topology.
 //! - [`nodes`]: `RABBITMQ_URL` as a list of cluster nodes: validated, redacted, tried in turn.
+//! - [`headers`]: copies of a message's headers made to fit one AMQP frame (DLQ, retry queue).
 //! - [`consumer`]: the consume loop that turns a handler's [`consumer::Outcome`] into ack,
 //!   dead-letter or retry.
 //! - [`retry`]: the retry policy: an outage is waited out, any other failure is retried a few
@@ -36,6 +37,7 @@ pub mod config;
 pub mod consumer;
 pub mod domain;
 pub mod events;
+pub mod headers;
 pub mod http;
 pub mod ids;
 pub mod nodes;

@@ -491,6 +491,49 @@ impl ConnectionLike for Redis {
     }
 }
 
+/// The Redis adapter's verdict on its own errors ([`crate::retry::Classify`]): is the store as
+/// a whole unable to serve now (an outage, waited out), or did this command fail (a fault of
+/// the message, retried a few times, then dead-lettered)?
+impl crate::retry::Classify for RedisError {
+    fn failure_kind(&self) -> crate::retry::FailureKind {
+        use crate::retry::FailureKind::{Fault, Outage};
+        use redis::{ErrorKind, ServerErrorKind};
+        if self.is_io_error() || self.is_timeout() || self.is_connection_dropped() {
+            return Outage;
+        }
+        // Refusals of the store as a whole, none of them this message's fault:
+        // - OOM: full, until someone makes room; NOREPLICAS: fewer replicas in sync than
+        //   min-replicas-to-write (a WAIT that timed out, ReplicationLag, is an I/O timeout);
+        // - MISCONF: it cannot persist (the AOF or a snapshot cannot be written), so it refuses
+        //   writes until its disk is fixed;
+        // - BUSY: a script or function runs past busy-reply-threshold and blocks everyone;
+        // - UNBLOCKED: an operator's CLIENT UNBLOCK ... ERROR, or a failover, ended our
+        //   blocking command.
+        if matches!(
+            self.code(),
+            Some("OOM" | "NOREPLICAS" | "MISCONF" | "BUSY" | "UNBLOCKED")
+        ) {
+            return Outage;
+        }
+        let outage = matches!(
+            self.kind(),
+            ErrorKind::Io
+                | ErrorKind::AuthenticationFailed
+                | ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::MasterNameNotFoundBySentinel
+                | ErrorKind::NoValidReplicasFoundBySentinel
+                | ErrorKind::Server(
+                    ServerErrorKind::BusyLoading
+                        | ServerErrorKind::ReadOnly
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::TryAgain
+                        | ServerErrorKind::ClusterDown
+                )
+        );
+        if outage { Outage } else { Fault }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -266,7 +266,7 @@ fn consumed_queues_policy(topology: &Topology) -> serde_json::Value {
         "apply-to": "queues",
         "priority": 10,
         "definition": {
-            "delivery-limit": 20,
+            "delivery-limit": 1000,
             "dead-letter-exchange": "",
             "dead-letter-routing-key": topology.dlq_queue,
             "dead-letter-strategy": "at-least-once",

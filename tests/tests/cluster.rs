@@ -46,6 +46,9 @@ async fn the_cluster_profile_runs_the_lab_and_survives_a_failover() -> anyhow::R
         "Sentinel re-linked the replicas before the master died: the drill did not test WAIT"
     );
 
+    eprintln!("== a Redis outage with connection churn dead-letters nothing valid");
+    an_outage_with_churn_dead_letters_nothing(&cluster).await?;
+
     eprintln!("== a cluster without its majority: /ready says so");
     ready_says_when_the_quorum_is_lost(&cluster).await?;
     Ok(())
@@ -154,6 +157,180 @@ async fn lab_drills_pass(cluster: &Cluster) -> anyhow::Result<()> {
         "the lab drills failed on the cluster profile:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    Ok(())
+}
+
+/// More returns than the delivery limit the profile once had (20): each counted once per message.
+const CHURNS: usize = 22;
+
+/// While Redis refuses writes (an outage: waited out, never dead-lettered), inventory-svc holds
+/// a few valid OrderPlaced unacked; it is restarted again and again, and a quorum queue counts
+/// every return of those deliveries. With a delivery limit that counts such returns (20, as the
+/// profile had), valid messages went to the DLQ; now they are all processed once Redis is back.
+async fn an_outage_with_churn_dead_letters_nothing(cluster: &Cluster) -> anyhow::Result<()> {
+    const ORDERS: usize = 6;
+    let url = cluster.setting("RABBITMQ_URL");
+    let topology = Topology::default();
+    let tap = "churn-tap";
+    let conn = shared::amqp::connect_once(&url, "churn test").await?;
+    let channel = conn.create_channel().await?;
+    channel
+        .queue_declare(
+            tap.into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
+        .await?;
+    for key in ["inventory.reserved", "inventory.failed"] {
+        channel
+            .queue_bind(
+                tap.into(),
+                topology.exchange.as_str().into(),
+                key.into(),
+                lapin::options::QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    // The lab drills left their poison in the DLQ: only what this phase adds counts.
+    let dlq_before = shared::amqp::depth(&conn.create_channel().await?, &topology.dlq_queue)
+        .await?
+        .messages;
+    // The outage: every Redis node wants more replicas in sync than there are, so the master
+    // refuses every write (NOREPLICAS) while reads and connections work.
+    set_min_replicas(cluster, 5).await?;
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await?;
+    for i in 0..ORDERS {
+        let body = serde_json::json!({
+            "order_id": format!("churn-{i}"), "item": "salad", "qty": 1, "status": "PLACED"
+        });
+        let confirm = channel
+            .basic_publish(
+                topology.exchange.as_str().into(),
+                "order.placed".into(),
+                lapin::options::BasicPublishOptions::default(),
+                body.to_string().as_bytes(),
+                lapin::BasicProperties::default(),
+            )
+            .await?
+            .await?;
+        anyhow::ensure!(confirm.is_ack(), "publish not confirmed");
+    }
+    shared::amqp::close_connection(&conn, 200, "published").await;
+
+    let inventories = &cluster.service_urls()[1..3];
+    for churn in 1..=CHURNS {
+        // Every message held unacked by the inventory-svc instances (none ready) ...
+        eventually(
+            "the orders held by inventory-svc",
+            Cluster::SETTLE,
+            || async {
+                let depth = inventory_depth(&url, &topology)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if depth.messages == 0 && depth.consumers == 2 {
+                    Ok(())
+                } else {
+                    Err(format!("{depth:?}"))
+                }
+            },
+        )
+        .await?;
+        // ... and returned when the broker closes their connections: one more delivery for
+        // each, on the broker's count. Both instances say they reconnected.
+        let before = reconnects(inventories).await?;
+        close_every_connection(cluster).await?;
+        eventually(
+            "both inventory-svc reconnected",
+            Cluster::SETTLE,
+            || async {
+                let now = reconnects(inventories).await.map_err(|e| e.to_string())?;
+                if now >= before + 2.0 {
+                    Ok(())
+                } else {
+                    Err(format!("churn {churn}: {before} -> {now}"))
+                }
+            },
+        )
+        .await?;
+    }
+    set_min_replicas(cluster, 1).await?;
+
+    let conn = shared::amqp::connect_once(&url, "churn test").await?;
+    let channel = conn.create_channel().await?;
+    eventually("an outcome for every order", Cluster::SETTLE, || async {
+        match shared::amqp::depth(&channel, tap).await {
+            Ok(d) if d.messages as usize >= ORDERS => Ok(()),
+            other => {
+                let dlq = shared::amqp::depth(&channel, &topology.dlq_queue).await;
+                Err(format!(
+                    "outcomes {other:?}; DLQ (had {dlq_before}) {dlq:?}"
+                ))
+            }
+        }
+    })
+    .await?;
+    let dlq = shared::amqp::depth(&conn.create_channel().await?, &topology.dlq_queue).await?;
+    anyhow::ensure!(
+        dlq.messages == dlq_before,
+        "{} valid message(s) dead-lettered by the outage and its churn",
+        dlq.messages.saturating_sub(dlq_before)
+    );
+    shared::amqp::close_connection(&conn, 200, "checked").await;
+    Ok(())
+}
+
+async fn inventory_depth(url: &str, topology: &Topology) -> anyhow::Result<shared::amqp::Depth> {
+    let conn = shared::amqp::connect_once(url, "churn test").await?;
+    let depth = shared::amqp::depth(&conn.create_channel().await?, &topology.inventory_queue).await;
+    shared::amqp::close_connection(&conn, 200, "looked").await;
+    depth
+}
+
+/// How many times the inventory-svc instances have reconnected, in all.
+async fn reconnects(urls: &[String]) -> anyhow::Result<f64> {
+    let mut total = 0.0;
+    for url in urls {
+        let page = reqwest::get(format!("{url}/metrics")).await?.text().await?;
+        total += harness::http::metric(&page, "saga_reconnects_total", &[]);
+    }
+    Ok(total)
+}
+
+/// `rabbitmqctl close_all_connections` for the profile's vhost, on each of its nodes.
+async fn close_every_connection(cluster: &Cluster) -> anyhow::Result<()> {
+    let closes = (1..=3).map(|i| {
+        tokio::process::Command::new("rabbitmqctl")
+            .args(["-q", "-n", &format!("{}-rabbit{i}@localhost", cluster.name)])
+            .args(["close_all_connections", "-p", "saga", "churn test"])
+            .output()
+    });
+    for out in futures_util::future::join_all(closes).await {
+        let out = out?;
+        anyhow::ensure!(
+            out.status.success(),
+            "close_all_connections: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// `CONFIG SET min-replicas-to-write n` on every Redis node of the profile (whichever is master).
+async fn set_min_replicas(cluster: &Cluster, n: u32) -> anyhow::Result<()> {
+    for i in 1..=3 {
+        let mut conn = redis::Client::open(format!("redis://127.0.0.1:{}", cluster.redis_port(i)))?
+            .get_multiplexed_async_connection()
+            .await?;
+        let () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("min-replicas-to-write")
+            .arg(n)
+            .query_async(&mut conn)
+            .await?;
+    }
     Ok(())
 }
 

@@ -183,3 +183,64 @@ async fn bad_retry_settings_exit_with_one_readable_line() -> anyhow::Result<()> 
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_parked_message_whose_work_queue_is_gone_when_its_delay_ends_is_not_lost()
+-> anyhow::Result<()> {
+    let env = env_with_corrupt_pizza("retry-no-work-queue", "1s").await?;
+    let (mut order, mut inv, mut notif) = env.start_all().await?;
+    corrupt_pizza(&env).await?;
+    let id = env.place(&order, "pizza", 1).await?;
+    let inventory = env.topology.inventory_queue.clone();
+    let (retry_queue, way_back) = (
+        Topology::retry_queue(&inventory),
+        Topology::retry_due_queue(&inventory),
+    );
+    eventually("the order parked in the retry queue", T, || async {
+        match env.depth(&retry_queue).await {
+            Ok(1) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+    // Nobody runs (every service declares the topology, so any of them would put the work
+    // queue back), and the operator deletes the work queue while the message waits.
+    for service in [&mut order, &mut inv, &mut notif] {
+        service.kill9().await;
+    }
+    let r = env
+        .management(
+            reqwest::Method::DELETE,
+            &format!("queues/{}/{inventory}", env.vhost),
+        )
+        .send()
+        .await?;
+    assert!(
+        r.status().is_success(),
+        "DELETE {inventory}: {}",
+        r.status()
+    );
+    // The delay ends with the work queue still gone: the message waits on the way back.
+    eventually("the message on the retry queue's way back", T, || async {
+        match env.depth(&way_back).await {
+            Ok(1) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+    assert!(
+        env.depth(&inventory).await.is_err(),
+        "the work queue is still gone"
+    );
+
+    fix_pizza(&env).await?;
+    for service in [&mut order, &mut inv, &mut notif] {
+        service.restart().await?;
+    }
+    let o = env.wait_final(&order, &id, T).await?;
+    assert_eq!(o["status"], "CONFIRMED", "{o}");
+    assert_eq!(env.stock("pizza").await?, Some(4));
+    assert_eq!(env.depth(&env.topology.dlq_queue).await?, 0);
+    assert_eq!(env.depth(&way_back).await?, 0);
+    Ok(())
+}
