@@ -173,7 +173,9 @@ async fn connect_with(
 /// # Errors
 /// No node accepted the connection; the message names each node's failure.
 pub async fn connect_once(url: &str, name: &str) -> anyhow::Result<Connection> {
-    connect_round(url, name, None)
+    // sagactl reads messages (the DLQ, a peek at a queue) whose headers may be as large as the
+    // broker allows: the same frames as a consumer, or lapin drops the connection on them.
+    connect_round(url, name, Some(CONSUMER_FRAME_MAX))
         .await
         .map(|(conn, _)| conn)
         .map_err(|e| anyhow::anyhow!("cannot reach RabbitMQ: {e}"))

@@ -7,7 +7,7 @@
 //! is [`Malformed`], with a reason a person can act on.
 
 use lapin::BasicProperties;
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 
 use crate::ids::{Item, OrderId, Qty, StudentId};
 use crate::wire::{self, InventoryOutcomeBody, Malformed};
@@ -252,15 +252,26 @@ impl EventMeta {
     }
 
     /// Persistent JSON message properties, as every event of ours carries them.
+    ///
+    /// Never panics: an id too long for an AMQP short string (255 bytes) is left out rather
+    /// than cut (a cut id would name another event or order); the body still carries the
+    /// order id. The front door refuses such ids (order-svc's limits), so this is a last guard.
     pub fn properties(&self) -> BasicProperties {
-        BasicProperties::default()
-            .with_message_id(self.event_id.as_str().into())
-            .with_type(self.event_type.name().into())
-            .with_correlation_id(self.correlation_id.as_str().into())
-            .with_app_id(self.app_id.as_str().into())
+        let mut props = BasicProperties::default()
+            .with_type(ShortString::from(self.event_type.name()))
             .with_timestamp(self.timestamp)
-            .with_content_type("application/json".into())
-            .with_delivery_mode(2)
+            .with_content_type(ShortString::from("application/json"))
+            .with_delivery_mode(2);
+        if let Ok(id) = ShortString::try_new(self.event_id.as_str()) {
+            props = props.with_message_id(id);
+        }
+        if let Ok(id) = ShortString::try_new(self.correlation_id.as_str()) {
+            props = props.with_correlation_id(id);
+        }
+        if let Ok(app) = ShortString::try_new(self.app_id.as_str()) {
+            props = props.with_app_id(app);
+        }
+        props
     }
 }
 
@@ -342,6 +353,25 @@ mod tests {
         };
         let back = InventoryOutcome::from_body(EventType::InventoryFailed, &o.to_body()).unwrap();
         assert_eq!(back, o);
+    }
+
+    #[test]
+    fn properties_never_panic_on_long_ids() {
+        let meta = EventMeta::new(EventType::OrderCancelled, &"c".repeat(300), "order-svc");
+        let props = meta.properties();
+        assert!(props.correlation_id().is_none(), "left out, not cut");
+        assert_eq!(
+            props.app_id().as_ref().map(|a| a.as_str()),
+            Some("order-svc")
+        );
+        let fits = EventMeta::new(EventType::OrderCancelled, &"c".repeat(255), "order-svc");
+        assert_eq!(
+            fits.properties()
+                .correlation_id()
+                .as_ref()
+                .map(|c| c.as_str().len()),
+            Some(255)
+        );
     }
 
     #[test]

@@ -120,7 +120,7 @@ impl Relay {
         let mut rewind = false;
         loop {
             while let Some(done) = in_flight.try_join_next() {
-                rewind |= !done.unwrap_or(false);
+                note_verdict(done, &mut rewind, &mut backoff);
             }
             if shutdown.is_cancelled() {
                 in_flight.join_all().await;
@@ -161,7 +161,7 @@ impl Relay {
                     _ = shutdown.cancelled() => {}
                     _ = self.store.outbox.written.notified() => {}
                     _ = tokio::time::sleep(IDLE_POLL) => {}
-                    Some(done) = in_flight.join_next() => rewind |= !done.unwrap_or(false),
+                    Some(done) = in_flight.join_next() => note_verdict(done, &mut rewind, &mut backoff),
                 }
                 continue;
             };
@@ -181,11 +181,7 @@ impl Relay {
                 drop(room);
                 ok
             });
-            if all_sent {
-                backoff.reset();
-            } else {
-                rewind = true;
-            }
+            rewind |= !all_sent;
         }
     }
 
@@ -255,6 +251,22 @@ impl Relay {
             }
         }
         (sent, true)
+    }
+}
+
+/// Take one batch's verdict: a batch confirmed *and deleted* earns a fresh backoff; anything
+/// else rewinds. Only a deleted batch counts as progress: were a successful send enough, a Redis
+/// that refuses the deletes (MISCONF, say) would have the relay publish the same entries again
+/// every 100 ms, a stream of duplicates, instead of backing off to 5 s.
+fn note_verdict(
+    done: Result<bool, tokio::task::JoinError>,
+    rewind: &mut bool,
+    backoff: &mut Backoff,
+) {
+    if done.unwrap_or(false) {
+        backoff.reset();
+    } else {
+        *rewind = true;
     }
 }
 
