@@ -633,6 +633,11 @@ async fn settle<H: Handler>(work: &Delivered<'_>, handler: &H, session: &Session
     }
 }
 
+/// The largest message body a consumer reads; a larger one is poison, dead-lettered unread.
+/// The saga's events are a few hundred bytes; 64 KiB leaves room for any tolerant-reader extra
+/// field a lab script adds, and is the same order as order-svc's HTTP body limit (16 KiB).
+pub const MAX_MESSAGE_BODY: usize = 64 * 1024;
+
 /// One attempt: parse, handle, announce. What came of it, and the error (poison's reason, or
 /// the failure) when there is one. A panic in the parser or the handler is a failure of this
 /// message (`panicked: ...`), never a lost or held delivery.
@@ -642,7 +647,17 @@ async fn attempt<H: Handler>(
 ) -> (Attempted, Option<anyhow::Error>) {
     let queue = work.settings.queue.clone();
     let started = Instant::now();
-    let parsed = std::panic::catch_unwind(|| H::parse(work.meta, &work.delivery.data));
+    let body = &work.delivery.data;
+    let parsed = if body.len() > MAX_MESSAGE_BODY {
+        // Not even read: no event of the saga comes near this, and parsing a body of many
+        // megabytes would hold a prefetch slot and memory for nothing.
+        Ok(Err(Malformed(format!(
+            "body of {} bytes is over the limit of {MAX_MESSAGE_BODY} bytes",
+            body.len()
+        ))))
+    } else {
+        std::panic::catch_unwind(|| H::parse(work.meta, body))
+    };
     let event = match parsed {
         Ok(Ok(event)) => event,
         Ok(Err(Malformed(reason))) => {

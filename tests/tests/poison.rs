@@ -200,6 +200,52 @@ async fn poison_with_headers_near_the_frame_limit_is_dead_lettered_without_them(
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_over_the_limit_is_dead_lettered_unread_and_the_next_order_flows()
+-> anyhow::Result<()> {
+    let env = TestEnv::new("poison-body").await?;
+    let inv = env.start(ServiceKind::Inventory).await?;
+    inv.wait_ready(T).await?;
+    let seeded = env.seeded_stock("burger").await?;
+    // Valid JSON, a valid order even, only far too large: the limit is on size, not on sense.
+    let mut huge = json!({"order_id": "huge-1", "item": "burger", "qty": 1});
+    huge["padding"] = json!("p".repeat(shared::consumer::MAX_MESSAGE_BODY));
+    let body = huge.to_string().into_bytes();
+    publish(&env, "order.placed", &body, FieldTable::default()).await?;
+    publish(
+        &env,
+        "order.placed",
+        &order_placed("after-huge", "burger"),
+        FieldTable::default(),
+    )
+    .await?;
+
+    let dead = eventually("the huge message in the DLQ", T, || async {
+        let taken = env
+            .take_all(&env.topology.dlq_queue)
+            .await
+            .map_err(|e| e.to_string())?;
+        match taken.as_slice() {
+            [one] => Ok(one.clone()),
+            other => Err(format!("{} messages", other.len())),
+        }
+    })
+    .await?;
+    assert_eq!(dead.body, body, "the body is byte-for-byte unchanged");
+    let reason = dead.header("x-dlq-reason").unwrap_or_default();
+    assert!(reason.contains("over the limit of 65536 bytes"), "{reason}");
+    // The order behind it was served: inventory reserved it (one burger taken).
+    eventually("the next order reserved", T, || async {
+        match env.stock("burger").await.map_err(|e| e.to_string())? {
+            Some(n) if n == seeded - 1 => Ok(()),
+            other => Err(format!("burger available {other:?}")),
+        }
+    })
+    .await?;
+    unacked_back_to_zero(&env, &env.topology.inventory_queue).await?;
+    Ok(())
+}
+
 /// A private Redis that cannot persist: where its snapshot goes, a directory stands in the way
 /// (as root, permissions do not stop a write; a directory does), so every snapshot fails and,
 /// with save points set (stop-writes-on-bgsave-error), it answers every write with MISCONF
