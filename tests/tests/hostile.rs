@@ -11,6 +11,7 @@
 //!
 //! Run: `cargo build --bins && cargo test -p saga-tests --test hostile`
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use harness::hostile::after::{self, SETTLE};
@@ -24,10 +25,14 @@ use proptest::prelude::*;
 /// How long a service may take to answer `/health` again after one request or message.
 const ALIVE: Duration = Duration::from_secs(5);
 
+/// How long order-svc's relay may take to publish what one request wrote.
+const OUTBOX: Duration = Duration::from_secs(3);
+
 /// The three services, with how far into each one's log the panic check has read.
 struct Services {
     all: [Service; 3],
     seen: [usize; 3],
+    known_panics: BTreeSet<String>,
 }
 
 impl Services {
@@ -36,6 +41,7 @@ impl Services {
         Ok(Self {
             all: [order, inventory, notification],
             seen: [0; 3],
+            known_panics: BTreeSet::new(),
         })
     }
 
@@ -47,7 +53,7 @@ impl Services {
     fn panics(&mut self) -> Vec<String> {
         let mut found = Vec::new();
         for (service, seen) in self.all.iter().zip(self.seen.iter_mut()) {
-            found.extend(after::panics_since(service, seen));
+            found.extend(after::panics_since(service, seen, &mut self.known_panics));
         }
         found
     }
@@ -81,6 +87,11 @@ impl Services {
     }
 }
 
+/// `HOSTILE_TRACE=1`: print each case as it is sent, and what became of it.
+fn trace() -> bool {
+    std::env::var_os("HOSTILE_TRACE").is_some()
+}
+
 /// Report a failed batch check with the cases of the batch (printed in full above).
 fn batch_failed(findings: &mut Findings, cases: &std::ops::Range<usize>, problems: Vec<String>) {
     for problem in problems {
@@ -95,10 +106,17 @@ fn batch_failed(findings: &mut Findings, cases: &std::ops::Range<usize>, problem
     }
 }
 
-fn print_batch<T: std::fmt::Debug>(suite: &str, cases: &[(usize, T)]) {
+/// The failed batch's cases, and what each service logged last, for whoever reads the failure.
+fn print_batch<T: std::fmt::Debug>(suite: &str, cases: &[(usize, T)], services: &Services) {
     eprintln!("hostile {suite}: the cases of the failed batch:");
     for (i, case) in cases {
         eprintln!("  case {i}: {case:?}");
+    }
+    for service in &services.all {
+        eprintln!("hostile {suite}: the last lines {} logged:", service.label());
+        for line in service.log_tail(12) {
+            eprintln!("  {}", line.chars().take(600).collect::<String>());
+        }
     }
 }
 
@@ -132,6 +150,7 @@ async fn http_requests_at_every_route_get_a_json_answer_and_break_nothing() -> a
     let mut findings = Findings::new(suite, seed);
     let mut runner = seed.runner(suite);
     let strategy = any_request();
+    let mut relay_works = true;
     let started = Instant::now();
     let (mut drawn, mut broken) = (0, false);
     while drawn < budget.draws() && started.elapsed() < budget.wall {
@@ -149,6 +168,9 @@ async fn http_requests_at_every_route_get_a_json_answer_and_break_nothing() -> a
                 Target::Notification => services.all[2].url(""),
                 Target::Board => board.url.clone(),
             };
+            if trace() {
+                eprintln!("hostile {suite}: case {case}: {request:?}");
+            }
             let sent = Instant::now();
             let answer = http::send(&client, &base, &request, &orders).await;
             findings.count(&request.kind(), sent.elapsed());
@@ -171,6 +193,15 @@ async fn http_requests_at_every_route_get_a_json_answer_and_break_nothing() -> a
             {
                 orders.push(id);
             }
+            // The relay publishes what a request wrote within milliseconds; waiting for it
+            // here names the request that breaks it (until it is broken: then the batch check
+            // reports it, once).
+            if request.target == Target::Order && relay_works {
+                if let Err(why) = after::outbox_drained(&env, OUTBOX).await {
+                    findings.add(Some(case), format!("order-svc's relay stopped: {why}"), format!("{request:?}"));
+                    relay_works = false;
+                }
+            }
             for panic in services.panics() {
                 findings.add(Some(case), format!("first seen after this case: {panic}"), format!("{request:?}"));
             }
@@ -187,7 +218,7 @@ async fn http_requests_at_every_route_get_a_json_answer_and_break_nothing() -> a
         }
         problems.extend(services.panics());
         if !problems.is_empty() {
-            print_batch(suite, &cases);
+            print_batch(suite, &cases, &services);
             batch_failed(&mut findings, &batch, problems);
             eprintln!("hostile {suite}: stopping after this batch: later ones could not be judged");
             broken = true;
@@ -246,8 +277,14 @@ async fn amqp_messages_to_every_queue_are_settled_and_poison_is_dead_lettered()
                 ("", queue) => format!("amqp queue {queue}"),
                 (_, key) => format!("amqp exchange {key}"),
             };
+            if trace() {
+                eprintln!("hostile {suite}: case {case}: {message:?}");
+            }
             let sent = Instant::now();
             let published = publisher.publish(&message).await?;
+            if trace() {
+                eprintln!("hostile {suite}: case {case}: {published:?}");
+            }
             findings.count(&kind, sent.elapsed());
             match &published {
                 Published::Routed => match &message.expect {
@@ -265,22 +302,33 @@ async fn amqp_messages_to_every_queue_are_settled_and_poison_is_dead_lettered()
         }
         let last_publish = Instant::now();
         let mut problems = Vec::new();
+        let step = |what: &str| {
+            if trace() {
+                eprintln!("hostile {suite}: checking {what}");
+            }
+        };
+        step("alive");
         if let Some(&(last, _)) = cases.last() {
             services.alive(&client, &mut findings, last).await;
         }
+        step("nothing held");
         problems.extend(after::nothing_held(&env, last_publish).await);
+        step("the DLQ");
         match after::dead_letters(&env).await {
             Ok(dead) => problems.extend(after::poison_dead_lettered(&dead, &poison)),
             Err(e) => problems.push(format!("cannot peek at the DLQ: {e:#}")),
         }
+        step("orders decided");
         problems.extend(after::orders_decided(&env, &decided).await);
+        step("a new order");
         if let Err(why) = after::new_orders_complete(&env, services.order()).await {
             problems.push(why);
         }
+        step("ready");
         problems.extend(services.ready(&client).await);
         problems.extend(services.panics());
         if !problems.is_empty() {
-            print_batch(suite, &cases);
+            print_batch(suite, &cases, &services);
             batch_failed(&mut findings, &batch, problems);
             eprintln!("hostile {suite}: stopping after this batch: later ones could not be judged");
             broken = true;

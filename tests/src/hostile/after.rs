@@ -28,16 +28,47 @@ pub const SETTLE: Duration = Duration::from_secs(30);
 /// taken this long after the last publish, so a stale zero cannot pass for a fresh one.
 const STATS_LAG: Duration = Duration::from_secs(6);
 
-/// Log lines that say a thread panicked, since line `seen` (which moves past them).
-pub fn panics_since(service: &Service, seen: &mut usize) -> Vec<String> {
+/// Log lines that say a thread panicked, since line `seen` (which moves past them), each
+/// reported once: `known` holds the lines already reported, told apart without their digits
+/// (times, thread ids), so a task that panics again on every restart is one finding.
+pub fn panics_since(
+    service: &Service,
+    seen: &mut usize,
+    known: &mut std::collections::BTreeSet<String>,
+) -> Vec<String> {
     let log = service.log();
     let start = (*seen).min(log.len());
     *seen = log.len();
     log[start..]
         .iter()
         .filter(|line| line.contains("panicked"))
-        .map(|line| format!("{} panicked: {}", service.label(), brief(line.as_bytes())))
+        .filter(|line| known.insert(line.replace(|c: char| c.is_ascii_digit(), "")))
+        .map(|line| {
+            let shown: String = line.chars().take(400).collect();
+            format!("{} panicked: {shown}", service.label())
+        })
         .collect()
+}
+
+/// order-svc's outbox is empty within `within`: the relay published what the last request
+/// wrote (so a request that breaks the relay is named by the case that sent it).
+pub async fn outbox_drained(env: &TestEnv, within: Duration) -> Result<(), String> {
+    let redis = env.redis().await.map_err(|e| format!("{e:#}"))?;
+    let key = env.keys.outbox();
+    eventually("order-svc's outbox drained", within, || {
+        let mut redis = redis.clone();
+        let key = key.clone();
+        async move {
+            let len: redis::RedisResult<u64> = redis::cmd("XLEN").arg(&key).query_async(&mut redis).await;
+            match len {
+                Ok(0) => Ok(()),
+                Ok(n) => Err(format!("{n} entries left in {key}")),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    })
+    .await
+    .map_err(|e| format!("{e:#}"))
 }
 
 /// `/health` answers 200 within `within`, else what it answered.
@@ -94,7 +125,7 @@ pub async fn nothing_held(env: &TestEnv, last_publish: Instant) -> Vec<String> {
         let mut problems = Vec::new();
         for queue in WORK_QUEUES {
             let retry = format!("{queue}.retry");
-            let state = async {
+            let state = tokio::time::timeout(READ, async {
                 Ok::<_, anyhow::Error>((
                     QueueState {
                         ready: env.depth(queue).await?,
@@ -102,8 +133,9 @@ pub async fn nothing_held(env: &TestEnv, last_publish: Instant) -> Vec<String> {
                     },
                     env.depth(&retry).await?,
                 ))
-            }
-            .await;
+            })
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {READ:?}")));
             match state {
                 Ok((work, parked)) => {
                     if work != QueueState::default() {
@@ -143,16 +175,30 @@ pub struct DeadLetter {
     pub reason: Option<String>,
 }
 
-/// Every message in the DLQ now, left there (each is rejected back to the queue).
+/// How long one reading of the broker may take before the check counts it as failed.
+const READ: Duration = Duration::from_secs(10);
+
+/// The most DLQ messages looked at (a service that dead-letters the same message in a loop
+/// would otherwise keep the peek going for ever).
+const DLQ_PEEK: usize = 5000;
+
+/// Every message in the DLQ now (at most [`DLQ_PEEK`]), left there (each is rejected back).
 ///
 /// # Errors
-/// The broker is unreachable.
+/// The broker is unreachable or too slow.
 pub async fn dead_letters(env: &TestEnv) -> anyhow::Result<Vec<DeadLetter>> {
+    tokio::time::timeout(SETTLE, peek_dlq(env))
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {SETTLE:?}"))?
+}
+
+async fn peek_dlq(env: &TestEnv) -> anyhow::Result<Vec<DeadLetter>> {
     let conn = env.connect().await?;
     let channel = conn.create_channel().await?;
     let mut taken = Vec::new();
     let mut tags = Vec::new();
-    while let Some(message) = channel
+    while taken.len() < DLQ_PEEK
+        && let Some(message) = channel
         .basic_get(env.topology.dlq_queue.as_str().into(), BasicGetOptions::default())
         .await?
     {
