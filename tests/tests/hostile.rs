@@ -69,7 +69,11 @@ impl Services {
                     format!("log tail: {:?}", service.log_tail(5)),
                 );
                 if let Err(e) = service.restart().await {
-                    findings.add(None, format!("{} did not come back: {e:#}", service.label()), "");
+                    findings.add(
+                        None,
+                        format!("{} did not come back: {e:#}", service.label()),
+                        "",
+                    );
                 }
             }
         }
@@ -113,7 +117,10 @@ fn print_batch<T: std::fmt::Debug>(suite: &str, cases: &[(usize, T)], services: 
         eprintln!("  case {i}: {case:?}");
     }
     for service in &services.all {
-        eprintln!("hostile {suite}: the last lines {} logged:", service.label());
+        eprintln!(
+            "hostile {suite}: the last lines {} logged:",
+            service.label()
+        );
         for line in service.log_tail(12) {
             eprintln!("  {}", line.chars().take(600).collect::<String>());
         }
@@ -133,7 +140,7 @@ fn any_request() -> impl Strategy<Value = Request> {
 async fn http_requests_at_every_route_get_a_json_answer_and_break_nothing() -> anyhow::Result<()> {
     let suite = "http_requests";
     let seed = Seed::from_env(suite)?;
-    let budget = Budget::from_env(400, 100, Duration::from_secs(60));
+    let budget = Budget::from_env(1500, 250, Duration::from_secs(60));
     let env = TestEnv::new("hostile-http").await?;
     let mut services = Services::start(&env).await?;
     env.seeded_stock("burger").await?;
@@ -196,18 +203,31 @@ async fn http_requests_at_every_route_get_a_json_answer_and_break_nothing() -> a
             // The relay publishes what a request wrote within milliseconds; waiting for it
             // here names the request that breaks it (until it is broken: then the batch check
             // reports it, once).
-            if request.target == Target::Order && relay_works {
-                if let Err(why) = after::outbox_drained(&env, OUTBOX).await {
-                    findings.add(Some(case), format!("order-svc's relay stopped: {why}"), format!("{request:?}"));
-                    relay_works = false;
-                }
+            if request.target == Target::Order
+                && relay_works
+                && let Err(why) = after::outbox_drained(&env, OUTBOX).await
+            {
+                findings.add(
+                    Some(case),
+                    format!("order-svc's relay stopped: {why}"),
+                    format!("{request:?}"),
+                );
+                relay_works = false;
             }
             for panic in services.panics() {
-                findings.add(Some(case), format!("first seen after this case: {panic}"), format!("{request:?}"));
+                findings.add(
+                    Some(case),
+                    format!("first seen after this case: {panic}"),
+                    format!("{request:?}"),
+                );
             }
             services.alive(&client, &mut findings, case).await;
             if !board.running() || after::alive(&client, &board.url, ALIVE).await.is_err() {
-                findings.add(Some(case), "the board stopped answering /health", format!("{request:?}"));
+                findings.add(
+                    Some(case),
+                    "the board stopped answering /health",
+                    format!("{request:?}"),
+                );
                 board = Board::start(&env, &services.all[0], &services.all[1]).await?;
             }
             cases.push((case, request));
@@ -231,15 +251,19 @@ async fn http_requests_at_every_route_get_a_json_answer_and_break_nothing() -> a
     );
     if !broken {
         for violation in after::invariants(&env).await? {
-            findings.add(None, format!("invariant checker: {violation}"), "after the whole run");
+            findings.add(
+                None,
+                format!("invariant checker: {violation}"),
+                "after the whole run",
+            );
         }
     }
     findings.verdict()
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn amqp_messages_to_every_queue_are_settled_and_poison_is_dead_lettered()
--> anyhow::Result<()> {
+async fn amqp_messages_to_every_queue_are_settled_and_poison_is_dead_lettered() -> anyhow::Result<()>
+{
     let suite = "amqp_messages";
     let seed = Seed::from_env(suite)?;
     let budget = Budget::from_env(240, 40, Duration::from_secs(60));
@@ -249,7 +273,10 @@ async fn amqp_messages_to_every_queue_are_settled_and_poison_is_dead_lettered()
     for (key, value) in [
         ("RABBITMQ_RETRY_COUNT", "1"),
         ("RABBITMQ_RETRY_DELAY", "200ms"),
-        ("INITIAL_STOCK", "burger=100000,pizza=100000,sushi=100000,salad=100000"),
+        (
+            "INITIAL_STOCK",
+            "burger=100000,pizza=100000,sushi=100000,salad=100000",
+        ),
     ] {
         env.service_env.insert(key.into(), value.into());
     }
@@ -296,7 +323,11 @@ async fn amqp_messages_to_every_queue_are_settled_and_poison_is_dead_lettered()
                 Published::Unroutable | Published::Refused(_) => findings.refused(&kind),
             }
             for panic in services.panics() {
-                findings.add(Some(case), format!("first seen after this case: {panic}"), format!("{message:?}"));
+                findings.add(
+                    Some(case),
+                    format!("first seen after this case: {panic}"),
+                    format!("{message:?}"),
+                );
             }
             cases.push((case, message));
         }
@@ -342,7 +373,11 @@ async fn amqp_messages_to_every_queue_are_settled_and_poison_is_dead_lettered()
     );
     if !broken {
         for violation in after::invariants(&env).await? {
-            findings.add(None, format!("invariant checker: {violation}"), "after the whole run");
+            findings.add(
+                None,
+                format!("invariant checker: {violation}"),
+                "after the whole run",
+            );
         }
     }
     findings.verdict()

@@ -24,6 +24,9 @@ use crate::{TestEnv, eventually};
 /// How long a check waits for things to settle before it reports them as they are.
 pub const SETTLE: Duration = Duration::from_secs(30);
 
+/// How long a service may take to be ready again after a batch.
+const READY: Duration = Duration::from_secs(15);
+
 /// The management API's figures are refreshed every 5 s: a reading counts only once it was
 /// taken this long after the last publish, so a stale zero cannot pass for a fresh one.
 const STATS_LAG: Duration = Duration::from_secs(6);
@@ -59,7 +62,8 @@ pub async fn outbox_drained(env: &TestEnv, within: Duration) -> Result<(), Strin
         let mut redis = redis.clone();
         let key = key.clone();
         async move {
-            let len: redis::RedisResult<u64> = redis::cmd("XLEN").arg(&key).query_async(&mut redis).await;
+            let len: redis::RedisResult<u64> =
+                redis::cmd("XLEN").arg(&key).query_async(&mut redis).await;
             match len {
                 Ok(0) => Ok(()),
                 Ok(n) => Err(format!("{n} entries left in {key}")),
@@ -78,6 +82,7 @@ pub async fn alive(client: &reqwest::Client, base: &str, within: Duration) -> Re
 
 /// `/ready` answers 200 within `within`, else what it answered last (which names the problem).
 pub async fn ready(client: &reqwest::Client, base: &str, within: Duration) -> Result<(), String> {
+    let within = within.min(READY);
     page_ok(client, &format!("{base}/ready"), within).await
 }
 
@@ -145,7 +150,10 @@ pub async fn nothing_held(env: &TestEnv, last_publish: Instant) -> Vec<String> {
                         ));
                     }
                     if parked > 0 {
-                        problems.push(format!("{retry}: {parked} messages parked"));
+                        problems.push(format!(
+                            "{retry}: {parked} messages parked (one without an expiration never \
+                             leaves: the retry queue has no queue TTL)"
+                        ));
                     }
                 }
                 Err(e) => problems.push(format!("{queue}: cannot read: {e:#}")),
@@ -199,8 +207,11 @@ async fn peek_dlq(env: &TestEnv) -> anyhow::Result<Vec<DeadLetter>> {
     let mut tags = Vec::new();
     while taken.len() < DLQ_PEEK
         && let Some(message) = channel
-        .basic_get(env.topology.dlq_queue.as_str().into(), BasicGetOptions::default())
-        .await?
+            .basic_get(
+                env.topology.dlq_queue.as_str().into(),
+                BasicGetOptions::default(),
+            )
+            .await?
     {
         let delivery = message.delivery;
         let reason = delivery
@@ -209,7 +220,9 @@ async fn peek_dlq(env: &TestEnv) -> anyhow::Result<Vec<DeadLetter>> {
             .as_ref()
             .and_then(|h| h.inner().get("x-dlq-reason"))
             .and_then(|v| match v {
-                AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+                AMQPValue::LongString(s) => {
+                    Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+                }
                 _ => None,
             });
         tags.push(delivery.delivery_tag);
@@ -277,7 +290,12 @@ pub async fn new_orders_complete(env: &TestEnv, order: &Service) -> Result<(), S
         .map_err(|e| format!("order {id} placed after the batch never became final: {e:#}"))
 }
 
-/// The invariant checker (`sagactl check`): its violations.
+/// The invariant checker (`sagactl check`): its violations, except the "valid event in the DLQ"
+/// rule for the suite's own forged events (order ids `h-...`). The checker tells an event by
+/// its routing key or `type`, which a forged message may not have: a valid OrderPlaced body sent
+/// straight to notification_queue is poison there, yet reads as a valid OrderPlaced. Whether a
+/// forged event that *should* be processed was processed is checked per case instead
+/// ([`orders_decided`]).
 ///
 /// # Errors
 /// Redis or the broker unreachable.
@@ -291,5 +309,9 @@ pub async fn invariants(env: &TestEnv) -> anyhow::Result<Vec<String>> {
     )
     .await?;
     eprintln!("hostile {}: checker: {report:?}", env.name);
-    Ok(report.violations)
+    Ok(report
+        .violations
+        .into_iter()
+        .filter(|v| !(v.starts_with("the DLQ holds a valid") && v.contains(" for order h-")))
+        .collect())
 }

@@ -42,7 +42,11 @@ const ROUTING_KEYS: [&str; 6] = [
 ];
 
 /// The consumed queues (the topology's defaults; each has a `.retry` queue).
-pub const WORK_QUEUES: [&str; 3] = ["inventory_queue", "order_status_queue", "notification_queue"];
+pub const WORK_QUEUES: [&str; 3] = [
+    "inventory_queue",
+    "order_status_queue",
+    "notification_queue",
+];
 
 /// The broker's default frame size: a content header (properties and headers) must fit in one.
 pub const FRAME_MAX: usize = 131_072;
@@ -192,7 +196,13 @@ impl Message {
 impl fmt::Debug for Message {
     /// Long values shown short, so a finding names the case in a few lines.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?} body({}) {}", self.destination, self.body_kind, brief(&self.body))?;
+        write!(
+            f,
+            "{:?} body({}) {}",
+            self.destination,
+            self.body_kind,
+            brief(&self.body)
+        )?;
         let p = &self.properties;
         let shorts = [
             ("content_type", &p.content_type),
@@ -369,8 +379,14 @@ fn forged_header() -> impl Strategy<Value = (String, AMQPValue)> {
         .prop_map(|(k, v)| (k.to_owned(), v));
     let dlq = (
         select(vec![
-            "x-dlq-reason", "x-dlq-service", "x-dlq-attempts", "x-original-queue", "traceparent",
-            "cloudEvents_id", "cloudEvents_type", "cloudEvents_specversion",
+            "x-dlq-reason",
+            "x-dlq-service",
+            "x-dlq-attempts",
+            "x-original-queue",
+            "traceparent",
+            "cloudEvents_id",
+            "cloudEvents_type",
+            "cloudEvents_specversion",
         ]),
         amqp_value(),
     )
@@ -391,14 +407,74 @@ fn bulky_header() -> impl Strategy<Value = (String, AMQPValue)> {
     .prop_map(|len| ("x-bulk".to_owned(), long_string(vec![b'b'; len])))
 }
 
-fn headers() -> impl Strategy<Value = Option<Vec<(String, AMQPValue)>>> {
-    let entry = prop_oneof![
-        8 => forged_header(),
-        6 => (short_text(), amqp_value()),
-        1 => bulky_header(),
-        1 => (select(vec![256usize, 300]).prop_map(|len| "k".repeat(len)), amqp_value()),
+/// A whole forged retry: attempts, where it was "first published", and sometimes an `x-death`
+/// that says it came back from a retry queue, as a message parked by a service carries them.
+fn forged_retry() -> impl Strategy<Value = Vec<(String, AMQPValue)>> {
+    let text = prop_oneof![
+        Just("x".repeat(300)),
+        Just("e".repeat(255)),
+        Just("e".repeat(256)),
+        Just(String::new()),
+        select(vec!["order_events", "nope", "amq.direct"]).prop_map(str::to_owned),
+        select(ROUTING_KEYS.to_vec()).prop_map(str::to_owned),
+        Just("k".repeat(300)),
     ];
-    maybe(proptest::collection::vec(entry, 0..6))
+    let attempts = prop_oneof![
+        select(vec![1u32, 2, 3, 100, u32::MAX]).prop_map(AMQPValue::LongUInt),
+        select(vec![-1i64, 1, i64::MAX]).prop_map(AMQPValue::LongLongInt),
+        select(vec!["1", "-5", "x"]).prop_map(|s| long_string(s.as_bytes().to_vec())),
+    ];
+    let death = maybe(
+        (select(WORK_QUEUES.to_vec()), 1i64..3)
+            .prop_map(|(q, n)| x_death(&format!("{q}.retry"), n)),
+    );
+    (attempts, text.clone(), text, death).prop_map(|(attempts, exchange, key, death)| {
+        let mut entries = vec![
+            ("x-retry-attempts".to_owned(), attempts),
+            (
+                "x-original-exchange".to_owned(),
+                long_string(exchange.into_bytes()),
+            ),
+            (
+                "x-original-routing-key".to_owned(),
+                long_string(key.into_bytes()),
+            ),
+        ];
+        entries.extend(death.map(|d| ("x-death".to_owned(), d)));
+        entries
+    })
+}
+
+fn headers() -> impl Strategy<Value = Option<Vec<(String, AMQPValue)>>> {
+    let long_key = (
+        select(vec![256usize, 300]).prop_map(|len| "k".repeat(len)),
+        amqp_value(),
+    );
+    let entry = if super::run::without("bulky-headers") {
+        prop_oneof![
+            8 => forged_header(),
+            6 => (short_text(), amqp_value()),
+            1 => long_key,
+        ]
+        .boxed()
+    } else {
+        prop_oneof![
+            8 => forged_header(),
+            6 => (short_text(), amqp_value()),
+            1 => bulky_header(),
+            1 => long_key,
+        ]
+        .boxed()
+    };
+    let loose = proptest::collection::vec(entry, 0..6);
+    prop_oneof![
+        3 => Just(None),
+        3 => loose.clone().prop_map(Some),
+        1 => (forged_retry(), loose).prop_map(|(mut retry, more)| {
+            retry.extend(more);
+            Some(retry)
+        }),
+    ]
 }
 
 fn properties(destination: &Destination) -> impl Strategy<Value = Properties> + use<> {
@@ -406,13 +482,14 @@ fn properties(destination: &Destination) -> impl Strategy<Value = Properties> + 
     // expiration has no way back (drawn too: the checks report it). Elsewhere an expiration is
     // long enough never to run out before a consumer takes the message, or invalid (refused by
     // the broker).
+    let expires = select(vec!["0", "1", "100", "500", "1500"]).prop_map(|s| Some(s.to_owned()));
+    let invalid = select(vec!["-1", "abc", "1.5", ""]).prop_map(|s| Some(s.to_owned()));
     let expiration = if destination.is_retry_queue() {
-        prop_oneof![
-            12 => select(vec!["0", "1", "100", "500", "1500"]).prop_map(|s| Some(s.to_owned())),
-            1 => Just(None),
-            1 => select(vec!["-1", "abc", "1.5", ""]).prop_map(|s| Some(s.to_owned())),
-        ]
-        .boxed()
+        if super::run::without("retry-without-expiration") {
+            prop_oneof![12 => expires, 1 => invalid].boxed()
+        } else {
+            prop_oneof![12 => expires, 1 => Just(None), 1 => invalid].boxed()
+        }
     } else {
         prop_oneof![
             16 => Just(None),
@@ -431,7 +508,8 @@ fn properties(destination: &Destination) -> impl Strategy<Value = Properties> + 
             maybe(short_text()),
             maybe(short_text()),
             headers(),
-            maybe(any::<u8>()),
+            // RabbitMQ refuses a delivery mode other than 1 or 2 (406, the channel closes).
+            maybe(prop_oneof![12 => 1u8..=2, 1 => any::<u8>()]),
             maybe(any::<u8>()),
             maybe(short_text()),
             maybe(short_text()),
@@ -449,26 +527,34 @@ fn properties(destination: &Destination) -> impl Strategy<Value = Properties> + 
     )
         .prop_map(
             |(
-                (content_type, content_encoding, headers, delivery_mode, priority, correlation_id, reply_to),
+                (
+                    content_type,
+                    content_encoding,
+                    headers,
+                    delivery_mode,
+                    priority,
+                    correlation_id,
+                    reply_to,
+                ),
                 (expiration, message_id, timestamp, kind, user_id, app_id, cluster_id),
                 oversize,
             )| {
                 let mut p = Properties {
-                content_type,
-                content_encoding,
-                headers,
-                delivery_mode,
-                priority,
-                correlation_id,
-                reply_to,
-                expiration,
-                message_id,
-                timestamp,
-                kind,
-                user_id,
-                app_id,
-                cluster_id,
-            };
+                    content_type,
+                    content_encoding,
+                    headers,
+                    delivery_mode,
+                    priority,
+                    correlation_id,
+                    reply_to,
+                    expiration,
+                    message_id,
+                    timestamp,
+                    kind,
+                    user_id,
+                    app_id,
+                    cluster_id,
+                };
                 if let Some((which, text)) = oversize {
                     let slot = match which {
                         0 => &mut p.content_type,
@@ -680,7 +766,13 @@ impl RawPublisher {
         };
         let sent = tokio::time::timeout(std::time::Duration::from_secs(10), async {
             channel
-                .basic_publish(exchange.into(), routing_key, options, &message.body, properties)
+                .basic_publish(
+                    exchange.into(),
+                    routing_key,
+                    options,
+                    &message.body,
+                    properties,
+                )
                 .await?
                 .await
         })

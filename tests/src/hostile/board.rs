@@ -27,7 +27,11 @@ impl Board {
     ///
     /// # Errors
     /// It did not start or never answered.
-    pub async fn start(env: &TestEnv, order: &Service, inventory: &Service) -> anyhow::Result<Self> {
+    pub async fn start(
+        env: &TestEnv,
+        order: &Service,
+        inventory: &Service,
+    ) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("hostile-board-{}", env.name));
         let (run_dir, scripts_dir) = (dir.join("run"), dir.join("scripts"));
         std::fs::create_dir_all(&run_dir)?;

@@ -58,11 +58,7 @@ impl Target {
     /// `(method, path template)` of every route: `{id}` an order id (often a real one), `{item}`,
     /// `{name}` and `{action}` any text.
     fn routes(self) -> &'static [(&'static str, &'static str)] {
-        const OPS: [(&str, &str); 3] = [
-            ("GET", "/health"),
-            ("GET", "/ready"),
-            ("GET", "/metrics"),
-        ];
+        const OPS: [(&str, &str); 3] = [("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics")];
         match self {
             Self::Order => &[
                 ("POST", "/order"),
@@ -247,8 +243,18 @@ fn path_for(template: &'static str) -> impl Strategy<Value = Vec<Piece>> {
             .boxed(),
             "{name}" | "{action}" => prop_oneof![
                 select(vec![
-                    "backlog", "idempotency", "dlq", "inventory-svc", "order-svc", "stop", "start",
-                    "kill", "rm-rf", "app.js", "style.css", "index.html",
+                    "backlog",
+                    "idempotency",
+                    "dlq",
+                    "inventory-svc",
+                    "order-svc",
+                    "stop",
+                    "start",
+                    "kill",
+                    "rm-rf",
+                    "app.js",
+                    "style.css",
+                    "index.html",
                 ])
                 .prop_map(|s| Piece::Text(s.into())),
                 segment().prop_map(Piece::Text),
@@ -308,10 +314,8 @@ fn query() -> impl Strategy<Value = Vec<(String, String)>> {
 /// A header value the `http` crate lets a client send: visible ASCII, spaces and tabs, and
 /// bytes above 0x7f (obs-text), at every size that is a limit somewhere.
 fn header_value() -> impl Strategy<Value = Vec<u8>> {
-    let visible = proptest::collection::vec(
-        prop_oneof![0x20u8..0x7f, Just(b'\t'), 0x80u8..=0xff],
-        0..64,
-    );
+    let visible =
+        proptest::collection::vec(prop_oneof![0x20u8..0x7f, Just(b'\t'), 0x80u8..=0xff], 0..64);
     prop_oneof![
         3 => select(vec![
             "application/json", "application/json; charset=utf-8", "text/plain",
@@ -364,8 +368,10 @@ pub fn json_value() -> impl Strategy<Value = Value> {
             .prop_filter("JSON has no NaN or infinity", |f| f.is_finite())
             .prop_map(Value::from),
         ".{0,24}".prop_map(Value::String),
-        select(vec!["\u{0}", "a\u{0}b", "🍕", "\u{feff}", "\u{202e}", "burger", "PLACED"])
-            .prop_map(|s| Value::String(s.into())),
+        select(vec![
+            "\u{0}", "a\u{0}b", "🍕", "\u{feff}", "\u{202e}", "burger", "PLACED"
+        ])
+        .prop_map(|s| Value::String(s.into())),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
         prop_oneof![
@@ -431,8 +437,8 @@ fn edge_text() -> impl Strategy<Value = Vec<u8>> {
 fn padded(len: usize) -> Vec<u8> {
     let shell = br#"{"item":"burger","qty":1,"pad":""}"#.len();
     let pad = "p".repeat(len.saturating_sub(shell));
-    let mut bytes = serde_json::to_vec(&json!({"item": "burger", "qty": 1, "pad": pad}))
-        .unwrap_or_default();
+    let mut bytes =
+        serde_json::to_vec(&json!({"item": "burger", "qty": 1, "pad": pad})).unwrap_or_default();
     bytes.truncate(len.max(shell));
     bytes
 }
@@ -457,24 +463,31 @@ pub fn request(target: Target) -> impl Strategy<Value = Request> {
             .prop_flat_map(|(own, template)| (method(own), path_for(template), Just(template.to_owned()))),
         1 => (method("GET"), random_path(), Just("random path".to_owned())),
     ];
-    (route, query(), headers(), body(target.body_limit()), any::<u8>()).prop_map(
-        move |((method, path, route), query, mut headers, body, json_type)| {
-            // Most bodies say they are JSON, so they get past the content-type check to the
-            // parser; a drawn content-type header is sent as well (after this one).
-            if body.is_some() && json_type < 200 {
-                headers.insert(0, ("content-type".into(), b"application/json".to_vec()));
-            }
-            Request {
-                target,
-                method,
-                route,
-                path,
-                query,
-                headers,
-                body,
-            }
-        },
+    (
+        route,
+        query(),
+        headers(),
+        body(target.body_limit()),
+        any::<u8>(),
     )
+        .prop_map(
+            move |((method, path, route), query, mut headers, body, json_type)| {
+                // Most bodies say they are JSON, so they get past the content-type check to the
+                // parser; a drawn content-type header is sent as well (after this one).
+                if body.is_some() && json_type < 200 {
+                    headers.insert(0, ("content-type".into(), b"application/json".to_vec()));
+                }
+                Request {
+                    target,
+                    method,
+                    route,
+                    path,
+                    query,
+                    headers,
+                    body,
+                }
+            },
+        )
 }
 
 // --- sending and judging ---------------------------------------------------------------------
