@@ -102,6 +102,9 @@ impl Target {
     }
 }
 
+/// How many of the latest orders a path's order id is drawn from.
+const RECENT: usize = 4;
+
 /// One piece of a path.
 #[derive(Debug, Clone)]
 pub enum Piece {
@@ -109,7 +112,7 @@ pub enum Piece {
     Fixed(String),
     /// Drawn text, percent-encoded when sent.
     Text(String),
-    /// One of the orders this run has placed, by position (modulo how many there are).
+    /// One of the latest orders this run has placed (see [`RECENT`]).
     KnownOrder(usize),
 }
 
@@ -152,10 +155,18 @@ impl Request {
             match piece {
                 Piece::Fixed(text) => out.push_str(text),
                 Piece::Text(text) => out.push_str(&encode(text)),
-                Piece::KnownOrder(i) => match orders.get(i % orders.len().max(1)) {
-                    Some(id) => out.push_str(&encode(id)),
-                    None => out.push_str("no-order-yet"),
-                },
+                // One of the latest few: a recent order can still be cancelled.
+                Piece::KnownOrder(i) => {
+                    let back = i % orders.len().clamp(1, RECENT);
+                    match orders
+                        .len()
+                        .checked_sub(back + 1)
+                        .and_then(|at| orders.get(at))
+                    {
+                        Some(id) => out.push_str(&encode(id)),
+                        None => out.push_str("no-order-yet"),
+                    }
+                }
             }
         }
         if out.is_empty() {
@@ -334,6 +345,8 @@ fn header_value() -> impl Strategy<Value = Vec<u8>> {
 
 fn header_name() -> impl Strategy<Value = String> {
     prop_oneof![
+        // The headers the services read and copy on (into AMQP properties, Redis): most often.
+        3 => select(vec!["x-correlation-id", "idempotency-key"]).prop_map(str::to_owned),
         5 => select(vec![
             "x-correlation-id", "idempotency-key", "content-type", "host", "origin", "accept",
             "authorization", "x-forwarded-for", "x-forwarded-host", "user-agent", "cookie",
