@@ -677,9 +677,12 @@ fn expect(
         "placed" if *destination == Destination::Exchange("order.placed".into()) => {
             // Forged retry headers must not turn it into another event; only a forged `x-death`
             // that looks exactly like our own retry queue's may (nobody can tell those apart).
+            // Forged CloudEvents headers or a content encoding may fairly make it unreadable.
             let headers = properties.headers.as_deref().unwrap_or_default();
             let forged_death = headers.iter().any(|(k, _)| k == "x-death");
-            match (forged_death, order_id) {
+            let says_otherwise = properties.content_encoding.is_some()
+                || headers.iter().any(|(k, _)| k.starts_with("cloudEvents"));
+            match (forged_death || says_otherwise, order_id) {
                 (false, Some(id)) => Expect::Decided(id),
                 _ => Expect::Settled,
             }
