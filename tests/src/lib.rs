@@ -8,6 +8,7 @@
 //!   with the services it starts ([`Service`]: SIGTERM, `kill -9`, restart, captured log).
 //! - [`eventually`]: poll with a deadline; no fixed sleeps.
 //! - broker helpers: publish a bare message, queue depth by passive declare, drain the DLQ.
+//! - [`hostile`]: the hostile-input suite's generators and checks.
 //! - [`http`]: a service's page as text or JSON, and a figure out of `/metrics`.
 //! - [`cluster`]: the cluster profile (`scripts/cluster.sh`) on private names and ports;
 //!   [`drill`]: the failover drill against it; [`partition`]: a Redis replication link that can
@@ -19,6 +20,7 @@ pub mod broker;
 pub mod cluster;
 pub mod drill;
 pub mod env;
+pub mod hostile;
 pub mod http;
 pub mod load;
 pub mod orders;
