@@ -18,7 +18,7 @@
 #   student              order.placed only             declare the lab's queues; no default exchange
 #
 # Every service declares the whole topology at start-up, so each may configure the saga's
-# exchange and queues (and their .retry queues); publishing to the DLQ goes through the default
+# exchange and queues (and their .retry and .retry.due queues); publishing to the DLQ goes through the default
 # exchange (write on amq.default), and parked retries come back by the broker's own
 # dead-lettering, which needs no permission. Known gap (docs/SECURITY.md): write on amq.default
 # lets a service's user publish to any queue directly; the student has no such write.
@@ -80,7 +80,8 @@ names_regex() {
   echo "^($out)$"
 }
 saga=("$EXCHANGE")
-for queue in "${QUEUES[@]}"; do saga+=("$queue" "$queue.retry"); done
+# Each consumed queue has a retry queue, and the queue its parked messages come back through.
+for queue in "${QUEUES[@]}"; do saga+=("$queue" "$queue.retry" "$queue.retry.due"); done
 SAGA_RESOURCES=$(names_regex "${saga[@]}")
 DEFAULT_EXCHANGE='amq\.default'
 

@@ -75,12 +75,17 @@ pub enum NextStep {
     GiveUp,
 }
 
+/// The longest `RABBITMQ_RETRY_DELAY`: a longer wait looks like a lost message. Also the retry
+/// queues' own TTL ([`crate::topology`]), so a message put there by hand without an expiration
+/// comes back within it too, instead of staying for ever.
+pub const MAX_DELAY: Duration = Duration::from_secs(3600);
+
 /// A delay from a humane duration: `500ms`, `5s`, `1m`. Between 10 ms and one hour: a shorter
 /// one is a hot loop through the broker, a longer one looks like a lost message.
 fn parse_delay(s: &str) -> Result<Duration, String> {
     let delay = humantime::parse_duration(s.trim())
         .map_err(|e| format!("{e}; expected a duration such as 500ms, 5s or 1m"))?;
-    if delay < Duration::from_millis(10) || delay > Duration::from_secs(3600) {
+    if delay < Duration::from_millis(10) || delay > MAX_DELAY {
         return Err(format!("{s} is out of range: use 10ms to 1h"));
     }
     Ok(delay)

@@ -225,10 +225,15 @@ fn name(name: &str) -> lapin::Result<ShortString> {
 }
 
 /// A retry queue has no consumer: messages sit there until their TTL ends, then the broker
-/// dead-letters them through the default exchange into the way back of `work_queue`.
+/// dead-letters them through the default exchange into the way back of `work_queue`. The queue's
+/// own TTL is the longest retry delay ([`crate::retry::MAX_DELAY`]): a parked message's own
+/// expiration is shorter and wins, and one that someone put there without an expiration comes
+/// back after an hour instead of never.
 fn retry_queue_arguments(work_queue: &str) -> FieldTable {
     let text = |s: &str| AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()));
     let mut args = FieldTable::default();
+    let ceiling = i32::try_from(crate::retry::MAX_DELAY.as_millis()).unwrap_or(i32::MAX);
+    args.insert("x-message-ttl".into(), AMQPValue::LongInt(ceiling));
     args.insert("x-dead-letter-exchange".into(), text(""));
     args.insert(
         "x-dead-letter-routing-key".into(),
@@ -264,6 +269,13 @@ mod tests {
         let back = args.inner().get("x-dead-letter-routing-key");
         assert!(
             matches!(back, Some(AMQPValue::LongString(s)) if s.as_bytes() == b"inventory_queue.retry.due")
+        );
+        assert!(
+            matches!(
+                args.inner().get("x-message-ttl"),
+                Some(AMQPValue::LongInt(3_600_000))
+            ),
+            "nothing stays in a retry queue for ever"
         );
         assert!(!t.consumed_queues().contains(&t.dlq_queue.as_str()));
     }

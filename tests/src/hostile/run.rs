@@ -7,9 +7,11 @@
 //! - `HOSTILE_ONLY=<n>`: run case number `n` alone (with the same seed: the minimal reproduction
 //!   of a finding; the cases before it are still drawn, not sent, so it is the same case);
 //! - `HOSTILE_WITHOUT=<class>,...`: leave a class of input out, to look past a known finding
-//!   that is not fixed yet (`bulky-headers`: header tables near the frame limit;
-//!   `retry-without-expiration`: messages put straight into a retry queue with no expiration).
-//!   A run with it draws other cases than the same seed without it.
+//!   that is not fixed yet (`bulky-headers`: header tables near the frame limit).
+//!   A run with it draws other cases than the same seed without it;
+//! - `HOSTILE_WITH=<class>,...`: add a class left out by default (`retry-without-expiration`:
+//!   messages put straight into a retry queue with no expiration, which come back only at the
+//!   retry queue's own TTL of an hour: for a soak whose checks can wait that long).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -75,6 +77,11 @@ fn splitmix(state: u64) -> u64 {
 /// Whether `HOSTILE_WITHOUT` leaves out the input class `class`.
 pub fn without(class: &str) -> bool {
     std::env::var("HOSTILE_WITHOUT").is_ok_and(|list| list.split(',').any(|c| c.trim() == class))
+}
+
+/// Whether `HOSTILE_WITH` adds the input class `class`, left out by default.
+pub fn with(class: &str) -> bool {
+    std::env::var("HOSTILE_WITH").is_ok_and(|list| list.split(',').any(|c| c.trim() == class))
 }
 
 /// Draw one value of `strategy` (no shrinking: see the module doc of [`super`]).
