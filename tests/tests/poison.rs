@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use harness::broker::Taken;
 use harness::private::PrivateRedis;
 use harness::{ServiceKind, TestEnv, eventually};
 use lapin::BasicProperties;
@@ -73,6 +74,21 @@ async fn unacked_back_to_zero(env: &TestEnv, queue: &str) -> anyhow::Result<()> 
     .await
 }
 
+/// The one message the DLQ holds, once it is there (taking it).
+async fn the_one_dead_letter(env: &TestEnv, what: &str) -> anyhow::Result<Taken> {
+    eventually(what, T, || async {
+        let taken = env
+            .take_all(&env.topology.dlq_queue)
+            .await
+            .map_err(|e| e.to_string())?;
+        match taken.as_slice() {
+            [one] => Ok(one.clone()),
+            other => Err(format!("{} messages", other.len())),
+        }
+    })
+    .await
+}
+
 /// The lab's flat OrderPlaced body.
 fn order_placed(order_id: &str, item: &str) -> Vec<u8> {
     json!({"order_id": order_id, "item": item, "qty": 1, "status": "PLACED"})
@@ -126,17 +142,7 @@ async fn forged_retry_headers_are_ignored_and_never_hold_a_delivery() -> anyhow:
         }
     })
     .await?;
-    let dead = eventually("the poison one in the DLQ", T, || async {
-        let taken = env
-            .take_all(&env.topology.dlq_queue)
-            .await
-            .map_err(|e| e.to_string())?;
-        match taken.as_slice() {
-            [one] => Ok(one.clone()),
-            other => Err(format!("{} messages", other.len())),
-        }
-    })
-    .await?;
+    let dead = the_one_dead_letter(&env, "the poison one in the DLQ").await?;
     assert_eq!(dead.body, b"{not json", "the body is unchanged");
     assert!(dead.header("x-dlq-reason").is_some_and(|r| !r.is_empty()));
     // Routed as it arrived, not as its forged headers claimed.
@@ -173,17 +179,7 @@ async fn poison_with_headers_near_the_frame_limit_is_dead_lettered_without_them(
     let body = b"poison: not json at all".to_vec();
     publish(&env, "order.placed", &body, headers(entries)).await?;
 
-    let dead = eventually("the poison in the DLQ", T, || async {
-        let taken = env
-            .take_all(&env.topology.dlq_queue)
-            .await
-            .map_err(|e| e.to_string())?;
-        match taken.as_slice() {
-            [one] => Ok(one.clone()),
-            other => Err(format!("{} messages", other.len())),
-        }
-    })
-    .await?;
+    let dead = the_one_dead_letter(&env, "the poison in the DLQ").await?;
     assert_eq!(dead.body, body, "the body is byte-for-byte unchanged");
     let reason = dead.header("x-dlq-reason").unwrap_or_default();
     assert!(reason.contains("left out: bulk-"), "{reason}");
@@ -220,17 +216,7 @@ async fn a_body_over_the_limit_is_dead_lettered_unread_and_the_next_order_flows(
     )
     .await?;
 
-    let dead = eventually("the huge message in the DLQ", T, || async {
-        let taken = env
-            .take_all(&env.topology.dlq_queue)
-            .await
-            .map_err(|e| e.to_string())?;
-        match taken.as_slice() {
-            [one] => Ok(one.clone()),
-            other => Err(format!("{} messages", other.len())),
-        }
-    })
-    .await?;
+    let dead = the_one_dead_letter(&env, "the huge message in the DLQ").await?;
     assert_eq!(dead.body, body, "the body is byte-for-byte unchanged");
     let reason = dead.header("x-dlq-reason").unwrap_or_default();
     assert!(reason.contains("over the limit of 65536 bytes"), "{reason}");
