@@ -49,9 +49,10 @@ NODES=(1 2 3)
 
 say() { printf 'cluster: %s\n' "$*"; }
 die() { printf 'cluster: error: %s\n' "$*" >&2; exit 1; }
+# The usage text is the comment block at the top, from the first verb to the last environment
+# line: printed from the file itself, so it cannot drift from what the script says it does.
 usage() {
-  sed -n '8,17p' "$0" | sed 's/^# \{0,1\}//' >&2
-  exit 2
+  sed -n '/^#   scripts\/cluster.sh up/,/^set -euo pipefail/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
 }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -409,7 +410,7 @@ print_urls() {
 
 cmd_down() {
   local wipe=false
-  case "${1:-}" in '') ;; --wipe) wipe=true ;; *) usage ;; esac
+  case "${1:-}" in '') ;; --wipe) wipe=true ;; *) usage >&2; exit 2 ;; esac
   if [ -d "$DIR/run" ]; then services stop || true; fi
   for i in "${NODES[@]}"; do
     if sentinel_alive "$i"; then rcli "$(sentinel_port "$i")" shutdown nosave >/dev/null 2>&1 || true; fi
@@ -496,11 +497,12 @@ cmd_start() {
 }
 
 case "${1:-}" in
-  up) [ $# = 1 ] || usage; cmd_up ;;
+  up) [ $# = 1 ] || { usage >&2; exit 2; }; cmd_up ;;
   down) cmd_down "${2:-}" ;;
   status) cmd_status ;;
-  kill) [ $# = 2 ] || usage; cmd_kill "$2" ;;
-  start) [ $# = 2 ] || usage; cmd_start "$2" ;;
+  kill) [ $# = 2 ] || { usage >&2; exit 2; }; cmd_kill "$2" ;;
+  start) [ $# = 2 ] || { usage >&2; exit 2; }; cmd_start "$2" ;;
   env) profile_env ;;
-  *) usage ;;
+  -h|--help|help) usage ;;
+  *) usage >&2; exit 2 ;;
 esac
