@@ -255,7 +255,20 @@ pub fn parked_properties(
         (ORIGINAL_EXCHANGE_HEADER, text(&parked.exchange)),
         (ORIGINAL_ROUTING_KEY_HEADER, text(&parked.routing_key)),
     ];
-    let fitted = crate::headers::fit(properties.headers().as_ref(), &ours, budget);
+    // Without the sender's `x-death`: the broker writes a fresh one when the parked copy
+    // expires (which is what `Parked::of` reads), and RabbitMQ 3.10 crashes the queue process
+    // that dead-letters a message whose `x-death` is malformed: a forged one on a persistent
+    // parked copy would crash-loop the retry queue and every message parked behind it.
+    let senders: Option<FieldTable> = properties.headers().as_ref().map(|headers| {
+        let mut kept = FieldTable::default();
+        for (name, value) in headers.inner() {
+            if name.as_str() != "x-death" {
+                kept.insert(name.clone(), value.clone());
+            }
+        }
+        kept
+    });
+    let fitted = crate::headers::fit(senders.as_ref(), &ours, budget);
     // A millisecond count: at most 20 digits, always a valid short string.
     let expiration = ShortString::try_new(delay.as_millis().to_string()).unwrap_or_default();
     let properties = properties
@@ -269,6 +282,34 @@ pub fn parked_properties(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_parked_copy_carries_no_x_death_of_the_senders() {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "x-death".into(),
+            AMQPValue::FieldArray(vec![AMQPValue::Boolean(true)].into()),
+        );
+        headers.insert("trace".into(), AMQPValue::LongUInt(7));
+        let parked = Parked {
+            attempts: 1,
+            exchange: "order_events".into(),
+            routing_key: "order.placed".into(),
+        };
+        let (props, dropped) = parked_properties(
+            &BasicProperties::default().with_headers(headers),
+            &parked,
+            Duration::from_secs(1),
+            crate::headers::MAX_HEADERS_SIZE,
+        );
+        let kept = props.headers().clone().unwrap_or_default();
+        assert!(!kept.contains_key("x-death"), "the broker writes its own");
+        assert!(kept.contains_key("trace"));
+        assert!(
+            dropped.is_empty(),
+            "not 'dropped for size': left out on purpose"
+        );
+    }
 
     #[test]
     fn humane_delays_parse_and_silly_ones_do_not() {

@@ -244,3 +244,70 @@ async fn a_parked_message_whose_work_queue_is_gone_when_its_delay_ends_is_not_lo
     assert_eq!(env.depth(&way_back).await?, 0);
     Ok(())
 }
+
+/// A forged, malformed `x-death` on a message that then fails: RabbitMQ 3.10 crashes the queue
+/// that dead-letters a message with such an `x-death`, so a parked copy carrying it would
+/// crash-loop the retry queue. The parked copy leaves the sender's `x-death` out (the broker
+/// writes its own): the message goes round its retries and reaches the DLQ like any other.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_x_death_does_not_stop_the_retries() -> anyhow::Result<()> {
+    use lapin::BasicProperties;
+    use lapin::options::BasicPublishOptions;
+    use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString};
+
+    let env = env_with_corrupt_pizza("retry-bad-death", "300ms").await?;
+    let inv = env.start(harness::ServiceKind::Inventory).await?;
+    inv.wait_ready(T).await?;
+    env.seeded_stock("pizza").await?;
+    corrupt_pizza(&env).await?;
+
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "x-death".into(),
+        AMQPValue::FieldArray(FieldArray::from(vec![
+            AMQPValue::Boolean(true),
+            AMQPValue::LongString(LongString::from(b"not a table".to_vec())),
+        ])),
+    );
+    let body = json!({"order_id": "bad-death-1", "item": "pizza", "qty": 1}).to_string();
+    let (conn, channel) = env.channel().await?;
+    let confirm = channel
+        .basic_publish(
+            env.topology.exchange.as_str().into(),
+            "order.placed".into(),
+            BasicPublishOptions::default(),
+            body.as_bytes(),
+            BasicProperties::default()
+                .with_headers(headers)
+                .with_delivery_mode(2),
+        )
+        .await?
+        .await?;
+    anyhow::ensure!(confirm.is_ack(), "publish not confirmed");
+    let _ = conn.close(200, "done".into()).await;
+
+    let dead = eventually(
+        "the failing order in the DLQ after its retries",
+        T,
+        || async {
+            let peeked = peek_dlq(&env).await.map_err(|e| e.to_string())?;
+            match peeked.as_slice() {
+                [one] => Ok(one.clone()),
+                other => Err(format!("{} messages", other.len())),
+            }
+        },
+    )
+    .await?;
+    let headers = &dead["properties"]["headers"];
+    assert_eq!(
+        headers["x-dlq-attempts"], "3",
+        "1 attempt + 2 retries: {headers}"
+    );
+    assert_eq!(dead["payload"], body, "the body is unchanged");
+    assert_eq!(
+        env.depth(&Topology::retry_queue(&env.topology.inventory_queue))
+            .await?,
+        0
+    );
+    Ok(())
+}
