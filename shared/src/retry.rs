@@ -30,6 +30,9 @@ pub const ATTEMPTS_HEADER: &str = "x-retry-attempts";
 /// dead-lettered, and replayed) as that message, not as one from the retry queue.
 pub const ORIGINAL_EXCHANGE_HEADER: &str = "x-original-exchange";
 pub const ORIGINAL_ROUTING_KEY_HEADER: &str = "x-original-routing-key";
+/// The header the broker writes when it dead-letters a message (here: a parked message whose
+/// delay ran out), a list of tables naming the queue and the reason.
+pub const DEATH_HEADER: &str = "x-death";
 
 /// How a failure that is not an outage is retried: `RABBITMQ_RETRY_COUNT` times,
 /// `RABBITMQ_RETRY_DELAY` apart (the names the lab's seed uses).
@@ -212,7 +215,7 @@ impl Parked {
 /// Whether the broker's `x-death` says the message expired in `queue` (a per-message TTL ran out
 /// there and the queue dead-lettered it).
 fn expired_in(headers: &FieldTable, queue: &str) -> bool {
-    let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") else {
+    let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get(DEATH_HEADER) else {
         return false;
     };
     let text = |table: &FieldTable, key: &str| match table.inner().get(key) {
@@ -262,7 +265,7 @@ pub fn parked_properties(
     let senders: Option<FieldTable> = properties.headers().as_ref().map(|headers| {
         let mut kept = FieldTable::default();
         for (name, value) in headers.inner() {
-            if name.as_str() != "x-death" {
+            if name.as_str() != DEATH_HEADER {
                 kept.insert(name.clone(), value.clone());
             }
         }

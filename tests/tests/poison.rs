@@ -364,6 +364,71 @@ async fn a_redis_that_cannot_persist_is_an_outage_waited_out_never_dead_lettered
     Ok(())
 }
 
+/// While Redis refuses writes (MISCONF), the relay can publish an outbox entry but not delete
+/// it. It must then back off (100 ms doubling to 5 s), not publish the same entry again every
+/// 100 ms: each try leaves one more copy of the OrderPlaced in inventory_queue (nobody consumes
+/// it here), so the copies counted after a few seconds tell which it did.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_that_cannot_delete_backs_off_instead_of_republishing() -> anyhow::Result<()> {
+    use shared::events::{EventMeta, EventType, OrderPlaced};
+    use shared::ids::{Item, OrderId, Qty};
+
+    let redis = PrivateRedis::start().await?;
+    let mut env = TestEnv::new("misconf-relay").await?;
+    env.redis_url = redis.url();
+    // An OrderPlaced waiting in the outbox, as POST /order leaves it.
+    let order_id = OrderId::generate();
+    let event = OrderPlaced {
+        order_id: order_id.clone(),
+        item: Item::parse("burger")?,
+        qty: Qty::parse(1)?,
+        student_id: None,
+    };
+    let meta = EventMeta::new(EventType::OrderPlaced, order_id.as_str(), "order-svc");
+    let entry = order_svc::outbox::entry_fields(&meta, order_id.as_str(), &event.to_body());
+    let mut conn = env.redis().await?;
+    let _: String = redis::cmd("XADD")
+        .arg(env.keys.outbox())
+        .arg("*")
+        .arg(&entry)
+        .query_async(&mut conn)
+        .await?;
+    let disk = Misconf::break_disk(&redis.url()).await?;
+
+    let _order = env.start(ServiceKind::Order).await?;
+    let queue = env.topology.inventory_queue.clone();
+    eventually("the first copy published", T, || async {
+        match env.depth(&queue).await {
+            Ok(n) if n >= 1 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+    // An observation window, not a wait for an effect: the count at its end is the result.
+    // Backing off, the relay sends about 6 copies in 3 s; every 100 ms, about 30.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let copies = env.depth(&queue).await?;
+    assert!(
+        copies <= 10,
+        "{copies} copies in 3 s: the relay did not back off"
+    );
+
+    disk.fix_disk().await?;
+    eventually("the entry deleted once Redis takes writes", T, || async {
+        let mut conn = env.redis().await.map_err(|e| e.to_string())?;
+        let len: Result<u64, _> = redis::cmd("XLEN")
+            .arg(env.keys.outbox())
+            .query_async(&mut conn)
+            .await;
+        match len {
+            Ok(0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_queue_declared_with_other_arguments_stops_only_itself() -> anyhow::Result<()> {
     let env = TestEnv::new("queue-406").await?;

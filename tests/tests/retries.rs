@@ -50,6 +50,18 @@ async fn peek_dlq(env: &TestEnv) -> anyhow::Result<Vec<Value>> {
     Ok(r.json().await?)
 }
 
+/// The one message the DLQ holds, once it is there (peeked: it stays).
+async fn the_one_in_the_dlq(env: &TestEnv, what: &str) -> anyhow::Result<Value> {
+    eventually(what, T, || async {
+        let peeked = peek_dlq(env).await.map_err(|e| e.to_string())?;
+        match peeked.as_slice() {
+            [one] => Ok(one.clone()),
+            other => Err(format!("{} messages", other.len())),
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_handler_failure_is_retried_then_dead_lettered_and_replay_completes_it()
 -> anyhow::Result<()> {
@@ -63,14 +75,7 @@ async fn a_handler_failure_is_retried_then_dead_lettered_and_replay_completes_it
     let o = env.wait_final(&order, &fine, T).await?;
     assert_eq!(o["status"], "CONFIRMED", "{o}");
 
-    let dead = eventually("the failing order in the DLQ", T, || async {
-        let peeked = peek_dlq(&env).await.map_err(|e| e.to_string())?;
-        match peeked.as_slice() {
-            [one] => Ok(one.clone()),
-            other => Err(format!("{} messages", other.len())),
-        }
-    })
-    .await?;
+    let dead = the_one_in_the_dlq(&env, "the failing order in the DLQ").await?;
     let headers = &dead["properties"]["headers"];
     let reason = headers["x-dlq-reason"].as_str().unwrap_or_default();
     assert!(
@@ -286,18 +291,7 @@ async fn a_malformed_x_death_does_not_stop_the_retries() -> anyhow::Result<()> {
     anyhow::ensure!(confirm.is_ack(), "publish not confirmed");
     let _ = conn.close(200, "done".into()).await;
 
-    let dead = eventually(
-        "the failing order in the DLQ after its retries",
-        T,
-        || async {
-            let peeked = peek_dlq(&env).await.map_err(|e| e.to_string())?;
-            match peeked.as_slice() {
-                [one] => Ok(one.clone()),
-                other => Err(format!("{} messages", other.len())),
-            }
-        },
-    )
-    .await?;
+    let dead = the_one_in_the_dlq(&env, "the failing order in the DLQ after its retries").await?;
     let headers = &dead["properties"]["headers"];
     assert_eq!(
         headers["x-dlq-attempts"], "3",
