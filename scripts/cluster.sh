@@ -230,7 +230,7 @@ rcli() { redis-cli -h 127.0.0.1 -p "$1" "${@:2}"; }
 redis_alive() { pid_alive "$(redis_dir "$1")/redis.pid"; }
 sentinel_alive() { pid_alive "$(sentinel_dir "$1")/sentinel.pid"; }
 
-# How every Redis of this project persists (DESIGN.md §5): AOF, fsync every second. When the
+# How every Redis of this project persists (docs/DESIGN.md §5): AOF, fsync every second. When the
 # project's shared settings file is there, include it, so there is one definition.
 persistence_settings() {
   if [ -r "$ROOT/deploy/redis.conf" ]; then

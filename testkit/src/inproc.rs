@@ -1,11 +1,11 @@
 //! A service inside the test's own process: the service crate's `App`, built on port 0 and
-//! run until the test drops it, exactly as its binary runs it ([`shared::service::Service`]).
+//! run until the test drops it, exactly as its binary runs it ([`saga_platform::service::SagaService`]).
 //!
 //! For tests where a separate process is not the point: no binary to build first, no process to
 //! start, and a panic inside the service fails the test with its backtrace. What it cannot do is
 //! what only a process can: be `kill -9`'d, have its own log, its own `/metrics` (the metrics
 //! recorder is one per process, so in-process services share theirs). Tests of those use
-//! [`crate::service::Service`].
+//! [`crate::service::ServiceProcess`].
 //!
 //! Settings are given as the environment variables a binary reads (`RABBITMQ_URL`, ...) and
 //! passed as the flags clap knows for them (clap's `CommandFactory` says which flag reads which
@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
-use shared::service::Service;
+use saga_platform::service::SagaService;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -45,7 +45,7 @@ impl InProcess {
 
     async fn run<S>(kind: ServiceKind, env: &[(String, String)]) -> anyhow::Result<Self>
     where
-        S: Service + Send + 'static,
+        S: SagaService + Send + 'static,
         S::Config: CommandFactory,
     {
         let mut env = env.to_vec();

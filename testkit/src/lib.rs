@@ -3,6 +3,7 @@
 //!
 //! - [`world`]: a fresh vhost and Redis prefix (one name for both), made and removed through the
 //!   management API and `SCAN`/`UNLINK`, so nobody sees anyone else's queues or keys.
+//! - [`cluster_profile`]: the ports `scripts/cluster.sh` uses, for tests and bench that start one.
 //! - [`service`]: a real service process on a port it picks and reports, its log captured,
 //!   SIGTERM'd, `kill -9`'d and restarted.
 //! - `inproc` (feature `inproc`): a service's `App` inside the test's own process, on port 0,
@@ -13,9 +14,9 @@
 //! - [`load`]: the load generator (closed loop or fixed rate, with or without retries) and the
 //!   seeded random numbers fault schedules are drawn from.
 //!
-//! Queue depth is not here: it is [`shared::amqp::depth`], which the services' own tools use too.
-#![forbid(unsafe_code)]
+//! Queue depth is not here: it is [`saga_platform::amqp::depth`], which the services' own tools use too.
 
+pub mod cluster_profile;
 #[cfg(feature = "inproc")]
 pub mod inproc;
 pub mod load;
@@ -26,5 +27,5 @@ pub mod world;
 
 pub use orders::OrderClient;
 pub use poll::{Stall, eventually};
-pub use service::{Endpoint, Service, ServiceKind, Spawn};
+pub use service::{Endpoint, ServiceKind, ServiceProcess, Spawn};
 pub use world::World;

@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use saga_domain::order::OrderStatus;
 use serde_json::{Value, json};
-use shared::domain::OrderStatus;
 
 use crate::poll::eventually;
 

@@ -1,13 +1,13 @@
 //! A real service process: spawned from a build directory, its output captured, signalled.
 //!
 //! Ports are never guessed: a service starts on `HTTP_ADDR=127.0.0.1:0`, the kernel picks a free
-//! port, and the service reports it (`shared::http::bind` logs `listening on http://ADDR` under
+//! port, and the service reports it (`saga_platform::service::http::bind` logs `listening on http://ADDR` under
 //! the `listening` target, whatever else the log filter hides). Picking a port first and passing
 //! it on would race with every other test doing the same. A restart asks for the same address
 //! again, so clients keep working.
 //!
 //! SIGTERM goes through `nix` (what a container runtime or a person's Ctrl-C sends); `kill -9`
-//! through tokio. The child is killed when its [`Service`] is dropped, so an error anywhere never
+//! through tokio. The child is killed when its [`ServiceProcess`] is dropped, so an error anywhere never
 //! leaves a service running behind a test or a benchmark.
 
 use std::io::Write;
@@ -26,7 +26,7 @@ use tokio::sync::watch;
 
 use crate::poll::eventually;
 
-/// The words `shared::http::bind` reports its address with.
+/// The words `saga_platform::service::http::bind` reports its address with.
 const LISTENING: &str = "listening on http://";
 
 /// How long a process may take to report its address.
@@ -52,19 +52,19 @@ impl ServiceKind {
 }
 
 /// A running service as a client sees it: which one it is and where it answers. A process
-/// ([`Service`]) and an in-process service (`inproc::InProcess`) alike.
+/// ([`ServiceProcess`]) and an in-process service (`inproc::InProcess`) alike.
 pub trait Endpoint {
     fn kind(&self) -> ServiceKind;
     /// `path` on the service, e.g. `url("/order")`.
     fn url(&self, path: &str) -> String;
 }
 
-impl Endpoint for Service {
+impl Endpoint for ServiceProcess {
     fn kind(&self) -> ServiceKind {
         self.kind
     }
     fn url(&self, path: &str) -> String {
-        Service::url(self, path)
+        ServiceProcess::url(self, path)
     }
 }
 
@@ -103,7 +103,7 @@ impl Spawn {
     }
 }
 
-pub struct Service {
+pub struct ServiceProcess {
     pub kind: ServiceKind,
     pub addr: SocketAddr,
     spec: Spawn,
@@ -111,7 +111,7 @@ pub struct Service {
     log: Arc<Mutex<Vec<String>>>,
 }
 
-impl Service {
+impl ServiceProcess {
     /// Start the process and wait until it reports its HTTP address (not until it is healthy:
     /// see [`Self::wait_healthy`] and [`Self::wait_ready`]).
     ///

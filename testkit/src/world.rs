@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use reqwest::Method;
-use shared::store::Keys;
-use shared::topology::Topology;
+use saga_platform::amqp::topology::Topology;
+use saga_platform::redis::store::Keys;
 
 /// Where the broker's management API and AMQP listener(s) are, and who we are on them.
 #[derive(Debug, Clone)]
@@ -150,7 +150,7 @@ impl World {
     /// # Errors
     /// The broker is unreachable.
     pub async fn connect(&self, name: &str) -> anyhow::Result<lapin::Connection> {
-        shared::amqp::connect_once(&self.amqp_url, name)
+        saga_platform::amqp::connect_once(&self.amqp_url, name)
             .await
             .with_context(|| format!("cannot connect to vhost {}", self.name))
     }
@@ -162,8 +162,8 @@ impl World {
     /// The broker is unreachable.
     pub async fn declare_topology(&self) -> anyhow::Result<()> {
         let conn = self.connect("testkit setup").await?;
-        shared::amqp::declare_topology(&conn, &self.topology).await?;
-        shared::amqp::close_connection(&conn, 200, "declared").await;
+        saga_platform::amqp::declare_topology(&conn, &self.topology).await?;
+        saga_platform::amqp::close_connection(&conn, 200, "declared").await;
         Ok(())
     }
 
@@ -206,7 +206,7 @@ impl World {
                 .await
                 .with_context(|| format!("cannot delete vhost {}", self.vhost))?;
         }
-        let mut redis = shared::store::connect(&self.redis_url)?;
+        let mut redis = saga_platform::redis::store::connect(&self.redis_url)?;
         let pattern = format!("{}:*", self.prefix);
         let mut cursor: u64 = 0;
         loop {

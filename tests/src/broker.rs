@@ -7,7 +7,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
-use shared::events::header_str;
+use saga_platform::amqp::properties::header_str;
 
 use crate::TestEnv;
 
@@ -101,9 +101,9 @@ impl TestEnv {
         Ok(self.queue_depth(queue).await?.consumers)
     }
 
-    async fn queue_depth(&self, queue: &str) -> anyhow::Result<shared::amqp::Depth> {
+    async fn queue_depth(&self, queue: &str) -> anyhow::Result<saga_platform::amqp::Depth> {
         let conn = self.connect().await?;
-        let depth = shared::amqp::depth(&conn.create_channel().await?, queue).await;
+        let depth = saga_platform::amqp::depth(&conn.create_channel().await?, queue).await;
         let _ = conn.close(200, "done".into()).await;
         depth
     }

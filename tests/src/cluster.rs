@@ -34,7 +34,7 @@ impl Cluster {
         let name = format!("t{suffix}");
         let dir = std::env::temp_dir().join(format!("saga-cluster-{test}-{suffix}"));
         // A block of ports nobody listens on; the script derives every port from its base.
-        let base = shared::cluster_profile::free_base()
+        let base = testkit::cluster_profile::free_base()
             .context("no free block of ports for a private cluster")?;
         let mut cluster = Self {
             name,

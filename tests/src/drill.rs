@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use lapin::BasicProperties;
+use saga_platform::amqp::topology::Topology;
+use saga_platform::redis::store::Keys;
 use serde_json::{Value, json};
-use shared::store::Keys;
-use shared::topology::Topology;
 use testkit::OrderClient;
 use testkit::orders::{Answer, order_body};
 use tokio::sync::Semaphore;
@@ -517,8 +517,8 @@ async fn publish_raw(amqp_url: &str, body: &[u8]) -> bool {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         let sent = async {
-            let conn = shared::amqp::connect_once(amqp_url, "drill duplicate").await?;
-            let publisher = shared::amqp::Publisher::open(&conn).await?;
+            let conn = saga_platform::amqp::connect_once(amqp_url, "drill duplicate").await?;
+            let publisher = saga_platform::amqp::Publisher::open(&conn).await?;
             let published = publisher
                 .publish(
                     &topology.exchange,
@@ -527,7 +527,7 @@ async fn publish_raw(amqp_url: &str, body: &[u8]) -> bool {
                     BasicProperties::default(),
                 )
                 .await;
-            shared::amqp::close_connection(&conn, 200, "done").await;
+            saga_platform::amqp::close_connection(&conn, 200, "done").await;
             published.map_err(anyhow::Error::from)
         };
         if sent.await.is_ok() {
@@ -753,7 +753,7 @@ async fn accepted_orders_state(
     redis_url: &str,
     accepted: &[String],
 ) -> anyhow::Result<(Vec<String>, Vec<String>)> {
-    let redis = shared::store::connect(redis_url)?;
+    let redis = saga_platform::redis::store::connect(redis_url)?;
     let keys = Keys::new(PREFIX);
     let mut statuses: HashMap<String, Option<String>> = HashMap::new();
     for batch in accepted.chunks(500) {
@@ -781,7 +781,7 @@ async fn accepted_orders_state(
 /// Order ids with a reservation record but no order in order-svc's index, other than the lab
 /// drills' hand-made `lab-*` ones.
 async fn reservations_without_orders(redis_url: &str) -> anyhow::Result<Vec<String>> {
-    let redis = shared::store::connect(redis_url)?;
+    let redis = saga_platform::redis::store::connect(redis_url)?;
     let keys = Keys::new(PREFIX);
     let mut conn = redis.clone();
     let orders: std::collections::HashSet<String> = redis::cmd("ZRANGE")
@@ -819,7 +819,7 @@ async fn reservations_without_orders(redis_url: &str) -> anyhow::Result<Vec<Stri
 
 /// The outbox depth once it has drained (0), or what is left after [`Cluster::SETTLE`].
 async fn outbox_when_drained(redis_url: &str) -> anyhow::Result<u64> {
-    let redis = shared::store::connect(redis_url)?;
+    let redis = saga_platform::redis::store::connect(redis_url)?;
     let outbox = Keys::new(PREFIX).outbox();
     let mut left = 0;
     let drained = eventually("the outbox drained", Duration::from_secs(30), || async {

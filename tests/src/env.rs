@@ -11,7 +11,7 @@ use testkit::inproc::InProcess;
 use testkit::service::{Spawn, bin_dir};
 use testkit::world::{Broker, VhostKind, World};
 
-use crate::process::{Service, ServiceKind};
+use crate::process::{ServiceKind, ServiceProcess};
 
 pub const REDIS_URL: &str = testkit::world::LOCAL_REDIS;
 
@@ -99,7 +99,7 @@ impl TestEnv {
     ///
     /// # Errors
     /// The process did not start or never became healthy.
-    pub async fn start(&self, kind: ServiceKind) -> anyhow::Result<Service> {
+    pub async fn start(&self, kind: ServiceKind) -> anyhow::Result<ServiceProcess> {
         self.start_with(kind, &[]).await
     }
 
@@ -111,9 +111,9 @@ impl TestEnv {
         &self,
         kind: ServiceKind,
         extra: &[(&str, &str)],
-    ) -> anyhow::Result<Service> {
+    ) -> anyhow::Result<ServiceProcess> {
         let env = self.service_env_with(extra);
-        let service = Service::spawn(Spawn::new(&bin_dir(), kind, &self.name, env)).await?;
+        let service = ServiceProcess::spawn(Spawn::new(&bin_dir(), kind, &self.name, env)).await?;
         service.wait_healthy(Duration::from_secs(20)).await?;
         Ok(service)
     }
@@ -159,7 +159,9 @@ impl TestEnv {
     ///
     /// # Errors
     /// Any of them failed to start.
-    pub async fn start_all(&self) -> anyhow::Result<(Service, Service, Service)> {
+    pub async fn start_all(
+        &self,
+    ) -> anyhow::Result<(ServiceProcess, ServiceProcess, ServiceProcess)> {
         let (o, i, n) = tokio::join!(
             self.start(ServiceKind::Order),
             self.start(ServiceKind::Inventory),

@@ -5,7 +5,7 @@
 //! the tests need, on top of it:
 //!
 //! - [`TestEnv`]: a test's [`testkit::World`] (fresh vhost and Redis prefix), removed on drop,
-//!   with the services it starts ([`Service`]: SIGTERM, `kill -9`, restart, captured log).
+//!   with the services it starts ([`ServiceProcess`]: SIGTERM, `kill -9`, restart, captured log).
 //! - [`eventually`]: poll with a deadline; no fixed sleeps.
 //! - broker helpers: publish a bare message, queue depth by passive declare, drain the DLQ.
 //! - [`hostile`]: the hostile-input suite's generators and checks.
@@ -29,6 +29,6 @@ pub mod private;
 pub mod process;
 
 pub use env::TestEnv;
-pub use process::{Service, ServiceKind};
+pub use process::{ServiceKind, ServiceProcess};
 pub use testkit::Endpoint;
 pub use testkit::eventually;

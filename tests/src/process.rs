@@ -3,7 +3,7 @@
 
 use std::net::TcpListener;
 
-pub use testkit::service::{Service, ServiceKind, bin_dir};
+pub use testkit::service::{ServiceKind, ServiceProcess, bin_dir};
 
 /// A free loopback port for a program that cannot report the port it picked (bind to 0, read
 /// it, release it). Our own services never need this: they start on port 0 and say which port

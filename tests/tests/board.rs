@@ -16,7 +16,7 @@ use anyhow::Context;
 use browser::Browser;
 use harness::private::PrivateRedis;
 use harness::process::{bin_dir, free_port};
-use harness::{Service, ServiceKind, TestEnv, eventually};
+use harness::{ServiceKind, ServiceProcess, TestEnv, eventually};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
@@ -35,7 +35,7 @@ impl Board {
         env: &TestEnv,
         addr: &str,
         run_dir: &Path,
-        urls: Option<(&Service, &Service)>,
+        urls: Option<(&ServiceProcess, &ServiceProcess)>,
         extra_args: &[&str],
         extra_env: &[(&str, String)],
     ) -> anyhow::Result<Self> {
@@ -108,7 +108,7 @@ impl Drop for Board {
 struct RunDir(PathBuf);
 
 impl RunDir {
-    fn new(services: &[&Service]) -> anyhow::Result<Self> {
+    fn new(services: &[&ServiceProcess]) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("board-run-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir)?;
         for service in services {

@@ -15,7 +15,7 @@ use harness::eventually;
 use harness::process::bin_dir;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use shared::topology::Topology;
+use saga_platform::amqp::topology::Topology;
 
 /// Enough for most of the drill's orders to be confirmed and the rest to fail on stock.
 const STOCK: &str = "burger=600,pizza=500,sushi=300,salad=700";
@@ -85,7 +85,8 @@ async fn without_wait_a_failover_takes_back_acknowledged_writes() -> anyhow::Res
 /// each time: accepted for all four queues, which are quorum queues here; an explicit classic
 /// declare is what gets the 406.
 async fn plain_declares_get_no_406(cluster: &Cluster) -> anyhow::Result<()> {
-    let conn = shared::amqp::connect_once(&cluster.setting("RABBITMQ_URL"), "lab script").await?;
+    let conn =
+        saga_platform::amqp::connect_once(&cluster.setting("RABBITMQ_URL"), "lab script").await?;
     let topology = Topology::default();
     for queue in topology.queues() {
         for _ in 0..2 {
@@ -131,7 +132,7 @@ async fn plain_declares_get_no_406(cluster: &Cluster) -> anyhow::Result<()> {
         ),
         "an explicit classic declare should be refused with 406: {refused:?}"
     );
-    shared::amqp::close_connection(&conn, 200, "done").await;
+    saga_platform::amqp::close_connection(&conn, 200, "done").await;
     Ok(())
 }
 
@@ -172,7 +173,7 @@ async fn an_outage_with_churn_dead_letters_nothing(cluster: &Cluster) -> anyhow:
     let url = cluster.setting("RABBITMQ_URL");
     let topology = Topology::default();
     let tap = "churn-tap";
-    let conn = shared::amqp::connect_once(&url, "churn test").await?;
+    let conn = saga_platform::amqp::connect_once(&url, "churn test").await?;
     let channel = conn.create_channel().await?;
     channel
         .queue_declare(
@@ -193,7 +194,7 @@ async fn an_outage_with_churn_dead_letters_nothing(cluster: &Cluster) -> anyhow:
             .await?;
     }
     // The lab drills left their poison in the DLQ: only what this phase adds counts.
-    let dlq_before = shared::amqp::depth(&conn.create_channel().await?, &topology.dlq_queue)
+    let dlq_before = saga_platform::amqp::depth(&conn.create_channel().await?, &topology.dlq_queue)
         .await?
         .messages;
     // The outage: every Redis node wants more replicas in sync than there are, so the master
@@ -218,7 +219,7 @@ async fn an_outage_with_churn_dead_letters_nothing(cluster: &Cluster) -> anyhow:
             .await?;
         anyhow::ensure!(confirm.is_ack(), "publish not confirmed");
     }
-    shared::amqp::close_connection(&conn, 200, "published").await;
+    saga_platform::amqp::close_connection(&conn, 200, "published").await;
 
     let inventories = &cluster.service_urls()[1..3];
     for churn in 1..=CHURNS {
@@ -258,13 +259,13 @@ async fn an_outage_with_churn_dead_letters_nothing(cluster: &Cluster) -> anyhow:
     }
     set_min_replicas(cluster, 1).await?;
 
-    let conn = shared::amqp::connect_once(&url, "churn test").await?;
+    let conn = saga_platform::amqp::connect_once(&url, "churn test").await?;
     let channel = conn.create_channel().await?;
     eventually("an outcome for every order", Cluster::SETTLE, || async {
-        match shared::amqp::depth(&channel, tap).await {
+        match saga_platform::amqp::depth(&channel, tap).await {
             Ok(d) if d.messages as usize >= ORDERS => Ok(()),
             other => {
-                let dlq = shared::amqp::depth(&channel, &topology.dlq_queue).await;
+                let dlq = saga_platform::amqp::depth(&channel, &topology.dlq_queue).await;
                 Err(format!(
                     "outcomes {other:?}; DLQ (had {dlq_before}) {dlq:?}"
                 ))
@@ -272,20 +273,25 @@ async fn an_outage_with_churn_dead_letters_nothing(cluster: &Cluster) -> anyhow:
         }
     })
     .await?;
-    let dlq = shared::amqp::depth(&conn.create_channel().await?, &topology.dlq_queue).await?;
+    let dlq =
+        saga_platform::amqp::depth(&conn.create_channel().await?, &topology.dlq_queue).await?;
     anyhow::ensure!(
         dlq.messages == dlq_before,
         "{} valid message(s) dead-lettered by the outage and its churn",
         dlq.messages.saturating_sub(dlq_before)
     );
-    shared::amqp::close_connection(&conn, 200, "checked").await;
+    saga_platform::amqp::close_connection(&conn, 200, "checked").await;
     Ok(())
 }
 
-async fn inventory_depth(url: &str, topology: &Topology) -> anyhow::Result<shared::amqp::Depth> {
-    let conn = shared::amqp::connect_once(url, "churn test").await?;
-    let depth = shared::amqp::depth(&conn.create_channel().await?, &topology.inventory_queue).await;
-    shared::amqp::close_connection(&conn, 200, "looked").await;
+async fn inventory_depth(
+    url: &str,
+    topology: &Topology,
+) -> anyhow::Result<saga_platform::amqp::Depth> {
+    let conn = saga_platform::amqp::connect_once(url, "churn test").await?;
+    let depth =
+        saga_platform::amqp::depth(&conn.create_channel().await?, &topology.inventory_queue).await;
+    saga_platform::amqp::close_connection(&conn, 200, "looked").await;
     depth
 }
 

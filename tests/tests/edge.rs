@@ -11,9 +11,9 @@ use harness::http::metric;
 use harness::private::{PrivateRedis, replication_info};
 use harness::{Endpoint, ServiceKind, TestEnv, eventually};
 use redis::AsyncCommands;
+use saga_domain::events::{EventMeta, EventType, OrderPlaced, unix_now_millis};
+use saga_domain::ids::{Item, OrderId, Qty};
 use serde_json::{Value, json};
-use shared::events::{EventMeta, EventType, OrderPlaced, unix_now_millis};
-use shared::ids::{Item, OrderId, Qty};
 
 const T: Duration = Duration::from_secs(20);
 

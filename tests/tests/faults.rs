@@ -268,7 +268,7 @@ async fn competing_consumers_share_the_work_without_doubles() -> anyhow::Result<
     let report = place_orders(order.url(""), "widget", ORDERS, 8, Duration::from_secs(30)).await;
     assert_eq!(report.accepted.len(), ORDERS);
     assert_invariants(&env, Some(STOCK)).await?;
-    let worked = |svc: &harness::Service, needle: &str| {
+    let worked = |svc: &harness::ServiceProcess, needle: &str| {
         svc.log().iter().filter(|l| l.contains(needle)).count()
     };
     let (a, b) = (worked(&inv_a, "order_id="), worked(&inv_b, "order_id="));
@@ -290,7 +290,7 @@ async fn competing_consumers_share_the_work_without_doubles() -> anyhow::Result<
 async fn on_a_broker_of_our_own(
     test: &str,
     order_env: &[(&str, &str)],
-) -> anyhow::Result<(PrivateBroker, TestEnv, [harness::Service; 3])> {
+) -> anyhow::Result<(PrivateBroker, TestEnv, [harness::ServiceProcess; 3])> {
     let broker = PrivateBroker::start().await?;
     let mut env = TestEnv::on_private(test, Some(&broker.url()), None)?;
     env.service_env

@@ -6,9 +6,9 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use harness::{Service, TestEnv, eventually};
+use harness::{ServiceProcess, TestEnv, eventually};
 use reqwest::Method;
-use shared::topology::Topology;
+use saga_platform::amqp::topology::Topology;
 
 const T: Duration = Duration::from_secs(30);
 
@@ -36,8 +36,8 @@ async fn bound(env: &TestEnv, queue: &str, key: &str) -> anyhow::Result<bool> {
 /// Place an order and see it confirmed, with every service still the process it was.
 async fn an_order_completes(
     env: &TestEnv,
-    order: &Service,
-    services: &[&Service],
+    order: &ServiceProcess,
+    services: &[&ServiceProcess],
 ) -> anyhow::Result<()> {
     let pids: Vec<Option<u32>> = services.iter().map(|s| s.pid()).collect();
     let id = env.place(order, "burger", 1).await?;

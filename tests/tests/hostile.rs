@@ -1,5 +1,5 @@
 //! The hostile-input suite: seeded random HTTP requests and AMQP messages against the real
-//! services, in batches, with the saga's promises checked after each batch (DESIGN.md §6,
+//! services, in batches, with the saga's promises checked after each batch (docs/DESIGN.md §6,
 //! invariant 3: no input reaches a panic, every delivery is settled, poison never blocks).
 //!
 //! The seed is printed at the start; `HOSTILE_SEED=<n>` replays a run, `HOSTILE_ONLY=<case>`
@@ -19,7 +19,7 @@ use harness::hostile::amqp::{self, Expect, Published, RawPublisher};
 use harness::hostile::board::Board;
 use harness::hostile::http::{self, Answer, Request, Target};
 use harness::hostile::run::{Budget, Findings, Seed, draw};
-use harness::{Service, TestEnv};
+use harness::{ServiceProcess, TestEnv};
 use proptest::prelude::*;
 
 /// How long a service may take to answer `/health` again after one request or message.
@@ -30,7 +30,7 @@ const OUTBOX: Duration = Duration::from_secs(3);
 
 /// The three services, with how far into each one's log the panic check has read.
 struct Services {
-    all: [Service; 3],
+    all: [ServiceProcess; 3],
     seen: [usize; 3],
     known_panics: BTreeSet<String>,
 }
@@ -45,7 +45,7 @@ impl Services {
         })
     }
 
-    fn order(&self) -> &Service {
+    fn order(&self) -> &ServiceProcess {
         &self.all[0]
     }
 

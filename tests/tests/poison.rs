@@ -12,8 +12,8 @@ use lapin::BasicProperties;
 use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use reqwest::Method;
+use saga_platform::amqp::topology::Topology;
 use serde_json::{Value, json};
-use shared::topology::Topology;
 
 const T: Duration = Duration::from_secs(30);
 
@@ -205,7 +205,7 @@ async fn a_body_over_the_limit_is_dead_lettered_unread_and_the_next_order_flows(
     let seeded = env.seeded_stock("burger").await?;
     // Valid JSON, a valid order even, only far too large: the limit is on size, not on sense.
     let mut huge = json!({"order_id": "huge-1", "item": "burger", "qty": 1});
-    huge["padding"] = json!("p".repeat(shared::consumer::MAX_MESSAGE_BODY));
+    huge["padding"] = json!("p".repeat(saga_platform::amqp::consumer::MAX_MESSAGE_BODY));
     let body = huge.to_string().into_bytes();
     publish(&env, "order.placed", &body, FieldTable::default()).await?;
     publish(
@@ -370,8 +370,8 @@ async fn a_redis_that_cannot_persist_is_an_outage_waited_out_never_dead_lettered
 /// it here), so the copies counted after a few seconds tell which it did.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_relay_that_cannot_delete_backs_off_instead_of_republishing() -> anyhow::Result<()> {
-    use shared::events::{EventMeta, EventType, OrderPlaced};
-    use shared::ids::{Item, OrderId, Qty};
+    use saga_domain::events::{EventMeta, EventType, OrderPlaced};
+    use saga_domain::ids::{Item, OrderId, Qty};
 
     let redis = PrivateRedis::start().await?;
     let mut env = TestEnv::new("misconf-relay").await?;
@@ -501,13 +501,13 @@ struct Buggy {
     processed: std::sync::atomic::AtomicUsize,
 }
 
-impl shared::consumer::Handler for Buggy {
+impl saga_platform::amqp::consumer::Handler for Buggy {
     type Event = String;
 
     fn parse(
-        _meta: &shared::consumer::DeliveryMeta,
+        _meta: &saga_platform::amqp::consumer::DeliveryMeta,
         body: &[u8],
-    ) -> Result<String, shared::wire::Malformed> {
+    ) -> Result<String, saga_domain::wire::Malformed> {
         let text = String::from_utf8_lossy(body).into_owned();
         if text == "panic in parse" {
             panic!("parser bug");
@@ -518,14 +518,14 @@ impl shared::consumer::Handler for Buggy {
     async fn handle(
         &self,
         event: &String,
-        _meta: &shared::consumer::DeliveryMeta,
-    ) -> shared::consumer::Outcome {
+        _meta: &saga_platform::amqp::consumer::DeliveryMeta,
+    ) -> saga_platform::amqp::consumer::Outcome {
         if event == "panic in handle" {
             panic!("handler bug on {event:?}");
         }
         self.processed
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        shared::consumer::Outcome::Processed(Vec::new())
+        saga_platform::amqp::consumer::Outcome::Processed(Vec::new())
     }
 }
 
@@ -533,28 +533,28 @@ impl shared::consumer::Handler for Buggy {
 async fn a_panic_is_a_failure_retried_then_dead_lettered_and_the_loop_goes_on() -> anyhow::Result<()>
 {
     let env = TestEnv::new("panics").await?;
-    let settings = shared::consumer::ConsumerSettings {
+    let settings = saga_platform::amqp::consumer::ConsumerSettings {
         service: "buggy-svc".into(),
         url: env.amqp_url.clone(),
         queue: env.topology.inventory_queue.clone(),
         prefetch: 8,
         topology: env.topology.clone(),
-        retry: shared::retry::RetryPolicy {
+        retry: saga_platform::amqp::retry::RetryPolicy {
             count: 2,
             delay: Duration::from_millis(100),
         },
         grace: Duration::from_secs(2),
         timeline: None,
-        watchdog: shared::watch::Watchdog::new(),
+        watchdog: saga_platform::service::watch::Watchdog::new(),
     };
     let handler = std::sync::Arc::new(Buggy {
         processed: 0.into(),
     });
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let consumer = tokio::spawn(shared::consumer::run_consumer(
+    let consumer = tokio::spawn(saga_platform::amqp::consumer::run_consumer(
         settings,
         handler.clone(),
-        std::sync::Arc::new(shared::amqp::BrokerStatus::default()),
+        std::sync::Arc::new(saga_platform::amqp::BrokerStatus::default()),
         shutdown.clone(),
     ));
     env.declare_topology().await?;

@@ -1,4 +1,4 @@
-//! Acknowledged means replicated: `shared::store::Redis` with `REDIS_MIN_REPLICAS=1` against a
+//! Acknowledged means replicated: `saga_platform::redis::store::Redis` with `REDIS_MIN_REPLICAS=1` against a
 //! real master and replica of the test's own, the replica reaching its master through a link the
 //! test can cut ([`harness::partition`]). Seconds, not the minute a whole cluster takes.
 
@@ -9,9 +9,9 @@ use std::time::Duration;
 use harness::eventually;
 use harness::partition::Partition;
 use harness::process::free_port;
-use shared::replication::{MinReplicas, Replication};
-use shared::retry::is_outage;
-use shared::store::Redis;
+use saga_platform::amqp::retry::is_outage;
+use saga_platform::redis::replication::{MinReplicas, Replication};
+use saga_platform::redis::store::Redis;
 
 /// A redis-server on a free port (AOF on, like every Redis of this project), `args` added;
 /// shut down and removed when dropped.
@@ -91,7 +91,7 @@ async fn master_and_replica() -> anyhow::Result<(Server, Server, Partition)> {
 }
 
 fn waiting_for_one_replica(master: &Server) -> anyhow::Result<Redis> {
-    shared::store::connect_with(
+    saga_platform::redis::store::connect_with(
         &format!("redis://127.0.0.1:{}", master.port),
         Replication {
             min_replicas: MinReplicas::Exactly(1),
@@ -156,7 +156,8 @@ async fn a_write_no_replica_can_hear_is_never_acknowledged() -> anyhow::Result<(
 #[tokio::test(flavor = "multi_thread")]
 async fn one_redis_without_replicas_works_as_before() -> anyhow::Result<()> {
     let single = Server::start(&[])?;
-    let redis = shared::store::connect(&format!("redis://127.0.0.1:{}", single.port))?;
+    let redis =
+        saga_platform::redis::store::connect(&format!("redis://127.0.0.1:{}", single.port))?;
     assert!(
         !redis.policy().is_on(),
         "auto means no WAIT with a plain URL"

@@ -9,8 +9,8 @@ use harness::http::metric;
 use harness::process::bin_dir;
 use harness::{TestEnv, eventually};
 use redis::AsyncCommands;
+use saga_platform::amqp::topology::Topology;
 use serde_json::{Value, json};
-use shared::topology::Topology;
 
 const T: Duration = Duration::from_secs(30);
 

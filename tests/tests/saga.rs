@@ -471,7 +471,7 @@ async fn removing_a_world_deletes_its_vhost_and_every_key_under_its_prefix() -> 
     let world = World::create(&Broker::default(), LOCAL_REDIS, &name, VhostKind::Classic).await?;
     world.declare_topology().await?;
     // More keys than one SCAN page (1,000), and one key of someone else's that must stay.
-    let mut redis = shared::store::connect(LOCAL_REDIS)?;
+    let mut redis = saga_platform::redis::store::connect(LOCAL_REDIS)?;
     let mut pipe = redis::pipe();
     for i in 0..2_500 {
         pipe.set(format!("{name}:k{i}"), i).ignore();

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::amqp::WORK_QUEUES;
 use super::run::brief;
-use crate::process::Service;
+use crate::process::ServiceProcess;
 use crate::{TestEnv, eventually};
 
 /// How long a check waits for things to settle before it reports them as they are.
@@ -35,7 +35,7 @@ const STATS_LAG: Duration = Duration::from_secs(6);
 /// reported once: `known` holds the lines already reported, told apart without their digits
 /// (times, thread ids), so a task that panics again on every restart is one finding.
 pub fn panics_since(
-    service: &Service,
+    service: &ServiceProcess,
     seen: &mut usize,
     known: &mut std::collections::BTreeSet<String>,
 ) -> Vec<String> {
@@ -279,7 +279,7 @@ pub async fn orders_decided(env: &TestEnv, orders: &[(usize, String)]) -> Vec<St
 }
 
 /// An order placed now reaches a final status within [`SETTLE`].
-pub async fn new_orders_complete(env: &TestEnv, order: &Service) -> Result<(), String> {
+pub async fn new_orders_complete(env: &TestEnv, order: &ServiceProcess) -> Result<(), String> {
     let id = env
         .place(order, "burger", 1)
         .await

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::process::{Child, Command};
 
-use crate::process::{Service, bin_dir, free_port};
+use crate::process::{ServiceProcess, bin_dir, free_port};
 use crate::{TestEnv, eventually};
 
 pub struct Board {
@@ -29,8 +29,8 @@ impl Board {
     /// It did not start or never answered.
     pub async fn start(
         env: &TestEnv,
-        order: &Service,
-        inventory: &Service,
+        order: &ServiceProcess,
+        inventory: &ServiceProcess,
     ) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("hostile-board-{}", env.name));
         let (run_dir, scripts_dir) = (dir.join("run"), dir.join("scripts"));

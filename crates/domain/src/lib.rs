@@ -1,0 +1,17 @@
+//! The saga's vocabulary, with no I/O: what the services, `sagactl`, the benchmark and the
+//! tests mean when they say "order", "status", "event". No broker, no store, no runtime here
+//! (the `saga-platform` crate does that), so every rule is a plain unit test.
+//!
+//! - [`order`]: an order's status and its transition table; the records kept about an order
+//!   (its timeline, DLQ hops, reservation, notifications) and an item's stock books.
+//! - [`ids`]: newtypes (`OrderId`, `Item`, `Qty`, `StudentId`, ...), built only by `parse()`.
+//! - [`events`]: the events of the saga: their types, routing keys and metadata.
+//! - [`wire`]: their JSON bodies as serde structs, read with reasons a person can act on
+//!   ([`wire::Malformed`]: a DLQ reason or an HTTP 400), `TryFrom` into the events.
+//!
+//! Start at [`order::OrderStatus::next`]: the whole saga, seen from one order, is that table.
+
+pub mod events;
+pub mod ids;
+pub mod order;
+pub mod wire;

@@ -1,0 +1,287 @@
+//! The settings every service takes, as clap flags that also read environment variables.
+//!
+//! Each service flattens [`Common`] into its own `Config` and adds what only it needs (its HTTP
+//! address, its queue). A bad value exits at once with one readable line ([`parse_or_exit`]).
+
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::{Parser, ValueEnum};
+use saga_domain::order::OrderStatus;
+
+use crate::amqp::retry::RetryPolicy;
+use crate::amqp::topology::Topology;
+use crate::redis::replication::Replication;
+use crate::redis::sentinel::{self, SentinelUrl};
+
+/// Connection and behaviour settings shared by all three services and `sagactl`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Common {
+    /// AMQP URL of the broker; the vhost is the path (`%2f` is `/`). A cluster: the URLs of its
+    /// nodes, separated by commas (each connection starts at a random one, moves on when one fails).
+    #[arg(long, env = "RABBITMQ_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+          value_parser = crate::amqp::nodes::validate, hide_env_values = true)]
+    pub rabbitmq_url: String,
+
+    /// Redis URL; or, for a master with replicas, its Sentinels:
+    /// redis+sentinel://host:port,host:port,.../<master-name>.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", value_parser = parse_redis_url,
+          hide_env_values = true)]
+    pub redis_url: String,
+
+    #[command(flatten)]
+    pub replication: Replication,
+
+    /// Every Redis key lives under this prefix, so tests and a running demo never collide.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "saga", value_parser = parse_prefix)]
+    pub redis_prefix: String,
+
+    /// Unacked deliveries a consumer may hold at once (also its in-flight concurrency).
+    #[arg(long, env = "RABBITMQ_PREFETCH", default_value_t = 64,
+          value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub prefetch: u16,
+
+    /// Log format: readable lines (colored on a terminal) or one JSON object per line.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
+    /// Seconds a shutdown waits for in-flight work before closing anyway.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+
+    #[command(flatten)]
+    pub topology: Topology,
+
+    #[command(flatten)]
+    pub retry: RetryPolicy,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Parse the command line (and environment); on a bad value print one line and exit 2.
+/// `--help` and `--version` print as usual.
+pub fn parse_or_exit<T: Parser>() -> T {
+    match T::try_parse() {
+        Ok(config) => config,
+        Err(err) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                err.exit();
+            }
+            let rendered = err.render().to_string();
+            let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
+            let first = lines.next().unwrap_or("invalid arguments");
+            // "required arguments were not provided:" names them on the next line.
+            let line = match (first.ends_with(':'), lines.next()) {
+                (true, Some(what)) => format!("{first} {what}"),
+                _ => first.to_owned(),
+            };
+            // clap repeats the refused value, which may be a URL with a password in it.
+            eprintln!("{} (try --help)", mask_passwords(&line));
+            std::process::exit(2);
+        }
+    }
+}
+
+fn parse_redis_url(s: &str) -> Result<String, String> {
+    if sentinel::is_sentinel(s) {
+        return SentinelUrl::parse(s).map(|_| s.to_owned()).map_err(|e| {
+            format!(
+                "{}: {e}; expected e.g. redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/saga",
+                redact_url(s)
+            )
+        });
+    }
+    redis::Client::open(s).map(|_| s.to_owned()).map_err(|e| {
+        format!(
+            "not a Redis URL ({e}); expected e.g. redis://127.0.0.1:6379, or \
+             redis+sentinel://host:port,host:port/<master-name>"
+        )
+    })
+}
+
+fn parse_prefix(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("use 1-64 characters from [A-Za-z0-9-_.:]".into())
+    }
+}
+
+/// A URL fit for a log line or an error message: its password and every query value are
+/// replaced with `***`, its fragment dropped (a webhook's token often rides in the query).
+/// Credentials never appear in logs. A list of URLs (`RABBITMQ_URL` naming several nodes) has
+/// each one redacted.
+pub fn redact_url(url: &str) -> String {
+    url.split(',').map(redact_one).collect::<Vec<_>>().join(",")
+}
+
+/// Every `scheme://...` in free text redacted as by [`redact_url`] (a URL quoted in an error
+/// message ends at a space, a quote or a comma).
+pub fn mask_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("://") {
+        let (before, after) = rest.split_at(start + 3);
+        out.push_str(before);
+        let end = after
+            .find(|c: char| c.is_whitespace() || "'\",".contains(c))
+            .unwrap_or(after.len());
+        let (url, tail) = after.split_at(end);
+        out.push_str(&redact_after_scheme(url));
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
+}
+
+fn redact_one(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}", redact_after_scheme(rest)),
+        None => url.to_owned(),
+    }
+}
+
+/// `user:password@host/path?k=v#f` → `user:***@host/path?k=***`.
+fn redact_after_scheme(rest: &str) -> String {
+    let rest = rest.split_once('#').map_or(rest, |(kept, _fragment)| kept);
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, query)) => (rest, Some(query)),
+        None => (rest, None),
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let mut out = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    out.push_str(path);
+    if let Some(query) = query {
+        let masked: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _value)) => format!("{key}=***"),
+                None => "***".to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&masked.join("&"));
+    }
+    out
+}
+
+/// `--status confirmed` (any case) read as an [`OrderStatus`], its possible values listed in
+/// `--help`. The domain crate has no clap, so its command-line parser lives here:
+/// `#[arg(long, ignore_case = true, value_parser = order_status_parser())]`.
+pub fn order_status_parser() -> impl TypedValueParser<Value = OrderStatus> {
+    PossibleValuesParser::new(OrderStatus::ALL.map(|status| PossibleValue::new(status.as_str())))
+        .try_map(|s: String| {
+            OrderStatus::parse(&s.to_ascii_uppercase()).ok_or(format!("no order status {s:?}"))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_order_status_is_read_in_any_case() {
+        let status = clap::Arg::new("status")
+            .long("status")
+            .ignore_case(true)
+            .value_parser(order_status_parser());
+        let cmd = clap::Command::new("sagactl").arg(status);
+        for given in ["confirmed", "CONFIRMED", "Confirmed"] {
+            let matches = cmd
+                .clone()
+                .try_get_matches_from(["sagactl", "--status", given]);
+            let status = matches.unwrap().get_one::<OrderStatus>("status").copied();
+            assert_eq!(status, Some(OrderStatus::Confirmed), "{given}");
+        }
+        assert!(
+            cmd.try_get_matches_from(["sagactl", "--status", "shipped"])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("amqp://guest:secret@h:5672/%2f"),
+            "amqp://guest:***@h:5672/%2f"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(
+            redact_url("amqp://a:one@h1/v,amqp://b:two@h2/v"),
+            "amqp://a:***@h1/v,amqp://b:***@h2/v"
+        );
+        assert_eq!(
+            redact_url("redis+sentinel://:pw@h1:1,h2:2/saga"),
+            "redis+sentinel://:***@h1:1,h2:2/saga"
+        );
+    }
+
+    #[test]
+    fn redacts_query_values_and_fragments_too() {
+        assert_eq!(
+            redact_url("http://user:secret@hooks.example:8080/path?token=abc&x=1#frag"),
+            "http://user:***@hooks.example:8080/path?token=***&x=***"
+        );
+        assert_eq!(
+            redact_url("https://hooks.example/a?flag"),
+            "https://hooks.example/a?***"
+        );
+        // An @ in the query is not the end of a user name.
+        assert_eq!(redact_url("http://h/p?mail=a@b"), "http://h/p?mail=***");
+        assert_eq!(
+            mask_passwords("webhook http://u:pw@h/p?token=t failed"),
+            "webhook http://u:***@h/p?token=*** failed"
+        );
+    }
+
+    #[test]
+    fn masks_passwords_quoted_in_error_messages() {
+        let clap_says = "error: invalid value 'amqp://guest:s3cret@h1:5672/v,,amqp://g:two@h2/v' for '--rabbitmq-url'";
+        let masked = mask_passwords(clap_says);
+        assert_eq!(
+            masked,
+            "error: invalid value 'amqp://guest:***@h1:5672/v,,amqp://g:***@h2/v' for '--rabbitmq-url'"
+        );
+        assert_eq!(
+            mask_passwords("see http://example.org/x and redis://h:1"),
+            "see http://example.org/x and redis://h:1"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_urls_and_prefixes() {
+        assert!(crate::amqp::nodes::validate("http://x").is_err());
+        assert!(crate::amqp::nodes::validate("amqp://guest:guest@127.0.0.1:5672/%2f").is_ok());
+        assert!(parse_redis_url("nonsense").is_err());
+        assert!(parse_redis_url("redis+sentinel://h1:1,h2:2/saga").is_ok());
+        let bad = parse_redis_url("redis+sentinel://u:secret@h1:1,h2:x/saga").unwrap_err();
+        assert!(
+            bad.contains("Sentinel 2: port") && !bad.contains("secret"),
+            "{bad}"
+        );
+        assert!(parse_prefix("has space").is_err());
+        assert!(parse_prefix("test-1a2b").is_ok());
+    }
+}

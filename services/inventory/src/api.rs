@@ -1,0 +1,88 @@
+//! inventory-svc's HTTP: operations endpoints plus a view and a knob on the stock.
+//!
+//! `/health`, `/ready`, `/metrics` and `GET /stock` are open. `PUT /stock/{item}` changes
+//! state, so it passes [`AdminGate`] first: a caller on the same machine (a loopback peer) may,
+//! anyone else must send `Authorization: Bearer <ADMIN_TOKEN>`, and without `ADMIN_TOKEN` set
+//! nobody off the machine may.
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use saga_domain::ids::Item;
+use saga_domain::wire::{self, required};
+use saga_platform::service::admin::AdminGate;
+use saga_platform::service::http::{ApiError, Readiness, ops_routes, recover, traced};
+use serde::Deserialize;
+use serde_json::json;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+use crate::stock::RedisLedger;
+
+pub fn routes(
+    ledger: RedisLedger,
+    readiness: Readiness,
+    metrics: PrometheusHandle,
+    gate: AdminGate,
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
+    let with_ledger = warp::any().map(move || ledger.clone());
+    let show = warp::path!("stock")
+        .and(warp::get())
+        .and(with_ledger.clone())
+        .then(show_stock);
+    let set = warp::path!("stock" / String)
+        .and(warp::put())
+        .and(gate.filter())
+        .and(saga_platform::service::http::body_up_to(4096))
+        .and(with_ledger)
+        .then(set_stock);
+    let api = ops_routes("inventory-svc", readiness, metrics)
+        .or(show
+            .or(set)
+            .unify()
+            .map(|r: Result<Response, ApiError>| r.unwrap_or_else(Reply::into_response)))
+        .unify()
+        .recover(recover)
+        .unify();
+    traced(api)
+}
+
+/// `GET /stock`: every item's available, initial, reserved and released units.
+async fn show_stock(ledger: RedisLedger) -> Result<Response, ApiError> {
+    let levels = ledger
+        .levels()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("Redis unavailable: {e}")))?;
+    Ok(warp::reply::json(&json!({ "stock": levels })).into_response())
+}
+
+/// The body of `PUT /stock/{item}`, read like an event's body (see [`saga_domain::wire`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct StockBody {
+    #[serde(deserialize_with = "wire::integer")]
+    available: Option<i64>,
+}
+
+/// `PUT /stock/{item}` with `{"available": N}`.
+async fn set_stock(
+    item: String,
+    body: bytes::Bytes,
+    ledger: RedisLedger,
+) -> Result<Response, ApiError> {
+    let item = Item::parse(&item).map_err(|e| ApiError::bad_request(e.0))?;
+    let available = required(wire::read::<StockBody>(&body)?.available, "available")?;
+    let available = u32::try_from(available).map_err(|_| {
+        ApiError::bad_request(format!(
+            "available must be 0..={}, got {available}",
+            u32::MAX
+        ))
+    })?;
+    let previous = ledger
+        .set_available(&item, available)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("Redis unavailable: {e}")))?;
+    tracing::info!(%item, previous, available, "stock set by hand");
+    metrics::gauge!("saga_stock_available", "item" => item.to_string()).set(f64::from(available));
+    let body = json!({ "item": item, "available": available, "previous": previous });
+    Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::OK).into_response())
+}

@@ -1,0 +1,158 @@
+//! inventory-svc: consumes `inventory_queue`, reserves or releases stock, announces the outcome.
+//!
+//! - [`stock`]: the Redis ledger (atomic Lua reserve / release, seeding, manual set).
+//! - [`handler`]: one delivery → parse (poison to the DLQ) → decide → confirmed publish.
+//! - [`api`]: `/health`, `/ready`, `/metrics`, and `GET /stock`, `PUT /stock/{item}` (loopback
+//!   or `ADMIN_TOKEN` only).
+//!
+//! [`App::build`] binds the HTTP port and returns the real address (tests ask for port 0);
+//! [`App::run`] works until the shutdown token is cancelled, then drains in-flight deliveries.
+
+pub mod api;
+pub mod handler;
+pub mod stock;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use clap::Parser;
+use saga_platform::amqp::BrokerStatus;
+use saga_platform::amqp::consumer::{ConsumerSettings, run_watched_consumer};
+use saga_platform::redis::store::{Keys, Timeline};
+use saga_platform::service::config::Common;
+use saga_platform::service::http::Readiness;
+use saga_platform::service::watch::Watchdog;
+use saga_platform::service::{Bound, SagaService};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::handler::{InventoryHandler, SERVICE};
+use crate::stock::{RedisLedger, StockList, parse_stock_list};
+
+/// inventory-svc: reserves stock for placed orders and releases it for cancelled ones.
+#[derive(Parser, Debug, Clone)]
+#[command(version, about)]
+pub struct Config {
+    #[command(flatten)]
+    pub common: Common,
+
+    /// Address for /health, /ready, /metrics and /stock.
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:5002")]
+    pub http_addr: SocketAddr,
+
+    /// Starting stock, applied only to items that have none yet (restarts keep stock).
+    #[arg(long, env = "INITIAL_STOCK", default_value = "burger=100,pizza=50,sushi=30,salad=200",
+          value_parser = parse_stock_list)]
+    pub initial_stock: StockList,
+
+    /// ADMIN_TOKEN: what PUT /stock/{item} needs from callers off this machine.
+    #[command(flatten)]
+    pub admin: saga_platform::service::admin::AdminArgs,
+}
+
+/// The service with its HTTP port bound, ready to run.
+pub struct App(Bound<Config>);
+
+impl SagaService for App {
+    type Config = Config;
+    const NAME: &'static str = SERVICE;
+
+    fn common(config: &Config) -> &Common {
+        &config.common
+    }
+
+    async fn build(config: Config) -> anyhow::Result<Self> {
+        let addr = config.http_addr;
+        Ok(Self(Bound::bind(config, addr).await?))
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.0.addr
+    }
+
+    /// Serve and consume until `shutdown`; then stop taking work, finish in-flight, close.
+    ///
+    /// # Errors
+    /// Only set-up errors that no retry can fix.
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Bound {
+            config,
+            listener,
+            addr,
+        } = self.0;
+        let common = &config.common;
+        let redis =
+            saga_platform::redis::store::connect_with(&common.redis_url, common.replication)?;
+        let ledger = RedisLedger::new(redis.clone(), Keys::new(&common.redis_prefix));
+        let broker = Arc::new(BrokerStatus::default());
+        let metrics = saga_platform::service::telemetry::init_metrics();
+
+        let watchdog = Watchdog::new();
+        let readiness = Readiness {
+            brokers: vec![broker.clone()],
+            redis: redis.clone(),
+            watchdog: watchdog.clone(),
+        };
+        let gate = saga_platform::service::admin::AdminGate::new(&config.admin, "changing stock");
+        let routes = api::routes(ledger.clone(), readiness, metrics, gate);
+        let http = tokio::spawn(saga_platform::service::http::serve(
+            listener,
+            routes,
+            shutdown.clone(),
+        ));
+        info!(addr = %addr, "inventory-svc HTTP ready");
+
+        // Seed before consuming, so the first order never meets an empty stock table.
+        if !seed_when_reachable(&ledger, &config, &shutdown).await {
+            let _ = http.await;
+            return Ok(());
+        }
+
+        let timeline = Timeline::new(redis.clone(), Keys::new(&common.redis_prefix));
+        let settings = ConsumerSettings::new(SERVICE, common, &common.topology.inventory_queue)
+            .with_timeline(timeline)
+            .with_watchdog(watchdog);
+        let handler = Arc::new(InventoryHandler { ledger });
+        run_watched_consumer(settings, handler, broker, shutdown.clone()).await;
+        let _ = http.await;
+        info!("inventory-svc stopped");
+        Ok(())
+    }
+}
+
+async fn seed_when_reachable(
+    ledger: &RedisLedger,
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut backoff = saga_platform::service::backoff::Backoff::for_outages();
+    loop {
+        if !saga_platform::redis::store::wait_until_reachable(
+            ledger.redis(),
+            &config.common.redis_url,
+            shutdown,
+        )
+        .await
+        {
+            return false;
+        }
+        match ledger.seed(&config.initial_stock.0).await {
+            Ok(added) => {
+                info!(items_added = added, "stock seeded (existing items kept)");
+                if let Ok(levels) = ledger.levels().await {
+                    for (item, level) in levels {
+                        metrics::gauge!("saga_stock_available", "item" => item)
+                            .set(level.available as f64);
+                    }
+                }
+                return true;
+            }
+            Err(e) => {
+                warn!(cause = %e, "could not seed stock yet");
+                if !backoff.wait(shutdown).await {
+                    return false;
+                }
+            }
+        }
+    }
+}

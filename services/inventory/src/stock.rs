@@ -1,0 +1,333 @@
+//! The stock ledger in Redis: atomic reserve and release, seeding, and manual adjustments.
+//!
+//! Every change to stock happens inside one Lua script together with the record of *why*
+//! (the order's reservation record), so a crash can never leave stock moved without a record
+//! or a record without its stock move.
+
+use std::collections::BTreeMap;
+
+use redis::Script;
+use saga_domain::events::{FailureCode, InventoryOutcome, OrderPlaced, unix_now_millis};
+use saga_domain::ids::{Item, OrderId, Qty, StudentId};
+use saga_domain::order::{Reservation, StockLevel};
+use saga_platform::redis::store::Keys;
+use saga_platform::redis::store::Redis;
+
+/// What the ledger decided for an order, and whether this call decided it or found it decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub outcome: InventoryOutcome,
+    /// The event id the outcome is announced with; the same on every re-send.
+    pub event_id: String,
+    /// `false` when the order had been decided before: a duplicate or a redelivery.
+    pub first_time: bool,
+}
+
+/// Why the ledger could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("corrupt reservation record for order {0}: {1}")]
+    Corrupt(String, String),
+}
+
+#[derive(Clone)]
+pub struct RedisLedger {
+    redis: Redis,
+    keys: Keys,
+    reserve: Script,
+    release: Script,
+    set_stock: Script,
+}
+
+impl RedisLedger {
+    pub fn new(redis: Redis, keys: Keys) -> Self {
+        Self {
+            redis,
+            keys,
+            reserve: Script::new(include_str!("lua/reserve.lua")),
+            release: Script::new(include_str!("lua/release.lua")),
+            set_stock: Script::new(include_str!("lua/set_stock.lua")),
+        }
+    }
+
+    /// Reserve stock for an order, or record why not; idempotent per order id.
+    ///
+    /// # Errors
+    /// Redis unreachable (transient) or a record we cannot read.
+    pub async fn reserve(&self, order: &OrderPlaced) -> Result<Decision, LedgerError> {
+        let id = order.order_id.as_str();
+        let new_event_id = uuid::Uuid::new_v4().to_string();
+        let (is_new, flat): (i64, Vec<String>) = self
+            .reserve
+            .key(self.keys.reservation(id))
+            .key(self.keys.stock())
+            .key(self.keys.stock_reserved())
+            .arg(order.item.as_str())
+            .arg(order.qty.get())
+            .arg(
+                order
+                    .student_id
+                    .as_ref()
+                    .map(StudentId::as_str)
+                    .unwrap_or(""),
+            )
+            .arg(&new_event_id)
+            .arg(unix_now_millis())
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        decision_from_record(&order.order_id, is_new == 1, &flat)
+    }
+
+    /// Give back what an order reserved (if anything); idempotent per order id.
+    ///
+    /// # Errors
+    /// Redis unreachable (transient) or a record we cannot read.
+    pub async fn release(&self, order_id: &OrderId) -> Result<Decision, LedgerError> {
+        let (is_new, flat): (i64, Vec<String>) = self
+            .release
+            .key(self.keys.reservation(order_id.as_str()))
+            .key(self.keys.stock())
+            .key(self.keys.stock_released())
+            .arg(uuid::Uuid::new_v4().to_string())
+            .arg(unix_now_millis())
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        decision_from_record(order_id, is_new == 1, &flat)
+    }
+
+    /// Put the starting stock in place for items that have none yet (restarts keep stock).
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn seed(&self, stock: &[(Item, u32)]) -> Result<usize, redis::RedisError> {
+        let mut conn = self.redis.clone();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (item, qty) in stock {
+            pipe.hset_nx(self.keys.stock(), item.as_str(), *qty);
+            pipe.hset_nx(self.keys.stock_initial(), item.as_str(), *qty);
+        }
+        let added: Vec<i64> = pipe.query_async(&mut conn).await?;
+        Ok(added.iter().step_by(2).filter(|n| **n == 1).count())
+    }
+
+    /// Set an item's available units (creating the item if new), keeping the books balanced.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn set_available(
+        &self,
+        item: &Item,
+        available: u32,
+    ) -> Result<i64, redis::RedisError> {
+        self.set_stock
+            .key(self.keys.stock())
+            .key(self.keys.stock_initial())
+            .arg(item.as_str())
+            .arg(available)
+            .invoke_async(&mut self.redis.clone())
+            .await
+    }
+
+    /// Every item with its available, initial, reserved and released units.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn levels(&self) -> Result<BTreeMap<String, StockLevel>, redis::RedisError> {
+        let mut conn = self.redis.clone();
+        type Column = BTreeMap<String, i64>;
+        let (available, initial, reserved, released): (Column, Column, Column, Column) =
+            redis::pipe()
+                .hgetall(self.keys.stock())
+                .hgetall(self.keys.stock_initial())
+                .hgetall(self.keys.stock_reserved())
+                .hgetall(self.keys.stock_released())
+                .query_async(&mut conn)
+                .await?;
+        Ok(available
+            .into_iter()
+            .map(|(item, available)| {
+                let level = StockLevel {
+                    available,
+                    initial: initial.get(&item).copied().unwrap_or(0),
+                    reserved: reserved.get(&item).copied().unwrap_or(0),
+                    released: released.get(&item).copied().unwrap_or(0),
+                };
+                (item, level)
+            })
+            .collect())
+    }
+
+    pub fn redis(&self) -> &Redis {
+        &self.redis
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+}
+
+/// Rebuild the outcome event from a reservation record (as written by the Lua scripts).
+fn decision_from_record(
+    order_id: &OrderId,
+    first_time: bool,
+    flat: &[String],
+) -> Result<Decision, LedgerError> {
+    let corrupt = |what: &str| LedgerError::Corrupt(order_id.to_string(), what.to_owned());
+    let pairs = flat.chunks_exact(2).map(|kv| (&kv[0], &kv[1]));
+    let record = Reservation::from_hash(pairs).map_err(|why| corrupt(&why))?;
+    let item = || Item::parse(record.item.as_deref().unwrap_or("")).map_err(|e| corrupt(&e.0));
+    let qty = || Qty::parse(record.qty).map_err(|_| corrupt("qty"));
+    let student_id = record
+        .student_id
+        .as_deref()
+        .and_then(|s| StudentId::parse(s).ok());
+    let order_id = order_id.clone();
+    let (outcome, event_id) = match record.state.as_str() {
+        "reserved" => (
+            InventoryOutcome::Reserved {
+                order_id,
+                item: item()?,
+                qty: qty()?,
+                student_id,
+                remaining: record.remaining.ok_or_else(|| corrupt("remaining"))?,
+            },
+            &record.event_id,
+        ),
+        "failed" => (
+            InventoryOutcome::Failed {
+                order_id,
+                item: item()?,
+                qty: qty()?,
+                student_id,
+                code: record
+                    .code
+                    .as_deref()
+                    .and_then(FailureCode::parse)
+                    .ok_or_else(|| corrupt("code"))?,
+                reason: record.reason.clone().unwrap_or_default(),
+            },
+            &record.event_id,
+        ),
+        "released" => (
+            InventoryOutcome::Released {
+                order_id,
+                // A tombstone (cancel before any OrderPlaced) has no item.
+                item: record.item.as_deref().and_then(|i| Item::parse(i).ok()),
+                qty: u32::try_from(record.released_qty).map_err(|_| corrupt("released_qty"))?,
+            },
+            &record.release_event_id,
+        ),
+        other => return Err(corrupt(&format!("state {other:?}"))),
+    };
+    Ok(Decision {
+        outcome,
+        event_id: event_id.clone().unwrap_or_default(),
+        first_time,
+    })
+}
+
+/// Items with their units, e.g. the starting stock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockList(pub Vec<(Item, u32)>);
+
+/// Parse `burger=100,pizza=50` into a stock list.
+///
+/// # Errors
+/// A malformed pair, a bad item name or a negative/non-numeric quantity.
+pub fn parse_stock_list(s: &str) -> Result<StockList, String> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| {
+            let (item, qty) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("expected item=qty, got {pair:?}"))?;
+            let item = Item::parse(item.trim()).map_err(|e| e.0)?;
+            let qty = qty
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| format!("bad quantity in {pair:?}"))?;
+            Ok((item, qty))
+        })
+        .collect::<Result<_, _>>()
+        .map(StockList)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(pairs: &[(&str, &str)]) -> Vec<String> {
+        pairs
+            .iter()
+            .flat_map(|(k, v)| [k.to_string(), v.to_string()])
+            .collect()
+    }
+
+    #[test]
+    fn rebuilds_each_outcome_from_its_record() {
+        let id = OrderId::parse("o1").unwrap();
+        let reserved = rec(&[
+            ("state", "reserved"),
+            ("item", "burger"),
+            ("qty", "2"),
+            ("student_id", "s1"),
+            ("event_id", "e1"),
+            ("remaining", "98"),
+        ]);
+        let d = decision_from_record(&id, true, &reserved).unwrap();
+        assert_eq!(d.event_id, "e1");
+        assert!(matches!(
+            d.outcome,
+            InventoryOutcome::Reserved { remaining: 98, .. }
+        ));
+
+        let failed = rec(&[
+            ("state", "failed"),
+            ("item", "kebab"),
+            ("qty", "1"),
+            ("student_id", ""),
+            ("event_id", "e2"),
+            ("code", "unknown_item"),
+            ("reason", "unknown item \"kebab\""),
+        ]);
+        let d = decision_from_record(&id, false, &failed).unwrap();
+        assert!(matches!(
+            d.outcome,
+            InventoryOutcome::Failed {
+                code: FailureCode::UnknownItem,
+                student_id: None,
+                ..
+            }
+        ));
+
+        let tombstone = rec(&[
+            ("state", "released"),
+            ("released_qty", "0"),
+            ("release_event_id", "e3"),
+        ]);
+        let d = decision_from_record(&id, true, &tombstone).unwrap();
+        assert_eq!(d.event_id, "e3");
+        assert!(matches!(
+            d.outcome,
+            InventoryOutcome::Released {
+                item: None,
+                qty: 0,
+                ..
+            }
+        ));
+
+        assert!(decision_from_record(&id, true, &rec(&[("state", "weird")])).is_err());
+    }
+
+    #[test]
+    fn stock_lists() {
+        let s = parse_stock_list("burger=100, pizza=50").unwrap().0;
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[1].1, 50);
+        assert!(parse_stock_list("burger").is_err());
+        assert!(parse_stock_list("burger=-1").is_err());
+    }
+}

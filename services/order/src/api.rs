@@ -1,0 +1,473 @@
+//! order-svc's HTTP API. Every answer is JSON, errors included (`{"error": ...}` + 4xx/5xx).
+//!
+//! | route | does |
+//! |---|---|
+//! | `POST /order` | `{"item","qty","student_id"}` → 201 `{"order_id","status":"PLACED"}` |
+//! | `GET /order/{id}` | the order with its status, reason and history |
+//! | `GET /orders` | the classic lab's list: a bare array, newest first (at most 1,000) |
+//! | `GET /orders?status=&limit=&offset=` | newest first, filtered and paged, with the total |
+//! | `POST /order/{id}/cancel` | `{"reason"}` optional → 202, or 409 if it is too late |
+//!
+//! **Limits.** Everything a request brings is parsed at this edge into a domain type, and
+//! anything over its limit is refused with 400 JSON naming the field and the limit (413 for a
+//! body, naming its limit), before any of it is stored:
+//!
+//! | what | limit |
+//! |---|---|
+//! | request body | [`MAX_BODY`] bytes (413 beyond) |
+//! | `{id}` in a path, `order_id` | 1 to 64 bytes of ASCII letters, digits, `-`, `_`, `.` (never `:`: [`saga_domain::ids`]) |
+//! | `item`, `student_id` | 1 to 64 bytes ([`saga_domain::ids`]) |
+//! | `qty` | an integer from 1 to 10,000 |
+//! | cancel's `reason` | at most [`MAX_REASON_CHARS`] characters |
+//! | `X-Correlation-Id` | 1 to 64 bytes of ASCII letters, digits, `-`, `_`, `.`, `:` ([`crate::headers`]) |
+//! | `Idempotency-Key` | 1 to 255 bytes of ASCII letters, digits, `-`, `_`, `.`, `+`, `/`, `=` |
+//! | `GET /orders?limit=` | at most 1,000 (more is read as 1,000) |
+//! | `GET /orders?offset=` | at most [`MAX_OFFSET`] |
+//!
+//! **Idempotency-Key** (on `POST /order` and cancel, optional): a retried request with the same
+//! key, within the idempotency window (`IDEMPOTENCY_WINDOW`, 24 h by default), gets the answer
+//! the first attempt got (the same order id and status code, with `Idempotent-Replayed: true`)
+//! and changes nothing, whether that first attempt succeeded, failed after writing, or is still
+//! running. The same key with a different request (another body, another order, another route)
+//! is 422, as Stripe does: a key names one request. When the order is written but the Redis
+//! replicas do not acknowledge it in time (`WAIT`, with replicas required), the answer is 503
+//! with the `order_id` it wrote: the order may exist, and a retry must carry the same key.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use metrics_exporter_prometheus::PrometheusHandle;
+use saga_domain::ids::{IdempotencyKey, Item, OrderId, Qty, StudentId};
+use saga_domain::wire::{self, Malformed, required};
+use saga_platform::service::http::{
+    ApiError, Readiness, count_request, ops_routes, record_order_id, record_route, recover, traced,
+};
+use serde::Deserialize;
+use serde_json::json;
+use tracing::{info, warn};
+use warp::http::{HeaderMap, StatusCode};
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+use crate::headers;
+use crate::orders::{Cancelled, Idempotent, NewOrder, OrderStore, Placed, Seen, WriteError};
+
+/// Largest request body we read; anything bigger is a 413 that names this limit.
+pub const MAX_BODY: u64 = 16 * 1024;
+/// Longest cancel `reason`, in characters: it travels in OrderCancelled and the order's history.
+pub const MAX_REASON_CHARS: usize = 500;
+const MAX_PAGE: usize = 1000;
+/// The furthest page `GET /orders?offset=` reaches: far beyond any store's orders, and far
+/// from the integer overflow an unbounded offset would reach when the page's end is computed.
+pub const MAX_OFFSET: usize = 1_000_000_000;
+/// The header that tells a client its answer is the one an earlier request with the same
+/// Idempotency-Key got (Stripe's name for it).
+const REPLAYED: &str = "idempotent-replayed";
+
+pub fn routes(
+    store: OrderStore,
+    readiness: Readiness,
+    metrics: PrometheusHandle,
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
+    let with_store = warp::any().map(move || store.clone());
+    // The whole map, read by crate::headers: a header warp would refuse to read (not ASCII)
+    // is answered 400 naming it, like any other bad value.
+    let headers = warp::header::headers_cloned();
+
+    let place = warp::path!("order")
+        .and(warp::post())
+        .and(saga_platform::service::http::body_up_to(MAX_BODY))
+        .and(headers)
+        .and(with_store.clone())
+        .then(|body, headers, store| answer("POST /order", place_order(body, headers, store)));
+    let get = warp::path!("order" / String)
+        .and(warp::get())
+        .and(with_store.clone())
+        .then(|id, store| answer("GET /order/{id}", get_order(id, store)));
+    let list = warp::path!("orders")
+        .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with_store.clone())
+        .then(|q, store| answer("GET /orders", list_orders(q, store)));
+    let cancel = warp::path!("order" / String / "cancel")
+        .and(warp::post())
+        .and(saga_platform::service::http::body_up_to(MAX_BODY))
+        .and(headers)
+        .and(with_store)
+        .then(|id, body, headers, store| {
+            answer(
+                "POST /order/{id}/cancel",
+                cancel_order(id, body, headers, store),
+            )
+        });
+
+    let api = ops_routes("order-svc", readiness, metrics)
+        .or(place)
+        .unify()
+        .or(get)
+        .unify()
+        .or(list)
+        .unify()
+        .or(cancel)
+        .unify()
+        .recover(recover)
+        .unify();
+    traced(api)
+}
+
+/// Serve one request of an API route: name its route in the request's span (see
+/// [`saga_platform::service::http::traced`]), count it, and turn an `ApiError` into its JSON response.
+async fn answer(
+    route: &'static str,
+    work: impl Future<Output = Result<Response, ApiError>>,
+) -> Response {
+    record_route(route);
+    let response = work.await.unwrap_or_else(Reply::into_response);
+    count_request(route, response.status());
+    response
+}
+
+fn store_down(e: redis::RedisError) -> ApiError {
+    ApiError::unavailable("order store (Redis) unavailable; try again shortly")
+        .with_details(json!({ "cause": e.to_string() }))
+}
+
+/// A write that failed, as its answer: 503 either way, but when it was written and only its
+/// replication is unconfirmed, the answer says the order may exist, names it, and tells the
+/// client to retry with the same Idempotency-Key (a retry without one could place it twice).
+fn write_failed(e: WriteError, key: Option<&IdempotencyKey>, written: &str) -> ApiError {
+    match e {
+        WriteError::Store(e) => store_down(e),
+        WriteError::Unacknowledged { order_id, lag } => {
+            warn!(order_id = %order_id, cause = %lag, "Write not acknowledged by the Redis replicas ({written}); answered 503, it may exist");
+            let retry = match key {
+                Some(_) => "retry with the same Idempotency-Key to get it".to_owned(),
+                None => format!(
+                    "GET /order/{order_id} tells whether it exists; a plain retry could do it \
+                     twice (send an Idempotency-Key to make retries safe)"
+                ),
+            };
+            ApiError::unavailable(format!(
+                "{written} was written but the Redis replicas did not acknowledge it in time, \
+                 so it may exist (and then it will be processed): {retry}"
+            ))
+            .with_details(json!({
+                "order_id": order_id,
+                "may_exist": true,
+                "idempotency_key": key.map(IdempotencyKey::as_str),
+                "cause": lag.to_string(),
+            }))
+        }
+    }
+}
+
+/// The answer to a request whose Idempotency-Key was used before: the first success again
+/// (`status`, `body`), or 422 if the key came with another request.
+fn replay(
+    seen: Seen,
+    key: Option<&IdempotencyKey>,
+    status: StatusCode,
+    body: serde_json::Value,
+) -> Result<Response, ApiError> {
+    let key = key.map_or("", IdempotencyKey::as_str);
+    if !seen.same_request {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "Idempotency-Key {key:?} was first used with a different request (order {}); \
+                 a key names one request: use a new key for a new request",
+                seen.order_id
+            ),
+        )
+        .with_details(json!({ "idempotency_key": key, "order_id": seen.order_id })));
+    }
+    info!(order_id = %seen.order_id, idempotency_key = key, "Request replayed: its Idempotency-Key was used before; answering as the first time");
+    let reply = warp::reply::with_status(warp::reply::json(&body), status);
+    Ok(warp::reply::with_header(reply, REPLAYED, "true").into_response())
+}
+
+async fn place_order(
+    body: Bytes,
+    headers: HeaderMap,
+    store: OrderStore,
+) -> Result<Response, ApiError> {
+    if let Some(ct) = headers.get("content-type") {
+        let ct = String::from_utf8_lossy(ct.as_bytes());
+        if !ct.to_ascii_lowercase().contains("json") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "send application/json, not {}",
+                    ct.chars().take(100).collect::<String>()
+                ),
+            ));
+        }
+    }
+    let correlation_id = headers::correlation_id(&headers)?;
+    let key = headers::idempotency_key(&headers)?;
+    let new = parse_new_order(&body)?;
+    if let Err(busy) = store.outbox.admit().await {
+        let error = ApiError::unavailable(busy.to_string())
+            .with_details(json!({ "outbox_depth": busy.depth }));
+        return Ok(
+            warp::reply::with_header(error.into_response(), "retry-after", "1").into_response(),
+        );
+    }
+    let idempotent = key.clone().map(|key| Idempotent {
+        key,
+        request: json!({
+            "route": "POST /order",
+            "item": new.item,
+            "qty": new.qty,
+            "student_id": new.student_id,
+        })
+        .to_string(),
+    });
+    let order = match store
+        .place(new, correlation_id, idempotent.as_ref())
+        .await
+        .map_err(|e| write_failed(e, key.as_ref(), "the order"))?
+    {
+        Placed::New(order) => order,
+        Placed::Seen(seen) => {
+            record_order_id(&seen.order_id);
+            let body = json!({ "order_id": seen.order_id, "status": "PLACED" });
+            let location = format!("/order/{}", seen.order_id);
+            let reply = replay(seen, key.as_ref(), StatusCode::CREATED, body)?;
+            return Ok(warp::reply::with_header(reply, "location", location).into_response());
+        }
+    };
+    record_order_id(&order.order_id);
+    info!(order_id = %order.order_id, item = %order.item, qty = order.qty,
+          student_id = order.student_id.as_deref().unwrap_or("-"), correlation_id = %order.correlation_id,
+          idempotency_key = key.as_ref().map_or("-", IdempotencyKey::as_str), "order placed");
+    let body = json!({ "order_id": order.order_id, "status": order.status });
+    let reply = warp::reply::with_status(warp::reply::json(&body), StatusCode::CREATED);
+    Ok(
+        warp::reply::with_header(reply, "location", format!("/order/{}", order.order_id))
+            .into_response(),
+    )
+}
+
+/// Read `{"item","qty","student_id"}` with a reason a person can act on.
+fn parse_new_order(body: &[u8]) -> Result<NewOrder, ApiError> {
+    Ok(NewOrder::try_from(wire::read::<NewOrderBody>(body)?)?)
+}
+
+/// The body of `POST /order`, read like an event's body (see [`saga_domain::wire`]): an
+/// `order.placed` without the id, which is ours to give.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct NewOrderBody {
+    #[serde(deserialize_with = "wire::text")]
+    item: Option<String>,
+    #[serde(deserialize_with = "wire::integer")]
+    qty: Option<i64>,
+    #[serde(deserialize_with = "wire::text")]
+    student_id: Option<String>,
+}
+
+impl TryFrom<NewOrderBody> for NewOrder {
+    type Error = Malformed;
+
+    fn try_from(body: NewOrderBody) -> Result<Self, Malformed> {
+        Ok(Self {
+            item: Item::parse(&required(body.item, "item")?)?,
+            qty: Qty::parse(required(body.qty, "qty")?)?,
+            student_id: body
+                .student_id
+                .as_deref()
+                .map(StudentId::parse)
+                .transpose()?,
+        })
+    }
+}
+
+/// The body of `POST /order/{id}/cancel`, if there is one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct CancelBody {
+    #[serde(deserialize_with = "wire::text")]
+    reason: Option<String>,
+}
+
+fn parse_order_id(raw: &str) -> Result<OrderId, ApiError> {
+    OrderId::parse(raw).map_err(|e| {
+        ApiError::bad_request(format!("invalid order id: {}", e.0)).with_details(json!({
+            "field": "order_id",
+            "limit": format!(
+                "1 to {} bytes: ASCII letters, digits, '-', '_', '.'",
+                saga_domain::ids::MAX_ID_LEN
+            ),
+        }))
+    })
+}
+
+async fn get_order(id: String, store: OrderStore) -> Result<Response, ApiError> {
+    let order_id = parse_order_id(&id)?;
+    record_order_id(&order_id);
+    let Some(view) = store.get(&order_id).await.map_err(store_down)? else {
+        return Err(ApiError::not_found(format!("no order {order_id}"))
+            .with_details(json!({ "order_id": order_id })));
+    };
+    Ok(warp::reply::json(&view).into_response())
+}
+
+async fn list_orders(
+    query: HashMap<String, String>,
+    store: OrderStore,
+) -> Result<Response, ApiError> {
+    let number = |key: &str, default: usize, most: usize| -> Result<usize, ApiError> {
+        query.get(key).map_or(Ok(default), |v| {
+            v.parse::<usize>()
+                .ok()
+                .filter(|n| *n <= most)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "{key} must be an integer from 0 to {most}, got {:?}",
+                        v.chars().take(40).collect::<String>()
+                    ))
+                    .with_details(json!({ "field": key, "limit": most }))
+                })
+        })
+    };
+    // More than a page is read as a page (the lab's scripts ask for "all" that way).
+    let limit = number("limit", 100, usize::MAX)?.min(MAX_PAGE);
+    let offset = number("offset", 0, MAX_OFFSET)?;
+    let status = match query.get("status").map(|s| s.to_ascii_uppercase()) {
+        Some(s)
+            if ["PLACED", "CONFIRMED", "FAILED", "CANCELLING", "CANCELLED"]
+                .contains(&s.as_str()) =>
+        {
+            Some(s)
+        }
+        Some(s) => {
+            let shown: String = s.chars().take(40).collect();
+            return Err(ApiError::bad_request(format!("unknown status {shown:?}")));
+        }
+        None => None,
+    };
+    if query.is_empty() {
+        // The classic lab's shape: a plain GET /orders is a bare array of orders (its drills
+        // read it so), newest first, the newest MAX_PAGE of them.
+        let (orders, _) = store.list(None, 0, MAX_PAGE).await.map_err(store_down)?;
+        return Ok(warp::reply::json(&orders).into_response());
+    }
+    let (orders, total) = store
+        .list(status.as_deref(), offset, limit)
+        .await
+        .map_err(store_down)?;
+    let body = json!({ "orders": orders, "count": orders.len(), "total": total, "offset": offset, "limit": limit });
+    Ok(warp::reply::json(&body).into_response())
+}
+
+async fn cancel_order(
+    id: String,
+    body: Bytes,
+    headers: HeaderMap,
+    store: OrderStore,
+) -> Result<Response, ApiError> {
+    let order_id = parse_order_id(&id)?;
+    record_order_id(&order_id);
+    let correlation_id = headers::correlation_id(&headers)?;
+    let key = headers::idempotency_key(&headers)?;
+    let reason = parse_cancel_reason(&body)?;
+    let idempotent = key.clone().map(|key| Idempotent {
+        key,
+        request: json!({
+            "route": "POST /order/{id}/cancel",
+            "order_id": order_id,
+            "reason": reason,
+        })
+        .to_string(),
+    });
+    let cancelling = json!({ "order_id": order_id, "status": "CANCELLING" });
+    match store
+        .cancel(&order_id, &reason, correlation_id, idempotent.as_ref())
+        .await
+        .map_err(|e| write_failed(e, key.as_ref(), "the cancel"))?
+    {
+        Cancelled::Started => {
+            info!(order_id = %order_id, %reason, "order cancelling: stock will be released");
+            Ok(
+                warp::reply::with_status(warp::reply::json(&cancelling), StatusCode::ACCEPTED)
+                    .into_response(),
+            )
+        }
+        Cancelled::Seen(seen) => replay(seen, key.as_ref(), StatusCode::ACCEPTED, cancelling),
+        Cancelled::NotCancellable(status) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("order {order_id} is {status} and cannot be cancelled"),
+        )
+        .with_details(json!({ "order_id": order_id, "status": status }))),
+        Cancelled::UnknownOrder => Err(ApiError::not_found(format!("no order {order_id}"))),
+    }
+}
+
+/// The cancel's `reason`, from an optional body `{"reason": "..."}`.
+fn parse_cancel_reason(body: &[u8]) -> Result<String, ApiError> {
+    const DEFAULT: &str = "cancelled by request";
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(DEFAULT.to_owned());
+    }
+    let reason = wire::read::<CancelBody>(body)?.reason;
+    match reason {
+        None => Ok(DEFAULT.to_owned()),
+        Some(r) if r.chars().count() > MAX_REASON_CHARS => Err(ApiError::bad_request(format!(
+            "reason longer than {MAX_REASON_CHARS} characters"
+        ))
+        .with_details(json!({ "field": "reason", "limit": MAX_REASON_CHARS }))),
+        Some(r) => Ok(r),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_order_errors_are_readable() {
+        let err = |b: &str| parse_new_order(b.as_bytes()).unwrap_err().message;
+        assert_eq!(err(r#"{"item":"burger"}"#), "missing required field qty");
+        assert_eq!(
+            err(r#"{"item":"burger","qty":"two"}"#),
+            "qty must be an integer, got string \"two\""
+        );
+        assert!(err(r#"{"item":"burger","qty":0}"#).contains("at least 1"));
+        assert!(err("{nope").starts_with("body is not valid JSON"));
+        assert!(parse_new_order(br#"{"item":"burger","qty":2,"student_id":"s1"}"#).is_ok());
+    }
+
+    #[test]
+    fn a_new_order_is_read_like_an_event() {
+        let err = |b: &str| parse_new_order(b.as_bytes()).unwrap_err();
+        let e = err(r#"{"item":"burger","qty":1,"student_id":7}"#);
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.message, "student_id must be a string, got number 7");
+        assert_eq!(
+            err(r#"{"item":"fish & chips","qty":1}"#).message,
+            "item contains '&'"
+        );
+        assert_eq!(
+            err("[1,2,3]").message,
+            "body is JSON but not an object (got an array)"
+        );
+        // The id is ours to give: one in the body is ignored, like any field we do not know.
+        let new = parse_new_order(br#"{"order_id":"mine","item":"burger","qty":2,"x":[]}"#);
+        assert_eq!(new.unwrap().qty.get(), 2);
+    }
+
+    #[test]
+    fn a_cancel_reason_is_optional_and_bounded() {
+        assert_eq!(parse_cancel_reason(b"").unwrap(), "cancelled by request");
+        assert_eq!(parse_cancel_reason(b"{}").unwrap(), "cancelled by request");
+        assert_eq!(
+            parse_cancel_reason(br#"{"reason":"late"}"#).unwrap(),
+            "late"
+        );
+        let long = format!(r#"{{"reason":"{}"}}"#, "r".repeat(MAX_REASON_CHARS + 1));
+        let err = parse_cancel_reason(long.as_bytes()).unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(err.message, "reason longer than 500 characters");
+    }
+}

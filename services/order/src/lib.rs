@@ -1,0 +1,161 @@
+//! order-svc: takes orders over HTTP and follows them to their final status.
+//!
+//! - [`orders`]: orders in Redis, each written with its event; guarded status transitions.
+//! - [`outbox`]: the transactional outbox: the entry format, the relay that publishes it with
+//!   confirms, and the backpressure at the front door.
+//! - [`api`]: the HTTP API (warp), JSON everywhere, errors included; the limits on what a
+//!   request may bring, and `Idempotency-Key`.
+//! - [`headers`]: the request headers it reads, parsed at the edge with their limits.
+//! - [`status`]: consumes `order_status_queue` and applies inventory outcomes to orders.
+//!
+//! [`App::build`] binds the HTTP port and returns the real address (tests ask for port 0);
+//! [`App::run`] works until the shutdown token is cancelled, then drains and closes.
+
+pub mod api;
+pub mod headers;
+pub mod orders;
+pub mod outbox;
+pub mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use saga_platform::amqp::BrokerStatus;
+use saga_platform::amqp::consumer::{ConsumerSettings, run_watched_consumer};
+use saga_platform::redis::store::{Keys, Timeline};
+use saga_platform::service::config::Common;
+use saga_platform::service::http::Readiness;
+use saga_platform::service::watch::{Watchdog, supervise};
+use saga_platform::service::{Bound, SagaService};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::orders::{OrderStore, SERVICE};
+use crate::outbox::Outbox;
+use crate::outbox::relay::Relay;
+use crate::status::StatusHandler;
+
+/// order-svc: the HTTP front door of the saga.
+#[derive(Parser, Debug, Clone)]
+#[command(version, about)]
+pub struct Config {
+    #[command(flatten)]
+    pub common: Common,
+
+    /// Address of the HTTP API.
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:5001")]
+    pub http_addr: SocketAddr,
+
+    /// Outbox depth above which `POST /order` waits (up to 1 s, then 503) while the broker
+    /// is connected: backpressure instead of an ever-longer queue. About one relay batch.
+    #[arg(long, env = "OUTBOX_HIGH_WATER", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub outbox_high_water: u64,
+
+    /// How long an `Idempotency-Key` is remembered: a retry with the same key within this
+    /// window gets the first answer and never a second order (e.g. 24h, 30m).
+    #[arg(long, env = "IDEMPOTENCY_WINDOW", default_value = "24h",
+          value_parser = parse_idempotency_window)]
+    pub idempotency_window: Duration,
+}
+
+/// An idempotency window from a humane duration, 1 s to 30 days: shorter is no protection
+/// against a client's retries, longer keeps a record per request for ever in all but name.
+fn parse_idempotency_window(s: &str) -> Result<Duration, String> {
+    let window = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}; expected a duration such as 24h or 30m"))?;
+    if window < Duration::from_secs(1) || window > Duration::from_secs(30 * 24 * 3600) {
+        return Err(format!("{s} is out of range: use 1s to 30days"));
+    }
+    Ok(window)
+}
+
+/// The service with its HTTP port bound, ready to run.
+pub struct App(Bound<Config>);
+
+impl SagaService for App {
+    type Config = Config;
+    const NAME: &'static str = SERVICE;
+
+    fn common(config: &Config) -> &Common {
+        &config.common
+    }
+
+    async fn build(config: Config) -> anyhow::Result<Self> {
+        let addr = config.http_addr;
+        Ok(Self(Bound::bind(config, addr).await?))
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.0.addr
+    }
+
+    /// Serve, relay and consume until `shutdown`; then finish in-flight work and close.
+    ///
+    /// # Errors
+    /// Only set-up errors that no retry can fix.
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Bound {
+            config,
+            listener,
+            addr,
+        } = self.0;
+        let common = &config.common;
+        let redis =
+            saga_platform::redis::store::connect_with(&common.redis_url, common.replication)?;
+        let relay_status = Arc::new(BrokerStatus::default());
+        let outbox = Arc::new(Outbox::new(config.outbox_high_water, relay_status.clone()));
+        let keys = Keys::new(&common.redis_prefix);
+        let store = OrderStore::new(redis.clone(), keys, outbox, config.idempotency_window);
+        let consumer_status = Arc::new(BrokerStatus::default());
+        let metrics = saga_platform::service::telemetry::init_metrics();
+
+        let watchdog = Watchdog::new();
+        let readiness = Readiness {
+            brokers: vec![relay_status.clone(), consumer_status.clone()],
+            redis,
+            watchdog: watchdog.clone(),
+        };
+        let routes = api::routes(store.clone(), readiness, metrics);
+        let http = tokio::spawn(saga_platform::service::http::serve(
+            listener,
+            routes,
+            shutdown.clone(),
+        ));
+        info!(addr = %addr, "order-svc HTTP ready: POST /order, GET /order/{{id}}, GET /orders");
+
+        let relay = Arc::new(Relay {
+            store: store.clone(),
+            url: common.rabbitmq_url.clone(),
+            topology: common.topology.clone(),
+            status: relay_status,
+        });
+        let relay = tokio::spawn(supervise(
+            "outbox relay",
+            watchdog.clone(),
+            shutdown.clone(),
+            {
+                let shutdown = shutdown.clone();
+                move || relay.clone().run(shutdown.clone())
+            },
+        ));
+
+        let timeline = Timeline::new(store.redis().clone(), store.keys().clone());
+        let settings = ConsumerSettings::new(SERVICE, common, &common.topology.order_status_queue)
+            .with_timeline(timeline)
+            .with_watchdog(watchdog);
+        run_watched_consumer(
+            settings,
+            Arc::new(StatusHandler { orders: store }),
+            consumer_status,
+            shutdown.clone(),
+        )
+        .await;
+        saga_platform::amqp::log_task_end("outbox relay", relay.await);
+        saga_platform::amqp::log_task_end("http", http.await);
+        info!("order-svc stopped");
+        Ok(())
+    }
+}

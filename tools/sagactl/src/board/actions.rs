@@ -1,0 +1,323 @@
+//! What anyone at the board may do: place orders, publish a duplicate or a poison message,
+//! replay or purge the DLQ. Each action checks its parameters completely before it changes
+//! anything, so a bad request (4xx) leaves the saga exactly as it was.
+//!
+//! Orders go through order-svc's HTTP API, as a client's would. Duplicates and poison are
+//! published straight to the exchange, as a lab script (or a buggy producer) would, with the
+//! same functions `sagactl publish` uses; the DLQ with those of `sagactl dlq`.
+
+use std::sync::Arc;
+
+use clap::ValueEnum;
+use saga_domain::events::EventType;
+use saga_domain::ids::{Item, OrderId, Qty, StudentId};
+use saga_platform::service::http::ApiError;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use warp::http::StatusCode;
+
+use super::Board;
+use crate::dlq::{self, DlqError};
+use crate::publish::{self, Outgoing};
+use crate::samples::{Sample, SampleParams};
+
+/// At most this many orders per click.
+pub const MAX_ORDERS_PER_CLICK: u32 = 50;
+/// The student id orders placed from the board carry, so they are easy to tell apart.
+const BOARD_STUDENT: &str = "board";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceRequest {
+    pub item: String,
+    pub qty: i64,
+    #[serde(default = "one")]
+    pub count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Place `count` orders of `qty` x `item` through order-svc.
+///
+/// # Errors
+/// 400 for a bad item, quantity or count (nothing placed); order-svc's own refusal, passed on;
+/// 502 if order-svc cannot be reached.
+pub async fn place(board: &Board, request: PlaceRequest) -> Result<Value, ApiError> {
+    let item = Item::parse(request.item.trim()).map_err(|e| ApiError::bad_request(e.0))?;
+    let qty = Qty::parse(request.qty).map_err(|e| ApiError::bad_request(e.0))?;
+    if !(1..=MAX_ORDERS_PER_CLICK).contains(&request.count) {
+        return Err(ApiError::bad_request(format!(
+            "count must be between 1 and {MAX_ORDERS_PER_CLICK}, got {}",
+            request.count
+        )));
+    }
+    let body = json!({ "item": item.as_str(), "qty": qty.get(), "student_id": BOARD_STUDENT });
+    let mut placed = Vec::new();
+    for _ in 0..request.count {
+        let (status, answer) = board
+            .order_svc
+            .post_answer("/order", &body)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, format!("{e:#}")))?;
+        if !status.is_success() {
+            let reason = answer
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("no reason given");
+            board.record(
+                false,
+                format!("POST /order: order-svc answered {status}: {reason}"),
+            );
+            // Its verdict is the answer: a 4xx is the request's fault, a 5xx order-svc's.
+            let status = if status.is_client_error() {
+                status
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
+            return Err(ApiError::new(status, format!("order-svc: {reason}"))
+                .with_details(json!({ "placed": placed })));
+        }
+        if let Some(id) = answer.get("order_id").and_then(Value::as_str) {
+            placed.push(id.to_owned());
+        }
+    }
+    board.record(
+        true,
+        format!(
+            "POST /order {{\"item\":\"{item}\",\"qty\":{qty}}}{}",
+            match placed.len() {
+                1 => format!("  -> {}", placed[0]),
+                n => format!("  x {n}"),
+            },
+            qty = qty.get()
+        ),
+    );
+    Ok(json!({ "order_ids": placed }))
+}
+
+/// Publish the order's OrderPlaced again, with the same message id: a duplicate on purpose.
+///
+/// # Errors
+/// 400 for an invalid id, 404 for an order order-svc does not know, 502 if the broker or Redis
+/// cannot be reached.
+pub async fn duplicate(board: &Board, order_id: &str) -> Result<Value, ApiError> {
+    let id = OrderId::parse(order_id)
+        .map_err(|e| ApiError::bad_request(format!("invalid order id: {}", e.0)))?;
+    let timeline = crate::timeline::read(&board.redis, &board.keys, id.as_str())
+        .await
+        .map_err(unavailable)?;
+    let order = timeline
+        .order
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found(format!("order-svc has no order {id}")))?;
+    let message_id = timeline
+        .history
+        .iter()
+        .find(|h| h.event == EventType::OrderPlaced.name())
+        .map(|h| h.event_id.clone())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let message = Sample::Order
+        .build(&SampleParams {
+            order_id: Some(id.to_string()),
+            item: order.item.clone(),
+            qty: order.qty,
+            student_id: order
+                .student_id
+                .clone()
+                .filter(|s| StudentId::parse(s).is_ok()),
+        })
+        .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+    let routing_key = EventType::OrderPlaced.routing_key();
+    send(
+        board,
+        routing_key,
+        &message.body,
+        publish::properties(routing_key, Some(id.as_str()), &message_id),
+    )
+    .await?;
+    board.record(
+        true,
+        format!(
+            "sagactl publish --sample order --order-id {id} --item {} --qty {}  (same message_id {message_id})",
+            order.item, order.qty
+        ),
+    );
+    Ok(json!({
+        "order_id": id.as_str(),
+        "message_id": message_id,
+        "expect": "inventory finds its reservation record and re-sends the recorded outcome with the same event id; no stock moves",
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoisonRequest {
+    pub kind: String,
+}
+
+/// The samples a person may publish as poison.
+pub const POISON_KINDS: [Sample; 4] = [
+    Sample::MissingQty,
+    Sample::ZeroQty,
+    Sample::QtyTwo,
+    Sample::NotJson,
+];
+
+/// Publish one poison message of the chosen kind, about a fresh order id.
+///
+/// # Errors
+/// 400 for an unknown kind (nothing published), 502 if the broker cannot be reached.
+pub async fn poison(board: &Board, request: PoisonRequest) -> Result<Value, ApiError> {
+    let sample = POISON_KINDS
+        .into_iter()
+        .find(|s| {
+            s.to_possible_value()
+                .is_some_and(|v| v.get_name() == request.kind)
+        })
+        .ok_or_else(|| {
+            let kinds: Vec<String> = POISON_KINDS
+                .iter()
+                .filter_map(|s| s.to_possible_value().map(|v| v.get_name().to_owned()))
+                .collect();
+            ApiError::bad_request(format!(
+                "unknown poison kind {:?}; the kinds are: {}",
+                request.kind,
+                kinds.join(", ")
+            ))
+        })?;
+    let message = sample
+        .build(&SampleParams {
+            order_id: None,
+            item: "burger".into(),
+            qty: 1,
+            student_id: None,
+        })
+        .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+    let routing_key = message.event_type.routing_key();
+    let message_id = uuid::Uuid::new_v4().to_string();
+    send(
+        board,
+        routing_key,
+        &message.body,
+        publish::properties(routing_key, Some(&message.order_id), &message_id),
+    )
+    .await?;
+    board.record(
+        true,
+        format!(
+            "sagactl publish --sample {} --order-id {}",
+            request.kind, message.order_id
+        ),
+    );
+    Ok(json!({
+        "order_id": message.order_id,
+        "message_id": message_id,
+        "expect": sample.expectation(),
+    }))
+}
+
+async fn send(
+    board: &Board,
+    routing_key: &str,
+    body: &[u8],
+    properties: lapin::BasicProperties,
+) -> Result<(), ApiError> {
+    let conn = board.broker.get().await.map_err(unavailable)?;
+    let outgoing = Outgoing {
+        exchange: &board.common.topology.exchange,
+        routing_key,
+        body,
+        properties,
+    };
+    publish::publish_copies(&conn, &board.common.topology, &outgoing, 1)
+        .await
+        .map_err(unavailable)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// Position in the DLQ, from 1, as the page listed it.
+    pub position: Option<usize>,
+    /// The message's key as the page saw it: a replay never hits another message.
+    pub key: Option<String>,
+    /// Replay every message in the DLQ instead.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// Replay one DLQ message (the one the page showed at that position) or all of them.
+///
+/// # Errors
+/// 400 for a request that names no message, 404 for a position past the end, 409 when the
+/// DLQ changed since the page looked, 502 for a broker failure.
+pub async fn replay(board: &Arc<Board>, request: ReplayRequest) -> Result<Value, ApiError> {
+    let dlq = board.common.topology.dlq_queue.clone();
+    let result = match (request.all, request.position, request.key.as_deref()) {
+        (true, None, None) => {
+            let conn = board.broker.get().await.map_err(unavailable)?;
+            let report = dlq::replay_every(&conn, &dlq).await.map_err(unavailable)?;
+            board.record(
+                report.failed == 0,
+                format!(
+                    "sagactl dlq replay --all  ({} replayed, {} left)",
+                    report.replayed, report.failed
+                ),
+            );
+            Ok(json!({ "replayed": report.replayed, "left": report.failed, "lines": report.lines }))
+        }
+        (false, Some(position), Some(key)) => {
+            let conn = board.broker.get().await.map_err(unavailable)?;
+            match dlq::replay_at(&conn, &dlq, position, Some(key)).await {
+                Ok(done) => {
+                    board.record(true, format!("sagactl dlq replay {position}  ({done})"));
+                    Ok(json!({ "replayed": 1, "what": done }))
+                }
+                Err(e @ DlqError::NotNumbered) => Err(ApiError::bad_request(e.to_string())),
+                Err(e @ DlqError::NoSuchMessage { .. }) => Err(ApiError::not_found(e.to_string())),
+                Err(e @ DlqError::Changed { .. }) => {
+                    Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
+                }
+                Err(e) => Err(unavailable(e)),
+            }
+        }
+        _ => Err(ApiError::bad_request(
+            "say which message ({\"position\": N, \"key\": \"...\"} as listed) or {\"all\": true}",
+        )),
+    };
+    board.dlq_dirty.notify_one();
+    result
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeRequest {
+    #[serde(default)]
+    pub confirm: bool,
+}
+
+/// Empty the DLQ, if the request confirms it.
+///
+/// # Errors
+/// 400 without `"confirm": true` (nothing purged), 502 for a broker failure.
+pub async fn purge(board: &Board, request: PurgeRequest) -> Result<Value, ApiError> {
+    if !request.confirm {
+        return Err(ApiError::bad_request(
+            "purging deletes every message in the DLQ for good: send {\"confirm\": true}",
+        ));
+    }
+    let conn = board.broker.get().await.map_err(unavailable)?;
+    let purged = dlq::purge_all(&conn, &board.common.topology.dlq_queue)
+        .await
+        .map_err(unavailable)?;
+    board.record(true, format!("sagactl dlq purge  ({purged} deleted)"));
+    board.dlq_dirty.notify_one();
+    Ok(json!({ "purged": purged }))
+}
+
+/// A dependency failed: the request was fine, the saga's plumbing was not there.
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::BAD_GATEWAY, format!("{e:#}"))
+}
