@@ -11,7 +11,7 @@ COPY . .
 # cached target directory, which is not part of the image.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --bins --locked \
+    cargo build --release --workspace --bins --locked \
  && mkdir -p /out \
  && find target/release -maxdepth 1 -type f -executable -exec cp {} /out/ \; \
  && ls /out

@@ -7,7 +7,10 @@
 # ORDER_ID, that order is clicked first so its swimlane is on the picture. Drives Chromium over
 # WebDriver with nothing but curl (chromium and chromium-driver from the OS packages, as
 # scripts/test.sh installs them); the window is tall enough for the whole board.
+# CHROMEDRIVER_PORT (default 9555) is where chromedriver listens meanwhile.
 set -euo pipefail
+# -h or --help anywhere: the comment at the top of this file is the usage; print it, run nothing.
+for arg in "$@"; do case $arg in -h|--help) sed -n '1,/^$\|^[^#]/{/^#!/d;/^#/!d;/shellcheck/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;; esac; done
 
 URL=${1:-http://127.0.0.1:8080}
 OUT=${2:-docs/board.png}

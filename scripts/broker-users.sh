@@ -35,6 +35,8 @@
 # SAGA_MANAGEMENT_ADDR (127.0.0.1:15672),
 # EXCHANGE (order_events), and the queue names as the services read them (INVENTORY_QUEUE, ...).
 set -euo pipefail
+# -h or --help anywhere: the comment at the top of this file is the usage; print it, run nothing.
+for arg in "$@"; do case $arg in -h|--help) sed -n '1,/^$\|^[^#]/{/^#!/d;/^#/!d;/shellcheck/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;; esac; done
 
 say() { printf 'broker-users: %s\n' "$*"; }
 die() { printf 'broker-users: error: %s\n' "$*" >&2; exit 1; }

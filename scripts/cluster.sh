@@ -31,6 +31,8 @@
 #   SAGA_BIN_DIR       binaries to run (default: a release build, made by this script)
 #   and what scripts/svc.sh passes through (REDIS_PREFIX, RUST_LOG, INITIAL_STOCK, ...).
 set -euo pipefail
+# -h or --help anywhere: the comment at the top of this file is the usage; print it, run nothing.
+for arg in "$@"; do case $arg in -h|--help) sed -n '1,/^$\|^[^#]/{/^#!/d;/^#/!d;/shellcheck/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;; esac; done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SVC=$ROOT/scripts/svc.sh
@@ -353,9 +355,9 @@ leader_of() {
 
 binaries() {
   if [ -n "${SAGA_BIN_DIR:-}" ]; then return; fi
-  say "building release binaries (cargo build --release --bins)"
+  say "building release binaries (cargo build --release --workspace --bins)"
   mkdir -p "$DIR/run"
-  (cd "$ROOT" && cargo build --release --bins) >"$DIR/run/build.log" 2>&1 ||
+  (cd "$ROOT" && cargo build --release --workspace --bins) >"$DIR/run/build.log" 2>&1 ||
     { tail -n 30 "$DIR/run/build.log" >&2; die "cargo build failed (full output: $DIR/run/build.log)"; }
 }
 

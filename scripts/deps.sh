@@ -2,7 +2,13 @@
 # Make RabbitMQ (with its management plugin) and Redis available on this machine, without Docker.
 # Installs them from the OS packages when absent, starts them when not running, and waits until
 # both answer. Safe to run any number of times; says what it did.
+#
+#   scripts/deps.sh            (no arguments)
+#
+# Environment: REDIS_PORT (6379), AMQP_PORT (5672), SAGA_STATE_DIR (/var/lib/saga: Redis's data).
 set -euo pipefail
+# -h or --help anywhere: the comment at the top of this file is the usage; print it, run nothing.
+for arg in "$@"; do case $arg in -h|--help) sed -n '1,/^$\|^[^#]/{/^#!/d;/^#/!d;/shellcheck/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;; esac; done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REDIS_PORT=${REDIS_PORT:-6379}

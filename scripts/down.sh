@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Stop the board and the three services started by scripts/up.sh (or scripts/svc.sh). With --all,
-# also stop RabbitMQ (rabbitmqctl stop; node from RABBITMQ_NODENAME if set) and Redis
-# (scripts/redis-server.sh stop; port from REDIS_PORT, default 6379). Both keep their data:
+# Stop the board and the three services started by scripts/up.sh (or scripts/svc.sh).
+#
+#   scripts/down.sh            the board and the services; RabbitMQ and Redis keep running
+#   scripts/down.sh --all      also RabbitMQ and Redis
+#
+# With --all, RabbitMQ stops with rabbitmqctl stop (node from RABBITMQ_NODENAME if set) and Redis
+# with scripts/redis-server.sh stop (port from REDIS_PORT, default 6379). Both keep their data:
 # RabbitMQ its durable queues and messages, Redis its append-only file, so scripts/up.sh brings
 # back every order. Idempotent: what is not running is skipped.
 set -euo pipefail
+# -h or --help anywhere: the comment at the top of this file is the usage; print it, run nothing.
+for arg in "$@"; do case $arg in -h|--help) sed -n '1,/^$\|^[^#]/{/^#!/d;/^#/!d;/shellcheck/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;; esac; done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REDIS_PORT=${REDIS_PORT:-6379}

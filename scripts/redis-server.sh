@@ -12,6 +12,8 @@
 # non-durable one: without AOF it turns AOF on first (see adopt below).
 # On failure: one line `redis-server.sh: error: ...` on stderr and exit 1 (2 for a usage error).
 set -euo pipefail
+# -h or --help anywhere: the comment at the top of this file is the usage; print it, run nothing.
+for arg in "$@"; do case $arg in -h|--help) sed -n '1,/^$\|^[^#]/{/^#!/d;/^#/!d;/shellcheck/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;; esac; done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CONF=$ROOT/deploy/redis.conf

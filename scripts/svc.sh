@@ -26,6 +26,8 @@
 # A second copy beside a running one needs its own vhost (RABBITMQ_URL=amqp://.../VHOST), REDIS_PREFIX,
 # *_HTTP_ADDR and SAGA_RUN_DIR: with only another prefix, both copies consume the same queues.
 set -euo pipefail
+# -h or --help anywhere: the comment at the top of this file is the usage; print it, run nothing.
+for arg in "$@"; do case $arg in -h|--help) sed -n '1,/^$\|^[^#]/{/^#!/d;/^#/!d;/shellcheck/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;; esac; done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN_DIR=${SAGA_BIN_DIR:-target/release}
@@ -171,7 +173,7 @@ start_one() {
     fi
     return 0
   fi
-  [ -x "$bin" ] || die "$name: no binary at $bin (build it: cargo build --release --bins)"
+  [ -x "$bin" ] || die "$name: no binary at $bin (build it: cargo build --release --workspace --bins)"
   if [ "$name" = board ]; then
     # The board watches the services this script starts, in this run directory.
     export ORDER_URL=${ORDER_URL:-$(base_url order-svc)}

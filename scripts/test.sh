@@ -4,7 +4,11 @@
 # board's browser test. Each test makes its own vhost and Redis prefix, so this never touches a
 # running demo. tests/tests/cluster.rs also starts a private cluster profile (scripts/cluster.sh on
 # its own node names and ports; about 2 minutes with the failover drill) and removes it afterwards.
+#
+#   scripts/test.sh            (no arguments; TEST_THREADS, default 4: tests run at once)
 set -euo pipefail
+# -h or --help anywhere: the comment at the top of this file is the usage; print it, run nothing.
+for arg in "$@"; do case $arg in -h|--help) sed -n '1,/^$\|^[^#]/{/^#!/d;/^#/!d;/shellcheck/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;; esac; done
 cd "$(dirname "$0")/.."
 
 say() { printf 'test: %s\n' "$*"; }
@@ -23,6 +27,6 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium chromium-driver iproute2 curl >/dev/null
 fi
 say "building the binaries the integration tests spawn"
-cargo build --bins --quiet
+cargo build --workspace --bins --quiet
 say "running all tests (unit + integration)"
 cargo test --workspace --quiet -- --test-threads "${TEST_THREADS:-4}"

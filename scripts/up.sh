@@ -6,12 +6,15 @@
 # Honours the environment svc.sh does (ORDER_HTTP_ADDR, BOARD_ADDR, SAGA_RUN_DIR, REDIS_PREFIX,
 # RUST_LOG, ...). BOARD=no leaves the board out.
 #
+#   scripts/up.sh              the lab's setup: every program is guest on vhost /
 #   scripts/up.sh --hardened   (or SAGA_BROKER=hardened) the hardened broker: the saga in its own
 #                              vhost (SAGA_HARDENED_VHOST, default saga) where each service is its
 #                              own broker user with topic permissions (scripts/broker-users.sh), so
 #                              a student's forged order.cancelled is refused by the broker itself.
 #                              The lab's guest setup (vhost /) stays the default. See docs/SECURITY.md.
 set -euo pipefail
+# -h or --help anywhere: the comment at the top of this file is the usage; print it, run nothing.
+for arg in "$@"; do case $arg in -h|--help) sed -n '1,/^$\|^[^#]/{/^#!/d;/^#/!d;/shellcheck/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;; esac; done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SVC=$ROOT/scripts/svc.sh
@@ -53,11 +56,11 @@ if [ "${SAGA_BROKER:-lab}" = hardened ]; then
   as_root "$ROOT/scripts/broker-users.sh" "${SAGA_HARDENED_VHOST:-saga}" || die "scripts/broker-users.sh failed (see above)"
 fi
 
-say "step 2/3: building release binaries (cargo build --release --bins; may take a few minutes the first time)"
+say "step 2/3: building release binaries (cargo build --release --workspace --bins; may take a few minutes the first time)"
 ensure_toolchain
 mkdir -p "$RUN_DIR"
 build_log=$RUN_DIR/build.log
-if ! (cd "$ROOT" && cargo build --release --bins) >"$build_log" 2>&1; then
+if ! (cd "$ROOT" && cargo build --release --workspace --bins) >"$build_log" 2>&1; then
   tail -n 30 "$build_log" >&2
   die "cargo build failed (full output: $build_log)"
 fi

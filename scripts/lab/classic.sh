@@ -16,6 +16,8 @@
 # "✅ Backlog drained successfully!" and the final statuses; this script exits non-zero unless all
 # three pass and none printed a warning (⚠️), a failure (❌) or an error fetching the orders.
 set -euo pipefail
+# -h or --help anywhere: the comment at the top of this file is the usage; print it, run nothing.
+for arg in "$@"; do case $arg in -h|--help) sed -n '1,/^$\|^[^#]/{/^#!/d;/^#/!d;/shellcheck/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;; esac; done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 RUN_DIR=${SAGA_RUN_DIR:-/tmp/saga-run}

@@ -3,6 +3,8 @@
 # read what sagactl says: the drills decide from `sagactl ... --json`, one JSON document with
 # stable field names, read with python3 (always on Debian; no jq needed), never from a table.
 #
+#   . scripts/lab/common.sh    (sourced, not run; the drills take no arguments)
+#
 # Environment (all optional; the defaults are the demo that scripts/up.sh starts):
 #   SAGACTL        the sagactl binary (default: target/release/sagactl, else target/debug/sagactl)
 #   ORDER_URL, INVENTORY_URL   the services (default: what scripts/svc.sh url says, i.e. the
@@ -10,6 +12,9 @@
 #   SAGA_RUN_DIR   pid and log files of scripts/svc.sh (default /tmp/saga-run)
 #   RABBITMQ_URL, REDIS_URL, REDIS_PREFIX   passed through to sagactl (defaults: local, vhost /, "saga")
 # shellcheck shell=bash
+
+# -h or --help anywhere: the comment at the top of this file is the usage; print it, run nothing.
+for arg in "$@"; do case $arg in -h|--help) sed -n '1,/^$\|^[^#]/{/^#!/d;/^#/!d;/shellcheck/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;; esac; done
 
 LAB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SVC=$LAB_ROOT/scripts/svc.sh

@@ -5,7 +5,11 @@
 # What it shows: poison is about the message, not the moment. Retrying it would block the queue
 # forever, so inventory-svc moves it aside (byte for byte, with x-dlq-* headers saying why) and
 # goes on. Run against the demo from scripts/up.sh, ideally quiet: the drill counts the DLQ.
+#
+#   scripts/lab/dlq.sh    (no arguments; environment: see scripts/lab/common.sh)
 set -euo pipefail
+# -h or --help anywhere: the comment at the top of this file is the usage; print it, run nothing.
+for arg in "$@"; do case $arg in -h|--help) sed -n '1,/^$\|^[^#]/{/^#!/d;/^#/!d;/shellcheck/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;; esac; done
 # shellcheck source=SCRIPTDIR/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 

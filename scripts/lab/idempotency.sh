@@ -6,7 +6,11 @@
 # in the same atomic Redis step that takes the stock; the second copy finds the record, takes
 # nothing, and only re-sends the recorded outcome. Run it on a quiet demo (scripts/up.sh): the
 # stock check assumes nobody else orders burgers meanwhile.
+#
+#   scripts/lab/idempotency.sh    (no arguments; environment: see scripts/lab/common.sh)
 set -euo pipefail
+# -h or --help anywhere: the comment at the top of this file is the usage; print it, run nothing.
+for arg in "$@"; do case $arg in -h|--help) sed -n '1,/^$\|^[^#]/{/^#!/d;/^#/!d;/shellcheck/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;; esac; done
 # shellcheck source=SCRIPTDIR/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 

@@ -10,7 +10,11 @@
 # Not in run_all.sh: it restarts RabbitMQ and Redis (half a minute or so), which the other drills
 # do not expect; CI runs it after them. Run it against the demo from scripts/up.sh, on a quiet
 # demo: the stock check assumes nobody else orders meanwhile.
+#
+#   scripts/lab/persistence.sh    (no arguments; environment: see scripts/lab/common.sh)
 set -euo pipefail
+# -h or --help anywhere: the comment at the top of this file is the usage; print it, run nothing.
+for arg in "$@"; do case $arg in -h|--help) sed -n '1,/^$\|^[^#]/{/^#!/d;/^#/!d;/shellcheck/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;; esac; done
 # shellcheck source=SCRIPTDIR/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 

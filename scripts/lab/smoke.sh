@@ -4,7 +4,11 @@
 # What it shows: POST /order answers at once (201, status PLACED); the saga then runs
 # asynchronously (order-svc -> inventory-svc -> order-svc) and the order becomes CONFIRMED a
 # moment later. Run against the demo from scripts/up.sh; see common.sh for the environment.
+#
+#   scripts/lab/smoke.sh    (no arguments; environment: see scripts/lab/common.sh)
 set -euo pipefail
+# -h or --help anywhere: the comment at the top of this file is the usage; print it, run nothing.
+for arg in "$@"; do case $arg in -h|--help) sed -n '1,/^$\|^[^#]/{/^#!/d;/^#/!d;/shellcheck/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;; esac; done
 # shellcheck source=SCRIPTDIR/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 

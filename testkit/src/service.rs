@@ -120,7 +120,7 @@ impl ServiceProcess {
     pub async fn spawn(spec: Spawn) -> anyhow::Result<Self> {
         anyhow::ensure!(
             spec.binary.is_file(),
-            "{} not found: build the binaries first (cargo build --bins)",
+            "{} not found: build the binaries first (cargo build --workspace --bins)",
             spec.binary.display()
         );
         let mut env = spec.env.clone();

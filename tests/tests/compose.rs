@@ -1,8 +1,9 @@
-//! compose.yaml and the Dockerfile, checked against the binaries they run. No Docker engine runs
-//! on the course machines, so CI cannot start the Compose profile; instead this reads the file and
-//! holds it to what the code says: each service's environment keys are variables its binary
+//! compose.yaml, the Dockerfile and the scripts, checked against the binaries they run. No Docker
+//! engine runs on the course machines, so CI cannot start the Compose profile; instead this reads
+//! the file and holds it to what the code says: each service's environment keys are variables its binary
 //! really reads (clap's `CommandFactory` knows every one), its HTTP port is published and health
-//! checked, and state lives in named volumes, Redis with the project's one persistence file.
+//! checked, and state lives in named volumes, Redis with the project's one persistence file. Every
+//! script answers `--help` with all its verbs, before it does anything else.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -196,5 +197,137 @@ fn the_image_builds_and_carries_every_binary() {
             .lines()
             .any(|l| l.trim().trim_matches('/') == "target"),
         ".dockerignore keeps target/ out of the build context"
+    );
+}
+
+/// Every script of scripts/ and scripts/lab/, with what its `--help` must name: all its verbs
+/// and options (or that it takes none). A script added without an entry here fails the test.
+const SCRIPTS: &[(&str, &[&str])] = &[
+    ("scripts/bench.sh", &["--quick", "--out"]),
+    (
+        "scripts/board-screenshot.sh",
+        &["[URL] [OUT.png] [ORDER_ID]", "CHROMEDRIVER_PORT"],
+    ),
+    ("scripts/broker-users.sh", &["[VHOST]", "--remove [VHOST]"]),
+    (
+        "scripts/cluster.sh",
+        &[
+            "cluster.sh up",
+            "cluster.sh down [--wipe]",
+            "cluster.sh status",
+            "cluster.sh kill NODE",
+            "cluster.sh start NODE",
+            "cluster.sh env",
+        ],
+    ),
+    ("scripts/deps.sh", &["no arguments"]),
+    ("scripts/down.sh", &["down.sh --all"]),
+    ("scripts/redis-server.sh", &["start PORT DIR", "stop PORT"]),
+    (
+        "scripts/svc.sh",
+        &[
+            "start|stop|restart|status NAME",
+            "status all",
+            "url NAME",
+            "board",
+        ],
+    ),
+    ("scripts/test.sh", &["no arguments", "TEST_THREADS"]),
+    ("scripts/up.sh", &["up.sh --hardened"]),
+    ("scripts/lab/backlog-drain.sh", &["no arguments"]),
+    ("scripts/lab/classic.sh", &["classic.sh LAB_CHECKOUT"]),
+    ("scripts/lab/common.sh", &["sourced"]),
+    ("scripts/lab/dlq.sh", &["no arguments"]),
+    ("scripts/lab/idempotency.sh", &["no arguments"]),
+    ("scripts/lab/persistence.sh", &["no arguments"]),
+    ("scripts/lab/run_all.sh", &["no arguments"]),
+    ("scripts/lab/smoke.sh", &["no arguments"]),
+];
+
+/// `bash SCRIPT ARG` from the repository's root: exit code and standard output. Only ever run
+/// with `--help`/`-h`, which every script answers before it does anything else (some install
+/// packages, stop the shared broker or run the whole suite when given anything else).
+fn run_script(script: &str, arg: &str) -> (Option<i32>, String) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .arg(arg)
+        .current_dir(&root)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("bash {script} {arg}: {e}"));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn every_script_answers_help_with_all_its_verbs_and_exits_0() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let on_disk: BTreeSet<String> = ["scripts", "scripts/lab"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(root.join(dir)).expect("scripts/ is readable"))
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let rel = path.strip_prefix(&root).ok()?.to_str()?.to_owned();
+            rel.ends_with(".sh").then_some(rel)
+        })
+        .collect();
+    let listed: BTreeSet<String> = SCRIPTS.iter().map(|(s, _)| (*s).to_owned()).collect();
+    assert_eq!(on_disk, listed, "every script has its entry in SCRIPTS");
+
+    for (script, verbs) in SCRIPTS {
+        for arg in ["--help", "-h"] {
+            let (code, usage) = run_script(script, arg);
+            assert_eq!(
+                code,
+                Some(0),
+                "{script} {arg} exits 0; it printed:\n{usage}"
+            );
+            for verb in *verbs {
+                assert!(
+                    usage.contains(verb),
+                    "{script} {arg} names {verb:?}:\n{usage}"
+                );
+            }
+        }
+    }
+}
+
+/// scripts/bench.sh passes its arguments to saga-bench: its usage lists every flag the binary
+/// takes, so the two cannot drift apart.
+#[test]
+fn bench_sh_help_lists_every_flag_of_saga_bench() {
+    let bench = harness::process::bin_dir().join("saga-bench");
+    let out = std::process::Command::new(&bench)
+        .arg("--help")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (build it first: cargo build --workspace --bins)",
+                bench.display()
+            )
+        });
+    assert!(out.status.success());
+    let flags: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(|w| {
+            w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+                .to_owned()
+        })
+        .filter(|w| w != "--help" && w != "--version")
+        .collect();
+    assert!(flags.contains("--orders"), "{flags:?}");
+    let (code, usage) = run_script("scripts/bench.sh", "--help");
+    assert_eq!(code, Some(0));
+    let missing: Vec<&String> = flags
+        .iter()
+        .filter(|f| !usage.contains(f.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "scripts/bench.sh --help lacks {missing:?}:\n{usage}"
     );
 }

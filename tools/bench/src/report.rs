@@ -140,7 +140,7 @@ impl Report {
             doc,
             "# Benchmarks\n\n\
              What the saga does on one machine, beside what the broker alone does on the same \
-             message path in the same run. Written by `saga-bench` (`bench/`): rerun with \
+             message path in the same run. Written by `saga-bench` (`tools/bench/`): rerun with \
              `scripts/bench.sh` (full run) or `scripts/bench.sh --quick` (smoke run). \
              The benchmark is not a test: no number fails anything. What moved these figures, \
              with profiles, and the targets they are held to: \

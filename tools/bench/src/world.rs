@@ -62,7 +62,7 @@ impl Lab {
             let path = config.bin_dir.join(kind.binary());
             anyhow::ensure!(
                 path.is_file(),
-                "{} not found: build first (cargo build --release --bins), or pass --bin-dir",
+                "{} not found: build first (cargo build --release --workspace --bins), or pass --bin-dir",
                 path.display()
             );
         }
