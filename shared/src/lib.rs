@@ -12,6 +12,7 @@
 //! - [`amqp`]: connecting with backoff, publishing with confirms, declaring the topology.
 //! - [`nodes`]: `RABBITMQ_URL` as a list of cluster nodes: validated, redacted, tried in turn.
 //! - [`headers`]: copies of a message's headers made to fit one AMQP frame (DLQ, retry queue).
+//! - [`oversized`]: taking off a queue a message the broker grew past the frame (lapin cannot read it).
 //! - [`consumer`]: the consume loop that turns a handler's [`consumer::Outcome`] into ack,
 //!   dead-letter or retry.
 //! - [`retry`]: the retry policy: an outage is waited out, any other failure is retried a few
@@ -41,6 +42,7 @@ pub mod headers;
 pub mod http;
 pub mod ids;
 pub mod nodes;
+pub mod oversized;
 pub mod redis_client;
 pub mod replication;
 pub mod retry;
