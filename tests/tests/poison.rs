@@ -196,6 +196,65 @@ async fn poison_with_headers_near_the_frame_limit_is_dead_lettered_without_them(
     Ok(())
 }
 
+/// RabbitMQ checks a publisher's frames against the limit, then adds `x-death` when it
+/// dead-letters the message out of the retry queue, and delivers it over the limit: lapin closes
+/// the connection on it (FRAME-ERROR) and, without the rescue, it came first again after every
+/// reconnect. Found by the hostile suite (seed 16953245038674439883).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_the_broker_grows_past_the_frame_is_rescued_into_the_dlq_and_the_next_order_flows()
+-> anyhow::Result<()> {
+    let env = TestEnv::new("poison-grown").await?;
+    let inv = env.start(ServiceKind::Inventory).await?;
+    inv.wait_ready(T).await?;
+    let seeded = env.seeded_stock("burger").await?;
+    // Just under the frame as published; over it once the broker has added x-death.
+    let grown = headers(vec![("x-bulk".to_owned(), text(&"b".repeat(130_800)))]);
+    let body = order_placed("grown-1", "burger");
+    let retry_queue = Topology::retry_queue(&env.topology.inventory_queue);
+    let (conn, channel) = env.channel().await?;
+    let confirm = channel
+        .basic_publish(
+            "".into(),
+            retry_queue.as_str().into(),
+            BasicPublishOptions::default(),
+            &body,
+            BasicProperties::default()
+                .with_headers(grown)
+                .with_expiration("50".into()),
+        )
+        .await?
+        .await?;
+    anyhow::ensure!(confirm.is_ack(), "publish not confirmed");
+    let _ = conn.close(200, "done".into()).await;
+
+    let dead = the_one_dead_letter(&env, "the grown message in the DLQ").await?;
+    assert_eq!(dead.body, body, "the body is byte-for-byte unchanged");
+    let reason = dead.header("x-dlq-reason").unwrap_or_default();
+    assert!(reason.contains("too large to receive"), "{reason}");
+    assert!(reason.contains("left out: x-bulk"), "{reason}");
+    assert_eq!(
+        dead.header("x-original-queue"),
+        Some(Topology::retry_due_queue(&env.topology.inventory_queue))
+    );
+    publish(
+        &env,
+        "order.placed",
+        &order_placed("after-grown", "burger"),
+        FieldTable::default(),
+    )
+    .await?;
+    eventually("the next order reserved", T, || async {
+        match env.stock("burger").await.map_err(|e| e.to_string())? {
+            Some(n) if n == seeded - 1 => Ok(()),
+            other => Err(format!("burger available {other:?}")),
+        }
+    })
+    .await?;
+    unacked_back_to_zero(&env, &env.topology.inventory_queue).await?;
+    assert!(!inv.log_contains("panicked"), "no panic");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_body_over_the_limit_is_dead_lettered_unread_and_the_next_order_flows()
 -> anyhow::Result<()> {

@@ -10,6 +10,8 @@
 //! - [`retry`]: the retry policy and its mechanics: an outage is waited out, any other failure is
 //!   retried a few times through a retry queue, then dead-lettered.
 //! - [`headers`]: copies of a message's headers made to fit one AMQP frame (DLQ, retry queue).
+//! - [`oversized`]: taking off a queue a message the broker grew past the frame (lapin cannot
+//!   read it).
 //!
 //! The consume loop that decides what happens to each delivery lives in [`consumer`].
 //! Connection loss is handled by explicit reconnect loops rather than lapin's auto-recovery:
@@ -24,6 +26,7 @@
 pub mod consumer;
 pub mod headers;
 pub mod nodes;
+pub mod oversized;
 pub mod properties;
 pub mod retry;
 pub mod topology;

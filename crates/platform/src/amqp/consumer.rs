@@ -50,6 +50,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::amqp::headers;
+use crate::amqp::oversized;
 use crate::amqp::properties::MetaProperties;
 use crate::amqp::retry::{self, FailureKind, NextStep, Panicked, Parked, RetryPolicy};
 use crate::amqp::topology::Topology;
@@ -297,6 +298,13 @@ pub async fn run_consumer<H: Handler>(
                 status.set(false);
                 metrics::counter!("saga_reconnects_total").increment(1);
                 close_connection(&conn, 320, "reconnecting").await;
+                // A message grown past the frame by the broker would end every session the
+                // same way: take it off the queue before consuming again.
+                if oversized::is_frame_too_large(&cause) {
+                    let frame_max = conn.configuration().frame_max();
+                    let outcome = oversized::rescue(&settings, frame_max).await;
+                    oversized::report(&settings.queue, &outcome);
+                }
                 // A session that lived a while earns a fresh backoff; a flapping one does not.
                 if started.elapsed() > Duration::from_secs(30) {
                     backoff.reset();
@@ -820,24 +828,22 @@ impl Delivered<'_> {
         attempts: Option<u32>,
     ) -> Result<String, PublishError> {
         let (delivery, settings, origin) = (self.delivery, self.settings, self.origin);
-        let text = |value: &str| AMQPValue::LongString(LongString::from(value.as_bytes().to_vec()));
         let mut reason = headers::truncate(reason, MAX_REASON);
-        let mut ours = vec![
-            ("x-dlq-reason", text(&reason)),
-            ("x-dlq-service", text(&settings.service)),
-            ("x-original-exchange", text(&origin.exchange)),
-            ("x-original-routing-key", text(&origin.routing_key)),
-            ("x-original-queue", text(&settings.queue)),
-            ("x-dlq-at", text(&unix_now_secs().to_string())),
-        ];
-        if let Some(attempts) = attempts {
-            ours.push(("x-dlq-attempts", text(&attempts.to_string())));
-        }
+        let ours = dlq_headers(
+            &reason,
+            &settings.service,
+            &origin.exchange,
+            &origin.routing_key,
+            &settings.queue,
+            &unix_now_secs().to_string(),
+            attempts,
+        );
         let budget = self.publisher.header_budget().saturating_sub(DROPPED_NOTE);
         let mut fitted = headers::fit(delivery.properties.headers().as_ref(), &ours, budget);
         if !fitted.dropped.is_empty() {
             reason = with_dropped_note(&reason, &fitted.dropped);
-            fitted.headers.insert("x-dlq-reason".into(), text(&reason));
+            let text = AMQPValue::LongString(LongString::from(reason.as_bytes().to_vec()));
+            fitted.headers.insert("x-dlq-reason".into(), text);
         }
         let properties = copy_properties(&delivery.properties)
             .with_headers(fitted.headers)
@@ -861,9 +867,36 @@ impl Delivered<'_> {
     }
 }
 
+/// The `x-dlq-*` and `x-original-*` headers of a DLQ copy: why, who, where it came from, when
+/// (unix seconds), and after how many attempts if it was retried. `queue` is the queue the
+/// message was read from; the reason is cut to [`MAX_REASON`].
+pub(crate) fn dlq_headers(
+    reason: &str,
+    service: &str,
+    exchange: &str,
+    routing_key: &str,
+    queue: &str,
+    at: &str,
+    attempts: Option<u32>,
+) -> Vec<(&'static str, AMQPValue)> {
+    let text = |value: &str| AMQPValue::LongString(LongString::from(value.as_bytes().to_vec()));
+    let mut ours = vec![
+        ("x-dlq-reason", text(&headers::truncate(reason, MAX_REASON))),
+        ("x-dlq-service", text(service)),
+        ("x-original-exchange", text(exchange)),
+        ("x-original-routing-key", text(routing_key)),
+        ("x-original-queue", text(queue)),
+        ("x-dlq-at", text(at)),
+    ];
+    if let Some(attempts) = attempts {
+        ours.push(("x-dlq-attempts", text(&attempts.to_string())));
+    }
+    ours
+}
+
 /// `reason`, and which of the sender's headers the copy left out (a few names, each cut short:
 /// the note itself must stay small).
-fn with_dropped_note(reason: &str, dropped: &[String]) -> String {
+pub(crate) fn with_dropped_note(reason: &str, dropped: &[String]) -> String {
     const NAMES: usize = 8;
     let mut names: Vec<String> = dropped
         .iter()
@@ -958,7 +991,7 @@ async fn wait_out(
 }
 
 /// The `order_id` of a JSON body, if it has a string one (for logs; handlers parse for real).
-fn order_id_of(body: &[u8]) -> Option<String> {
+pub(crate) fn order_id_of(body: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Peek {
         order_id: Option<serde_json::Value>,
