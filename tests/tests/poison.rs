@@ -598,7 +598,7 @@ async fn a_panic_is_a_failure_retried_then_dead_lettered_and_the_loop_goes_on() 
         queue: env.topology.inventory_queue.clone(),
         prefetch: 8,
         topology: env.topology.clone(),
-        retry: saga_platform::amqp::retry::RetryPolicy {
+        retry: saga_domain::retry::RetryPolicy {
             count: 2,
             delay: Duration::from_millis(100),
         },

@@ -8,10 +8,13 @@
 //! - [`events`]: the events of the saga: their types, routing keys and metadata.
 //! - [`wire`]: their JSON bodies as serde structs, read with reasons a person can act on
 //!   ([`wire::Malformed`]: a DLQ reason or an HTTP 400), `TryFrom` into the events.
+//! - [`retry`]: the retry policy: an outage is waited out, any other failure is retried a few
+//!   times, then dead-lettered (invariant 4).
 //!
 //! Start at [`order::OrderStatus::next`]: the whole saga, seen from one order, is that table.
 
 pub mod events;
 pub mod ids;
 pub mod order;
+pub mod retry;
 pub mod wire;

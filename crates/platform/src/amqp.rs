@@ -388,8 +388,8 @@ pub enum PublishError {
 
 /// The broker adapter's verdict on its errors ([`crate::amqp::retry::Classify`]).
 impl crate::amqp::retry::Classify for PublishError {
-    fn failure_kind(&self) -> crate::amqp::retry::FailureKind {
-        use crate::amqp::retry::FailureKind::{Fault, Outage};
+    fn failure_kind(&self) -> saga_domain::retry::FailureKind {
+        use saga_domain::retry::FailureKind::{Fault, Outage};
         match self {
             // A dead channel or connection, a refusal under load (nack), a missing binding or
             // queue (declared again): each passes, and the publish is tried again.
@@ -402,8 +402,8 @@ impl crate::amqp::retry::Classify for PublishError {
 /// Any other error of the AMQP client (a channel or connection closed under us) is the broker
 /// being away: an outage.
 impl crate::amqp::retry::Classify for lapin::Error {
-    fn failure_kind(&self) -> crate::amqp::retry::FailureKind {
-        crate::amqp::retry::FailureKind::Outage
+    fn failure_kind(&self) -> saga_domain::retry::FailureKind {
+        saga_domain::retry::FailureKind::Outage
     }
 }
 

@@ -485,7 +485,7 @@ fn headers() -> impl Strategy<Value = Option<Vec<(String, AMQPValue)>>> {
 
 fn properties(destination: &Destination) -> impl Strategy<Value = Properties> + use<> {
     // A message parked in a retry queue leaves it when its expiration ends. One without an
-    // expiration leaves at the queue's own TTL, an hour (saga_platform::amqp::retry::MAX_DELAY: a unit test
+    // expiration leaves at the queue's own TTL, an hour (saga_domain::retry::MAX_DELAY: a unit test
     // of the topology holds it), longer than a batch can wait, so it is drawn only by a soak that
     // asks for it (HOSTILE_WITH=retry-without-expiration). Elsewhere an expiration is long enough
     // never to run out before a consumer takes the message, or invalid (refused by the broker).

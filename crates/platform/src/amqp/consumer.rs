@@ -52,7 +52,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use crate::amqp::headers;
 use crate::amqp::oversized;
 use crate::amqp::properties::MetaProperties;
-use crate::amqp::retry::{self, FailureKind, NextStep, Panicked, Parked, RetryPolicy};
+use crate::amqp::retry::{self, Panicked, Parked};
 use crate::amqp::topology::Topology;
 use crate::amqp::{
     BrokerStatus, Declared, GOODBYE_WAIT, PublishError, Publisher, close_connection,
@@ -63,6 +63,7 @@ use crate::service::backoff::Backoff;
 use crate::service::watch::{Watchdog, panic_message, queue_name, supervise};
 use saga_domain::events::{EventMeta, EventType, unix_now_millis, unix_now_secs};
 use saga_domain::order::DlqHop;
+use saga_domain::retry::{FailureKind, NextStep, RetryPolicy};
 use saga_domain::wire::Malformed;
 
 /// How often a consuming session declares the topology again, so that a binding someone deleted
@@ -233,7 +234,7 @@ impl ConsumerSettings {
             queue: queue.to_owned(),
             prefetch: common.prefetch,
             topology: common.topology.clone(),
-            retry: common.retry,
+            retry: common.retry.into(),
             grace: Duration::from_secs(common.shutdown_grace_secs),
             timeline: None,
             watchdog: Watchdog::new(),

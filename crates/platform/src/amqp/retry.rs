@@ -1,5 +1,6 @@
-//! The retry policy: which failures are waited out and which are retried a few times, then
-//! dead-lettered (invariant 4). Only the consume loop ([`crate::amqp::consumer::decide`]) applies it.
+//! The retry policy's broker side: which failures are waited out and which are retried a few
+//! times, then dead-lettered (invariant 4). The policy itself, pure, is
+//! [`saga_domain::retry`]; only the consume loop ([`crate::amqp::consumer::decide`]) applies it.
 //!
 //! - An **outage** (the broker or Redis away, refusing, timing out, loading, read-only, without
 //!   a master, unable to persist, busy with a script) is nobody's fault and will pass: the
@@ -7,8 +8,8 @@
 //!   dead-lettered.
 //! - Any **other failure** of a handler (a Redis script error on corrupt data, a webhook that
 //!   answers 500, a panic, ...) may never pass by itself: the delivery is parked in the consumed
-//!   queue's retry queue for [`RetryPolicy::delay`] (the broker holds it, so no prefetch slot is
-//!   taken and a crash loses nothing), comes back, and after [`RetryPolicy::count`] retries goes
+//!   queue's retry queue for [`RetryPolicy::delay`](saga_domain::retry::RetryPolicy::delay) (the broker holds it, so no prefetch slot is
+//!   taken and a crash loses nothing), comes back, and after [`RetryPolicy::count`](saga_domain::retry::RetryPolicy::count) retries goes
 //!   to the DLQ with the last error as its reason. Fix the data, `sagactl dlq replay`, and it
 //!   completes.
 //!
@@ -23,6 +24,7 @@ use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, MAX_SHORT_STRING_LENGTH, ShortString};
 
 use crate::amqp::PublishError;
+use saga_domain::retry::FailureKind;
 
 /// Header carrying how many attempts a message has had so far (absent: none).
 pub const ATTEMPTS_HEADER: &str = "x-retry-attempts";
@@ -34,66 +36,6 @@ pub const ORIGINAL_ROUTING_KEY_HEADER: &str = "x-original-routing-key";
 /// delay ran out), a list of tables naming the queue and the reason.
 pub const DEATH_HEADER: &str = "x-death";
 
-/// How a failure that is not an outage is retried: `RABBITMQ_RETRY_COUNT` times,
-/// `RABBITMQ_RETRY_DELAY` apart (the names the lab's seed uses).
-#[derive(clap::Args, Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Retries of a failed message (not an outage) before it goes to the DLQ.
-    #[arg(long = "retry-count", env = "RABBITMQ_RETRY_COUNT", default_value_t = 3,
-          value_parser = clap::value_parser!(u32).range(0..=100))]
-    pub count: u32,
-
-    /// Wait between those retries, held by the broker in a retry queue: 500ms, 5s, 1m, ...
-    #[arg(long = "retry-delay", env = "RABBITMQ_RETRY_DELAY", default_value = "5s",
-          value_parser = parse_delay)]
-    pub delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            count: 3,
-            delay: Duration::from_secs(5),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// What to do after attempt number `attempt` (1 for the first delivery) failed.
-    pub fn after_failed_attempt(&self, attempt: u32) -> NextStep {
-        if attempt > self.count {
-            NextStep::GiveUp
-        } else {
-            NextStep::RetryLater
-        }
-    }
-}
-
-/// The decision for a failed attempt that was not an outage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NextStep {
-    /// Park it in the retry queue; it comes back after the delay.
-    RetryLater,
-    /// Attempts exhausted: to the DLQ with the error as the reason.
-    GiveUp,
-}
-
-/// The longest `RABBITMQ_RETRY_DELAY`: a longer wait looks like a lost message. Also the retry
-/// queues' own TTL ([`crate::amqp::topology`]), so a message put there by hand without an expiration
-/// comes back within it too, instead of staying for ever.
-pub const MAX_DELAY: Duration = Duration::from_secs(3600);
-
-/// A delay from a humane duration: `500ms`, `5s`, `1m`. Between 10 ms and one hour: a shorter
-/// one is a hot loop through the broker, a longer one looks like a lost message.
-fn parse_delay(s: &str) -> Result<Duration, String> {
-    let delay = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{e}; expected a duration such as 500ms, 5s or 1m"))?;
-    if delay < Duration::from_millis(10) || delay > MAX_DELAY {
-        return Err(format!("{s} is out of range: use 10ms to 1h"));
-    }
-    Ok(delay)
-}
-
 /// Marks a failure as an outage of something other than the broker or Redis that will pass
 /// by itself (e.g. another instance holds the work for a moment, a webhook's host is
 /// unreachable): waited out, never retried to exhaustion. An adapter whose own error type is
@@ -101,18 +43,6 @@ fn parse_delay(s: &str) -> Result<Duration, String> {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct WaitOut(pub String);
-
-/// What kind of failure an attempt ended in: the one question the consume loop asks of an
-/// error ([`crate::amqp::consumer::decide`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// A dependency is away (broker, Redis, a webhook host): nobody's fault, it will pass.
-    /// Waited out in place, without limit, never dead-lettered.
-    Outage,
-    /// This message failed (a script error on corrupt data, a webhook's 500, a panic): retried
-    /// `RABBITMQ_RETRY_COUNT` times through the retry queue, then dead-lettered.
-    Fault,
-}
 
 /// An adapter's own verdict on its errors. Each adapter knows what its errors mean: the Redis
 /// client ([`crate::redis::client`]), the broker ([`crate::amqp::PublishError`]); a handler
@@ -312,30 +242,6 @@ mod tests {
             dropped.is_empty(),
             "not 'dropped for size': left out on purpose"
         );
-    }
-
-    #[test]
-    fn humane_delays_parse_and_silly_ones_do_not() {
-        assert_eq!(parse_delay("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_delay("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_delay("1m"), Ok(Duration::from_secs(60)));
-        assert!(parse_delay("5").is_err(), "a bare number has no unit");
-        assert!(parse_delay("1ms").is_err());
-        assert!(parse_delay("2h").is_err());
-        assert!(parse_delay("soon").is_err());
-    }
-
-    #[test]
-    fn retries_count_attempts_after_the_first() {
-        let policy = RetryPolicy {
-            count: 3,
-            delay: Duration::from_secs(1),
-        };
-        let steps: Vec<NextStep> = (1..=5).map(|a| policy.after_failed_attempt(a)).collect();
-        use NextStep::*;
-        assert_eq!(steps, [RetryLater, RetryLater, RetryLater, GiveUp, GiveUp]);
-        let never = RetryPolicy { count: 0, ..policy };
-        assert_eq!(never.after_failed_attempt(1), GiveUp);
     }
 
     fn server_error(code: &str, detail: &str) -> anyhow::Error {

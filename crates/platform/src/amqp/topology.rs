@@ -226,13 +226,13 @@ fn name(name: &str) -> lapin::Result<ShortString> {
 
 /// A retry queue has no consumer: messages sit there until their TTL ends, then the broker
 /// dead-letters them through the default exchange into the way back of `work_queue`. The queue's
-/// own TTL is the longest retry delay ([`crate::amqp::retry::MAX_DELAY`]): a parked message's own
+/// own TTL is the longest retry delay ([`saga_domain::retry::MAX_DELAY`]): a parked message's own
 /// expiration is shorter and wins, and one that someone put there without an expiration comes
 /// back after an hour instead of never.
 fn retry_queue_arguments(work_queue: &str) -> FieldTable {
     let text = |s: &str| AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()));
     let mut args = FieldTable::default();
-    let ceiling = i32::try_from(crate::amqp::retry::MAX_DELAY.as_millis()).unwrap_or(i32::MAX);
+    let ceiling = i32::try_from(saga_domain::retry::MAX_DELAY.as_millis()).unwrap_or(i32::MAX);
     args.insert("x-message-ttl".into(), AMQPValue::LongInt(ceiling));
     args.insert("x-dead-letter-exchange".into(), text(""));
     args.insert(

@@ -495,9 +495,9 @@ impl ConnectionLike for Redis {
 /// a whole unable to serve now (an outage, waited out), or did this command fail (a fault of
 /// the message, retried a few times, then dead-lettered)?
 impl crate::amqp::retry::Classify for RedisError {
-    fn failure_kind(&self) -> crate::amqp::retry::FailureKind {
-        use crate::amqp::retry::FailureKind::{Fault, Outage};
+    fn failure_kind(&self) -> saga_domain::retry::FailureKind {
         use redis::{ErrorKind, ServerErrorKind};
+        use saga_domain::retry::FailureKind::{Fault, Outage};
         if self.is_io_error() || self.is_timeout() || self.is_connection_dropped() {
             return Outage;
         }

@@ -3,11 +3,13 @@
 //! Each service flattens [`Common`] into its own `Config` and adds what only it needs (its HTTP
 //! address, its queue). A bad value exits at once with one readable line ([`parse_or_exit`]).
 
+use std::time::Duration;
+
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Parser, ValueEnum};
 use saga_domain::order::OrderStatus;
+use saga_domain::retry::{MAX_DELAY, RetryPolicy};
 
-use crate::amqp::retry::RetryPolicy;
 use crate::amqp::topology::Topology;
 use crate::redis::replication::Replication;
 use crate::redis::sentinel::{self, SentinelUrl};
@@ -51,7 +53,31 @@ pub struct Common {
     pub topology: Topology,
 
     #[command(flatten)]
-    pub retry: RetryPolicy,
+    pub retry: RetryArgs,
+}
+
+/// The retry policy ([`RetryPolicy`]) as flags: a failure that is not an outage is retried
+/// `RABBITMQ_RETRY_COUNT` times, `RABBITMQ_RETRY_DELAY` apart (the names the lab's seed uses).
+#[derive(clap::Args, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryArgs {
+    /// Retries of a failed message (not an outage) before it goes to the DLQ.
+    #[arg(long = "retry-count", env = "RABBITMQ_RETRY_COUNT", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub count: u32,
+
+    /// Wait between those retries, held by the broker in a retry queue: 500ms, 5s, 1m, ...
+    #[arg(long = "retry-delay", env = "RABBITMQ_RETRY_DELAY", default_value = "5s",
+          value_parser = parse_delay)]
+    pub delay: Duration,
+}
+
+impl From<RetryArgs> for RetryPolicy {
+    fn from(args: RetryArgs) -> Self {
+        Self {
+            count: args.count,
+            delay: args.delay,
+        }
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +210,17 @@ fn redact_after_scheme(rest: &str) -> String {
     out
 }
 
+/// A delay from a humane duration: `500ms`, `5s`, `1m`. Between 10 ms and one hour: a shorter
+/// one is a hot loop through the broker, a longer one looks like a lost message.
+fn parse_delay(s: &str) -> Result<Duration, String> {
+    let delay = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}; expected a duration such as 500ms, 5s or 1m"))?;
+    if delay < Duration::from_millis(10) || delay > MAX_DELAY {
+        return Err(format!("{s} is out of range: use 10ms to 1h"));
+    }
+    Ok(delay)
+}
+
 /// `--status confirmed` (any case) read as an [`OrderStatus`], its possible values listed in
 /// `--help`. The domain crate has no clap, so its command-line parser lives here:
 /// `#[arg(long, ignore_case = true, value_parser = order_status_parser())]`.
@@ -197,6 +234,17 @@ pub fn order_status_parser() -> impl TypedValueParser<Value = OrderStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn humane_delays_parse_and_silly_ones_do_not() {
+        assert_eq!(parse_delay("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_delay("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_delay("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_delay("5").is_err(), "a bare number has no unit");
+        assert!(parse_delay("1ms").is_err());
+        assert!(parse_delay("2h").is_err());
+        assert!(parse_delay("soon").is_err());
+    }
 
     #[test]
     fn an_order_status_is_read_in_any_case() {
