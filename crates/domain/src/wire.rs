@@ -119,7 +119,7 @@ pub(crate) fn to_json(body: &impl Serialize) -> Vec<u8> {
     serde_json::to_vec(body).unwrap_or_default()
 }
 
-// --- the bodies of docs/DESIGN.md §3 ------------------------------------------------------------------
+// --- the bodies of docs/DESIGN.md §3 ------------------------------------------------------
 //
 // `#[serde(tag = "status", rename = ...)]` writes the lab's status word (`"status": "PLACED"`)
 // into every body we send; a reader ignores it, as it ignores any field it does not know. Optional
