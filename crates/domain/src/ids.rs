@@ -15,7 +15,7 @@
 //!
 //! **Why an order id has no `:`**: an order id becomes part of Redis keys
 //! (`{prefix}:order:{id}`, `{prefix}:order:{id}:history`, `{prefix}:order:{id}:dlq`, see
-//! [`crate::store::Keys`]), and `:` separates their parts. With `:` allowed, the order
+//! `saga_platform::redis::store::Keys`), and `:` separates their parts. With `:` allowed, the order
 //! `o1:history` would *be* the history list of `o1`, and the order `o1:dlq` its DLQ hops: one
 //! crafted id could read or overwrite another order's records. UUIDs (ours) and the lab's short
 //! tokens (`o1`, `dup-1`, `lab-1`) need none of it. A correlation id is only ever a value, never
