@@ -8,6 +8,7 @@
 //! - [`events`]: the events of the saga: their types, routing keys and metadata.
 //! - [`wire`]: their JSON bodies as serde structs, read with reasons a person can act on
 //!   ([`wire::Malformed`]: a DLQ reason or an HTTP 400), `TryFrom` into the events.
+//! - [`view`]: what `GET /order/{id}` answers (`OrderView`), declared once for every reader.
 //! - [`retry`]: the retry policy: an outage is waited out, any other failure is retried a few
 //!   times, then dead-lettered (invariant 4).
 //!
@@ -17,4 +18,5 @@ pub mod events;
 pub mod ids;
 pub mod order;
 pub mod retry;
+pub mod view;
 pub mod wire;

@@ -25,11 +25,11 @@ use saga_domain::events::{
     EventMeta, EventType, InventoryOutcome, OrderCancelled, OrderPlaced, unix_now_millis,
 };
 use saga_domain::ids::{CorrelationId, IdempotencyKey, Item, OrderId, Qty, StudentId};
-use saga_domain::order::{DlqHop, HistoryEntry, OrderEvent, OrderStatus};
+use saga_domain::order::{HistoryEntry, OrderEvent, OrderStatus};
+pub use saga_domain::view::{Order, OrderView};
 use saga_platform::redis::replication::ReplicationLag;
 use saga_platform::redis::store::Keys;
 use saga_platform::redis::store::Redis;
-use serde::Serialize;
 
 use crate::outbox::{Outbox, entry_fields};
 
@@ -37,47 +37,25 @@ use crate::outbox::{Outbox, entry_fields};
 const HISTORY_CAP: usize = 100;
 pub const SERVICE: &str = "order-svc";
 
-/// An order as stored and as `GET /order/{id}` shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Order {
-    pub order_id: String,
-    pub item: String,
-    pub qty: i64,
-    pub student_id: Option<String>,
-    pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub correlation_id: String,
-    pub created_at: u64,
-    pub updated_at: u64,
-}
-
-impl Order {
-    fn from_hash(h: HashMap<String, String>) -> Option<Self> {
+/// An order from its Redis hash; `None` if a field is missing or not what it should be (a
+/// record edited by hand).
+fn order_from_hash(h: HashMap<String, String>) -> Option<Order> {
+    {
         let text = |k: &str| h.get(k).cloned();
         let number = |k: &str| h.get(k).and_then(|v| v.parse::<i64>().ok());
         let millis = |k: &str| h.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        Some(Self {
+        Some(Order {
             order_id: text("order_id")?,
             item: text("item")?,
             qty: number("qty")?,
             student_id: text("student_id").filter(|s| !s.is_empty()),
-            status: text("status")?,
+            status: OrderStatus::parse(&text("status")?)?,
             reason: text("reason").filter(|s| !s.is_empty()),
             correlation_id: text("correlation_id").unwrap_or_default(),
             created_at: millis("created_at"),
             updated_at: millis("updated_at"),
         })
     }
-}
-
-/// An order with its timeline: every transition (or ignored event) and any DLQ hops.
-#[derive(Debug, Clone, Serialize)]
-pub struct OrderView {
-    #[serde(flatten)]
-    pub order: Order,
-    pub history: Vec<HistoryEntry>,
-    pub dlq_hops: Vec<DlqHop>,
 }
 
 /// A validated request to place an order.
@@ -218,7 +196,7 @@ impl OrderStore {
             item: event.item.to_string(),
             qty: event.qty.get().into(),
             student_id: event.student_id.as_ref().map(ToString::to_string),
-            status: "PLACED".into(),
+            status: OrderStatus::Placed,
             reason: None,
             correlation_id: correlation_id.clone(),
             created_at: now,
@@ -331,7 +309,7 @@ impl OrderStore {
                 .filter_map(|h| serde_json::from_str(h).ok())
                 .collect()
         }
-        Ok(Order::from_hash(hash).map(|order| OrderView {
+        Ok(order_from_hash(hash).map(|order| OrderView {
             order,
             history: parse(history),
             dlq_hops: parse(dlq_hops),
@@ -371,7 +349,7 @@ impl OrderStore {
         }
         let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
         Ok((
-            hashes.into_iter().filter_map(Order::from_hash).collect(),
+            hashes.into_iter().filter_map(order_from_hash).collect(),
             total,
         ))
     }

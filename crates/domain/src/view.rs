@@ -1,0 +1,53 @@
+//! What `GET /order/{id}` answers: an order as order-svc keeps it, with its timeline and its DLQ
+//! hops. order-svc serves this type; `sagactl`, the board, the client and the tests read it, so
+//! the answer is declared once.
+
+use serde::{Deserialize, Serialize};
+
+use crate::order::{DlqHop, HistoryEntry, OrderStatus};
+
+/// An order as stored and as `GET /order/{id}` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Order {
+    pub order_id: String,
+    pub item: String,
+    pub qty: i64,
+    pub student_id: Option<String>,
+    pub status: OrderStatus,
+    /// Why the order failed or was cancelled, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub correlation_id: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: u64,
+    /// Milliseconds since the Unix epoch.
+    pub updated_at: u64,
+}
+
+/// An order with its timeline: every transition (or ignored event) and any DLQ hops.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OrderView {
+    #[serde(flatten)]
+    pub order: Order,
+    #[serde(default)]
+    pub history: Vec<HistoryEntry>,
+    #[serde(default)]
+    pub dlq_hops: Vec<DlqHop>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_reads_back_as_it_was_written() {
+        let json = r#"{"order_id":"o-1","item":"burger","qty":2,"student_id":null,
+            "status":"CONFIRMED","correlation_id":"o-1","created_at":1,"updated_at":2,
+            "history":[],"dlq_hops":[]}"#;
+        let view: OrderView = serde_json::from_str(json).unwrap();
+        assert_eq!(view.order.status, OrderStatus::Confirmed);
+        let again: OrderView =
+            serde_json::from_value(serde_json::to_value(&view).unwrap()).unwrap();
+        assert_eq!(again, view);
+    }
+}
