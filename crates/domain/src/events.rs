@@ -7,11 +7,16 @@
 //! is [`Malformed`], with a reason a person can act on. How metadata becomes AMQP properties,
 //! and which event a delivery carries, is the platform crate's part (`saga_platform::amqp`).
 
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
 use crate::ids::{Item, OrderId, Qty, StudentId};
 use crate::wire::{self, InventoryOutcomeBody, Malformed};
 
-/// Every event of the saga, with its routing key and its AMQP `type` name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Every event of the saga, with its routing key and its AMQP `type` name. In JSON (an order's
+/// timeline, the outbox) it is its `type` name, e.g. `"OrderPlaced"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum EventType {
     OrderPlaced,
     OrderCancelled,
@@ -55,6 +60,12 @@ impl EventType {
 
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -314,6 +325,10 @@ mod tests {
         for t in EventType::ALL {
             assert_eq!(EventType::from_routing_key(t.routing_key()), Some(t));
             assert_eq!(EventType::from_name(t.name()), Some(t));
+            assert_eq!(
+                serde_json::to_string(&t).unwrap(),
+                format!("\"{}\"", t.name())
+            );
         }
     }
 }

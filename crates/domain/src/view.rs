@@ -4,13 +4,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{Item, OrderId};
 use crate::order::{DlqHop, HistoryEntry, OrderStatus};
 
 /// An order as stored and as `GET /order/{id}` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Order {
-    pub order_id: String,
-    pub item: String,
+    pub order_id: OrderId,
+    pub item: Item,
     pub qty: i64,
     pub student_id: Option<String>,
     pub status: OrderStatus,
@@ -46,8 +47,17 @@ mod tests {
             "history":[],"dlq_hops":[]}"#;
         let view: OrderView = serde_json::from_str(json).unwrap();
         assert_eq!(view.order.status, OrderStatus::Confirmed);
+        assert_eq!(view.order.order_id.as_str(), "o-1");
         let again: OrderView =
             serde_json::from_value(serde_json::to_value(&view).unwrap()).unwrap();
         assert_eq!(again, view);
+    }
+
+    #[test]
+    fn an_order_id_that_could_not_have_been_written_is_refused() {
+        let json = r#"{"order_id":"o:1","item":"burger","qty":2,"student_id":null,
+            "status":"CONFIRMED","correlation_id":"o-1","created_at":1,"updated_at":2}"#;
+        let err = serde_json::from_str::<Order>(json).unwrap_err();
+        assert!(err.to_string().contains("order_id contains ':'"), "{err}");
     }
 }
