@@ -12,6 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{Item, OrderId, Qty, StudentId};
+use crate::order::ReservationState;
 use crate::wire::{self, InventoryOutcomeBody, Malformed};
 
 /// Every event of the saga, with its routing key and its AMQP `type` name. In JSON (an order's
@@ -44,7 +45,12 @@ impl EventType {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    /// The `type` name, as every other word of the vocabulary is spelled: `as_str()`.
+    pub const fn as_str(self) -> &'static str {
+        self.name()
+    }
+
+    pub const fn name(self) -> &'static str {
         match self {
             Self::OrderPlaced => "OrderPlaced",
             Self::OrderCancelled => "OrderCancelled",
@@ -172,6 +178,15 @@ impl InventoryOutcome {
             Self::Reserved { order_id, .. }
             | Self::Failed { order_id, .. }
             | Self::Released { order_id, .. } => order_id,
+        }
+    }
+
+    /// The decision this outcome announces, as inventory's record and a notification name it.
+    pub fn state(&self) -> ReservationState {
+        match self {
+            Self::Reserved { .. } => ReservationState::Reserved,
+            Self::Failed { .. } => ReservationState::Failed,
+            Self::Released { .. } => ReservationState::Released,
         }
     }
 

@@ -162,10 +162,17 @@ pub struct DlqHop {
 
 /// What inventory-svc decided about an order, as its reservation record keeps it (`state`) and
 /// as a notification tells it (`outcome`): `reserved`, `failed` or `released` on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+///
+/// `Default` (reserved) serves only to build a record field by field, as tests do: no record is
+/// ever *read* into a default state (a reservation without `state` is refused, a notification
+/// without `outcome` too).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ReservationState {
     /// Stock taken for the order (InventoryReserved).
+    #[default]
     Reserved,
     /// No stock taken: unknown item or not enough (InventoryFailed).
     Failed,
@@ -220,7 +227,7 @@ impl fmt::Display for ReservationState {
 
 /// A notification as every sink receives it, and as notification-svc records what it sent
 /// (read leniently, as [`HistoryEntry`]: only the order and the outcome are needed).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notification {
     pub order_id: String,
     pub outcome: NotificationOutcome,
@@ -245,7 +252,7 @@ pub struct Notification {
 ///
 /// Read once, here ([`Reservation::from_hash`]), by inventory-svc (which turns it back into the
 /// outcome it announced), `sagactl check` and `sagactl explain`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Reservation {
     pub state: ReservationState,
     /// Absent on a tombstone: a cancel that arrived before its order.

@@ -364,7 +364,7 @@ pub async fn peek(conn: &lapin::Connection, dlq: &str, limit: usize) -> anyhow::
     let dead_letters = held
         .messages
         .iter()
-        .map(crate::check::DeadLetter::of)
+        .map(crate::check::dead_letter_of)
         .collect();
     held.requeue_rest().await?;
     Ok(Peek {
