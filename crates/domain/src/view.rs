@@ -1,6 +1,8 @@
-//! What `GET /order/{id}` answers: an order as order-svc keeps it, with its timeline and its DLQ
-//! hops. order-svc serves this type; `sagactl`, the board, the client and the tests read it, so
-//! the answer is declared once.
+//! What order-svc's HTTP API answers: an order as order-svc keeps it ([`Order`]), with its
+//! timeline and its DLQ hops (`GET /order/{id}`: [`OrderView`]), a page of them (`GET /orders?..`:
+//! [`OrderPage`]) and the answer to a place or a cancel ([`OrderAck`]). order-svc serves these
+//! types; `sagactl`, the board, the client and the tests read them, so each answer is declared
+//! once.
 
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +38,26 @@ pub struct OrderView {
     pub dlq_hops: Vec<DlqHop>,
 }
 
+/// The answer to `POST /order` (201) and `POST /order/{id}/cancel` (202): which order, and
+/// where it stands now.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OrderAck {
+    pub order_id: String,
+    pub status: OrderStatus,
+}
+
+/// A page of orders, newest first (`GET /orders?status=&limit=&offset=`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OrderPage {
+    pub orders: Vec<Order>,
+    /// Orders on this page.
+    pub count: usize,
+    /// Orders in all (with the status asked for, if any).
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +73,12 @@ mod tests {
         let again: OrderView =
             serde_json::from_value(serde_json::to_value(&view).unwrap()).unwrap();
         assert_eq!(again, view);
+    }
+
+    #[test]
+    fn a_status_order_svc_never_sends_is_an_error() {
+        let answer = r#"{ "order_id": "o1", "status": "LOST" }"#;
+        assert!(serde_json::from_str::<OrderAck>(answer).is_err());
     }
 
     #[test]

@@ -326,7 +326,7 @@ impl OrderStore {
     /// Redis unreachable.
     pub async fn list(
         &self,
-        status: Option<&str>,
+        status: Option<OrderStatus>,
         offset: usize,
         limit: usize,
     ) -> Result<(Vec<Order>, usize), redis::RedisError> {
