@@ -120,7 +120,7 @@ impl fmt::Display for OrderStatus {
 ///
 /// Read leniently (a missing field is its default, an unknown one is ignored): `sagactl` and the
 /// board are windows on records other programs write, and a window must not break when a record
-/// grows a field. The status and the event are the two a line cannot do without.
+/// grows a field. The status is the one field a line cannot do without.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     /// Milliseconds since the Unix epoch.
@@ -128,8 +128,10 @@ pub struct HistoryEntry {
     pub at: u64,
     /// The order's status after this entry.
     pub status: OrderStatus,
-    /// The event that caused it (its `type` name on the wire, e.g. `OrderPlaced`).
-    pub event: EventType,
+    /// The event that caused it (its `type` name on the wire, e.g. `OrderPlaced`); the services
+    /// always write it, `None` is only a line that does not say (read leniently).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<EventType>,
     #[serde(default)]
     pub event_id: String,
     /// The service that emitted the event.
@@ -453,7 +455,7 @@ mod tests {
         let entry: HistoryEntry = serde_json::from_str(line).unwrap();
         assert!(entry.redelivered && entry.applied);
         assert_eq!(entry.status, Confirmed);
-        assert_eq!(entry.event, EventType::InventoryReserved);
+        assert_eq!(entry.event, Some(EventType::InventoryReserved));
         assert_eq!(entry.reason, None);
         // Written back byte for byte as the services always wrote it.
         assert_eq!(serde_json::to_string(&entry).unwrap(), line);

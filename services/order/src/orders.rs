@@ -495,7 +495,7 @@ fn history_entry(
         at: at_ms,
         // Replaced below when the script is to tell the status.
         status: status.unwrap_or(OrderStatus::Placed),
-        event: meta.event_type,
+        event: Some(meta.event_type),
         event_id: meta.event_id.clone(),
         service: meta.app_id.clone(),
         redelivered,
