@@ -4,6 +4,8 @@
 //! types; `sagactl`, the board, the client and the tests read them, so each answer is declared
 //! once.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{Item, OrderId};
@@ -25,6 +27,42 @@ pub struct Order {
     pub created_at: u64,
     /// Milliseconds since the Unix epoch.
     pub updated_at: u64,
+}
+
+impl Order {
+    /// The order as its Redis hash holds it (`{prefix}:order:{id}`): field, text. No `reason`
+    /// yet: a script adds it with the move that has one.
+    pub fn to_hash(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("order_id", self.order_id.to_string()),
+            ("item", self.item.to_string()),
+            ("qty", self.qty.to_string()),
+            ("student_id", self.student_id.clone().unwrap_or_default()),
+            ("status", self.status.to_string()),
+            ("correlation_id", self.correlation_id.clone()),
+            ("created_at", self.created_at.to_string()),
+            ("updated_at", self.updated_at.to_string()),
+        ]
+    }
+
+    /// The order from its Redis hash; `None` if a field it cannot do without is missing or not
+    /// what it should be (no such order, or a record edited by hand). An empty text field is
+    /// absent.
+    pub fn from_hash(hash: &HashMap<String, String>) -> Option<Self> {
+        let text = |k: &str| hash.get(k).cloned();
+        let millis = |k: &str| hash.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        Some(Self {
+            order_id: OrderId::parse(&text("order_id")?).ok()?,
+            item: Item::parse(&text("item")?).ok()?,
+            qty: hash.get("qty")?.parse().ok()?,
+            student_id: text("student_id").filter(|s| !s.is_empty()),
+            status: OrderStatus::parse(&text("status")?)?,
+            reason: text("reason").filter(|s| !s.is_empty()),
+            correlation_id: text("correlation_id").unwrap_or_default(),
+            created_at: millis("created_at"),
+            updated_at: millis("updated_at"),
+        })
+    }
 }
 
 /// An order with its timeline: every transition (or ignored event) and any DLQ hops.
@@ -73,6 +111,28 @@ mod tests {
         let again: OrderView =
             serde_json::from_value(serde_json::to_value(&view).unwrap()).unwrap();
         assert_eq!(again, view);
+    }
+
+    #[test]
+    fn an_order_reads_back_from_the_hash_it_is_written_as() {
+        let order = Order {
+            order_id: OrderId::parse("o-1").unwrap(),
+            item: Item::parse("burger").unwrap(),
+            qty: 2,
+            student_id: None,
+            status: OrderStatus::Placed,
+            reason: None,
+            correlation_id: "trace:1".into(),
+            created_at: 5,
+            updated_at: 5,
+        };
+        let hash: HashMap<String, String> = order
+            .to_hash()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        assert_eq!(Order::from_hash(&hash), Some(order));
+        assert_eq!(Order::from_hash(&HashMap::new()), None);
     }
 
     #[test]

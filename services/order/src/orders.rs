@@ -37,27 +37,6 @@ use crate::outbox::{Outbox, entry_fields};
 const HISTORY_CAP: usize = 100;
 pub const SERVICE: &str = "order-svc";
 
-/// An order from its Redis hash; `None` if a field is missing or not what it should be (a
-/// record edited by hand).
-fn order_from_hash(h: HashMap<String, String>) -> Option<Order> {
-    {
-        let text = |k: &str| h.get(k).cloned();
-        let number = |k: &str| h.get(k).and_then(|v| v.parse::<i64>().ok());
-        let millis = |k: &str| h.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        Some(Order {
-            order_id: OrderId::parse(&text("order_id")?).ok()?,
-            item: Item::parse(&text("item")?).ok()?,
-            qty: number("qty")?,
-            student_id: text("student_id").filter(|s| !s.is_empty()),
-            status: OrderStatus::parse(&text("status")?)?,
-            reason: text("reason").filter(|s| !s.is_empty()),
-            correlation_id: text("correlation_id").unwrap_or_default(),
-            created_at: millis("created_at"),
-            updated_at: millis("updated_at"),
-        })
-    }
-}
-
 /// A validated request to place an order.
 #[derive(Debug, Clone)]
 pub struct NewOrder {
@@ -204,16 +183,7 @@ impl OrderStore {
         };
         let id = order.order_id.as_str();
         let history = history_entry(now, Some(OrderStatus::Placed), &meta, false, true, None);
-        let fields = [
-            ("order_id", id.to_owned()),
-            ("item", order.item.to_string()),
-            ("qty", order.qty.to_string()),
-            ("student_id", order.student_id.clone().unwrap_or_default()),
-            ("status", OrderStatus::Placed.to_string()),
-            ("correlation_id", correlation_id.clone()),
-            ("created_at", now.to_string()),
-            ("updated_at", now.to_string()),
-        ];
+        let fields = order.to_hash();
         let mut invocation = self.place.prepare_invoke();
         invocation
             .key(self.keys.order(id))
@@ -313,7 +283,7 @@ impl OrderStore {
                 .filter_map(|h| serde_json::from_str(h).ok())
                 .collect()
         }
-        Ok(order_from_hash(hash).map(|order| OrderView {
+        Ok(Order::from_hash(&hash).map(|order| OrderView {
             order,
             history: parse(history),
             dlq_hops: parse(dlq_hops),
@@ -352,10 +322,7 @@ impl OrderStore {
             pipe.hgetall(self.keys.order(id));
         }
         let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
-        Ok((
-            hashes.into_iter().filter_map(order_from_hash).collect(),
-            total,
-        ))
+        Ok((hashes.iter().filter_map(Order::from_hash).collect(), total))
     }
 
     /// Apply an inventory outcome as a guarded transition.
