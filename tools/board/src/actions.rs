@@ -16,10 +16,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use warp::http::StatusCode;
 
-use super::Board;
-use crate::dlq::{self, DlqError};
-use crate::publish::{self, Outgoing};
-use crate::samples::{Sample, SampleParams};
+use crate::Board;
+use sagactl::dlq::{self, DlqError};
+use sagactl::publish::{self, Outgoing};
+use sagactl::samples::{Sample, SampleParams};
 
 /// At most this many orders per click.
 pub const MAX_ORDERS_PER_CLICK: u32 = 50;
@@ -105,7 +105,7 @@ pub async fn place(board: &Board, request: PlaceRequest) -> Result<Value, ApiErr
 pub async fn duplicate(board: &Board, order_id: &str) -> Result<Value, ApiError> {
     let id = OrderId::parse(order_id)
         .map_err(|e| ApiError::bad_request(format!("invalid order id: {}", e.0)))?;
-    let timeline = crate::timeline::read(&board.redis, &board.keys, id.as_str())
+    let timeline = sagactl::timeline::read(&board.redis, &board.keys, id.as_str())
         .await
         .map_err(unavailable)?;
     let order = timeline

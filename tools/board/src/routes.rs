@@ -18,7 +18,7 @@
 //! | `POST /api/faults/connections` | close every broker connection of the vhost |
 //! | `POST /api/faults/redis` | `{"seconds"}`: stop Redis for a while |
 //!
-//! Every error is JSON (`{"error": ...}`). Before any route, [`guard`](super::guard) checks the
+//! Every error is JSON (`{"error": ...}`). Before any route, [`guard`](crate::guard) checks the
 //! request's `Host`; every answer forbids framing. A POST must say `content-type:
 //! application/json` and, if the browser sends an `Origin`, come from the board's own page: a
 //! page on another site cannot send that content type without the browser asking first
@@ -40,11 +40,13 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use super::faults::{self, FaultError, ServiceAction};
-use super::guard::{Access, FRAMING_HEADERS};
-use super::hub::Update;
-use super::redis_outage::{self, RedisStopError};
-use super::{Board, Shutdown, actions, assets, drills, lock};
+use crate::guard::{Access, FRAMING_HEADERS};
+use crate::hub::Update;
+use crate::lab::drills;
+use crate::lab::faults::{self, FaultError, ServiceAction};
+use crate::lab::redis_outage::{self, RedisStopError};
+use crate::page::Topic;
+use crate::{Board, Shutdown, actions, assets, lock};
 
 /// Largest request body: every action's parameters fit in far less.
 const MAX_BODY: u64 = 16 * 1024;
@@ -245,7 +247,7 @@ pub fn routes(
         .map(Reply::into_response)
 }
 
-/// Every request must name a host the board answers to (see [`super::guard`]).
+/// Every request must name a host the board answers to (see [`crate::guard`]).
 fn known_host(board: &Board) -> impl Filter<Extract = (), Error = Rejection> + Clone + use<> {
     let access = board.access.clone();
     warp::header::optional::<String>("host")
@@ -308,7 +310,7 @@ fn guard(
             "send the parameters as application/json",
         ));
     }
-    super::guard::check_origin(origin, host)
+    crate::guard::check_origin(origin, host)
 }
 
 /// The body as the action's parameters; a body that is not that is a 400 saying why.
@@ -327,13 +329,12 @@ fn state(board: &Board) -> Value {
     let mut state = serde_json::Map::new();
     for update in board.hub.latest() {
         if let Ok(value) = serde_json::from_str::<Value>(&update.data) {
-            state.insert(update.topic.to_owned(), value);
+            state.insert(update.topic.name().to_owned(), value);
         }
     }
-    state.insert(
-        "queue-history".to_owned(),
-        lock(&board.live.series).history(&board.queues),
-    );
+    if let Ok(history) = serde_json::to_value(lock(&board.live.series).history(&board.queues)) {
+        state.insert(Topic::QueueHistory.name().to_owned(), history);
+    }
     Value::Object(state)
 }
 
@@ -343,15 +344,20 @@ fn event_stream(
     board: Arc<Board>,
     shutdown: Shutdown,
 ) -> impl Stream<Item = Result<warp::sse::Event, Infallible>> + Send + 'static {
-    let history = Update {
-        topic: "queue-history",
-        data: lock(&board.live.series)
-            .history(&board.queues)
-            .to_string()
-            .into(),
-    };
-    let mut first = vec![history];
-    first.extend(board.hub.latest());
+    let history =
+        serde_json::to_string(&lock(&board.live.series).history(&board.queues)).map(|data| {
+            Update {
+                topic: Topic::QueueHistory,
+                data: data.into(),
+            }
+        });
+    // The vocabulary first (the page draws nothing without it), then the chart, then the rest.
+    let (vocabulary, rest): (Vec<Update>, Vec<Update>) = board
+        .hub
+        .latest()
+        .into_iter()
+        .partition(|update| update.topic == Topic::Vocabulary);
+    let first: Vec<Update> = vocabulary.into_iter().chain(history).chain(rest).collect();
     let receiver = board.hub.subscribe();
     let live =
         futures_util::stream::unfold((receiver, board), |(mut receiver, board)| async move {
@@ -369,7 +375,7 @@ fn event_stream(
         .take_until(shutdown.cancelled_owned())
         .map(|update| {
             Ok(warp::sse::Event::default()
-                .event(update.topic)
+                .event(update.topic.name())
                 .data(update.data.as_ref()))
         })
 }
@@ -381,7 +387,7 @@ async fn journey(
 ) -> Result<Response, ApiError> {
     let id = saga_domain::ids::OrderId::parse(&id)
         .map_err(|e| ApiError::bad_request(format!("invalid order id: {}", e.0)))?;
-    let timeline = crate::timeline::read(&board.redis, &board.keys, id.as_str())
+    let timeline = sagactl::timeline::read(&board.redis, &board.keys, id.as_str())
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, format!("{e:#}")))?;
     if timeline.is_unknown() {
@@ -389,13 +395,13 @@ async fn journey(
             "nothing is recorded about order {id}"
         )));
     }
-    let journey = crate::explain::journey(&timeline);
+    let journey = sagactl::explain::journey(&timeline);
     let text = |body: String| {
         warp::reply::with_header(body, "content-type", "text/plain; charset=utf-8").into_response()
     };
     match format {
         None | Some("json") => Ok(warp::reply::json(&json!({
-            "lanes": crate::explain::Lane::ALL.map(|l| l.name()),
+            "lanes": sagactl::explain::Lane::ALL.map(|l| l.name()),
             "journey": journey,
         }))
         .into_response()),
@@ -470,7 +476,7 @@ async fn stop_redis(board: &Arc<Board>, body: &[u8]) -> Result<redis_outage::Out
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::*;
 
     #[test]
     fn posts_must_be_json_from_the_boards_own_page() {
