@@ -30,6 +30,12 @@ pub struct Hub {
     latest: Mutex<BTreeMap<Topic, Update>>,
 }
 
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Hub {
     pub fn new() -> Self {
         Self {

@@ -307,6 +307,69 @@ pub struct Activity {
 #[serde(transparent)]
 pub struct ActivityLog(pub Vec<Activity>);
 
+// --- answers to the page's requests ---------------------------------------------------------
+
+/// `GET /api/orders/{id}/journey`: the lanes of the swimlane, left to right, and the journey.
+#[derive(Debug, Clone, Serialize)]
+pub struct JourneyAnswer<'a> {
+    pub lanes: Vec<&'static str>,
+    pub journey: &'a sagactl::explain::Journey,
+}
+
+/// `POST /api/orders`: the orders placed (also, in an error's details, those placed before it).
+#[derive(Debug, Clone, Serialize)]
+pub struct Placed {
+    pub order_ids: Vec<String>,
+}
+
+/// `POST /api/orders/{id}/duplicate` and `POST /api/poison`: what was published, and what the
+/// saga should do with it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Published {
+    pub order_id: String,
+    pub message_id: String,
+    pub expect: &'static str,
+}
+
+/// `POST /api/dlq/replay`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Replayed {
+    /// `{"all": true}`: how many went back, how many are left, and what happened to each.
+    All {
+        replayed: usize,
+        left: usize,
+        lines: Vec<String>,
+    },
+    /// One message, and what was done with it.
+    One { replayed: usize, what: String },
+}
+
+/// `POST /api/dlq/purge`: how many messages were deleted.
+#[derive(Debug, Clone, Serialize)]
+pub struct Purged {
+    pub purged: u32,
+}
+
+/// `POST /api/dlq/look`: the board looks at the DLQ now.
+#[derive(Debug, Clone, Serialize)]
+pub struct Looking {
+    pub looking: bool,
+}
+
+/// A fault action: what was done, as a person would type it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Done {
+    pub done: String,
+}
+
+/// `GET /health`, as scripts/svc.sh checks every process.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    pub status: &'static str,
+    pub service: &'static str,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,7 +34,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use saga_platform::service::http::{ApiError, recover};
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -45,7 +45,7 @@ use crate::hub::Update;
 use crate::lab::drills;
 use crate::lab::faults::{self, FaultError, ServiceAction};
 use crate::lab::redis_outage::{self, RedisStopError};
-use crate::page::Topic;
+use crate::page::{Done, Health, JourneyAnswer, Looking, Topic};
 use crate::{Board, Shutdown, actions, assets, lock};
 
 /// Largest request body: every action's parameters fit in far less.
@@ -97,7 +97,7 @@ pub fn routes(
             answer(
                 async { actions::place(&board, parse(&body)?).await }
                     .await
-                    .map(ok),
+                    .map(|answer| ok(&answer)),
             )
         });
 
@@ -105,7 +105,11 @@ pub fn routes(
         .and(action(&board))
         .and(with.clone())
         .then(|id: String, _body: Bytes, board: Arc<Board>| async move {
-            answer(actions::duplicate(&board, &id).await.map(ok))
+            answer(
+                actions::duplicate(&board, &id)
+                    .await
+                    .map(|answer| ok(&answer)),
+            )
         });
 
     let poison = warp::path!("api" / "poison")
@@ -115,7 +119,7 @@ pub fn routes(
             answer(
                 async { actions::poison(&board, parse(&body)?).await }
                     .await
-                    .map(ok),
+                    .map(|answer| ok(&answer)),
             )
         });
 
@@ -126,7 +130,7 @@ pub fn routes(
             answer(
                 async { actions::replay(&board, parse(&body)?).await }
                     .await
-                    .map(ok),
+                    .map(|answer| ok(&answer)),
             )
         });
 
@@ -135,12 +139,15 @@ pub fn routes(
         .and(with.clone())
         .then(|_body: Bytes, board: Arc<Board>| async move {
             board.dlq_dirty.notify_one();
-            ok(json!({ "looking": true }))
+            ok(&Looking { looking: true })
         });
 
-    let health = warp::path!("health")
-        .and(warp::get())
-        .map(|| warp::reply::json(&json!({ "status": "ok", "service": "board" })).into_response());
+    let health = warp::path!("health").and(warp::get()).map(|| {
+        ok(&Health {
+            status: "ok",
+            service: "board",
+        })
+    });
 
     let purge = warp::path!("api" / "dlq" / "purge")
         .and(action(&board))
@@ -149,7 +156,7 @@ pub fn routes(
             answer(
                 async { actions::purge(&board, parse(&body)?).await }
                     .await
-                    .map(ok),
+                    .map(|answer| ok(&answer)),
             )
         });
 
@@ -178,7 +185,11 @@ pub fn routes(
         .and(with.clone())
         .then(
             |name: String, action: String, _body: Bytes, board: Arc<Board>| async move {
-                answer(service_fault(&board, &name, &action).await.map(ok))
+                answer(
+                    service_fault(&board, &name, &action)
+                        .await
+                        .map(|answer| ok(&answer)),
+                )
             },
         );
 
@@ -187,7 +198,7 @@ pub fn routes(
         .and(with.clone())
         .then(|_body: Bytes, board: Arc<Board>| async move {
             let closed = faults::close_connections(&board).await;
-            answer(fault_result(&board, closed).map(ok))
+            answer(fault_result(&board, closed).map(|answer| ok(&answer)))
         });
 
     let redis = warp::path!("api" / "faults" / "redis")
@@ -271,8 +282,8 @@ fn action(board: &Board) -> impl Filter<Extract = (Bytes,), Error = Rejection> +
         .and(post_json())
 }
 
-fn ok(value: Value) -> Response {
-    warp::reply::json(&value).into_response()
+fn ok(value: &impl serde::Serialize) -> Response {
+    warp::reply::json(value).into_response()
 }
 
 fn answer(result: Result<Response, ApiError>) -> Response {
@@ -400,11 +411,10 @@ async fn journey(
         warp::reply::with_header(body, "content-type", "text/plain; charset=utf-8").into_response()
     };
     match format {
-        None | Some("json") => Ok(warp::reply::json(&json!({
-            "lanes": sagactl::explain::Lane::ALL.map(|l| l.name()),
-            "journey": journey,
-        }))
-        .into_response()),
+        None | Some("json") => Ok(ok(&JourneyAnswer {
+            lanes: sagactl::explain::Lane::ALL.map(|l| l.name()).to_vec(),
+            journey: &journey,
+        })),
         Some("text") => Ok(text(journey.text())),
         Some("mermaid") => Ok(text(journey.mermaid())),
         Some(other) => Err(ApiError::bad_request(format!(
@@ -413,7 +423,7 @@ async fn journey(
     }
 }
 
-async fn service_fault(board: &Board, name: &str, action: &str) -> Result<Value, ApiError> {
+async fn service_fault(board: &Board, name: &str, action: &str) -> Result<Done, ApiError> {
     if let Some(why) = board.faults_refused() {
         return Err(ApiError::new(StatusCode::FORBIDDEN, why));
     }
@@ -424,11 +434,11 @@ async fn service_fault(board: &Board, name: &str, action: &str) -> Result<Value,
     fault_result(board, done)
 }
 
-fn fault_result(board: &Board, done: Result<String, FaultError>) -> Result<Value, ApiError> {
+fn fault_result(board: &Board, done: Result<String, FaultError>) -> Result<Done, ApiError> {
     match done {
         Ok(what) => {
             board.record(true, what.clone());
-            Ok(json!({ "done": what }))
+            Ok(Done { done: what })
         }
         Err(e) => {
             let status = match e {
@@ -476,7 +486,7 @@ async fn stop_redis(board: &Arc<Board>, body: &[u8]) -> Result<redis_outage::Out
 
 #[cfg(test)]
 mod tests {
-    use crate::*;
+    use super::*;
 
     #[test]
     fn posts_must_be_json_from_the_boards_own_page() {

@@ -2,7 +2,7 @@
 //!
 //! A drill is the very script a student runs (`scripts/lab/<drill>.sh`), started with the
 //! board's view of the demo in its environment (which broker vhost, Redis prefix, service URLs
-//! and run directory), and with this very `sagactl` as its `SAGACTL`. Its output goes to the
+//! and run directory), and with the `sagactl` beside this binary as its `SAGACTL`. Its output goes to the
 //! page line by line (`drill-line`); when it ends, its verdict (the script's exit status: PASS
 //! or FAIL) and whole output are the `drill` topic, which a page opening later also gets.
 
@@ -146,8 +146,13 @@ fn environment(board: &Board, command: &mut Command) {
         .env("RABBITMQ_MANAGEMENT_URL", &board.urls.management)
         .envs(saga_env(common))
         .env("SAGA_RUN_DIR", &board.args.run_dir);
-    if let Ok(me) = std::env::current_exe() {
-        command.env("SAGACTL", me);
+    // The sagactl built with this board (beside it in target/<profile>/), as a drill expects.
+    let sagactl = std::env::current_exe()
+        .ok()
+        .map(|me| me.with_file_name("sagactl"))
+        .filter(|beside| beside.is_file());
+    if let Some(sagactl) = sagactl {
+        command.env("SAGACTL", sagactl);
     }
 }
 
