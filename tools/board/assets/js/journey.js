@@ -5,9 +5,6 @@ import { $, el, svg } from './dom.js';
 
 /** @typedef {import('./types.js').Journey} Journey */
 
-/** The arrow kinds a journey's steps have (the server's `kind` of each step). */
-const KINDS = ['request', 'publish', 'deliver', 'redelivery', 'duplicate', 'late', 'dead-letter', 'compensation', 'notify'];
-
 /** @type {{id: string|null, timer: ReturnType<typeof setInterval>|null}} */
 const shown = { id: null, timer: null };
 
@@ -60,7 +57,8 @@ function drawJourney(lanes, journey) {
 
   const chart = svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': 'swimlane of the order' });
   const defs = svg('defs');
-  for (const kind of KINDS) {
+  // One arrowhead per kind of step this journey has (the server names the kinds).
+  for (const kind of new Set(steps.map((s) => s.kind))) {
     defs.append(svg('marker', { id: `arrow-${kind}`, viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' },
       svg('path', { d: 'M0,0L10,5L0,10z', class: `head k-${kind}` })));
   }
