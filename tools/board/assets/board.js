@@ -31,7 +31,7 @@ window.addEventListener('unhandledrejection', (event) => boardErrors.push(String
 
 /** @param {Vocabulary} words */
 function setVocabulary(words) {
-  setStatuses(words.statuses);
+  setStatuses(words.statuses, words.tones);
   drawDrillButtons(words.drills);
   setPoisonKinds(words.poison_kinds);
 }

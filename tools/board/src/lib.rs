@@ -51,7 +51,7 @@ use sagactl::management::Management;
 use tokio_util::sync::CancellationToken;
 
 use crate::lab::{drills, redis_outage};
-use crate::page::{Activity, ActivityLog, PoisonKind, Vocabulary};
+use crate::page::{Activity, ActivityLog, PoisonKind, Tone, Vocabulary};
 
 /// The name of the board's own broker connection: closing "all connections" spares it, so
 /// the board keeps watching while the services reconnect.
@@ -202,6 +202,7 @@ pub fn vocabulary() -> Vocabulary {
     Vocabulary {
         statuses: OrderStatus::ALL.to_vec(),
         final_statuses: OrderStatus::FINAL.to_vec(),
+        tones: OrderStatus::ALL.map(|s| (s, Tone::of(s))).into(),
         drills: drills::DRILLS.to_vec(),
         poison_kinds: actions::POISON_KINDS
             .iter()

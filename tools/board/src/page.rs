@@ -109,10 +109,41 @@ pub struct Vocabulary {
     pub statuses: Vec<OrderStatus>,
     /// The statuses an order ends in.
     pub final_statuses: Vec<OrderStatus>,
+    /// How each status is coloured: by what it means for the order, so the stylesheet has no
+    /// list of statuses either.
+    pub tones: BTreeMap<OrderStatus, Tone>,
     /// The lab drills, in the order the lab teaches them.
     pub drills: Vec<&'static str>,
     /// The poison messages a person may publish.
     pub poison_kinds: Vec<PoisonKind>,
+}
+
+/// What a status means for its order, which is what the page colours it by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tone {
+    /// Accepted, waiting for a decision.
+    Waiting,
+    /// Done as asked.
+    Done,
+    /// Refused.
+    Refused,
+    /// Being undone (a compensation under way).
+    Undoing,
+    /// Undone.
+    Undone,
+}
+
+impl Tone {
+    pub const fn of(status: OrderStatus) -> Self {
+        match status {
+            OrderStatus::Placed => Self::Waiting,
+            OrderStatus::Confirmed => Self::Done,
+            OrderStatus::Failed => Self::Refused,
+            OrderStatus::Cancelling => Self::Undoing,
+            OrderStatus::Cancelled => Self::Undone,
+        }
+    }
 }
 
 /// One kind of poison message: its name (what `POST /api/poison` takes) and what it is.
@@ -400,12 +431,14 @@ mod tests {
         let words = serde_json::to_value(Vocabulary {
             statuses: OrderStatus::ALL.to_vec(),
             final_statuses: OrderStatus::FINAL.to_vec(),
+            tones: OrderStatus::ALL.map(|s| (s, Tone::of(s))).into(),
             drills: Vec::new(),
             poison_kinds: Vec::new(),
         })
         .unwrap();
         let statuses: Vec<String> = OrderStatus::ALL.iter().map(|s| s.to_string()).collect();
         assert_eq!(words["statuses"], serde_json::json!(statuses));
+        assert_eq!(words["tones"]["CONFIRMED"], "done");
     }
 
     #[test]

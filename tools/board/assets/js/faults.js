@@ -41,7 +41,7 @@ function drawServices() {
   }, label);
   $('#services tbody').replaceChildren(...s.instances.map((i) => el('tr', { 'data-instance': i.name, 'data-running': i.running },
     el('td', {}, i.name), el('td', { class: 'num' }, i.pid ?? '–'),
-    el('td', {}, el('span', { class: `status ${i.running ? 's-running' : 's-stopped'}` }, i.running ? 'running' : 'stopped')),
+    el('td', {}, el('span', { class: `status ${i.running ? 'tone-done' : 'tone-refused'}` }, i.running ? 'running' : 'stopped')),
     el('td', { class: 'buttons' },
       i.running ? action(i, 'stop', 'stop') : null,
       i.running ? action(i, 'kill', 'kill -9', 'danger') : null,

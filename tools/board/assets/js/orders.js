@@ -12,15 +12,21 @@ import { showJourney } from './journey.js';
 /** The list of every status (the server's name for it). */
 const ALL = 'ALL';
 
-/** @type {{orders: Orders|null, statuses: string[], filter: string, selected: string|null}} */
-const panel = { orders: null, statuses: [], filter: ALL, selected: null };
+/**
+ * @type {{orders: Orders|null, statuses: string[], tones: Record<string, string>,
+ *   filter: string, selected: string|null}}
+ */
+const panel = { orders: null, statuses: [], tones: {}, filter: ALL, selected: null };
 
 /**
- * The statuses to filter by, in the server's order (from the vocabulary).
+ * The statuses to filter by, in the server's order, and the tone each is coloured by (both
+ * from the vocabulary).
  * @param {string[]} statuses
+ * @param {Record<string, string>} tones
  */
-export function setStatuses(statuses) {
+export function setStatuses(statuses, tones) {
   panel.statuses = statuses;
+  panel.tones = tones;
   drawOrders();
 }
 
@@ -72,7 +78,7 @@ function drawOrders() {
   el('td', {}, clock(o.created_at)),
   el('td', { class: 'id' }, short(o.order_id)),
   el('td', {}, `${o.qty} × ${o.item}`),
-  el('td', {}, el('span', { class: `status s-${o.status}` }, o.status))));
+  el('td', {}, el('span', { class: `status tone-${panel.tones[o.status] || 'unknown'}` }, o.status))));
   if (!rows.length) rows.push(el('tr', {}, el('td', { colspan: 4, class: 'empty' }, 'no orders yet')));
   $('#orders tbody').replaceChildren(...rows);
 }

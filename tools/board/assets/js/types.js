@@ -3,10 +3,11 @@
 // (tools/board/src/page.rs), field for field. Nothing runs here; the panels import the types.
 
 /**
- * @typedef {'PLACED'|'CONFIRMED'|'FAILED'|'CANCELLING'|'CANCELLED'} OrderStatus
- *   For the type checker only: the page's lists of statuses come from {@link Vocabulary}.
  * @typedef {{kind: string, label: string}} PoisonKind
- * @typedef {{statuses: string[], final_statuses: string[], drills: string[], poison_kinds: PoisonKind[]}} Vocabulary
+ * @typedef {'waiting'|'done'|'refused'|'undoing'|'undone'} Tone
+ * @typedef {{statuses: string[], final_statuses: string[], tones: Record<string, Tone>,
+ *   drills: string[], poison_kinds: PoisonKind[]}} Vocabulary
+ *   The domain's words: the page has no list of statuses, drills or poison kinds of its own.
  * @typedef {{t: number, depth: (number|null)[], consumers: (number|null)[]}} Sample
  * @typedef {{queues: string[], points: Sample[]}} QueueHistory
  * @typedef {{name: string, retry: boolean, messages: number|null, consumers: number|null,
