@@ -26,6 +26,15 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium chromium-driver iproute2 curl >/dev/null
 fi
+# The board's page is plain JavaScript checked from its JSDoc types (tools/board/assets/tsconfig.json).
+# tsc comes from npm once; the check itself runs offline.
+if command -v npm >/dev/null 2>&1; then
+  command -v tsc >/dev/null 2>&1 || { say "installing TypeScript (npm i -g typescript, once) to check the board's page"; npm i -g --silent typescript; }
+  say "type-checking the board's page (tsc -p tools/board/assets)"
+  tsc -p tools/board/assets
+else
+  say "warning: no npm, so the board's page is not type-checked (apt-get install -y npm)"
+fi
 say "building the binaries the integration tests spawn"
 cargo build --workspace --bins --quiet
 say "running all tests (unit + integration)"
