@@ -14,6 +14,9 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
+use saga_domain::events::EventType;
+use saga_domain::order::{OrderStatus, ReservationState};
+
 use crate::timeline::{DlqHop, HistoryEntry, Timeline};
 
 /// Who takes part in an order's journey: the columns of the swimlane.
@@ -92,8 +95,8 @@ pub struct Step {
     pub kind: StepKind,
     /// What happened, in a few words.
     pub what: String,
-    /// The event's type name, e.g. `InventoryReserved`.
-    pub event: Option<String>,
+    /// The event, e.g. `InventoryReserved` (its type name in JSON).
+    pub event: Option<EventType>,
     pub event_id: Option<String>,
     /// Why this step could not lose or double anything.
     pub why: String,
@@ -131,7 +134,7 @@ pub fn journey(timeline: &Timeline) -> Journey {
                 to: Lane::NotificationSvc,
                 kind: StepKind::Notify,
                 what: format!("notified: {}", note.outcome),
-                event: outcome_event(note.outcome.as_str()).map(str::to_owned),
+                event: Some(note.outcome.event_type()),
                 event_id: Some(note.event_id.clone()).filter(|id| !id.is_empty()),
                 why: "the (order, outcome) pair was claimed in Redis before sending and recorded \
                       as sent after the sink took it: one notification however often the event \
@@ -162,16 +165,6 @@ pub fn journey(timeline: &Timeline) -> Journey {
         status,
         steps: story.into_steps(),
         notes,
-    }
-}
-
-/// The event a notification outcome answers.
-fn outcome_event(outcome: &str) -> Option<&'static str> {
-    match outcome {
-        "reserved" => Some("InventoryReserved"),
-        "failed" => Some("InventoryFailed"),
-        "released" => Some("InventoryReleased"),
-        _ => None,
     }
 }
 
@@ -232,7 +225,7 @@ fn origin(story: &mut Story, timeline: &Timeline) {
     let placed = timeline
         .history
         .iter()
-        .find(|h| h.event == Some(saga_domain::events::EventType::OrderPlaced));
+        .find(|h| h.event == Some(EventType::OrderPlaced));
     if let Some(order) = &timeline.order {
         let at = placed.map_or(order.created_at, |h| h.at);
         let event_id = placed.map(|h| h.event_id.clone());
@@ -243,8 +236,13 @@ fn origin(story: &mut Story, timeline: &Timeline) {
                 from: Lane::Client,
                 to: Lane::OrderSvc,
                 kind: StepKind::Request,
-                what: format!("POST /order: {} x {}, 201 PLACED", order.qty, order.item),
-                event: Some("OrderPlaced".into()),
+                what: format!(
+                    "POST /order: {} x {}, 201 {}",
+                    order.qty,
+                    order.item,
+                    OrderStatus::Placed
+                ),
+                event: Some(EventType::OrderPlaced),
                 event_id: event_id.clone(),
                 why: "answered at once: the order, its history and its OrderPlaced event were \
                       written to Redis in one MULTI/EXEC (the transactional outbox), so the \
@@ -267,7 +265,7 @@ fn origin(story: &mut Story, timeline: &Timeline) {
                 to: Lane::Broker,
                 kind: StepKind::Publish,
                 what: what.into(),
-                event: Some("OrderPlaced".into()),
+                event: Some(EventType::OrderPlaced),
                 event_id,
                 why: "the outbox relay publishes it with a publisher confirm and removes it \
                       from the outbox only after the broker's ack: a crash in between publishes \
@@ -315,16 +313,14 @@ fn decision(story: &mut Story, timeline: &Timeline) {
     };
     let item = record.item.as_deref().unwrap_or("?");
     // A failed decision keeps its code even after a cancel turned the record `released`.
-    let failed =
-        record.code.is_some() || record.state == saga_domain::order::ReservationState::Failed;
-    let (what, routing_key, event, why) = if failed {
+    let failed = record.code.is_some() || record.state == ReservationState::Failed;
+    let (what, event, why) = if failed {
         (
             format!(
                 "OrderPlaced: not reserved: {}",
                 record.reason.as_deref().unwrap_or("no reason recorded")
             ),
-            "inventory.failed",
-            "InventoryFailed",
+            EventType::InventoryFailed,
             "a business outcome, not poison: the refusal and its reason were recorded in the \
              same atomic Lua step that checked the stock, and no stock moved",
         )
@@ -335,8 +331,7 @@ fn decision(story: &mut Story, timeline: &Timeline) {
             .unwrap_or_default();
         (
             format!("OrderPlaced: reserved {} {item}{left}", record.qty),
-            "inventory.reserved",
-            "InventoryReserved",
+            EventType::InventoryReserved,
             "one Lua script checked the order's reservation record, took the stock and \
              recorded the outcome in one atomic step: a second copy of this OrderPlaced finds \
              the record and takes nothing",
@@ -350,7 +345,7 @@ fn decision(story: &mut Story, timeline: &Timeline) {
             to: Lane::InventorySvc,
             kind: StepKind::Deliver,
             what,
-            event: Some("OrderPlaced".into()),
+            event: Some(EventType::OrderPlaced),
             event_id: None,
             why: why.into(),
         },
@@ -362,8 +357,8 @@ fn decision(story: &mut Story, timeline: &Timeline) {
             from: Lane::InventorySvc,
             to: Lane::Broker,
             kind: StepKind::Publish,
-            what: routing_key.into(),
-            event: Some(event.into()),
+            what: event.routing_key().into(),
+            event: Some(event),
             event_id: record.event_id.clone(),
             why: "published with a confirm before the OrderPlaced was acked: a crash before the \
                   ack redelivers the OrderPlaced, and the record makes the redelivery re-send \
@@ -414,7 +409,7 @@ fn release(story: &mut Story, timeline: &Timeline) {
             to: Lane::InventorySvc,
             kind: StepKind::Compensation,
             what,
-            event: Some("OrderCancelled".into()),
+            event: Some(EventType::OrderCancelled),
             event_id: None,
             why: why.into(),
         },
@@ -426,8 +421,8 @@ fn release(story: &mut Story, timeline: &Timeline) {
             from: Lane::InventorySvc,
             to: Lane::Broker,
             kind: StepKind::Publish,
-            what: "inventory.released".into(),
-            event: Some("InventoryReleased".into()),
+            what: EventType::InventoryReleased.routing_key().into(),
+            event: Some(EventType::InventoryReleased),
             event_id: record.release_event_id.clone(),
             why: "published with a confirm before the OrderCancelled was acked".into(),
         },
@@ -441,17 +436,17 @@ fn order_svc_history(story: &mut Story, timeline: &Timeline) {
         .reservation
         .as_ref()
         .is_some_and(|r| r.is_tombstone());
-    let mut status = "PLACED".to_owned();
+    let mut status = OrderStatus::Placed;
     let mut seen: HashSet<&str> = HashSet::new();
     for entry in &timeline.history {
         let first_time = seen.insert(entry.event_id.as_str());
-        match entry.event.map_or("", |e| e.as_str()) {
-            "OrderPlaced" => {}
-            "OrderCancelled" => cancel_request(story, entry),
-            _ => outcome(story, entry, &status, first_time, tombstone),
+        match entry.event {
+            Some(EventType::OrderPlaced) => {}
+            Some(EventType::OrderCancelled) => cancel_request(story, entry),
+            _ => outcome(story, entry, status, first_time, tombstone),
         }
         if entry.applied {
-            status = entry.status.to_string();
+            status = entry.status;
         }
     }
 }
@@ -469,8 +464,11 @@ fn cancel_request(story: &mut Story, entry: &HistoryEntry) {
             from: Lane::Client,
             to: Lane::OrderSvc,
             kind: StepKind::Request,
-            what: format!("POST /order/{{id}}/cancel: CANCELLING{reason}"),
-            event: Some("OrderCancelled".into()),
+            what: format!(
+                "POST /order/{{id}}/cancel: {}{reason}",
+                OrderStatus::Cancelling
+            ),
+            event: Some(EventType::OrderCancelled),
             event_id: Some(entry.event_id.clone()),
             why: "the status change and the OrderCancelled event were written in one Lua step \
                   (the outbox): the compensation cannot be forgotten"
@@ -484,8 +482,11 @@ fn cancel_request(story: &mut Story, entry: &HistoryEntry) {
             from: Lane::OrderSvc,
             to: Lane::Broker,
             kind: StepKind::Publish,
-            what: "order.cancelled (from the outbox)".into(),
-            event: Some("OrderCancelled".into()),
+            what: format!(
+                "{} (from the outbox)",
+                EventType::OrderCancelled.routing_key()
+            ),
+            event: Some(EventType::OrderCancelled),
             event_id: Some(entry.event_id.clone()),
             why: "relayed from the outbox with a publisher confirm, like every event".into(),
         },
@@ -496,11 +497,12 @@ fn cancel_request(story: &mut Story, entry: &HistoryEntry) {
 fn outcome(
     story: &mut Story,
     entry: &HistoryEntry,
-    status_before: &str,
+    status_before: OrderStatus,
     first_time: bool,
     tombstone: bool,
 ) {
-    let event = entry.event.map_or("", |e| e.as_str());
+    let event = entry.event;
+    let name = event.map_or("", EventType::as_str);
     let event_id = Some(entry.event_id.clone());
     let step = |kind, what: String, why: &str| Step {
         at: Some(entry.at),
@@ -508,12 +510,12 @@ fn outcome(
         to: Lane::OrderSvc,
         kind,
         what,
-        event: Some(event.to_owned()),
+        event,
         event_id: event_id.clone(),
         why: why.to_owned(),
     };
-    let moved = format!("{event}: {status_before} → {}", entry.status);
-    let unchanged = format!("{event} again: no change ({})", entry.status);
+    let moved = format!("{name}: {status_before} → {}", entry.status);
+    let unchanged = format!("{name} again: no change ({})", entry.status);
     let step = match (entry.applied, entry.redelivered, first_time) {
         (true, false, _) => step(
             StepKind::Deliver,
@@ -538,7 +540,7 @@ fn outcome(
         (false, _, false) => {
             // The same event id again, not a broker redelivery: inventory announced its
             // recorded decision a second time. Show where that came from.
-            let (cause, why) = if tombstone && event == "InventoryReleased" {
+            let (cause, why) = if tombstone && event == Some(EventType::InventoryReleased) {
                 (
                     "the late OrderPlaced, after the cancel",
                     "the tombstone was already there: the recorded release was re-sent with \
@@ -571,8 +573,8 @@ fn outcome(
                     from: Lane::InventorySvc,
                     to: Lane::Broker,
                     kind: StepKind::Duplicate,
-                    what: format!("{event} re-sent (same event id)"),
-                    event: Some(event.to_owned()),
+                    what: format!("{name} re-sent (same event id)"),
+                    event,
                     event_id: event_id.clone(),
                     why: "published with a confirm, like the first time".into(),
                 },
@@ -585,7 +587,7 @@ fn outcome(
         }
         (false, _, true) => step(
             StepKind::Late,
-            format!("late {event}: no change ({})", entry.status),
+            format!("late {name}: no change ({})", entry.status),
             "a stale event for an order that had moved on: recorded in the history, never \
              applied, since transitions only move forward",
         ),

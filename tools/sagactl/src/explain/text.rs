@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use saga_domain::events::EventType;
+
 use super::journey::Journey;
 
 impl Journey {
@@ -28,7 +30,7 @@ impl Journey {
             let _ = writeln!(out);
             let _ = writeln!(out, "{when:<23} {lanes:<34} {}", step.what);
             if let Some(id) = &step.event_id {
-                let event = step.event.as_deref().unwrap_or("event");
+                let event = step.event.map_or("event", EventType::as_str);
                 let _ = writeln!(out, "{:<23} event  {event} {id}", "");
             }
             let _ = writeln!(out, "{:<23} safe   {}", "", step.why);
