@@ -7,6 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 use crate::eventually;
 use crate::process::free_port;
@@ -121,13 +123,14 @@ impl PrivateRedis {
         let pid = std::fs::read_to_string(&pidfile)
             .with_context(|| format!("reading {} (is it running?)", pidfile.display()))?;
         let pid = pid.trim();
-        anyhow::ensure!(
-            !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()),
-            "{} holds {pid:?}, not a pid",
-            pidfile.display()
-        );
-        let status = Command::new("kill").args(["-9", pid]).status()?;
-        anyhow::ensure!(status.success(), "kill -9 {pid} failed");
+        // A positive number only: 0 or -1 would signal a whole process group, or everything.
+        let pid = pid
+            .parse::<i32>()
+            .ok()
+            .filter(|pid| *pid > 0)
+            .with_context(|| format!("{} holds {pid:?}, not a pid", pidfile.display()))?;
+        kill(Pid::from_raw(pid), Signal::SIGKILL)
+            .with_context(|| format!("kill -9 {pid} failed"))?;
         let port = self.port;
         eventually(
             "private redis killed",

@@ -5,6 +5,7 @@
 //! - [`config`]: the command-line / environment settings every service takes.
 //! - [`telemetry`]: log set-up (readable or JSON) and the Prometheus recorder.
 //! - [`http`]: `/health`, `/ready`, `/metrics` and JSON errors, for every service.
+//! - [`redact`]: URLs with their passwords and tokens blanked, for logs and errors.
 //! - [`admin`]: state-changing ops endpoints: loopback callers, or `ADMIN_TOKEN`.
 //! - [`shutdown`]: SIGINT/SIGTERM into a cancellation token.
 //! - [`backoff`]: capped exponential backoff for everything transient.
@@ -19,6 +20,7 @@ pub mod admin;
 pub mod backoff;
 pub mod config;
 pub mod http;
+pub mod redact;
 pub mod shutdown;
 pub mod telemetry;
 pub mod watch;

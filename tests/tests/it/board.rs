@@ -17,6 +17,8 @@ use browser::Browser;
 use harness::private::PrivateRedis;
 use harness::process::{bin_dir, free_port};
 use harness::{ServiceKind, ServiceProcess, TestEnv, eventually};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
@@ -133,15 +135,16 @@ impl Drop for RunDir {
                 continue;
             };
             let pid = pid.trim();
+            let Some(signalled) = pid.parse::<i32>().ok().filter(|pid| *pid > 0) else {
+                continue;
+            };
             // Only if that pid still runs that service: a pid may have been reused.
             let argv0 = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let argv0 =
                 String::from_utf8_lossy(argv0.split(|b| *b == 0).next().unwrap_or_default())
                     .into_owned();
             if Path::new(&argv0).file_name().is_some_and(|n| n == service) {
-                let _ = std::process::Command::new("kill")
-                    .args(["-KILL", pid])
-                    .status();
+                let _ = kill(Pid::from_raw(signalled), Signal::SIGKILL);
             }
         }
         let _ = std::fs::remove_dir_all(&self.0);

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use comfy_table::{Row, Table};
 use procfs::Current as _;
+use thousands::Separable as _;
 
 use crate::cpu::CpuUse;
 use crate::drain::DrainResult;
@@ -771,17 +772,10 @@ fn cpu_micros_per_order(e: &crate::e2e::E2eResult) -> f64 {
     1e6 * total / (e.accepted.max(1) as f64)
 }
 
-/// `1234.5` → `1,235`.
+/// A count or rate for people: whole, with commas between thousands. Rounded as `{:.0}` does
+/// (to the nearest, a tie to even): `1234.5` → `1,234`, `1234.6` → `1,235`.
 pub fn thousands(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    format!("{:.0}", value.max(0.0)).separate_with_commas()
 }
 
 /// Milliseconds below 10 s, seconds above.
@@ -817,6 +811,15 @@ fn utc(at: time::OffsetDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thousands_never_shows_a_sign_or_loses_digits() {
+        assert_eq!(thousands(-5.0), "0");
+        assert_eq!(thousands(f64::NAN), "0");
+        assert_eq!(thousands(999.4), "999");
+        assert_eq!(thousands(999.5), "1,000");
+        assert_eq!(thousands(1e21), "1,000,000,000,000,000,000,000");
+    }
 
     #[test]
     fn formats_numbers_for_people() {

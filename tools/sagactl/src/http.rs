@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
 /// One service's HTTP API, e.g. order-svc at `http://127.0.0.1:5001`.
@@ -107,19 +108,17 @@ impl ServiceApi {
     }
 }
 
+/// Everything but RFC 3986's unreserved characters (letters, digits, `-._~`).
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encode one URL path segment: everything but unreserved characters (RFC 3986), so a
 /// vhost `/` becomes `%2F` and an id can never add a path segment of its own.
 pub fn encode_path_segment(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    utf8_percent_encode(segment, PATH_SEGMENT).to_string()
 }
 
 #[cfg(test)]
@@ -132,5 +131,15 @@ mod tests {
         assert_eq!(encode_path_segment("sagactl-dev"), "sagactl-dev");
         assert_eq!(encode_path_segment("a b/c"), "a%20b%2Fc");
         assert_eq!(encode_path_segment("dlq_queue"), "dlq_queue");
+    }
+
+    #[test]
+    fn encodes_what_would_change_the_path_or_its_meaning() {
+        // Each UTF-8 byte on its own, a percent sign so it is not read as an escape, and the
+        // query and fragment marks so they stay part of the segment.
+        assert_eq!(encode_path_segment("café"), "caf%C3%A9");
+        assert_eq!(encode_path_segment("100%"), "100%25");
+        assert_eq!(encode_path_segment("a?b#c"), "a%3Fb%23c");
+        assert_eq!(encode_path_segment("~x.y"), "~x.y");
     }
 }

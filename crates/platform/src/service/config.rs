@@ -13,6 +13,8 @@ use saga_domain::retry::{MAX_DELAY, RetryPolicy};
 use crate::amqp::topology::Topology;
 use crate::redis::replication::Replication;
 use crate::redis::sentinel::{self, SentinelUrl};
+// Where callers have always found them; they live in their own module.
+pub use crate::service::redact::{mask_passwords, redact_url};
 
 /// Connection and behaviour settings shared by all three services and `sagactl`.
 #[derive(clap::Args, Debug, Clone)]
@@ -145,71 +147,6 @@ fn parse_prefix(s: &str) -> Result<String, String> {
     }
 }
 
-/// A URL fit for a log line or an error message: its password and every query value are
-/// replaced with `***`, its fragment dropped (a webhook's token often rides in the query).
-/// Credentials never appear in logs. A list of URLs (`RABBITMQ_URL` naming several nodes) has
-/// each one redacted.
-pub fn redact_url(url: &str) -> String {
-    url.split(',').map(redact_one).collect::<Vec<_>>().join(",")
-}
-
-/// Every `scheme://...` in free text redacted as by [`redact_url`] (a URL quoted in an error
-/// message ends at a space, a quote or a comma).
-pub fn mask_passwords(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("://") {
-        let (before, after) = rest.split_at(start + 3);
-        out.push_str(before);
-        let end = after
-            .find(|c: char| c.is_whitespace() || "'\",".contains(c))
-            .unwrap_or(after.len());
-        let (url, tail) = after.split_at(end);
-        out.push_str(&redact_after_scheme(url));
-        rest = tail;
-    }
-    out.push_str(rest);
-    out
-}
-
-fn redact_one(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => format!("{scheme}://{}", redact_after_scheme(rest)),
-        None => url.to_owned(),
-    }
-}
-
-/// `user:password@host/path?k=v#f` → `user:***@host/path?k=***`.
-fn redact_after_scheme(rest: &str) -> String {
-    let rest = rest.split_once('#').map_or(rest, |(kept, _fragment)| kept);
-    let (rest, query) = match rest.split_once('?') {
-        Some((rest, query)) => (rest, Some(query)),
-        None => (rest, None),
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let mut out = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{user}:***@{host}"),
-            None => format!("{userinfo}@{host}"),
-        },
-        None => authority.to_owned(),
-    };
-    out.push_str(path);
-    if let Some(query) = query {
-        let masked: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _value)) => format!("{key}=***"),
-                None => "***".to_owned(),
-            })
-            .collect();
-        out.push('?');
-        out.push_str(&masked.join("&"));
-    }
-    out
-}
-
 /// A delay from a humane duration: `500ms`, `5s`, `1m`. Between 10 ms and one hour: a shorter
 /// one is a hot loop through the broker, a longer one looks like a lost message.
 fn parse_delay(s: &str) -> Result<Duration, String> {
@@ -263,58 +200,6 @@ mod tests {
         assert!(
             cmd.try_get_matches_from(["sagactl", "--status", "shipped"])
                 .is_err()
-        );
-    }
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            redact_url("amqp://guest:secret@h:5672/%2f"),
-            "amqp://guest:***@h:5672/%2f"
-        );
-        assert_eq!(
-            redact_url("redis://127.0.0.1:6379"),
-            "redis://127.0.0.1:6379"
-        );
-        assert_eq!(
-            redact_url("amqp://a:one@h1/v,amqp://b:two@h2/v"),
-            "amqp://a:***@h1/v,amqp://b:***@h2/v"
-        );
-        assert_eq!(
-            redact_url("redis+sentinel://:pw@h1:1,h2:2/saga"),
-            "redis+sentinel://:***@h1:1,h2:2/saga"
-        );
-    }
-
-    #[test]
-    fn redacts_query_values_and_fragments_too() {
-        assert_eq!(
-            redact_url("http://user:secret@hooks.example:8080/path?token=abc&x=1#frag"),
-            "http://user:***@hooks.example:8080/path?token=***&x=***"
-        );
-        assert_eq!(
-            redact_url("https://hooks.example/a?flag"),
-            "https://hooks.example/a?***"
-        );
-        // An @ in the query is not the end of a user name.
-        assert_eq!(redact_url("http://h/p?mail=a@b"), "http://h/p?mail=***");
-        assert_eq!(
-            mask_passwords("webhook http://u:pw@h/p?token=t failed"),
-            "webhook http://u:***@h/p?token=*** failed"
-        );
-    }
-
-    #[test]
-    fn masks_passwords_quoted_in_error_messages() {
-        let clap_says = "error: invalid value 'amqp://guest:s3cret@h1:5672/v,,amqp://g:two@h2/v' for '--rabbitmq-url'";
-        let masked = mask_passwords(clap_says);
-        assert_eq!(
-            masked,
-            "error: invalid value 'amqp://guest:***@h1:5672/v,,amqp://g:***@h2/v' for '--rabbitmq-url'"
-        );
-        assert_eq!(
-            mask_passwords("see http://example.org/x and redis://h:1"),
-            "see http://example.org/x and redis://h:1"
         );
     }
 

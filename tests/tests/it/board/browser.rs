@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use fantoccini::{Client, ClientBuilder, Locator};
 use harness::process::free_port;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
@@ -234,9 +236,9 @@ impl Drop for Browser {
         }
         if let Some(driver) = self.driver.id() {
             for pid in children_of(driver) {
-                let _ = std::process::Command::new("kill")
-                    .args(["-TERM", &pid.to_string()])
-                    .status();
+                if let Ok(pid) = i32::try_from(pid) {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+                }
             }
         }
         let _ = self.driver.start_kill();

@@ -1,80 +1,20 @@
-//! `sagactl explain <order-id>`: an order's journey through the saga, step by step, with why each
-//! step was safe. The board draws the same [`Journey`] as a swimlane.
+//! The journey model: an order's [`Timeline`] (what the services recorded in Redis) told as a
+//! [`Journey`], a headline and its steps in time order, with nothing to do with how it is shown.
 //!
-//! [`journey`] is a pure function of the order's [`Timeline`] (what the services recorded in
-//! Redis), so every story it tells is unit-tested below without Redis: a plain confirmation, a
-//! redelivery, a duplicate that inventory absorbed, a DLQ hop, a compensation, and a cancel
-//! that overtook its order. Each step runs between two of five lanes (client, order-svc,
-//! broker, inventory-svc, notification-svc) and says what happened, when, with which event id,
-//! and why it could not lose or double anything.
+//! [`journey`] is a pure function, so every story it tells is unit-tested below without Redis:
+//! a plain confirmation, a redelivery, a duplicate that inventory absorbed, a DLQ hop, a
+//! compensation, and a cancel that overtook its order. Each step runs between two of five lanes
+//! (client, order-svc, broker, inventory-svc, notification-svc) and says what happened, when,
+//! with which event id, and why it could not lose or double anything.
 //!
 //! Some moments are not recorded anywhere (the outbox relay's publish has no timestamp): those
 //! steps carry no time and are placed right after the step that caused them.
 
 use std::collections::HashSet;
-use std::fmt::Write as _;
 
-use anyhow::bail;
-use clap::Args;
-use saga_platform::redis::store::Keys;
-use saga_platform::service::config::Common;
 use serde::Serialize;
 
-use crate::output::{Output, print_json};
-use crate::timeline::{self, DlqHop, HistoryEntry, Timeline};
-
-#[derive(Args, Debug)]
-#[command(
-    after_help = "Example:\n  sagactl explain 0f8fad5b-d9cb-469f-a165-70867728950e\n  \
-                  sagactl explain 0f8fad5b-d9cb-469f-a165-70867728950e --mermaid > journey.mmd\n  \
-                  sagactl explain 0f8fad5b-d9cb-469f-a165-70867728950e --json"
-)]
-pub struct ExplainArgs {
-    /// The order_id returned when the order was placed.
-    order_id: String,
-    /// Print the journey as a Mermaid sequence diagram instead of text.
-    #[arg(long, conflicts_with = "json")]
-    mermaid: bool,
-    /// With --json: the journey and the records it was told from.
-    #[command(flatten)]
-    output: Output,
-}
-
-/// What `explain --json` prints: the journey, and the timeline (every record) it was told from.
-#[derive(Debug, Serialize)]
-struct ExplainDoc<'a> {
-    journey: &'a Journey,
-    timeline: &'a Timeline,
-}
-
-/// # Errors
-/// Redis unreachable, or nothing at all is recorded about the order.
-pub async fn run(common: &Common, args: ExplainArgs) -> anyhow::Result<()> {
-    let redis = saga_platform::redis::store::connect(&common.redis_url)?;
-    let keys = Keys::new(&common.redis_prefix);
-    let timeline = timeline::read(&redis, &keys, &args.order_id).await?;
-    if timeline.is_unknown() {
-        bail!(
-            "nothing is recorded about order {:?} under prefix {:?}",
-            args.order_id,
-            common.redis_prefix
-        );
-    }
-    let journey = journey(&timeline);
-    if args.output.json {
-        return print_json(&ExplainDoc {
-            journey: &journey,
-            timeline: &timeline,
-        });
-    }
-    let text = if args.mermaid {
-        journey.mermaid()
-    } else {
-        journey.text()
-    };
-    outln!("{}", text.trim_end())?;
-    Ok(())
-}
+use crate::timeline::{DlqHop, HistoryEntry, Timeline};
 
 /// Who takes part in an order's journey: the columns of the swimlane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -114,16 +54,6 @@ impl Lane {
             "inventory-svc" => Self::InventorySvc,
             "notification-svc" => Self::NotificationSvc,
             _ => Self::Client,
-        }
-    }
-
-    fn mermaid_id(self) -> &'static str {
-        match self {
-            Self::Client => "C",
-            Self::OrderSvc => "O",
-            Self::Broker => "B",
-            Self::InventorySvc => "I",
-            Self::NotificationSvc => "N",
         }
     }
 }
@@ -708,121 +638,8 @@ fn dead_letter(story: &mut Story, hop: &DlqHop) {
     );
 }
 
-// --- rendering -------------------------------------------------------------------------------
-
-impl Journey {
-    /// The journey as text for a terminal: one block per step with its time, lanes, event id
-    /// and why it was safe.
-    pub fn text(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(out, "{}", self.headline);
-        let start = self.steps.iter().find_map(|s| s.at);
-        if let Some(start) = start {
-            let _ = writeln!(out, "started {} UTC", utc(start));
-        }
-        for step in &self.steps {
-            let when = match (step.at, start) {
-                (Some(at), Some(start)) => format!(
-                    "{} +{:.3}s",
-                    &utc(at)[11..],
-                    at.saturating_sub(start) as f64 / 1000.0
-                ),
-                _ => "(no time recorded)".to_owned(),
-            };
-            let lanes = format!("{} → {}", step.from.name(), step.to.name());
-            let _ = writeln!(out);
-            let _ = writeln!(out, "{when:<23} {lanes:<34} {}", step.what);
-            if let Some(id) = &step.event_id {
-                let event = step.event.as_deref().unwrap_or("event");
-                let _ = writeln!(out, "{:<23} event  {event} {id}", "");
-            }
-            let _ = writeln!(out, "{:<23} safe   {}", "", step.why);
-        }
-        for note in &self.notes {
-            let _ = writeln!(out, "\nnote: {note}");
-        }
-        out
-    }
-
-    /// The journey as a Mermaid sequence diagram, e.g. for a lab report.
-    pub fn mermaid(&self) -> String {
-        let mut out = String::from("sequenceDiagram\n");
-        for lane in Lane::ALL {
-            let _ = writeln!(
-                out,
-                "    participant {} as {}",
-                lane.mermaid_id(),
-                lane.name()
-            );
-        }
-        let start = self.steps.iter().find_map(|s| s.at);
-        for step in &self.steps {
-            let arrow = match step.kind {
-                StepKind::DeadLetter => "-x",
-                StepKind::Duplicate | StepKind::Late => "-->>",
-                _ => "->>",
-            };
-            let when = match (step.at, start) {
-                (Some(at), Some(start)) => {
-                    format!("+{:.3}s ", at.saturating_sub(start) as f64 / 1000.0)
-                }
-                _ => String::new(),
-            };
-            let id = step
-                .event_id
-                .as_deref()
-                .map(|id| format!(" [{}]", short_id(id)))
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "    {}{arrow}{}: {}",
-                step.from.mermaid_id(),
-                step.to.mermaid_id(),
-                mermaid_text(&format!("{when}{}{id}", step.what))
-            );
-        }
-        for note in &self.notes {
-            let _ = writeln!(out, "    Note over C,N: {}", mermaid_text(note));
-        }
-        out
-    }
-}
-
-/// The start of an id: enough to tell events apart in a diagram.
-fn short_id(id: &str) -> &str {
-    id.get(..8).unwrap_or(id)
-}
-
-/// Text Mermaid shows as it is: no statement separators, entity codes or HTML.
-fn mermaid_text(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            ';' => ',',
-            '#' => ' ',
-            '<' => '(',
-            '>' => ')',
-            '\n' | '\r' => ' ',
-            c => c,
-        })
-        .collect()
-}
-
-/// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS.mmm` (UTC).
-pub fn utc(ms: u64) -> String {
-    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000);
-    at.ok()
-        .and_then(|at| {
-            at.format(time::macros::format_description!(
-                "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]"
-            ))
-            .ok()
-        })
-        // Beyond year 9999 (time's range): no stamp of ours, so say so rather than guess.
-        .unwrap_or_else(|| format!("{ms} ms after the Unix epoch"))
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::timeline::{NotificationRecord, OrderRecord, ReservationRecord};
 
@@ -866,7 +683,7 @@ mod tests {
     }
 
     /// A plain order: placed, reserved, confirmed, notified.
-    fn confirmed() -> Timeline {
+    pub(crate) fn confirmed() -> Timeline {
         Timeline {
             order_id: "o1".into(),
             order: order("CONFIRMED"),
@@ -1141,45 +958,5 @@ mod tests {
             "order.placed: in the outbox, or published and queued"
         );
         assert!(j.notes[0].contains("has not decided"));
-    }
-
-    #[test]
-    fn text_and_mermaid_carry_the_same_steps() {
-        let j = journey(&confirmed());
-        let text = j.text();
-        assert!(text.starts_with(
-            "order o1: 2 x burger for s1, CONFIRMED\nstarted 2023-11-14 22:13:20.000 UTC"
-        ));
-        assert!(text.contains("client → order-svc"));
-        assert!(text.contains("event  InventoryReserved e-reserved"));
-        assert!(text.contains("(no time recorded)"));
-        assert_eq!(text.matches("safe   ").count(), j.steps.len());
-
-        let mermaid = j.mermaid();
-        assert!(mermaid.starts_with("sequenceDiagram\n    participant C as client\n"));
-        assert!(
-            mermaid.contains("    B->>O: +0.030s InventoryReserved: PLACED → CONFIRMED [e-reserv]")
-        );
-        let arrows = mermaid
-            .lines()
-            .filter(|l| l.contains("->>") || l.contains("-x"))
-            .count();
-        assert_eq!(arrows, j.steps.len());
-    }
-
-    #[test]
-    fn mermaid_text_cannot_break_the_diagram() {
-        assert_eq!(mermaid_text("a;b#c<d>\ne"), "a,b c(d) e");
-    }
-
-    #[test]
-    fn utc_times() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00.000");
-        assert_eq!(utc(951_782_400_123), "2000-02-29 00:00:00.123");
-        assert_eq!(utc(T0), "2023-11-14 22:13:20.000");
-        assert_eq!(
-            utc(u64::MAX),
-            "18446744073709551615 ms after the Unix epoch"
-        );
     }
 }
