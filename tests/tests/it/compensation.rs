@@ -309,13 +309,8 @@ async fn the_webhook_sink_delivers_exactly_once_despite_two_failures() -> anyhow
         }
     })
     .await?;
-    eventually("notification recorded", T, || async {
-        match env.notifications_for(&id).await {
-            Ok(n) if n.len() == 1 => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await?;
+    env.until_notified("notification recorded", &id, 1, T)
+        .await?;
     let got = bodies.lock().unwrap().clone();
     assert_eq!(got.len(), 1, "delivered exactly once: {got:?}");
     assert_eq!(got[0]["order_id"], id);

@@ -136,13 +136,8 @@ async fn forged_retry_headers_are_ignored_and_never_hold_a_delivery() -> anyhow:
     }
     publish(&env, "order.placed", b"{not json", forged(true)).await?;
 
-    eventually("the three forged orders reserved", T, || async {
-        match env.stock("burger").await {
-            Ok(Some(7)) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await?;
+    env.until_stock("the three forged orders reserved", "burger", 7, T)
+        .await?;
     let dead = the_one_dead_letter(&env, "the poison one in the DLQ").await?;
     assert_eq!(dead.body, b"{not json", "the body is unchanged");
     assert!(dead.header("x-dlq-reason").is_some_and(|r| !r.is_empty()));
@@ -244,13 +239,8 @@ async fn a_message_the_broker_grows_past_the_frame_is_rescued_into_the_dlq_and_t
         FieldTable::default(),
     )
     .await?;
-    eventually("the next order reserved", T, || async {
-        match env.stock("burger").await.map_err(|e| e.to_string())? {
-            Some(n) if n == seeded - 1 => Ok(()),
-            other => Err(format!("burger available {other:?}")),
-        }
-    })
-    .await?;
+    env.until_stock("the next order reserved", "burger", seeded - 1, T)
+        .await?;
     unacked_back_to_zero(&env, &env.topology.inventory_queue).await?;
     assert!(!inv.log_contains("panicked"), "no panic");
     Ok(())
@@ -281,13 +271,8 @@ async fn a_body_over_the_limit_is_dead_lettered_unread_and_the_next_order_flows(
     let reason = dead.header("x-dlq-reason").unwrap_or_default();
     assert!(reason.contains("over the limit of 65536 bytes"), "{reason}");
     // The order behind it was served: inventory reserved it (one burger taken).
-    eventually("the next order reserved", T, || async {
-        match env.stock("burger").await.map_err(|e| e.to_string())? {
-            Some(n) if n == seeded - 1 => Ok(()),
-            other => Err(format!("burger available {other:?}")),
-        }
-    })
-    .await?;
+    env.until_stock("the next order reserved", "burger", seeded - 1, T)
+        .await?;
     unacked_back_to_zero(&env, &env.topology.inventory_queue).await?;
     Ok(())
 }

@@ -518,13 +518,7 @@ async fn the_hardened_broker_refuses_a_forged_cancel_and_runs_the_saga() -> anyh
     let id = env.place(&order, "pizza", 3).await?;
     env.wait_status(&order, &id, OrderStatus::Confirmed, T)
         .await?;
-    eventually("the notification", T, || async {
-        match env.notifications_for(&id).await {
-            Ok(n) if n.len() == 1 => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await?;
+    env.until_notified("the notification", &id, 1, T).await?;
 
     // A forged order.cancelled, from the student's account and from inventory-svc's: refused.
     let forged = json!({ "order_id": id, "reason": "forged" }).to_string();
@@ -558,13 +552,8 @@ async fn the_hardened_broker_refuses_a_forged_cancel_and_runs_the_saga() -> anyh
         .wait_status(&order, &id, OrderStatus::Confirmed, T)
         .await?;
     assert_eq!(o.order.status, OrderStatus::Confirmed);
-    eventually("the student's order reserved", T, || async {
-        match env.stock("pizza").await {
-            Ok(Some(6)) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await?;
+    env.until_stock("the student's order reserved", "pizza", 6, T)
+        .await?;
     assert_eq!(
         env.depth(&env.topology.dlq_queue).await?,
         0,
