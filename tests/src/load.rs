@@ -73,3 +73,17 @@ pub fn fault_rng(test: &str) -> fastrand::Rng {
     eprintln!("{test}: fault schedule seed {seed} (rerun with FAULT_SEED={seed})");
     fastrand::Rng::with_seed(seed)
 }
+
+#[cfg(test)]
+mod tests {
+    /// What `FAULT_SEED` relies on: one seed, one schedule.
+    #[test]
+    fn a_seed_replays_the_same_schedule() {
+        let draw = |seed| {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            (0..5).map(|_| rng.u64(10..20)).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(42), draw(42));
+        assert!(draw(42).iter().all(|n| (10..20).contains(n)));
+    }
+}
