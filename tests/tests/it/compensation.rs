@@ -92,7 +92,7 @@ async fn a_cancel_that_overtakes_its_order_never_leaves_stock_reserved() -> anyh
     let order = env.start(ServiceKind::Order).await?;
     let id = env.place(&order, "sushi", 3).await?;
     let (status, _) = cancel(&env, &order, &id).await?;
-    assert_eq!(status, 202, "a PLACED order can be cancelled");
+    assert_eq!(status, 202, "a placed order can be cancelled");
 
     // The harder race: the cancel reaches inventory *before* its OrderPlaced. order-svc never
     // sends them in that order (one outbox, one channel), so stage it by hand in a second world.

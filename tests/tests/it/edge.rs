@@ -168,7 +168,11 @@ async fn write_unpublishable_order(env: &TestEnv) -> anyhow::Result<String> {
         .zadd(keys.orders(), &id, now)
         .ignore()
         .zadd(
-            format!("{}PLACED", keys.orders_by_status_prefix()),
+            format!(
+                "{}{}",
+                keys.orders_by_status_prefix(),
+                OrderStatus::Placed.as_str()
+            ),
             &id,
             now,
         )

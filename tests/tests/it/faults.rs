@@ -52,7 +52,7 @@ async fn assert_invariants(env: &TestEnv, expected_confirmed: Option<usize>) -> 
             .unwrap_or(0);
         anyhow::ensure!(
             confirmed == expected,
-            "expected exactly {expected} CONFIRMED, got {confirmed}"
+            "expected exactly {expected} confirmed, got {confirmed}"
         );
     }
     Ok(())

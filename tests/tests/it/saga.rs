@@ -293,7 +293,10 @@ async fn with_stock_s_and_n_greater_unit_orders_exactly_s_confirm() -> anyhow::R
     assert_eq!(confirmed, S);
     assert_eq!(env.stock("widget").await?, Some(0));
     let listed = env
-        .get_json(&order.url("/orders?status=CONFIRMED&limit=1000"))
+        .get_json(&order.url(&format!(
+            "/orders?status={}&limit=1000",
+            OrderStatus::Confirmed.as_str()
+        )))
         .await?;
     assert_eq!(listed["total"], json!(S));
     // A plain GET /orders is the classic lab's list: a bare array (its drills read it so).
@@ -375,14 +378,17 @@ async fn after_a_burst_past_the_high_water_mark_the_outbox_drains_and_orders_are
     let load = harness::load::place_orders(order.url(""), "widget", N, 32, T).await;
     assert_eq!(load.accepted.len(), N, "every order is taken in the end");
 
-    eventually("no order still PLACED", T, || async {
+    eventually("no order still placed", T, || async {
         let listed = env
-            .get_json(&order.url("/orders?status=PLACED&limit=1"))
+            .get_json(&order.url(&format!(
+                "/orders?status={}&limit=1",
+                OrderStatus::Placed.as_str()
+            )))
             .await
             .map_err(|e| e.to_string())?;
         match listed["total"].as_u64() {
             Some(0) => Ok(()),
-            other => Err(format!("{other:?} still PLACED")),
+            other => Err(format!("{other:?} still placed")),
         }
     })
     .await?;
@@ -442,8 +448,14 @@ async fn sagactl_load_places_every_order_and_waits_until_each_is_final() -> anyh
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("accepted  40 (201)"), "{stdout}");
-    assert!(stdout.contains("CONFIRMED 30"), "{stdout}");
-    assert!(stdout.contains("FAILED 10"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{} 30", OrderStatus::Confirmed.as_str())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{} 10", OrderStatus::Failed.as_str())),
+        "{stdout}"
+    );
     assert_eq!(env.stock("widget").await?, Some(0));
     Ok(())
 }
