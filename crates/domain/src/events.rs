@@ -7,11 +7,17 @@
 //! is [`Malformed`], with a reason a person can act on. How metadata becomes AMQP properties,
 //! and which event a delivery carries, is the platform crate's part (`saga_platform::amqp`).
 
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
 use crate::ids::{Item, OrderId, Qty, StudentId};
+use crate::order::ReservationState;
 use crate::wire::{self, InventoryOutcomeBody, Malformed};
 
-/// Every event of the saga, with its routing key and its AMQP `type` name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Every event of the saga, with its routing key and its AMQP `type` name. In JSON (an order's
+/// timeline, the outbox) it is its `type` name, e.g. `"OrderPlaced"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum EventType {
     OrderPlaced,
     OrderCancelled,
@@ -39,7 +45,12 @@ impl EventType {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    /// The `type` name, as every other word of the vocabulary is spelled: `as_str()`.
+    pub const fn as_str(self) -> &'static str {
+        self.name()
+    }
+
+    pub const fn name(self) -> &'static str {
         match self {
             Self::OrderPlaced => "OrderPlaced",
             Self::OrderCancelled => "OrderCancelled",
@@ -55,6 +66,12 @@ impl EventType {
 
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -161,6 +178,15 @@ impl InventoryOutcome {
             Self::Reserved { order_id, .. }
             | Self::Failed { order_id, .. }
             | Self::Released { order_id, .. } => order_id,
+        }
+    }
+
+    /// The decision this outcome announces, as inventory's record and a notification name it.
+    pub fn state(&self) -> ReservationState {
+        match self {
+            Self::Reserved { .. } => ReservationState::Reserved,
+            Self::Failed { .. } => ReservationState::Failed,
+            Self::Released { .. } => ReservationState::Released,
         }
     }
 
@@ -314,6 +340,10 @@ mod tests {
         for t in EventType::ALL {
             assert_eq!(EventType::from_routing_key(t.routing_key()), Some(t));
             assert_eq!(EventType::from_name(t.name()), Some(t));
+            assert_eq!(
+                serde_json::to_string(&t).unwrap(),
+                format!("\"{}\"", t.name())
+            );
         }
     }
 }

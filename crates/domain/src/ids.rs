@@ -27,7 +27,7 @@
 
 use std::fmt;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Largest quantity one order may ask for; more is "absurd" and treated as poison.
 pub const MAX_QTY: i64 = 10_000;
@@ -76,6 +76,14 @@ macro_rules! text_newtype {
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(&self.0)
+            }
+        }
+
+        /// Read through `parse`, so a record read back is as valid as the one written.
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                Self::parse(&raw).map_err(serde::de::Error::custom)
             }
         }
     };

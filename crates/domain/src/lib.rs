@@ -9,13 +9,19 @@
 //! - [`wire`]: their JSON bodies as serde structs, read with reasons a person can act on
 //!   ([`wire::Malformed`]: a DLQ reason or an HTTP 400), `TryFrom` into the events.
 //! - [`view`]: what `GET /order/{id}` answers (`OrderView`), declared once for every reader.
+//! - [`dlq`]: the headers that say why a message is in the DLQ (`DlqHeaders`), written by the
+//!   consume loop and read by `sagactl`.
+//! - [`invariants`]: the invariants of docs/DESIGN.md §6 as pure rules over what the services
+//!   left behind; `sagactl check`, the board and the tests apply them.
 //! - [`retry`]: the retry policy: an outage is waited out, any other failure is retried a few
 //!   times, then dead-lettered (invariant 4).
 //!
 //! Start at [`order::OrderStatus::next`]: the whole saga, seen from one order, is that table.
 
+pub mod dlq;
 pub mod events;
 pub mod ids;
+pub mod invariants;
 pub mod order;
 pub mod retry;
 pub mod view;

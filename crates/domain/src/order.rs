@@ -11,6 +11,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::events::EventType;
+
 /// Where an order is in the saga. (On a command line, `sagactl order list --status confirmed`,
 /// it is read by `saga_platform::service::config::order_status_parser`: no clap here.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -116,19 +118,24 @@ impl fmt::Display for OrderStatus {
 /// One line of an order's timeline: what happened, caused by which event from which service,
 /// and whether it changed anything (`applied`: a duplicate or late event is listed, not applied).
 ///
-/// Read leniently (a missing field is its default): `sagactl` and the board are windows on
-/// records other programs write, and a window must not break when a record grows a field.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+/// Read leniently (a missing field is its default, an unknown one is ignored): `sagactl` and the
+/// board are windows on records other programs write, and a window must not break when a record
+/// grows a field. The status is the one field a line cannot do without.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     /// Milliseconds since the Unix epoch.
+    #[serde(default)]
     pub at: u64,
     /// The order's status after this entry.
-    pub status: String,
-    /// The event's type name (`OrderPlaced`, `InventoryReserved`, ...).
-    pub event: String,
+    pub status: OrderStatus,
+    /// The event that caused it (its `type` name on the wire, e.g. `OrderPlaced`); the services
+    /// always write it, `None` is only a line that does not say (read leniently).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<EventType>,
+    #[serde(default)]
     pub event_id: String,
     /// The service that emitted the event.
+    #[serde(default)]
     pub service: String,
     #[serde(default)]
     pub redelivered: bool,
@@ -155,20 +162,89 @@ pub struct DlqHop {
     pub attempts: Option<u32>,
 }
 
+/// What inventory-svc decided about an order, as its reservation record keeps it (`state`) and
+/// as a notification tells it (`outcome`): `reserved`, `failed` or `released` on the wire.
+///
+/// `Default` (reserved) serves only to build a record field by field, as tests do: no record is
+/// ever *read* into a default state (a reservation without `state` is refused, a notification
+/// without `outcome` too).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ReservationState {
+    /// Stock taken for the order (InventoryReserved).
+    #[default]
+    Reserved,
+    /// No stock taken: unknown item or not enough (InventoryFailed).
+    Failed,
+    /// Stock given back, or a cancel that overtook its order (InventoryReleased).
+    Released,
+}
+
+/// A notification tells the outcome inventory recorded: the same three words.
+pub type NotificationOutcome = ReservationState;
+
+impl ReservationState {
+    pub const ALL: [ReservationState; 3] = [Self::Reserved, Self::Failed, Self::Released];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Reserved => "reserved",
+            Self::Failed => "failed",
+            Self::Released => "released",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// The event inventory-svc announced this decision with.
+    pub const fn event_type(self) -> EventType {
+        match self {
+            Self::Reserved => EventType::InventoryReserved,
+            Self::Failed => EventType::InventoryFailed,
+            Self::Released => EventType::InventoryReleased,
+        }
+    }
+
+    /// The decision a final order status stands for (CONFIRMED ↔ reserved, FAILED ↔ failed,
+    /// CANCELLED ↔ released): what inventory's record must say. `None` for a status in flight.
+    pub const fn of_final(status: OrderStatus) -> Option<Self> {
+        match status {
+            OrderStatus::Confirmed => Some(Self::Reserved),
+            OrderStatus::Failed => Some(Self::Failed),
+            OrderStatus::Cancelled => Some(Self::Released),
+            OrderStatus::Placed | OrderStatus::Cancelling => None,
+        }
+    }
+}
+
+impl fmt::Display for ReservationState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A notification as every sink receives it, and as notification-svc records what it sent
-/// (read leniently, as [`HistoryEntry`]).
+/// (read leniently, as [`HistoryEntry`]: only the order and the outcome are needed).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
 pub struct Notification {
     pub order_id: String,
-    /// `reserved`, `failed` or `released`.
-    pub outcome: String,
+    pub outcome: NotificationOutcome,
+    #[serde(default)]
     pub student_id: Option<String>,
+    #[serde(default)]
     pub item: Option<String>,
+    #[serde(default)]
     pub qty: u32,
+    #[serde(default)]
     pub message: String,
     /// The id of the event that caused it, so a receiver can drop the rare re-send.
+    #[serde(default)]
     pub event_id: String,
+    #[serde(default)]
     pub at_ms: u64,
 }
 
@@ -180,8 +256,7 @@ pub struct Notification {
 /// outcome it announced), `sagactl check` and `sagactl explain`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Reservation {
-    /// `reserved`, `failed` or `released`.
-    pub state: String,
+    pub state: ReservationState,
     /// Absent on a tombstone: a cancel that arrived before its order.
     pub item: Option<String>,
     pub qty: i64,
@@ -229,7 +304,11 @@ impl Reservation {
                 .transpose()
         }
         Ok(Self {
-            state: text("state").ok_or("no state")?,
+            state: {
+                let raw = text("state").ok_or("no state")?;
+                ReservationState::parse(&raw)
+                    .ok_or_else(|| format!("state is {raw:?}, not reserved, failed or released"))?
+            },
             item: text("item"),
             qty: number(&hash, "qty")?.unwrap_or(0),
             student_id: text("student_id"),
@@ -247,7 +326,7 @@ impl Reservation {
     /// A cancel reached inventory before any OrderPlaced: the record was made by the release,
     /// with nothing to give back, so that the late OrderPlaced is a duplicate.
     pub fn is_tombstone(&self) -> bool {
-        self.state == "released" && self.item.is_none() && self.decided_at.is_none()
+        self.state == ReservationState::Released && self.item.is_none() && self.decided_at.is_none()
     }
 }
 
@@ -372,11 +451,34 @@ mod tests {
 
     #[test]
     fn history_entries_read_what_the_services_wrote() {
-        let line = r#"{"at":1,"status":"CONFIRMED","event":"InventoryReserved","event_id":"e",
-                       "service":"inventory-svc","redelivered":true,"applied":true}"#;
+        let line = r#"{"at":1,"status":"CONFIRMED","event":"InventoryReserved","event_id":"e","service":"inventory-svc","redelivered":true,"applied":true}"#;
         let entry: HistoryEntry = serde_json::from_str(line).unwrap();
         assert!(entry.redelivered && entry.applied);
+        assert_eq!(entry.status, Confirmed);
+        assert_eq!(entry.event, Some(EventType::InventoryReserved));
         assert_eq!(entry.reason, None);
+        // Written back byte for byte as the services always wrote it.
+        assert_eq!(serde_json::to_string(&entry).unwrap(), line);
+    }
+
+    #[test]
+    fn reservation_states_and_outcomes_read_and_write_as_the_records_have_them() {
+        for state in ReservationState::ALL {
+            assert_eq!(ReservationState::parse(state.as_str()), Some(state));
+            assert_eq!(
+                serde_json::to_string(&state).unwrap(),
+                format!("\"{state}\"")
+            );
+        }
+        assert_eq!(
+            ReservationState::of_final(Cancelled),
+            Some(ReservationState::Released)
+        );
+        assert_eq!(ReservationState::of_final(Cancelling), None);
+        let note = r#"{"order_id":"o1","outcome":"failed","student_id":null,"item":"burger","qty":1,"message":"m","event_id":"e","at_ms":5}"#;
+        let read: Notification = serde_json::from_str(note).unwrap();
+        assert_eq!(read.outcome, ReservationState::Failed);
+        assert_eq!(serde_json::to_string(&read).unwrap(), note);
     }
 
     #[test]

@@ -1,16 +1,21 @@
-//! What `GET /order/{id}` answers: an order as order-svc keeps it, with its timeline and its DLQ
-//! hops. order-svc serves this type; `sagactl`, the board, the client and the tests read it, so
-//! the answer is declared once.
+//! What order-svc's HTTP API answers: an order as order-svc keeps it ([`Order`]), with its
+//! timeline and its DLQ hops (`GET /order/{id}`: [`OrderView`]), a page of them (`GET /orders?..`:
+//! [`OrderPage`]) and the answer to a place or a cancel ([`OrderAck`]). order-svc serves these
+//! types; `sagactl`, the board, the client and the tests read them, so each answer is declared
+//! once.
+
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{Item, OrderId};
 use crate::order::{DlqHop, HistoryEntry, OrderStatus};
 
 /// An order as stored and as `GET /order/{id}` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Order {
-    pub order_id: String,
-    pub item: String,
+    pub order_id: OrderId,
+    pub item: Item,
     pub qty: i64,
     pub student_id: Option<String>,
     pub status: OrderStatus,
@@ -24,6 +29,42 @@ pub struct Order {
     pub updated_at: u64,
 }
 
+impl Order {
+    /// The order as its Redis hash holds it (`{prefix}:order:{id}`): field, text. No `reason`
+    /// yet: a script adds it with the move that has one.
+    pub fn to_hash(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("order_id", self.order_id.to_string()),
+            ("item", self.item.to_string()),
+            ("qty", self.qty.to_string()),
+            ("student_id", self.student_id.clone().unwrap_or_default()),
+            ("status", self.status.to_string()),
+            ("correlation_id", self.correlation_id.clone()),
+            ("created_at", self.created_at.to_string()),
+            ("updated_at", self.updated_at.to_string()),
+        ]
+    }
+
+    /// The order from its Redis hash; `None` if a field it cannot do without is missing or not
+    /// what it should be (no such order, or a record edited by hand). An empty text field is
+    /// absent.
+    pub fn from_hash(hash: &HashMap<String, String>) -> Option<Self> {
+        let text = |k: &str| hash.get(k).cloned();
+        let millis = |k: &str| hash.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        Some(Self {
+            order_id: OrderId::parse(&text("order_id")?).ok()?,
+            item: Item::parse(&text("item")?).ok()?,
+            qty: hash.get("qty")?.parse().ok()?,
+            student_id: text("student_id").filter(|s| !s.is_empty()),
+            status: OrderStatus::parse(&text("status")?)?,
+            reason: text("reason").filter(|s| !s.is_empty()),
+            correlation_id: text("correlation_id").unwrap_or_default(),
+            created_at: millis("created_at"),
+            updated_at: millis("updated_at"),
+        })
+    }
+}
+
 /// An order with its timeline: every transition (or ignored event) and any DLQ hops.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct OrderView {
@@ -33,6 +74,26 @@ pub struct OrderView {
     pub history: Vec<HistoryEntry>,
     #[serde(default)]
     pub dlq_hops: Vec<DlqHop>,
+}
+
+/// The answer to `POST /order` (201) and `POST /order/{id}/cancel` (202): which order, and
+/// where it stands now.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OrderAck {
+    pub order_id: String,
+    pub status: OrderStatus,
+}
+
+/// A page of orders, newest first (`GET /orders?status=&limit=&offset=`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OrderPage {
+    pub orders: Vec<Order>,
+    /// Orders on this page.
+    pub count: usize,
+    /// Orders in all (with the status asked for, if any).
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
 }
 
 #[cfg(test)]
@@ -46,8 +107,45 @@ mod tests {
             "history":[],"dlq_hops":[]}"#;
         let view: OrderView = serde_json::from_str(json).unwrap();
         assert_eq!(view.order.status, OrderStatus::Confirmed);
+        assert_eq!(view.order.order_id.as_str(), "o-1");
         let again: OrderView =
             serde_json::from_value(serde_json::to_value(&view).unwrap()).unwrap();
         assert_eq!(again, view);
+    }
+
+    #[test]
+    fn an_order_reads_back_from_the_hash_it_is_written_as() {
+        let order = Order {
+            order_id: OrderId::parse("o-1").unwrap(),
+            item: Item::parse("burger").unwrap(),
+            qty: 2,
+            student_id: None,
+            status: OrderStatus::Placed,
+            reason: None,
+            correlation_id: "trace:1".into(),
+            created_at: 5,
+            updated_at: 5,
+        };
+        let hash: HashMap<String, String> = order
+            .to_hash()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        assert_eq!(Order::from_hash(&hash), Some(order));
+        assert_eq!(Order::from_hash(&HashMap::new()), None);
+    }
+
+    #[test]
+    fn a_status_order_svc_never_sends_is_an_error() {
+        let answer = r#"{ "order_id": "o1", "status": "LOST" }"#;
+        assert!(serde_json::from_str::<OrderAck>(answer).is_err());
+    }
+
+    #[test]
+    fn an_order_id_that_could_not_have_been_written_is_refused() {
+        let json = r#"{"order_id":"o:1","item":"burger","qty":2,"student_id":null,
+            "status":"CONFIRMED","correlation_id":"o-1","created_at":1,"updated_at":2}"#;
+        let err = serde_json::from_str::<Order>(json).unwrap_err();
+        assert!(err.to_string().contains("order_id contains ':'"), "{err}");
     }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use redis::Script;
 use saga_domain::events::{FailureCode, InventoryOutcome, OrderPlaced, unix_now_millis};
 use saga_domain::ids::{Item, OrderId, Qty, StudentId};
-use saga_domain::order::{Reservation, StockLevel};
+use saga_domain::order::{Reservation, ReservationState, StockLevel};
 use saga_platform::redis::store::Keys;
 use saga_platform::redis::store::Redis;
 
@@ -185,8 +185,8 @@ fn decision_from_record(
         .as_deref()
         .and_then(|s| StudentId::parse(s).ok());
     let order_id = order_id.clone();
-    let (outcome, event_id) = match record.state.as_str() {
-        "reserved" => (
+    let (outcome, event_id) = match record.state {
+        ReservationState::Reserved => (
             InventoryOutcome::Reserved {
                 order_id,
                 item: item()?,
@@ -196,7 +196,7 @@ fn decision_from_record(
             },
             &record.event_id,
         ),
-        "failed" => (
+        ReservationState::Failed => (
             InventoryOutcome::Failed {
                 order_id,
                 item: item()?,
@@ -211,7 +211,7 @@ fn decision_from_record(
             },
             &record.event_id,
         ),
-        "released" => (
+        ReservationState::Released => (
             InventoryOutcome::Released {
                 order_id,
                 // A tombstone (cancel before any OrderPlaced) has no item.
@@ -220,7 +220,6 @@ fn decision_from_record(
             },
             &record.release_event_id,
         ),
-        other => return Err(corrupt(&format!("state {other:?}"))),
     };
     Ok(Decision {
         outcome,

@@ -133,7 +133,7 @@ impl Claims for RedisClaims {
         let record = serde_json::to_string(n).unwrap_or_default();
         redis::pipe()
             .atomic()
-            .set(self.keys.notified(&n.order_id, &n.outcome), "sent")
+            .set(self.keys.notified(&n.order_id, n.outcome.as_str()), "sent")
             .ignore()
             .rpush(self.keys.notifications(), record)
             .ignore()
@@ -158,9 +158,9 @@ impl<C: Claims, D: Deliver> Handler for NotifyHandler<C, D> {
 
     async fn handle(&self, outcome: &InventoryOutcome, meta: &DeliveryMeta) -> Outcome {
         let order_id = outcome.order_id().as_str();
-        let label = outcome.status().to_lowercase();
+        let label = outcome.state().as_str();
         let owner = format!("{}-{}", self.instance, meta.delivery_tag);
-        match self.claims.claim(order_id, &label, &owner).await {
+        match self.claims.claim(order_id, label, &owner).await {
             Err(e) => return Outcome::Failed(e.into()),
             Ok(Claim::AlreadySent) => {
                 info!(outcome = %label, redelivered = meta.redelivered,
@@ -175,11 +175,11 @@ impl<C: Claims, D: Deliver> Handler for NotifyHandler<C, D> {
             Ok(Claim::Ours) => {}
         }
         let event_id = meta.event_id.clone().unwrap_or_default();
-        let notification = notification_of(outcome, &label, event_id);
+        let notification = notification_of(outcome, event_id);
         if let Err(e) = self.sink.deliver(&notification).await {
             // The next attempt may come as another delivery (back from the retry queue), with
             // another owner: let it claim at once. Should this fail, the lease frees the claim.
-            let _ = self.claims.unclaim(order_id, &label, &owner).await;
+            let _ = self.claims.unclaim(order_id, label, &owner).await;
             return Outcome::Failed(e.context("sink"));
         }
         match self.claims.record_sent(&notification).await {
@@ -193,7 +193,7 @@ impl<C: Claims, D: Deliver> Handler for NotifyHandler<C, D> {
     }
 }
 
-fn notification_of(outcome: &InventoryOutcome, label: &str, event_id: String) -> Notification {
+fn notification_of(outcome: &InventoryOutcome, event_id: String) -> Notification {
     let order_id = outcome.order_id().to_string();
     let (student_id, item, qty, message) = match outcome {
         InventoryOutcome::Reserved {
@@ -229,7 +229,7 @@ fn notification_of(outcome: &InventoryOutcome, label: &str, event_id: String) ->
     };
     Notification {
         order_id,
-        outcome: label.to_owned(),
+        outcome: outcome.state(),
         student_id,
         item,
         qty,
@@ -297,7 +297,7 @@ mod tests {
         }
 
         async fn record_sent(&self, n: &Notification) -> Result<(), redis::RedisError> {
-            let key = (n.order_id.clone(), n.outcome.clone());
+            let key = (n.order_id.clone(), n.outcome.to_string());
             self.claims.lock().unwrap().insert(key, "sent".into());
             Ok(())
         }

@@ -171,7 +171,7 @@ mod tests {
     fn one_key_per_notification() {
         let n = Notification {
             order_id: "o-1".into(),
-            outcome: "reserved".into(),
+            outcome: saga_domain::order::NotificationOutcome::Reserved,
             event_id: "e-1".into(),
             ..Default::default()
         };

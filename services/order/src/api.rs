@@ -2,7 +2,7 @@
 //!
 //! | route | does |
 //! |---|---|
-//! | `POST /order` | `{"item","qty","student_id"}` → 201 `{"order_id","status":"PLACED"}` |
+//! | `POST /order` | `{"item","qty","student_id"}` → 201 `{"order_id","status"}` ([`OrderAck`]) |
 //! | `GET /order/{id}` | the order with its status, reason and history |
 //! | `GET /orders` | the classic lab's list: a bare array, newest first (at most 1,000) |
 //! | `GET /orders?status=&limit=&offset=` | newest first, filtered and paged, with the total |
@@ -38,6 +38,8 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use metrics_exporter_prometheus::PrometheusHandle;
 use saga_domain::ids::{IdempotencyKey, Item, OrderId, Qty, StudentId};
+use saga_domain::order::OrderStatus;
+use saga_domain::view::{OrderAck, OrderPage};
 use saga_domain::wire::{self, Malformed, required};
 use saga_platform::service::http::{
     ApiError, Readiness, count_request, ops_routes, record_order_id, record_route, recover, traced,
@@ -167,7 +169,7 @@ fn replay(
     seen: Seen,
     key: Option<&IdempotencyKey>,
     status: StatusCode,
-    body: serde_json::Value,
+    body: OrderAck,
 ) -> Result<Response, ApiError> {
     let key = key.map_or("", IdempotencyKey::as_str);
     if !seen.same_request {
@@ -231,7 +233,10 @@ async fn place_order(
         Placed::New(order) => order,
         Placed::Seen(seen) => {
             record_order_id(&seen.order_id);
-            let body = json!({ "order_id": seen.order_id, "status": "PLACED" });
+            let body = OrderAck {
+                order_id: seen.order_id.clone(),
+                status: OrderStatus::Placed,
+            };
             let location = format!("/order/{}", seen.order_id);
             let reply = replay(seen, key.as_ref(), StatusCode::CREATED, body)?;
             return Ok(warp::reply::with_header(reply, "location", location).into_response());
@@ -241,7 +246,10 @@ async fn place_order(
     info!(order_id = %order.order_id, item = %order.item, qty = order.qty,
           student_id = order.student_id.as_deref().unwrap_or("-"), correlation_id = %order.correlation_id,
           idempotency_key = key.as_ref().map_or("-", IdempotencyKey::as_str), "order placed");
-    let body = json!({ "order_id": order.order_id, "status": order.status });
+    let body = OrderAck {
+        order_id: order.order_id.to_string(),
+        status: order.status,
+    };
     let reply = warp::reply::with_status(warp::reply::json(&body), StatusCode::CREATED);
     Ok(
         warp::reply::with_header(reply, "location", format!("/order/{}", order.order_id))
@@ -335,16 +343,13 @@ async fn list_orders(
     let limit = number("limit", 100, usize::MAX)?.min(MAX_PAGE);
     let offset = number("offset", 0, MAX_OFFSET)?;
     let status = match query.get("status").map(|s| s.to_ascii_uppercase()) {
-        Some(s)
-            if ["PLACED", "CONFIRMED", "FAILED", "CANCELLING", "CANCELLED"]
-                .contains(&s.as_str()) =>
-        {
-            Some(s)
-        }
-        Some(s) => {
-            let shown: String = s.chars().take(40).collect();
-            return Err(ApiError::bad_request(format!("unknown status {shown:?}")));
-        }
+        Some(s) => match OrderStatus::parse(&s) {
+            Some(status) => Some(status),
+            None => {
+                let shown: String = s.chars().take(40).collect();
+                return Err(ApiError::bad_request(format!("unknown status {shown:?}")));
+            }
+        },
         None => None,
     };
     if query.is_empty() {
@@ -354,10 +359,16 @@ async fn list_orders(
         return Ok(warp::reply::json(&orders).into_response());
     }
     let (orders, total) = store
-        .list(status.as_deref(), offset, limit)
+        .list(status, offset, limit)
         .await
         .map_err(store_down)?;
-    let body = json!({ "orders": orders, "count": orders.len(), "total": total, "offset": offset, "limit": limit });
+    let body = OrderPage {
+        count: orders.len(),
+        orders,
+        total,
+        offset,
+        limit,
+    };
     Ok(warp::reply::json(&body).into_response())
 }
 
@@ -381,7 +392,10 @@ async fn cancel_order(
         })
         .to_string(),
     });
-    let cancelling = json!({ "order_id": order_id, "status": "CANCELLING" });
+    let cancelling = OrderAck {
+        order_id: order_id.to_string(),
+        status: OrderStatus::Cancelling,
+    };
     match store
         .cancel(&order_id, &reason, correlation_id, idempotent.as_ref())
         .await

@@ -37,27 +37,6 @@ use crate::outbox::{Outbox, entry_fields};
 const HISTORY_CAP: usize = 100;
 pub const SERVICE: &str = "order-svc";
 
-/// An order from its Redis hash; `None` if a field is missing or not what it should be (a
-/// record edited by hand).
-fn order_from_hash(h: HashMap<String, String>) -> Option<Order> {
-    {
-        let text = |k: &str| h.get(k).cloned();
-        let number = |k: &str| h.get(k).and_then(|v| v.parse::<i64>().ok());
-        let millis = |k: &str| h.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        Some(Order {
-            order_id: text("order_id")?,
-            item: text("item")?,
-            qty: number("qty")?,
-            student_id: text("student_id").filter(|s| !s.is_empty()),
-            status: OrderStatus::parse(&text("status")?)?,
-            reason: text("reason").filter(|s| !s.is_empty()),
-            correlation_id: text("correlation_id").unwrap_or_default(),
-            created_at: millis("created_at"),
-            updated_at: millis("updated_at"),
-        })
-    }
-}
-
 /// A validated request to place an order.
 #[derive(Debug, Clone)]
 pub struct NewOrder {
@@ -192,8 +171,8 @@ impl OrderStore {
         };
         let meta = EventMeta::new(EventType::OrderPlaced, &correlation_id, SERVICE);
         let order = Order {
-            order_id: order_id.to_string(),
-            item: event.item.to_string(),
+            order_id: order_id.clone(),
+            item: event.item.clone(),
             qty: event.qty.get().into(),
             student_id: event.student_id.as_ref().map(ToString::to_string),
             status: OrderStatus::Placed,
@@ -203,23 +182,18 @@ impl OrderStore {
             updated_at: now,
         };
         let id = order.order_id.as_str();
-        let history = history_entry(now, "PLACED", &meta, false, true, None);
-        let fields = [
-            ("order_id", id.to_owned()),
-            ("item", order.item.clone()),
-            ("qty", order.qty.to_string()),
-            ("student_id", order.student_id.clone().unwrap_or_default()),
-            ("status", "PLACED".to_owned()),
-            ("correlation_id", correlation_id.clone()),
-            ("created_at", now.to_string()),
-            ("updated_at", now.to_string()),
-        ];
+        let history = history_entry(now, Some(OrderStatus::Placed), &meta, false, true, None);
+        let fields = order.to_hash();
         let mut invocation = self.place.prepare_invoke();
         invocation
             .key(self.keys.order(id))
             .key(self.keys.order_history(id))
             .key(self.keys.orders())
-            .key(format!("{}PLACED", self.keys.orders_by_status_prefix()))
+            .key(format!(
+                "{}{}",
+                self.keys.orders_by_status_prefix(),
+                OrderStatus::Placed
+            ))
             .key(self.keys.outbox())
             .key(self.idempotency_record(idempotent, id))
             .arg(idempotent.map_or("", |i| i.request.as_str()))
@@ -309,7 +283,7 @@ impl OrderStore {
                 .filter_map(|h| serde_json::from_str(h).ok())
                 .collect()
         }
-        Ok(order_from_hash(hash).map(|order| OrderView {
+        Ok(Order::from_hash(&hash).map(|order| OrderView {
             order,
             history: parse(history),
             dlq_hops: parse(dlq_hops),
@@ -322,7 +296,7 @@ impl OrderStore {
     /// Redis unreachable.
     pub async fn list(
         &self,
-        status: Option<&str>,
+        status: Option<OrderStatus>,
         offset: usize,
         limit: usize,
     ) -> Result<(Vec<Order>, usize), redis::RedisError> {
@@ -348,10 +322,7 @@ impl OrderStore {
             pipe.hgetall(self.keys.order(id));
         }
         let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
-        Ok((
-            hashes.into_iter().filter_map(order_from_hash).collect(),
-            total,
-        ))
+        Ok((hashes.iter().filter_map(Order::from_hash).collect(), total))
     }
 
     /// Apply an inventory outcome as a guarded transition.
@@ -373,7 +344,9 @@ impl OrderStore {
             InventoryOutcome::Released { .. } => (OrderEvent::Released, ""),
         };
         let now = unix_now_millis();
-        let entry = history_entry(now, "__STATUS__", meta, redelivered, false, None);
+        // The status after the event is the script's to tell: it adds it, and marks the entry
+        // applied if the order moved.
+        let entry = history_entry(now, None, meta, redelivered, false, None);
         let mut invocation = self.apply.prepare_invoke();
         invocation
             .key(self.keys.order(id))
@@ -381,7 +354,7 @@ impl OrderStore {
             .key(self.keys.orders_by_status_prefix())
             .arg(reason)
             .arg(now)
-            .arg(entry.to_string())
+            .arg(entry)
             .arg(HISTORY_CAP);
         for (from, to) in OrderStatus::transitions_on(event) {
             let reason = from.reason_of_move(event).unwrap_or_default();
@@ -426,7 +399,14 @@ impl OrderStore {
             reason: reason.to_owned(),
         };
         let now = unix_now_millis();
-        let entry = history_entry(now, "CANCELLING", &meta, false, true, Some(reason));
+        let entry = history_entry(
+            now,
+            Some(OrderStatus::Cancelling),
+            &meta,
+            false,
+            true,
+            Some(reason),
+        );
         let moves = OrderStatus::transitions_on(OrderEvent::CancelRequested);
         let mut invocation = self.cancel.prepare_invoke();
         invocation
@@ -468,10 +448,11 @@ impl OrderStore {
     }
 }
 
-/// One line of an order's timeline, as JSON.
+/// One line of an order's timeline, as JSON. Without a status (`None`), the line has no
+/// `status` field: the script that applies the event adds the one it moved the order to.
 fn history_entry(
     at_ms: u64,
-    status: &str,
+    status: Option<OrderStatus>,
     meta: &EventMeta,
     redelivered: bool,
     applied: bool,
@@ -479,13 +460,18 @@ fn history_entry(
 ) -> String {
     let entry = HistoryEntry {
         at: at_ms,
-        status: status.to_owned(),
-        event: meta.event_type.name().to_owned(),
+        // Replaced below when the script is to tell the status.
+        status: status.unwrap_or(OrderStatus::Placed),
+        event: Some(meta.event_type),
         event_id: meta.event_id.clone(),
         service: meta.app_id.clone(),
         redelivered,
         applied,
         reason: reason.map(str::to_owned),
     };
-    serde_json::to_string(&entry).unwrap_or_default()
+    let mut json = serde_json::to_value(&entry).unwrap_or_default();
+    if let (None, Some(fields)) = (status, json.as_object_mut()) {
+        fields.remove("status");
+    }
+    json.to_string()
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
-use saga_domain::order::HistoryEntry;
+use saga_domain::order::{HistoryEntry, OrderStatus};
 use testkit::poll::{STALL, Stall};
 use testkit::service::{ServiceKind, ServiceProcess};
 
@@ -244,7 +244,10 @@ pub async fn stamps(
             let outcome = timeline
                 .iter()
                 .filter_map(|step| serde_json::from_str::<HistoryEntry>(step).ok())
-                .filter(|step| step.applied && matches!(&*step.status, "CONFIRMED" | "FAILED"))
+                .filter(|step| {
+                    step.applied
+                        && matches!(step.status, OrderStatus::Confirmed | OrderStatus::Failed)
+                })
                 .map(|step| step.at)
                 .min();
             if let Some(unix_ms) = outcome {

@@ -1,38 +1,35 @@
 //! The invariant checker: wait until every order is final, then verify that nothing was lost and
 //! nothing was doubled (docs/DESIGN.md §6), reading Redis directly and peeking at the DLQ.
 //!
-//! Each broken rule becomes one readable line in [`Report::violations`]:
-//! 1. every order in order-svc's index reaches a final status (CONFIRMED, FAILED, CANCELLED)
-//!    before the deadline: nothing accepted is lost;
-//! 2. stock is conserved, per item: `initial = available + reserved - released`;
-//! 3. the per-item `reserved` and `released` totals are exactly what the reservation records add
-//!    up to: stock was taken at most once per order;
-//! 4. at most one notification per (order, outcome);
-//! 5. an order's final status agrees with inventory's record of it (CONFIRMED has a record in
-//!    state `reserved`, FAILED in `failed`, CANCELLED in `released`);
-//! 6. no valid event sits in the DLQ, whoever put it there (a consumer, with `x-dlq-*`, or the
-//!    broker's delivery limit, with `x-death`): only poison belongs there.
+//! The rules themselves are pure and live in the domain ([`saga_domain::invariants`], each
+//! numbered by the invariant of docs/DESIGN.md §6 it serves); this module reads Redis and the
+//! DLQ, waits for the saga to settle, applies the rules and prints what broke, one readable line
+//! per violation in [`Report::violations`].
 //!
 //! [`check`] is a library function so the integration tests apply the very rules a person runs
-//! with `sagactl check`. The rules themselves are plain functions over data read from Redis, so
-//! they are unit-tested below without Redis.
+//! with `sagactl check`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
 use redis::AsyncCommands;
-use saga_domain::events::{EventType, InventoryOutcome, OrderCancelled, OrderPlaced};
-use saga_domain::order::{OrderStatus, Reservation, StockLevel};
+use saga_domain::events::EventType;
+pub use saga_domain::invariants::{
+    DeadLetter, Ledger, OrderStatuses, RuleResult, StockBooks, doubled_notifications,
+    in_flight_orders, is_final, orders_without_record, settled_rules,
+    statuses_disagree_with_records, totals_disagree_with_records, unbalanced_stock,
+    unfinished_orders, valid_events_in_dlq,
+};
+use saga_domain::order::{OrderStatus, Reservation};
 use saga_platform::amqp::properties::DeliveryEvent;
 use saga_platform::amqp::topology::Topology;
 use saga_platform::redis::store::Keys;
 use saga_platform::redis::store::Redis;
 use saga_platform::service::config::{Common, redact_url};
 use serde::{Serialize, Serializer};
-use serde_json::Value;
 
 use crate::broker::{self, Held};
 use crate::output::{Output, print_json};
@@ -51,8 +48,6 @@ const POLL_EVERY: Duration = Duration::from_millis(200);
 const BATCH: usize = 1000;
 /// The most DLQ messages the checker holds at once while peeking.
 const DLQ_PEEK_LIMIT: usize = 10_000;
-/// How many order ids a violation line names before it says "and N more".
-const IDS_SHOWN: usize = 5;
 
 #[derive(Args, Debug)]
 #[command(
@@ -225,13 +220,6 @@ impl fmt::Display for Report {
 
 // --- reading ---------------------------------------------------------------------------------
 
-/// Every order id with its status (`None`: in the index but its record is gone).
-pub type OrderStatuses = BTreeMap<String, Option<String>>;
-
-pub fn is_final(status: &str) -> bool {
-    FINAL_STATUSES.contains(&status)
-}
-
 /// Poll until no order is in flight any more, or the deadline passes; the last reading wins.
 async fn wait_until_final(
     redis: &Redis,
@@ -269,39 +257,6 @@ pub async fn read_statuses(redis: &Redis, keys: &Keys) -> anyhow::Result<OrderSt
         orders.extend(batch.iter().cloned().zip(statuses));
     }
     Ok(orders)
-}
-
-/// Inventory's books: one hash per column, item → units.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StockBooks {
-    pub available: BTreeMap<String, i64>,
-    pub initial: BTreeMap<String, i64>,
-    pub reserved: BTreeMap<String, i64>,
-    pub released: BTreeMap<String, i64>,
-}
-
-impl StockBooks {
-    /// Every item any column mentions.
-    fn items(&self) -> BTreeSet<&str> {
-        [
-            &self.available,
-            &self.initial,
-            &self.reserved,
-            &self.released,
-        ]
-        .into_iter()
-        .flat_map(|column| column.keys().map(String::as_str))
-        .collect()
-    }
-}
-
-/// The stock books and every reservation record, read as one snapshot.
-#[derive(Debug, Clone, Default)]
-pub struct Ledger {
-    pub books: StockBooks,
-    pub records: BTreeMap<String, Reservation>,
-    /// Records that could not be read: `(order_id, why)`.
-    pub unreadable: Vec<(String, String)>,
 }
 
 /// The stock books and every reservation record, as one consistent snapshot.
@@ -360,27 +315,15 @@ pub async fn read_ledger(redis: &Redis, keys: &Keys) -> anyhow::Result<Ledger> {
     Ok(ledger)
 }
 
-/// A message in the DLQ, as far as the checker cares.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    /// The event it was, from its original routing key (`x-original-routing-key` or `x-death`)
-    /// or its `type` property.
-    pub event_type: Option<EventType>,
-    pub reason: Option<String>,
-    pub body: Vec<u8>,
-}
-
-impl DeadLetter {
-    /// What the checker needs from a message taken off the DLQ.
-    /// Ours (`x-dlq-*`) or the broker's (`x-death`) alike: [`Provenance`] reads both.
-    pub fn of(message: &lapin::message::Delivery) -> Self {
-        let origin = Provenance::of(&message.properties);
-        let routing_key = origin.routing_key.unwrap_or_default();
-        Self {
-            event_type: EventType::of_delivery(&routing_key, &message.properties),
-            reason: Some(origin.reason),
-            body: message.data.clone(),
-        }
+/// What the checker needs from a message taken off the DLQ.
+/// Ours (`x-dlq-*`) or the broker's (`x-death`) alike: [`Provenance`] reads both.
+pub fn dead_letter_of(message: &lapin::message::Delivery) -> DeadLetter {
+    let origin = Provenance::of(&message.properties);
+    let routing_key = origin.routing_key.unwrap_or_default();
+    DeadLetter {
+        event_type: EventType::of_delivery(&routing_key, &message.properties),
+        reason: Some(origin.reason),
+        body: message.data.clone(),
     }
 }
 
@@ -392,454 +335,15 @@ async fn peek_dlq(amqp_url: &str, dlq: &str) -> anyhow::Result<Vec<DeadLetter>> 
         broker::depth(&channel, dlq).await?.messages as usize
     };
     let held = Held::take(&conn, dlq, depth.min(DLQ_PEEK_LIMIT)).await?;
-    let dead_letters = held.messages.iter().map(DeadLetter::of).collect();
+    let dead_letters = held.messages.iter().map(dead_letter_of).collect();
     held.requeue_rest().await?;
     let _ = conn.close(200, "done".into()).await;
     Ok(dead_letters)
 }
 
-// --- the rules -------------------------------------------------------------------------------
-
-/// One rule and what it found, for a reader that shows the rules one by one (the board's
-/// invariant lights) rather than as one list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleResult {
-    /// A short stable name, e.g. `stock-conserved`.
-    pub id: &'static str,
-    /// The rule in words.
-    pub title: &'static str,
-    /// Empty when the rule holds.
-    pub violations: Vec<String>,
-}
-
-/// Rules 2 to 6: those that must hold at *every* moment, not only once the saga has settled
-/// (rule 1, every order final, is about the end of a run; a live reader judges in-flight orders
-/// with [`in_flight_orders`] and [`orders_without_record`] instead).
-pub fn settled_rules(
-    orders: &OrderStatuses,
-    ledger: &Ledger,
-    notifications: &[String],
-    dead_letters: &[DeadLetter],
-) -> Vec<RuleResult> {
-    vec![
-        RuleResult {
-            id: "stock-conserved",
-            title: "stock is conserved: initial = available + reserved - released",
-            violations: unbalanced_stock(&ledger.books),
-        },
-        RuleResult {
-            id: "reserved-once",
-            title: "stock taken at most once per order (totals = reservation records)",
-            violations: totals_disagree_with_records(ledger),
-        },
-        RuleResult {
-            id: "notified-once",
-            title: "at most one notification per (order, outcome)",
-            violations: doubled_notifications(notifications),
-        },
-        RuleResult {
-            id: "statuses-agree",
-            title: "final statuses agree with inventory's records",
-            violations: statuses_disagree_with_records(orders, &ledger.records),
-        },
-        RuleResult {
-            id: "only-poison-in-dlq",
-            title: "only poison in the DLQ",
-            violations: valid_events_in_dlq(dead_letters),
-        },
-    ]
-}
-
-/// Rule 1: every order is final, and every indexed order still has its record.
-pub fn unfinished_orders(orders: &OrderStatuses, timeout: Duration) -> Vec<String> {
-    let mut violations = Vec::new();
-    let in_flight = in_flight_orders(orders);
-    if !in_flight.is_empty() {
-        violations.push(format!(
-            "{} order(s) not final after {} s: {}",
-            in_flight.len(),
-            timeout.as_secs(),
-            some_of(&in_flight)
-        ));
-    }
-    violations.extend(orders_without_record(orders));
-    violations
-}
-
-/// Orders not final yet, as `id (STATUS)`: normal while the saga runs, a violation at its end.
-pub fn in_flight_orders(orders: &OrderStatuses) -> Vec<String> {
-    orders
-        .iter()
-        .filter_map(|(id, status)| {
-            status
-                .as_deref()
-                .filter(|s| !is_final(s))
-                .map(|s| format!("{id} ({s})"))
-        })
-        .collect()
-}
-
-/// Orders in the index whose record is gone: always a violation (an accepted order was lost).
-pub fn orders_without_record(orders: &OrderStatuses) -> Vec<String> {
-    let missing: Vec<String> = orders
-        .iter()
-        .filter(|(_, status)| status.is_none())
-        .map(|(id, _)| id.clone())
-        .collect();
-    if missing.is_empty() {
-        return Vec::new();
-    }
-    vec![format!(
-        "{} order(s) in the orders index have no order record: {}",
-        missing.len(),
-        some_of(&missing)
-    )]
-}
-
-/// Rule 2: per item, `initial = available + reserved - released`.
-pub fn unbalanced_stock(books: &StockBooks) -> Vec<String> {
-    let units = |column: &BTreeMap<String, i64>, item: &str| column.get(item).copied().unwrap_or(0);
-    books
-        .items()
-        .into_iter()
-        .filter_map(|item| {
-            let level = StockLevel {
-                available: units(&books.available, item),
-                initial: units(&books.initial, item),
-                reserved: units(&books.reserved, item),
-                released: units(&books.released, item),
-            };
-            let StockLevel {
-                available,
-                initial,
-                reserved,
-                released,
-            } = level;
-            let accounted = available + reserved - released;
-            (!level.is_balanced()).then(|| {
-                format!(
-                    "stock of {item} not conserved: initial {initial} != available {available} + reserved {reserved} - released {released} (= {accounted})"
-                )
-            })
-        })
-        .collect()
-}
-
-/// Rule 3: the `reserved` and `released` totals are the sums of the reservation records.
-///
-/// A record in state `reserved` holds `qty`; a `released` one once held `released_qty` (0 when
-/// nothing had been reserved) and gave it back, so it counts in both totals.
-pub fn totals_disagree_with_records(ledger: &Ledger) -> Vec<String> {
-    let mut violations: Vec<String> = ledger
-        .unreadable
-        .iter()
-        .map(|(order_id, why)| format!("reservation record of order {order_id} unreadable: {why}"))
-        .collect();
-    let mut reserved: BTreeMap<&str, i64> = BTreeMap::new();
-    let mut released: BTreeMap<&str, i64> = BTreeMap::new();
-    for (order_id, record) in &ledger.records {
-        match (record.state.as_str(), record.item.as_deref()) {
-            ("reserved", Some(item)) => *reserved.entry(item).or_default() += record.qty,
-            ("released", Some(item)) => {
-                *reserved.entry(item).or_default() += record.released_qty;
-                *released.entry(item).or_default() += record.released_qty;
-            }
-            ("released", None) if record.released_qty == 0 => {} // a tombstone
-            ("failed", _) => {}
-            (state, _) => violations.push(format!(
-                "reservation record of order {order_id} makes no sense: state {state:?}, item {:?}",
-                record.item
-            )),
-        }
-    }
-    for (column, books, records) in [
-        ("reserved", &ledger.books.reserved, &reserved),
-        ("released", &ledger.books.released, &released),
-    ] {
-        let items: BTreeSet<&str> = books
-            .keys()
-            .map(String::as_str)
-            .chain(records.keys().copied())
-            .collect();
-        for item in items {
-            let booked = books.get(item).copied().unwrap_or(0);
-            let recorded = records.get(item).copied().unwrap_or(0);
-            if booked != recorded {
-                violations.push(format!(
-                    "{column} {item}: the books say {booked} but the reservation records add up to {recorded}"
-                ));
-            }
-        }
-    }
-    violations
-}
-
-/// Rule 4: at most one notification per (order, outcome).
-pub fn doubled_notifications(notifications: &[String]) -> Vec<String> {
-    let mut violations = Vec::new();
-    let mut sent: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for (index, line) in notifications.iter().enumerate() {
-        let parsed = serde_json::from_str::<Value>(line).ok();
-        let field = |name: &str| {
-            parsed
-                .as_ref()
-                .and_then(|v| v.get(name))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        match (field("order_id"), field("outcome")) {
-            (Some(order_id), Some(outcome)) => *sent.entry((order_id, outcome)).or_default() += 1,
-            _ => violations.push(format!(
-                "notification #{} is not JSON with order_id and outcome",
-                index + 1
-            )),
-        }
-    }
-    violations.extend(sent.into_iter().filter(|(_, times)| *times > 1).map(
-        |((order_id, outcome), times)| {
-            format!("order {order_id} was notified {times} times for {outcome}")
-        },
-    ));
-    violations
-}
-
-/// Rule 5: a final status agrees with inventory's record of the order.
-pub fn statuses_disagree_with_records(
-    orders: &OrderStatuses,
-    records: &BTreeMap<String, Reservation>,
-) -> Vec<String> {
-    orders
-        .iter()
-        .filter_map(|(order_id, status)| {
-            let status = status.as_deref()?;
-            let expected = match status {
-                "CONFIRMED" => "reserved",
-                "FAILED" => "failed",
-                "CANCELLED" => "released",
-                _ => return None,
-            };
-            match records.get(order_id) {
-                None => Some(format!(
-                    "order {order_id} is {status} but inventory has no reservation record for it"
-                )),
-                Some(record) if record.state != expected => Some(format!(
-                    "order {order_id} is {status} but inventory's record says {} (expected {expected})",
-                    record.state
-                )),
-                Some(_) => None,
-            }
-        })
-        .collect()
-}
-
-/// Rule 6: only poison in the DLQ. A message that parses as the saga event it says it is (or,
-/// saying nothing, as an OrderPlaced) should have been processed, not dead-lettered.
-pub fn valid_events_in_dlq(dead_letters: &[DeadLetter]) -> Vec<String> {
-    dead_letters
-        .iter()
-        .filter_map(|dead| {
-            let (name, order_id) = match dead.event_type {
-                None | Some(EventType::OrderPlaced) => OrderPlaced::from_body(&dead.body)
-                    .ok()
-                    .map(|e| ("OrderPlaced", e.order_id.to_string()))?,
-                Some(EventType::OrderCancelled) => OrderCancelled::from_body(&dead.body)
-                    .ok()
-                    .map(|e| ("OrderCancelled", e.order_id.to_string()))?,
-                Some(kind) => InventoryOutcome::from_body(kind, &dead.body)
-                    .ok()
-                    .map(|e| (kind.name(), e.order_id().to_string()))?,
-            };
-            Some(format!(
-                "the DLQ holds a valid {name} for order {order_id} (dead-lettered because: {})",
-                dead.reason.as_deref().unwrap_or("no reason given")
-            ))
-        })
-        .collect()
-}
-
-/// The first few of a list, then how many more.
-fn some_of(ids: &[String]) -> String {
-    let shown = ids[..ids.len().min(IDS_SHOWN)].join(", ");
-    match ids.len().saturating_sub(IDS_SHOWN) {
-        0 => shown,
-        more => format!("{shown} and {more} more"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn column(pairs: &[(&str, i64)]) -> BTreeMap<String, i64> {
-        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
-    }
-
-    fn record(state: &str, item: Option<&str>, qty: i64, released_qty: i64) -> Reservation {
-        Reservation {
-            state: state.into(),
-            item: item.map(str::to_owned),
-            qty,
-            released_qty,
-            ..Reservation::default()
-        }
-    }
-
-    fn statuses(pairs: &[(&str, Option<&str>)]) -> OrderStatuses {
-        pairs
-            .iter()
-            .map(|(id, s)| (id.to_string(), s.map(str::to_owned)))
-            .collect()
-    }
-
-    #[test]
-    fn in_flight_and_vanished_orders_are_reported() {
-        let orders = statuses(&[("a", Some("CONFIRMED")), ("b", Some("PLACED")), ("c", None)]);
-        let v = unfinished_orders(&orders, Duration::from_secs(30));
-        assert_eq!(v.len(), 2);
-        assert_eq!(v[0], "1 order(s) not final after 30 s: b (PLACED)");
-        assert!(v[1].contains("no order record: c"));
-        assert!(unfinished_orders(&statuses(&[("a", Some("FAILED"))]), Duration::ZERO).is_empty());
-    }
-
-    #[test]
-    fn stock_must_be_conserved() {
-        let balanced = StockBooks {
-            available: column(&[("burger", 95)]),
-            initial: column(&[("burger", 100)]),
-            reserved: column(&[("burger", 7)]),
-            released: column(&[("burger", 2)]),
-        };
-        assert!(unbalanced_stock(&balanced).is_empty());
-        let doubled = StockBooks {
-            available: column(&[("burger", 92)]),
-            ..balanced
-        };
-        let v = unbalanced_stock(&doubled);
-        assert_eq!(v.len(), 1);
-        assert!(v[0].starts_with("stock of burger not conserved"));
-    }
-
-    #[test]
-    fn totals_must_match_the_records() {
-        let mut ledger = Ledger {
-            books: StockBooks {
-                reserved: column(&[("burger", 5)]),
-                released: column(&[("burger", 2)]),
-                ..StockBooks::default()
-            },
-            ..Ledger::default()
-        };
-        ledger
-            .records
-            .insert("o1".into(), record("reserved", Some("burger"), 3, 0));
-        ledger
-            .records
-            .insert("o2".into(), record("released", Some("burger"), 2, 2));
-        ledger
-            .records
-            .insert("o3".into(), record("failed", Some("burger"), 9, 0));
-        ledger
-            .records
-            .insert("o4".into(), record("released", None, 0, 0));
-        assert_eq!(totals_disagree_with_records(&ledger), Vec::<String>::new());
-
-        // A reservation taken twice shows up as books larger than the records.
-        ledger.books.reserved = column(&[("burger", 8)]);
-        let v = totals_disagree_with_records(&ledger);
-        assert_eq!(
-            v,
-            ["reserved burger: the books say 8 but the reservation records add up to 5"]
-        );
-    }
-
-    #[test]
-    fn one_notification_per_order_and_outcome() {
-        let line =
-            |id: &str, outcome: &str| format!(r#"{{"order_id":"{id}","outcome":"{outcome}"}}"#);
-        let fine = [
-            line("a", "reserved"),
-            line("a", "released"),
-            line("b", "failed"),
-        ];
-        assert!(doubled_notifications(&fine).is_empty());
-        let doubled = [
-            line("a", "reserved"),
-            line("a", "reserved"),
-            "nonsense".to_owned(),
-        ];
-        let v = doubled_notifications(&doubled);
-        assert_eq!(v.len(), 2);
-        assert!(v.contains(&"order a was notified 2 times for reserved".to_owned()));
-    }
-
-    #[test]
-    fn final_statuses_agree_with_the_records() {
-        let orders = statuses(&[
-            ("a", Some("CONFIRMED")),
-            ("b", Some("FAILED")),
-            ("c", Some("CANCELLED")),
-            ("d", Some("CONFIRMED")),
-            ("e", Some("PLACED")),
-        ]);
-        let mut records = BTreeMap::new();
-        records.insert("a".to_owned(), record("reserved", Some("burger"), 1, 0));
-        records.insert("b".to_owned(), record("failed", Some("burger"), 1, 0));
-        records.insert("c".to_owned(), record("released", Some("burger"), 1, 1));
-        assert_eq!(
-            statuses_disagree_with_records(&orders, &records),
-            ["order d is CONFIRMED but inventory has no reservation record for it"]
-        );
-        records.insert("d".to_owned(), record("failed", Some("burger"), 1, 0));
-        assert!(
-            statuses_disagree_with_records(&orders, &records)[0].contains("record says failed")
-        );
-    }
-
-    #[test]
-    fn only_poison_belongs_in_the_dlq() {
-        let dead = |event_type, body: &str| DeadLetter {
-            event_type,
-            reason: Some("why".into()),
-            body: body.as_bytes().to_vec(),
-        };
-        let valid = r#"{"order_id":"o1","item":"burger","qty":1}"#;
-        let letters = [
-            dead(
-                Some(EventType::OrderPlaced),
-                r#"{"order_id":"o2","item":"burger"}"#,
-            ),
-            dead(Some(EventType::InventoryReserved), r#"{"order_id":"o5"}"#),
-            dead(None, valid),
-        ];
-        assert_eq!(
-            valid_events_in_dlq(&letters),
-            ["the DLQ holds a valid OrderPlaced for order o1 (dead-lettered because: why)"]
-        );
-        let reserved = r#"{"order_id":"o3","item":"burger","qty":1,"student_id":"s","remaining":4,"status":"RESERVED"}"#;
-        let cancelled = r#"{"order_id":"o4","reason":"changed my mind"}"#;
-        let found = valid_events_in_dlq(&[
-            dead(Some(EventType::InventoryReserved), reserved),
-            dead(Some(EventType::OrderCancelled), cancelled),
-            dead(Some(EventType::OrderCancelled), "not json"),
-        ]);
-        assert_eq!(found.len(), 2, "{found:?}");
-        assert!(found[0].contains("valid InventoryReserved for order o3"));
-        assert!(found[1].contains("valid OrderCancelled for order o4"));
-    }
-
-    #[test]
-    fn reservation_records_are_read_leniently_but_not_blindly() {
-        let fields = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
-        let tombstone =
-            Reservation::from_hash(&fields(&[("state", "released"), ("released_qty", "0")]));
-        assert_eq!(tombstone, Ok(record("released", None, 0, 0)));
-        assert!(Reservation::from_hash(&fields(&[("state", "reserved"), ("qty", "x")])).is_err());
-    }
 
     #[test]
     fn the_json_report_is_flat_with_ok_and_seconds() {
@@ -862,11 +366,5 @@ mod tests {
         assert_eq!(doc["by_status"]["CONFIRMED"], 2);
         assert_eq!(doc["waited_secs"], 1.5);
         assert_eq!(doc["violations"][0], "stock of burger not conserved");
-    }
-
-    #[test]
-    fn long_id_lists_are_shortened() {
-        let ids: Vec<String> = (1..=7).map(|i| i.to_string()).collect();
-        assert_eq!(some_of(&ids), "1, 2, 3, 4, 5 and 2 more");
     }
 }

@@ -12,6 +12,7 @@
 //! `list --json` and `show --json` print the same as one JSON document ([`Listing`],
 //! [`Message`]) for scripts.
 
+use saga_domain::dlq::header;
 use std::collections::BTreeMap;
 
 use anyhow::{Context, anyhow, bail};
@@ -364,7 +365,7 @@ pub async fn peek(conn: &lapin::Connection, dlq: &str, limit: usize) -> anyhow::
     let dead_letters = held
         .messages
         .iter()
-        .map(crate::check::DeadLetter::of)
+        .map(crate::check::dead_letter_of)
         .collect();
     held.requeue_rest().await?;
     Ok(Peek {
@@ -443,10 +444,16 @@ async fn replay(held: &mut Held, index: usize, publisher: &Publisher) -> anyhow:
     let headers = message.properties.headers();
     let origin = Provenance::of(&message.properties);
     let exchange = origin.exchange.ok_or_else(|| {
-        anyhow!("no x-original-exchange header nor x-death: cannot tell where it came from")
+        anyhow!(
+            "no {} header nor x-death: cannot tell where it came from",
+            header::ORIGINAL_EXCHANGE
+        )
     })?;
     let routing_key = origin.routing_key.ok_or_else(|| {
-        anyhow!("no x-original-routing-key header nor x-death: cannot tell where it came from")
+        anyhow!(
+            "no {} header nor x-death: cannot tell where it came from",
+            header::ORIGINAL_ROUTING_KEY
+        )
     })?;
     let properties = message
         .properties
@@ -553,12 +560,12 @@ impl Entry {
             service: origin.who(),
             at_header: match origin.by {
                 DeadLetteredBy::Broker => "x-death time",
-                DeadLetteredBy::Consumer(_) => "x-dlq-at",
+                DeadLetteredBy::Consumer(_) => header::AT,
             },
             reason: origin.reason,
             routing_key: origin.routing_key,
             at: origin.at,
-            attempts: header_str(headers, "x-dlq-attempts"),
+            attempts: header_str(headers, header::ATTEMPTS),
             order_id: order_id_in(&message.data),
             body_preview: preview(&message.data),
             body_len: message.data.len(),

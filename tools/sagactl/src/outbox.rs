@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use redis::Script;
+use redis::{AsyncCommands, Script};
 use saga_platform::redis::store::{Keys, Redis, parked};
 use saga_platform::service::config::Common;
 use serde::Serialize;
@@ -127,16 +127,9 @@ pub async fn list(redis: &Redis, keys: &Keys, limit: usize) -> anyhow::Result<Li
     let stream = keys.outbox_parked();
     let count = limit.clamp(1, 100_000);
     let (entries, total, outbox_depth): (Vec<Entry>, usize, usize) = redis::pipe()
-        .cmd("XRANGE")
-        .arg(&stream)
-        .arg("-")
-        .arg("+")
-        .arg("COUNT")
-        .arg(count)
-        .cmd("XLEN")
-        .arg(&stream)
-        .cmd("XLEN")
-        .arg(keys.outbox())
+        .xrange_count(&stream, "-", "+", count)
+        .xlen(&stream)
+        .xlen(keys.outbox())
         .query_async(&mut redis.clone())
         .await
         .context("reading the parked outbox entries from Redis")?;
@@ -216,11 +209,9 @@ pub async fn replay(
     set: &[(String, String)],
 ) -> anyhow::Result<()> {
     let stream = keys.outbox_parked();
-    let found: Vec<Entry> = redis::cmd("XRANGE")
-        .arg(&stream)
-        .arg(id)
-        .arg(id)
-        .query_async(&mut redis.clone())
+    let found: Vec<Entry> = redis
+        .clone()
+        .xrange(&stream, id, id)
         .await
         .with_context(|| format!("reading parked entry {id}"))?;
     let Some((_, mut fields)) = found.into_iter().next() else {

@@ -12,6 +12,7 @@
 
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
+use saga_domain::dlq::DlqHeaders;
 use saga_platform::amqp::properties::header_str;
 
 /// Who dead-lettered a message.
@@ -41,16 +42,14 @@ pub struct Provenance {
 impl Provenance {
     pub fn of(properties: &BasicProperties) -> Self {
         let headers = properties.headers();
-        if let Some(reason) = header_str(headers, "x-dlq-reason") {
+        if let Some(ours) = DlqHeaders::read(|name| header_str(headers, name)) {
             return Self {
-                by: DeadLetteredBy::Consumer(
-                    header_str(headers, "x-dlq-service").unwrap_or_else(|| "?".into()),
-                ),
-                reason,
-                exchange: header_str(headers, "x-original-exchange"),
-                routing_key: header_str(headers, "x-original-routing-key"),
-                queue: header_str(headers, "x-original-queue"),
-                at: header_str(headers, "x-dlq-at").and_then(|t| t.parse().ok()),
+                by: DeadLetteredBy::Consumer(ours.service.unwrap_or_else(|| "?".into())),
+                reason: ours.reason,
+                exchange: ours.exchange,
+                routing_key: ours.routing_key,
+                queue: ours.queue,
+                at: ours.at,
             };
         }
         match latest_death(headers) {
@@ -88,15 +87,10 @@ impl Provenance {
 /// Headers a dead-letterer added, which a replayed message must not carry: it starts afresh
 /// (a new set of attempts, no history of deaths). Anything the publisher set stays.
 pub fn is_dead_letter_header(name: &str) -> bool {
-    [
-        "x-dlq-",
-        "x-original-",
-        "x-retry-",
-        "x-first-death-",
-        "x-last-death-",
-    ]
-    .iter()
-    .any(|prefix| name.starts_with(prefix))
+    DlqHeaders::is_ours(name)
+        || ["x-retry-", "x-first-death-", "x-last-death-"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
         || name == "x-death"
         || name == "x-delivery-count"
 }

@@ -8,6 +8,7 @@ use anyhow::{Context, anyhow};
 use clap::ValueEnum;
 use saga_domain::events::{EventType, OrderCancelled, OrderPlaced};
 use saga_domain::ids::{Item, OrderId, Qty, StudentId};
+use saga_domain::order::OrderStatus;
 use serde_json::{Value, json};
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +75,7 @@ impl Sample {
             )?,
             Self::UnknownItem => valid_order(&order_id, UNKNOWN_ITEM, 1, None)?,
             Self::MissingQty => {
-                json(json!({ "order_id": order_id, "item": item, "status": "PLACED" }))
+                json(json!({ "order_id": order_id, "item": item, "status": OrderStatus::Placed }))
             }
             Self::ZeroQty => json(json!({ "order_id": order_id, "item": item, "qty": 0 })),
             Self::QtyTwo => json(json!({ "order_id": order_id, "item": item, "qty": "two" })),

@@ -18,7 +18,8 @@ use std::collections::HashMap;
 use anyhow::Context;
 use redis::AsyncCommands as _;
 pub use saga_domain::order::{
-    DlqHop, HistoryEntry, Notification as NotificationRecord, Reservation as ReservationRecord,
+    DlqHop, HistoryEntry, Notification as NotificationRecord, NotificationOutcome,
+    Reservation as ReservationRecord,
 };
 use saga_platform::redis::store::Keys;
 use saga_platform::redis::store::Redis;
@@ -28,7 +29,7 @@ use serde::{Deserialize, Serialize};
 /// class, bounded for a Redis that a benchmark filled with millions.
 const NOTIFICATIONS_SEARCHED: isize = 20_000;
 /// The outcomes notification-svc records a notification for.
-pub const OUTCOMES: [&str; 3] = ["reserved", "failed", "released"];
+pub const OUTCOMES: [NotificationOutcome; 3] = NotificationOutcome::ALL;
 
 /// Everything recorded about one order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -98,7 +99,7 @@ pub async fn read(redis: &Redis, keys: &Keys, order_id: &str) -> anyhow::Result<
         .lrange(keys.order_dlq_hops(order_id), 0, -1)
         .hgetall(keys.reservation(order_id));
     for outcome in OUTCOMES {
-        pipe.get(keys.notified(order_id, outcome));
+        pipe.get(keys.notified(order_id, outcome.as_str()));
     }
     type Replies = (
         HashMap<String, String>,

@@ -61,6 +61,7 @@ use crate::amqp::{
 use crate::redis::store::Timeline;
 use crate::service::backoff::Backoff;
 use crate::service::watch::{Watchdog, panic_message, queue_name, supervise};
+use saga_domain::dlq::{self, DlqHeaders};
 use saga_domain::events::{EventMeta, EventType, unix_now_millis, unix_now_secs};
 use saga_domain::order::DlqHop;
 use saga_domain::retry::{FailureKind, NextStep, RetryPolicy};
@@ -830,21 +831,21 @@ impl Delivered<'_> {
     ) -> Result<String, PublishError> {
         let (delivery, settings, origin) = (self.delivery, self.settings, self.origin);
         let mut reason = headers::truncate(reason, MAX_REASON);
-        let ours = dlq_headers(
-            &reason,
-            &settings.service,
-            &origin.exchange,
-            &origin.routing_key,
-            &settings.queue,
-            &unix_now_secs().to_string(),
+        let ours = dlq_headers(&DlqHeaders {
+            reason: reason.clone(),
+            service: Some(settings.service.clone()),
+            exchange: Some(origin.exchange.clone()),
+            routing_key: Some(origin.routing_key.clone()),
+            queue: Some(settings.queue.clone()),
+            at: Some(unix_now_secs()),
             attempts,
-        );
+        });
         let budget = self.publisher.header_budget().saturating_sub(DROPPED_NOTE);
         let mut fitted = headers::fit(delivery.properties.headers().as_ref(), &ours, budget);
         if !fitted.dropped.is_empty() {
             reason = with_dropped_note(&reason, &fitted.dropped);
             let text = AMQPValue::LongString(LongString::from(reason.as_bytes().to_vec()));
-            fitted.headers.insert("x-dlq-reason".into(), text);
+            fitted.headers.insert(dlq::header::REASON.into(), text);
         }
         let properties = copy_properties(&delivery.properties)
             .with_headers(fitted.headers)
@@ -868,31 +869,19 @@ impl Delivered<'_> {
     }
 }
 
-/// The `x-dlq-*` and `x-original-*` headers of a DLQ copy: why, who, where it came from, when
-/// (unix seconds), and after how many attempts if it was retried. `queue` is the queue the
-/// message was read from; the reason is cut to [`MAX_REASON`].
-pub(crate) fn dlq_headers(
-    reason: &str,
-    service: &str,
-    exchange: &str,
-    routing_key: &str,
-    queue: &str,
-    at: &str,
-    attempts: Option<u32>,
-) -> Vec<(&'static str, AMQPValue)> {
+/// The `x-dlq-*` and `x-original-*` headers of a DLQ copy ([`DlqHeaders`]: why, who, where
+/// it came from, when, after how many attempts) as AMQP values; the reason is cut to
+/// [`MAX_REASON`].
+pub(crate) fn dlq_headers(ours: &DlqHeaders) -> Vec<(&'static str, AMQPValue)> {
     let text = |value: &str| AMQPValue::LongString(LongString::from(value.as_bytes().to_vec()));
-    let mut ours = vec![
-        ("x-dlq-reason", text(&headers::truncate(reason, MAX_REASON))),
-        ("x-dlq-service", text(service)),
-        ("x-original-exchange", text(exchange)),
-        ("x-original-routing-key", text(routing_key)),
-        ("x-original-queue", text(queue)),
-        ("x-dlq-at", text(at)),
-    ];
-    if let Some(attempts) = attempts {
-        ours.push(("x-dlq-attempts", text(&attempts.to_string())));
-    }
-    ours
+    let ours = DlqHeaders {
+        reason: headers::truncate(&ours.reason, MAX_REASON),
+        ..ours.clone()
+    };
+    ours.to_pairs()
+        .into_iter()
+        .map(|(name, value)| (name, text(&value)))
+        .collect()
 }
 
 /// `reason`, and which of the sender's headers the copy left out (a few names, each cut short:

@@ -34,6 +34,7 @@ use crate::amqp::headers;
 use crate::amqp::nodes::BrokerNodes;
 use crate::amqp::topology::Topology;
 use crate::amqp::{Publisher, close_connection, connect_once};
+use saga_domain::dlq::DlqHeaders;
 use saga_domain::events::unix_now_secs;
 
 /// The bytes of a content-header frame besides the properties: frame header (7), class id,
@@ -153,16 +154,15 @@ fn dlq_copy(
         crate::amqp::consumer::with_dropped_note(&why, &dropped)
     };
     let mut table = lapin::types::FieldTable::default();
-    let now = unix_now_secs().to_string();
-    for (name, value) in dlq_headers(
-        &reason,
-        &settings.service,
-        exchange,
-        routing_key,
-        queue,
-        &now,
-        None,
-    ) {
+    for (name, value) in dlq_headers(&DlqHeaders {
+        reason: reason.clone(),
+        service: Some(settings.service.clone()),
+        exchange: Some(exchange.to_owned()),
+        routing_key: Some(routing_key.to_owned()),
+        queue: Some(queue.to_owned()),
+        at: Some(unix_now_secs()),
+        attempts: None,
+    }) {
         table.insert(name.into(), value);
     }
     let short = |s: &String| ShortString::try_new(headers::truncate(s, 255)).ok();

@@ -30,8 +30,9 @@ use saga_domain::retry::FailureKind;
 pub const ATTEMPTS_HEADER: &str = "x-retry-attempts";
 /// Headers that remember where a parked message was first published, so that it is handled (and
 /// dead-lettered, and replayed) as that message, not as one from the retry queue.
-pub const ORIGINAL_EXCHANGE_HEADER: &str = "x-original-exchange";
-pub const ORIGINAL_ROUTING_KEY_HEADER: &str = "x-original-routing-key";
+/// (The same headers a DLQ copy carries: one name each, in [`saga_domain::dlq::header`].)
+pub const ORIGINAL_EXCHANGE_HEADER: &str = saga_domain::dlq::header::ORIGINAL_EXCHANGE;
+pub const ORIGINAL_ROUTING_KEY_HEADER: &str = saga_domain::dlq::header::ORIGINAL_ROUTING_KEY;
 /// The header the broker writes when it dead-letters a message (here: a parked message whose
 /// delay ran out), a list of tables naming the queue and the reason.
 pub const DEATH_HEADER: &str = "x-death";

@@ -7,7 +7,7 @@
 -- ARGV[1] now (ms), ARGV[2] history entry (JSON), ARGV[3] the request as the key's record keeps
 -- it ('' without a key), ARGV[4] the idempotency window (ms), ARGV[5] n, the number of
 -- arguments that follow with the allowed moves as from, to pairs (computed in Rust by
--- shared::domain::OrderStatus), then the outbox entry's field/value pairs.
+-- saga_domain::order::OrderStatus), then the outbox entry's field/value pairs.
 -- Returns {1, status after, ''} when started, {0, status, ''} when the order cannot be cancelled
 -- (already FAILED, CANCELLING or CANCELLED), {0, '', ''} when there is no such order, and
 -- {2, order id, request} when the key was already recorded.

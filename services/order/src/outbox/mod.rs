@@ -67,10 +67,11 @@ pub fn shown(fields: &RawFields, name: &str) -> String {
         .unwrap_or_default()
 }
 
-/// An outbox entry as the message the relay publishes.
+/// An outbox entry as the message the relay publishes: the event it is (its routing key and
+/// `type` follow from it), its body and its AMQP properties.
 #[derive(Debug, Clone)]
 pub struct Message {
-    pub routing_key: &'static str,
+    pub event: EventType,
     pub body: Vec<u8>,
     pub properties: BasicProperties,
 }
@@ -151,7 +152,7 @@ pub fn message_of(fields: &RawFields) -> Result<Message, Unpublishable> {
         .with_content_type(ShortString::from("application/json"))
         .with_delivery_mode(2);
     Ok(Message {
-        routing_key: event.routing_key(),
+        event,
         body: body.as_bytes().to_vec(),
         properties,
     })
@@ -180,11 +181,11 @@ mod tests {
         let meta = EventMeta::new(EventType::OrderPlaced, "corr-1", SERVICE);
         let fields = raw(entry_fields(&meta, "o-1", br#"{"order_id":"o-1"}"#));
         let Message {
-            routing_key: key,
+            event,
             body,
             properties: props,
         } = message_of(&fields).expect("well formed");
-        assert_eq!(key, "order.placed");
+        assert_eq!(event, EventType::OrderPlaced);
         assert_eq!(body, br#"{"order_id":"o-1"}"#);
         assert_eq!(
             props.message_id().as_ref().map(|s| s.as_str()),

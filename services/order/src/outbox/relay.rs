@@ -16,6 +16,7 @@
 //! its session, and the same entry is never tried again after a restart (the relay as a whole
 //! is also supervised, `saga_platform::service::watch::supervise`, for anything else).
 
+use redis::AsyncCommands;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -198,14 +199,8 @@ impl Relay {
         };
         let outbox = self.store.keys().outbox();
         let (entries, depth): (Vec<Entry>, u64) = redis::pipe()
-            .cmd("XRANGE")
-            .arg(&outbox)
-            .arg(from)
-            .arg("+")
-            .arg("COUNT")
-            .arg(BATCH)
-            .cmd("XLEN")
-            .arg(&outbox)
+            .xrange_count(&outbox, from, "+", BATCH)
+            .xlen(&outbox)
             .query_async(&mut conn)
             .await?;
         self.store.outbox.measured(depth);
@@ -220,7 +215,7 @@ impl Relay {
         let mut sent = Vec::with_capacity(entries.len());
         for (stream_id, fields) in entries {
             let Message {
-                routing_key,
+                event,
                 body,
                 properties,
             } = match std::panic::catch_unwind(|| message_of(&fields)) {
@@ -236,7 +231,12 @@ impl Relay {
                     continue;
                 }
             };
-            let sending = publisher.send(&self.topology.exchange, routing_key, &body, properties);
+            let sending = publisher.send(
+                &self.topology.exchange,
+                event.routing_key(),
+                &body,
+                properties,
+            );
             match AssertUnwindSafe(sending).catch_unwind().await {
                 Ok(Ok(confirm)) => sent.push(Sent::Published(stream_id, fields, confirm)),
                 Ok(Err(e)) => {
@@ -375,9 +375,5 @@ async fn delete(store: &OrderStore, ids: &[String]) -> Result<(), redis::RedisEr
         return Ok(());
     }
     let mut conn = store.redis().clone();
-    redis::cmd("XDEL")
-        .arg(store.keys().outbox())
-        .arg(ids)
-        .query_async(&mut conn)
-        .await
+    conn.xdel(store.keys().outbox(), ids).await
 }

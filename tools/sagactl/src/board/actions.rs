@@ -115,7 +115,7 @@ pub async fn duplicate(board: &Board, order_id: &str) -> Result<Value, ApiError>
     let message_id = timeline
         .history
         .iter()
-        .find(|h| h.event == EventType::OrderPlaced.name())
+        .find(|h| h.event == Some(EventType::OrderPlaced))
         .map(|h| h.event_id.clone())
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let message = Sample::Order

@@ -131,7 +131,7 @@ pub fn journey(timeline: &Timeline) -> Journey {
                 to: Lane::NotificationSvc,
                 kind: StepKind::Notify,
                 what: format!("notified: {}", note.outcome),
-                event: outcome_event(&note.outcome).map(str::to_owned),
+                event: outcome_event(note.outcome.as_str()).map(str::to_owned),
                 event_id: Some(note.event_id.clone()).filter(|id| !id.is_empty()),
                 why: "the (order, outcome) pair was claimed in Redis before sending and recorded \
                       as sent after the sink took it: one notification however often the event \
@@ -229,7 +229,10 @@ impl Story {
 
 /// How the order came in: through order-svc, or published by hand.
 fn origin(story: &mut Story, timeline: &Timeline) {
-    let placed = timeline.history.iter().find(|h| h.event == "OrderPlaced");
+    let placed = timeline
+        .history
+        .iter()
+        .find(|h| h.event == Some(saga_domain::events::EventType::OrderPlaced));
     if let Some(order) = &timeline.order {
         let at = placed.map_or(order.created_at, |h| h.at);
         let event_id = placed.map(|h| h.event_id.clone());
@@ -312,7 +315,8 @@ fn decision(story: &mut Story, timeline: &Timeline) {
     };
     let item = record.item.as_deref().unwrap_or("?");
     // A failed decision keeps its code even after a cancel turned the record `released`.
-    let failed = record.code.is_some() || record.state == "failed";
+    let failed =
+        record.code.is_some() || record.state == saga_domain::order::ReservationState::Failed;
     let (what, routing_key, event, why) = if failed {
         (
             format!(
@@ -441,13 +445,13 @@ fn order_svc_history(story: &mut Story, timeline: &Timeline) {
     let mut seen: HashSet<&str> = HashSet::new();
     for entry in &timeline.history {
         let first_time = seen.insert(entry.event_id.as_str());
-        match entry.event.as_str() {
+        match entry.event.map_or("", |e| e.as_str()) {
             "OrderPlaced" => {}
             "OrderCancelled" => cancel_request(story, entry),
             _ => outcome(story, entry, &status, first_time, tombstone),
         }
         if entry.applied {
-            status.clone_from(&entry.status);
+            status = entry.status.to_string();
         }
     }
 }
@@ -496,7 +500,7 @@ fn outcome(
     first_time: bool,
     tombstone: bool,
 ) {
-    let event = entry.event.as_str();
+    let event = entry.event.map_or("", |e| e.as_str());
     let event_id = Some(entry.event_id.clone());
     let step = |kind, what: String, why: &str| Step {
         at: Some(entry.at),
@@ -648,8 +652,8 @@ pub(crate) mod tests {
     fn entry(at: u64, status: &str, event: &str, id: &str, service: &str) -> HistoryEntry {
         HistoryEntry {
             at: T0 + at,
-            status: status.into(),
-            event: event.into(),
+            status: saga_domain::order::OrderStatus::parse(status).unwrap(),
+            event: saga_domain::events::EventType::from_name(event),
             event_id: id.into(),
             service: service.into(),
             redelivered: false,
@@ -672,7 +676,7 @@ pub(crate) mod tests {
 
     fn reserved(at: u64) -> Option<ReservationRecord> {
         Some(ReservationRecord {
-            state: "reserved".into(),
+            state: saga_domain::order::ReservationState::Reserved,
             item: Some("burger".into()),
             qty: 2,
             event_id: Some("e-reserved".into()),
@@ -700,7 +704,7 @@ pub(crate) mod tests {
             reservation: reserved(20),
             notifications: vec![NotificationRecord {
                 order_id: "o1".into(),
-                outcome: "reserved".into(),
+                outcome: saga_domain::order::ReservationState::Reserved,
                 event_id: "e-reserved".into(),
                 at_ms: T0 + 35,
                 ..NotificationRecord::default()
@@ -842,7 +846,7 @@ pub(crate) mod tests {
             "inventory-svc",
         ));
         let record = t.reservation.as_mut().unwrap();
-        record.state = "released".into();
+        record.state = saga_domain::order::ReservationState::Released;
         record.released_qty = 2;
         record.release_event_id = Some("e-released".into());
         record.released_at = Some(T0 + 150);
@@ -892,7 +896,7 @@ pub(crate) mod tests {
                 late,
             ],
             reservation: Some(ReservationRecord {
-                state: "released".into(),
+                state: saga_domain::order::ReservationState::Released,
                 released_qty: 0,
                 release_event_id: Some("e-released".into()),
                 released_at: Some(T0 + 50),

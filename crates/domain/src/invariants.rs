@@ -1,0 +1,578 @@
+//! The invariants of docs/DESIGN.md §6, as pure rules over what the services left in Redis and
+//! the DLQ: no I/O here. `sagactl check` reads the data and applies them; the board shows one
+//! light per rule; the integration tests end with the checker. Each rule serves the invariant(s)
+//! numbered in the design document ([`Rule::invariants`]), and has a stable id:
+//!
+//! | rule | invariant |
+//! |---|---|
+//! | [`NOTHING_LOST`]: every order reaches a final status and keeps its record | 1 |
+//! | [`STOCK_CONSERVED`]: per item, `initial = available + reserved - released` | 2 |
+//! | [`RESERVED_ONCE`]: the totals are the sums of the reservation records | 2 |
+//! | [`NOTIFIED_ONCE`]: at most one notification per (order, outcome) | 2 |
+//! | [`STATUSES_AGREE`]: a final status agrees with inventory's record | 1, 2 |
+//! | [`ONLY_POISON_IN_DLQ`]: no valid event sits in the DLQ | 3, 4 |
+//!
+//! Each rule is a function returning one readable line per violation (empty: it holds).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use crate::events::{EventType, InventoryOutcome, OrderCancelled, OrderPlaced};
+use crate::order::{Notification, OrderStatus, Reservation, ReservationState, StockLevel};
+
+/// How many order ids a violation line names before it says "and N more".
+const IDS_SHOWN: usize = 5;
+
+/// One rule of the checker: a stable id, the rule in words, the invariants it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    /// A short stable name, e.g. `stock-conserved` (the board's light, the design's table).
+    pub id: &'static str,
+    /// The rule in words.
+    pub title: &'static str,
+    /// The invariants of docs/DESIGN.md §6 it serves, by number.
+    pub invariants: &'static [u8],
+}
+
+/// Invariant 1: nothing accepted is lost.
+pub const NOTHING_LOST: Rule = Rule {
+    id: "nothing-lost",
+    title: "nothing accepted is lost: every order reaches a final status",
+    invariants: &[1],
+};
+/// Invariant 2: nothing is doubled (stock is conserved).
+pub const STOCK_CONSERVED: Rule = Rule {
+    id: "stock-conserved",
+    title: "stock is conserved: initial = available + reserved - released",
+    invariants: &[2],
+};
+/// Invariant 2: nothing is doubled (stock taken at most once per order).
+pub const RESERVED_ONCE: Rule = Rule {
+    id: "reserved-once",
+    title: "stock taken at most once per order (totals = reservation records)",
+    invariants: &[2],
+};
+/// Invariant 2: nothing is doubled (one notification per order and outcome).
+pub const NOTIFIED_ONCE: Rule = Rule {
+    id: "notified-once",
+    title: "at most one notification per (order, outcome)",
+    invariants: &[2],
+};
+/// Invariants 1 and 2: what order-svc says and what inventory-svc did agree.
+pub const STATUSES_AGREE: Rule = Rule {
+    id: "statuses-agree",
+    title: "final statuses agree with inventory's records",
+    invariants: &[1, 2],
+};
+/// Invariants 3 and 4: only poison is dead-lettered.
+pub const ONLY_POISON_IN_DLQ: Rule = Rule {
+    id: "only-poison-in-dlq",
+    title: "only poison in the DLQ",
+    invariants: &[3, 4],
+};
+
+/// Every rule, in the order the checker reports them.
+pub const RULES: [Rule; 6] = [
+    NOTHING_LOST,
+    STOCK_CONSERVED,
+    RESERVED_ONCE,
+    NOTIFIED_ONCE,
+    STATUSES_AGREE,
+    ONLY_POISON_IN_DLQ,
+];
+
+/// One rule and what it found, for a reader that shows the rules one by one (the board's
+/// invariant lights) rather than as one list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleResult {
+    /// The rule's stable id ([`Rule::id`]).
+    pub id: &'static str,
+    /// The rule in words.
+    pub title: &'static str,
+    /// Empty when the rule holds.
+    pub violations: Vec<String>,
+}
+
+impl RuleResult {
+    fn of(rule: Rule, violations: Vec<String>) -> Self {
+        Self {
+            id: rule.id,
+            title: rule.title,
+            violations,
+        }
+    }
+
+    /// The invariants of docs/DESIGN.md §6 this result speaks for.
+    pub fn invariants(&self) -> &'static [u8] {
+        RULES
+            .iter()
+            .find(|rule| rule.id == self.id)
+            .map_or(&[], |rule| rule.invariants)
+    }
+}
+
+// --- what the rules read ----------------------------------------------------------------------
+
+/// Every order id with its status as stored (`None`: in the index but its record is gone).
+pub type OrderStatuses = BTreeMap<String, Option<String>>;
+
+/// Whether a stored status is final. A status order-svc does not know is not: it never settles.
+pub fn is_final(status: &str) -> bool {
+    OrderStatus::parse(status).is_some_and(OrderStatus::is_final)
+}
+
+/// Inventory's books: one hash per column, item → units.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StockBooks {
+    pub available: BTreeMap<String, i64>,
+    pub initial: BTreeMap<String, i64>,
+    pub reserved: BTreeMap<String, i64>,
+    pub released: BTreeMap<String, i64>,
+}
+
+impl StockBooks {
+    /// Every item any column mentions.
+    pub fn items(&self) -> BTreeSet<&str> {
+        [
+            &self.available,
+            &self.initial,
+            &self.reserved,
+            &self.released,
+        ]
+        .into_iter()
+        .flat_map(|column| column.keys().map(String::as_str))
+        .collect()
+    }
+}
+
+/// The stock books and every reservation record, read as one snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ledger {
+    pub books: StockBooks,
+    pub records: BTreeMap<String, Reservation>,
+    /// Records that could not be read: `(order_id, why)`.
+    pub unreadable: Vec<(String, String)>,
+}
+
+/// A message in the DLQ, as far as the checker cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The event it was, from its original routing key (`x-original-routing-key` or `x-death`)
+    /// or its `type` property.
+    pub event_type: Option<EventType>,
+    pub reason: Option<String>,
+    pub body: Vec<u8>,
+}
+
+// --- the rules ---------------------------------------------------------------------------------
+
+/// Every rule but [`NOTHING_LOST`]: those that must hold at *every* moment, not only once the
+/// saga has settled ("every order final" is about the end of a run; a live reader judges
+/// in-flight orders with [`in_flight_orders`] and [`orders_without_record`] instead).
+pub fn settled_rules(
+    orders: &OrderStatuses,
+    ledger: &Ledger,
+    notifications: &[String],
+    dead_letters: &[DeadLetter],
+) -> Vec<RuleResult> {
+    vec![
+        RuleResult::of(STOCK_CONSERVED, unbalanced_stock(&ledger.books)),
+        RuleResult::of(RESERVED_ONCE, totals_disagree_with_records(ledger)),
+        RuleResult::of(NOTIFIED_ONCE, doubled_notifications(notifications)),
+        RuleResult::of(
+            STATUSES_AGREE,
+            statuses_disagree_with_records(orders, &ledger.records),
+        ),
+        RuleResult::of(ONLY_POISON_IN_DLQ, valid_events_in_dlq(dead_letters)),
+    ]
+}
+
+/// [`NOTHING_LOST`] (invariant 1): every order is final, and every indexed order still has its record.
+pub fn unfinished_orders(orders: &OrderStatuses, timeout: Duration) -> Vec<String> {
+    let mut violations = Vec::new();
+    let in_flight = in_flight_orders(orders);
+    if !in_flight.is_empty() {
+        violations.push(format!(
+            "{} order(s) not final after {} s: {}",
+            in_flight.len(),
+            timeout.as_secs(),
+            some_of(&in_flight)
+        ));
+    }
+    violations.extend(orders_without_record(orders));
+    violations
+}
+
+/// Orders not final yet, as `id (STATUS)`: normal while the saga runs, a violation at its end.
+pub fn in_flight_orders(orders: &OrderStatuses) -> Vec<String> {
+    orders
+        .iter()
+        .filter_map(|(id, status)| {
+            status
+                .as_deref()
+                .filter(|s| !is_final(s))
+                .map(|s| format!("{id} ({s})"))
+        })
+        .collect()
+}
+
+/// Orders in the index whose record is gone: always a violation (an accepted order was lost).
+pub fn orders_without_record(orders: &OrderStatuses) -> Vec<String> {
+    let missing: Vec<String> = orders
+        .iter()
+        .filter(|(_, status)| status.is_none())
+        .map(|(id, _)| id.clone())
+        .collect();
+    if missing.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "{} order(s) in the orders index have no order record: {}",
+        missing.len(),
+        some_of(&missing)
+    )]
+}
+
+/// [`STOCK_CONSERVED`] (invariant 2): per item, `initial = available + reserved - released`.
+pub fn unbalanced_stock(books: &StockBooks) -> Vec<String> {
+    let units = |column: &BTreeMap<String, i64>, item: &str| column.get(item).copied().unwrap_or(0);
+    books
+        .items()
+        .into_iter()
+        .filter_map(|item| {
+            let level = StockLevel {
+                available: units(&books.available, item),
+                initial: units(&books.initial, item),
+                reserved: units(&books.reserved, item),
+                released: units(&books.released, item),
+            };
+            let StockLevel {
+                available,
+                initial,
+                reserved,
+                released,
+            } = level;
+            let accounted = available + reserved - released;
+            (!level.is_balanced()).then(|| {
+                format!(
+                    "stock of {item} not conserved: initial {initial} != available {available} + reserved {reserved} - released {released} (= {accounted})"
+                )
+            })
+        })
+        .collect()
+}
+
+/// [`RESERVED_ONCE`] (invariant 2): the `reserved` and `released` totals are the sums of the reservation records.
+///
+/// A record in state `reserved` holds `qty`; a `released` one once held `released_qty` (0 when
+/// nothing had been reserved) and gave it back, so it counts in both totals.
+pub fn totals_disagree_with_records(ledger: &Ledger) -> Vec<String> {
+    let mut violations: Vec<String> = ledger
+        .unreadable
+        .iter()
+        .map(|(order_id, why)| format!("reservation record of order {order_id} unreadable: {why}"))
+        .collect();
+    let mut reserved: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut released: BTreeMap<&str, i64> = BTreeMap::new();
+    for (order_id, record) in &ledger.records {
+        match (record.state, record.item.as_deref()) {
+            (ReservationState::Reserved, Some(item)) => {
+                *reserved.entry(item).or_default() += record.qty;
+            }
+            (ReservationState::Released, Some(item)) => {
+                *reserved.entry(item).or_default() += record.released_qty;
+                *released.entry(item).or_default() += record.released_qty;
+            }
+            (ReservationState::Released, None) if record.released_qty == 0 => {} // a tombstone
+            (ReservationState::Failed, _) => {}
+            (state, _) => violations.push(format!(
+                "reservation record of order {order_id} makes no sense: state {state}, item {:?}",
+                record.item
+            )),
+        }
+    }
+    for (column, books, records) in [
+        (
+            ReservationState::Reserved,
+            &ledger.books.reserved,
+            &reserved,
+        ),
+        (
+            ReservationState::Released,
+            &ledger.books.released,
+            &released,
+        ),
+    ] {
+        let items: BTreeSet<&str> = books
+            .keys()
+            .map(String::as_str)
+            .chain(records.keys().copied())
+            .collect();
+        for item in items {
+            let booked = books.get(item).copied().unwrap_or(0);
+            let recorded = records.get(item).copied().unwrap_or(0);
+            if booked != recorded {
+                violations.push(format!(
+                    "{column} {item}: the books say {booked} but the reservation records add up to {recorded}"
+                ));
+            }
+        }
+    }
+    violations
+}
+
+/// [`NOTIFIED_ONCE`] (invariant 2): at most one notification per (order, outcome).
+pub fn doubled_notifications(notifications: &[String]) -> Vec<String> {
+    let mut violations = Vec::new();
+    let mut sent: BTreeMap<(String, ReservationState), usize> = BTreeMap::new();
+    for (index, line) in notifications.iter().enumerate() {
+        match serde_json::from_str::<Notification>(line) {
+            Ok(note) => *sent.entry((note.order_id, note.outcome)).or_default() += 1,
+            Err(_) => violations.push(format!(
+                "notification #{} is not JSON with order_id and outcome",
+                index + 1
+            )),
+        }
+    }
+    violations.extend(sent.into_iter().filter(|(_, times)| *times > 1).map(
+        |((order_id, outcome), times)| {
+            format!("order {order_id} was notified {times} times for {outcome}")
+        },
+    ));
+    violations
+}
+
+/// [`STATUSES_AGREE`] (invariants 1, 2): a final status agrees with inventory's record of the order.
+pub fn statuses_disagree_with_records(
+    orders: &OrderStatuses,
+    records: &BTreeMap<String, Reservation>,
+) -> Vec<String> {
+    orders
+        .iter()
+        .filter_map(|(order_id, status)| {
+            let status = OrderStatus::parse(status.as_deref()?)?;
+            let expected = ReservationState::of_final(status)?;
+            match records.get(order_id) {
+                None => Some(format!(
+                    "order {order_id} is {status} but inventory has no reservation record for it"
+                )),
+                Some(record) if record.state != expected => Some(format!(
+                    "order {order_id} is {status} but inventory's record says {} (expected {expected})",
+                    record.state
+                )),
+                Some(_) => None,
+            }
+        })
+        .collect()
+}
+
+/// [`ONLY_POISON_IN_DLQ`] (invariants 3, 4): only poison in the DLQ. A message that parses as the saga event it says it is (or,
+/// saying nothing, as an OrderPlaced) should have been processed, not dead-lettered.
+pub fn valid_events_in_dlq(dead_letters: &[DeadLetter]) -> Vec<String> {
+    dead_letters
+        .iter()
+        .filter_map(|dead| {
+            let (name, order_id) = match dead.event_type {
+                None | Some(EventType::OrderPlaced) => OrderPlaced::from_body(&dead.body)
+                    .ok()
+                    .map(|e| (EventType::OrderPlaced.name(), e.order_id.to_string()))?,
+                Some(EventType::OrderCancelled) => OrderCancelled::from_body(&dead.body)
+                    .ok()
+                    .map(|e| (EventType::OrderCancelled.name(), e.order_id.to_string()))?,
+                Some(kind) => InventoryOutcome::from_body(kind, &dead.body)
+                    .ok()
+                    .map(|e| (kind.name(), e.order_id().to_string()))?,
+            };
+            Some(format!(
+                "the DLQ holds a valid {name} for order {order_id} (dead-lettered because: {})",
+                dead.reason.as_deref().unwrap_or("no reason given")
+            ))
+        })
+        .collect()
+}
+
+/// The first few of a list, then how many more.
+fn some_of(ids: &[String]) -> String {
+    let shown = ids[..ids.len().min(IDS_SHOWN)].join(", ");
+    match ids.len().saturating_sub(IDS_SHOWN) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(pairs: &[(&str, i64)]) -> BTreeMap<String, i64> {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    fn record(state: &str, item: Option<&str>, qty: i64, released_qty: i64) -> Reservation {
+        let mut fields = vec![
+            ("state", state.to_owned()),
+            ("qty", qty.to_string()),
+            ("released_qty", released_qty.to_string()),
+        ];
+        fields.extend(item.map(|item| ("item", item.to_owned())));
+        Reservation::from_hash(fields).unwrap()
+    }
+
+    fn statuses(pairs: &[(&str, Option<&str>)]) -> OrderStatuses {
+        pairs
+            .iter()
+            .map(|(id, s)| (id.to_string(), s.map(str::to_owned)))
+            .collect()
+    }
+
+    #[test]
+    fn in_flight_and_vanished_orders_are_reported() {
+        let orders = statuses(&[("a", Some("CONFIRMED")), ("b", Some("PLACED")), ("c", None)]);
+        let v = unfinished_orders(&orders, Duration::from_secs(30));
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0], "1 order(s) not final after 30 s: b (PLACED)");
+        assert!(v[1].contains("no order record: c"));
+        assert!(unfinished_orders(&statuses(&[("a", Some("FAILED"))]), Duration::ZERO).is_empty());
+    }
+
+    #[test]
+    fn stock_must_be_conserved() {
+        let balanced = StockBooks {
+            available: column(&[("burger", 95)]),
+            initial: column(&[("burger", 100)]),
+            reserved: column(&[("burger", 7)]),
+            released: column(&[("burger", 2)]),
+        };
+        assert!(unbalanced_stock(&balanced).is_empty());
+        let doubled = StockBooks {
+            available: column(&[("burger", 92)]),
+            ..balanced
+        };
+        let v = unbalanced_stock(&doubled);
+        assert_eq!(v.len(), 1);
+        assert!(v[0].starts_with("stock of burger not conserved"));
+    }
+
+    #[test]
+    fn totals_must_match_the_records() {
+        let mut ledger = Ledger {
+            books: StockBooks {
+                reserved: column(&[("burger", 5)]),
+                released: column(&[("burger", 2)]),
+                ..StockBooks::default()
+            },
+            ..Ledger::default()
+        };
+        ledger
+            .records
+            .insert("o1".into(), record("reserved", Some("burger"), 3, 0));
+        ledger
+            .records
+            .insert("o2".into(), record("released", Some("burger"), 2, 2));
+        ledger
+            .records
+            .insert("o3".into(), record("failed", Some("burger"), 9, 0));
+        ledger
+            .records
+            .insert("o4".into(), record("released", None, 0, 0));
+        assert_eq!(totals_disagree_with_records(&ledger), Vec::<String>::new());
+
+        // A reservation taken twice shows up as books larger than the records.
+        ledger.books.reserved = column(&[("burger", 8)]);
+        let v = totals_disagree_with_records(&ledger);
+        assert_eq!(
+            v,
+            ["reserved burger: the books say 8 but the reservation records add up to 5"]
+        );
+    }
+
+    #[test]
+    fn one_notification_per_order_and_outcome() {
+        let line =
+            |id: &str, outcome: &str| format!(r#"{{"order_id":"{id}","outcome":"{outcome}"}}"#);
+        let fine = [
+            line("a", "reserved"),
+            line("a", "released"),
+            line("b", "failed"),
+        ];
+        assert!(doubled_notifications(&fine).is_empty());
+        let doubled = [
+            line("a", "reserved"),
+            line("a", "reserved"),
+            "nonsense".to_owned(),
+        ];
+        let v = doubled_notifications(&doubled);
+        assert_eq!(v.len(), 2);
+        assert!(v.contains(&"order a was notified 2 times for reserved".to_owned()));
+    }
+
+    #[test]
+    fn final_statuses_agree_with_the_records() {
+        let orders = statuses(&[
+            ("a", Some("CONFIRMED")),
+            ("b", Some("FAILED")),
+            ("c", Some("CANCELLED")),
+            ("d", Some("CONFIRMED")),
+            ("e", Some("PLACED")),
+        ]);
+        let mut records = BTreeMap::new();
+        records.insert("a".to_owned(), record("reserved", Some("burger"), 1, 0));
+        records.insert("b".to_owned(), record("failed", Some("burger"), 1, 0));
+        records.insert("c".to_owned(), record("released", Some("burger"), 1, 1));
+        assert_eq!(
+            statuses_disagree_with_records(&orders, &records),
+            ["order d is CONFIRMED but inventory has no reservation record for it"]
+        );
+        records.insert("d".to_owned(), record("failed", Some("burger"), 1, 0));
+        assert!(
+            statuses_disagree_with_records(&orders, &records)[0].contains("record says failed")
+        );
+    }
+
+    #[test]
+    fn only_poison_belongs_in_the_dlq() {
+        let dead = |event_type, body: &str| DeadLetter {
+            event_type,
+            reason: Some("why".into()),
+            body: body.as_bytes().to_vec(),
+        };
+        let valid = r#"{"order_id":"o1","item":"burger","qty":1}"#;
+        let letters = [
+            dead(
+                Some(EventType::OrderPlaced),
+                r#"{"order_id":"o2","item":"burger"}"#,
+            ),
+            dead(Some(EventType::InventoryReserved), r#"{"order_id":"o5"}"#),
+            dead(None, valid),
+        ];
+        assert_eq!(
+            valid_events_in_dlq(&letters),
+            ["the DLQ holds a valid OrderPlaced for order o1 (dead-lettered because: why)"]
+        );
+        let reserved = r#"{"order_id":"o3","item":"burger","qty":1,"student_id":"s","remaining":4,"status":"RESERVED"}"#;
+        let cancelled = r#"{"order_id":"o4","reason":"changed my mind"}"#;
+        let found = valid_events_in_dlq(&[
+            dead(Some(EventType::InventoryReserved), reserved),
+            dead(Some(EventType::OrderCancelled), cancelled),
+            dead(Some(EventType::OrderCancelled), "not json"),
+        ]);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains("valid InventoryReserved for order o3"));
+        assert!(found[1].contains("valid OrderCancelled for order o4"));
+    }
+
+    #[test]
+    fn every_rule_names_the_invariants_it_serves() {
+        let results = settled_rules(&OrderStatuses::new(), &Ledger::default(), &[], &[]);
+        let ids: Vec<&str> = results.iter().map(|r| r.id).collect();
+        assert_eq!(ids, RULES[1..].iter().map(|r| r.id).collect::<Vec<_>>());
+        assert_eq!(results[4].invariants(), [3, 4]);
+        assert!(RULES.iter().all(|rule| !rule.invariants.is_empty()));
+    }
+
+    #[test]
+    fn long_id_lists_are_shortened() {
+        let ids: Vec<String> = (1..=7).map(|i| i.to_string()).collect();
+        assert_eq!(some_of(&ids), "1, 2, 3, 4, 5 and 2 more");
+    }
+}
