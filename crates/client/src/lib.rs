@@ -1,8 +1,9 @@
-//! order-svc as a client sees it, written once for `sagactl load`, the benchmark and the test
-//! kit (none of them needs the others to place an order).
+//! order-svc as a client sees it, written once for `sagactl load`, the benchmark and the
+//! integration tests (none of them needs the others, or the test kit, to place an order).
 //!
-//! - [`orders`]: the client side of order-svc's HTTP API ([`OrderClient`]): place, cancel, read
-//!   an order as the domain's [`saga_domain::view::OrderView`].
+//! - [`orders`]: the client side of order-svc's HTTP API ([`OrderClient`]): place (its answer
+//!   read as the domain's [`saga_domain::view::OrderAck`]), cancel, and read an order as the
+//!   domain's [`saga_domain::view::OrderView`].
 //! - [`load`]: the load generator (closed loop or fixed rate, with or without retries); it only
 //!   sends and records, and what a run means is the caller's to work out.
 

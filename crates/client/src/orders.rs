@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use saga_domain::view::OrderView;
+use saga_domain::view::{OrderAck, OrderView};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// What one `POST /order` came to.
@@ -111,10 +112,9 @@ impl OrderClient {
     pub async fn place(&self, item: &str, qty: i64) -> anyhow::Result<String> {
         let (status, body) = self.post_order(item, qty).await?;
         anyhow::ensure!(status == 201, "POST /order answered {status}: {body}");
-        body["order_id"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow::anyhow!("no order_id in {body}"))
+        let ack = OrderAck::deserialize(&body)
+            .map_err(|e| anyhow::anyhow!("not an order's acknowledgement ({e}): {body}"))?;
+        Ok(ack.order_id)
     }
 
     /// `POST /order/{id}/cancel` with a reason; the status code and the JSON body.
