@@ -2,7 +2,7 @@
 # Start, stop and inspect the saga's services as background processes, without Docker.
 #
 #   scripts/svc.sh start|stop|restart|status NAME     NAME: order-svc, inventory-svc, notification-svc,
-#                                                     or board (sagactl board, the classroom board)
+#                                                     or board (saga-board, the classroom board)
 #   scripts/svc.sh start|stop|restart|status all      the three services (not the board)
 #   scripts/svc.sh url NAME                           print the service's base URL
 #
@@ -87,14 +87,14 @@ broker_url_of() {
 }
 
 # The binary behind a name, and the arguments it is started with.
-binary_of() { case $1 in board) echo sagactl ;; inventory-svc-*) echo inventory-svc ;; *) echo "$1" ;; esac; }
+binary_of() { case $1 in board) echo saga-board ;; inventory-svc-*) echo inventory-svc ;; *) echo "$1" ;; esac; }
 args_of() {
   case $1 in
     board)
-      local args=(board)
+      local args=()
       case ${BOARD_ALLOW_FAULTS:-true} in false | 0 | no) ;; *) args+=(--allow-faults) ;; esac
-      case ${BOARD_ALLOW_REDIS_STOP:-true} in false | 0 | no) ;; *) [ "${#args[@]}" -gt 1 ] && args+=(--allow-redis-stop) ;; esac
-      printf '%s\n' "${args[@]}"
+      case ${BOARD_ALLOW_REDIS_STOP:-true} in false | 0 | no) ;; *) [ "${#args[@]}" -gt 0 ] && args+=(--allow-redis-stop) ;; esac
+      [ "${#args[@]}" -eq 0 ] || printf '%s\n' "${args[@]}"
       ;;
   esac
 }
@@ -122,14 +122,13 @@ alive() {
   [ -n "$state" ] && [ "$state" != Z ]
 }
 
-# Is PID alive and running the binary of NAME (and, for the board, `sagactl board`)?
+# Is PID alive and running the binary of NAME?
 # (Guards against a recycled pid.)
 is_ours() {
   local pid=$1 name=$2 argv
   alive "$pid" || return 1
   argv=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-  [ "$(basename -- "$(head -n1 <<<"$argv")")" = "$(binary_of "$name")" ] || return 1
-  [ "$name" != board ] || [ "$(sed -n 2p <<<"$argv")" = board ]
+  [ "$(basename -- "$(head -n1 <<<"$argv")")" = "$(binary_of "$name")" ]
 }
 
 # Print the pid of NAME if it is running from our pid file; clean a stale pid file.

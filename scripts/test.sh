@@ -17,15 +17,22 @@ bash scripts/deps.sh
 # The board's browser test drives a real headless Chromium over WebDriver; both come from the
 # OS packages (nothing downloads a browser at run time).
 # The security tests make a network namespace as their client from off the machine (`ip`, from
-# iproute2) and call the services with curl from inside it.
+# iproute2) and call the services with curl from inside it. npm installs TypeScript, which checks
+# the board's page.
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 \
-   || ! command -v ip >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then
-  command -v apt-get >/dev/null 2>&1 || { say "error: chromium, chromedriver, iproute2 or curl missing and no apt-get: install them by hand" >&2; exit 1; }
-  say "installing chromium, chromium-driver, iproute2 and curl from the OS packages (once; about 300 MB)"
+   || ! command -v ip >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1 \
+   || ! command -v npm >/dev/null 2>&1; then
+  command -v apt-get >/dev/null 2>&1 || { say "error: chromium, chromedriver, iproute2, curl or npm missing and no apt-get: install them by hand" >&2; exit 1; }
+  say "installing chromium, chromium-driver, iproute2, curl and npm from the OS packages (once; about 400 MB)"
   as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium chromium-driver iproute2 curl >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium chromium-driver iproute2 curl npm >/dev/null
 fi
+# The board's page is plain JavaScript checked from its JSDoc types (tools/board/assets/tsconfig.json).
+# tsc comes from npm once; the check itself runs offline.
+command -v tsc >/dev/null 2>&1 || { say "installing TypeScript (npm i -g typescript, once) to check the board's page"; npm i -g --silent typescript; }
+say "type-checking the board's page (tsc -p tools/board/assets)"
+tsc -p tools/board/assets
 say "building the binaries the integration tests spawn"
 cargo build --workspace --bins --quiet
 say "running all tests (unit + integration)"

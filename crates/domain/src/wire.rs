@@ -345,6 +345,19 @@ fn student_id(raw: Option<String>) -> Result<Option<StudentId>, Malformed> {
     Ok(raw.as_deref().map(StudentId::parse).transpose()?)
 }
 
+/// The `order_id` of a JSON body, if it has a string one (for logs and spans; handlers parse for real).
+pub fn peek_order_id(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        order_id: Option<serde_json::Value>,
+    }
+    let peek: Peek = serde_json::from_slice(body).ok()?;
+    match peek.order_id? {
+        serde_json::Value::String(id) if id.len() <= 128 => Some(id),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -633,5 +646,16 @@ mod tests {
                 .0,
             "OrderPlaced is not an inventory outcome"
         );
+    }
+
+    #[test]
+    fn order_ids_are_peeked_only_when_they_are_strings() {
+        assert_eq!(
+            peek_order_id(br#"{"order_id":"o-1","qty":2}"#).as_deref(),
+            Some("o-1")
+        );
+        assert_eq!(peek_order_id(br#"{"order_id":42}"#), None);
+        assert_eq!(peek_order_id(b"not json"), None);
+        assert_eq!(peek_order_id(br#"{"item":"burger"}"#), None);
     }
 }

@@ -9,7 +9,7 @@
 //!   dead-letter or retry.
 //! - [`retry`]: the retry policy and its mechanics: an outage is waited out, any other failure is
 //!   retried a few times through a retry queue, then dead-lettered.
-//! - [`headers`]: copies of a message's headers made to fit one AMQP frame (DLQ, retry queue).
+//! - [`headers`]: copies of a message's headers made to fit one AMQP frame, and the DLQ copy's own.
 //! - [`oversized`]: taking off a queue a message the broker grew past the frame (lapin cannot
 //!   read it).
 //!

@@ -17,6 +17,9 @@ pub mod orders;
 pub mod outbox;
 pub mod status;
 
+/// This service's name: in logs, connection names, `app_id` and the DLQ's `x-dlq-service`.
+pub const SERVICE: &str = "order-svc";
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +35,7 @@ use saga_platform::service::{Bound, SagaService};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::orders::{OrderStore, SERVICE};
+use crate::orders::OrderStore;
 use crate::outbox::Outbox;
 use crate::outbox::relay::Relay;
 use crate::status::StatusHandler;

@@ -31,11 +31,11 @@ use saga_platform::redis::replication::ReplicationLag;
 use saga_platform::redis::store::Keys;
 use saga_platform::redis::store::Redis;
 
+use crate::SERVICE;
 use crate::outbox::{Outbox, entry_fields};
 
 /// How many history entries an order keeps (a flood of duplicates cannot grow it forever).
 const HISTORY_CAP: usize = 100;
-pub const SERVICE: &str = "order-svc";
 
 /// A validated request to place an order.
 #[derive(Debug, Clone)]

@@ -21,8 +21,8 @@
 //! - [`load`]: place many orders concurrently and report throughput and latency.
 //! - [`explain`]: one order's journey, step by step with why each step was safe, as text or
 //!   Mermaid, told from its [`timeline`] (everything the services recorded about it).
-//! - [`board`]: the classroom board: one web page with the saga live (queues over time, orders
-//!   and their swimlanes, stock, the DLQ, invariant lights, drills and fault buttons).
+//! - [`board`]: `sagactl board`, a shortcut to the classroom board (the `saga-board` crate and
+//!   binary, in tools/board).
 //!
 //! Shared plumbing: [`broker`] (connect, passive depth, peek without losing), [`http`] (JSON
 //! over HTTP with the services' `{"error": ...}` answers turned into errors),
@@ -133,8 +133,10 @@ pub enum Command {
     Load(load::LoadArgs),
     /// Tell one order's journey step by step, with why each step was safe (or as Mermaid).
     Explain(explain::ExplainArgs),
-    /// Serve the classroom board: the saga live in a browser.
-    Board(board::BoardArgs),
+    /// Serve the classroom board: the saga live in a browser (runs saga-board; see
+    /// `sagactl board --help`).
+    #[command(disable_help_flag = true)]
+    Board(board::Shortcut),
 }
 
 /// Run one parsed command line.
@@ -160,13 +162,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check(args) => check::run(&common, args).await,
         Command::Load(args) => load::run(&order_url, args).await,
         Command::Explain(args) => explain::run(&common, args).await,
-        Command::Board(args) => {
-            let urls = board::Urls {
-                order: order_url,
-                inventory: inventory_url,
-                management: management_url,
-            };
-            board::run(common, urls, args).await
-        }
+        Command::Board(shortcut) => Err(board::exec(&shortcut)),
     }
 }

@@ -304,7 +304,14 @@ pub async fn run_consumer<H: Handler>(
                 // same way: take it off the queue before consuming again.
                 if oversized::is_frame_too_large(&cause) {
                     let frame_max = conn.configuration().frame_max();
-                    let outcome = oversized::rescue(&settings, frame_max).await;
+                    let rescue = oversized::Rescue {
+                        url: &settings.url,
+                        service: &settings.service,
+                        queue: &settings.queue,
+                        prefetch: settings.prefetch,
+                        dlq_queue: &settings.topology.dlq_queue,
+                    };
+                    let outcome = oversized::rescue(&rescue, frame_max).await;
                     oversized::report(&settings.queue, &outcome);
                 }
                 // A session that lived a while earns a fresh backoff; a flapping one does not.
@@ -553,7 +560,7 @@ async fn process<H: Handler>(
 ) {
     let origin = Origin::of(source, &delivery, &settings.queue);
     let meta = DeliveryMeta::of(&delivery, &origin);
-    let order_id = order_id_of(&delivery.data);
+    let order_id = saga_domain::wire::peek_order_id(&delivery.data);
     // Ids go into the span once, here: a handler run again for the same delivery must not add
     // another copy of them to every line.
     let span = info_span!(
@@ -719,13 +726,6 @@ fn failed(queue: &str, cause: anyhow::Error) -> (Attempted, Option<anyhow::Error
     (Attempted::Failed(retry::failure_kind(&cause)), Some(cause))
 }
 
-/// The longest `x-dlq-reason` (and timeline reason) we write: a reason is read by a person, and
-/// a handler's error chain can be long; 2 KiB keeps the DLQ copy well inside its header budget.
-const MAX_REASON: usize = 2048;
-
-/// Room kept in a DLQ copy's header budget for the note that names the headers left out.
-const DROPPED_NOTE: usize = 1024;
-
 /// One delivery on its way through the loop, with what settling it takes.
 struct Delivered<'a> {
     delivery: &'a Delivery,
@@ -830,8 +830,8 @@ impl Delivered<'_> {
         attempts: Option<u32>,
     ) -> Result<String, PublishError> {
         let (delivery, settings, origin) = (self.delivery, self.settings, self.origin);
-        let mut reason = headers::truncate(reason, MAX_REASON);
-        let ours = dlq_headers(&DlqHeaders {
+        let mut reason = headers::truncate(reason, headers::MAX_REASON);
+        let ours = headers::dlq_headers(&DlqHeaders {
             reason: reason.clone(),
             service: Some(settings.service.clone()),
             exchange: Some(origin.exchange.clone()),
@@ -840,10 +840,13 @@ impl Delivered<'_> {
             at: Some(unix_now_secs()),
             attempts,
         });
-        let budget = self.publisher.header_budget().saturating_sub(DROPPED_NOTE);
+        let budget = self
+            .publisher
+            .header_budget()
+            .saturating_sub(headers::DROPPED_NOTE);
         let mut fitted = headers::fit(delivery.properties.headers().as_ref(), &ours, budget);
         if !fitted.dropped.is_empty() {
-            reason = with_dropped_note(&reason, &fitted.dropped);
+            reason = headers::with_dropped_note(&reason, &fitted.dropped);
             let text = AMQPValue::LongString(LongString::from(reason.as_bytes().to_vec()));
             fitted.headers.insert(dlq::header::REASON.into(), text);
         }
@@ -867,39 +870,6 @@ impl Delivered<'_> {
         }
         Ok(reason)
     }
-}
-
-/// The `x-dlq-*` and `x-original-*` headers of a DLQ copy ([`DlqHeaders`]: why, who, where
-/// it came from, when, after how many attempts) as AMQP values; the reason is cut to
-/// [`MAX_REASON`].
-pub(crate) fn dlq_headers(ours: &DlqHeaders) -> Vec<(&'static str, AMQPValue)> {
-    let text = |value: &str| AMQPValue::LongString(LongString::from(value.as_bytes().to_vec()));
-    let ours = DlqHeaders {
-        reason: headers::truncate(&ours.reason, MAX_REASON),
-        ..ours.clone()
-    };
-    ours.to_pairs()
-        .into_iter()
-        .map(|(name, value)| (name, text(&value)))
-        .collect()
-}
-
-/// `reason`, and which of the sender's headers the copy left out (a few names, each cut short:
-/// the note itself must stay small).
-pub(crate) fn with_dropped_note(reason: &str, dropped: &[String]) -> String {
-    const NAMES: usize = 8;
-    let mut names: Vec<String> = dropped
-        .iter()
-        .take(NAMES)
-        .map(|n| headers::truncate(n, 48))
-        .collect();
-    if dropped.len() > NAMES {
-        names.push(format!("and {} more", dropped.len() - NAMES));
-    }
-    format!(
-        "{reason}; headers too large for this copy, left out: {}",
-        names.join(", ")
-    )
 }
 
 /// A delivery's properties for a copy we publish: all of them but two the broker would hold
@@ -980,19 +950,6 @@ async fn wait_out(
     }
 }
 
-/// The `order_id` of a JSON body, if it has a string one (for logs; handlers parse for real).
-pub(crate) fn order_id_of(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Peek {
-        order_id: Option<serde_json::Value>,
-    }
-    let peek: Peek = serde_json::from_slice(body).ok()?;
-    match peek.order_id? {
-        serde_json::Value::String(id) if id.len() <= 128 => Some(id),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1054,27 +1011,5 @@ mod tests {
         assert_eq!(cleared.kind(), original.kind());
         assert_eq!(cleared.priority(), original.priority());
         assert_eq!(cleared.timestamp(), original.timestamp());
-    }
-
-    #[test]
-    fn the_dropped_note_names_a_few_headers_briefly() {
-        let dropped: Vec<String> = (0..10)
-            .map(|i| format!("h{i}{}", "x".repeat(100)))
-            .collect();
-        let note = with_dropped_note("bad json", &dropped);
-        assert!(note.starts_with("bad json; headers too large for this copy, left out: h0"));
-        assert!(note.ends_with("and 2 more"), "{note}");
-        assert!(note.len() < DROPPED_NOTE, "{}", note.len());
-    }
-
-    #[test]
-    fn order_ids_are_peeked_only_when_they_are_strings() {
-        assert_eq!(
-            order_id_of(br#"{"order_id":"o-1","qty":2}"#).as_deref(),
-            Some("o-1")
-        );
-        assert_eq!(order_id_of(br#"{"order_id":42}"#), None);
-        assert_eq!(order_id_of(b"not json"), None);
-        assert_eq!(order_id_of(br#"{"item":"burger"}"#), None);
     }
 }

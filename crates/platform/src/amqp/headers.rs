@@ -10,7 +10,8 @@
 //!
 //! The body is never touched: it travels in body frames of its own, split as needed.
 
-use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use saga_domain::dlq::DlqHeaders;
 
 /// The most one header value of the sender's may take in a copy of ours (its encoded size).
 /// 16 KiB is far more than any metadata a person reads in the DLQ (an id, a trace, a reason);
@@ -137,6 +138,46 @@ pub fn truncate(text: &str, max: usize) -> String {
     format!("{}…", &text[..end])
 }
 
+/// The longest `x-dlq-reason` (and timeline reason) we write: a reason is read by a person, and
+/// a handler's error chain can be long; 2 KiB keeps the DLQ copy well inside its header budget.
+pub const MAX_REASON: usize = 2048;
+
+/// Room kept in a DLQ copy's header budget for the note that names the headers left out.
+pub const DROPPED_NOTE: usize = 1024;
+
+/// The `x-dlq-*` and `x-original-*` headers of a DLQ copy ([`DlqHeaders`]: why, who, where
+/// it came from, when, after how many attempts) as AMQP values; the reason is cut to
+/// [`MAX_REASON`].
+pub fn dlq_headers(ours: &DlqHeaders) -> Vec<(&'static str, AMQPValue)> {
+    let text = |value: &str| AMQPValue::LongString(LongString::from(value.as_bytes().to_vec()));
+    let ours = DlqHeaders {
+        reason: truncate(&ours.reason, MAX_REASON),
+        ..ours.clone()
+    };
+    ours.to_pairs()
+        .into_iter()
+        .map(|(name, value)| (name, text(&value)))
+        .collect()
+}
+
+/// `reason`, and which of the sender's headers the copy left out (a few names, each cut short:
+/// the note itself must stay small).
+pub fn with_dropped_note(reason: &str, dropped: &[String]) -> String {
+    const NAMES: usize = 8;
+    let mut names: Vec<String> = dropped
+        .iter()
+        .take(NAMES)
+        .map(|n| truncate(n, 48))
+        .collect();
+    if dropped.len() > NAMES {
+        names.push(format!("and {} more", dropped.len() - NAMES));
+    }
+    format!(
+        "{reason}; headers too large for this copy, left out: {}",
+        names.join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use lapin::types::LongString;
@@ -211,5 +252,16 @@ mod tests {
         assert_eq!(truncate("short", 10), "short");
         let cut = truncate("ééééé", 6);
         assert!(cut.len() <= 6 && cut.ends_with('…'), "{cut}");
+    }
+
+    #[test]
+    fn the_dropped_note_names_a_few_headers_briefly() {
+        let dropped: Vec<String> = (0..10)
+            .map(|i| format!("h{i}{}", "x".repeat(100)))
+            .collect();
+        let note = with_dropped_note("bad json", &dropped);
+        assert!(note.starts_with("bad json; headers too large for this copy, left out: h0"));
+        assert!(note.ends_with("and 2 more"), "{note}");
+        assert!(note.len() < DROPPED_NOTE, "{}", note.len());
     }
 }

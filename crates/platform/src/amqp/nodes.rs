@@ -9,7 +9,7 @@
 
 use lapin::uri::AMQPUri;
 
-use crate::service::config::redact_url;
+use crate::service::redact::redact_url;
 
 /// Seconds between heartbeats we ask for: both sides give up on a connection after two missed
 /// ones. The broker's default, 60 s, would leave a service talking to a hung node for minutes.

@@ -29,7 +29,6 @@ use lapin::protocol::{AMQPErrorKind, AMQPHardError};
 use lapin::types::ShortString;
 use tracing::{error, info, warn};
 
-use crate::amqp::consumer::{ConsumerSettings, dlq_headers, order_id_of};
 use crate::amqp::headers;
 use crate::amqp::nodes::BrokerNodes;
 use crate::amqp::topology::Topology;
@@ -44,6 +43,19 @@ const HEADER_FRAME_OVERHEAD: usize = 20;
 /// How long one step of a rescue (connect, get, publish) may take before it is given up; the
 /// consumer's next session tries again.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a rescue needs to know of the consumer it works for.
+pub struct Rescue<'a> {
+    /// The broker (`RABBITMQ_URL`: one node or a list).
+    pub url: &'a str,
+    /// The service, for connection names and the DLQ copy's `x-dlq-service`.
+    pub service: &'a str,
+    /// The consumer's work queue (its retry queue's way back is looked at too).
+    pub queue: &'a str,
+    /// The consumer's prefetch: how deep into each queue the message can be.
+    pub prefetch: u16,
+    pub dlq_queue: &'a str,
+}
 
 /// Did this session end because the broker sent a frame larger than the connection agreed?
 pub fn is_frame_too_large(cause: &anyhow::Error) -> bool {
@@ -61,16 +73,16 @@ pub fn is_frame_too_large(cause: &anyhow::Error) -> bool {
 /// # Errors
 /// The broker could not be reached by either client, or refused a step; nothing is lost (a
 /// message is acked only after its DLQ copy is confirmed) and the next session tries again.
-pub async fn rescue(settings: &ConsumerSettings, frame_max: u32) -> anyhow::Result<usize> {
+pub async fn rescue(settings: &Rescue<'_>, frame_max: u32) -> anyhow::Result<usize> {
     let limit = usize::try_from(frame_max).unwrap_or(usize::MAX);
-    let reader = open_reader(&settings.url, &settings.service).await?;
-    let conn = connect_once(&settings.url, &format!("{}-rescue", settings.service)).await?;
+    let reader = open_reader(settings.url, settings.service).await?;
+    let conn = connect_once(settings.url, &format!("{}-rescue", settings.service)).await?;
     let publisher = Publisher::open(&conn).await?;
     let mut moved = 0;
     let mut outcome = Ok(());
     for queue in [
-        settings.queue.clone(),
-        Topology::retry_due_queue(&settings.queue),
+        settings.queue.to_owned(),
+        Topology::retry_due_queue(settings.queue),
     ] {
         match rescue_queue(settings, &reader, &publisher, &queue, limit).await {
             Ok(n) => moved += n,
@@ -88,7 +100,7 @@ pub async fn rescue(settings: &ConsumerSettings, frame_max: u32) -> anyhow::Resu
 
 /// One queue: read up to a prefetch's worth of its head, move the ones that do not fit.
 async fn rescue_queue(
-    settings: &ConsumerSettings,
+    settings: &Rescue<'_>,
     reader: &RescueConnection,
     publisher: &Publisher,
     queue: &str,
@@ -107,7 +119,7 @@ async fn rescue_queue(
         if size <= limit {
             continue;
         }
-        let order = order_id_of(&body).unwrap_or_else(|| "?".to_owned());
+        let order = saga_domain::wire::peek_order_id(&body).unwrap_or_else(|| "?".to_owned());
         let (copy, reason) = dlq_copy(
             settings,
             queue,
@@ -117,10 +129,10 @@ async fn rescue_queue(
             size,
             limit,
         );
-        step(publisher.publish("", &settings.topology.dlq_queue, &body, copy)).await?;
+        step(publisher.publish("", settings.dlq_queue, &body, copy)).await?;
         ack(&channel, get.delivery_tag()).await?;
-        metrics::counter!("saga_dlq_total", "queue" => settings.queue.clone()).increment(1);
-        error!(queue, dlq = %settings.topology.dlq_queue, reason = %reason,
+        metrics::counter!("saga_dlq_total", "queue" => settings.queue.to_owned()).increment(1);
+        error!(queue, dlq = %settings.dlq_queue, reason = %reason,
                "Message for order {order} was too large to receive: routed to DLQ");
         moved += 1;
     }
@@ -131,7 +143,7 @@ async fn rescue_queue(
 /// The DLQ copy's properties: the sender's, less its headers, `expiration` and `user_id` (see
 /// the consume loop's copies), with ours saying why. And the reason as written.
 fn dlq_copy(
-    settings: &ConsumerSettings,
+    settings: &Rescue<'_>,
     queue: &str,
     exchange: &str,
     routing_key: &str,
@@ -151,12 +163,12 @@ fn dlq_copy(
     let reason = if dropped.is_empty() {
         why
     } else {
-        crate::amqp::consumer::with_dropped_note(&why, &dropped)
+        headers::with_dropped_note(&why, &dropped)
     };
     let mut table = lapin::types::FieldTable::default();
-    for (name, value) in dlq_headers(&DlqHeaders {
+    for (name, value) in headers::dlq_headers(&DlqHeaders {
         reason: reason.clone(),
-        service: Some(settings.service.clone()),
+        service: Some(settings.service.to_owned()),
         exchange: Some(exchange.to_owned()),
         routing_key: Some(routing_key.to_owned()),
         queue: Some(queue.to_owned()),

@@ -30,7 +30,7 @@ use saga_domain::events::{EventMeta, EventType};
 
 pub use backpressure::Outbox;
 
-use crate::orders::SERVICE;
+use crate::SERVICE;
 
 /// The largest body an outbox entry may carry to the broker. Far above anything order-svc
 /// writes (its requests are at most [`crate::api::MAX_BODY`]); an entry beyond it was not

@@ -16,7 +16,8 @@ use saga_platform::redis::store::{DLQ_HOPS_KEPT, parked};
 use tracing::error;
 
 use super::{RawFields, shown};
-use crate::orders::{OrderStore, SERVICE};
+use crate::SERVICE;
+use crate::orders::OrderStore;
 
 /// Move outbox entry `stream_id` (with its `fields`, byte for byte) to the parked stream,
 /// because `why`.

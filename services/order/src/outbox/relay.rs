@@ -36,7 +36,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{Message, RawFields, message_of, parked, shown};
-use crate::orders::{OrderStore, SERVICE};
+use crate::SERVICE;
+use crate::orders::OrderStore;
 
 /// Entries read and sent per batch.
 const BATCH: usize = 256;

@@ -18,7 +18,7 @@
 //! | `POST /api/faults/connections` | close every broker connection of the vhost |
 //! | `POST /api/faults/redis` | `{"seconds"}`: stop Redis for a while |
 //!
-//! Every error is JSON (`{"error": ...}`). Before any route, [`guard`](super::guard) checks the
+//! Every error is JSON (`{"error": ...}`). Before any route, [`guard`](crate::guard) checks the
 //! request's `Host`; every answer forbids framing. A POST must say `content-type:
 //! application/json` and, if the browser sends an `Origin`, come from the board's own page: a
 //! page on another site cannot send that content type without the browser asking first
@@ -34,17 +34,19 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use saga_platform::service::http::{ApiError, recover};
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use super::faults::{self, FaultError, ServiceAction};
-use super::guard::{Access, FRAMING_HEADERS};
-use super::hub::Update;
-use super::redis_outage::{self, RedisStopError};
-use super::{Board, Shutdown, actions, assets, drills, lock};
+use crate::guard::{Access, FRAMING_HEADERS};
+use crate::hub::Update;
+use crate::lab::drills;
+use crate::lab::faults::{self, FaultError, ServiceAction};
+use crate::lab::redis_outage::{self, RedisStopError};
+use crate::page::{Done, Health, JourneyAnswer, Looking, Topic};
+use crate::{Board, Shutdown, actions, assets, lock};
 
 /// Largest request body: every action's parameters fit in far less.
 const MAX_BODY: u64 = 16 * 1024;
@@ -95,7 +97,7 @@ pub fn routes(
             answer(
                 async { actions::place(&board, parse(&body)?).await }
                     .await
-                    .map(ok),
+                    .map(|answer| ok(&answer)),
             )
         });
 
@@ -103,7 +105,11 @@ pub fn routes(
         .and(action(&board))
         .and(with.clone())
         .then(|id: String, _body: Bytes, board: Arc<Board>| async move {
-            answer(actions::duplicate(&board, &id).await.map(ok))
+            answer(
+                actions::duplicate(&board, &id)
+                    .await
+                    .map(|answer| ok(&answer)),
+            )
         });
 
     let poison = warp::path!("api" / "poison")
@@ -113,7 +119,7 @@ pub fn routes(
             answer(
                 async { actions::poison(&board, parse(&body)?).await }
                     .await
-                    .map(ok),
+                    .map(|answer| ok(&answer)),
             )
         });
 
@@ -124,7 +130,7 @@ pub fn routes(
             answer(
                 async { actions::replay(&board, parse(&body)?).await }
                     .await
-                    .map(ok),
+                    .map(|answer| ok(&answer)),
             )
         });
 
@@ -133,12 +139,15 @@ pub fn routes(
         .and(with.clone())
         .then(|_body: Bytes, board: Arc<Board>| async move {
             board.dlq_dirty.notify_one();
-            ok(json!({ "looking": true }))
+            ok(&Looking { looking: true })
         });
 
-    let health = warp::path!("health")
-        .and(warp::get())
-        .map(|| warp::reply::json(&json!({ "status": "ok", "service": "board" })).into_response());
+    let health = warp::path!("health").and(warp::get()).map(|| {
+        ok(&Health {
+            status: "ok",
+            service: "board",
+        })
+    });
 
     let purge = warp::path!("api" / "dlq" / "purge")
         .and(action(&board))
@@ -147,7 +156,7 @@ pub fn routes(
             answer(
                 async { actions::purge(&board, parse(&body)?).await }
                     .await
-                    .map(ok),
+                    .map(|answer| ok(&answer)),
             )
         });
 
@@ -176,7 +185,11 @@ pub fn routes(
         .and(with.clone())
         .then(
             |name: String, action: String, _body: Bytes, board: Arc<Board>| async move {
-                answer(service_fault(&board, &name, &action).await.map(ok))
+                answer(
+                    service_fault(&board, &name, &action)
+                        .await
+                        .map(|answer| ok(&answer)),
+                )
             },
         );
 
@@ -185,7 +198,7 @@ pub fn routes(
         .and(with.clone())
         .then(|_body: Bytes, board: Arc<Board>| async move {
             let closed = faults::close_connections(&board).await;
-            answer(fault_result(&board, closed).map(ok))
+            answer(fault_result(&board, closed).map(|answer| ok(&answer)))
         });
 
     let redis = warp::path!("api" / "faults" / "redis")
@@ -245,7 +258,7 @@ pub fn routes(
         .map(Reply::into_response)
 }
 
-/// Every request must name a host the board answers to (see [`super::guard`]).
+/// Every request must name a host the board answers to (see [`crate::guard`]).
 fn known_host(board: &Board) -> impl Filter<Extract = (), Error = Rejection> + Clone + use<> {
     let access = board.access.clone();
     warp::header::optional::<String>("host")
@@ -269,8 +282,8 @@ fn action(board: &Board) -> impl Filter<Extract = (Bytes,), Error = Rejection> +
         .and(post_json())
 }
 
-fn ok(value: Value) -> Response {
-    warp::reply::json(&value).into_response()
+fn ok(value: &impl serde::Serialize) -> Response {
+    warp::reply::json(value).into_response()
 }
 
 fn answer(result: Result<Response, ApiError>) -> Response {
@@ -308,7 +321,7 @@ fn guard(
             "send the parameters as application/json",
         ));
     }
-    super::guard::check_origin(origin, host)
+    crate::guard::check_origin(origin, host)
 }
 
 /// The body as the action's parameters; a body that is not that is a 400 saying why.
@@ -327,13 +340,12 @@ fn state(board: &Board) -> Value {
     let mut state = serde_json::Map::new();
     for update in board.hub.latest() {
         if let Ok(value) = serde_json::from_str::<Value>(&update.data) {
-            state.insert(update.topic.to_owned(), value);
+            state.insert(update.topic.name().to_owned(), value);
         }
     }
-    state.insert(
-        "queue-history".to_owned(),
-        lock(&board.live.series).history(&board.queues),
-    );
+    if let Ok(history) = serde_json::to_value(lock(&board.live.series).history(&board.queues)) {
+        state.insert(Topic::QueueHistory.name().to_owned(), history);
+    }
     Value::Object(state)
 }
 
@@ -343,15 +355,20 @@ fn event_stream(
     board: Arc<Board>,
     shutdown: Shutdown,
 ) -> impl Stream<Item = Result<warp::sse::Event, Infallible>> + Send + 'static {
-    let history = Update {
-        topic: "queue-history",
-        data: lock(&board.live.series)
-            .history(&board.queues)
-            .to_string()
-            .into(),
-    };
-    let mut first = vec![history];
-    first.extend(board.hub.latest());
+    let history =
+        serde_json::to_string(&lock(&board.live.series).history(&board.queues)).map(|data| {
+            Update {
+                topic: Topic::QueueHistory,
+                data: data.into(),
+            }
+        });
+    // The vocabulary first (the page draws nothing without it), then the chart, then the rest.
+    let (vocabulary, rest): (Vec<Update>, Vec<Update>) = board
+        .hub
+        .latest()
+        .into_iter()
+        .partition(|update| update.topic == Topic::Vocabulary);
+    let first: Vec<Update> = vocabulary.into_iter().chain(history).chain(rest).collect();
     let receiver = board.hub.subscribe();
     let live =
         futures_util::stream::unfold((receiver, board), |(mut receiver, board)| async move {
@@ -369,7 +386,7 @@ fn event_stream(
         .take_until(shutdown.cancelled_owned())
         .map(|update| {
             Ok(warp::sse::Event::default()
-                .event(update.topic)
+                .event(update.topic.name())
                 .data(update.data.as_ref()))
         })
 }
@@ -381,7 +398,7 @@ async fn journey(
 ) -> Result<Response, ApiError> {
     let id = saga_domain::ids::OrderId::parse(&id)
         .map_err(|e| ApiError::bad_request(format!("invalid order id: {}", e.0)))?;
-    let timeline = crate::timeline::read(&board.redis, &board.keys, id.as_str())
+    let timeline = sagactl::timeline::read(&board.redis, &board.keys, id.as_str())
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, format!("{e:#}")))?;
     if timeline.is_unknown() {
@@ -389,16 +406,15 @@ async fn journey(
             "nothing is recorded about order {id}"
         )));
     }
-    let journey = crate::explain::journey(&timeline);
+    let journey = sagactl::explain::journey(&timeline);
     let text = |body: String| {
         warp::reply::with_header(body, "content-type", "text/plain; charset=utf-8").into_response()
     };
     match format {
-        None | Some("json") => Ok(warp::reply::json(&json!({
-            "lanes": crate::explain::Lane::ALL.map(|l| l.name()),
-            "journey": journey,
-        }))
-        .into_response()),
+        None | Some("json") => Ok(ok(&JourneyAnswer {
+            lanes: sagactl::explain::Lane::ALL.map(|l| l.name()).to_vec(),
+            journey: &journey,
+        })),
         Some("text") => Ok(text(journey.text())),
         Some("mermaid") => Ok(text(journey.mermaid())),
         Some(other) => Err(ApiError::bad_request(format!(
@@ -407,7 +423,7 @@ async fn journey(
     }
 }
 
-async fn service_fault(board: &Board, name: &str, action: &str) -> Result<Value, ApiError> {
+async fn service_fault(board: &Board, name: &str, action: &str) -> Result<Done, ApiError> {
     if let Some(why) = board.faults_refused() {
         return Err(ApiError::new(StatusCode::FORBIDDEN, why));
     }
@@ -418,11 +434,11 @@ async fn service_fault(board: &Board, name: &str, action: &str) -> Result<Value,
     fault_result(board, done)
 }
 
-fn fault_result(board: &Board, done: Result<String, FaultError>) -> Result<Value, ApiError> {
+fn fault_result(board: &Board, done: Result<String, FaultError>) -> Result<Done, ApiError> {
     match done {
         Ok(what) => {
             board.record(true, what.clone());
-            Ok(json!({ "done": what }))
+            Ok(Done { done: what })
         }
         Err(e) => {
             let status = match e {

@@ -2,7 +2,7 @@
 //!
 //! A drill is the very script a student runs (`scripts/lab/<drill>.sh`), started with the
 //! board's view of the demo in its environment (which broker vhost, Redis prefix, service URLs
-//! and run directory), and with this very `sagactl` as its `SAGACTL`. Its output goes to the
+//! and run directory), and with the `sagactl` beside this binary as its `SAGACTL`. Its output goes to the
 //! page line by line (`drill-line`); when it ends, its verdict (the script's exit status: PASS
 //! or FAIL) and whole output are the `drill` topic, which a page opening later also gets.
 
@@ -16,7 +16,8 @@ use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 
-use super::{Board, lock};
+use crate::page::DrillLine;
+use crate::{Board, lock};
 
 /// The drills, in the order the lab teaches them (scripts/lab/run_all.sh runs the same).
 pub const DRILLS: [&str; 4] = ["smoke", "backlog-drain", "idempotency", "dlq"];
@@ -29,12 +30,20 @@ const LINES_KEPT: usize = 2000;
 #[derive(Debug, Clone, Serialize)]
 pub struct DrillRun {
     pub name: String,
-    /// `running`, `passed` or `failed`.
-    pub state: &'static str,
+    pub state: DrillState,
     pub started_at: u64,
     pub ended_at: Option<u64>,
     pub exit_code: Option<i32>,
     pub lines: Vec<String>,
+}
+
+/// Where a drill run is: its verdict is the script's exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DrillState {
+    Running,
+    Passed,
+    Failed,
 }
 
 #[derive(Default)]
@@ -62,7 +71,7 @@ impl Drills {
     pub fn running(&self) -> Option<String> {
         lock(&self.current)
             .as_ref()
-            .filter(|run| run.state == "running")
+            .filter(|run| run.state == DrillState::Running)
             .map(|run| run.name.clone())
     }
 
@@ -87,12 +96,15 @@ pub fn start(board: &Arc<Board>, name: &str) -> Result<DrillRun, DrillError> {
     let script = scripts.join("lab").join(format!("{name}.sh"));
     let run = {
         let mut current = lock(&board.drills.current);
-        if let Some(busy) = current.as_ref().filter(|run| run.state == "running") {
+        if let Some(busy) = current
+            .as_ref()
+            .filter(|run| run.state == DrillState::Running)
+        {
             return Err(DrillError::Busy(busy.name.clone()));
         }
         let run = DrillRun {
             name: name.to_owned(),
-            state: "running",
+            state: DrillState::Running,
             started_at: unix_now_millis(),
             ended_at: None,
             exit_code: None,
@@ -119,7 +131,7 @@ pub fn start(board: &Arc<Board>, name: &str) -> Result<DrillRun, DrillError> {
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     *lock(&board.drills.stop) = Some(stop_tx);
-    board.hub.set("drill", &run);
+    board.hub.set(&run);
     board.record(true, format!("drill {name}: bash {}", display(&script)));
     tokio::spawn(supervise(board.clone(), child, stop_rx));
     Ok(run)
@@ -134,8 +146,13 @@ fn environment(board: &Board, command: &mut Command) {
         .env("RABBITMQ_MANAGEMENT_URL", &board.urls.management)
         .envs(saga_env(common))
         .env("SAGA_RUN_DIR", &board.args.run_dir);
-    if let Ok(me) = std::env::current_exe() {
-        command.env("SAGACTL", me);
+    // The sagactl built with this board (beside it in target/<profile>/), as a drill expects.
+    let sagactl = std::env::current_exe()
+        .ok()
+        .map(|me| me.with_file_name("sagactl"))
+        .filter(|beside| beside.is_file());
+    if let Some(sagactl) = sagactl {
+        command.env("SAGACTL", sagactl);
     }
 }
 
@@ -167,9 +184,9 @@ async fn supervise(
         let mut current = lock(&board.drills.current);
         let Some(run) = current.as_mut() else { return };
         run.state = if outcome == Some(0) {
-            "passed"
+            DrillState::Passed
         } else {
-            "failed"
+            DrillState::Failed
         };
         run.exit_code = outcome;
         run.ended_at = Some(unix_now_millis());
@@ -177,18 +194,18 @@ async fn supervise(
     };
     lock(&board.drills.stop).take();
     board.record(
-        run.state == "passed",
+        run.state == DrillState::Passed,
         format!(
             "drill {}: {}",
             run.name,
-            if run.state == "passed" {
+            if run.state == DrillState::Passed {
                 "PASS"
             } else {
                 "FAIL"
             }
         ),
     );
-    board.hub.set("drill", &run);
+    board.hub.set(&run);
     // The drill may have left the DLQ changed; the board did not look while it ran.
     board.dlq_dirty.notify_one();
 }
@@ -201,14 +218,14 @@ async fn forward(board: Arc<Board>, stream: impl AsyncRead + Unpin) {
 }
 
 fn add_line(board: &Board, line: String) {
-    board.hub.send("drill-line", &line);
+    board.hub.send(&DrillLine(line.clone()));
     let mut current = lock(&board.drills.current);
     if let Some(run) = current.as_mut() {
         if run.lines.len() < LINES_KEPT {
             run.lines.push(line);
         }
         // Pages that open now get the output so far, without re-sending it to those open.
-        board.hub.keep("drill", run);
+        board.hub.keep(&*run);
     }
 }
 

@@ -1,9 +1,12 @@
-//! `sagactl board`: the classroom board, the saga live in one web page.
+//! `saga-board`: the classroom board, the saga live in one web page (`sagactl board` starts
+//! the same board).
 //!
 //! One page, served from this binary with its HTML, JS and CSS embedded ([`assets`]): no build
 //! step, no CDN, it works offline. The page opens one server-sent-events stream and redraws
 //! itself from what arrives; its buttons are small JSON POSTs.
 //!
+//! - [`page`]: the page contract: one enum of the topics the page receives, and a serde type
+//!   for each topic's payload (the page's JSDoc `@typedef`s mirror them).
 //! - [`hub`]: fan-out of live updates: the latest value of each topic for a page that opens
 //!   now, and every change for the pages already open.
 //! - [`live`]: the samplers: queue depths every second (the chart), rates from the management
@@ -11,14 +14,8 @@
 //!   anything), the service processes, and the invariant lights (the rules of `sagactl check`).
 //! - [`actions`]: what any visitor may do: place orders, publish a duplicate or a poison
 //!   message, replay or purge the DLQ.
-//! - [`drills`]: run the four lab drills (scripts/lab) one at a time, streaming their output.
-//! - [`faults`]: breaking things on purpose: stop, start or `kill -9` a service, close every
-//!   broker connection, stop Redis for a while. Only with `--allow-faults`, and only while the
-//!   board listens on a loopback address.
-//! - [`processes`]: the demo's service processes, found from the pid files scripts/svc.sh
-//!   writes.
-//! - [`redis_outage`]: stopping the one Redis the board was allowed to stop, and starting it
-//!   again with the settings it ran with.
+//! - [`lab`]: the lab controls: drills, faults (stop, start, `kill -9` a service, close the
+//!   broker's connections), a Redis outage, and the demo's processes they act on.
 //! - [`routes`]: the HTTP API the page talks to; every error is JSON.
 //! - [`guard`]: who may use it: the `Host` allowlist, same-origin POSTs, the token that
 //!   state-changing actions need off loopback, and no framing.
@@ -27,16 +24,14 @@
 //! over AMQP and its management API), with the functions `sagactl`'s own subcommands use, so
 //! the page and the terminal always tell the same story.
 
-mod actions;
-mod assets;
-mod drills;
-mod faults;
-mod guard;
-mod hub;
-mod live;
-mod processes;
-mod redis_outage;
-mod routes;
+pub mod actions;
+pub mod assets;
+pub mod guard;
+pub mod hub;
+pub mod lab;
+pub mod live;
+pub mod page;
+pub mod routes;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -45,26 +40,47 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, Parser};
 use saga_domain::events::unix_now_millis;
+use saga_domain::order::OrderStatus;
 use saga_platform::redis::store::Keys;
 use saga_platform::redis::store::Redis;
 use saga_platform::service::config::Common;
-use serde::Serialize;
+use sagactl::http::ServiceApi;
+use sagactl::management::Management;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::ServiceApi;
-use crate::management::Management;
+use crate::lab::{drills, redis_outage};
+use crate::page::{Activity, ActivityLog, PoisonKind, Tone, Vocabulary};
 
 /// The name of the board's own broker connection: closing "all connections" spares it, so
 /// the board keeps watching while the services reconnect.
-pub const CONNECTION_NAME: &str = "sagactl board";
+pub const CONNECTION_NAME: &str = "saga-board";
 
+/// The command line of `saga-board`: the same settings as `sagactl` (broker, Redis, the
+/// services' URLs) and the board's own. `sagactl [settings] board [board flags]` runs this
+/// with the same words.
+#[derive(Parser, Debug)]
+#[command(
+    name = "saga-board",
+    version,
+    about = "Serve the classroom board: the saga live in a browser.",
+    after_help = "Example:\n  saga-board\n  \
+                  saga-board --addr 127.0.0.1:8080 --allow-faults\n  \
+                  BOARD_ADDR=0.0.0.0:8080 saga-board   # a class may watch; every action is refused\n  \
+                  saga-board --addr 0.0.0.0:8080 --allow-host board.lab --token \"$(openssl rand -hex 16)\""
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub urls: Urls,
+    #[command(flatten)]
+    pub board: BoardArgs,
+}
+
+/// The board's own flags.
 #[derive(Args, Debug, Clone)]
-#[command(after_help = "Example:\n  sagactl board\n  \
-                  sagactl board --addr 127.0.0.1:8080 --allow-faults\n  \
-                  BOARD_ADDR=0.0.0.0:8080 sagactl board   # a class may watch; every action is refused\n  \
-                  sagactl board --addr 0.0.0.0:8080 --allow-host board.lab --token \"$(openssl rand -hex 16)\"")]
 pub struct BoardArgs {
     /// Where the board listens. Fault actions need a loopback address (127.0.0.1, ::1).
     #[arg(long, env = "BOARD_ADDR", default_value = "127.0.0.1:8080")]
@@ -100,11 +116,32 @@ pub struct BoardArgs {
     pub check_every: u64,
 }
 
-/// The services' HTTP APIs and the broker's management API.
-#[derive(Debug, Clone)]
+/// The services' HTTP APIs and the broker's management API (the same flags as `sagactl`'s).
+#[derive(Args, Debug, Clone)]
 pub struct Urls {
+    /// Base URL of order-svc's HTTP API.
+    #[arg(
+        long = "order-url",
+        env = "ORDER_URL",
+        default_value = "http://127.0.0.1:5001"
+    )]
     pub order: String,
+
+    /// Base URL of inventory-svc's HTTP API.
+    #[arg(
+        long = "inventory-url",
+        env = "INVENTORY_URL",
+        default_value = "http://127.0.0.1:5002"
+    )]
     pub inventory: String,
+
+    /// RabbitMQ management API (rates, unacked counts, closing connections).
+    #[arg(
+        long = "management-url",
+        env = "RABBITMQ_MANAGEMENT_URL",
+        hide_env_values = true,
+        default_value = "http://guest:guest@127.0.0.1:15672"
+    )]
     pub management: String,
 }
 
@@ -113,10 +150,16 @@ pub struct Urls {
 /// # Errors
 /// The address cannot be bound, or a URL is unusable. An unreachable broker, Redis or service
 /// is not an error: the page shows it and recovers when it comes back.
-pub async fn run(common: Common, urls: Urls, args: BoardArgs) -> anyhow::Result<()> {
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let Cli {
+        common,
+        urls,
+        board: args,
+    } = cli;
     let (listener, addr) = saga_platform::service::http::bind(args.addr).await?;
     let shutdown = saga_platform::service::shutdown::on_signal();
     let board = Board::new(common, urls, args, addr)?;
+    board.hub.set(&vocabulary());
     let mut tasks = live::spawn(board.clone(), shutdown.clone());
     match (&board.access.token(), board.access.policy()) {
         // The whole address for the person at the terminal; a log file (scripts/svc.sh) gets
@@ -152,6 +195,34 @@ pub async fn run(common: Common, urls: Urls, args: BoardArgs) -> anyhow::Result<
     Ok(())
 }
 
+/// The domain's words for the page: statuses, drills and poison kinds come from here, so the
+/// page has no list of its own to fall out of date.
+pub fn vocabulary() -> Vocabulary {
+    use clap::ValueEnum as _;
+    Vocabulary {
+        statuses: OrderStatus::ALL.to_vec(),
+        final_statuses: OrderStatus::FINAL.to_vec(),
+        tones: OrderStatus::ALL.map(|s| (s, Tone::of(s))).into(),
+        drills: drills::DRILLS.to_vec(),
+        poison_kinds: actions::POISON_KINDS
+            .iter()
+            .filter_map(|sample| {
+                let value = sample.to_possible_value()?;
+                let help = value
+                    .get_help()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                // "OrderPlaced without qty: poison, goes to the DLQ." -> "OrderPlaced without qty"
+                let label = help.split(':').next().unwrap_or_default().trim().to_owned();
+                Some(PoisonKind {
+                    kind: value.get_name().to_owned(),
+                    label,
+                })
+            })
+            .collect(),
+    }
+}
+
 /// How a person reaches a board listening on `addr`: a wildcard address is no place to go, so
 /// the first `--allow-host` (the name a class uses), else localhost.
 fn page_authority(addr: SocketAddr, allow_hosts: &[String]) -> String {
@@ -172,7 +243,7 @@ fn say(line: &str) {
 }
 
 /// Everything the board knows and holds, shared by its tasks and its request handlers.
-pub(crate) struct Board {
+pub struct Board {
     pub common: Common,
     pub urls: Urls,
     pub args: BoardArgs,
@@ -199,14 +270,6 @@ pub(crate) struct Board {
     activity: Mutex<VecDeque<Activity>>,
 }
 
-/// One thing someone did from the board, with the command a person would type for it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Activity {
-    pub at: u64,
-    pub ok: bool,
-    pub text: String,
-}
-
 const ACTIVITY_KEPT: usize = 40;
 
 impl Board {
@@ -216,12 +279,12 @@ impl Board {
         args: BoardArgs,
         listen: SocketAddr,
     ) -> anyhow::Result<Arc<Self>> {
-        let vhost = crate::broker::vhost_of(&common.rabbitmq_url)?;
+        let vhost = sagactl::broker::vhost_of(&common.rabbitmq_url)?;
         let redis = saga_platform::redis::store::connect(&common.redis_url)?;
         let scripts_dir = args.scripts_dir.clone().or_else(find_scripts_dir);
         Ok(Arc::new(Self {
             keys: Keys::new(&common.redis_prefix),
-            queues: crate::queues::saga_queues(&common.topology),
+            queues: sagactl::queues::saga_queues(&common.topology),
             order_svc: ServiceApi::new("order-svc", &urls.order)?,
             management: Management::new(&urls.management)?,
             hub: hub::Hub::new(),
@@ -269,19 +332,19 @@ impl Board {
             if ok { "" } else { "FAILED: " },
             entry.text
         ));
-        let snapshot: Vec<Activity> = {
+        let snapshot = {
             let mut log = lock(&self.activity);
             log.push_front(entry);
             log.truncate(ACTIVITY_KEPT);
-            log.iter().cloned().collect()
+            ActivityLog(log.iter().cloned().collect())
         };
-        self.hub.set("activity", &snapshot);
+        self.hub.set(&snapshot);
     }
 }
 
 /// A std mutex whose poisoning (a panic while held) does not take the board down: the data
 /// behind it is only a view, and the next sample overwrites it.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -302,7 +365,7 @@ fn find_scripts_dir() -> Option<PathBuf> {
 }
 
 /// The board's one broker connection, made again whenever it is lost.
-pub(crate) struct BrokerLink {
+pub struct BrokerLink {
     url: String,
     conn: tokio::sync::Mutex<Option<Arc<lapin::Connection>>>,
 }
@@ -327,7 +390,7 @@ impl BrokerLink {
         let fresh = Arc::new(
             tokio::time::timeout(
                 Duration::from_secs(6),
-                crate::broker::connect_named(&self.url, CONNECTION_NAME),
+                sagactl::broker::connect_named(&self.url, CONNECTION_NAME),
             )
             .await
             .context("the broker did not answer")??,
@@ -338,7 +401,7 @@ impl BrokerLink {
 }
 
 /// Cancelled together with the board: for tasks that must end when it does.
-pub(crate) type Shutdown = CancellationToken;
+pub type Shutdown = CancellationToken;
 
 #[cfg(test)]
 mod tests {

@@ -18,7 +18,7 @@ use saga_domain::events::unix_now_millis;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::{Board, lock};
+use crate::{Board, lock};
 
 /// The settings a restarted Redis must keep: where it listens and how it persists. Each is
 /// passed on the command line, which overrides its config file.
@@ -104,7 +104,7 @@ pub async fn stop_for(
         return Err(RedisStopError::BadSeconds(seconds));
     }
     if let Some(outage) = board.redis_outage.state() {
-        return Err(RedisStopError::AlreadyStopped(crate::explain::utc(
+        return Err(RedisStopError::AlreadyStopped(sagactl::explain::utc(
             outage.back_at,
         )));
     }

@@ -1,5 +1,5 @@
 //! The samplers behind the page: each reads one part of the saga on its own clock and hands
-//! what it saw to the [`Hub`](super::hub::Hub).
+//! what it saw to the [`Hub`](crate::hub::Hub), as the [`page`](crate::page) payload of its topic.
 //!
 //! | topic | what | every |
 //! |---|---|---|
@@ -28,14 +28,18 @@ use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use saga_domain::events::unix_now_millis;
-use serde::Serialize;
-use serde_json::json;
+use saga_domain::order::OrderStatus;
 use tokio::task::JoinSet;
 
-use super::{Board, Shutdown, lock, processes};
-use crate::check::{self, RuleResult, StockBooks};
-use crate::dlq::{self, Entry};
-use crate::management::Rates;
+use crate::lab::processes;
+use crate::page::{
+    Dlq, Invariants, Light, LightState, OrderRow, Orders, QueueHistory, QueueRow, QueueTable,
+    Sample, Services, Status, Stock, StockRow,
+};
+use crate::{Board, Shutdown, lock};
+use sagactl::check::{self, RuleResult, StockBooks};
+use sagactl::dlq;
+use sagactl::management::Rates;
 
 /// How much history the queue chart keeps: ten minutes of one sample a second.
 const SERIES_POINTS: usize = 600;
@@ -49,8 +53,8 @@ pub const DLQ_QUIET: Duration = Duration::from_secs(3);
 /// (acked, parked for a retry or dead-lettered) within moments. The management API's counts lag
 /// by up to its statistics interval (5 s by default), hence the margin.
 pub const HELD_AFTER: Duration = Duration::from_secs(10);
-/// The statuses an order can have, in the order the page lists them.
-pub const STATUSES: [&str; 5] = ["PLACED", "CONFIRMED", "FAILED", "CANCELLING", "CANCELLED"];
+/// The name of the orders list that holds every status (beside one list per status).
+pub const ALL_ORDERS: &str = "ALL";
 
 /// Start every sampler; they stop when `shutdown` is cancelled.
 pub fn spawn(board: Arc<Board>, shutdown: Shutdown) -> JoinSet<()> {
@@ -121,14 +125,6 @@ pub struct Series {
     points: VecDeque<Sample>,
 }
 
-/// Every saga queue's depth and consumers at one moment (`None`: the queue is missing).
-#[derive(Debug, Clone, Serialize)]
-pub struct Sample {
-    pub t: u64,
-    pub depth: Vec<Option<u32>>,
-    pub consumers: Vec<Option<u32>>,
-}
-
 impl Series {
     fn push(&mut self, sample: Sample) {
         if self.points.len() == SERIES_POINTS {
@@ -138,8 +134,11 @@ impl Series {
     }
 
     /// The whole chart, for a page that opens now.
-    pub fn history(&self, queues: &[String]) -> serde_json::Value {
-        json!({ "queues": queues, "points": self.points })
+    pub fn history<'a>(&'a self, queues: &'a [String]) -> QueueHistory<'a> {
+        QueueHistory {
+            queues,
+            points: self.points.iter().collect(),
+        }
     }
 }
 
@@ -153,22 +152,12 @@ struct Held {
     busy_at: Option<Instant>,
 }
 
-/// What the page shows of the DLQ.
-#[derive(Debug, Clone, Default, Serialize)]
+/// What the samplers know of the DLQ: what the page shows, and what the checks need.
+#[derive(Debug, Clone, Default)]
 struct DlqView {
-    /// Messages ready in the DLQ (exact, from the last sample).
-    depth: Option<u32>,
-    /// The first messages, as last peeked.
-    entries: Vec<Entry>,
-    /// The depth when they were peeked: a different depth now means they are stale.
-    peeked_depth: Option<u32>,
-    peeked_at: Option<u64>,
-    /// Why the list may be out of date (a drill runs, the broker is away).
-    note: Option<String>,
-    #[serde(skip)]
+    shown: Dlq,
     dead_letters: Vec<check::DeadLetter>,
     /// When the depth last changed.
-    #[serde(skip)]
     changed_at: Option<Instant>,
 }
 
@@ -193,7 +182,7 @@ async fn sample_queues(board: &Board) {
         depth,
         consumers,
     };
-    board.hub.send("queue-sample", &sample);
+    board.hub.send(&sample);
     lock(&board.live.series).push(sample.clone());
     publish_queue_table(board, &sample);
 
@@ -201,12 +190,12 @@ async fn sample_queues(board: &Board) {
     let dlq_depth = sample.depth[dlq_index];
     let stale = {
         let mut view = lock(&board.live.dlq);
-        if view.depth != dlq_depth {
-            view.depth = dlq_depth;
+        if view.shown.depth != dlq_depth {
+            view.shown.depth = dlq_depth;
             view.changed_at = Some(Instant::now());
         }
         let quiet = view.changed_at.is_none_or(|at| at.elapsed() >= DLQ_QUIET);
-        dlq_depth.is_some() && dlq_depth != view.peeked_depth && quiet
+        dlq_depth.is_some() && dlq_depth != view.shown.peeked_depth && quiet
     };
     if stale {
         refresh_dlq(board).await;
@@ -221,7 +210,7 @@ async fn read_depths(board: &Board) -> anyhow::Result<(Vec<Option<u32>>, Vec<Opt
     let mut channel = conn.create_channel().await?;
     let (mut depth, mut consumers) = (Vec::new(), Vec::new());
     for queue in &board.queues {
-        match crate::broker::depth(&channel, queue).await {
+        match sagactl::broker::depth(&channel, queue).await {
             Ok(d) => {
                 depth.push(Some(d.messages));
                 consumers.push(Some(d.consumers));
@@ -283,24 +272,24 @@ fn note_held(board: &Board, rates: &[Option<Rates>], waiting: &[bool]) {
 
 fn publish_queue_table(board: &Board, sample: &Sample) {
     let rates = lock(&board.live.rates).clone();
-    let rows: Vec<serde_json::Value> = board
+    let rows = board
         .queues
         .iter()
         .enumerate()
         .map(|(i, queue)| {
             let r = rates.get(i).copied().flatten();
-            json!({
-                "name": queue,
-                "retry": queue.ends_with(".retry"),
-                "messages": sample.depth[i],
-                "consumers": sample.consumers[i],
-                "unacked": r.map(|r| r.unacked),
-                "publish": r.map(|r| round1(r.publish)),
-                "deliver": r.map(|r| round1(r.deliver)),
-            })
+            QueueRow {
+                name: queue.clone(),
+                retry: queue.ends_with(".retry"),
+                messages: sample.depth[i],
+                consumers: sample.consumers[i],
+                unacked: r.map(|r| r.unacked),
+                publish: r.map(|r| round1(r.publish)),
+                deliver: r.map(|r| round1(r.deliver)),
+            }
         })
         .collect();
-    board.hub.set("queues", &rows);
+    board.hub.set(&QueueTable(rows));
 }
 
 fn round1(x: f64) -> f64 {
@@ -313,7 +302,7 @@ fn round1(x: f64) -> f64 {
 /// drill counting the DLQ meanwhile would count wrong.
 async fn refresh_dlq(board: &Board) {
     if let Some(drill) = board.drills.running() {
-        lock(&board.live.dlq).note = Some(format!(
+        lock(&board.live.dlq).shown.note = Some(format!(
             "not looked at while the {drill} drill runs (looking holds the messages for a moment)"
         ));
         publish_dlq(board);
@@ -328,38 +317,27 @@ async fn refresh_dlq(board: &Board) {
         match peeked {
             Ok(peek) => {
                 let total = u32::try_from(peek.total).ok();
-                view.depth = total;
-                view.peeked_depth = total;
-                view.peeked_at = Some(unix_now_millis());
-                view.entries = peek.entries;
+                view.shown = Dlq {
+                    depth: total,
+                    entries: peek.entries,
+                    peeked_depth: total,
+                    peeked_at: Some(unix_now_millis()),
+                    note: None,
+                };
                 view.dead_letters = peek.dead_letters;
-                view.note = None;
             }
-            Err(e) => view.note = Some(format!("cannot look at the DLQ: {e:#}")),
+            Err(e) => view.shown.note = Some(format!("cannot look at the DLQ: {e:#}")),
         }
     }
     publish_dlq(board);
 }
 
 fn publish_dlq(board: &Board) {
-    let view = lock(&board.live.dlq).clone();
-    board.hub.set("dlq", &view);
+    let shown = lock(&board.live.dlq).shown.clone();
+    board.hub.set(&shown);
 }
 
 // --- orders and stock ------------------------------------------------------------------------
-
-/// One order as the list shows it.
-#[derive(Debug, Clone, Serialize)]
-struct OrderRow {
-    order_id: String,
-    item: String,
-    qty: i64,
-    student_id: Option<String>,
-    status: String,
-    reason: Option<String>,
-    created_at: u64,
-    updated_at: u64,
-}
 
 async fn sample_orders_and_stock(board: &Board) {
     let orders = read_orders(board).await;
@@ -367,35 +345,35 @@ async fn sample_orders_and_stock(board: &Board) {
     let up = orders.is_ok() && stock.is_ok();
     board.live.redis_up.store(up, Ordering::Relaxed);
     if let Ok(orders) = orders {
-        board.hub.set("orders", &orders);
+        board.hub.set(&orders);
     }
     if let Ok(stock) = stock {
-        board.hub.set("stock", &stock);
+        board.hub.set(&stock);
     }
 }
 
 /// Counts per status, and the newest orders overall and of each status: the page filters by
 /// status without asking again, and a rare status (FAILED) is not crowded out by the rest.
-async fn read_orders(board: &Board) -> anyhow::Result<serde_json::Value> {
+async fn read_orders(board: &Board) -> anyhow::Result<Orders> {
     let keys = &board.keys;
     let mut conn = board.redis.clone();
-    let status_key = |s: &str| format!("{}{s}", keys.orders_by_status_prefix());
+    let status_key = |s: OrderStatus| format!("{}{s}", keys.orders_by_status_prefix());
     let mut pipe = redis::pipe();
     pipe.zcard(keys.orders())
         .zrevrange(keys.orders(), 0, ORDERS_SHOWN - 1);
-    for status in STATUSES {
+    for status in OrderStatus::ALL {
         pipe.zcard(status_key(status))
             .zrevrange(status_key(status), 0, ORDERS_SHOWN - 1);
     }
     let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
     let mut counts = BTreeMap::new();
     let mut lists = BTreeMap::new();
-    let names = std::iter::once("ALL").chain(STATUSES);
+    let names = std::iter::once(ALL_ORDERS).chain(OrderStatus::ALL.map(OrderStatus::as_str));
     for (name, pair) in names.zip(replies.chunks(2)) {
         let count: u64 = redis::from_redis_value(pair[0].clone())?;
         let ids: Vec<String> = redis::from_redis_value(pair[1].clone())?;
-        counts.insert(name, count);
-        lists.insert(name, ids);
+        counts.insert(name.to_owned(), count);
+        lists.insert(name.to_owned(), ids);
     }
     let ids: Vec<&String> = lists
         .values()
@@ -414,19 +392,19 @@ async fn read_orders(board: &Board) -> anyhow::Result<serde_json::Value> {
         }
         pipe.query_async(&mut conn).await?
     };
-    let rows: BTreeMap<&String, OrderRow> = ids
+    let rows: BTreeMap<String, OrderRow> = ids
         .into_iter()
         .zip(hashes)
         .filter_map(|(id, hash)| {
-            let order = crate::timeline::OrderRecord::from_hash(&hash)?;
+            let order = sagactl::timeline::OrderRecord::from_hash(&hash)?;
             Some((
-                id,
+                id.clone(),
                 OrderRow {
                     order_id: id.clone(),
                     item: order.item,
                     qty: order.qty,
                     student_id: order.student_id,
-                    status: order.status,
+                    status: order.status.to_string(),
                     reason: order.reason,
                     created_at: order.created_at,
                     updated_at: order.updated_at,
@@ -434,7 +412,11 @@ async fn read_orders(board: &Board) -> anyhow::Result<serde_json::Value> {
             ))
         })
         .collect();
-    Ok(json!({ "counts": counts, "lists": lists, "orders": rows }))
+    Ok(Orders {
+        counts,
+        lists,
+        orders: rows,
+    })
 }
 
 /// The four stock columns, read in one MULTI so that they balance when nothing is wrong.
@@ -457,7 +439,7 @@ async fn read_books(board: &Board) -> anyhow::Result<StockBooks> {
     })
 }
 
-async fn read_stock(board: &Board) -> anyhow::Result<serde_json::Value> {
+async fn read_stock(board: &Board) -> anyhow::Result<Stock> {
     let books = read_books(board).await?;
     let units = |column: &BTreeMap<String, i64>, item: &str| column.get(item).copied().unwrap_or(0);
     let items: BTreeSet<&String> = books
@@ -467,7 +449,7 @@ async fn read_stock(board: &Board) -> anyhow::Result<serde_json::Value> {
         .chain(books.reserved.keys())
         .chain(books.released.keys())
         .collect();
-    let rows: Vec<serde_json::Value> = items
+    let rows = items
         .into_iter()
         .map(|item| {
             let (available, initial, reserved, released) = (
@@ -476,54 +458,43 @@ async fn read_stock(board: &Board) -> anyhow::Result<serde_json::Value> {
                 units(&books.reserved, item),
                 units(&books.released, item),
             );
-            json!({
-                "item": item,
-                "available": available,
-                "initial": initial,
-                "reserved": reserved,
-                "released": released,
-                "balanced": initial == available + reserved - released,
-            })
+            StockRow {
+                item: item.clone(),
+                available,
+                initial,
+                reserved,
+                released,
+                balanced: initial == available + reserved - released,
+            }
         })
         .collect();
     // The same rule the invariant light checks, in the same words.
     let violations = check::unbalanced_stock(&books);
-    Ok(json!({ "items": rows, "violations": violations }))
+    Ok(Stock {
+        items: rows,
+        violations,
+    })
 }
 
 // --- invariants ------------------------------------------------------------------------------
-
-/// One light on the page.
-#[derive(Debug, Clone, Serialize)]
-struct Light {
-    id: &'static str,
-    title: &'static str,
-    /// `green`: holds; `amber`: nothing wrong yet, but not settled (orders in flight); `red`:
-    /// broken, see `detail`.
-    state: &'static str,
-    detail: Vec<String>,
-}
 
 async fn sample_invariants(board: &Board) {
     let started = Instant::now();
     let lights = match check_rules(board).await {
         Ok(lights) => lights,
         Err(e) => {
-            board.hub.set(
-                "invariants",
-                &json!({ "error": format!("cannot check: {e:#}"), "at": unix_now_millis() }),
-            );
+            board.hub.set(&Invariants::Unknown {
+                error: format!("cannot check: {e:#}"),
+                at: unix_now_millis(),
+            });
             return;
         }
     };
-    board.hub.set(
-        "invariants",
-        &json!({
-            "lights": lights,
-            "at": unix_now_millis(),
-            "took_ms": started.elapsed().as_millis() as u64,
-        }),
-    );
+    board.hub.set(&Invariants::Checked {
+        lights,
+        at: unix_now_millis(),
+        took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    });
 }
 
 async fn check_rules(board: &Board) -> anyhow::Result<Vec<Light>> {
@@ -543,10 +514,10 @@ async fn check_rules(board: &Board) -> anyhow::Result<Vec<Light>> {
     let in_flight = check::in_flight_orders(&after);
     let lost = check::orders_without_record(&after);
     let first = if !lost.is_empty() {
-        ("red", lost)
+        (LightState::Red, lost)
     } else if !in_flight.is_empty() {
         (
-            "amber",
+            LightState::Amber,
             vec![format!(
                 "{} order(s) in flight, not final yet: {}",
                 in_flight.len(),
@@ -559,7 +530,7 @@ async fn check_rules(board: &Board) -> anyhow::Result<Vec<Light>> {
             )],
         )
     } else {
-        ("green", Vec::new())
+        (LightState::Green, Vec::new())
     };
     let mut lights = vec![Light {
         id: "nothing-lost",
@@ -579,9 +550,9 @@ async fn check_rules(board: &Board) -> anyhow::Result<Vec<Light>> {
                     id,
                     title,
                     state: if violations.is_empty() {
-                        "green"
+                        LightState::Green
                     } else {
-                        "red"
+                        LightState::Red
                     },
                     detail: violations,
                 },
@@ -596,11 +567,11 @@ fn held_light(board: &Board) -> Light {
     let mut light = Light {
         id: "deliveries-settled",
         title: "every delivery is settled: none held unacked for more than 10 s",
-        state: "green",
+        state: LightState::Green,
         detail: Vec::new(),
     };
     if !board.live.management_up.load(Ordering::Relaxed) {
-        light.state = "amber";
+        light.state = LightState::Amber;
         light.detail.push(
             "cannot tell: the management API does not answer (it counts unacked deliveries)".into(),
         );
@@ -614,18 +585,21 @@ fn held_light(board: &Board) -> Light {
         }
         let (state, why) = if outage {
             (
-                "amber",
+                LightState::Amber,
                 "while Redis does not answer: waited out, as an outage must be",
             )
         } else if held.busy_at.is_some_and(|at| at.elapsed() < HELD_AFTER) {
             (
-                "amber",
+                LightState::Amber,
                 "while the queue is busy: a backlog being worked, or something stuck",
             )
         } else {
-            ("red", "with nothing else delivered: held, never settled")
+            (
+                LightState::Red,
+                "with nothing else delivered: held, never settled",
+            )
         };
-        if state == "red" || light.state == "green" {
+        if state == LightState::Red || light.state == LightState::Green {
             light.state = state;
         }
         light.detail.push(format!(
@@ -640,29 +614,23 @@ fn held_light(board: &Board) -> Light {
 
 fn sample_services(board: &Board) {
     let instances = processes::scan(&board.args.run_dir);
-    board.hub.set(
-        "services",
-        &json!({
-            "run_dir": board.args.run_dir,
-            "instances": instances,
-            "faults_refused": board.faults_refused(),
-            "redis_stop": board.args.allow_redis_stop && board.faults_refused().is_none(),
-            "redis_outage": board.redis_outage.state(),
-            "scripts_dir": board.scripts_dir,
-        }),
-    );
+    board.hub.set(&Services {
+        run_dir: board.args.run_dir.clone(),
+        instances,
+        faults_refused: board.faults_refused(),
+        redis_stop: board.args.allow_redis_stop && board.faults_refused().is_none(),
+        redis_outage: board.redis_outage.state(),
+        scripts_dir: board.scripts_dir.clone(),
+    });
     let up = |flag: &AtomicBool| flag.load(Ordering::Relaxed);
-    board.hub.set(
-        "status",
-        &json!({
-            "broker": up(&board.live.broker_up),
-            "redis": up(&board.live.redis_up),
-            "management": up(&board.live.management_up),
-            "vhost": board.vhost,
-            "prefix": board.common.redis_prefix,
-            "listen": board.listen.to_string(),
-            "actions": board.access.policy(),
-            "drill": board.drills.running(),
-        }),
-    );
+    board.hub.set(&Status {
+        broker: up(&board.live.broker_up),
+        redis: up(&board.live.redis_up),
+        management: up(&board.live.management_up),
+        vhost: board.vhost.clone(),
+        prefix: board.common.redis_prefix.clone(),
+        listen: board.listen.to_string(),
+        actions: board.access.policy(),
+        drill: board.drills.running(),
+    });
 }

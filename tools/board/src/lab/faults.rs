@@ -14,10 +14,12 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use tokio::process::Command;
 
 use super::processes::{self, Instance};
-use super::{Board, CONNECTION_NAME};
+use crate::{Board, CONNECTION_NAME};
 
 /// How long a stopped service may take to drain before it is killed (svc.sh waits as long).
 const STOP_GRACE: Duration = Duration::from_secs(15);
@@ -87,40 +89,31 @@ fn running_pid(instance: &Instance) -> Result<u32, FaultError> {
     }
 }
 
-async fn signal(pid: u32, signal: &str) -> Result<(), FaultError> {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await
-        .map_err(|e| FaultError::Failed(format!("cannot run kill: {e}")))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(FaultError::Failed(format!("kill -{signal} {pid} failed")))
-    }
+fn signal(pid: u32, signal: Signal) -> Result<(), FaultError> {
+    let target = i32::try_from(pid)
+        .map(Pid::from_raw)
+        .map_err(|_| FaultError::Failed(format!("{pid} is not a pid")))?;
+    nix::sys::signal::kill(target, signal)
+        .map_err(|e| FaultError::Failed(format!("kill -{} {pid} failed: {e}", signal.as_str())))
 }
 
 async fn kill(instance: &Instance) -> Result<String, FaultError> {
     let pid = running_pid(instance)?;
-    signal(pid, "KILL").await?;
+    signal(pid, Signal::SIGKILL)?;
     gone(pid, instance.service, Duration::from_secs(5)).await;
     Ok(format!("kill -9 {pid}  ({})", instance.name))
 }
 
 async fn stop(instance: &Instance) -> Result<String, FaultError> {
     let pid = running_pid(instance)?;
-    signal(pid, "TERM").await?;
+    signal(pid, Signal::SIGTERM)?;
     if gone(pid, instance.service, STOP_GRACE).await {
         return Ok(format!(
             "kill -TERM {pid}  ({} stopped cleanly)",
             instance.name
         ));
     }
-    signal(pid, "KILL").await?;
+    signal(pid, Signal::SIGKILL)?;
     gone(pid, instance.service, Duration::from_secs(5)).await;
     Ok(format!(
         "kill -TERM {pid}, then kill -9 after {} s  ({} did not stop in time)",

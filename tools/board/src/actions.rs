@@ -12,19 +12,28 @@ use clap::ValueEnum;
 use saga_domain::events::EventType;
 use saga_domain::ids::{Item, OrderId, Qty, StudentId};
 use saga_platform::service::http::ApiError;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use warp::http::StatusCode;
 
-use super::Board;
-use crate::dlq::{self, DlqError};
-use crate::publish::{self, Outgoing};
-use crate::samples::{Sample, SampleParams};
+use crate::Board;
+use crate::page::{Placed, Published, Purged, Replayed};
+use sagactl::dlq::{self, DlqError};
+use sagactl::publish::{self, Outgoing};
+use sagactl::samples::{Sample, SampleParams};
 
 /// At most this many orders per click.
 pub const MAX_ORDERS_PER_CLICK: u32 = 50;
 /// The student id orders placed from the board carry, so they are easy to tell apart.
 const BOARD_STUDENT: &str = "board";
+
+/// The body of order-svc's `POST /order`, as a client sends it.
+#[derive(Debug, Serialize)]
+struct PlaceOrder<'a> {
+    item: &'a str,
+    qty: u32,
+    student_id: &'a str,
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,7 +53,7 @@ fn one() -> u32 {
 /// # Errors
 /// 400 for a bad item, quantity or count (nothing placed); order-svc's own refusal, passed on;
 /// 502 if order-svc cannot be reached.
-pub async fn place(board: &Board, request: PlaceRequest) -> Result<Value, ApiError> {
+pub async fn place(board: &Board, request: PlaceRequest) -> Result<Placed, ApiError> {
     let item = Item::parse(request.item.trim()).map_err(|e| ApiError::bad_request(e.0))?;
     let qty = Qty::parse(request.qty).map_err(|e| ApiError::bad_request(e.0))?;
     if !(1..=MAX_ORDERS_PER_CLICK).contains(&request.count) {
@@ -53,7 +62,12 @@ pub async fn place(board: &Board, request: PlaceRequest) -> Result<Value, ApiErr
             request.count
         )));
     }
-    let body = json!({ "item": item.as_str(), "qty": qty.get(), "student_id": BOARD_STUDENT });
+    let body = serde_json::to_value(PlaceOrder {
+        item: item.as_str(),
+        qty: qty.get(),
+        student_id: BOARD_STUDENT,
+    })
+    .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let mut placed = Vec::new();
     for _ in 0..request.count {
         let (status, answer) = board
@@ -77,7 +91,7 @@ pub async fn place(board: &Board, request: PlaceRequest) -> Result<Value, ApiErr
                 StatusCode::BAD_GATEWAY
             };
             return Err(ApiError::new(status, format!("order-svc: {reason}"))
-                .with_details(json!({ "placed": placed })));
+                .with_details(serde_json::json!({ "placed": placed })));
         }
         if let Some(id) = answer.get("order_id").and_then(Value::as_str) {
             placed.push(id.to_owned());
@@ -94,7 +108,7 @@ pub async fn place(board: &Board, request: PlaceRequest) -> Result<Value, ApiErr
             qty = qty.get()
         ),
     );
-    Ok(json!({ "order_ids": placed }))
+    Ok(Placed { order_ids: placed })
 }
 
 /// Publish the order's OrderPlaced again, with the same message id: a duplicate on purpose.
@@ -102,10 +116,10 @@ pub async fn place(board: &Board, request: PlaceRequest) -> Result<Value, ApiErr
 /// # Errors
 /// 400 for an invalid id, 404 for an order order-svc does not know, 502 if the broker or Redis
 /// cannot be reached.
-pub async fn duplicate(board: &Board, order_id: &str) -> Result<Value, ApiError> {
+pub async fn duplicate(board: &Board, order_id: &str) -> Result<Published, ApiError> {
     let id = OrderId::parse(order_id)
         .map_err(|e| ApiError::bad_request(format!("invalid order id: {}", e.0)))?;
-    let timeline = crate::timeline::read(&board.redis, &board.keys, id.as_str())
+    let timeline = sagactl::timeline::read(&board.redis, &board.keys, id.as_str())
         .await
         .map_err(unavailable)?;
     let order = timeline
@@ -144,11 +158,11 @@ pub async fn duplicate(board: &Board, order_id: &str) -> Result<Value, ApiError>
             order.item, order.qty
         ),
     );
-    Ok(json!({
-        "order_id": id.as_str(),
-        "message_id": message_id,
-        "expect": "inventory finds its reservation record and re-sends the recorded outcome with the same event id; no stock moves",
-    }))
+    Ok(Published {
+        order_id: id.as_str().to_owned(),
+        message_id,
+        expect: "inventory finds its reservation record and re-sends the recorded outcome with the same event id; no stock moves",
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,7 +183,7 @@ pub const POISON_KINDS: [Sample; 4] = [
 ///
 /// # Errors
 /// 400 for an unknown kind (nothing published), 502 if the broker cannot be reached.
-pub async fn poison(board: &Board, request: PoisonRequest) -> Result<Value, ApiError> {
+pub async fn poison(board: &Board, request: PoisonRequest) -> Result<Published, ApiError> {
     let sample = POISON_KINDS
         .into_iter()
         .find(|s| {
@@ -211,11 +225,11 @@ pub async fn poison(board: &Board, request: PoisonRequest) -> Result<Value, ApiE
             request.kind, message.order_id
         ),
     );
-    Ok(json!({
-        "order_id": message.order_id,
-        "message_id": message_id,
-        "expect": sample.expectation(),
-    }))
+    Ok(Published {
+        order_id: message.order_id,
+        message_id,
+        expect: sample.expectation(),
+    })
 }
 
 async fn send(
@@ -253,7 +267,7 @@ pub struct ReplayRequest {
 /// # Errors
 /// 400 for a request that names no message, 404 for a position past the end, 409 when the
 /// DLQ changed since the page looked, 502 for a broker failure.
-pub async fn replay(board: &Arc<Board>, request: ReplayRequest) -> Result<Value, ApiError> {
+pub async fn replay(board: &Arc<Board>, request: ReplayRequest) -> Result<Replayed, ApiError> {
     let dlq = board.common.topology.dlq_queue.clone();
     let result = match (request.all, request.position, request.key.as_deref()) {
         (true, None, None) => {
@@ -266,14 +280,21 @@ pub async fn replay(board: &Arc<Board>, request: ReplayRequest) -> Result<Value,
                     report.replayed, report.failed
                 ),
             );
-            Ok(json!({ "replayed": report.replayed, "left": report.failed, "lines": report.lines }))
+            Ok(Replayed::All {
+                replayed: report.replayed,
+                left: report.failed,
+                lines: report.lines,
+            })
         }
         (false, Some(position), Some(key)) => {
             let conn = board.broker.get().await.map_err(unavailable)?;
             match dlq::replay_at(&conn, &dlq, position, Some(key)).await {
                 Ok(done) => {
                     board.record(true, format!("sagactl dlq replay {position}  ({done})"));
-                    Ok(json!({ "replayed": 1, "what": done }))
+                    Ok(Replayed::One {
+                        replayed: 1,
+                        what: done,
+                    })
                 }
                 Err(e @ DlqError::NotNumbered) => Err(ApiError::bad_request(e.to_string())),
                 Err(e @ DlqError::NoSuchMessage { .. }) => Err(ApiError::not_found(e.to_string())),
@@ -302,7 +323,7 @@ pub struct PurgeRequest {
 ///
 /// # Errors
 /// 400 without `"confirm": true` (nothing purged), 502 for a broker failure.
-pub async fn purge(board: &Board, request: PurgeRequest) -> Result<Value, ApiError> {
+pub async fn purge(board: &Board, request: PurgeRequest) -> Result<Purged, ApiError> {
     if !request.confirm {
         return Err(ApiError::bad_request(
             "purging deletes every message in the DLQ for good: send {\"confirm\": true}",
@@ -314,7 +335,7 @@ pub async fn purge(board: &Board, request: PurgeRequest) -> Result<Value, ApiErr
         .map_err(unavailable)?;
     board.record(true, format!("sagactl dlq purge  ({purged} deleted)"));
     board.dlq_dirty.notify_one();
-    Ok(json!({ "purged": purged }))
+    Ok(Purged { purged })
 }
 
 /// A dependency failed: the request was fine, the saga's plumbing was not there.
