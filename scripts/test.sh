@@ -2,7 +2,7 @@
 # Run every test: unit tests, then the integration suite against a real RabbitMQ and Redis.
 # Installs and starts both when absent (scripts/deps.sh), and Chromium with its WebDriver for the
 # board's browser test. Each test makes its own vhost and Redis prefix, so this never touches a
-# running demo. tests/tests/cluster.rs also starts a private cluster profile (scripts/cluster.sh on
+# running demo. tests/tests/it/cluster.rs also starts a private cluster profile (scripts/cluster.sh on
 # its own node names and ports; about 2 minutes with the failover drill) and removes it afterwards.
 #
 #   scripts/test.sh            (no arguments; TEST_THREADS, default 4: tests run at once)

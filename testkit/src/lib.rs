@@ -1,5 +1,5 @@
-//! The test kit: everything that drives the saga from the outside, written once for the
-//! integration tests, the benchmark and `sagactl`.
+//! The test kit: the worlds and processes the saga is driven in from the outside, written
+//! once for the integration tests and the benchmark.
 //!
 //! - [`world`]: a fresh vhost and Redis prefix (one name for both), made and removed through the
 //!   management API and `SCAN`/`UNLINK`, so nobody sees anyone else's queues or keys.
@@ -10,22 +10,19 @@
 //!   for tests where a separate process is not the point.
 //! - [`poll`]: waiting with a deadline ([`poll::eventually`]) or until progress stalls
 //!   ([`poll::Stall`]); never a fixed sleep.
-//! - [`orders`]: the client side of order-svc's HTTP API.
-//! - [`load`]: the load generator (closed loop or fixed rate, with or without retries) and the
-//!   seeded random numbers fault schedules are drawn from.
+//!
+//! The order client and the load generator are not here: they are the `saga-client` crate,
+//! which sagactl uses without the rest of the kit.
 //!
 //! Queue depth is not here: it is [`saga_platform::amqp::depth`], which the services' own tools use too.
 
 pub mod cluster_profile;
 #[cfg(feature = "inproc")]
 pub mod inproc;
-pub mod load;
-pub mod orders;
 pub mod poll;
 pub mod service;
 pub mod world;
 
-pub use orders::OrderClient;
 pub use poll::{Stall, eventually};
 pub use service::{Endpoint, ServiceKind, ServiceProcess, Spawn};
 pub use world::World;

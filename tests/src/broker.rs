@@ -93,6 +93,27 @@ impl TestEnv {
         Ok(self.queue_depth(queue).await?.messages)
     }
 
+    /// Wait until `queue` holds exactly `n` ready messages (drained, or an event arrived);
+    /// `what` says what that means, for the error.
+    ///
+    /// # Errors
+    /// It did not within `timeout`; the error has the last depth seen.
+    pub async fn until_depth(
+        &self,
+        what: &str,
+        queue: &str,
+        n: u32,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<()> {
+        crate::eventually(what, timeout, || async {
+            match self.depth(queue).await {
+                Ok(depth) if depth == n => Ok(()),
+                other => Err(format!("{queue}: {other:?}, want {n}")),
+            }
+        })
+        .await
+    }
+
     /// Consumers attached to `queue` right now.
     ///
     /// # Errors

@@ -207,6 +207,46 @@ impl TestEnv {
         .await
     }
 
+    /// Wait until `item` has exactly `n` units available; `what` says what that means.
+    ///
+    /// # Errors
+    /// It did not within `timeout`; the error has the last stock seen.
+    pub async fn until_stock(
+        &self,
+        what: &str,
+        item: &str,
+        n: i64,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        crate::eventually(what, timeout, || async {
+            match self.stock(item).await {
+                Ok(Some(available)) if available == n => Ok(()),
+                other => Err(format!("{item} available {other:?}, want {n}")),
+            }
+        })
+        .await
+    }
+
+    /// Wait until exactly `n` notifications are recorded for `order_id`.
+    ///
+    /// # Errors
+    /// It did not within `timeout`; the error has the last ones seen.
+    pub async fn until_notified(
+        &self,
+        what: &str,
+        order_id: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        crate::eventually(what, timeout, || async {
+            match self.notifications_for(order_id).await {
+                Ok(seen) if seen.len() == n => Ok(()),
+                other => Err(format!("{other:?}, want {n}")),
+            }
+        })
+        .await
+    }
+
     /// How many notifications were recorded in all.
     ///
     /// # Errors

@@ -1,13 +1,12 @@
-//! A steady stream of orders while a test breaks things: the kit's load generator, each order
-//! retried until accepted, as a client told "503, come back" would.
+//! A steady stream of orders while a test breaks things: the client crate's load generator, each
+//! order retried until accepted, as a client told "503, come back" would; and the seeded
+//! random numbers a fault schedule is drawn from.
 
 use std::time::Duration;
 
-use testkit::OrderClient;
-use testkit::load::{Pace, Plan};
-use testkit::orders::order_body;
-
-pub use testkit::load::Rng;
+use saga_client::OrderClient;
+use saga_client::load::{Pace, Plan};
+use saga_client::order_body;
 
 /// What a load run saw.
 #[derive(Debug, Default)]
@@ -52,7 +51,7 @@ pub async fn place_orders_paced(
         retry_for: per_order,
     };
     let client = OrderClient::new(&base, Duration::from_secs(5));
-    let run = testkit::load::run(&client, &plan, |_| {}).await;
+    let run = saga_client::load::run(&client, &plan, |_| {}).await;
     LoadReport {
         accepted: run.accepted(),
         refused: run.refused(),
@@ -61,5 +60,30 @@ pub async fn place_orders_paced(
             .iter()
             .filter(|t| t.answer.is_unavailable_json())
             .count(),
+    }
+}
+
+/// The random numbers of one fault schedule, seeded from `FAULT_SEED` if set, else from the
+/// clock; the seed is printed either way, so a failing schedule can be replayed.
+pub fn fault_rng(test: &str) -> fastrand::Rng {
+    let seed = std::env::var("FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::Rng::new().u64(1..));
+    eprintln!("{test}: fault schedule seed {seed} (rerun with FAULT_SEED={seed})");
+    fastrand::Rng::with_seed(seed)
+}
+
+#[cfg(test)]
+mod tests {
+    /// What `FAULT_SEED` relies on: one seed, one schedule.
+    #[test]
+    fn a_seed_replays_the_same_schedule() {
+        let draw = |seed| {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            (0..5).map(|_| rng.u64(10..20)).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(42), draw(42));
+        assert!(draw(42).iter().all(|n| (10..20).contains(n)));
     }
 }

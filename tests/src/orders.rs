@@ -1,14 +1,21 @@
-//! Driving order-svc over real HTTP: the kit's [`OrderClient`], reached through a test's env.
+//! Driving order-svc over real HTTP: the client crate's [`OrderClient`], reached through a
+//! test's env, and the typed waits every test uses (an [`OrderView`] out, an [`OrderStatus`] in;
+//! no JSON digging for a status).
 
 use std::time::Duration;
 
+use saga_client::OrderClient;
+use saga_domain::order::OrderStatus;
+use saga_domain::view::OrderView;
 use serde_json::Value;
-use testkit::{Endpoint, OrderClient};
+use testkit::Endpoint;
 
 use crate::TestEnv;
 
-/// The statuses an order ends in, from the domain.
-pub const FINAL: [&str; 3] = sagactl::check::FINAL_STATUSES;
+/// The statuses an order's timeline went through, oldest first.
+pub fn timeline(view: &OrderView) -> Vec<OrderStatus> {
+    view.history.iter().map(|entry| entry.status).collect()
+}
 
 impl TestEnv {
     /// A client for `order_svc`, on this env's HTTP client (one connection pool for the test,
@@ -43,7 +50,7 @@ impl TestEnv {
         self.orders(order_svc).place(item, qty).await
     }
 
-    /// `GET /order/{id}` body, or `None` on 404.
+    /// `GET /order/{id}`, or `None` on 404.
     ///
     /// # Errors
     /// order-svc unreachable or another status.
@@ -51,8 +58,18 @@ impl TestEnv {
         &self,
         order_svc: &impl Endpoint,
         id: &str,
-    ) -> anyhow::Result<Option<Value>> {
+    ) -> anyhow::Result<Option<OrderView>> {
         self.orders(order_svc).get(id).await
+    }
+
+    /// `GET /order/{id}` of an order that must exist.
+    ///
+    /// # Errors
+    /// order-svc unreachable, or no such order.
+    pub async fn order(&self, order_svc: &impl Endpoint, id: &str) -> anyhow::Result<OrderView> {
+        self.get_order(order_svc, id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("GET /order/{id} answered 404"))
     }
 
     /// Wait until the order reaches a final status; returns the order.
@@ -64,11 +81,12 @@ impl TestEnv {
         order_svc: &impl Endpoint,
         id: &str,
         timeout: Duration,
-    ) -> anyhow::Result<Value> {
-        self.orders(order_svc).wait_final(id, timeout).await
+    ) -> anyhow::Result<OrderView> {
+        self.wait_order(order_svc, id, "final", timeout, OrderStatus::is_final)
+            .await
     }
 
-    /// Wait until the order has exactly `status`.
+    /// Wait until the order has exactly `status`; returns the order.
     ///
     /// # Errors
     /// It did not within `timeout`.
@@ -76,11 +94,29 @@ impl TestEnv {
         &self,
         order_svc: &impl Endpoint,
         id: &str,
-        status: &str,
+        status: OrderStatus,
         timeout: Duration,
-    ) -> anyhow::Result<Value> {
-        self.orders(order_svc)
-            .wait_status(id, status, timeout)
+    ) -> anyhow::Result<OrderView> {
+        self.wait_order(order_svc, id, status.as_str(), timeout, |now| now == status)
             .await
+    }
+
+    async fn wait_order(
+        &self,
+        order_svc: &impl Endpoint,
+        id: &str,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(OrderStatus) -> bool,
+    ) -> anyhow::Result<OrderView> {
+        let client = self.orders(order_svc);
+        crate::eventually(&format!("order {id} {what}"), timeout, || async {
+            match client.get(id).await {
+                Ok(Some(view)) if done(view.order.status) => Ok(view),
+                Ok(seen) => Err(format!("{seen:?}")),
+                Err(e) => Err(format!("{e:#}")),
+            }
+        })
+        .await
     }
 }

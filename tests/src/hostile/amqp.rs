@@ -607,6 +607,8 @@ fn destination() -> impl Strategy<Value = Destination> {
 /// A body, what it is called, and the order id of a valid one. `mark` is unique to the case.
 fn body(mark: String) -> impl Strategy<Value = (&'static str, Vec<u8>, Option<String>)> {
     let order_id = format!("h-{mark}");
+    // Wire samples: the lab's flat bodies, with the statuses it sends (literals on purpose: they
+    // are what arrives over the wire, not what the domain calls them).
     let placed = {
         let id = order_id.clone();
         (1i64..4, select(vec!["burger", "pizza", "sushi", "salad"])).prop_map(move |(qty, item)| {

@@ -310,6 +310,8 @@ fn query() -> impl Strategy<Value = Vec<(String, String)>> {
             .prop_map(str::to_owned),
         1 => ".{0,12}",
     ];
+    // Wire samples, not the domain's vocabulary: the statuses are words a client may type into
+    // a query, in and out of the spelling the API knows.
     let value = prop_oneof![
         3 => select(vec![
             "", "0", "1", "-1", "10", "1000", "1001", "18446744073709551616", "1e3", "NaN",

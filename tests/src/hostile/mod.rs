@@ -1,4 +1,4 @@
-//! The hostile-input suite's kit (tests/tests/hostile.rs): seeded random HTTP requests and AMQP
+//! The hostile-input suite's kit (tests/tests/it/hostile.rs): seeded random HTTP requests and AMQP
 //! messages thrown at the real services, and the checks that must still hold afterwards.
 //!
 //! - [`run`]: the seed (printed; `HOSTILE_SEED` replays it), the budget in cases and wall time

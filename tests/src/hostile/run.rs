@@ -49,11 +49,7 @@ impl Seed {
     /// run draws its own cases and replays them alike.
     pub fn runner(self, stream: &str) -> TestRunner {
         let mut bytes = [0u8; 32];
-        let mut state = self.0 ^ fnv(stream);
-        for chunk in bytes.chunks_mut(8) {
-            state = splitmix(state);
-            chunk.copy_from_slice(&state.to_le_bytes());
-        }
+        fastrand::Rng::with_seed(self.0 ^ fnv(stream)).fill(&mut bytes);
         TestRunner::new_with_rng(
             Config::default(),
             TestRng::from_seed(RngAlgorithm::ChaCha, &bytes),
@@ -61,17 +57,11 @@ impl Seed {
     }
 }
 
+/// The stream's name as a number (FNV-1a), so that each stream of one seed draws apart.
 fn fnv(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-fn splitmix(state: u64) -> u64 {
-    let mut z = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// Whether `HOSTILE_WITHOUT` leaves out the input class `class`.
@@ -233,7 +223,7 @@ impl Findings {
         eprintln!("{self}");
         anyhow::ensure!(
             self.found.is_empty(),
-            "hostile {}: {} finding(s) with seed {} (replay: HOSTILE_SEED={} cargo test -p saga-tests --test hostile {}):\n{}",
+            "hostile {}: {} finding(s) with seed {} (replay: HOSTILE_SEED={} cargo test -p saga-tests --test it hostile::{}):\n{}",
             self.suite,
             self.found.len(),
             self.seed.0,

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use testkit::load::Plan;
+use saga_client::load::Plan;
 
 use crate::cpu::CpuUse;
 use crate::load::{Placed, client};
@@ -61,7 +61,7 @@ pub async fn run(
         let cpu = saga.cpu_meter(world)?;
         let started = Instant::now();
         let plan = Plan::closed(orders, concurrency, crate::load::body());
-        let load = Placed::from(testkit::load::run(&client, &plan, |_| {}).await);
+        let load = Placed::from(saga_client::load::run(&client, &plan, |_| {}).await);
         let accepted = load.placed.len();
         let all_final = wait_all_final(world, accepted as u64).await?;
         let cpu = cpu.finish();

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use testkit::load::{Pace, Plan};
+use saga_client::load::{Pace, Plan};
 
 use crate::load::{Placed, client};
 use crate::saga::{Anchor, Saga, stamps, wait_all_final};
@@ -109,7 +109,7 @@ pub async fn run(
             body: crate::load::body(),
             retry_for: Duration::ZERO,
         };
-        let sent = Placed::from(testkit::load::run(&client, &plan, |_| {}).await);
+        let sent = Placed::from(saga_client::load::run(&client, &plan, |_| {}).await);
         let accepted = sent.placed.len();
         wait_all_final(world, accepted as u64).await?;
         let stamps = stamps(world, &sent.placed, &anchor).await?;

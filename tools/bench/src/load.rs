@@ -1,13 +1,13 @@
-//! The client side of a run: the kit's load generator ([`testkit::load`]), and what the
+//! The client side of a run: the client crate's load generator ([`saga_client::load`]), and what the
 //! benchmark reads off its answers.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use saga_client::OrderClient;
+use saga_client::load::Run;
+use saga_client::order_body;
 use serde_json::Value;
-use testkit::OrderClient;
-use testkit::load::Run;
-use testkit::orders::order_body;
 
 use crate::saga::Saga;
 

@@ -13,10 +13,10 @@ use anyhow::{Context, bail};
 use clap::Args;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
+use saga_client::OrderClient;
+use saga_client::load::Plan;
+use saga_client::{Answer, Timed, order_body};
 use serde_json::Value;
-use testkit::OrderClient;
-use testkit::load::Plan;
-use testkit::orders::{Answer, Timed, order_body};
 
 use crate::check::FINAL_STATUSES;
 use crate::http::ServiceApi;
@@ -69,7 +69,7 @@ pub async fn run(order_url: &str, args: LoadArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let plan = Plan::closed(args.orders as usize, args.concurrency as usize, body);
     let shown = bar.clone();
-    let run = testkit::load::run(&client, &plan, move |_| shown.inc(1)).await;
+    let run = saga_client::load::run(&client, &plan, move |_| shown.inc(1)).await;
     let elapsed = started.elapsed();
     bar.finish_and_clear();
 

@@ -8,11 +8,13 @@
 use std::time::Duration;
 
 use harness::http::metric;
+use harness::orders::timeline;
 use harness::private::{PrivateRedis, replication_info};
 use harness::{Endpoint, ServiceKind, TestEnv, eventually};
 use redis::AsyncCommands;
 use saga_domain::events::{EventMeta, EventType, OrderPlaced, unix_now_millis};
 use saga_domain::ids::{Item, OrderId, Qty};
+use saga_domain::order::OrderStatus;
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(20);
@@ -59,7 +61,7 @@ async fn orders_flow(env: &TestEnv, svc: &impl Endpoint, n: usize) -> anyhow::Re
     for _ in 0..n {
         let id = env.place(svc, "burger", 1).await?;
         let order = env.wait_final(svc, &id, T).await?;
-        assert_eq!(order["status"], "CONFIRMED", "{order}");
+        assert_eq!(order.order.status, OrderStatus::Confirmed, "{order:?}");
     }
     Ok(())
 }
@@ -87,9 +89,10 @@ async fn a_300_byte_correlation_id_on_cancel_is_refused_and_the_relay_keeps_flow
         "{body}"
     );
     assert_eq!(body["field"], "X-Correlation-Id");
-    let after = env.get_order(&order, &id).await?.unwrap_or_default();
+    let after = env.order(&order, &id).await?;
     assert_eq!(
-        after["status"], "CONFIRMED",
+        after.order.status,
+        OrderStatus::Confirmed,
         "a refused cancel changes nothing"
     );
 
@@ -116,8 +119,13 @@ async fn a_300_byte_correlation_id_on_cancel_is_refused_and_the_relay_keeps_flow
     )
     .await?;
     assert_eq!(status, 202, "{body}");
-    let cancelled = env.wait_status(&order, &id, "CANCELLED", T).await?;
-    assert_eq!(cancelled["correlation_id"], id, "the order keeps its own");
+    let cancelled = env
+        .wait_status(&order, &id, OrderStatus::Cancelled, T)
+        .await?;
+    assert_eq!(
+        cancelled.order.correlation_id, id,
+        "the order keeps its own"
+    );
     assert_eq!(ready_status(&env, &order).await?, 200);
     Ok(())
 }
@@ -136,7 +144,7 @@ async fn write_unpublishable_order(env: &TestEnv) -> anyhow::Result<String> {
     let long = "c".repeat(300);
     let meta = EventMeta::new(EventType::OrderPlaced, &long, "order-svc");
     let now = unix_now_millis();
-    let history = json!({"at": now, "status": "PLACED", "event": "OrderPlaced",
+    let history = json!({"at": now, "status": OrderStatus::Placed.as_str(), "event": EventType::OrderPlaced.name(),
                          "event_id": meta.event_id, "service": "order-svc", "applied": true});
     let entry = order_svc::outbox::entry_fields(&meta, &id, &event.to_body());
     let mut redis = env.redis().await?;
@@ -150,7 +158,7 @@ async fn write_unpublishable_order(env: &TestEnv) -> anyhow::Result<String> {
                 ("item", "burger"),
                 ("qty", "2"),
                 ("student_id", ""),
-                ("status", "PLACED"),
+                ("status", OrderStatus::Placed.as_str()),
                 ("correlation_id", long.as_str()),
                 ("created_at", &now.to_string()),
                 ("updated_at", &now.to_string()),
@@ -160,7 +168,11 @@ async fn write_unpublishable_order(env: &TestEnv) -> anyhow::Result<String> {
         .zadd(keys.orders(), &id, now)
         .ignore()
         .zadd(
-            format!("{}PLACED", keys.orders_by_status_prefix()),
+            format!(
+                "{}{}",
+                keys.orders_by_status_prefix(),
+                OrderStatus::Placed.as_str()
+            ),
             &id,
             now,
         )
@@ -229,12 +241,12 @@ async fn an_outbox_entry_that_cannot_be_published_is_parked_and_the_orders_behin
     );
 
     // The order's timeline says where its event is; the service is ready and counted it.
-    let view = env.get_order(&order, &stuck).await?.unwrap_or_default();
-    assert_eq!(view["status"], "PLACED");
-    let hop = view["dlq_hops"][0]["reason"].as_str().unwrap_or("");
+    let view = env.order(&order, &stuck).await?;
+    assert_eq!(view.order.status, OrderStatus::Placed);
+    let hop = view.dlq_hops.first().map_or("", |hop| hop.reason.as_str());
     assert!(
         hop.contains("parked in the outbox") && hop.contains("300 bytes"),
-        "{view}"
+        "{view:?}"
     );
     assert_eq!(ready_status(&env, &order).await?, 200);
     let page = env.get_text(&order.url("/metrics")).await?;
@@ -263,7 +275,7 @@ async fn an_outbox_entry_that_cannot_be_published_is_parked_and_the_orders_behin
         String::from_utf8_lossy(&replayed.stderr)
     );
     let done = env.wait_final(&order, &stuck, T).await?;
-    assert_eq!(done["status"], "CONFIRMED", "{done}");
+    assert_eq!(done.order.status, OrderStatus::Confirmed, "{done:?}");
     let again = env
         .sagactl(&[&order, &inv], &["outbox", "replay", id])
         .await?;
@@ -302,8 +314,8 @@ async fn order_ids_with_a_colon_are_refused_over_http() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(status, 400, "{body}");
-    let view = env.get_order(&order, &id).await?.unwrap_or_default();
-    assert_eq!(view["status"], "PLACED", "nothing touched");
+    let view = env.order(&order, &id).await?;
+    assert_eq!(view.order.status, OrderStatus::Placed, "nothing touched");
     Ok(())
 }
 
@@ -345,7 +357,7 @@ async fn one_idempotency_key_makes_one_order_however_often_and_concurrently_it_i
     let concurrent = ids.into_iter().next().unwrap_or_default();
     for placed in [&id, &concurrent] {
         let done = env.wait_final(&order, placed, T).await?;
-        assert_eq!(done["status"], "CONFIRMED", "{done}");
+        assert_eq!(done.order.status, OrderStatus::Confirmed, "{done:?}");
     }
     let initial: i64 = env
         .redis()
@@ -374,11 +386,14 @@ async fn one_idempotency_key_makes_one_order_however_often_and_concurrently_it_i
         status, 409,
         "without a key, a second cancel is too late: {body}"
     );
-    let cancelled = env.wait_status(&order, &id, "CANCELLED", T).await?;
-    let cancels = cancelled["history"].as_array().map_or(0, |h| {
-        h.iter().filter(|e| e["status"] == "CANCELLING").count()
-    });
-    assert_eq!(cancels, 1, "{cancelled}");
+    let cancelled = env
+        .wait_status(&order, &id, OrderStatus::Cancelled, T)
+        .await?;
+    let cancels = timeline(&cancelled)
+        .into_iter()
+        .filter(|&status| status == OrderStatus::Cancelling)
+        .count();
+    assert_eq!(cancels, 1, "{cancelled:?}");
 
     // A bad key is refused, naming the header and its limit.
     let long = "k".repeat(256);
@@ -548,7 +563,7 @@ async fn every_value_over_its_limit_is_refused_naming_the_field_and_the_limit() 
     }
     // Nothing of it was stored, and the service still serves.
     assert_eq!(order_count(&env, &order).await?, 1);
-    let view = env.get_order(&order, &id).await?.unwrap_or_default();
-    assert_eq!(view["status"], "PLACED");
+    let view = env.order(&order, &id).await?;
+    assert_eq!(view.order.status, OrderStatus::Placed);
     Ok(())
 }

@@ -9,7 +9,7 @@
 //! stop the cases of its batch) and fails at the end listing them all; once a batch check
 //! fails, the world is broken and later batches could not be judged, so the run stops there.
 //!
-//! Run: `cargo build --workspace --bins && cargo test -p saga-tests --test hostile`
+//! Run: `cargo build --workspace --bins && cargo test -p saga-tests --test it hostile::`
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use harness::broker::consume_n;
 use harness::http::metric;
+use harness::orders::timeline;
 use harness::{Endpoint, ServiceKind, TestEnv, eventually};
+use saga_domain::events::EventType;
+use saga_domain::order::OrderStatus;
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(20);
@@ -20,24 +23,30 @@ async fn cancelling_a_confirmed_order_releases_its_stock_once() -> anyhow::Resul
     let env = TestEnv::with_stock("cancel-confirmed", "pizza=10").await?;
     let (order, _inv, _notif) = env.start_all_in_process().await?;
     let id = env.place(&order, "pizza", 4).await?;
-    env.wait_status(&order, &id, "CONFIRMED", T).await?;
+    env.wait_status(&order, &id, OrderStatus::Confirmed, T)
+        .await?;
     assert_eq!(env.stock("pizza").await?, Some(6));
 
     let (status, body) = cancel(&env, &order, &id).await?;
     assert_eq!(status, 202, "{body}");
-    let o = env.wait_status(&order, &id, "CANCELLED", T).await?;
+    let o = env
+        .wait_status(&order, &id, OrderStatus::Cancelled, T)
+        .await?;
     assert_eq!(
         env.stock("pizza").await?,
         Some(10),
         "the compensation gave back exactly 4"
     );
-    let statuses: Vec<&str> = o["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(statuses, ["PLACED", "CONFIRMED", "CANCELLING", "CANCELLED"]);
+    let statuses = timeline(&o);
+    assert_eq!(
+        statuses,
+        [
+            OrderStatus::Placed,
+            OrderStatus::Confirmed,
+            OrderStatus::Cancelling,
+            OrderStatus::Cancelled
+        ]
+    );
 
     // Cancelling again is a conflict, and nothing moves.
     let (status, body) = cancel(&env, &order, &id).await?;
@@ -49,12 +58,12 @@ async fn cancelling_a_confirmed_order_releases_its_stock_once() -> anyhow::Resul
         json!({ "order_id": id }).to_string().as_bytes(),
     )
     .await?;
-    eventually("the duplicate release was handled", T, || async {
-        match env.depth(&env.topology.inventory_queue).await {
-            Ok(0) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
+    env.until_depth(
+        "the duplicate release was handled",
+        &env.topology.inventory_queue,
+        0,
+        T,
+    )
     .await?;
     let released = eventually("released notification", T, || async {
         let n = env
@@ -83,7 +92,7 @@ async fn a_cancel_that_overtakes_its_order_never_leaves_stock_reserved() -> anyh
     let order = env.start(ServiceKind::Order).await?;
     let id = env.place(&order, "sushi", 3).await?;
     let (status, _) = cancel(&env, &order, &id).await?;
-    assert_eq!(status, 202, "a PLACED order can be cancelled");
+    assert_eq!(status, 202, "a placed order can be cancelled");
 
     // The harder race: the cancel reaches inventory *before* its OrderPlaced. order-svc never
     // sends them in that order (one outbox, one channel), so stage it by hand in a second world.
@@ -98,20 +107,22 @@ async fn a_cancel_that_overtakes_its_order_never_leaves_stock_reserved() -> anyh
     let _inv2 = env2.start(ServiceKind::Inventory).await?;
 
     let _inv = env.start(ServiceKind::Inventory).await?;
-    let o = env.wait_status(&order, &id, "CANCELLED", T).await?;
-    assert_eq!(o["status"], "CANCELLED");
+    let o = env
+        .wait_status(&order, &id, OrderStatus::Cancelled, T)
+        .await?;
+    assert_eq!(o.order.status, OrderStatus::Cancelled);
     assert_eq!(
         env.stock("sushi").await?,
         Some(10),
         "nothing stays reserved for a cancelled order"
     );
 
-    eventually("the late order is absorbed", T, || async {
-        match env2.depth(&env2.topology.inventory_queue).await {
-            Ok(0) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
+    env2.until_depth(
+        "the late order is absorbed",
+        &env2.topology.inventory_queue,
+        0,
+        T,
+    )
     .await?;
     assert_eq!(
         env2.stock("sushi").await?,
@@ -126,10 +137,10 @@ async fn failed_orders_cannot_be_cancelled_and_unknown_ones_are_404() -> anyhow:
     let env = TestEnv::new("cancel-409").await?;
     let (order, _inv, _notif) = env.start_all_in_process().await?;
     let id = env.place(&order, "kebab", 1).await?;
-    env.wait_status(&order, &id, "FAILED", T).await?;
+    env.wait_status(&order, &id, OrderStatus::Failed, T).await?;
     let (status, body) = cancel(&env, &order, &id).await?;
     assert_eq!(status, 409);
-    assert_eq!(body["status"], "FAILED");
+    assert_eq!(body["status"], OrderStatus::Failed.as_str());
     let (status, _) = cancel(&env, &order, "no-such-order").await?;
     assert_eq!(status, 404);
     Ok(())
@@ -140,23 +151,13 @@ async fn the_timeline_shows_a_redelivery() -> anyhow::Result<()> {
     let env = TestEnv::new("timeline").await?;
     let mut order = env.start(ServiceKind::Order).await?;
     let id = env.place(&order, "burger", 1).await?;
-    eventually("OrderPlaced published", T, || async {
-        match env.depth(&env.topology.inventory_queue).await {
-            Ok(1) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await?;
+    env.until_depth("OrderPlaced published", &env.topology.inventory_queue, 1, T)
+        .await?;
     order.terminate(T).await?;
     let _inv = env.start(ServiceKind::Inventory).await?;
     let status_q = env.topology.order_status_queue.clone();
-    eventually("outcome waiting for order-svc", T, || async {
-        match env.depth(&status_q).await {
-            Ok(1) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await?;
+    env.until_depth("outcome waiting for order-svc", &status_q, 1, T)
+        .await?;
     // Take the outcome without acking and drop the connection: the broker requeues it, marked
     // redelivered, exactly as after a consumer crash.
     {
@@ -169,12 +170,14 @@ async fn the_timeline_shows_a_redelivery() -> anyhow::Result<()> {
         conn.close(200, "crash".into()).await?;
     }
     order.restart().await?;
-    let o = env.wait_status(&order, &id, "CONFIRMED", T).await?;
-    let last = &o["history"][1];
-    assert_eq!(last["event"], "InventoryReserved");
-    assert_eq!(last["redelivered"], true, "{o}");
-    assert_eq!(last["service"], "inventory-svc");
-    assert!(last["event_id"].as_str().is_some_and(|e| !e.is_empty()));
+    let o = env
+        .wait_status(&order, &id, OrderStatus::Confirmed, T)
+        .await?;
+    let last = &o.history[1];
+    assert_eq!(last.event, Some(EventType::InventoryReserved));
+    assert!(last.redelivered, "{o:?}");
+    assert_eq!(last.service, "inventory-svc");
+    assert!(!last.event_id.is_empty());
     Ok(())
 }
 
@@ -306,13 +309,8 @@ async fn the_webhook_sink_delivers_exactly_once_despite_two_failures() -> anyhow
         }
     })
     .await?;
-    eventually("notification recorded", T, || async {
-        match env.notifications_for(&id).await {
-            Ok(n) if n.len() == 1 => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await?;
+    env.until_notified("notification recorded", &id, 1, T)
+        .await?;
     let got = bodies.lock().unwrap().clone();
     assert_eq!(got.len(), 1, "delivered exactly once: {got:?}");
     assert_eq!(got[0]["order_id"], id);
@@ -336,22 +334,17 @@ async fn the_timeline_shows_a_dlq_hop_for_the_order() -> anyhow::Result<()> {
     env.publish_bare("order.placed", poison.as_bytes()).await?;
     let o = eventually("a DLQ hop on the order", T, || async {
         match env.get_order(&order, &id).await {
-            Ok(Some(o)) if o["dlq_hops"].as_array().is_some_and(|h| !h.is_empty()) => Ok(o),
+            Ok(Some(o)) if !o.dlq_hops.is_empty() => Ok(o),
             other => Err(format!("{other:?}")),
         }
     })
     .await?;
-    let hop = &o["dlq_hops"][0];
-    assert_eq!(hop["service"], "inventory-svc");
-    assert!(
-        hop["reason"]
-            .as_str()
-            .unwrap()
-            .contains("qty must be an integer"),
-        "{hop}"
-    );
+    let hop = &o.dlq_hops[0];
+    assert_eq!(hop.service, "inventory-svc");
+    assert!(hop.reason.contains("qty must be an integer"), "{hop:?}");
     assert_eq!(
-        o["status"], "CONFIRMED",
+        o.order.status,
+        OrderStatus::Confirmed,
         "a poison copy changes nothing else"
     );
     Ok(())

@@ -8,9 +8,10 @@
 
 use std::time::Duration;
 
-use harness::load::{LoadReport, Rng, place_orders, place_orders_paced};
+use harness::load::{LoadReport, fault_rng, place_orders, place_orders_paced};
 use harness::private::{PrivateBroker, PrivateRedis, close_all_connections};
 use harness::{ServiceKind, TestEnv, eventually};
+use saga_domain::order::OrderStatus;
 
 const ORDERS: usize = 300;
 const STOCK: usize = 150;
@@ -44,10 +45,14 @@ async fn assert_invariants(env: &TestEnv, expected_confirmed: Option<usize>) -> 
     })
     .await?;
     if let Some(expected) = expected_confirmed {
-        let confirmed = report.by_status.get("CONFIRMED").copied().unwrap_or(0);
+        let confirmed = report
+            .by_status
+            .get(OrderStatus::Confirmed.as_str())
+            .copied()
+            .unwrap_or(0);
         anyhow::ensure!(
             confirmed == expected,
-            "expected exactly {expected} CONFIRMED, got {confirmed}"
+            "expected exactly {expected} confirmed, got {confirmed}"
         );
     }
     Ok(())
@@ -71,11 +76,11 @@ async fn survive_kill9(victim: ServiceKind, test: &str) -> anyhow::Result<()> {
     let env = TestEnv::with_stock(test, &format!("widget={STOCK}")).await?;
     let (mut order, mut inv, mut notif) = env.start_all().await?;
     let load = load(order.url(""));
-    let mut rng = Rng::from_env(test);
+    let mut rng = fault_rng(test);
     let mut kills = 0;
     // At least five kills, and keep going while orders are still arriving.
     while kills < 5 || !load.is_finished() {
-        tokio::time::sleep(Duration::from_millis(rng.between(100, 700))).await;
+        tokio::time::sleep(Duration::from_millis(rng.u64(100..700))).await;
         let svc = match victim {
             ServiceKind::Order => &mut order,
             ServiceKind::Inventory => &mut inv,
@@ -83,7 +88,7 @@ async fn survive_kill9(victim: ServiceKind, test: &str) -> anyhow::Result<()> {
         };
         svc.kill9().await;
         kills += 1;
-        tokio::time::sleep(Duration::from_millis(rng.between(0, 300))).await;
+        tokio::time::sleep(Duration::from_millis(rng.u64(0..300))).await;
         svc.restart().await?;
     }
     let report = load.await?;
@@ -121,9 +126,9 @@ async fn broker_closing_every_connection_is_survived_without_restart() -> anyhow
     let (order, inv, notif) = env.start_all().await?;
     let pids = [order.pid(), inv.pid(), notif.pid()];
     let load = load(order.url(""));
-    let mut rng = Rng::from_env("close-conns");
+    let mut rng = fault_rng("close-conns");
     for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(rng.between(200, 800))).await;
+        tokio::time::sleep(Duration::from_millis(rng.u64(200..800))).await;
         close_all_connections(&env.vhost)?;
     }
     let report = load.await?;
@@ -190,7 +195,7 @@ async fn a_broker_restart_is_survived_and_orders_taken_meanwhile_complete() -> a
     assert_invariants(&env, Some(STOCK)).await?;
     for id in &during.accepted {
         let o = env.wait_final(&order, id, Duration::from_secs(5)).await?;
-        assert!(o["status"] == "CONFIRMED" || o["status"] == "FAILED");
+        assert!(o.order.status == OrderStatus::Confirmed || o.order.status == OrderStatus::Failed);
     }
     Ok(())
 }
@@ -358,7 +363,7 @@ async fn sigterm_stops_order_svc_even_while_the_broker_blocks_publishers() -> an
     order.restart().await?;
     for id in &waiting {
         let o = env.wait_final(&order, id, Duration::from_secs(30)).await?;
-        assert_eq!(o["status"], "CONFIRMED", "{o}");
+        assert_eq!(o.order.status, OrderStatus::Confirmed, "{o:?}");
     }
     assert_invariants(&env, None).await
 }
@@ -374,12 +379,12 @@ async fn kill9_of_redis_started_with_the_shipped_settings_loses_no_accepted_orde
         .insert("INITIAL_STOCK".into(), format!("widget={STOCK}"));
     let (order, _inv, _notif) = env.start_all().await?;
     let load = load(order.url(""));
-    let mut rng = Rng::from_env("redis-kill9");
-    tokio::time::sleep(Duration::from_millis(rng.between(800, 2500))).await;
+    let mut rng = fault_rng("redis-kill9");
+    tokio::time::sleep(Duration::from_millis(rng.u64(800..2500))).await;
 
     // No shutdown, no last flush: what a crash or the OOM killer does.
     redis.kill9().await?;
-    tokio::time::sleep(Duration::from_millis(rng.between(500, 2000))).await;
+    tokio::time::sleep(Duration::from_millis(rng.u64(500..2000))).await;
     redis.up().await?;
 
     let report = load.await?;
@@ -391,7 +396,10 @@ async fn kill9_of_redis_started_with_the_shipped_settings_loses_no_accepted_orde
     // Every 201 is still there (the checker below only sees orders Redis still has) and final.
     for id in &report.accepted {
         let o = env.wait_final(&order, id, SETTLE).await?;
-        assert!(o["status"] == "CONFIRMED" || o["status"] == "FAILED", "{o}");
+        assert!(
+            o.order.status == OrderStatus::Confirmed || o.order.status == OrderStatus::Failed,
+            "{o:?}"
+        );
     }
     assert_invariants(&env, Some(STOCK)).await?;
     eventually("the outbox drained", SETTLE, || async {

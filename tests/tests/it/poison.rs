@@ -12,6 +12,7 @@ use lapin::BasicProperties;
 use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use reqwest::Method;
+use saga_domain::order::OrderStatus;
 use saga_platform::amqp::topology::Topology;
 use serde_json::{Value, json};
 
@@ -89,7 +90,7 @@ async fn the_one_dead_letter(env: &TestEnv, what: &str) -> anyhow::Result<Taken>
     .await
 }
 
-/// The lab's flat OrderPlaced body.
+/// The lab's flat OrderPlaced body: a wire sample, its status spelt as the lab sends it.
 fn order_placed(order_id: &str, item: &str) -> Vec<u8> {
     json!({"order_id": order_id, "item": item, "qty": 1, "status": "PLACED"})
         .to_string()
@@ -135,13 +136,8 @@ async fn forged_retry_headers_are_ignored_and_never_hold_a_delivery() -> anyhow:
     }
     publish(&env, "order.placed", b"{not json", forged(true)).await?;
 
-    eventually("the three forged orders reserved", T, || async {
-        match env.stock("burger").await {
-            Ok(Some(7)) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await?;
+    env.until_stock("the three forged orders reserved", "burger", 7, T)
+        .await?;
     let dead = the_one_dead_letter(&env, "the poison one in the DLQ").await?;
     assert_eq!(dead.body, b"{not json", "the body is unchanged");
     assert!(dead.header("x-dlq-reason").is_some_and(|r| !r.is_empty()));
@@ -243,13 +239,8 @@ async fn a_message_the_broker_grows_past_the_frame_is_rescued_into_the_dlq_and_t
         FieldTable::default(),
     )
     .await?;
-    eventually("the next order reserved", T, || async {
-        match env.stock("burger").await.map_err(|e| e.to_string())? {
-            Some(n) if n == seeded - 1 => Ok(()),
-            other => Err(format!("burger available {other:?}")),
-        }
-    })
-    .await?;
+    env.until_stock("the next order reserved", "burger", seeded - 1, T)
+        .await?;
     unacked_back_to_zero(&env, &env.topology.inventory_queue).await?;
     assert!(!inv.log_contains("panicked"), "no panic");
     Ok(())
@@ -280,13 +271,8 @@ async fn a_body_over_the_limit_is_dead_lettered_unread_and_the_next_order_flows(
     let reason = dead.header("x-dlq-reason").unwrap_or_default();
     assert!(reason.contains("over the limit of 65536 bytes"), "{reason}");
     // The order behind it was served: inventory reserved it (one burger taken).
-    eventually("the next order reserved", T, || async {
-        match env.stock("burger").await.map_err(|e| e.to_string())? {
-            Some(n) if n == seeded - 1 => Ok(()),
-            other => Err(format!("burger available {other:?}")),
-        }
-    })
-    .await?;
+    env.until_stock("the next order reserved", "burger", seeded - 1, T)
+        .await?;
     unacked_back_to_zero(&env, &env.topology.inventory_queue).await?;
     Ok(())
 }
@@ -369,13 +355,8 @@ async fn a_redis_that_cannot_persist_is_an_outage_waited_out_never_dead_lettered
     inv.kill9().await;
     let id = env.place(&order, "burger", 1).await?;
     let queue = env.topology.inventory_queue.clone();
-    eventually("the OrderPlaced waiting", T, || async {
-        match env.depth(&queue).await {
-            Ok(1) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await?;
+    env.until_depth("the OrderPlaced waiting", &queue, 1, T)
+        .await?;
     let held = env.take_all(&queue).await?;
     inv.restart().await?;
     inv.wait_ready(T).await?;
@@ -413,7 +394,7 @@ async fn a_redis_that_cannot_persist_is_an_outage_waited_out_never_dead_lettered
 
     disk.fix_disk().await?;
     let o = env.wait_final(&order, &id, T).await?;
-    assert_eq!(o["status"], "CONFIRMED", "{o}");
+    assert_eq!(o.order.status, OrderStatus::Confirmed, "{o:?}");
     assert_eq!(env.stock("burger").await?, Some(9));
     assert_eq!(
         env.depth(&env.topology.dlq_queue).await?,
@@ -506,7 +487,11 @@ async fn a_queue_declared_with_other_arguments_stops_only_itself() -> anyhow::Re
     let (order, _inv, notif) = env.start_all().await?;
     let id = env.place(&order, "burger", 1).await?;
     let o = env.wait_final(&order, &id, T).await?;
-    assert_eq!(o["status"], "CONFIRMED", "orders still complete: {o}");
+    assert_eq!(
+        o.order.status,
+        OrderStatus::Confirmed,
+        "orders still complete: {o:?}"
+    );
 
     let named = format!("queue {queue}");
     let ready = eventually("notification-svc's /ready names the queue", T, || async {
@@ -551,7 +536,7 @@ async fn a_queue_declared_with_other_arguments_stops_only_itself() -> anyhow::Re
     );
     let id = env.place(&order, "burger", 1).await?;
     let o = env.wait_final(&order, &id, T).await?;
-    assert_eq!(o["status"], "CONFIRMED", "{o}");
+    assert_eq!(o.order.status, OrderStatus::Confirmed, "{o:?}");
     Ok(())
 }
 

@@ -188,52 +188,9 @@ async fn one_order(
     }
 }
 
-/// A tiny seeded generator (xorshift), so a fault schedule can be replayed from its seed.
-pub struct Rng(u64);
-
-impl Rng {
-    /// Seed from `FAULT_SEED` if set, else from the clock; the seed is printed either way.
-    pub fn from_env(test: &str) -> Self {
-        let seed = std::env::var("FAULT_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(1)
-            });
-        eprintln!("{test}: fault schedule seed {seed} (rerun with FAULT_SEED={seed})");
-        Self(seed.max(1))
-    }
-
-    /// A generator of its own from `seed` (e.g. drawn from another one).
-    pub fn seeded(seed: u64) -> Self {
-        Self(seed.max(1))
-    }
-
-    /// A number in `lo..hi`.
-    pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        lo + self.0 % (hi - lo).max(1)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_seed_replays_the_same_schedule() {
-        let draw = |seed| {
-            let mut rng = Rng::seeded(seed);
-            (0..5).map(|_| rng.between(10, 20)).collect::<Vec<_>>()
-        };
-        assert_eq!(draw(42), draw(42));
-        assert!(draw(42).iter().all(|n| (10..20).contains(n)));
-    }
 
     #[test]
     fn a_run_counts_refusals_and_keeps_the_first_error() {

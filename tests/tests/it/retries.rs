@@ -9,6 +9,7 @@ use harness::http::metric;
 use harness::process::bin_dir;
 use harness::{TestEnv, eventually};
 use redis::AsyncCommands;
+use saga_domain::order::OrderStatus;
 use saga_platform::amqp::topology::Topology;
 use serde_json::{Value, json};
 
@@ -73,7 +74,7 @@ async fn a_handler_failure_is_retried_then_dead_lettered_and_replay_completes_it
     // Orders for other items flow while the pizza order is being retried.
     let fine = env.place(&order, "burger", 2).await?;
     let o = env.wait_final(&order, &fine, T).await?;
-    assert_eq!(o["status"], "CONFIRMED", "{o}");
+    assert_eq!(o.order.status, OrderStatus::Confirmed, "{o:?}");
 
     let dead = the_one_in_the_dlq(&env, "the failing order in the DLQ").await?;
     let headers = &dead["properties"]["headers"];
@@ -93,10 +94,10 @@ async fn a_handler_failure_is_retried_then_dead_lettered_and_replay_completes_it
         .get_order(&order, &stuck)
         .await?
         .expect("the order exists");
-    assert_eq!(o["status"], "PLACED");
-    let hops = o["dlq_hops"].as_array().cloned().unwrap_or_default();
-    assert_eq!(hops.len(), 1, "{o}");
-    assert!(hops[0]["reason"].as_str().unwrap_or("").contains("compare"));
+    assert_eq!(o.order.status, OrderStatus::Placed);
+    let hops = &o.dlq_hops;
+    assert_eq!(hops.len(), 1, "{o:?}");
+    assert!(hops[0].reason.contains("compare"));
     assert_eq!(
         env.depth(&Topology::retry_queue(&env.topology.inventory_queue))
             .await?,
@@ -129,7 +130,7 @@ async fn a_handler_failure_is_retried_then_dead_lettered_and_replay_completes_it
         String::from_utf8_lossy(&out.stderr)
     );
     let o = env.wait_final(&order, &stuck, T).await?;
-    assert_eq!(o["status"], "CONFIRMED", "{o}");
+    assert_eq!(o.order.status, OrderStatus::Confirmed, "{o:?}");
     assert_eq!(env.depth(&env.topology.dlq_queue).await?, 0);
     assert_eq!(env.stock("pizza").await?, Some(4));
     Ok(())
@@ -145,20 +146,15 @@ async fn a_message_waiting_in_the_retry_queue_survives_kill9_of_its_service() ->
 
     let id = env.place(&order, "pizza", 2).await?;
     let retry_queue = Topology::retry_queue(&env.topology.inventory_queue);
-    eventually("the order parked in the retry queue", T, || async {
-        match env.depth(&retry_queue).await {
-            Ok(1) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await?;
+    env.until_depth("the order parked in the retry queue", &retry_queue, 1, T)
+        .await?;
     inv.kill9().await;
     // While nobody consumes, the data is fixed; the parked message comes back by itself.
     fix_pizza(&env).await?;
     inv.restart().await?;
 
     let o = env.wait_final(&order, &id, T).await?;
-    assert_eq!(o["status"], "CONFIRMED", "{o}");
+    assert_eq!(o.order.status, OrderStatus::Confirmed, "{o:?}");
     assert_eq!(env.stock("pizza").await?, Some(3));
     assert_eq!(
         env.depth(&env.topology.dlq_queue).await?,
@@ -201,13 +197,8 @@ async fn a_parked_message_whose_work_queue_is_gone_when_its_delay_ends_is_not_lo
         Topology::retry_queue(&inventory),
         Topology::retry_due_queue(&inventory),
     );
-    eventually("the order parked in the retry queue", T, || async {
-        match env.depth(&retry_queue).await {
-            Ok(1) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await?;
+    env.until_depth("the order parked in the retry queue", &retry_queue, 1, T)
+        .await?;
     // Nobody runs (every service declares the topology, so any of them would put the work
     // queue back), and the operator deletes the work queue while the message waits.
     for service in [&mut order, &mut inv, &mut notif] {
@@ -226,13 +217,8 @@ async fn a_parked_message_whose_work_queue_is_gone_when_its_delay_ends_is_not_lo
         r.status()
     );
     // The delay ends with the work queue still gone: the message waits on the way back.
-    eventually("the message on the retry queue's way back", T, || async {
-        match env.depth(&way_back).await {
-            Ok(1) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await?;
+    env.until_depth("the message on the retry queue's way back", &way_back, 1, T)
+        .await?;
     assert!(
         env.depth(&inventory).await.is_err(),
         "the work queue is still gone"
@@ -243,7 +229,7 @@ async fn a_parked_message_whose_work_queue_is_gone_when_its_delay_ends_is_not_lo
         service.restart().await?;
     }
     let o = env.wait_final(&order, &id, T).await?;
-    assert_eq!(o["status"], "CONFIRMED", "{o}");
+    assert_eq!(o.order.status, OrderStatus::Confirmed, "{o:?}");
     assert_eq!(env.stock("pizza").await?, Some(4));
     assert_eq!(env.depth(&env.topology.dlq_queue).await?, 0);
     assert_eq!(env.depth(&way_back).await?, 0);

@@ -2,12 +2,15 @@
 //! saga's real state, under the field names the lab drills rely on.
 //!
 //! The `sagactl` binary is run as a script runs it (from the target directory, configured by
-//! environment only), and its stdout is parsed as one JSON document.
+//! environment only), and its stdout is parsed as one JSON document. It stays raw JSON here,
+//! since that is the contract a script reads; the statuses in it are the domain's spelling
+//! (`OrderStatus::as_str`), not literals of our own.
 
 use std::process::Output;
 use std::time::Duration;
 
 use harness::{Endpoint, TestEnv, eventually};
+use saga_domain::order::OrderStatus;
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(20);
@@ -71,7 +74,7 @@ async fn json_documents_tell_the_real_state_of_orders_stock_queues_and_the_dlq()
 
     let o = ctl.json(&["order", "get", &confirmed]).await?;
     assert_eq!(o["order_id"], confirmed.as_str(), "{o}");
-    assert_eq!(o["status"], "CONFIRMED", "{o}");
+    assert_eq!(o["status"], OrderStatus::Confirmed.as_str(), "{o}");
     assert_eq!(
         (o["item"].as_str(), o["qty"].as_i64()),
         (Some("burger"), Some(3))
@@ -81,7 +84,14 @@ async fn json_documents_tell_the_real_state_of_orders_stock_queues_and_the_dlq()
         .as_array()
         .map(|h| h.iter().map(|e| &e["status"]).collect())
         .unwrap_or_default();
-    assert_eq!(history, ["PLACED", "CONFIRMED"], "{o}");
+    assert_eq!(
+        history,
+        [
+            OrderStatus::Placed.as_str(),
+            OrderStatus::Confirmed.as_str()
+        ],
+        "{o}"
+    );
 
     let page = ctl.json(&["order", "list", "--limit", "10"]).await?;
     assert_eq!(
@@ -98,10 +108,13 @@ async fn json_documents_tell_the_real_state_of_orders_stock_queues_and_the_dlq()
         })
         .unwrap_or_default();
     assert!(
-        listed.contains(&(confirmed.as_str(), "CONFIRMED")),
+        listed.contains(&(confirmed.as_str(), OrderStatus::Confirmed.as_str())),
         "{page}"
     );
-    assert!(listed.contains(&(failed.as_str(), "FAILED")), "{page}");
+    assert!(
+        listed.contains(&(failed.as_str(), OrderStatus::Failed.as_str())),
+        "{page}"
+    );
     let failed_order = ctl.json(&["order", "get", &failed]).await?;
     assert!(
         failed_order["reason"]
@@ -145,7 +158,8 @@ async fn json_documents_tell_the_real_state_of_orders_stock_queues_and_the_dlq()
     assert_eq!(inventory_queue["consumers"], 1, "{queues}");
     assert_eq!(ctl.queue_depth("dlq_queue").await?, 0);
 
-    // A poison OrderPlaced (no qty): the DLQ depth, the entry and its reason, as JSON.
+    // A poison OrderPlaced (no qty), a wire sample: the DLQ depth, the entry and its reason, as
+    // JSON.
     let poison = br#"{"order_id":"poison-ctl-json","item":"burger","status":"PLACED"}"#;
     env.publish_bare("order.placed", poison).await?;
     eventually("the poison message in the DLQ", T, || async {
@@ -192,13 +206,25 @@ async fn json_documents_tell_the_real_state_of_orders_stock_queues_and_the_dlq()
     assert_eq!(check["ok"], true, "{check}");
     assert_eq!(check["prefix"], env.prefix.as_str());
     assert_eq!(check["orders"], 2, "{check}");
-    assert_eq!(check["by_status"]["CONFIRMED"], 1, "{check}");
-    assert_eq!(check["by_status"]["FAILED"], 1, "{check}");
+    assert_eq!(
+        check["by_status"][OrderStatus::Confirmed.as_str()],
+        1,
+        "{check}"
+    );
+    assert_eq!(
+        check["by_status"][OrderStatus::Failed.as_str()],
+        1,
+        "{check}"
+    );
     assert_eq!(check["dlq_messages"], 1, "{check}");
     assert_eq!(check["violations"], serde_json::json!([]), "{check}");
 
     let explained = ctl.json(&["explain", &confirmed]).await?;
-    assert_eq!(explained["journey"]["status"], "CONFIRMED", "{explained}");
+    assert_eq!(
+        explained["journey"]["status"],
+        OrderStatus::Confirmed.as_str(),
+        "{explained}"
+    );
     assert_eq!(
         explained["timeline"]["reservation"]["state"], "reserved",
         "{explained}"

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use harness::{ServiceProcess, TestEnv, eventually};
 use reqwest::Method;
+use saga_domain::order::OrderStatus;
 use saga_platform::amqp::topology::Topology;
 
 const T: Duration = Duration::from_secs(30);
@@ -42,7 +43,7 @@ async fn an_order_completes(
     let pids: Vec<Option<u32>> = services.iter().map(|s| s.pid()).collect();
     let id = env.place(order, "burger", 1).await?;
     let o = env.wait_final(order, &id, T).await?;
-    assert_eq!(o["status"], "CONFIRMED", "{o}");
+    assert_eq!(o.order.status, OrderStatus::Confirmed, "{o:?}");
     let after: Vec<Option<u32>> = services.iter().map(|s| s.pid()).collect();
     assert_eq!(pids, after, "no service was restarted");
     assert!(after.iter().all(Option::is_some));

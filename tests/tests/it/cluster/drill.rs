@@ -5,7 +5,7 @@
 //! both faults.
 //!
 //! The schedule is random but seeded (`FAULT_SEED`), printed with the results. The Redis fault
-//! is a partition followed by a crash ([`crate::partition`]), because a crash alone on one
+//! is a partition followed by a crash ([`harness::partition`]), because a crash alone on one
 //! machine loses nothing (the kernel delivers what the dead master had written): it is the
 //! master answering while its replicas cannot hear it that `WAIT` exists for.
 
@@ -17,19 +17,19 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use lapin::BasicProperties;
+use saga_client::{Answer, OrderClient, order_body};
 use saga_platform::amqp::topology::Topology;
 use saga_platform::redis::store::Keys;
 use serde_json::{Value, json};
-use testkit::OrderClient;
-use testkit::orders::{Answer, order_body};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::cluster::Cluster;
-use crate::eventually;
-use crate::http::metric;
-use crate::load::Rng;
-use crate::partition::Partition;
+use fastrand::Rng;
+use harness::cluster::Cluster;
+use harness::eventually;
+use harness::http::metric;
+use harness::load::fault_rng;
+use harness::partition::Partition;
 
 /// Items the drill orders, all four of the default stock.
 const ITEMS: [&str; 4] = ["burger", "pizza", "sushi", "salad"];
@@ -240,8 +240,8 @@ impl Log {
 /// The drill could not be carried out (a node would not come back, the checker could not
 /// read); broken invariants are in the report, not errors.
 pub async fn run(cluster: &Cluster, drill: Drill, test: &str) -> anyhow::Result<DrillReport> {
-    let mut rng = Rng::from_env(test);
-    let seed = rng.between(1, u64::MAX);
+    let mut rng = fault_rng(test);
+    let seed = rng.u64(1..);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;
@@ -259,7 +259,7 @@ pub async fn run(cluster: &Cluster, drill: Drill, test: &str) -> anyhow::Result<
         urls[0].clone(),
         cluster.setting("RABBITMQ_URL"),
         drill,
-        Rng::seeded(rng.between(1, u64::MAX)),
+        Rng::with_seed(rng.u64(1..)),
         log.clone(),
     ));
     let watching = tokio_util::sync::CancellationToken::new();
@@ -438,11 +438,11 @@ async fn load(
     for _ in 0..drill.orders {
         tick.tick().await;
         let plan = Plan {
-            item: ITEMS[rng.between(0, ITEMS.len() as u64) as usize],
-            qty: rng.between(1, 4),
-            cancel_after: (rng.between(0, 100) < drill.cancel_percent)
-                .then(|| Duration::from_millis(rng.between(0, 800))),
-            duplicate: rng.between(0, 100) < drill.duplicate_percent,
+            item: ITEMS[rng.usize(..ITEMS.len())],
+            qty: rng.u64(1..4),
+            cancel_after: (rng.u64(0..100) < drill.cancel_percent)
+                .then(|| Duration::from_millis(rng.u64(0..800))),
+            duplicate: rng.u64(0..100) < drill.duplicate_percent,
         };
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             break;
@@ -484,6 +484,7 @@ async fn one_order(client: &OrderClient, amqp_url: &str, plan: Plan) -> LoadOutc
     };
     outcome.accepted.push(id.clone());
     if plan.duplicate {
+        // The lab's flat OrderPlaced, a wire sample as its producer sends it.
         let raw = json!({"order_id": id, "item": plan.item, "qty": plan.qty,
                          "student_id": "drill", "status": "PLACED"});
         if publish_raw(amqp_url, raw.to_string().as_bytes()).await {
@@ -550,9 +551,9 @@ struct FaultsOutcome {
 /// the broker is whole while the master is alone: a front door held back by a struggling broker
 /// (503 busy) would take fewer orders during the partition and test less. Times from `rng`.
 async fn faults(cluster: &Cluster, rng: &mut Rng, log: &Log) -> anyhow::Result<FaultsOutcome> {
-    let rabbit_kill_at = Duration::from_millis(rng.between(2_000, 3_500));
-    let rabbit_down_for = Duration::from_millis(rng.between(2_000, 4_000));
-    let redis_fault_after = Duration::from_millis(rng.between(500, 2_000));
+    let rabbit_kill_at = Duration::from_millis(rng.u64(2_000..3_500));
+    let rabbit_down_for = Duration::from_millis(rng.u64(2_000..4_000));
+    let redis_fault_after = Duration::from_millis(rng.u64(500..2_000));
 
     log.until(rabbit_kill_at).await;
     let (rabbit, node_name) = leader_of(cluster, "inventory_queue").await?;
@@ -652,7 +653,7 @@ async fn redis_partition_then_crash(cluster: &Cluster, log: &Log) -> anyhow::Res
         Duration::from_secs(10),
         || async {
             for port in &replicas {
-                let info = crate::private::replication_info(*port)
+                let info = harness::private::replication_info(*port)
                     .await
                     .map_err(|e| e.to_string())?;
                 let through = format!("master_port:{}", partition.addr.port());
@@ -673,7 +674,7 @@ async fn redis_partition_then_crash(cluster: &Cluster, log: &Log) -> anyhow::Res
     // failover-timeout; if that happened, the replicas saw every write and the cut meant nothing.
     let mut held = true;
     for port in &replicas {
-        let info = crate::private::replication_info(*port).await?;
+        let info = harness::private::replication_info(*port).await?;
         held &= info.contains(&format!("master_port:{}", partition.addr.port()));
     }
     let at = log.now();

@@ -7,10 +7,12 @@
 //! doubled; a cluster that loses its majority makes `/ready` say so. The same drill with `WAIT`
 //! switched off is `#[ignore]`d: a demonstration, run by hand (see docs/SCALING.md).
 
+mod drill;
+
 use std::time::Duration;
 
+use drill::Drill;
 use harness::cluster::Cluster;
-use harness::drill::{self, Drill};
 use harness::eventually;
 use harness::process::bin_dir;
 use lapin::options::QueueDeclareOptions;
@@ -58,7 +60,7 @@ async fn the_cluster_profile_runs_the_lab_and_survives_a_failover() -> anyhow::R
 /// `WAIT` when the master dies cut off from its replicas. A demonstration: it prints what the
 /// checker found and fails only if the drill could not be run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "a demonstration (about 3 minutes): cargo test -p saga-tests --test cluster -- --ignored"]
+#[ignore = "a demonstration (about 3 minutes): cargo test -p saga-tests --test it cluster:: -- --ignored"]
 async fn without_wait_a_failover_takes_back_acknowledged_writes() -> anyhow::Result<()> {
     let cluster = Cluster::up(
         "nowait",
@@ -204,6 +206,7 @@ async fn an_outage_with_churn_dead_letters_nothing(cluster: &Cluster) -> anyhow:
         .confirm_select(lapin::options::ConfirmSelectOptions::default())
         .await?;
     for i in 0..ORDERS {
+        // The lab's flat OrderPlaced, a wire sample as its producer sends it.
         let body = serde_json::json!({
             "order_id": format!("churn-{i}"), "item": "salad", "qty": 1, "status": "PLACED"
         });

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use harness::broker::consume_n;
+use harness::orders::timeline;
 use harness::{ServiceKind, TestEnv, eventually};
+use saga_domain::order::OrderStatus;
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(20);
@@ -16,15 +18,10 @@ async fn happy_path_confirms_reserves_and_notifies_once() -> anyhow::Result<()> 
 
     let id = env.place(&order, "burger", 3).await?;
     let o = env.wait_final(&order, &id, T).await?;
-    assert_eq!(o["status"], "CONFIRMED", "{o}");
+    assert_eq!(o.order.status, OrderStatus::Confirmed, "{o:?}");
     assert_eq!(env.stock("burger").await?, Some(before - 3));
-    let history: Vec<&str> = o["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(history, ["PLACED", "CONFIRMED"]);
+    let history = timeline(&o);
+    assert_eq!(history, [OrderStatus::Placed, OrderStatus::Confirmed]);
 
     let notes = eventually("one notification", T, || async {
         let n = env
@@ -51,16 +48,20 @@ async fn unknown_item_and_insufficient_stock_fail_with_a_reason() -> anyhow::Res
     let unknown = env.place(&order, "kebab", 1).await?;
     let too_many = env.place(&order, "sushi", 3).await?;
     let o = env.wait_final(&order, &unknown, T).await?;
-    assert_eq!(o["status"], "FAILED");
+    assert_eq!(o.order.status, OrderStatus::Failed);
     assert!(
-        o["reason"].as_str().unwrap().contains("unknown item"),
-        "{o}"
+        o.order.reason.as_deref().unwrap().contains("unknown item"),
+        "{o:?}"
     );
     let o = env.wait_final(&order, &too_many, T).await?;
-    assert_eq!(o["status"], "FAILED");
+    assert_eq!(o.order.status, OrderStatus::Failed);
     assert!(
-        o["reason"].as_str().unwrap().contains("insufficient stock"),
-        "{o}"
+        o.order
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("insufficient stock"),
+        "{o:?}"
     );
     assert_eq!(
         env.stock("sushi").await?,
@@ -139,19 +140,13 @@ async fn poison_goes_to_the_dlq_with_its_reason_and_does_not_block() -> anyhow::
     }
     let good = env.place(&order, "pizza", 1).await?;
     assert_eq!(
-        env.wait_final(&order, &good, T).await?["status"],
-        "CONFIRMED",
+        env.wait_final(&order, &good, T).await?.order.status,
+        OrderStatus::Confirmed,
         "the valid order behind them is served"
     );
 
     let dlq = &env.topology.dlq_queue;
-    eventually("4 messages in the DLQ", T, || async {
-        match env.depth(dlq).await {
-            Ok(4) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await?;
+    env.until_depth("4 messages in the DLQ", dlq, 4, T).await?;
     let taken = env.take_all(dlq).await?;
     for (body, reason) in poison {
         let m = taken
@@ -188,24 +183,17 @@ async fn a_backlog_waits_in_the_queue_and_drains_when_inventory_returns() -> any
         ids.push(env.place(&order, "salad", 1).await?);
     }
     let queue = env.topology.inventory_queue.clone();
-    eventually("20 orders waiting in inventory_queue", T, || async {
-        match env.depth(&queue).await {
-            Ok(20) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await?;
+    env.until_depth("20 orders waiting in inventory_queue", &queue, 20, T)
+        .await?;
 
     let _inv = env.start(ServiceKind::Inventory).await?;
-    eventually("inventory_queue drained", T, || async {
-        match env.depth(&queue).await {
-            Ok(0) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await?;
+    env.until_depth("inventory_queue drained", &queue, 0, T)
+        .await?;
     for id in &ids {
-        assert_eq!(env.wait_final(&order, id, T).await?["status"], "CONFIRMED");
+        assert_eq!(
+            env.wait_final(&order, id, T).await?.order.status,
+            OrderStatus::Confirmed
+        );
     }
     Ok(())
 }
@@ -280,7 +268,7 @@ async fn bad_http_input_gets_a_json_4xx_and_the_service_keeps_serving() -> anyho
     // Still serving.
     let (status, body) = env.post_order(&order, "burger", 1).await?;
     assert_eq!(status, 201, "{body}");
-    assert_eq!(body["status"], "PLACED");
+    assert_eq!(body["status"], OrderStatus::Placed.as_str());
     Ok(())
 }
 
@@ -296,16 +284,19 @@ async fn with_stock_s_and_n_greater_unit_orders_exactly_s_confirm() -> anyhow::R
     let mut confirmed = 0;
     for id in &ids {
         let o = env.wait_final(&order, id, T).await?;
-        if o["status"] == "CONFIRMED" {
+        if o.order.status == OrderStatus::Confirmed {
             confirmed += 1;
         } else {
-            assert_eq!(o["status"], "FAILED");
+            assert_eq!(o.order.status, OrderStatus::Failed);
         }
     }
     assert_eq!(confirmed, S);
     assert_eq!(env.stock("widget").await?, Some(0));
     let listed = env
-        .get_json(&order.url("/orders?status=CONFIRMED&limit=1000"))
+        .get_json(&order.url(&format!(
+            "/orders?status={}&limit=1000",
+            OrderStatus::Confirmed.as_str()
+        )))
         .await?;
     assert_eq!(listed["total"], json!(S));
     // A plain GET /orders is the classic lab's list: a bare array (its drills read it so).
@@ -387,14 +378,17 @@ async fn after_a_burst_past_the_high_water_mark_the_outbox_drains_and_orders_are
     let load = harness::load::place_orders(order.url(""), "widget", N, 32, T).await;
     assert_eq!(load.accepted.len(), N, "every order is taken in the end");
 
-    eventually("no order still PLACED", T, || async {
+    eventually("no order still placed", T, || async {
         let listed = env
-            .get_json(&order.url("/orders?status=PLACED&limit=1"))
+            .get_json(&order.url(&format!(
+                "/orders?status={}&limit=1",
+                OrderStatus::Placed.as_str()
+            )))
             .await
             .map_err(|e| e.to_string())?;
         match listed["total"].as_u64() {
             Some(0) => Ok(()),
-            other => Err(format!("{other:?} still PLACED")),
+            other => Err(format!("{other:?} still placed")),
         }
     })
     .await?;
@@ -454,8 +448,14 @@ async fn sagactl_load_places_every_order_and_waits_until_each_is_final() -> anyh
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("accepted  40 (201)"), "{stdout}");
-    assert!(stdout.contains("CONFIRMED 30"), "{stdout}");
-    assert!(stdout.contains("FAILED 10"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{} 30", OrderStatus::Confirmed.as_str())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{} 10", OrderStatus::Failed.as_str())),
+        "{stdout}"
+    );
     assert_eq!(env.stock("widget").await?, Some(0));
     Ok(())
 }

@@ -3,10 +3,9 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use saga_domain::order::OrderStatus;
+use saga_domain::view::{OrderAck, OrderView};
+use serde::Deserialize;
 use serde_json::{Value, json};
-
-use crate::poll::eventually;
 
 /// What one `POST /order` came to.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,7 +93,8 @@ impl OrderClient {
         Ok((status, response.json().await.unwrap_or(Value::Null)))
     }
 
-    /// `POST /order`; the status code and the JSON body.
+    /// `POST /order`; the status code and the JSON body (raw: a refusal's body is whatever the
+    /// service said, and that is what a caller checks).
     ///
     /// # Errors
     /// order-svc unreachable.
@@ -112,10 +112,9 @@ impl OrderClient {
     pub async fn place(&self, item: &str, qty: i64) -> anyhow::Result<String> {
         let (status, body) = self.post_order(item, qty).await?;
         anyhow::ensure!(status == 201, "POST /order answered {status}: {body}");
-        body["order_id"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow::anyhow!("no order_id in {body}"))
+        let ack = OrderAck::deserialize(&body)
+            .map_err(|e| anyhow::anyhow!("not an order's acknowledgement ({e}): {body}"))?;
+        Ok(ack.order_id)
     }
 
     /// `POST /order/{id}/cancel` with a reason; the status code and the JSON body.
@@ -132,11 +131,11 @@ impl OrderClient {
         Ok((r.status().as_u16(), r.json().await.unwrap_or(Value::Null)))
     }
 
-    /// `GET /order/{id}` body, or `None` on 404.
+    /// `GET /order/{id}` as the domain's view, or `None` on 404.
     ///
     /// # Errors
-    /// order-svc unreachable or another status.
-    pub async fn get(&self, id: &str) -> anyhow::Result<Option<Value>> {
+    /// order-svc unreachable, another status, or a body that is not an order.
+    pub async fn get(&self, id: &str) -> anyhow::Result<Option<OrderView>> {
         let r = self
             .http
             .get(format!("{}/order/{id}", self.base))
@@ -147,49 +146,6 @@ impl OrderClient {
             404 => Ok(None),
             s => anyhow::bail!("GET /order/{id} answered {s}"),
         }
-    }
-
-    /// Wait until the order reaches a final status; the order.
-    ///
-    /// # Errors
-    /// It did not within `timeout`.
-    pub async fn wait_final(&self, id: &str, timeout: Duration) -> anyhow::Result<Value> {
-        self.wait_until(id, "final", timeout, |status| {
-            status.is_some_and(OrderStatus::is_final)
-        })
-        .await
-    }
-
-    /// Wait until the order has exactly `status`; the order.
-    ///
-    /// # Errors
-    /// It did not within `timeout`.
-    pub async fn wait_status(
-        &self,
-        id: &str,
-        status: &str,
-        timeout: Duration,
-    ) -> anyhow::Result<Value> {
-        let wanted = OrderStatus::parse(status);
-        self.wait_until(id, status, timeout, |now| now.is_some() && now == wanted)
-            .await
-    }
-
-    async fn wait_until(
-        &self,
-        id: &str,
-        what: &str,
-        timeout: Duration,
-        done: impl Fn(Option<OrderStatus>) -> bool,
-    ) -> anyhow::Result<Value> {
-        eventually(&format!("order {id} {what}"), timeout, || async {
-            match self.get(id).await {
-                Ok(Some(o)) if done(o["status"].as_str().and_then(OrderStatus::parse)) => Ok(o),
-                Ok(o) => Err(format!("{o:?}")),
-                Err(e) => Err(e.to_string()),
-            }
-        })
-        .await
     }
 }
 

@@ -1,0 +1,30 @@
+//! The integration suite, one test binary: each module is one part of the specification, run
+//! against the real binaries, a real RabbitMQ and a real Redis, each test in a world of its own
+//! (vhost and Redis prefix; see `harness::TestEnv`).
+//!
+//! One binary, so that the workspace links the test code once rather than once per file. Run
+//! one part with a filter on its module: `cargo test -p saga-tests --test it saga::`.
+//!
+//! - [`saga`]: the saga end to end; [`compensation`]: cancel and compensation; [`retries`]: the
+//!   retry policy; [`edge`]: the front door and the outbox under hostile input; [`poison`]:
+//!   hostile messages and broker state; [`hostile`]: the seeded hostile-input suite.
+//! - [`faults`]: invariants under real faults; [`healing`]: the topology heals itself;
+//!   [`replication`]: acknowledged means replicated; [`cluster`]: the cluster profile and the
+//!   failover drill.
+//! - [`sagactl_json`]: what scripts read; [`board`]: the classroom board in a real browser;
+//!   [`security`]: who may change state; [`compose`]: the Compose profile against the binaries.
+
+mod board;
+mod cluster;
+mod compensation;
+mod compose;
+mod edge;
+mod faults;
+mod healing;
+mod hostile;
+mod poison;
+mod replication;
+mod retries;
+mod saga;
+mod sagactl_json;
+mod security;
