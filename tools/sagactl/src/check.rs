@@ -264,15 +264,44 @@ pub async fn read_statuses(redis: &Redis, keys: &Keys) -> anyhow::Result<OrderSt
 /// # Errors
 /// Redis unreachable, or a reply that is not what the layout promises.
 pub async fn read_ledger(redis: &Redis, keys: &Keys) -> anyhow::Result<Ledger> {
-    let mut conn = redis.clone();
-    let record_prefix = keys.reservation("");
-    let mut record_keys: Vec<String> = Vec::new();
-    {
-        let mut scan = conn.scan_match::<_, String>(keys.reservation("*")).await?;
-        while let Some(key) = scan.next_item().await {
-            record_keys.push(key?);
+    // SCAN cannot run inside MULTI, so the records' keys are listed first. A reservation made
+    // between that list and the MULTI would be in the books but not among the records (a false
+    // "books say 4, records add up to 2" under load). Records are never deleted, so listing
+    // again afterwards tells: if no key appeared, none appeared before the MULTI either.
+    const ATTEMPTS: usize = 5;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let listed = reservation_keys(redis, keys).await?;
+        let ledger = read_ledger_of(redis, keys, &listed).await?;
+        let again = reservation_keys(redis, keys).await?;
+        if again.len() == listed.len() || attempt == ATTEMPTS {
+            return Ok(ledger);
         }
     }
+}
+
+/// Every reservation record's key, in one SCAN.
+async fn reservation_keys(redis: &Redis, keys: &Keys) -> anyhow::Result<Vec<String>> {
+    let mut conn = redis.clone();
+    let mut record_keys: Vec<String> = Vec::new();
+    let mut scan = conn.scan_match::<_, String>(keys.reservation("*")).await?;
+    while let Some(key) = scan.next_item().await {
+        record_keys.push(key?);
+    }
+    record_keys.sort();
+    record_keys.dedup();
+    Ok(record_keys)
+}
+
+/// The books and the records of `record_keys`, read in one MULTI/EXEC.
+async fn read_ledger_of(
+    redis: &Redis,
+    keys: &Keys,
+    record_keys: &[String],
+) -> anyhow::Result<Ledger> {
+    let mut conn = redis.clone();
+    let record_prefix = keys.reservation("");
     // One MULTI/EXEC: the reserve and release scripts are atomic too, so the books and the
     // records are read at one consistent moment and always agree when nothing is broken.
     let mut pipe = redis::pipe();
@@ -281,7 +310,7 @@ pub async fn read_ledger(redis: &Redis, keys: &Keys) -> anyhow::Result<Ledger> {
         .hgetall(keys.stock_initial())
         .hgetall(keys.stock_reserved())
         .hgetall(keys.stock_released());
-    for key in &record_keys {
+    for key in record_keys {
         pipe.hgetall(key);
     }
     let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
