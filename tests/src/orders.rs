@@ -82,7 +82,7 @@ impl TestEnv {
         id: &str,
         timeout: Duration,
     ) -> anyhow::Result<OrderView> {
-        self.wait_order(order_svc, id, "final", timeout, OrderStatus::is_final)
+        self.wait_order(order_svc, id, "final", timeout, OrderStatus::is_decided)
             .await
     }
 

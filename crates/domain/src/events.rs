@@ -12,7 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{Item, OrderId, Qty, StudentId};
-use crate::order::ReservationState;
+use crate::order::{OrderStatus, ReservationState};
 use crate::wire::{self, InventoryOutcomeBody, Malformed};
 
 /// Every event of the saga, with its routing key and its AMQP `type` name. In JSON (an order's
@@ -24,15 +24,18 @@ pub enum EventType {
     InventoryReserved,
     InventoryFailed,
     InventoryReleased,
+    /// An order's status changed (every transition, order-svc's outbox).
+    OrderStatusUpdated,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 5] = [
+    pub const ALL: [EventType; 6] = [
         Self::OrderPlaced,
         Self::OrderCancelled,
         Self::InventoryReserved,
         Self::InventoryFailed,
         Self::InventoryReleased,
+        Self::OrderStatusUpdated,
     ];
 
     pub fn routing_key(self) -> &'static str {
@@ -42,6 +45,7 @@ impl EventType {
             Self::InventoryReserved => "inventory.reserved",
             Self::InventoryFailed => "inventory.failed",
             Self::InventoryReleased => "inventory.released",
+            Self::OrderStatusUpdated => "order.status.updated",
         }
     }
 
@@ -57,6 +61,7 @@ impl EventType {
             Self::InventoryReserved => "InventoryReserved",
             Self::InventoryFailed => "InventoryFailed",
             Self::InventoryReleased => "InventoryReleased",
+            Self::OrderStatusUpdated => "OrderStatusUpdated",
         }
     }
 
@@ -89,6 +94,33 @@ pub struct OrderPlaced {
 pub struct OrderCancelled {
     pub order_id: OrderId,
     pub reason: String,
+}
+
+/// An order's status changed (`order.status.updated`): published by order-svc for every
+/// transition, written into its outbox in the same atomic step as the transition itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderStatusUpdated {
+    pub order_id: OrderId,
+    pub old_status: OrderStatus,
+    pub new_status: OrderStatus,
+    /// `system` (order-svc's deadline), the service whose event caused it (`inventory-svc`), or
+    /// who asked over HTTP (`customer` for a cancel, the caller of a PATCH).
+    pub updated_by: String,
+    pub reason: Option<String>,
+    /// When it changed, ms since the Unix epoch.
+    pub at: u64,
+}
+
+impl OrderStatusUpdated {
+    pub fn to_body(&self) -> Vec<u8> {
+        wire::to_json(&wire::OrderStatusUpdatedBody::from(self))
+    }
+
+    /// # Errors
+    /// [`Malformed`] when the body names no usable order or statuses.
+    pub fn from_body(body: &[u8]) -> Result<Self, Malformed> {
+        wire::read::<wire::OrderStatusUpdatedBody>(body)?.try_into()
+    }
 }
 
 /// Why inventory could not reserve: a business outcome, never poison.
@@ -333,6 +365,28 @@ mod tests {
         };
         let back = InventoryOutcome::from_body(EventType::InventoryFailed, &o.to_body()).unwrap();
         assert_eq!(back, o);
+    }
+
+    #[test]
+    fn a_status_event_round_trips_and_reads_as_documented() {
+        let e = OrderStatusUpdated {
+            order_id: OrderId::parse("o-6").unwrap(),
+            old_status: OrderStatus::Placed,
+            new_status: OrderStatus::Confirmed,
+            updated_by: "inventory-svc".into(),
+            reason: None,
+            at: 1_700_000_000_000,
+        };
+        let body = e.to_body();
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            r#"{"order_id":"o-6","old_status":"PLACED","new_status":"CONFIRMED","updated_by":"inventory-svc","at":1700000000000}"#
+        );
+        assert_eq!(OrderStatusUpdated::from_body(&body).unwrap(), e);
+        let bad = OrderStatusUpdated::from_body(
+            br#"{"order_id":"o-6","old_status":"PLACED","new_status":"LOST","updated_by":"x","at":1}"#,
+        );
+        assert!(bad.unwrap_err().0.contains("new_status"));
     }
 
     #[test]

@@ -18,7 +18,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::events::{EventType, InventoryOutcome, OrderCancelled, OrderPlaced};
-use crate::order::{Notification, OrderStatus, Reservation, ReservationState, StockLevel};
+use crate::order::{
+    Notification, NotificationOutcome, OrderStatus, Reservation, ReservationState, StockLevel,
+};
 
 /// How many order ids a violation line names before it says "and N more".
 const IDS_SHOWN: usize = 5;
@@ -118,7 +120,7 @@ pub type OrderStatuses = BTreeMap<String, Option<String>>;
 
 /// Whether a stored status is final. A status order-svc does not know is not: it never settles.
 pub fn is_final(status: &str) -> bool {
-    OrderStatus::parse(status).is_some_and(OrderStatus::is_final)
+    OrderStatus::parse(status).is_some_and(OrderStatus::is_decided)
 }
 
 /// Inventory's books: one hash per column, item → units.
@@ -324,7 +326,7 @@ pub fn totals_disagree_with_records(ledger: &Ledger) -> Vec<String> {
 /// [`NOTIFIED_ONCE`] (invariant 2): at most one notification per (order, outcome).
 pub fn doubled_notifications(notifications: &[String]) -> Vec<String> {
     let mut violations = Vec::new();
-    let mut sent: BTreeMap<(String, ReservationState), usize> = BTreeMap::new();
+    let mut sent: BTreeMap<(String, NotificationOutcome), usize> = BTreeMap::new();
     for (index, line) in notifications.iter().enumerate() {
         match serde_json::from_str::<Notification>(line) {
             Ok(note) => *sent.entry((note.order_id, note.outcome)).or_default() += 1,
@@ -351,7 +353,7 @@ pub fn statuses_disagree_with_records(
         .iter()
         .filter_map(|(order_id, status)| {
             let status = OrderStatus::parse(status.as_deref()?)?;
-            let expected = ReservationState::of_final(status)?;
+            let expected = ReservationState::of_decided(status)?;
             match records.get(order_id) {
                 None => Some(format!(
                     "order {order_id} is {status} but inventory has no reservation record for it"

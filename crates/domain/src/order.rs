@@ -28,6 +28,10 @@ pub enum OrderStatus {
     Cancelling,
     /// Stock given back; the compensation is done.
     Cancelled,
+    /// Handed to the carrier (`PATCH .../status`), after CONFIRMED.
+    Shipped,
+    /// Received by the customer: the end of a good order's life.
+    Delivered,
 }
 
 /// The reason an order records when inventory-svc released its stock without order-svc asking
@@ -35,26 +39,70 @@ pub enum OrderStatus {
 pub const UNASKED_RELEASE: &str = "cancelled by inventory-svc, not by order-svc: it released the \
      stock on an order.cancelled that order-svc never sent; the order follows the stock";
 
-/// What can happen to an order: inventory's three outcomes, and a customer's cancel.
+/// The reason an order records when its decision deadline passed while it was still PLACED
+/// (`ORDER_DECISION_TIMEOUT`): it fails, and order-svc sends a cancel so that a reservation that
+/// arrives late is given back.
+pub const TIMEOUT_REASON: &str = "timeout";
+
+/// What can happen to an order: inventory's three outcomes, a customer's cancel, the shop's
+/// shipping and delivery (`PATCH .../status`), and its decision deadline passing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OrderEvent {
     Reserved,
     ReservationFailed,
     Released,
     CancelRequested,
+    /// Someone with the right said it shipped (`PATCH .../status` SHIPPED).
+    MarkedShipped,
+    /// Someone with the right said it was delivered (`PATCH .../status` DELIVERED).
+    MarkedDelivered,
+    /// The decision deadline passed (order-svc's sweeper).
+    TimedOut,
+}
+
+impl OrderEvent {
+    pub const ALL: [OrderEvent; 7] = [
+        Self::Reserved,
+        Self::ReservationFailed,
+        Self::Released,
+        Self::CancelRequested,
+        Self::MarkedShipped,
+        Self::MarkedDelivered,
+        Self::TimedOut,
+    ];
 }
 
 impl OrderStatus {
-    pub const ALL: [OrderStatus; 5] = [
+    /// Every status, in the order an order's life reads.
+    pub const ALL: [OrderStatus; 7] = [
         Self::Placed,
         Self::Confirmed,
+        Self::Shipped,
+        Self::Delivered,
         Self::Failed,
         Self::Cancelling,
         Self::Cancelled,
     ];
 
-    /// The statuses an order ends in: once there, nothing moves it again.
-    pub const FINAL: [OrderStatus; 3] = [Self::Confirmed, Self::Failed, Self::Cancelled];
+    /// The statuses of a *decided* order: inventory answered (or a cancel or the deadline did),
+    /// the lab's meaning of "final", which the lab drills, `sagactl check` and the benchmark
+    /// wait for. A shipped or delivered order was decided (confirmed) first.
+    pub const DECIDED: [OrderStatus; 5] = [
+        Self::Confirmed,
+        Self::Shipped,
+        Self::Delivered,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    /// The statuses of a *finished* order: nothing can move it any more. Only finished orders
+    /// are compacted after `ORDER_RETENTION`.
+    pub const FINISHED: [OrderStatus; 3] = [Self::Delivered, Self::Failed, Self::Cancelled];
+
+    /// The statuses a person may ask for with `PATCH /order/{id}/status`, each standing for an
+    /// event: SHIPPED, DELIVERED, and CANCELLED (a cancel: the order goes CANCELLING, then
+    /// CANCELLED when inventory gave the stock back). CONFIRMED and FAILED are inventory's to say.
+    pub const REQUESTABLE: [OrderStatus; 3] = [Self::Shipped, Self::Delivered, Self::Cancelled];
 
     /// The transition table. `None`: the event changes nothing (a duplicate, or a stale or late
     /// event), and is only noted in the timeline.
@@ -70,6 +118,11 @@ impl OrderStatus {
             // order.cancelled reached inventory-svc): the order follows the stock, so that
             // orders and stock never disagree. See UNASKED_RELEASE.
             (Placed | Confirmed, Released) => Some(Cancelled),
+            (Confirmed, MarkedShipped) => Some(Shipped),
+            (Shipped, MarkedDelivered) => Some(Delivered),
+            // Nobody answered in time: fail it. The sweeper also sends a cancel, so that stock
+            // reserved by a late answer is given back.
+            (Placed, TimedOut) => Some(Failed),
             _ => None,
         }
     }
@@ -78,8 +131,29 @@ impl OrderStatus {
     pub fn reason_of_move(self, event: OrderEvent) -> Option<&'static str> {
         match (self, event) {
             (Self::Placed | Self::Confirmed, OrderEvent::Released) => Some(UNASKED_RELEASE),
+            (Self::Placed, OrderEvent::TimedOut) => Some(TIMEOUT_REASON),
             _ => None,
         }
+    }
+
+    /// The event a `PATCH .../status` asking for `target` stands for; `None` for a status no
+    /// one may ask for (CONFIRMED and FAILED are inventory's to say; PLACED and CANCELLING are
+    /// steps on the way).
+    pub fn requested(target: OrderStatus) -> Option<OrderEvent> {
+        match target {
+            Self::Shipped => Some(OrderEvent::MarkedShipped),
+            Self::Delivered => Some(OrderEvent::MarkedDelivered),
+            Self::Cancelled => Some(OrderEvent::CancelRequested),
+            _ => None,
+        }
+    }
+
+    /// The statuses a `PATCH .../status` may ask for from this one: what a 409 lists.
+    pub fn requestable_from(self) -> Vec<OrderStatus> {
+        Self::REQUESTABLE
+            .into_iter()
+            .filter(|target| Self::requested(*target).is_some_and(|e| self.next(e).is_some()))
+            .collect()
     }
 
     /// Every `(from, to)` pair `event` allows: the compare-and-set a Lua script applies.
@@ -90,8 +164,14 @@ impl OrderStatus {
             .collect()
     }
 
-    pub fn is_final(self) -> bool {
-        Self::FINAL.contains(&self)
+    /// Decided (see [`Self::DECIDED`]): what the lab calls final.
+    pub fn is_decided(self) -> bool {
+        Self::DECIDED.contains(&self)
+    }
+
+    /// Finished (see [`Self::FINISHED`]): nothing can move it any more.
+    pub fn is_finished(self) -> bool {
+        Self::FINISHED.contains(&self)
     }
 
     pub const fn as_str(self) -> &'static str {
@@ -101,6 +181,8 @@ impl OrderStatus {
             Self::Failed => "FAILED",
             Self::Cancelling => "CANCELLING",
             Self::Cancelled => "CANCELLED",
+            Self::Shipped => "SHIPPED",
+            Self::Delivered => "DELIVERED",
         }
     }
 
@@ -182,8 +264,88 @@ pub enum ReservationState {
     Released,
 }
 
-/// A notification tells the outcome inventory recorded: the same three words.
-pub type NotificationOutcome = ReservationState;
+/// What a notification tells the customer, once per order and outcome: inventory's three
+/// decisions (`reserved`, `failed`, `released`, the lab's words) and the two steps after
+/// (`shipped`, `delivered`). An `order.status.updated` tells the one its new status stands for
+/// ([`NotificationOutcome::of_status`]), so FAILED and `inventory.failed` are one notification.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum NotificationOutcome {
+    /// Stock reserved: the order is CONFIRMED.
+    #[default]
+    Reserved,
+    /// The order FAILED (no stock, unknown item, or its deadline passed).
+    Failed,
+    /// Stock given back: the order is CANCELLED.
+    Released,
+    Shipped,
+    Delivered,
+}
+
+impl NotificationOutcome {
+    pub const ALL: [NotificationOutcome; 5] = [
+        Self::Reserved,
+        Self::Failed,
+        Self::Released,
+        Self::Shipped,
+        Self::Delivered,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Reserved => "reserved",
+            Self::Failed => "failed",
+            Self::Released => "released",
+            Self::Shipped => "shipped",
+            Self::Delivered => "delivered",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+
+    /// The event that usually brings it: inventory's decision, or (shipped, delivered) the
+    /// status event. (A FAILED by the deadline is told by its status event.)
+    pub const fn event_type(self) -> EventType {
+        match self {
+            Self::Reserved => EventType::InventoryReserved,
+            Self::Failed => EventType::InventoryFailed,
+            Self::Released => EventType::InventoryReleased,
+            Self::Shipped | Self::Delivered => EventType::OrderStatusUpdated,
+        }
+    }
+
+    /// The notification inventory's decision stands for.
+    pub const fn of_reservation(state: ReservationState) -> Self {
+        match state {
+            ReservationState::Reserved => Self::Reserved,
+            ReservationState::Failed => Self::Failed,
+            ReservationState::Released => Self::Released,
+        }
+    }
+
+    /// The notification an order's new status stands for; `None` for a step nobody is told
+    /// about (PLACED, CANCELLING).
+    pub const fn of_status(status: OrderStatus) -> Option<Self> {
+        match status {
+            OrderStatus::Confirmed => Some(Self::Reserved),
+            OrderStatus::Failed => Some(Self::Failed),
+            OrderStatus::Cancelled => Some(Self::Released),
+            OrderStatus::Shipped => Some(Self::Shipped),
+            OrderStatus::Delivered => Some(Self::Delivered),
+            OrderStatus::Placed | OrderStatus::Cancelling => None,
+        }
+    }
+}
+
+impl fmt::Display for NotificationOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 impl ReservationState {
     pub const ALL: [ReservationState; 3] = [Self::Reserved, Self::Failed, Self::Released];
@@ -209,11 +371,15 @@ impl ReservationState {
         }
     }
 
-    /// The decision a final order status stands for (CONFIRMED ↔ reserved, FAILED ↔ failed,
-    /// CANCELLED ↔ released): what inventory's record must say. `None` for a status in flight.
-    pub const fn of_final(status: OrderStatus) -> Option<Self> {
+    /// The decision a decided order status stands for (CONFIRMED, SHIPPED, DELIVERED ↔
+    /// reserved, FAILED ↔ failed, CANCELLED ↔ released): what inventory's record must say.
+    /// `None` for a status in flight. (An order FAILED by its deadline may also be released:
+    /// its cancel gave back a late reservation; the checker knows it by the reason.)
+    pub const fn of_decided(status: OrderStatus) -> Option<Self> {
         match status {
-            OrderStatus::Confirmed => Some(Self::Reserved),
+            OrderStatus::Confirmed | OrderStatus::Shipped | OrderStatus::Delivered => {
+                Some(Self::Reserved)
+            }
             OrderStatus::Failed => Some(Self::Failed),
             OrderStatus::Cancelled => Some(Self::Released),
             OrderStatus::Placed | OrderStatus::Cancelling => None,
@@ -384,42 +550,68 @@ mod tests {
     }
 
     #[test]
+    #[rustfmt::skip]
     fn the_transition_table() {
-        // (from, event, to): every cell of the table, so a change to it is a visible change here.
-        let table = [
-            (Placed, Reserved, Some(Confirmed)),
-            (Placed, ReservationFailed, Some(Failed)),
-            (Placed, Released, Some(Cancelled)),
-            (Placed, CancelRequested, Some(Cancelling)),
-            (Confirmed, Reserved, None),
-            (Confirmed, ReservationFailed, None),
-            (Confirmed, Released, Some(Cancelled)),
-            (Confirmed, CancelRequested, Some(Cancelling)),
-            (Failed, Reserved, None),
-            (Failed, CancelRequested, None),
-            (Cancelling, Released, Some(Cancelled)),
-            (Cancelling, Reserved, None),
-            (Cancelling, CancelRequested, None),
-            (Cancelled, Released, None),
-            (Cancelled, CancelRequested, None),
+        // Every cell: a status (row) and what happens to it (column), so that a change to the
+        // table is a visible change here. `n`: nothing moves (a duplicate, stale or late event,
+        // or a request the status does not allow).
+        let columns = OrderEvent::ALL;
+        assert_eq!(columns, [Reserved, ReservationFailed, Released, CancelRequested, MarkedShipped, MarkedDelivered, TimedOut]);
+        let n = None;
+        let rows: [(OrderStatus, [Option<OrderStatus>; 7]); 7] = [
+            //            Reserved         ResFailed     Released         CancelReq         Shipped        Delivered        TimedOut
+            (Placed,     [Some(Confirmed), Some(Failed), Some(Cancelled), Some(Cancelling), n,             n,               Some(Failed)]),
+            (Confirmed,  [n,               n,            Some(Cancelled), Some(Cancelling), Some(Shipped), n,               n]),
+            (Shipped,    [n,               n,            n,               n,                n,             Some(Delivered), n]),
+            (Delivered,  [n,               n,            n,               n,                n,             n,               n]),
+            (Failed,     [n,               n,            n,               n,                n,             n,               n]),
+            (Cancelling, [n,               n,            Some(Cancelled), n,                n,             n,               n]),
+            (Cancelled,  [n,               n,            n,               n,                n,             n,               n]),
         ];
-        for (from, event, to) in table {
-            assert_eq!(from.next(event), to, "{from} on {event:?}");
+        assert_eq!(rows.map(|(s, _)| s), OrderStatus::ALL);
+        for (from, row) in rows {
+            for (event, to) in columns.into_iter().zip(row) {
+                assert_eq!(from.next(event), to, "{from} on {event:?}");
+            }
         }
     }
 
     #[test]
-    fn final_statuses_never_move_but_for_a_cancel_or_a_release_of_a_confirmed_order() {
-        let events = [Reserved, ReservationFailed, Released, CancelRequested];
-        for status in OrderStatus::FINAL {
-            let moves: Vec<_> = events.iter().filter_map(|e| status.next(*e)).collect();
-            let expected = if status == Confirmed {
-                vec![Cancelled, Cancelling]
-            } else {
-                vec![]
-            };
-            assert_eq!(moves, expected, "{status}");
+    fn decided_and_finished() {
+        for status in OrderStatus::ALL {
+            let moves: Vec<_> = OrderEvent::ALL
+                .iter()
+                .filter_map(|e| status.next(*e))
+                .collect();
+            assert_eq!(
+                status.is_finished(),
+                moves.is_empty(),
+                "{status}: finished means nothing moves it ({moves:?})"
+            );
+            assert_eq!(
+                status.is_decided(),
+                !matches!(status, Placed | Cancelling),
+                "{status}"
+            );
         }
+        assert!(OrderStatus::FINISHED.iter().all(|s| s.is_decided()));
+    }
+
+    #[test]
+    fn what_a_patch_may_ask_for() {
+        assert_eq!(Placed.requestable_from(), [Cancelled]);
+        assert_eq!(Confirmed.requestable_from(), [Shipped, Cancelled]);
+        assert_eq!(Shipped.requestable_from(), [Delivered]);
+        for done in [Delivered, Failed, Cancelling, Cancelled] {
+            assert_eq!(done.requestable_from(), [], "{done}");
+        }
+        assert_eq!(
+            OrderStatus::requested(Confirmed),
+            None,
+            "inventory's to say"
+        );
+        assert_eq!(OrderStatus::requested(Cancelled), Some(CancelRequested));
+        assert_eq!(Placed.reason_of_move(TimedOut), Some(TIMEOUT_REASON));
     }
 
     #[test]
@@ -471,13 +663,23 @@ mod tests {
             );
         }
         assert_eq!(
-            ReservationState::of_final(Cancelled),
+            ReservationState::of_decided(Cancelled),
             Some(ReservationState::Released)
         );
-        assert_eq!(ReservationState::of_final(Cancelling), None);
+        assert_eq!(ReservationState::of_decided(Cancelling), None);
         let note = r#"{"order_id":"o1","outcome":"failed","student_id":null,"item":"burger","qty":1,"message":"m","event_id":"e","at_ms":5}"#;
         let read: Notification = serde_json::from_str(note).unwrap();
-        assert_eq!(read.outcome, ReservationState::Failed);
+        assert_eq!(read.outcome, NotificationOutcome::Failed);
+        for outcome in NotificationOutcome::ALL {
+            assert_eq!(NotificationOutcome::parse(outcome.as_str()), Some(outcome));
+        }
+        assert_eq!(
+            NotificationOutcome::of_status(Failed),
+            Some(NotificationOutcome::of_reservation(
+                ReservationState::Failed
+            )),
+            "FAILED and inventory.failed are one notification"
+        );
         assert_eq!(serde_json::to_string(&read).unwrap(), note);
     }
 

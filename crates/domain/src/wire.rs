@@ -19,8 +19,11 @@ use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use crate::events::{FailureCode, InventoryOutcome, OrderCancelled, OrderPlaced};
+use crate::events::{
+    FailureCode, InventoryOutcome, OrderCancelled, OrderPlaced, OrderStatusUpdated,
+};
 use crate::ids::{Invalid, Item, OrderId, Qty, StudentId};
+use crate::order::OrderStatus;
 
 /// A body that cannot be made sense of, with the reason: a message goes to the DLQ with it, an
 /// HTTP request gets a 400 with it. Retrying never helps.
@@ -196,6 +199,25 @@ pub struct InventoryReleasedBody {
     pub qty: Option<i64>,
 }
 
+/// `order.status.updated`: `{order_id, old_status, new_status, updated_by, reason?, at}`. No
+/// lab status word: the statuses are its subject.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OrderStatusUpdatedBody {
+    #[serde(deserialize_with = "text")]
+    pub order_id: Option<String>,
+    #[serde(deserialize_with = "text")]
+    pub old_status: Option<String>,
+    #[serde(deserialize_with = "text")]
+    pub new_status: Option<String>,
+    #[serde(deserialize_with = "text")]
+    pub updated_by: Option<String>,
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(deserialize_with = "integer")]
+    pub at: Option<i64>,
+}
+
 /// Whichever of the three outcome bodies. A reader knows which one to expect from the routing
 /// key (see [`InventoryOutcome::from_body`]); a writer writes the body as it is (`untagged`).
 #[derive(Debug, Serialize)]
@@ -228,6 +250,40 @@ impl From<&OrderPlaced> for OrderPlacedBody {
             item: Some(o.item.to_string()),
             qty: Some(o.qty.get().into()),
             student_id: o.student_id.as_ref().map(ToString::to_string),
+        }
+    }
+}
+
+impl TryFrom<OrderStatusUpdatedBody> for OrderStatusUpdated {
+    type Error = Malformed;
+
+    fn try_from(body: OrderStatusUpdatedBody) -> Result<Self, Malformed> {
+        let status = |value: Option<String>, field: &str| {
+            let raw = required(value, field)?;
+            OrderStatus::parse(&raw)
+                .ok_or_else(|| Malformed(format!("{field} {raw:?} is not an order status")))
+        };
+        Ok(Self {
+            order_id: OrderId::parse(&required(body.order_id, "order_id")?)?,
+            old_status: status(body.old_status, "old_status")?,
+            new_status: status(body.new_status, "new_status")?,
+            updated_by: required(body.updated_by, "updated_by")?,
+            reason: body.reason,
+            at: u64::try_from(required(body.at, "at")?)
+                .map_err(|_| Malformed("at must not be negative".into()))?,
+        })
+    }
+}
+
+impl From<&OrderStatusUpdated> for OrderStatusUpdatedBody {
+    fn from(e: &OrderStatusUpdated) -> Self {
+        Self {
+            order_id: Some(e.order_id.to_string()),
+            old_status: Some(e.old_status.to_string()),
+            new_status: Some(e.new_status.to_string()),
+            updated_by: Some(e.updated_by.clone()),
+            reason: e.reason.clone(),
+            at: i64::try_from(e.at).ok(),
         }
     }
 }

@@ -229,7 +229,7 @@ fn notification_of(outcome: &InventoryOutcome, event_id: String) -> Notification
     };
     Notification {
         order_id,
-        outcome: outcome.state(),
+        outcome: saga_domain::order::NotificationOutcome::of_reservation(outcome.state()),
         student_id,
         item,
         qty,

@@ -201,7 +201,7 @@ pub fn vocabulary() -> Vocabulary {
     use clap::ValueEnum as _;
     Vocabulary {
         statuses: OrderStatus::ALL.to_vec(),
-        final_statuses: OrderStatus::FINAL.to_vec(),
+        final_statuses: OrderStatus::DECIDED.to_vec(),
         tones: OrderStatus::ALL.map(|s| (s, Tone::of(s))).into(),
         drills: drills::DRILLS.to_vec(),
         poison_kinds: actions::POISON_KINDS

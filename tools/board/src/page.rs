@@ -138,7 +138,7 @@ impl Tone {
     pub const fn of(status: OrderStatus) -> Self {
         match status {
             OrderStatus::Placed => Self::Waiting,
-            OrderStatus::Confirmed => Self::Done,
+            OrderStatus::Confirmed | OrderStatus::Shipped | OrderStatus::Delivered => Self::Done,
             OrderStatus::Failed => Self::Refused,
             OrderStatus::Cancelling => Self::Undoing,
             OrderStatus::Cancelled => Self::Undone,
@@ -430,7 +430,7 @@ mod tests {
     fn the_statuses_go_to_the_page_as_the_wire_spells_them() {
         let words = serde_json::to_value(Vocabulary {
             statuses: OrderStatus::ALL.to_vec(),
-            final_statuses: OrderStatus::FINAL.to_vec(),
+            final_statuses: OrderStatus::DECIDED.to_vec(),
             tones: OrderStatus::ALL.map(|s| (s, Tone::of(s))).into(),
             drills: Vec::new(),
             poison_kinds: Vec::new(),

@@ -23,7 +23,7 @@ pub use saga_domain::invariants::{
     statuses_disagree_with_records, totals_disagree_with_records, unbalanced_stock,
     unfinished_orders, valid_events_in_dlq,
 };
-use saga_domain::order::{OrderStatus, Reservation};
+use saga_domain::order::Reservation;
 use saga_platform::amqp::properties::DeliveryEvent;
 use saga_platform::amqp::topology::Topology;
 use saga_platform::redis::store::Keys;
@@ -34,14 +34,6 @@ use serde::{Serialize, Serializer};
 use crate::broker::{self, Held};
 use crate::output::{Output, print_json};
 use crate::provenance::Provenance;
-
-/// The statuses an order never leaves (a cancel can still move a CONFIRMED order on, but only
-/// if someone asks; the checker does not wait for that).
-pub const FINAL_STATUSES: [&str; 3] = [
-    OrderStatus::FINAL[0].as_str(),
-    OrderStatus::FINAL[1].as_str(),
-    OrderStatus::FINAL[2].as_str(),
-];
 
 const POLL_EVERY: Duration = Duration::from_millis(200);
 /// Keys per Redis pipeline, so a big run does not build one huge request.

@@ -16,9 +16,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use saga_client::OrderClient;
 use saga_client::load::Plan;
 use saga_client::{Answer, Timed, order_body};
+use saga_domain::order::OrderStatus;
 use serde_json::Value;
 
-use crate::check::FINAL_STATUSES;
 use crate::http::ServiceApi;
 
 const POLL_EVERY: Duration = Duration::from_millis(200);
@@ -140,10 +140,10 @@ fn summarize(args: &LoadArgs, answers: &[Timed], elapsed: Duration) -> anyhow::R
     Ok(accepted)
 }
 
-/// How many orders order-svc has in each final status (from `GET /orders?status=`'s total).
+/// How many orders order-svc has in each decided status (from `GET /orders?status=`'s total).
 async fn final_orders(order_svc: &ServiceApi) -> anyhow::Result<BTreeMap<&'static str, u64>> {
     let mut counts = BTreeMap::new();
-    for status in FINAL_STATUSES {
+    for status in OrderStatus::DECIDED.map(OrderStatus::as_str) {
         // limit=1: only the total matters, not the page.
         let page = order_svc
             .get(&format!("/orders?status={status}&limit=1"))

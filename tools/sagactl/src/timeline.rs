@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 /// class, bounded for a Redis that a benchmark filled with millions.
 const NOTIFICATIONS_SEARCHED: isize = 20_000;
 /// The outcomes notification-svc records a notification for.
-pub const OUTCOMES: [NotificationOutcome; 3] = NotificationOutcome::ALL;
+pub const OUTCOMES: [NotificationOutcome; 5] = NotificationOutcome::ALL;
 
 /// Everything recorded about one order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -770,7 +770,9 @@ async fn accepted_orders_state(
     for (id, status) in statuses {
         match status.as_deref() {
             None => lost.push(id),
-            Some(s) if !sagactl::check::FINAL_STATUSES.contains(&s) => {
+            Some(s)
+                if !saga_domain::order::OrderStatus::parse(s).is_some_and(|s| s.is_decided()) =>
+            {
                 not_final.push(format!("{id} ({s})"))
             }
             Some(_) => {}

@@ -706,7 +706,7 @@ pub(crate) mod tests {
             reservation: reserved(20),
             notifications: vec![NotificationRecord {
                 order_id: "o1".into(),
-                outcome: saga_domain::order::ReservationState::Reserved,
+                outcome: saga_domain::order::NotificationOutcome::Reserved,
                 event_id: "e-reserved".into(),
                 at_ms: T0 + 35,
                 ..NotificationRecord::default()
