@@ -225,6 +225,10 @@ pub struct HistoryEntry {
     pub applied: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The id of the `order.status.updated` this line's move announced (an applied move only:
+    /// one status event per transition, which `sagactl check` counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_event_id: Option<String>,
 }
 
 /// A message about an order that went to the DLQ, noted in the order's timeline (read

@@ -468,6 +468,7 @@ fn history_entry(
         redelivered,
         applied,
         reason: reason.map(str::to_owned),
+        status_event_id: None,
     };
     let mut json = serde_json::to_value(&entry).unwrap_or_default();
     if let (None, Some(fields)) = (status, json.as_object_mut()) {

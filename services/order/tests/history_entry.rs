@@ -88,6 +88,7 @@ async fn an_applied_outcome_is_recorded_with_the_fields_order_svc_writes() -> an
         redelivered,
         applied,
         reason: None,
+        status_event_id: None,
     };
     for (line, want) in lines[1..]
         .iter()

@@ -127,6 +127,23 @@ impl Keys {
         format!("{}:idempotency:{key}", self.prefix)
     }
 
+    /// Sorted set: order id → the time (ms) its decision deadline passes (a PLACED order) or its
+    /// cancel is sent again (a CANCELLING one). The sweeper reads what is due; every transition
+    /// that decides the order removes it, in the same script.
+    pub fn deadlines(&self) -> String {
+        format!("{}:orders:deadlines", self.prefix)
+    }
+    /// Sorted set: finished order id → the time (ms) it is compacted (`ORDER_RETENTION` after
+    /// it finished).
+    pub fn orders_expiring(&self) -> String {
+        format!("{}:orders:expiring", self.prefix)
+    }
+    /// String (JSON): what is left of a compacted order (its final status and when it finished
+    /// and expired), so that `GET /order/{id}` can say "expired"; kept `DEDUPE_WINDOW`.
+    pub fn order_tombstone(&self, order_id: &str) -> String {
+        format!("{}:order:{order_id}:expired", self.prefix)
+    }
+
     /// List of JSON entries: poison messages about this order that went to the DLQ.
     pub fn order_dlq_hops(&self, order_id: &str) -> String {
         format!("{}:order:{order_id}:dlq", self.prefix)

@@ -56,6 +56,45 @@ pub struct Common {
 
     #[command(flatten)]
     pub retry: RetryArgs,
+
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+}
+
+/// How long the saga keeps what it knows about an order (docs/OPERATIONS.md, "Retention").
+/// Every service reads both, so that one setting means one window across the saga.
+#[derive(clap::Args, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionArgs {
+    /// How long a *finished* order (DELIVERED, FAILED, CANCELLED) is kept whole (its record,
+    /// timeline and DLQ hops; inventory's full reservation record) before it is compacted to
+    /// a small tombstone: 3days, 12h, 5s.
+    #[arg(long, env = "ORDER_RETENTION", default_value = "3days", value_parser = parse_window)]
+    pub order_retention: Duration,
+
+    /// How long the tombstones a late duplicate is told by outlive the compaction (an order's
+    /// "expired" answer, inventory's reservation stub, notification-svc's sent marks). A
+    /// duplicate of an order's event that arrives later than this is no longer recognised.
+    #[arg(long, env = "DEDUPE_WINDOW", default_value = "30days", value_parser = parse_window)]
+    pub dedupe_window: Duration,
+}
+
+impl Default for RetentionArgs {
+    fn default() -> Self {
+        Self {
+            order_retention: Duration::from_secs(3 * 24 * 3600),
+            dedupe_window: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// A retention window from a humane duration: 1 s to 10 years.
+pub fn parse_window(s: &str) -> Result<Duration, String> {
+    let window = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}; expected a duration such as 3days, 12h or 30s"))?;
+    if window < Duration::from_secs(1) || window > Duration::from_secs(10 * 365 * 24 * 3600) {
+        return Err(format!("{s} is out of range: use 1s to 10years"));
+    }
+    Ok(window)
 }
 
 /// The retry policy ([`RetryPolicy`]) as flags: a failure that is not an outage is retried
