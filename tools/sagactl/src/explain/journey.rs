@@ -661,6 +661,7 @@ pub(crate) mod tests {
             redelivered: false,
             applied: true,
             reason: None,
+            status_event_id: None,
         }
     }
 
