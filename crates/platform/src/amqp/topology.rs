@@ -138,6 +138,11 @@ impl Topology {
         for queue in [&self.order_status_queue, &self.notification_queue] {
             bindings.extend(outcomes.iter().map(|t| (queue.as_str(), t.routing_key())));
         }
+        // notification-svc tells the customer about every status an order reaches.
+        bindings.push((
+            self.notification_queue.as_str(),
+            EventType::OrderStatusUpdated.routing_key(),
+        ));
         bindings
     }
 
@@ -254,8 +259,10 @@ mod tests {
         assert!(b.contains(&("inventory_queue", "order.cancelled")));
         assert!(b.contains(&("notification_queue", "inventory.released")));
         assert!(b.contains(&("order_status_queue", "inventory.failed")));
+        assert!(b.contains(&("notification_queue", "order.status.updated")));
+        assert!(!b.contains(&("order_status_queue", "order.status.updated")));
         assert!(!b.iter().any(|(q, _)| *q == "dlq_queue"));
-        assert_eq!(b.len(), 8);
+        assert_eq!(b.len(), 9);
     }
 
     #[test]
