@@ -251,9 +251,10 @@ impl<C: Claims, D: Deliver> Handler for NotifyHandler<C, D> {
                       "Duplicate detected for order {order_id}: already notified ({label}); not notifying again");
                 return Outcome::Duplicate(Vec::new());
             }
-            // Not a failure: the other sender's lease ends, then this one may send.
+            // Not a failure: another delivery (a duplicate on this instance, or another
+            // instance) is at the sink; it records the notification as sent, or its lease ends.
             Ok(Claim::Busy) => {
-                let busy = WaitOut("another instance is sending this notification".into());
+                let busy = WaitOut("another delivery is sending this notification".into());
                 return Outcome::Failed(busy.into());
             }
             Ok(Claim::Ours) => {}
