@@ -24,6 +24,7 @@ mod healing;
 mod hostile;
 mod poison;
 mod replication;
+mod retention_inventory;
 mod retries;
 mod saga;
 mod sagactl_json;
