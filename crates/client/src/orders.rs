@@ -220,7 +220,8 @@ impl StatusAnswer {
                 },
                 Err(_) => Self::Refused { status, body },
             },
-            404 => Self::NotFound {
+            // order-svc's own 404 says why in JSON; a bare one is a route it does not have.
+            404 if body["error"].is_string() => Self::NotFound {
                 expired: body["expired"].as_bool().unwrap_or(false),
                 error,
             },
@@ -291,6 +292,10 @@ mod tests {
         assert!(matches!(
             StatusAnswer::read(404, gone),
             StatusAnswer::NotFound { expired: true, .. }
+        ));
+        assert!(matches!(
+            StatusAnswer::read(404, Value::Null),
+            StatusAnswer::Refused { status: 404, .. }
         ));
         let odd = json!({"error": "what"});
         assert!(matches!(

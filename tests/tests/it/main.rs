@@ -27,4 +27,5 @@ mod replication;
 mod retries;
 mod saga;
 mod sagactl_json;
+mod sagactl_lifecycle;
 mod security;

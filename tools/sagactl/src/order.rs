@@ -224,9 +224,11 @@ fn moved(id: &str, target: OrderStatus, answer: StatusAnswer) -> anyhow::Result<
         )),
         StatusAnswer::NotFound { .. } => Err(anyhow!("order {id} not found")),
         StatusAnswer::Refused { status, body } => {
-            let reason = body["error"]
-                .as_str()
-                .map_or_else(|| body.to_string(), str::to_owned);
+            let reason = match (&body["error"], &body) {
+                (Value::String(error), _) => error.clone(),
+                (_, Value::Null) => "no JSON body (an order-svc without this route?)".to_owned(),
+                (_, other) => other.to_string(),
+            };
             Err(anyhow!("order-svc answered {status}: {reason}"))
         }
     }
