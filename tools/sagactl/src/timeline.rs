@@ -23,6 +23,7 @@ pub use saga_domain::order::{
     DlqHop, HistoryEntry, Notification as NotificationRecord, NotificationOutcome,
     Reservation as ReservationRecord,
 };
+pub use saga_domain::view::Tombstone;
 use saga_platform::redis::store::Keys;
 use saga_platform::redis::store::Redis;
 use serde::{Deserialize, Serialize};
@@ -45,20 +46,7 @@ pub struct Timeline {
     pub reservation: Option<ReservationRecord>,
     pub notifications: Vec<NotificationRecord>,
     /// `Some`: order-svc compacted the order after `ORDER_RETENTION` and this is what is left.
-    pub tombstone: Option<OrderTombstone>,
-}
-
-/// What order-svc keeps of a finished order it compacted after its retention
-/// (`{prefix}:order:{id}:tombstone`, kept for `DEDUPE_WINDOW`), read leniently.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderTombstone {
-    /// The status it finished in.
-    pub status: saga_domain::order::OrderStatus,
-    /// When it finished and when it was compacted, ms since the Unix epoch.
-    #[serde(default)]
-    pub finished_at: u64,
-    #[serde(default)]
-    pub expired_at: u64,
+    pub tombstone: Option<Tombstone>,
 }
 
 impl Timeline {

@@ -1306,7 +1306,7 @@ pub(crate) mod tests {
         let t = Timeline {
             order_id: "o5".into(),
             reservation: reserved(20),
-            tombstone: Some(crate::timeline::OrderTombstone {
+            tombstone: Some(crate::timeline::Tombstone {
                 status: OrderStatus::Delivered,
                 finished_at: T0 + 1_000,
                 expired_at: T0 + 4_000,
