@@ -1,15 +1,16 @@
 //! `sagactl` and the order's whole life, against the real services, broker and Redis: ship and
 //! deliver from the command line (a refusal is one line naming the status and what it may
-//! become), `explain` tells the moves and their status events, and `check` knows the lifecycle's
-//! rules (no order past its deadline, one status event per transition).
+//! become), `explain` tells the moves and their status events, a timeout and the late
+//! reservation it gave back, and an order compacted after its retention; `check` knows the
+//! lifecycle's rules (no order past its deadline, one status event per transition).
 
 use std::process::Output;
 use std::time::Duration;
 
-use harness::{Endpoint, TestEnv};
+use harness::{Endpoint, ServiceKind, TestEnv};
 use redis::AsyncCommands;
 use saga_domain::events::{EventType, unix_now_millis};
-use saga_domain::order::{HistoryEntry, OrderStatus};
+use saga_domain::order::{HistoryEntry, OrderStatus, TIMEOUT_REASON};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(20);
@@ -221,4 +222,98 @@ fn violations(stdout: &str) -> anyhow::Result<Vec<String>> {
                 .collect()
         })
         .unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_tells_a_timeout_and_the_late_reservation_it_gave_back() -> anyhow::Result<()> {
+    let mut env = TestEnv::with_stock("ctl-life-timeout", "burger=10").await?;
+    env.service_env
+        .insert("ORDER_DECISION_TIMEOUT".into(), "1s".into());
+    // The OrderPlaced waits in inventory's queue while inventory-svc is not there.
+    env.declare_topology().await?;
+    let order = env.start_in_process(ServiceKind::Order).await?;
+    let id = env.place(&order, "burger", 2).await?;
+    let failed = env.wait_final(&order, &id, T).await?;
+    assert_eq!(failed.order.status, OrderStatus::Failed);
+    assert_eq!(failed.order.reason.as_deref(), Some(TIMEOUT_REASON));
+
+    // inventory-svc arrives: it reserves, then the timeout's cancel gives it back.
+    let inventory = env.start_in_process(ServiceKind::Inventory).await?;
+    let mut redis = env.redis().await?;
+    harness::eventually("the late reservation given back", T, || {
+        let mut redis = redis.clone();
+        let key = env.keys.reservation(&id);
+        async move {
+            let state: Option<String> =
+                redis.hget(&key, "state").await.map_err(|e| e.to_string())?;
+            match state.as_deref() {
+                Some("released") => Ok(()),
+                other => Err(format!("reservation state {other:?}")),
+            }
+        }
+    })
+    .await?;
+    env.until_stock("burger conserved", "burger", 10, T).await?;
+    let services: [&dyn Endpoint; 2] = [&order, &inventory];
+    harness::eventually("the late outcome in the timeline", T, || async {
+        let (_, story, _) = sagactl(&env, &services, &["explain", &id])
+            .await
+            .map_err(|e| e.to_string())?;
+        let wanted = [
+            "decision deadline passed: PLACED → FAILED (timeout), order.cancelled sent",
+            "the decision deadline passed; order-svc failed it and sent a cancel so that a late \
+             reservation is given back",
+            "announced order.status.updated PLACED → FAILED",
+            "OrderCancelled: gave back 2 burger",
+            "late InventoryReserved: no change (FAILED)",
+        ];
+        match wanted.iter().find(|w| !story.contains(**w)) {
+            None => Ok(()),
+            Some(missing) => Err(format!("explain lacks {missing:?}:\n{story}")),
+        }
+    })
+    .await?;
+    let still: Option<String> = redis.hget(env.keys.order(&id), "status").await?;
+    assert_eq!(still.as_deref(), Some(OrderStatus::Failed.as_str()));
+    let (ok, stdout, stderr) = sagactl(&env, &services, &["check", "--json"]).await?;
+    assert!(ok, "check: {stdout}{stderr}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_and_order_get_say_a_compacted_order_expired() -> anyhow::Result<()> {
+    let mut env = TestEnv::with_stock("ctl-life-expired", "burger=10").await?;
+    env.service_env
+        .insert("ORDER_RETENTION".into(), "1s".into());
+    let (order, inventory, _notification) = env.start_all_in_process().await?;
+    let services: [&dyn Endpoint; 2] = [&order, &inventory];
+    // An unknown item: FAILED at once, which is finished, so it is compacted after 1 s.
+    let id = env.place(&order, "unicorn", 1).await?;
+    env.wait_final(&order, &id, T).await?;
+    harness::eventually("the order compacted", T, || async {
+        match env.get_order(&order, &id).await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+    let (ok, story, stderr) = sagactl(&env, &services, &["explain", &id]).await?;
+    assert!(ok, "{stderr}");
+    assert!(
+        story.starts_with(&format!(
+            "order {id}: FAILED, compacted after its retention (only a tombstone is left)"
+        )),
+        "{story}"
+    );
+    assert!(
+        story.contains("order-svc compacted this order after its retention (ORDER_RETENTION)"),
+        "{story}"
+    );
+    let (ok, _, stderr) = sagactl(&env, &services, &["order", "ship", &id]).await?;
+    assert!(!ok);
+    assert!(
+        stderr.starts_with(&format!("sagactl: order {id} expired")),
+        "{stderr}"
+    );
+    Ok(())
 }

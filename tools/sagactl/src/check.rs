@@ -1,5 +1,6 @@
-//! The invariant checker: wait until every order is final, then verify that nothing was lost and
-//! nothing was doubled (docs/DESIGN.md §6), reading Redis directly and peeking at the DLQ.
+//! The invariant checker: wait until every order is decided, then verify that nothing was lost
+//! and nothing was doubled, that no order is past its deadline and that every transition was
+//! announced once (docs/DESIGN.md §6), reading Redis directly and peeking at the DLQ.
 //!
 //! The rules themselves are pure and live in the domain ([`saga_domain::invariants`], each
 //! numbered by the invariant of docs/DESIGN.md §6 it serves); this module reads Redis and the

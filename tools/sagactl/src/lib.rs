@@ -127,7 +127,8 @@ pub enum Command {
     Outbox(outbox::OutboxCommand),
     /// Follow a queue's depth, e.g. until a backlog has drained.
     Watch(watch::WatchArgs),
-    /// Wait for every order to be final, then verify the saga's invariants.
+    /// Wait for every order to be decided, then verify the saga's invariants (the lifecycle's
+    /// included: deadlines kept, one status event per transition).
     Check(check::CheckArgs),
     /// Place many orders concurrently and report throughput and latency.
     Load(load::LoadArgs),
