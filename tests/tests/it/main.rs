@@ -26,6 +26,7 @@ mod hostile;
 mod notify_lifecycle;
 mod poison;
 mod replication;
+mod retention_inventory;
 mod retries;
 mod saga;
 mod sagactl_json;
