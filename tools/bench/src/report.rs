@@ -405,7 +405,8 @@ impl Report {
             doc,
             "### Where the CPU went\n\n\
              CPU time (user + system) of each process from the first order until the last was \
-             final, per order. The machine has {cores} cores; every microsecond a service spends is \
+             final and every status event had reached notification-svc (end to end), or until \
+             the last status event was acked (ceiling), per order. The machine has {cores} cores; every microsecond a service spends is \
              one the broker does not get.\n"
         );
         let runs = [
@@ -462,12 +463,13 @@ impl Report {
         ]);
         let _ = writeln!(
             doc,
-            "### Redis per finished order, before and after retention
-
-             {} orders placed, confirmed, then `PATCH`ed to SHIPPED and to {} (the services at              `ORDER_RETENTION={}s`, `DEDUPE_WINDOW=30days`). *Whole*: once every order was {} and              its status events delivered. *Compacted*: once order-svc had replaced every order by              its tombstone and inventory-svc had compacted every reservation record, {} after the              last order finished. Keys shared by all orders (stock, the schedules, the              notification log) are divided among them too. {}
-
-{}
-",
+            "### Redis per finished order, before and after retention\n\n\
+             {} orders placed, confirmed, then `PATCH`ed to SHIPPED and to {} (the services at \
+             `ORDER_RETENTION={}s`, `DEDUPE_WINDOW=30days`). *Whole*: once every order was {} and \
+             its status events delivered. *Compacted*: once order-svc had replaced every order by \
+             its tombstone and inventory-svc had compacted every reservation record, {} after the \
+             last order finished. Keys shared by all orders (stock, the schedules, the \
+             notification log) are divided among them too. {}\n\n{}\n",
             thousands(t.orders as f64),
             crate::retention::FINISHED_AS,
             crate::retention::RETENTION.as_secs(),
