@@ -85,12 +85,14 @@ pub enum Claim {
 /// The record of what was sent, as the handler needs it. [`RedisClaims`] keeps it in Redis
 /// (a Lua claim with a lease); the unit tests use an in-memory fake.
 pub trait Claims: Send + Sync + 'static {
-    /// Claim the right to send `outcome`'s notification for `order_id`, as `owner`.
+    /// Claim the right to send `outcome`'s notification for `order_id`, as `owner`, unless the
+    /// notification `unless` names was sent (then it is [`Claim::Superseded`]).
     fn claim(
         &self,
         order_id: &str,
         outcome: &str,
         owner: &str,
+        unless: Option<NotificationOutcome>,
     ) -> impl Future<Output = Result<Claim, redis::RedisError>> + Send;
 
     /// Give back a claim `owner` holds (the sink refused): the next attempt claims it at once.
@@ -162,8 +164,8 @@ impl Claims for RedisClaims {
         order_id: &str,
         outcome: &str,
         owner: &str,
+        superseding: Option<NotificationOutcome>,
     ) -> Result<Claim, redis::RedisError> {
-        let superseding = NotificationOutcome::parse(outcome).and_then(|o| o.superseded_by());
         let answer: String = self
             .claim
             .key(self.keys.notified(order_id, outcome))
@@ -254,7 +256,13 @@ impl<C: Claims, D: Deliver> Handler for NotifyHandler<C, D> {
         };
         let label = outcome.as_str();
         let owner = format!("{}-{}", self.instance, meta.delivery_tag);
-        match self.claims.claim(order_id, label, &owner).await {
+        // Only inventory's word can be no news: a status event tells the order's real status
+        // (an order told FAILED by inventory that a cancel then moved to CANCELLED is told so).
+        let unless = match event {
+            NotifyEvent::Inventory(_) => outcome.superseded_by(),
+            NotifyEvent::StatusUpdated(_) => None,
+        };
+        match self.claims.claim(order_id, label, &owner, unless).await {
             Err(e) => return Outcome::Failed(e.into()),
             Ok(Claim::AlreadySent) => {
                 info!(outcome = %label, redelivered = meta.redelivered,
@@ -404,12 +412,22 @@ mod tests {
             order: &str,
             outcome: &str,
             owner: &str,
+            unless: Option<NotificationOutcome>,
         ) -> Result<Claim, redis::RedisError> {
             if *self.unreachable.lock().unwrap() {
                 return Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into());
             }
             let mut claims = self.claims.lock().unwrap();
             let key = (order.to_owned(), outcome.to_owned());
+            let sent = |o: NotificationOutcome| {
+                claims
+                    .get(&(order.to_owned(), o.as_str().to_owned()))
+                    .map(String::as_str)
+                    == Some("sent")
+            };
+            if unless.is_some_and(sent) && claims.get(&key).map(String::as_str) != Some("sent") {
+                return Ok(Claim::Superseded);
+            }
             Ok(match claims.get(&key).map(String::as_str) {
                 Some("sent") => Claim::AlreadySent,
                 Some(holder) if holder != owner => Claim::Busy,
@@ -727,6 +745,50 @@ mod tests {
         assert_eq!(sent[0].message, "Order a failed: insufficient stock");
         assert_eq!(sent[1].message, "Order b failed: timeout");
         assert_eq!(sent[1].outcome, NotificationOutcome::Failed);
+    }
+
+    #[tokio::test]
+    async fn inventory_s_late_word_after_a_failure_is_no_news_but_the_order_s_status_always_is() {
+        let h = handler();
+        // a: failed by its deadline; inventory's late reservation and its release say nothing new.
+        let timeout = moved(
+            "a",
+            Placed,
+            Failed,
+            Some(saga_domain::order::TIMEOUT_REASON),
+        );
+        assert_eq!(label(&h.handle(&timeout, &delivery(1)).await), "processed");
+        assert_eq!(
+            label(&h.handle(&reserved("a"), &delivery(2)).await),
+            "processed"
+        );
+        assert_eq!(
+            label(&h.handle(&released("a"), &delivery(3)).await),
+            "processed"
+        );
+        // b: inventory failed it, but a cancel had moved the order on: it ends CANCELLED, and
+        // the customer is told so by the status event, however inventory's release is ordered.
+        assert_eq!(
+            label(&h.handle(&no_stock("b"), &delivery(4)).await),
+            "processed"
+        );
+        assert_eq!(
+            label(&h.handle(&released("b"), &delivery(5)).await),
+            "processed"
+        );
+        let cancelled = moved("b", Cancelling, Cancelled, None);
+        assert_eq!(
+            label(&h.handle(&cancelled, &delivery(6)).await),
+            "processed"
+        );
+        assert_eq!(
+            sent(&h),
+            [
+                ("a".to_owned(), NotificationOutcome::Failed),
+                ("b".to_owned(), NotificationOutcome::Failed),
+                ("b".to_owned(), NotificationOutcome::Released),
+            ]
+        );
     }
 
     #[test]
