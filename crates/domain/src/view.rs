@@ -84,6 +84,17 @@ pub struct OrderAck {
     pub status: OrderStatus,
 }
 
+/// What is left of a finished order once its retention is over (order-svc's sweeper compacts
+/// it): `GET /order/{id}` answers 404 with it, `"expired": true`, for the dedupe window.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Tombstone {
+    /// The status it finished in.
+    pub status: OrderStatus,
+    /// When it finished and when it was compacted, ms since the Unix epoch.
+    pub finished_at: u64,
+    pub expired_at: u64,
+}
+
 /// A page of orders, newest first (`GET /orders?status=&limit=&offset=`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct OrderPage {

@@ -1,4 +1,11 @@
-//! What notification-svc does with one inventory outcome: notify once, whatever the redeliveries.
+//! What notification-svc does with one event: notify once per (order, outcome), whatever the
+//! redeliveries and whichever event brings the news first.
+//!
+//! Two kinds of event arrive on `notification_queue` ([`NotifyEvent`]): inventory's outcomes and
+//! order-svc's `order.status.updated`. Each stands for a [`NotificationOutcome`] (a status event
+//! for CANCELLING or PLACED stands for none: nothing to tell yet) and the claim is per (order,
+//! outcome), so `inventory.failed` and the status event to FAILED are one notification, as are
+//! `inventory.reserved` and CONFIRMED, `inventory.released` and CANCELLED.
 //!
 //! claim ([`Claims`]) → deliver ([`Deliver`], the sink) → record as sent ([`Claims`]) → the loop
 //! acks. A crash after the claim leaves a pending claim that expires after a lease, so the
@@ -7,12 +14,17 @@
 //! Once within the saga, at least once outside it: a failure between the sink's success and the
 //! record (Redis away) delivers again on the retry. The webhook sink sends the same
 //! `Idempotency-Key` every time ([`crate::sink::idempotency_key`]) so a receiver can drop it.
+//!
+//! What is kept, and how long: a sent mark lives `ORDER_RETENTION + DEDUPE_WINDOW` (a duplicate
+//! of an order's event can arrive at most that late and still be told apart); the list of sent
+//! notifications keeps the newest [`NOTIFICATIONS_KEPT`].
 
 use std::future::Future;
+use std::time::Duration;
 
 use redis::Script;
-use saga_domain::events::{InventoryOutcome, unix_now_millis};
-use saga_domain::order::Notification;
+use saga_domain::events::{EventType, InventoryOutcome, OrderStatusUpdated, unix_now_millis};
+use saga_domain::order::{Notification, NotificationOutcome, OrderStatus};
 use saga_domain::wire::Malformed;
 use saga_platform::amqp::consumer::{DeliveryMeta, Handler, Outcome};
 use saga_platform::amqp::retry::WaitOut;
@@ -21,6 +33,40 @@ use saga_platform::redis::store::Redis;
 use tracing::info;
 
 use crate::sink::Sink;
+
+/// How many notifications `p:notifications` keeps, the newest: it is a record for people and
+/// tools (`sagactl check` and `timeline`, the board), not the dedupe (the sent marks are), and
+/// without a bound it grows by one line (~250 bytes) per outcome for ever. 100,000 lines is
+/// about 25 MB, more than a semester of demos or a benchmark run sends, and more than
+/// `sagactl timeline` searches (its last 20,000).
+pub const NOTIFICATIONS_KEPT: isize = 100_000;
+
+/// One event from `notification_queue`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyEvent {
+    /// inventory-svc's decision: reserved, failed or released.
+    Inventory(InventoryOutcome),
+    /// order-svc says an order's status changed.
+    StatusUpdated(OrderStatusUpdated),
+}
+
+impl NotifyEvent {
+    pub fn order_id(&self) -> &str {
+        match self {
+            Self::Inventory(outcome) => outcome.order_id().as_str(),
+            Self::StatusUpdated(update) => update.order_id.as_str(),
+        }
+    }
+
+    /// What the customer is told about this event, if anything: a status event for a step in
+    /// flight (CANCELLING, PLACED) tells nothing.
+    pub fn outcome(&self) -> Option<NotificationOutcome> {
+        match self {
+            Self::Inventory(outcome) => Some(NotificationOutcome::of_reservation(outcome.state())),
+            Self::StatusUpdated(update) => NotificationOutcome::of_status(update.new_status),
+        }
+    }
+}
 
 /// What a claim on one (order, outcome) found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +98,8 @@ pub trait Claims: Send + Sync + 'static {
         owner: &str,
     ) -> impl Future<Output = Result<(), redis::RedisError>> + Send;
 
-    /// Record the notification as sent (and keep it in the list of everything sent).
+    /// Record the notification as sent, for the dedupe window, and keep it in the list of
+    /// what was sent (the newest [`NOTIFICATIONS_KEPT`]).
     fn record_sent(
         &self,
         notification: &Notification,
@@ -78,18 +125,32 @@ pub struct RedisClaims {
     pub claim: Script,
     pub unclaim: Script,
     pub lease_ms: u64,
+    /// How long a sent mark is kept: a duplicate later than this is notified again.
+    pub sent_ttl: Duration,
 }
 
 impl RedisClaims {
-    pub fn new(redis: Redis, keys: Keys, lease_ms: u64) -> Self {
+    /// Claims with a `lease_ms` lease; sent marks live `sent_ttl`
+    /// ([`sent_mark_ttl`] of the service's retention settings).
+    pub fn new(redis: Redis, keys: Keys, lease_ms: u64, sent_ttl: Duration) -> Self {
         Self {
             redis,
             keys,
             claim: Script::new(include_str!("lua/claim.lua")),
             unclaim: Script::new(include_str!("lua/unclaim.lua")),
             lease_ms,
+            sent_ttl,
         }
     }
+}
+
+/// How long a sent mark must outlive its order: the order is kept `ORDER_RETENTION` once
+/// finished, and a late duplicate of its events is recognised for `DEDUPE_WINDOW` after that,
+/// as order-svc's tombstone and inventory's reservation stub are.
+pub fn sent_mark_ttl(retention: &saga_platform::service::config::RetentionArgs) -> Duration {
+    retention
+        .order_retention
+        .saturating_add(retention.dedupe_window)
 }
 
 impl Claims for RedisClaims {
@@ -131,11 +192,21 @@ impl Claims for RedisClaims {
 
     async fn record_sent(&self, n: &Notification) -> Result<(), redis::RedisError> {
         let record = serde_json::to_string(n).unwrap_or_default();
+        // At least a millisecond: PX 0 is an error, and the window is never that short anyway.
+        let ttl_ms = u64::try_from(self.sent_ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         redis::pipe()
             .atomic()
-            .set(self.keys.notified(&n.order_id, n.outcome.as_str()), "sent")
+            .pset_ex(
+                self.keys.notified(&n.order_id, n.outcome.as_str()),
+                "sent",
+                ttl_ms,
+            )
             .ignore()
             .rpush(self.keys.notifications(), record)
+            .ignore()
+            .ltrim(self.keys.notifications(), -NOTIFICATIONS_KEPT, -1)
             .ignore()
             .query_async(&mut self.redis.clone())
             .await
@@ -150,15 +221,28 @@ pub struct NotifyHandler<C, D> {
 }
 
 impl<C: Claims, D: Deliver> Handler for NotifyHandler<C, D> {
-    type Event = InventoryOutcome;
+    type Event = NotifyEvent;
 
-    fn parse(meta: &DeliveryMeta, body: &[u8]) -> Result<InventoryOutcome, Malformed> {
-        InventoryOutcome::from_delivery(meta.event_type(), &meta.routing_key, body)
+    fn parse(meta: &DeliveryMeta, body: &[u8]) -> Result<NotifyEvent, Malformed> {
+        match meta.event_type() {
+            Some(EventType::OrderStatusUpdated) => {
+                OrderStatusUpdated::from_body(body).map(NotifyEvent::StatusUpdated)
+            }
+            kind => InventoryOutcome::from_delivery(kind, &meta.routing_key, body)
+                .map(NotifyEvent::Inventory),
+        }
     }
 
-    async fn handle(&self, outcome: &InventoryOutcome, meta: &DeliveryMeta) -> Outcome {
-        let order_id = outcome.order_id().as_str();
-        let label = outcome.state().as_str();
+    async fn handle(&self, event: &NotifyEvent, meta: &DeliveryMeta) -> Outcome {
+        let order_id = event.order_id();
+        let Some(outcome) = event.outcome() else {
+            if let NotifyEvent::StatusUpdated(update) = event {
+                info!(old_status = %update.old_status, new_status = %update.new_status,
+                      "order {order_id} is now {}: nothing to tell the customer", update.new_status);
+            }
+            return Outcome::Processed(Vec::new());
+        };
+        let label = outcome.as_str();
         let owner = format!("{}-{}", self.instance, meta.delivery_tag);
         match self.claims.claim(order_id, label, &owner).await {
             Err(e) => return Outcome::Failed(e.into()),
@@ -167,15 +251,19 @@ impl<C: Claims, D: Deliver> Handler for NotifyHandler<C, D> {
                       "Duplicate detected for order {order_id}: already notified ({label}); not notifying again");
                 return Outcome::Duplicate(Vec::new());
             }
-            // Not a failure: the other sender's lease ends, then this one may send.
+            // Not a failure: another delivery (a duplicate on this instance, or another
+            // instance) is at the sink; it records the notification as sent, or its lease ends.
             Ok(Claim::Busy) => {
-                let busy = WaitOut("another instance is sending this notification".into());
+                let busy = WaitOut("another delivery is sending this notification".into());
                 return Outcome::Failed(busy.into());
             }
             Ok(Claim::Ours) => {}
         }
         let event_id = meta.event_id.clone().unwrap_or_default();
-        let notification = notification_of(outcome, event_id);
+        let notification = match event {
+            NotifyEvent::Inventory(inventory) => notification_of(inventory, event_id),
+            NotifyEvent::StatusUpdated(update) => notification_of_status(update, outcome, event_id),
+        };
         if let Err(e) = self.sink.deliver(&notification).await {
             // The next attempt may come as another delivery (back from the retry queue), with
             // another owner: let it claim at once. Should this fail, the lease frees the claim.
@@ -206,7 +294,7 @@ fn notification_of(outcome: &InventoryOutcome, event_id: String) -> Notification
             student_id.as_ref().map(ToString::to_string),
             Some(item.to_string()),
             qty.get(),
-            format!("order {order_id} confirmed: {qty} x {item} reserved ({remaining} left)"),
+            format!("Order {order_id} confirmed: {qty} x {item} reserved ({remaining} left)"),
         ),
         InventoryOutcome::Failed {
             item,
@@ -218,21 +306,53 @@ fn notification_of(outcome: &InventoryOutcome, event_id: String) -> Notification
             student_id.as_ref().map(ToString::to_string),
             Some(item.to_string()),
             qty.get(),
-            format!("order {order_id} failed: {reason}"),
+            format!("Order {order_id} failed: {reason}"),
         ),
         InventoryOutcome::Released { item, qty, .. } => (
             None,
             item.as_ref().map(ToString::to_string),
             *qty,
-            format!("order {order_id} cancelled: {qty} unit(s) returned to stock"),
+            format!("Order {order_id} cancelled: {qty} unit(s) returned to stock"),
         ),
     };
     Notification {
         order_id,
-        outcome: saga_domain::order::NotificationOutcome::of_reservation(outcome.state()),
+        outcome: NotificationOutcome::of_reservation(outcome.state()),
         student_id,
         item,
         qty,
+        message,
+        event_id,
+        at_ms: unix_now_millis(),
+    }
+}
+
+/// A status event knows no student, item or quantity: only the order, its new status and why.
+fn notification_of_status(
+    update: &OrderStatusUpdated,
+    outcome: NotificationOutcome,
+    event_id: String,
+) -> Notification {
+    let order_id = update.order_id.to_string();
+    let what = match update.new_status {
+        OrderStatus::Confirmed => "confirmed",
+        OrderStatus::Failed => "failed",
+        OrderStatus::Cancelled => "cancelled",
+        OrderStatus::Shipped => "shipped",
+        OrderStatus::Delivered => "delivered",
+        // Never told (see NotifyEvent::outcome); named anyway, as the status says.
+        OrderStatus::Placed | OrderStatus::Cancelling => update.new_status.as_str(),
+    };
+    let message = match update.reason.as_deref().filter(|r| !r.is_empty()) {
+        Some(reason) => format!("Order {order_id} {what}: {reason}"),
+        None => format!("Order {order_id} {what}"),
+    };
+    Notification {
+        order_id,
+        outcome,
+        student_id: None,
+        item: None,
+        qty: 0,
         message,
         event_id,
         at_ms: unix_now_millis(),
@@ -247,8 +367,11 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Mutex;
 
-    use saga_domain::events::EventType;
-    use saga_domain::ids::{Item, OrderId, Qty};
+    use saga_domain::events::{EventType, FailureCode};
+    use saga_domain::ids::{Item, OrderId, Qty, StudentId};
+    use saga_domain::order::OrderStatus::{
+        Cancelled, Cancelling, Confirmed, Delivered, Failed, Placed, Shipped,
+    };
     use saga_platform::amqp::retry::is_outage;
 
     use super::*;
@@ -328,22 +451,54 @@ mod tests {
         }
     }
 
-    fn reserved(id: &str) -> InventoryOutcome {
-        InventoryOutcome::Reserved {
+    fn reserved(id: &str) -> NotifyEvent {
+        NotifyEvent::Inventory(InventoryOutcome::Reserved {
             order_id: OrderId::parse(id).unwrap(),
             item: Item::parse("burger").unwrap(),
             qty: Qty::parse(2).unwrap(),
             student_id: None,
             remaining: 8,
-        }
+        })
     }
 
-    fn released(id: &str) -> InventoryOutcome {
-        InventoryOutcome::Released {
+    fn released(id: &str) -> NotifyEvent {
+        NotifyEvent::Inventory(InventoryOutcome::Released {
             order_id: OrderId::parse(id).unwrap(),
             item: Some(Item::parse("burger").unwrap()),
             qty: 2,
-        }
+        })
+    }
+
+    fn no_stock(id: &str) -> NotifyEvent {
+        NotifyEvent::Inventory(InventoryOutcome::Failed {
+            order_id: OrderId::parse(id).unwrap(),
+            item: Item::parse("burger").unwrap(),
+            qty: Qty::parse(2).unwrap(),
+            student_id: Some(StudentId::parse("s-1").unwrap()),
+            code: FailureCode::InsufficientStock,
+            reason: "insufficient stock".into(),
+        })
+    }
+
+    fn moved(id: &str, old: OrderStatus, new: OrderStatus, reason: Option<&str>) -> NotifyEvent {
+        NotifyEvent::StatusUpdated(OrderStatusUpdated {
+            order_id: OrderId::parse(id).unwrap(),
+            old_status: old,
+            new_status: new,
+            updated_by: "api".into(),
+            reason: reason.map(str::to_owned),
+            at: 1_700_000_000_000,
+        })
+    }
+
+    fn sent(h: &NotifyHandler<FakeClaims, FakeSink>) -> Vec<(String, NotificationOutcome)> {
+        h.sink
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|n| (n.order_id.clone(), n.outcome))
+            .collect()
     }
 
     fn label(outcome: &Outcome) -> &'static str {
@@ -447,5 +602,150 @@ mod tests {
         assert!(H::parse(&meta(EventType::InventoryReleased), body).is_ok());
         let wrong = H::parse(&meta(EventType::OrderPlaced), body).unwrap_err();
         assert_eq!(wrong.0, "OrderPlaced is not an inventory outcome");
+    }
+
+    #[tokio::test]
+    async fn the_whole_life_is_told_once_per_order_and_outcome() {
+        use NotificationOutcome as N;
+        let h = handler();
+        // (what happens, event, handler's outcome)
+        let steps = [
+            ("reserved", reserved("a"), "processed"),
+            (
+                "CONFIRMED: the same news",
+                moved("a", Placed, Confirmed, None),
+                "duplicate",
+            ),
+            ("SHIPPED", moved("a", Confirmed, Shipped, None), "processed"),
+            (
+                "SHIPPED again",
+                moved("a", Confirmed, Shipped, None),
+                "duplicate",
+            ),
+            (
+                "DELIVERED",
+                moved("a", Shipped, Delivered, None),
+                "processed",
+            ),
+            (
+                "DELIVERED again",
+                moved("a", Shipped, Delivered, None),
+                "duplicate",
+            ),
+            (
+                "CANCELLING: nothing to tell",
+                moved("b", Confirmed, Cancelling, None),
+                "processed",
+            ),
+            (
+                "CANCELLED first",
+                moved("b", Cancelling, Cancelled, None),
+                "processed",
+            ),
+            ("released: the same news", released("b"), "duplicate"),
+        ];
+        for (tag, (what, event, expected)) in (1..).zip(steps) {
+            let got = h.handle(&event, &delivery(tag)).await;
+            assert_eq!(label(&got), expected, "{what}");
+        }
+        assert_eq!(
+            sent(&h),
+            [
+                ("a".to_owned(), N::Reserved),
+                ("a".to_owned(), N::Shipped),
+                ("a".to_owned(), N::Delivered),
+                ("b".to_owned(), N::Released),
+            ]
+        );
+        let shipped = h.sink.sent.lock().unwrap()[1].clone();
+        assert_eq!(shipped.message, "Order a shipped");
+        assert_eq!(
+            (shipped.student_id, shipped.item, shipped.qty),
+            (None, None, 0),
+            "a status event knows no student, item or quantity"
+        );
+        assert_eq!(shipped.event_id, "event-3");
+    }
+
+    #[tokio::test]
+    async fn a_step_in_flight_is_acked_and_told_to_nobody() {
+        let h = handler();
+        for (tag, new) in [(1, Cancelling), (2, Placed)] {
+            let got = h
+                .handle(&moved("a", Placed, new, None), &delivery(tag))
+                .await;
+            assert_eq!(label(&got), "processed", "{new}");
+        }
+        assert!(h.sink.sent.lock().unwrap().is_empty());
+        assert!(
+            h.claims.claims.lock().unwrap().is_empty(),
+            "nothing claimed either"
+        );
+    }
+
+    #[tokio::test]
+    async fn inventory_failed_and_the_failed_status_are_one_notification() {
+        let h = handler();
+        let failed = moved("a", Placed, Failed, Some("insufficient stock"));
+        assert_eq!(
+            label(&h.handle(&no_stock("a"), &delivery(1)).await),
+            "processed"
+        );
+        assert_eq!(label(&h.handle(&failed, &delivery(2)).await), "duplicate");
+
+        // The other way round, and a deadline's reason reaches the customer.
+        let timeout = moved(
+            "b",
+            Placed,
+            Failed,
+            Some(saga_domain::order::TIMEOUT_REASON),
+        );
+        assert_eq!(label(&h.handle(&timeout, &delivery(3)).await), "processed");
+        assert_eq!(
+            label(&h.handle(&no_stock("b"), &delivery(4)).await),
+            "duplicate"
+        );
+
+        let sent = h.sink.sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0].student_id.as_deref(), Some("s-1"));
+        assert_eq!(sent[0].message, "Order a failed: insufficient stock");
+        assert_eq!(sent[1].message, "Order b failed: timeout");
+        assert_eq!(sent[1].outcome, NotificationOutcome::Failed);
+    }
+
+    #[test]
+    fn parsing_tells_status_events_from_outcomes() {
+        type H = NotifyHandler<FakeClaims, FakeSink>;
+        let body = br#"{"order_id":"o-6","old_status":"CONFIRMED","new_status":"SHIPPED","updated_by":"api","at":1700000000000}"#;
+        let by_key = DeliveryMeta {
+            routing_key: "order.status.updated".into(),
+            ..Default::default()
+        };
+        let event = H::parse(&by_key, body).unwrap();
+        assert_eq!(event.order_id(), "o-6");
+        assert_eq!(event.outcome(), Some(NotificationOutcome::Shipped));
+        // Published straight to the queue: the `type` property tells it.
+        let by_type = DeliveryMeta {
+            routing_key: "notification_queue".into(),
+            kind: Some("OrderStatusUpdated".into()),
+            ..Default::default()
+        };
+        assert_eq!(H::parse(&by_type, body).unwrap(), event);
+        let unknown = br#"{"order_id":"o-6","old_status":"CONFIRMED","new_status":"LOST","updated_by":"api","at":1}"#;
+        assert!(
+            H::parse(&by_key, unknown).is_err(),
+            "an unknown status is poison"
+        );
+    }
+
+    #[test]
+    fn a_sent_mark_outlives_its_order_by_the_dedupe_window() {
+        let defaults = saga_platform::service::config::RetentionArgs::default();
+        assert_eq!(
+            sent_mark_ttl(&defaults),
+            Duration::from_secs(33 * 24 * 3600),
+            "3 days kept whole, then 30 days of dedupe"
+        );
     }
 }

@@ -1,7 +1,9 @@
-//! notification-svc: tells students what happened to their orders, exactly once per outcome.
+//! notification-svc: tells students what happened to their orders, exactly once per outcome:
+//! reserved, failed, released (from inventory's outcome or the order's status event, whichever
+//! comes first), shipped and delivered (from the status event).
 //!
-//! - [`handler`]: claim ([`handler::Claims`], in Redis) → deliver to the sink → record as sent;
-//!   the consume loop then acks.
+//! - [`handler`]: claim ([`handler::Claims`], in Redis) → deliver to the sink → record as sent
+//!   (kept for the retention plus dedupe window); the consume loop then acks.
 //! - [`sink`]: log line (default), JSON-lines file, or webhook.
 //!
 //! [`App::build`] binds `/health`, `/ready`, `/metrics`; [`App::run`] consumes until shutdown.
@@ -24,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 use warp::Filter;
 
-use crate::handler::{NotifyHandler, RedisClaims};
+use crate::handler::{NotifyHandler, RedisClaims, sent_mark_ttl};
 use crate::sink::{Sink, SinkSpec};
 
 pub const SERVICE: &str = "notification-svc";
@@ -104,7 +106,12 @@ impl SagaService for App {
 
         let keys = Keys::new(&common.redis_prefix);
         let handler = NotifyHandler {
-            claims: RedisClaims::new(redis.clone(), keys.clone(), config.claim_lease_ms),
+            claims: RedisClaims::new(
+                redis.clone(),
+                keys.clone(),
+                config.claim_lease_ms,
+                sent_mark_ttl(&common.retention),
+            ),
             sink: Sink::new(&config.sink),
             instance: uuid::Uuid::new_v4().to_string(),
         };

@@ -7,6 +7,11 @@
 //! | `GET /orders` | the classic lab's list: a bare array, newest first (at most 1,000) |
 //! | `GET /orders?status=&limit=&offset=` | newest first, filtered and paged, with the total |
 //! | `POST /order/{id}/cancel` | `{"reason"}` optional → 202, or 409 if it is too late |
+//! | `PATCH /order/{id}/status` (and `/api/v1/orders/{id}/status`) | `{"status","note"?,"updated_by"?}` → 200 with the order, 409 naming the statuses allowed |
+//!
+//! `GET /order/{id}` of an order compacted after its retention answers 404 with `"expired":
+//! true`, the status it finished in and when; of an id never seen (or long gone), 404 with
+//! `"expired": false`.
 //!
 //! **Limits.** Everything a request brings is parsed at this edge into a domain type, and
 //! anything over its limit is refused with 400 JSON naming the field and the limit (413 for a
@@ -18,7 +23,8 @@
 //! | `{id}` in a path, `order_id` | 1 to 64 bytes of ASCII letters, digits, `-`, `_`, `.` (never `:`: [`saga_domain::ids`]) |
 //! | `item`, `student_id` | 1 to 64 bytes ([`saga_domain::ids`]) |
 //! | `qty` | an integer from 1 to 10,000 |
-//! | cancel's `reason` | at most [`MAX_REASON_CHARS`] characters |
+//! | cancel's `reason`, a PATCH's `note` | at most [`MAX_REASON_CHARS`] characters |
+//! | a PATCH's `updated_by` | 1 to [`MAX_UPDATED_BY`] characters |
 //! | `X-Correlation-Id` | 1 to 64 bytes of ASCII letters, digits, `-`, `_`, `.`, `:` ([`crate::headers`]) |
 //! | `Idempotency-Key` | 1 to 255 bytes of ASCII letters, digits, `-`, `_`, `.`, `+`, `/`, `=` |
 //! | `GET /orders?limit=` | at most 1,000 (more is read as 1,000) |
@@ -52,12 +58,16 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use crate::headers;
-use crate::orders::{Cancelled, Idempotent, NewOrder, OrderStore, Placed, Seen, WriteError};
+use crate::orders::{
+    Cancelled, Idempotent, NewOrder, OrderStore, Placed, Seen, StatusSet, WriteError,
+};
 
 /// Largest request body we read; anything bigger is a 413 that names this limit.
 pub const MAX_BODY: u64 = 16 * 1024;
 /// Longest cancel `reason`, in characters: it travels in OrderCancelled and the order's history.
 pub const MAX_REASON_CHARS: usize = 500;
+/// Longest `updated_by` a PATCH may name: a person or a system, not a paragraph.
+pub const MAX_UPDATED_BY: usize = 64;
 const MAX_PAGE: usize = 1000;
 /// The furthest page `GET /orders?offset=` reaches: far beyond any store's orders, and far
 /// from the integer overflow an unbounded offset would reach when the page's end is computed.
@@ -91,6 +101,18 @@ pub fn routes(
         .and(warp::query::<HashMap<String, String>>())
         .and(with_store.clone())
         .then(|q, store| answer("GET /orders", list_orders(q, store)));
+    let status = warp::path!("order" / String / "status")
+        .or(warp::path!("api" / "v1" / "orders" / String / "status"))
+        .unify()
+        .and(warp::patch())
+        .and(saga_platform::service::http::body_up_to(MAX_BODY))
+        .and(with_store.clone())
+        .then(|id, body, store| {
+            answer(
+                "PATCH /order/{id}/status",
+                set_order_status(id, body, store),
+            )
+        });
     let cancel = warp::path!("order" / String / "cancel")
         .and(warp::post())
         .and(saga_platform::service::http::body_up_to(MAX_BODY))
@@ -111,6 +133,8 @@ pub fn routes(
         .or(list)
         .unify()
         .or(cancel)
+        .unify()
+        .or(status)
         .unify()
         .recover(recover)
         .unify();
@@ -315,10 +339,134 @@ async fn get_order(id: String, store: OrderStore) -> Result<Response, ApiError> 
     let order_id = parse_order_id(&id)?;
     record_order_id(&order_id);
     let Some(view) = store.get(&order_id).await.map_err(store_down)? else {
-        return Err(ApiError::not_found(format!("no order {order_id}"))
-            .with_details(json!({ "order_id": order_id })));
+        return Err(not_found(&order_id, &store).await);
     };
     Ok(warp::reply::json(&view).into_response())
+}
+
+/// The 404 for an order that is not here: expired (compacted after its retention; its
+/// tombstone says what it was) or unknown.
+async fn not_found(order_id: &OrderId, store: &OrderStore) -> ApiError {
+    match store.tombstone(order_id).await {
+        Ok(Some(gone)) => ApiError::not_found(format!(
+            "order {order_id} expired: it finished {} and was compacted after the retention window",
+            gone.status
+        ))
+        .with_details(json!({
+            "order_id": order_id,
+            "expired": true,
+            "status": gone.status,
+            "finished_at": gone.finished_at,
+            "expired_at": gone.expired_at,
+        })),
+        Ok(None) => ApiError::not_found(format!("no order {order_id}"))
+            .with_details(json!({ "order_id": order_id, "expired": false })),
+        Err(e) => store_down(e),
+    }
+}
+
+/// The body of `PATCH /order/{id}/status`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct StatusBody {
+    #[serde(deserialize_with = "wire::text")]
+    status: Option<String>,
+    #[serde(deserialize_with = "wire::text")]
+    note: Option<String>,
+    #[serde(deserialize_with = "wire::text")]
+    updated_by: Option<String>,
+}
+
+/// A PATCH's request, read at the edge: the status asked for, a note, and who asks.
+#[derive(Debug, PartialEq, Eq)]
+struct StatusRequest {
+    status: OrderStatus,
+    note: Option<String>,
+    updated_by: String,
+}
+
+fn parse_status_request(body: &[u8]) -> Result<StatusRequest, ApiError> {
+    let body = wire::read::<StatusBody>(body)?;
+    let raw = required(body.status, "status")?;
+    let status = OrderStatus::parse(&raw.to_ascii_uppercase()).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "unknown status {:?}; an order's statuses are {}",
+            raw.chars().take(40).collect::<String>(),
+            OrderStatus::ALL.map(OrderStatus::as_str).join(", ")
+        ))
+        .with_details(json!({ "field": "status" }))
+    })?;
+    if let Some(note) = &body.note
+        && note.chars().count() > MAX_REASON_CHARS
+    {
+        return Err(ApiError::bad_request(format!(
+            "note longer than {MAX_REASON_CHARS} characters"
+        ))
+        .with_details(json!({ "field": "note", "limit": MAX_REASON_CHARS })));
+    }
+    let updated_by = body.updated_by.unwrap_or_else(|| "api".to_owned());
+    let length = updated_by.chars().count();
+    if length == 0 || length > MAX_UPDATED_BY || updated_by.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!(
+            "updated_by must be 1 to {MAX_UPDATED_BY} printable characters"
+        ))
+        .with_details(json!({ "field": "updated_by", "limit": MAX_UPDATED_BY })));
+    }
+    Ok(StatusRequest {
+        status,
+        note: body.note,
+        updated_by,
+    })
+}
+
+async fn set_order_status(
+    id: String,
+    body: Bytes,
+    store: OrderStore,
+) -> Result<Response, ApiError> {
+    let order_id = parse_order_id(&id)?;
+    record_order_id(&order_id);
+    let request = parse_status_request(&body)?;
+    let answer = store
+        .set_status(
+            &order_id,
+            request.status,
+            request.note.as_deref(),
+            &request.updated_by,
+        )
+        .await
+        .map_err(|e| write_failed(e, None, "the status change"))?;
+    match answer {
+        StatusSet::Moved(view) => {
+            info!(order_id = %order_id, status = %view.order.status, updated_by = %request.updated_by,
+                  "Order {order_id} {} (asked by {})", view.order.status.as_str().to_lowercase(), request.updated_by);
+            Ok(warp::reply::json(&view).into_response())
+        }
+        StatusSet::Conflict(status) => {
+            let allowed = status.requestable_from();
+            let may = match allowed.as_slice() {
+                [] => "nothing may change it any more".to_owned(),
+                some => format!(
+                    "from {status} it may become {}",
+                    some.iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+            };
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("order {order_id} is {status}; {may}"),
+            )
+            .with_details(json!({
+                "order_id": order_id,
+                "status": status,
+                "requested": request.status,
+                "allowed": allowed,
+            })))
+        }
+        StatusSet::UnknownOrder => Err(not_found(&order_id, &store).await),
+    }
 }
 
 async fn list_orders(
@@ -414,7 +562,7 @@ async fn cancel_order(
             format!("order {order_id} is {status} and cannot be cancelled"),
         )
         .with_details(json!({ "order_id": order_id, "status": status }))),
-        Cancelled::UnknownOrder => Err(ApiError::not_found(format!("no order {order_id}"))),
+        Cancelled::UnknownOrder => Err(not_found(&order_id, &store).await),
     }
 }
 
@@ -469,6 +617,38 @@ mod tests {
         // The id is ours to give: one in the body is ignored, like any field we do not know.
         let new = parse_new_order(br#"{"order_id":"mine","item":"burger","qty":2,"x":[]}"#);
         assert_eq!(new.unwrap().qty.get(), 2);
+    }
+
+    #[test]
+    fn a_status_request_names_a_status_and_may_say_why_and_who() {
+        let ok = parse_status_request(br#"{"status":"shipped","note":"DHL 42"}"#).unwrap();
+        assert_eq!(
+            ok,
+            StatusRequest {
+                status: OrderStatus::Shipped,
+                note: Some("DHL 42".into()),
+                updated_by: "api".into()
+            }
+        );
+        let err = |b: &str| parse_status_request(b.as_bytes()).unwrap_err();
+        assert_eq!(err("{}").message, "missing required field status");
+        assert!(
+            err(r#"{"status":"LOST"}"#)
+                .message
+                .starts_with("unknown status \"LOST\"")
+        );
+        assert_eq!(err(r#"{"status":5}"#).status, StatusCode::BAD_REQUEST);
+        assert!(err("nope").message.starts_with("body is not valid JSON"));
+        let long = format!(
+            r#"{{"status":"SHIPPED","updated_by":"{}"}}"#,
+            "u".repeat(65)
+        );
+        assert!(err(&long).message.contains("updated_by"));
+        assert!(
+            err(r#"{"status":"SHIPPED","updated_by":""}"#)
+                .message
+                .contains("updated_by")
+        );
     }
 
     #[test]

@@ -6,16 +6,20 @@
 //! - [`api`]: the HTTP API (warp), JSON everywhere, errors included; the limits on what a
 //!   request may bring, and `Idempotency-Key`.
 //! - [`headers`]: the request headers it reads, parsed at the edge with their limits.
+//! - [`lifecycle`]: the one compare-and-set every move goes through, with its status event.
 //! - [`status`]: consumes `order_status_queue` and applies inventory outcomes to orders.
+//! - [`sweeper`]: decision deadlines (timeouts, re-sent cancels) and retention (compaction).
 //!
 //! [`App::build`] binds the HTTP port and returns the real address (tests ask for port 0);
 //! [`App::run`] works until the shutdown token is cancelled, then drains and closes.
 
 pub mod api;
 pub mod headers;
+pub mod lifecycle;
 pub mod orders;
 pub mod outbox;
 pub mod status;
+pub mod sweeper;
 
 /// This service's name: in logs, connection names, `app_id` and the DLQ's `x-dlq-service`.
 pub const SERVICE: &str = "order-svc";
@@ -39,6 +43,7 @@ use crate::orders::OrderStore;
 use crate::outbox::Outbox;
 use crate::outbox::relay::Relay;
 use crate::status::StatusHandler;
+use crate::sweeper::Sweeper;
 
 /// order-svc: the HTTP front door of the saga.
 #[derive(Parser, Debug, Clone)]
@@ -62,6 +67,32 @@ pub struct Config {
     #[arg(long, env = "IDEMPOTENCY_WINDOW", default_value = "24h",
           value_parser = parse_idempotency_window)]
     pub idempotency_window: Duration,
+
+    /// How long an order may stay PLACED (no answer from inventory) before it fails with
+    /// reason `timeout` and its cancel is sent (a late reservation is given back); also how
+    /// long a CANCELLING order waits before its cancel is sent again. `off` (or 0): never.
+    #[arg(long, env = "ORDER_DECISION_TIMEOUT", default_value = "5m",
+          value_parser = parse_decision_timeout)]
+    pub decision_timeout: DecisionTimeout,
+}
+
+/// `ORDER_DECISION_TIMEOUT`: `None` is off. (A newtype: clap reads a field of type `Option` as
+/// "the flag may be absent", not as a value that may say "off".)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecisionTimeout(pub Option<Duration>);
+
+/// A decision timeout: `off`/`0` for none, else 1 s to 30 days.
+fn parse_decision_timeout(s: &str) -> Result<DecisionTimeout, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("off") || s == "0" {
+        return Ok(DecisionTimeout(None));
+    }
+    let timeout = humantime::parse_duration(s)
+        .map_err(|e| format!("{e}; expected a duration such as 5m or 30s, or off"))?;
+    if timeout < Duration::from_secs(1) || timeout > Duration::from_secs(30 * 24 * 3600) {
+        return Err(format!("{s} is out of range: use 1s to 30days, or off"));
+    }
+    Ok(DecisionTimeout(Some(timeout)))
 }
 
 /// An idempotency window from a humane duration, 1 s to 30 days: shorter is no protection
@@ -111,7 +142,18 @@ impl SagaService for App {
         let relay_status = Arc::new(BrokerStatus::default());
         let outbox = Arc::new(Outbox::new(config.outbox_high_water, relay_status.clone()));
         let keys = Keys::new(&common.redis_prefix);
-        let store = OrderStore::new(redis.clone(), keys, outbox, config.idempotency_window);
+        let windows = lifecycle::Windows {
+            decision_timeout: config.decision_timeout.0,
+            retention: common.retention.order_retention,
+            dedupe_window: common.retention.dedupe_window,
+        };
+        let store = OrderStore::new(
+            redis.clone(),
+            keys,
+            outbox,
+            config.idempotency_window,
+            windows,
+        );
         let consumer_status = Arc::new(BrokerStatus::default());
         let metrics = saga_platform::service::telemetry::init_metrics();
 
@@ -127,7 +169,7 @@ impl SagaService for App {
             routes,
             shutdown.clone(),
         ));
-        info!(addr = %addr, "order-svc HTTP ready: POST /order, GET /order/{{id}}, GET /orders");
+        info!(addr = %addr, "order-svc HTTP ready: POST /order, GET /order/{{id}}, GET /orders, PATCH /order/{{id}}/status");
 
         let relay = Arc::new(Relay {
             store: store.clone(),
@@ -145,6 +187,14 @@ impl SagaService for App {
             },
         ));
 
+        let sweeper = Arc::new(Sweeper {
+            store: store.clone(),
+        });
+        let sweeper = tokio::spawn(supervise("sweeper", watchdog.clone(), shutdown.clone(), {
+            let shutdown = shutdown.clone();
+            move || sweeper.clone().run(shutdown.clone())
+        }));
+
         let timeline = Timeline::new(store.redis().clone(), store.keys().clone());
         let settings = ConsumerSettings::new(SERVICE, common, &common.topology.order_status_queue)
             .with_timeline(timeline)
@@ -157,6 +207,7 @@ impl SagaService for App {
         )
         .await;
         saga_platform::amqp::log_task_end("outbox relay", relay.await);
+        saga_platform::amqp::log_task_end("sweeper", sweeper.await);
         saga_platform::amqp::log_task_end("http", http.await);
         info!("order-svc stopped");
         Ok(())

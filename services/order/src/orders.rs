@@ -12,30 +12,32 @@
 //! does not, so the first attempt having succeeded, failed after writing (a `WAIT` that timed
 //! out) or still running makes no difference: one key, one order. Cancelling works the same way
 //! (`lua/cancel.lua`).
-//! Status changes are guarded transitions: the rules are [`OrderStatus::next`], in Rust; a Lua
-//! script applies the compare-and-set they give, atomically. Duplicates and stale events change
-//! nothing.
+//! Status changes are guarded transitions: the rules are [`OrderStatus::next`], in Rust; one Lua
+//! script applies the compare-and-set they give, with the move's events, atomically
+//! ([`crate::lifecycle`]). Duplicates and stale events change nothing.
+//!
+//! A finished order is kept whole for `ORDER_RETENTION`, then compacted by the sweeper to a
+//! tombstone ([`Tombstone`]) that `GET /order/{id}` answers "expired" from.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::{AsyncCommands, Script};
-use saga_domain::events::{
-    EventMeta, EventType, InventoryOutcome, OrderCancelled, OrderPlaced, unix_now_millis,
-};
+use saga_domain::events::{EventMeta, EventType, InventoryOutcome, OrderPlaced, unix_now_millis};
 use saga_domain::ids::{CorrelationId, IdempotencyKey, Item, OrderId, Qty, StudentId};
 use saga_domain::order::{HistoryEntry, OrderEvent, OrderStatus};
-pub use saga_domain::view::{Order, OrderView};
+pub use saga_domain::view::{Order, OrderView, Tombstone};
 use saga_platform::redis::replication::ReplicationLag;
 use saga_platform::redis::store::Keys;
 use saga_platform::redis::store::Redis;
 
 use crate::SERVICE;
+use crate::lifecycle::{Move, Windows, millis_after};
 use crate::outbox::{Outbox, entry_fields};
 
 /// How many history entries an order keeps (a flood of duplicates cannot grow it forever).
-const HISTORY_CAP: usize = 100;
+pub(crate) const HISTORY_CAP: usize = 100;
 
 /// A validated request to place an order.
 #[derive(Debug, Clone)]
@@ -53,6 +55,18 @@ pub enum Applied {
     /// Nothing changed: a duplicate, or a stale event for an order now in this status.
     Unchanged(OrderStatus),
     /// No such order here (e.g. an OrderPlaced a lab script published by hand).
+    UnknownOrder,
+    /// The request's Idempotency-Key was used before: what for. Nothing was written.
+    Replayed(Seen),
+}
+
+/// What a `PATCH .../status` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusSet {
+    /// The order moved; here it is now.
+    Moved(Box<OrderView>),
+    /// The order is in `status`, from which the request is not allowed.
+    Conflict(OrderStatus),
     UnknownOrder,
 }
 
@@ -107,15 +121,35 @@ pub enum WriteError {
     Store(#[from] redis::RedisError),
 }
 
+/// order-svc's Lua scripts, each one atomic step.
+#[derive(Clone)]
+pub(crate) struct Scripts {
+    pub place: Script,
+    pub transition: Script,
+    pub deadline: Script,
+    pub compact: Script,
+}
+
+impl WriteError {
+    /// As a plain store error, for a consumer: a write not acknowledged by the replicas is an
+    /// outage like any other there (the message is retried, and the move is idempotent).
+    pub fn into_redis_error(self) -> redis::RedisError {
+        match self {
+            Self::Store(e) => e,
+            Self::Unacknowledged { lag, .. } => lag.into_redis_error(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct OrderStore {
-    redis: Redis,
-    keys: Keys,
-    apply: Script,
-    place: Script,
-    cancel: Script,
+    pub(crate) redis: Redis,
+    pub(crate) keys: Keys,
+    pub(crate) scripts: Scripts,
     /// How long an Idempotency-Key's record is kept (`IDEMPOTENCY_WINDOW`).
     idempotency_window: Duration,
+    /// The decision deadline and the retention windows.
+    pub(crate) windows: Windows,
     /// The outbox's fill level: wakes the relay, and holds back new orders when full.
     pub outbox: Arc<Outbox>,
 }
@@ -126,16 +160,25 @@ impl OrderStore {
         keys: Keys,
         outbox: Arc<Outbox>,
         idempotency_window: Duration,
+        windows: Windows,
     ) -> Self {
         Self {
             redis,
             keys,
-            apply: Script::new(include_str!("lua/apply_outcome.lua")),
-            place: Script::new(include_str!("lua/place.lua")),
-            cancel: Script::new(include_str!("lua/cancel.lua")),
+            scripts: Scripts {
+                place: Script::new(include_str!("lua/place.lua")),
+                transition: Script::new(include_str!("lua/transition.lua")),
+                deadline: Script::new(include_str!("lua/deadline.lua")),
+                compact: Script::new(include_str!("lua/compact.lua")),
+            },
             idempotency_window,
+            windows,
             outbox,
         }
+    }
+
+    pub fn windows(&self) -> Windows {
+        self.windows
     }
 
     pub fn keys(&self) -> &Keys {
@@ -184,7 +227,12 @@ impl OrderStore {
         let id = order.order_id.as_str();
         let history = history_entry(now, Some(OrderStatus::Placed), &meta, false, true, None);
         let fields = order.to_hash();
-        let mut invocation = self.place.prepare_invoke();
+        let deadline = self
+            .windows
+            .decision_timeout
+            .map(|timeout| millis_after(now, timeout))
+            .unwrap_or_default();
+        let mut invocation = self.scripts.place.prepare_invoke();
         invocation
             .key(self.keys.order(id))
             .key(self.keys.order_history(id))
@@ -196,11 +244,13 @@ impl OrderStore {
             ))
             .key(self.keys.outbox())
             .key(self.idempotency_record(idempotent, id))
+            .key(self.keys.deadlines())
             .arg(idempotent.map_or("", |i| i.request.as_str()))
             .arg(self.window_ms())
             .arg(id)
             .arg(now)
             .arg(history)
+            .arg(deadline)
             .arg(fields.len() * 2);
         for (field, value) in &fields {
             invocation.arg(*field).arg(value);
@@ -226,20 +276,24 @@ impl OrderStore {
 
     /// The Idempotency-Key's record, or (without a key) a key that stands in for it: Lua wants
     /// every key it may touch declared, and this one is never touched then.
-    fn idempotency_record(&self, idempotent: Option<&Idempotent>, order_id: &str) -> String {
+    pub(crate) fn idempotency_record(
+        &self,
+        idempotent: Option<&Idempotent>,
+        order_id: &str,
+    ) -> String {
         idempotent.map_or_else(
             || self.keys.order(order_id),
             |i| self.keys.idempotency(&i.key),
         )
     }
 
-    fn window_ms(&self) -> u64 {
+    pub(crate) fn window_ms(&self) -> u64 {
         self.idempotency_window.as_millis().max(1) as u64
     }
 
     /// A failed write as the caller must see it: if only its replication is unconfirmed, the
     /// order it wrote (ours, or, with a key already recorded, the first one) may exist.
-    async fn unacknowledged(
+    pub(crate) async fn unacknowledged(
         &self,
         err: redis::RedisError,
         order_id: &str,
@@ -262,6 +316,23 @@ impl OrderStore {
             }
         }
         WriteError::Unacknowledged { order_id, lag }
+    }
+
+    /// What is left of an order compacted after its retention, if it was (and its tombstone
+    /// has not expired too).
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn tombstone(
+        &self,
+        order_id: &OrderId,
+    ) -> Result<Option<Tombstone>, redis::RedisError> {
+        let raw: Option<String> = self
+            .redis
+            .clone()
+            .get(self.keys.order_tombstone(order_id.as_str()))
+            .await?;
+        Ok(raw.and_then(|raw| serde_json::from_str(&raw).ok()))
     }
 
     /// The order and its history, if it exists.
@@ -325,7 +396,7 @@ impl OrderStore {
         Ok((hashes.iter().filter_map(Order::from_hash).collect(), total))
     }
 
-    /// Apply an inventory outcome as a guarded transition.
+    /// Apply an inventory outcome as a guarded transition ([`crate::lifecycle`]).
     ///
     /// # Errors
     /// Redis unreachable.
@@ -334,45 +405,29 @@ impl OrderStore {
         outcome: &InventoryOutcome,
         meta: &EventMeta,
         redelivered: bool,
-    ) -> Result<Applied, redis::RedisError> {
-        let id = outcome.order_id().as_str();
+    ) -> Result<Applied, WriteError> {
         let (event, reason) = match outcome {
-            InventoryOutcome::Reserved { .. } => (OrderEvent::Reserved, ""),
+            InventoryOutcome::Reserved { .. } => (OrderEvent::Reserved, None),
             InventoryOutcome::Failed { reason, .. } => {
-                (OrderEvent::ReservationFailed, reason.as_str())
+                (OrderEvent::ReservationFailed, Some(reason.as_str()))
             }
-            InventoryOutcome::Released { .. } => (OrderEvent::Released, ""),
+            InventoryOutcome::Released { .. } => (OrderEvent::Released, None),
         };
-        let now = unix_now_millis();
-        // The status after the event is the script's to tell: it adds it, and marks the entry
-        // applied if the order moved.
-        let entry = history_entry(now, None, meta, redelivered, false, None);
-        let mut invocation = self.apply.prepare_invoke();
-        invocation
-            .key(self.keys.order(id))
-            .key(self.keys.order_history(id))
-            .key(self.keys.orders_by_status_prefix())
-            .arg(reason)
-            .arg(now)
-            .arg(entry)
-            .arg(HISTORY_CAP);
-        for (from, to) in OrderStatus::transitions_on(event) {
-            let reason = from.reason_of_move(event).unwrap_or_default();
-            invocation.arg(from.as_str()).arg(to.as_str()).arg(reason);
-        }
-        let (moved, status, before): (i64, String, String) =
-            invocation.invoke_async(&mut self.redis.clone()).await?;
-        let (status, before) = (OrderStatus::parse(&status), OrderStatus::parse(&before));
-        Ok(match (moved, status, before) {
-            (1, Some(to), Some(from)) => Applied::Moved { from, to },
-            (_, Some(status), _) => Applied::Unchanged(status),
-            (_, None, _) => Applied::UnknownOrder,
+        self.transition(Move {
+            order_id: outcome.order_id(),
+            event,
+            updated_by: &meta.app_id,
+            reason,
+            correlation_id: &meta.correlation_id,
+            delivered: Some((meta, redelivered)),
+            idempotent: None,
         })
+        .await
     }
 
-    /// Mark the order CANCELLING and put OrderCancelled in the outbox, atomically, with the
-    /// Idempotency-Key's record when there is one (and nothing at all if that key was used
-    /// before).
+    /// Mark the order CANCELLING and put OrderCancelled (and the status event) in the outbox,
+    /// atomically, with the Idempotency-Key's record when there is one (and nothing at all if
+    /// that key was used before).
     ///
     /// # Errors
     /// As [`Self::place`].
@@ -383,74 +438,94 @@ impl OrderStore {
         correlation_id: Option<CorrelationId>,
         idempotent: Option<&Idempotent>,
     ) -> Result<Cancelled, WriteError> {
-        let id = order_id.as_str();
-        let correlation_id = match correlation_id {
-            Some(c) => c.as_str().to_owned(),
-            None => self
-                .redis
-                .clone()
-                .hget::<_, _, Option<String>>(self.keys.order(id), "correlation_id")
-                .await?
-                .unwrap_or_else(|| id.to_owned()),
-        };
-        let meta = EventMeta::new(EventType::OrderCancelled, &correlation_id, SERVICE);
-        let event = OrderCancelled {
-            order_id: order_id.clone(),
-            reason: reason.to_owned(),
-        };
-        let now = unix_now_millis();
-        let entry = history_entry(
-            now,
-            Some(OrderStatus::Cancelling),
-            &meta,
-            false,
-            true,
-            Some(reason),
-        );
-        let moves = OrderStatus::transitions_on(OrderEvent::CancelRequested);
-        let mut invocation = self.cancel.prepare_invoke();
-        invocation
-            .key(self.keys.order(id))
-            .key(self.keys.order_history(id))
-            .key(self.keys.orders_by_status_prefix())
-            .key(self.keys.outbox())
-            .key(self.idempotency_record(idempotent, id))
-            .arg(now)
-            .arg(entry)
-            .arg(idempotent.map_or("", |i| i.request.as_str()))
-            .arg(self.window_ms())
-            .arg(moves.len() * 2);
-        for (from, to) in moves {
-            invocation.arg(from.as_str()).arg(to.as_str());
-        }
-        for (field, value) in entry_fields(&meta, id, &event.to_body()) {
-            invocation.arg(field).arg(value);
-        }
-        let answer = invocation
-            .invoke_async::<(i64, String, String)>(&mut self.redis.clone())
-            .await;
-        let (outcome, status, first_request) = match answer {
-            Ok(answer) => answer,
-            Err(e) => return Err(self.unacknowledged(e, id, idempotent).await),
-        };
-        Ok(match (outcome, OrderStatus::parse(&status)) {
-            (1, _) => {
-                self.outbox.wrote();
-                Cancelled::Started
-            }
-            (2, _) => Cancelled::Seen(Seen {
-                same_request: idempotent.is_some_and(|i| i.request == first_request),
-                order_id: status,
-            }),
-            (_, None) => Cancelled::UnknownOrder,
-            (_, Some(status)) => Cancelled::NotCancellable(status),
+        let correlation_id = self.correlation_of(order_id, correlation_id).await?;
+        let moved = self
+            .transition(Move {
+                order_id,
+                event: OrderEvent::CancelRequested,
+                updated_by: "customer",
+                reason: Some(reason),
+                correlation_id: &correlation_id,
+                delivered: None,
+                idempotent,
+            })
+            .await?;
+        Ok(match moved {
+            Applied::Moved { .. } => Cancelled::Started,
+            Applied::Replayed(seen) => Cancelled::Seen(seen),
+            Applied::Unchanged(status) => Cancelled::NotCancellable(status),
+            Applied::UnknownOrder => Cancelled::UnknownOrder,
         })
+    }
+
+    /// `PATCH .../status`: move the order to `target` (SHIPPED, DELIVERED, or CANCELLED, which
+    /// starts a cancel) through the same compare-and-set as every transition.
+    ///
+    /// # Errors
+    /// As [`Self::place`].
+    pub async fn set_status(
+        &self,
+        order_id: &OrderId,
+        target: OrderStatus,
+        note: Option<&str>,
+        updated_by: &str,
+    ) -> Result<StatusSet, WriteError> {
+        let Some(event) = OrderStatus::requested(target) else {
+            // Nobody may ask for it: a conflict with whatever the order's status is.
+            return Ok(match self.get(order_id).await? {
+                Some(view) => StatusSet::Conflict(view.order.status),
+                None => StatusSet::UnknownOrder,
+            });
+        };
+        let correlation_id = self.correlation_of(order_id, None).await?;
+        let reason = match event {
+            OrderEvent::CancelRequested => Some(note.unwrap_or("cancelled by request")),
+            _ => note,
+        };
+        let moved = self
+            .transition(Move {
+                order_id,
+                event,
+                updated_by,
+                reason,
+                correlation_id: &correlation_id,
+                delivered: None,
+                idempotent: None,
+            })
+            .await?;
+        Ok(match moved {
+            Applied::Moved { .. } => match self.get(order_id).await? {
+                Some(view) => StatusSet::Moved(Box::new(view)),
+                None => StatusSet::UnknownOrder,
+            },
+            Applied::Unchanged(status) => StatusSet::Conflict(status),
+            Applied::UnknownOrder | Applied::Replayed(_) => StatusSet::UnknownOrder,
+        })
+    }
+
+    /// The correlation id an event about the order carries: the request's, else the order's
+    /// own (its events are followed by it), else its id.
+    pub(crate) async fn correlation_of(
+        &self,
+        order_id: &OrderId,
+        given: Option<CorrelationId>,
+    ) -> Result<String, redis::RedisError> {
+        if let Some(given) = given {
+            return Ok(given.as_str().to_owned());
+        }
+        let id = order_id.as_str();
+        Ok(self
+            .redis
+            .clone()
+            .hget::<_, _, Option<String>>(self.keys.order(id), "correlation_id")
+            .await?
+            .unwrap_or_else(|| id.to_owned()))
     }
 }
 
 /// One line of an order's timeline, as JSON. Without a status (`None`), the line has no
 /// `status` field: the script that applies the event adds the one it moved the order to.
-fn history_entry(
+pub(crate) fn history_entry(
     at_ms: u64,
     status: Option<OrderStatus>,
     meta: &EventMeta,

@@ -3,7 +3,8 @@
 //! The consume loop parses each delivery into an [`InventoryOutcome`]; [`StatusHandler::handle`]
 //! applies it to the order through [`Orders`] as a guarded transition (the rules are
 //! [`saga_domain::order::OrderStatus::next`]): a duplicate or a late event changes nothing, and is
-//! only noted in the order's timeline. Nothing is announced: the saga ends here.
+//! only noted in the order's timeline. Each move announces itself (`order.status.updated`,
+//! written into the outbox with the move: [`crate::lifecycle`]); nothing else is announced.
 //!
 //! An `inventory.released` for an order order-svc did not cancel (PLACED or CONFIRMED: a cancel
 //! from order-svc moves it to CANCELLING first) means inventory-svc gave the stock back on an
@@ -41,7 +42,9 @@ impl Orders for OrderStore {
         meta: &EventMeta,
         redelivered: bool,
     ) -> Result<Applied, redis::RedisError> {
-        OrderStore::apply(self, outcome, meta, redelivered).await
+        OrderStore::apply(self, outcome, meta, redelivered)
+            .await
+            .map_err(crate::orders::WriteError::into_redis_error)
     }
 }
 
@@ -88,7 +91,7 @@ impl<O: Orders> Handler for StatusHandler<O> {
                       "Duplicate or stale {} for order {order_id}: order unchanged ({status})", kind.name());
                 Outcome::Duplicate(Vec::new())
             }
-            Ok(Applied::UnknownOrder) => {
+            Ok(Applied::UnknownOrder | Applied::Replayed(_)) => {
                 info!(
                     event = kind.name(),
                     "{} for order {order_id}, which this service never placed: nothing to update",

@@ -1,5 +1,5 @@
-//! `lua/apply_outcome.lua` edits an order's history entry with Redis's cjson (decode, set the
-//! status and `applied`, encode). The line it stores must keep the shape every reader expects:
+//! `lua/transition.lua` edits an order's history entry with Redis's cjson (decode, set the
+//! status, `applied` and the status event's id, encode). The line it stores must keep the shape every reader expects:
 //! the very fields and values order-svc writes itself, read back by serde as a `HistoryEntry`.
 //! Against the real Redis (REDIS_URL, or the local one), under a prefix of its own.
 
@@ -14,6 +14,7 @@ use saga_platform::amqp::BrokerStatus;
 use saga_platform::redis::store::{self, Keys};
 use serde_json::Value;
 
+use order_svc::lifecycle::Windows;
 use order_svc::orders::{Applied, NewOrder, OrderStore, Placed};
 use order_svc::outbox::Outbox;
 
@@ -24,7 +25,13 @@ async fn an_applied_outcome_is_recorded_with_the_fields_order_svc_writes() -> an
     let prefix = format!("test-history-{}", uuid_like());
     let keys = Keys::new(&prefix);
     let outbox = Arc::new(Outbox::new(1_000, Arc::new(BrokerStatus::default())));
-    let orders = OrderStore::new(redis.clone(), keys.clone(), outbox, Duration::from_secs(60));
+    let orders = OrderStore::new(
+        redis.clone(),
+        keys.clone(),
+        outbox,
+        Duration::from_secs(60),
+        Windows::default(),
+    );
 
     let new = NewOrder {
         item: Item::parse("burger")?,
@@ -49,7 +56,18 @@ async fn an_applied_outcome_is_recorded_with_the_fields_order_svc_writes() -> an
         .clone()
         .lrange(keys.order_history(order.order_id.as_str()), 0, -1)
         .await?;
+    // The outbox: OrderPlaced, then the move's status event (one: the duplicate moved nothing).
+    let outbox: redis::streams::StreamRangeReply = redis.clone().xrange_all(keys.outbox()).await?;
+    let events: Vec<(String, String, String)> = outbox
+        .ids
+        .iter()
+        .map(|e| {
+            let field = |k: &str| e.get::<String>(k).unwrap_or_default();
+            (field("type"), field("event_id"), field("body"))
+        })
+        .collect();
     let _: () = redis::cmd("DEL")
+        .arg(keys.deadlines())
         .arg(keys.order(order.order_id.as_str()))
         .arg(keys.order_history(order.order_id.as_str()))
         .arg(keys.outbox())
@@ -78,6 +96,22 @@ async fn an_applied_outcome_is_recorded_with_the_fields_order_svc_writes() -> an
         )
     );
     assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(events.len(), 2, "{events:?}");
+    let (kind, status_event_id, body) = &events[1];
+    assert_eq!(kind, "OrderStatusUpdated");
+    let body: Value = serde_json::from_str(body)?;
+    assert_eq!(
+        (
+            &body["old_status"],
+            &body["new_status"],
+            &body["updated_by"]
+        ),
+        (
+            &Value::from("PLACED"),
+            &Value::from("CONFIRMED"),
+            &Value::from("inventory-svc")
+        )
+    );
     // What order-svc itself would have written for each line, field for field.
     let expected = |redelivered: bool, applied: bool| HistoryEntry {
         at: 0,
@@ -88,7 +122,7 @@ async fn an_applied_outcome_is_recorded_with_the_fields_order_svc_writes() -> an
         redelivered,
         applied,
         reason: None,
-        status_event_id: None,
+        status_event_id: applied.then(|| status_event_id.clone()),
     };
     for (line, want) in lines[1..]
         .iter()

@@ -12,6 +12,7 @@
 //! - [`faults`]: invariants under real faults; [`healing`]: the topology heals itself;
 //!   [`replication`]: acknowledged means replicated; [`cluster`]: the cluster profile and the
 //!   failover drill.
+//! - [`notify_lifecycle`]: notification-svc tells an order's whole life once per outcome.
 //! - [`sagactl_json`]: what scripts read; [`board`]: the classroom board in a real browser;
 //!   [`security`]: who may change state; [`compose`]: the Compose profile against the binaries.
 
@@ -24,6 +25,7 @@ mod faults;
 mod healing;
 mod hostile;
 mod lifecycle;
+mod notify_lifecycle;
 mod poison;
 mod replication;
 mod retries;

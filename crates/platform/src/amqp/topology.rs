@@ -32,7 +32,7 @@ pub struct Topology {
     /// Queue order-svc's status consumer reads (inventory outcomes).
     #[arg(long, env = "ORDER_STATUS_QUEUE", default_value = "order_status_queue")]
     pub order_status_queue: String,
-    /// Queue notification-svc consumes (inventory outcomes).
+    /// Queue notification-svc consumes (inventory outcomes and order.status.updated).
     #[arg(long, env = "NOTIFICATION_QUEUE", default_value = "notification_queue")]
     pub notification_queue: String,
     /// Where poison messages go, published directly (no binding).
@@ -138,6 +138,12 @@ impl Topology {
         for queue in [&self.order_status_queue, &self.notification_queue] {
             bindings.extend(outcomes.iter().map(|t| (queue.as_str(), t.routing_key())));
         }
+        // Only notification-svc tells anyone about a status change (shipped, delivered, a
+        // timeout); order-svc is its author and inventory has nothing to do with it.
+        bindings.push((
+            self.notification_queue.as_str(),
+            EventType::OrderStatusUpdated.routing_key(),
+        ));
         bindings
     }
 
@@ -255,7 +261,37 @@ mod tests {
         assert!(b.contains(&("notification_queue", "inventory.released")));
         assert!(b.contains(&("order_status_queue", "inventory.failed")));
         assert!(!b.iter().any(|(q, _)| *q == "dlq_queue"));
-        assert_eq!(b.len(), 8);
+        assert_eq!(b.len(), 9);
+    }
+
+    #[test]
+    fn only_notification_queue_hears_status_changes() {
+        let t = Topology::default();
+        let hearing: Vec<&str> = t
+            .bindings()
+            .into_iter()
+            .filter(|(_, key)| *key == "order.status.updated")
+            .map(|(queue, _)| queue)
+            .collect();
+        assert_eq!(hearing, ["notification_queue"]);
+        let notification = t
+            .declarations()
+            .into_iter()
+            .find(|d| d.name == "notification_queue")
+            .unwrap();
+        assert_eq!(
+            notification.routing_keys,
+            [
+                "inventory.reserved",
+                "inventory.failed",
+                "inventory.released",
+                "order.status.updated"
+            ]
+        );
+        assert!(
+            notification.arguments.inner().is_empty(),
+            "a lab queue keeps no x-arguments"
+        );
     }
 
     #[test]

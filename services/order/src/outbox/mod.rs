@@ -2,8 +2,9 @@
 //! durable as the order itself.
 //!
 //! - **Write**: [`crate::orders`] writes an order *and* its event in one Redis transaction
-//!   (`POST /order`: `lua/place.lua`; cancel: `lua/cancel.lua`; each one atomic step, with the
-//!   request's Idempotency-Key record when it has one), the event as a stream entry whose
+//!   (`POST /order`: `lua/place.lua`; every move of an order, with its `order.status.updated`:
+//!   `lua/transition.lua`; each one atomic step, with the request's Idempotency-Key record
+//!   when it has one), the event as a stream entry whose
 //!   fields are [`entry_fields`]. Either both exist or neither, so `POST /order` can answer 201
 //!   while the broker is down: the event waits here.
 //! - **Relay** ([`relay`]): reads the stream in order, publishes each entry with publisher
@@ -39,7 +40,11 @@ pub const MAX_ENTRY_BODY: usize = 64 * 1024;
 
 /// The events order-svc publishes from its outbox; any other `type` in an entry is parked
 /// (published, it would come back unroutable or mislead its consumers).
-const PUBLISHED: [EventType; 2] = [EventType::OrderPlaced, EventType::OrderCancelled];
+const PUBLISHED: [EventType; 3] = [
+    EventType::OrderPlaced,
+    EventType::OrderCancelled,
+    EventType::OrderStatusUpdated,
+];
 
 /// The fields of an outbox stream entry: everything the relay needs to publish the event.
 pub fn entry_fields(meta: &EventMeta, order_id: &str, body: &[u8]) -> Vec<(&'static str, String)> {
