@@ -5,41 +5,45 @@
 //! returns the decision's event for the loop to publish, with confirms, before it acks. A
 //! duplicate re-announces the recorded decision with its original event id: the first attempt
 //! may have died after the Redis write and before its publish, so "skip silently" would lose the
-//! outcome.
+//! outcome. A duplicate that meets a record compacted after `ORDER_RETENTION` re-announces
+//! nothing (see [`InventoryHandler::handle`] for why); it takes no stock and gives none back.
 
 use std::future::Future;
 
 use saga_domain::events::{EventMeta, EventType, InventoryOutcome, OrderCancelled, OrderPlaced};
 use saga_domain::ids::OrderId;
+use saga_domain::order::ReservationState;
 use saga_domain::wire::Malformed;
 use saga_platform::amqp::consumer::{Announcement, DeliveryMeta, Handler, Outcome};
 use tracing::info;
 
-use crate::stock::{Decision, LedgerError, RedisLedger};
+use crate::stock::{Decision, LedgerError, RedisLedger, Verdict};
 
 pub const SERVICE: &str = "inventory-svc";
 
 /// The stock ledger as the handler needs it: decide an order once, give a cancelled order's
 /// stock back once. [`RedisLedger`] does it in Lua; the unit tests use an in-memory fake.
 pub trait Ledger: Send + Sync + 'static {
-    /// Reserve stock for the order, or record why not; on a second call, the recorded decision.
+    /// Reserve stock for the order, or record why not; on a second call, the recorded decision
+    /// (or, once the record is compacted, what is left of it).
     fn reserve(
         &self,
         order: &OrderPlaced,
-    ) -> impl Future<Output = Result<Decision, LedgerError>> + Send;
+    ) -> impl Future<Output = Result<Verdict, LedgerError>> + Send;
 
-    /// Give back what the order reserved (if anything); on a second call, the recorded release.
+    /// Give back what the order reserved (if anything); on a second call, the recorded release
+    /// (or, once the record is compacted, what is left of it).
     fn release(
         &self,
         order_id: &OrderId,
-    ) -> impl Future<Output = Result<Decision, LedgerError>> + Send;
+    ) -> impl Future<Output = Result<Verdict, LedgerError>> + Send;
 }
 
 impl Ledger for RedisLedger {
-    async fn reserve(&self, order: &OrderPlaced) -> Result<Decision, LedgerError> {
+    async fn reserve(&self, order: &OrderPlaced) -> Result<Verdict, LedgerError> {
         RedisLedger::reserve(self, order).await
     }
-    async fn release(&self, order_id: &OrderId) -> Result<Decision, LedgerError> {
+    async fn release(&self, order_id: &OrderId) -> Result<Verdict, LedgerError> {
         RedisLedger::release(self, order_id).await
     }
 }
@@ -80,7 +84,18 @@ impl<L: Ledger> Handler for InventoryHandler<L> {
             Command::Release(cancel) => self.ledger.release(&cancel.order_id).await,
         };
         let decision = match decision {
-            Ok(decision) => decision,
+            Ok(Verdict::Decision(decision)) => decision,
+            // The record was compacted, so this is a duplicate from long ago (ORDER_RETENTION
+            // after the decision): it took no stock and gave none back. Nothing is re-announced.
+            // The re-announce exists for a first attempt that died between the ledger and its
+            // publish; that redelivery comes within moments, not days, and order-svc's decision
+            // deadline covers even that case. A re-announce now would need a fresh event id
+            // (the recorded one is gone), which consumers could not tell from a new decision:
+            // it could re-notify a customer or reach an order that has itself expired.
+            Ok(Verdict::Compacted { order_id, state }) => {
+                log_compacted_duplicate(&order_id, state, meta.redelivered);
+                return Outcome::Duplicate(Vec::new());
+            }
             Err(e) => return Outcome::Failed(e.into()),
         };
         log_decision(&decision, meta.redelivered);
@@ -147,6 +162,16 @@ fn log_decision(decision: &Decision, redelivered: bool) {
     }
 }
 
+fn log_compacted_duplicate(order_id: &OrderId, state: ReservationState, redelivered: bool) {
+    info!(
+        verdict = "duplicate",
+        outcome = state.as_str(),
+        compacted = true,
+        redelivered,
+        "Duplicate detected for order {order_id}: its record ({state}) was compacted after retention; nothing taken, nothing re-sent"
+    );
+}
+
 fn record_stock_gauge(outcome: &InventoryOutcome) {
     if let InventoryOutcome::Reserved {
         item, remaining, ..
@@ -162,7 +187,7 @@ mod tests {
     //! release once, a cancel before its order leaves a tombstone). The scripts themselves are
     //! exercised against real Redis by the integration tests.
 
-    use std::collections::HashMap;
+    use std::collections::{HashMap, HashSet};
     use std::sync::Mutex;
 
     use saga_domain::events::FailureCode;
@@ -184,6 +209,8 @@ mod tests {
     struct FakeLedger {
         stock: Mutex<HashMap<String, i64>>,
         records: Mutex<HashMap<String, Decision>>,
+        /// Records compacted after retention: the announcement is gone, the stock facts stay.
+        compacted: Mutex<HashSet<String>>,
         mood: Mutex<Mood>,
     }
 
@@ -192,6 +219,7 @@ mod tests {
             Self {
                 stock: Mutex::new(stock.iter().map(|(i, q)| ((*i).to_owned(), *q)).collect()),
                 records: Mutex::new(HashMap::new()),
+                compacted: Mutex::new(HashSet::new()),
                 mood: Mutex::new(Mood::Fine),
             }
         }
@@ -209,17 +237,39 @@ mod tests {
         fn available(&self, item: &str) -> Option<i64> {
             self.stock.lock().unwrap().get(item).copied()
         }
+
+        /// What `lua/compact.lua` does to a record, as far as the handler can tell.
+        fn compact(&self, order_id: &str) {
+            self.compacted.lock().unwrap().insert(order_id.to_owned());
+        }
+
+        /// A duplicate's answer: the recorded decision, or only its state once compacted.
+        fn recorded(&self, recorded: &Decision) -> Verdict {
+            let order_id = recorded.outcome.order_id();
+            if self.compacted.lock().unwrap().contains(order_id.as_str()) {
+                let state = match recorded.outcome {
+                    InventoryOutcome::Reserved { .. } => ReservationState::Reserved,
+                    InventoryOutcome::Failed { .. } => ReservationState::Failed,
+                    InventoryOutcome::Released { .. } => ReservationState::Released,
+                };
+                return Verdict::Compacted {
+                    order_id: order_id.clone(),
+                    state,
+                };
+            }
+            Verdict::Decision(Decision {
+                first_time: false,
+                ..recorded.clone()
+            })
+        }
     }
 
     impl Ledger for FakeLedger {
-        async fn reserve(&self, order: &OrderPlaced) -> Result<Decision, LedgerError> {
+        async fn reserve(&self, order: &OrderPlaced) -> Result<Verdict, LedgerError> {
             self.trouble()?;
             let mut records = self.records.lock().unwrap();
             if let Some(recorded) = records.get(order.order_id.as_str()) {
-                return Ok(Decision {
-                    first_time: false,
-                    ..recorded.clone()
-                });
+                return Ok(self.recorded(recorded));
             }
             let mut stock = self.stock.lock().unwrap();
             let (item, qty) = (order.item.clone(), order.qty);
@@ -253,10 +303,10 @@ mod tests {
                 first_time: true,
             };
             records.insert(order.order_id.to_string(), decision.clone());
-            Ok(decision)
+            Ok(Verdict::Decision(decision))
         }
 
-        async fn release(&self, order_id: &OrderId) -> Result<Decision, LedgerError> {
+        async fn release(&self, order_id: &OrderId) -> Result<Verdict, LedgerError> {
             self.trouble()?;
             let mut records = self.records.lock().unwrap();
             let previous = records.get(order_id.as_str()).cloned();
@@ -267,11 +317,10 @@ mod tests {
                 },
             ) = &previous
             {
-                return Ok(Decision {
-                    first_time: false,
-                    ..d.clone()
-                });
+                return Ok(self.recorded(d));
             }
+            // A release writes a fresh event id, compacted record or not (lua/release.lua).
+            self.compacted.lock().unwrap().remove(order_id.as_str());
             let (item, qty) = match previous.map(|d| d.outcome) {
                 Some(InventoryOutcome::Reserved { item, qty, .. }) => {
                     *self
@@ -295,7 +344,7 @@ mod tests {
                 first_time: true,
             };
             records.insert(order_id.to_string(), decision.clone());
-            Ok(decision)
+            Ok(Verdict::Decision(decision))
         }
     }
 
@@ -390,6 +439,68 @@ mod tests {
                 "duplicate",
                 vec![InventoryReleased],
                 5,
+            ),
+        ];
+        for (what, command, label, announced, left) in steps {
+            let outcome = handler.handle(&command, &meta).await;
+            assert_eq!(summary(&outcome), (label, announced), "{what}");
+            assert_eq!(handler.ledger.available("burger"), Some(left), "{what}");
+        }
+    }
+
+    #[tokio::test]
+    async fn after_compaction_a_duplicate_takes_nothing_and_announces_nothing() {
+        use EventType::*;
+        let handler = InventoryHandler {
+            ledger: FakeLedger::with(&[("burger", 10)]),
+        };
+        let meta = DeliveryMeta::default();
+        for command in [
+            place("a", "burger", 2),
+            place("b", "burger", 3),
+            cancel("b"),
+        ] {
+            handler.handle(&command, &meta).await;
+        }
+        assert_eq!(handler.ledger.available("burger"), Some(8));
+        handler.ledger.compact("a");
+        handler.ledger.compact("b");
+        // (what happens, command, outcome, announced, burger left after)
+        let steps = [
+            (
+                "a duplicate of a compacted reserved order",
+                place("a", "burger", 2),
+                "duplicate",
+                vec![],
+                8,
+            ),
+            (
+                "a duplicate of a compacted released order",
+                place("b", "burger", 3),
+                "duplicate",
+                vec![],
+                8,
+            ),
+            (
+                "a duplicate cancel of it",
+                cancel("b"),
+                "duplicate",
+                vec![],
+                8,
+            ),
+            (
+                "cancelling the compacted reserved order gives its stock back",
+                cancel("a"),
+                "processed",
+                vec![InventoryReleased],
+                10,
+            ),
+            (
+                "and a duplicate of that cancel re-announces it, once",
+                cancel("a"),
+                "duplicate",
+                vec![InventoryReleased],
+                10,
             ),
         ];
         for (what, command, label, announced, left) in steps {

@@ -4,12 +4,15 @@
 //! - [`handler`]: one delivery → parse (poison to the DLQ) → decide → confirmed publish.
 //! - [`api`]: `/health`, `/ready`, `/metrics`, and `GET /stock`, `PUT /stock/{item}` (loopback
 //!   or `ADMIN_TOKEN` only).
+//! - [`retention`]: the sweeper that compacts reservation records after `ORDER_RETENTION` and
+//!   archives them into per-item totals after `DEDUPE_WINDOW` more.
 //!
 //! [`App::build`] binds the HTTP port and returns the real address (tests ask for port 0);
 //! [`App::run`] works until the shutdown token is cancelled, then drains in-flight deliveries.
 
 pub mod api;
 pub mod handler;
+pub mod retention;
 pub mod stock;
 
 use std::net::SocketAddr;
@@ -21,12 +24,13 @@ use saga_platform::amqp::consumer::{ConsumerSettings, run_watched_consumer};
 use saga_platform::redis::store::{Keys, Timeline};
 use saga_platform::service::config::Common;
 use saga_platform::service::http::Readiness;
-use saga_platform::service::watch::Watchdog;
+use saga_platform::service::watch::{Watchdog, supervise};
 use saga_platform::service::{Bound, SagaService};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::handler::{InventoryHandler, SERVICE};
+use crate::retention::Sweeper;
 use crate::stock::{RedisLedger, StockList, parse_stock_list};
 
 /// inventory-svc: reserves stock for placed orders and releases it for cancelled ones.
@@ -83,7 +87,11 @@ impl SagaService for App {
         let common = &config.common;
         let redis =
             saga_platform::redis::store::connect_with(&common.redis_url, common.replication)?;
-        let ledger = RedisLedger::new(redis.clone(), Keys::new(&common.redis_prefix));
+        let ledger = RedisLedger::new(
+            redis.clone(),
+            Keys::new(&common.redis_prefix),
+            common.retention,
+        );
         let broker = Arc::new(BrokerStatus::default());
         let metrics = saga_platform::service::telemetry::init_metrics();
 
@@ -108,12 +116,24 @@ impl SagaService for App {
             return Ok(());
         }
 
+        let sweeper = Arc::new(Sweeper::new(&ledger));
+        let sweeper = tokio::spawn(supervise(
+            "reservation retention",
+            watchdog.clone(),
+            shutdown.clone(),
+            {
+                let shutdown = shutdown.clone();
+                move || sweeper.clone().run(shutdown.clone())
+            },
+        ));
+
         let timeline = Timeline::new(redis.clone(), Keys::new(&common.redis_prefix));
         let settings = ConsumerSettings::new(SERVICE, common, &common.topology.inventory_queue)
             .with_timeline(timeline)
             .with_watchdog(watchdog);
         let handler = Arc::new(InventoryHandler { ledger });
         run_watched_consumer(settings, handler, broker, shutdown.clone()).await;
+        saga_platform::amqp::log_task_end("reservation retention", sweeper.await);
         let _ = http.await;
         info!("inventory-svc stopped");
         Ok(())

@@ -2,7 +2,8 @@
 //!
 //! Every change to stock happens inside one Lua script together with the record of *why*
 //! (the order's reservation record), so a crash can never leave stock moved without a record
-//! or a record without its stock move.
+//! or a record without its stock move. The same script schedules the record's compaction
+//! ([`crate::retention`]), so no record escapes retention.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,7 @@ use saga_domain::ids::{Item, OrderId, Qty, StudentId};
 use saga_domain::order::{Reservation, ReservationState, StockLevel};
 use saga_platform::redis::store::Keys;
 use saga_platform::redis::store::Redis;
+use saga_platform::service::config::RetentionArgs;
 
 /// What the ledger decided for an order, and whether this call decided it or found it decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +23,20 @@ pub struct Decision {
     pub event_id: String,
     /// `false` when the order had been decided before: a duplicate or a redelivery.
     pub first_time: bool,
+}
+
+/// What the ledger answers for an order: the decision with its announcement, or, for a
+/// duplicate that found the record compacted, only the state that is left of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Decision(Decision),
+    /// A duplicate (OrderPlaced or OrderCancelled) met a record compacted after
+    /// `ORDER_RETENTION`: it took no stock and gave none back, and the event id the decision
+    /// was announced with is gone (see the handler for why nothing is re-announced).
+    Compacted {
+        order_id: OrderId,
+        state: ReservationState,
+    },
 }
 
 /// Why the ledger could not answer.
@@ -36,16 +52,20 @@ pub enum LedgerError {
 pub struct RedisLedger {
     redis: Redis,
     keys: Keys,
+    retention: RetentionArgs,
     reserve: Script,
     release: Script,
     set_stock: Script,
 }
 
 impl RedisLedger {
-    pub fn new(redis: Redis, keys: Keys) -> Self {
+    /// The ledger under `keys`; every decision and release schedules its record's compaction
+    /// `retention.order_retention` later.
+    pub fn new(redis: Redis, keys: Keys, retention: RetentionArgs) -> Self {
         Self {
             redis,
             keys,
+            retention,
             reserve: Script::new(include_str!("lua/reserve.lua")),
             release: Script::new(include_str!("lua/release.lua")),
             set_stock: Script::new(include_str!("lua/set_stock.lua")),
@@ -56,7 +76,7 @@ impl RedisLedger {
     ///
     /// # Errors
     /// Redis unreachable (transient) or a record we cannot read.
-    pub async fn reserve(&self, order: &OrderPlaced) -> Result<Decision, LedgerError> {
+    pub async fn reserve(&self, order: &OrderPlaced) -> Result<Verdict, LedgerError> {
         let id = order.order_id.as_str();
         let new_event_id = uuid::Uuid::new_v4().to_string();
         let (is_new, flat): (i64, Vec<String>) = self
@@ -64,6 +84,7 @@ impl RedisLedger {
             .key(self.keys.reservation(id))
             .key(self.keys.stock())
             .key(self.keys.stock_reserved())
+            .key(self.keys.reservations_compacting())
             .arg(order.item.as_str())
             .arg(order.qty.get())
             .arg(
@@ -75,26 +96,40 @@ impl RedisLedger {
             )
             .arg(&new_event_id)
             .arg(unix_now_millis())
+            .arg(id)
+            .arg(self.retention_ms())
+            .arg(ReservationState::Reserved.as_str())
+            .arg(ReservationState::Failed.as_str())
             .invoke_async(&mut self.redis.clone())
             .await?;
-        decision_from_record(&order.order_id, is_new == 1, &flat)
+        verdict_from_record(&order.order_id, is_new == 1, &flat)
     }
 
     /// Give back what an order reserved (if anything); idempotent per order id.
     ///
     /// # Errors
     /// Redis unreachable (transient) or a record we cannot read.
-    pub async fn release(&self, order_id: &OrderId) -> Result<Decision, LedgerError> {
+    pub async fn release(&self, order_id: &OrderId) -> Result<Verdict, LedgerError> {
         let (is_new, flat): (i64, Vec<String>) = self
             .release
             .key(self.keys.reservation(order_id.as_str()))
             .key(self.keys.stock())
             .key(self.keys.stock_released())
+            .key(self.keys.reservations_compacting())
+            .key(self.keys.reservations_archiving())
             .arg(uuid::Uuid::new_v4().to_string())
             .arg(unix_now_millis())
+            .arg(order_id.as_str())
+            .arg(self.retention_ms())
+            .arg(ReservationState::Reserved.as_str())
+            .arg(ReservationState::Released.as_str())
             .invoke_async(&mut self.redis.clone())
             .await?;
-        decision_from_record(order_id, is_new == 1, &flat)
+        verdict_from_record(order_id, is_new == 1, &flat)
+    }
+
+    fn retention_ms(&self) -> u64 {
+        millis(self.retention.order_retention)
     }
 
     /// Put the starting stock in place for items that have none yet (restarts keep stock).
@@ -167,6 +202,51 @@ impl RedisLedger {
     pub fn keys(&self) -> &Keys {
         &self.keys
     }
+
+    pub fn retention(&self) -> RetentionArgs {
+        self.retention
+    }
+}
+
+/// A window in whole milliseconds, as the scripts' scores are (saturating: windows are at most
+/// ten years, see `parse_window`).
+pub(crate) fn millis(window: std::time::Duration) -> u64 {
+    u64::try_from(window.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The field a compacted record carries (crate::retention, `lua/compact.lua`): when it lost
+/// everything but what dedupe and the ledger need.
+const COMPACTED_AT: &str = "compacted_at";
+
+/// What a reservation record answers: a fresh decision, or a duplicate's recorded one, or for
+/// a duplicate that meets a compacted record (which no longer holds the announced event id),
+/// only its state.
+fn verdict_from_record(
+    order_id: &OrderId,
+    first_time: bool,
+    flat: &[String],
+) -> Result<Verdict, LedgerError> {
+    let compacted = flat
+        .chunks_exact(2)
+        .any(|kv| kv[0] == COMPACTED_AT && !kv[1].is_empty());
+    // A release of a compacted record is first_time and has written its own event id: it is
+    // announced like any release. Only a *duplicate* can find the announcement gone.
+    if compacted && !first_time {
+        let pairs = flat.chunks_exact(2).map(|kv| (&kv[0], &kv[1]));
+        let record = Reservation::from_hash(pairs)
+            .map_err(|why| LedgerError::Corrupt(order_id.to_string(), why))?;
+        let announced = match record.state {
+            ReservationState::Reserved | ReservationState::Failed => &record.event_id,
+            ReservationState::Released => &record.release_event_id,
+        };
+        if announced.is_none() {
+            return Ok(Verdict::Compacted {
+                order_id: order_id.clone(),
+                state: record.state,
+            });
+        }
+    }
+    decision_from_record(order_id, first_time, flat).map(Verdict::Decision)
 }
 
 /// Rebuild the outcome event from a reservation record (as written by the Lua scripts).
@@ -319,6 +399,63 @@ mod tests {
         ));
 
         assert!(decision_from_record(&id, true, &rec(&[("state", "weird")])).is_err());
+    }
+
+    #[test]
+    fn a_duplicate_that_meets_a_compacted_record_gets_only_its_state() {
+        let id = OrderId::parse("o1").unwrap();
+        // What lua/compact.lua leaves of a reserved record.
+        let compacted = rec(&[
+            ("state", "reserved"),
+            ("item", "burger"),
+            ("qty", "2"),
+            ("compacted_at", "1700000000000"),
+        ]);
+        assert_eq!(
+            verdict_from_record(&id, false, &compacted).unwrap(),
+            Verdict::Compacted {
+                order_id: id.clone(),
+                state: ReservationState::Reserved
+            }
+        );
+        let tombstone = rec(&[
+            ("state", "released"),
+            ("released_qty", "0"),
+            ("compacted_at", "1"),
+        ]);
+        assert!(matches!(
+            verdict_from_record(&id, false, &tombstone).unwrap(),
+            Verdict::Compacted {
+                state: ReservationState::Released,
+                ..
+            }
+        ));
+
+        // The first release of a compacted record wrote its own event id: announced as usual,
+        // and so is a duplicate of it until the record is compacted again.
+        let released = rec(&[
+            ("state", "released"),
+            ("item", "burger"),
+            ("qty", "2"),
+            ("released_qty", "2"),
+            ("compacted_at", "1700000000000"),
+            ("release_event_id", "e9"),
+        ]);
+        for first_time in [true, false] {
+            let Verdict::Decision(d) = verdict_from_record(&id, first_time, &released).unwrap()
+            else {
+                panic!("a release with its event id is a decision");
+            };
+            assert_eq!(d.event_id, "e9");
+            assert!(matches!(
+                d.outcome,
+                InventoryOutcome::Released {
+                    item: Some(_),
+                    qty: 2,
+                    ..
+                }
+            ));
+        }
     }
 
     #[test]

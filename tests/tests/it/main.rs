@@ -28,6 +28,7 @@ mod lifecycle;
 mod notify_lifecycle;
 mod poison;
 mod replication;
+mod retention_inventory;
 mod retries;
 mod saga;
 mod sagactl_json;

@@ -18,7 +18,7 @@ use clap::Args;
 use redis::AsyncCommands;
 use saga_domain::events::EventType;
 pub use saga_domain::invariants::{
-    DeadLetter, Ledger, OrderStatuses, RuleResult, StockBooks, doubled_notifications,
+    Archived, DeadLetter, Ledger, OrderStatuses, RuleResult, StockBooks, doubled_notifications,
     in_flight_orders, is_final, orders_without_record, settled_rules,
     statuses_disagree_with_records, totals_disagree_with_records, unbalanced_stock,
     unfinished_orders, valid_events_in_dlq,
@@ -251,15 +251,18 @@ pub async fn read_statuses(redis: &Redis, keys: &Keys) -> anyhow::Result<OrderSt
     Ok(orders)
 }
 
-/// The stock books and every reservation record, as one consistent snapshot.
+/// The stock books, every reservation record and the archived totals, as one consistent
+/// snapshot.
 ///
 /// # Errors
 /// Redis unreachable, or a reply that is not what the layout promises.
 pub async fn read_ledger(redis: &Redis, keys: &Keys) -> anyhow::Result<Ledger> {
     // SCAN cannot run inside MULTI, so the records' keys are listed first. A reservation made
     // between that list and the MULTI would be in the books but not among the records (a false
-    // "books say 4, records add up to 2" under load). Records are never deleted, so listing
-    // again afterwards tells: if no key appeared, none appeared before the MULTI either.
+    // "books say 4, records add up to 2" under load), so the keys are listed again afterwards:
+    // if no new key appeared, none appeared before the MULTI either. A key that went away
+    // meanwhile is harmless: inventory-svc deletes a record only when it folds it into the
+    // archived totals, in one script, and the MULTI reads those totals too.
     const ATTEMPTS: usize = 5;
     let mut attempt = 0;
     loop {
@@ -267,10 +270,15 @@ pub async fn read_ledger(redis: &Redis, keys: &Keys) -> anyhow::Result<Ledger> {
         let listed = reservation_keys(redis, keys).await?;
         let ledger = read_ledger_of(redis, keys, &listed).await?;
         let again = reservation_keys(redis, keys).await?;
-        if again.len() == listed.len() || attempt == ATTEMPTS {
+        if no_key_appeared(&listed, &again) || attempt == ATTEMPTS {
             return Ok(ledger);
         }
     }
+}
+
+/// Whether every key of `again` was already in `listed` (both sorted).
+fn no_key_appeared(listed: &[String], again: &[String]) -> bool {
+    again.iter().all(|key| listed.binary_search(key).is_ok())
 }
 
 /// Every reservation record's key, in one SCAN.
@@ -286,7 +294,7 @@ async fn reservation_keys(redis: &Redis, keys: &Keys) -> anyhow::Result<Vec<Stri
     Ok(record_keys)
 }
 
-/// The books and the records of `record_keys`, read in one MULTI/EXEC.
+/// The books, the archived totals and the records of `record_keys`, read in one MULTI/EXEC.
 async fn read_ledger_of(
     redis: &Redis,
     keys: &Keys,
@@ -294,14 +302,17 @@ async fn read_ledger_of(
 ) -> anyhow::Result<Ledger> {
     let mut conn = redis.clone();
     let record_prefix = keys.reservation("");
-    // One MULTI/EXEC: the reserve and release scripts are atomic too, so the books and the
-    // records are read at one consistent moment and always agree when nothing is broken.
+    // One MULTI/EXEC: the reserve, release and archive scripts are atomic too, so the books,
+    // the archive and the records are read at one consistent moment and always agree when
+    // nothing is broken.
     let mut pipe = redis::pipe();
     pipe.atomic()
         .hgetall(keys.stock())
         .hgetall(keys.stock_initial())
         .hgetall(keys.stock_reserved())
-        .hgetall(keys.stock_released());
+        .hgetall(keys.stock_released())
+        .hgetall(keys.stock_archived_reserved())
+        .hgetall(keys.stock_archived_released());
     for key in record_keys {
         pipe.hgetall(key);
     }
@@ -319,21 +330,35 @@ async fn read_ledger_of(
         reserved: next_column()?,
         released: next_column()?,
     };
+    let archived = Archived {
+        reserved: next_column()?,
+        released: next_column()?,
+    };
     let mut ledger = Ledger {
         books,
+        archived,
         ..Ledger::default()
     };
     for (key, reply) in record_keys.iter().zip(replies) {
         let fields: HashMap<String, String> = redis::from_redis_value(reply)?;
-        let order_id = key.strip_prefix(&record_prefix).unwrap_or(key).to_owned();
-        match Reservation::from_hash(&fields) {
-            Ok(record) => {
-                ledger.records.insert(order_id, record);
-            }
-            Err(why) => ledger.unreadable.push((order_id, why)),
-        }
+        let order_id = key.strip_prefix(&record_prefix).unwrap_or(key);
+        add_record(&mut ledger, order_id, &fields);
     }
     Ok(ledger)
+}
+
+/// One record's hash into the ledger. An empty hash is a record archived since it was listed
+/// (its units are in the archived totals read in the same MULTI), not an unreadable one.
+fn add_record(ledger: &mut Ledger, order_id: &str, fields: &HashMap<String, String>) {
+    if fields.is_empty() {
+        return;
+    }
+    match Reservation::from_hash(fields) {
+        Ok(record) => {
+            ledger.records.insert(order_id.to_owned(), record);
+        }
+        Err(why) => ledger.unreadable.push((order_id.to_owned(), why)),
+    }
 }
 
 /// What the checker needs from a message taken off the DLQ.
@@ -387,5 +412,40 @@ mod tests {
         assert_eq!(doc["by_status"]["CONFIRMED"], 2);
         assert_eq!(doc["waited_secs"], 1.5);
         assert_eq!(doc["violations"][0], "stock of burger not conserved");
+    }
+
+    #[test]
+    fn records_archived_while_the_ledger_is_read_are_not_a_new_record_nor_unreadable() {
+        let keys = |ks: &[&str]| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        // A record archived (deleted) between the two listings: the snapshot stands.
+        assert!(no_key_appeared(&keys(&["a", "b", "c"]), &keys(&["a", "c"])));
+        // A record made meanwhile (even as another went away): read again.
+        assert!(!no_key_appeared(&keys(&["a", "b"]), &keys(&["a", "d"])));
+
+        let mut ledger = Ledger::default();
+        let hash = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        add_record(&mut ledger, "gone", &HashMap::new());
+        add_record(
+            &mut ledger,
+            "compacted",
+            &hash(&[
+                ("state", "reserved"),
+                ("item", "burger"),
+                ("qty", "2"),
+                ("compacted_at", "1"),
+            ]),
+        );
+        add_record(&mut ledger, "broken", &hash(&[("item", "burger")]));
+        assert_eq!(ledger.records.len(), 1);
+        assert_eq!(ledger.records["compacted"].qty, 2);
+        assert_eq!(
+            ledger.unreadable,
+            [("broken".to_owned(), "no state".to_owned())]
+        );
     }
 }

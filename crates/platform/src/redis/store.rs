@@ -170,6 +170,27 @@ impl Keys {
     pub fn reservation(&self, order_id: &str) -> String {
         format!("{}:reservation:{order_id}", self.prefix)
     }
+    /// Sorted set: order id → the time (ms) its reservation record is compacted to what dedupe
+    /// and the ledger need (`ORDER_RETENTION` after the decision or the release). Written by the
+    /// same script as the decision or the release; inventory-svc's sweeper takes what is due.
+    pub fn reservations_compacting(&self) -> String {
+        format!("{}:reservations:compacting", self.prefix)
+    }
+    /// Sorted set: order id → the time (ms) its compacted record is folded into the archived
+    /// totals and deleted (`DEDUPE_WINDOW` after the compaction).
+    pub fn reservations_archiving(&self) -> String {
+        format!("{}:reservations:archiving", self.prefix)
+    }
+    /// Hash item → units reserved by records that were archived (folded in and deleted): the
+    /// `reserved` books equal the records' sums plus this.
+    pub fn stock_archived_reserved(&self) -> String {
+        format!("{}:stock:archived:reserved", self.prefix)
+    }
+    /// Hash item → units released by records that were archived: the `released` books equal
+    /// the records' sums plus this.
+    pub fn stock_archived_released(&self) -> String {
+        format!("{}:stock:archived:released", self.prefix)
+    }
 
     // --- notification-svc ---
     /// String: claim / record of the notification for (order, outcome).

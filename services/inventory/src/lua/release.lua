@@ -1,19 +1,25 @@
--- Compensate an OrderCancelled in one atomic step: give back exactly what was reserved, once.
+-- Compensate an OrderCancelled in one atomic step: give back exactly what was reserved, once,
+-- and schedule the record's compaction again (its release is news a duplicate may ask about).
 --
 -- KEYS[1] reservation record of this order (hash)
 -- KEYS[2] stock: item -> available (hash)
 -- KEYS[3] released totals: item -> units ever released (hash)
--- ARGV    event_id (used only if this is the first release), now (ms)
+-- KEYS[4] compaction schedule: order id -> due ms (sorted set)
+-- KEYS[5] archive schedule: order id -> due ms (sorted set)
+-- ARGV    event_id (used only if this is the first release), now (ms), order id, retention (ms),
+--         then the states' names: reserved, released (ReservationState::as_str)
 --
 -- Returns {is_new (1|0), flat record}. After this the record's state is 'released' and
--- 'released_qty' says what went back (0 if nothing had been reserved).
+-- 'released_qty' says what went back (0 if nothing had been reserved). A compacted record still
+-- has item and qty, so a CONFIRMED order cancelled after the compaction gets its stock back.
+local RESERVED, RELEASED = ARGV[5], ARGV[6]
 local state = redis.call('HGET', KEYS[1], 'state')
-if state == 'released' then
+if state == RELEASED then
   return {0, redis.call('HGETALL', KEYS[1])}
 end
 
 local released = 0
-if state == 'reserved' then
+if state == RESERVED then
   local item = redis.call('HGET', KEYS[1], 'item')
   released = tonumber(redis.call('HGET', KEYS[1], 'qty'))
   redis.call('HINCRBY', KEYS[2], item, released)
@@ -21,6 +27,10 @@ if state == 'reserved' then
 end
 -- No record yet means the cancel overtook its OrderPlaced: this tombstone makes the late
 -- OrderPlaced a duplicate, so it can never reserve stock for a cancelled order.
-redis.call('HSET', KEYS[1], 'state', 'released', 'released_qty', released,
+redis.call('HSET', KEYS[1], 'state', RELEASED, 'released_qty', released,
   'release_event_id', ARGV[1], 'released_at', ARGV[2])
+-- A compacted record being released starts its retention again: until then a duplicate
+-- OrderCancelled re-announces this release with its event id.
+redis.call('ZADD', KEYS[4], tonumber(ARGV[2]) + tonumber(ARGV[4]), ARGV[3])
+redis.call('ZREM', KEYS[5], ARGV[3])
 return {1, redis.call('HGETALL', KEYS[1])}
