@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use saga_domain::order::OrderStatus;
 use saga_domain::view::{OrderAck, OrderView};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -131,6 +132,31 @@ impl OrderClient {
         Ok((r.status().as_u16(), r.json().await.unwrap_or(Value::Null)))
     }
 
+    /// `PATCH /order/{id}/status`: ask for SHIPPED, DELIVERED or CANCELLED (a cancel), with an
+    /// optional note and who asks (order-svc records `api` when nobody says).
+    ///
+    /// # Errors
+    /// order-svc unreachable.
+    pub async fn set_status(
+        &self,
+        id: &str,
+        target: OrderStatus,
+        note: Option<&str>,
+        updated_by: Option<&str>,
+    ) -> anyhow::Result<StatusAnswer> {
+        let r = self
+            .http
+            .patch(format!("{}/order/{id}/status", self.base))
+            .json(&status_body(target, note, updated_by))
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        Ok(StatusAnswer::read(
+            status,
+            r.json().await.unwrap_or(Value::Null),
+        ))
+    }
+
     /// `GET /order/{id}` as the domain's view, or `None` on 404.
     ///
     /// # Errors
@@ -149,6 +175,74 @@ impl OrderClient {
     }
 }
 
+/// What one `PATCH /order/{id}/status` came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatusAnswer {
+    /// 200: the move was applied; the order as it is now.
+    Moved(Box<OrderView>),
+    /// 409: the order's status does not allow it; what it is and what it may become.
+    Conflict {
+        status: OrderStatus,
+        allowed: Vec<OrderStatus>,
+        error: String,
+    },
+    /// 404: no such order; `expired` when order-svc says it was compacted after retention.
+    NotFound { expired: bool, error: String },
+    /// Any other status (a 400 for a bad body), with order-svc's JSON body.
+    Refused { status: u16, body: Value },
+}
+
+/// The 409 body of a refused PATCH, as order-svc writes it.
+#[derive(Deserialize)]
+struct ConflictBody {
+    status: OrderStatus,
+    #[serde(default)]
+    allowed: Vec<OrderStatus>,
+    #[serde(default)]
+    error: String,
+}
+
+impl StatusAnswer {
+    /// Read order-svc's answer (status code and JSON body) into its meaning. A 200 or a 409
+    /// whose body is not what the API promises is a `Refused`, so that nothing is lost.
+    pub fn read(status: u16, body: Value) -> Self {
+        let error = body["error"].as_str().unwrap_or_default().to_owned();
+        match status {
+            200 => match OrderView::deserialize(&body) {
+                Ok(view) => Self::Moved(Box::new(view)),
+                Err(_) => Self::Refused { status, body },
+            },
+            409 => match ConflictBody::deserialize(&body) {
+                Ok(c) => Self::Conflict {
+                    status: c.status,
+                    allowed: c.allowed,
+                    error: c.error,
+                },
+                Err(_) => Self::Refused { status, body },
+            },
+            // order-svc's own 404 says why in JSON; a bare one is a route it does not have.
+            404 if body["error"].is_string() => Self::NotFound {
+                expired: body["expired"].as_bool().unwrap_or(false),
+                error,
+            },
+            _ => Self::Refused { status, body },
+        }
+    }
+}
+
+/// `{"status": .., "note": .., "updated_by": ..}`, the body of `PATCH /order/{id}/status`
+/// (note and updated_by only when given).
+pub fn status_body(target: OrderStatus, note: Option<&str>, updated_by: Option<&str>) -> Value {
+    let mut body = json!({ "status": target });
+    if let Some(note) = note {
+        body["note"] = json!(note);
+    }
+    if let Some(by) = updated_by {
+        body["updated_by"] = json!(by);
+    }
+    body
+}
+
 /// One answer of a load run, with its times.
 #[derive(Debug, Clone)]
 pub struct Timed {
@@ -163,5 +257,66 @@ impl Timed {
     /// How long the request took.
     pub fn latency(&self) -> Duration {
         self.answered.saturating_duration_since(self.sent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_conflict_reads_as_the_status_and_what_it_may_become() {
+        let body = json!({
+            "error": "order o-1 is CONFIRMED; from CONFIRMED it may become SHIPPED or CANCELLED",
+            "order_id": "o-1", "status": "CONFIRMED", "allowed": ["SHIPPED", "CANCELLED"]
+        });
+        match StatusAnswer::read(409, body) {
+            StatusAnswer::Conflict {
+                status, allowed, ..
+            } => {
+                assert_eq!(status, OrderStatus::Confirmed);
+                assert_eq!(allowed, vec![OrderStatus::Shipped, OrderStatus::Cancelled]);
+            }
+            other => panic!("not a conflict: {other:?}"),
+        }
+        let finished = json!({"error": "x", "status": "DELIVERED", "allowed": []});
+        assert!(matches!(
+            StatusAnswer::read(409, finished),
+            StatusAnswer::Conflict { allowed, .. } if allowed.is_empty()
+        ));
+    }
+
+    #[test]
+    fn not_found_says_whether_it_expired_and_odd_bodies_are_kept() {
+        let gone = json!({"error": "order o-1 expired", "order_id": "o-1", "expired": true});
+        assert!(matches!(
+            StatusAnswer::read(404, gone),
+            StatusAnswer::NotFound { expired: true, .. }
+        ));
+        assert!(matches!(
+            StatusAnswer::read(404, Value::Null),
+            StatusAnswer::Refused { status: 404, .. }
+        ));
+        let odd = json!({"error": "what"});
+        assert!(matches!(
+            StatusAnswer::read(409, odd),
+            StatusAnswer::Refused { status: 409, .. }
+        ));
+        assert!(matches!(
+            StatusAnswer::read(400, json!({"error": "unknown status"})),
+            StatusAnswer::Refused { status: 400, .. }
+        ));
+    }
+
+    #[test]
+    fn the_body_names_only_what_was_given() {
+        assert_eq!(
+            status_body(OrderStatus::Shipped, None, None),
+            json!({"status": "SHIPPED"})
+        );
+        assert_eq!(
+            status_body(OrderStatus::Delivered, Some("at the door"), Some("courier")),
+            json!({"status": "DELIVERED", "note": "at the door", "updated_by": "courier"})
+        );
     }
 }

@@ -108,6 +108,7 @@ impl RuleResult {
     pub fn invariants(&self) -> &'static [u8] {
         RULES
             .iter()
+            .chain(LIFECYCLE_RULES.iter())
             .find(|rule| rule.id == self.id)
             .map_or(&[], |rule| rule.invariants)
     }
@@ -643,5 +644,273 @@ mod tests {
     fn long_id_lists_are_shortened() {
         let ids: Vec<String> = (1..=7).map(|i| i.to_string()).collect();
         assert_eq!(some_of(&ids), "1, 2, 3, 4, 5 and 2 more");
+    }
+}
+
+// --- the lifecycle's rules (invariant 9) ------------------------------------------------------
+
+/// Invariant 9: nothing stays undecided for ever (order-svc's sweeper acts on every deadline).
+pub const NO_ORDER_PAST_DEADLINE: Rule = Rule {
+    id: "no-order-past-deadline",
+    title: "no order past its deadline: the sweeper acts on every deadline",
+    invariants: &[9],
+};
+/// Invariant 9: every transition is announced by exactly one `order.status.updated`.
+pub const STATUS_EVENT_PER_TRANSITION: Rule = Rule {
+    id: "status-event-per-transition",
+    title: "one status event per transition",
+    invariants: &[9],
+};
+
+/// The lifecycle's rules, after [`RULES`] in the checker's report.
+pub const LIFECYCLE_RULES: [Rule; 2] = [NO_ORDER_PAST_DEADLINE, STATUS_EVENT_PER_TRANSITION];
+
+/// How late a deadline may be before it is a violation: the sweeper runs about every second,
+/// and a busy Redis or a restarting order-svc may hold it up a little.
+pub const DEADLINE_GRACE: Duration = Duration::from_secs(10);
+
+/// [`NO_ORDER_PAST_DEADLINE`] (invariant 9): no deadline (`(order id, due ms)` from order-svc's
+/// deadlines set) is older than `now_ms` minus `grace`; each is named with the order's status.
+pub fn orders_past_deadline(
+    deadlines: &[(String, u64)],
+    orders: &OrderStatuses,
+    now_ms: u64,
+    grace: Duration,
+) -> Vec<String> {
+    let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+    let mut late: Vec<&(String, u64)> = deadlines
+        .iter()
+        .filter(|(_, due)| due.saturating_add(grace_ms) < now_ms)
+        .collect();
+    late.sort_by_key(|(_, due)| *due);
+    let named: Vec<String> = late
+        .iter()
+        .map(|(id, due)| {
+            let status = orders
+                .get(id)
+                .and_then(Option::as_deref)
+                .unwrap_or("no record");
+            format!(
+                "{id} ({status}, {:.1} s overdue)",
+                now_ms.saturating_sub(*due) as f64 / 1000.0
+            )
+        })
+        .collect();
+    if named.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "{} order(s) past their deadline by more than {} s (is order-svc's sweeper running?): {}",
+        named.len(),
+        grace.as_secs(),
+        some_of(&named)
+    )]
+}
+
+/// [`STATUS_EVENT_PER_TRANSITION`] (invariant 9): in every order's timeline, each applied line
+/// after the first (the creation, which announces nothing) names the status event of its move,
+/// and no status event id is named twice (across orders too).
+pub fn transitions_without_status_event(
+    histories: &BTreeMap<String, Vec<crate::order::HistoryEntry>>,
+) -> Vec<String> {
+    let mut unannounced = Vec::new();
+    let mut repeated = Vec::new();
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
+    for (order_id, history) in histories {
+        let mut missing = 0;
+        let mut doubled = 0;
+        // The first line is the creation (or, in a capped timeline, a move whose
+        // announcement is not in question).
+        for line in history.iter().skip(1).filter(|line| line.applied) {
+            match line.status_event_id.as_deref() {
+                None | Some("") => missing += 1,
+                Some(id) if !seen.insert(id) => doubled += 1,
+                Some(_) => {}
+            }
+        }
+        if missing > 0 {
+            unannounced.push(format!("{order_id} ({missing})"));
+        }
+        if doubled > 0 {
+            repeated.push(format!("{order_id} ({doubled})"));
+        }
+    }
+    let mut violations = Vec::new();
+    if !unannounced.is_empty() {
+        violations.push(format!(
+            "{} order(s) have transitions without a status event: {}",
+            unannounced.len(),
+            some_of(&unannounced)
+        ));
+    }
+    if !repeated.is_empty() {
+        violations.push(format!(
+            "{} order(s) name a status event another transition already named: {}",
+            repeated.len(),
+            some_of(&repeated)
+        ));
+    }
+    violations
+}
+
+/// [`STATUSES_AGREE`] with the lifecycle's exception: an order FAILED by its decision deadline
+/// (its id in `timed_out`) sent a cancel, so inventory's record may say `failed`, or `released`
+/// (a late reservation given back, or a tombstone if the cancel came first). Every other order
+/// is judged by [`statuses_disagree_with_records`].
+pub fn statuses_disagree_after_timeouts(
+    orders: &OrderStatuses,
+    timed_out: &BTreeSet<String>,
+    records: &BTreeMap<String, Reservation>,
+) -> Vec<String> {
+    let (exempt, judged): (OrderStatuses, OrderStatuses) = orders
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .partition(|(id, status)| {
+            timed_out.contains(id) && status.as_deref() == Some(OrderStatus::Failed.as_str())
+        });
+    let mut violations = statuses_disagree_with_records(&judged, records);
+    for order_id in exempt.keys() {
+        match records.get(order_id) {
+            None => violations.push(format!(
+                "order {order_id} is FAILED (timeout) but inventory has no record of it: its \
+                 cancel has not arrived"
+            )),
+            Some(record) if record.state == ReservationState::Reserved => {
+                violations.push(format!(
+                    "order {order_id} is FAILED (timeout) but inventory still holds its \
+                     reservation: the cancel did not give it back"
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    violations
+}
+
+/// The lifecycle's rules with what they found, for the checker's report and the board's lights.
+pub fn lifecycle_rules(
+    deadlines: &[(String, u64)],
+    orders: &OrderStatuses,
+    histories: &BTreeMap<String, Vec<crate::order::HistoryEntry>>,
+    now_ms: u64,
+) -> Vec<RuleResult> {
+    vec![
+        RuleResult::of(
+            NO_ORDER_PAST_DEADLINE,
+            orders_past_deadline(deadlines, orders, now_ms, DEADLINE_GRACE),
+        ),
+        RuleResult::of(
+            STATUS_EVENT_PER_TRANSITION,
+            transitions_without_status_event(histories),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod lifecycle_tests {
+    use super::*;
+    use crate::order::HistoryEntry;
+
+    fn statuses(pairs: &[(&str, &str)]) -> OrderStatuses {
+        pairs
+            .iter()
+            .map(|(id, s)| (id.to_string(), Some(s.to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn a_deadline_older_than_the_grace_is_reported_with_its_order() {
+        let orders = statuses(&[("a", "PLACED"), ("b", "CANCELLING")]);
+        let deadlines = vec![("a".to_owned(), 100_000), ("b".to_owned(), 95_000)];
+        let grace = Duration::from_secs(10);
+        assert!(orders_past_deadline(&deadlines, &orders, 104_000, grace).is_empty());
+        let found = orders_past_deadline(&deadlines, &orders, 109_000, grace);
+        assert_eq!(
+            found,
+            [
+                "1 order(s) past their deadline by more than 10 s (is order-svc's sweeper \
+              running?): b (CANCELLING, 14.0 s overdue)"
+            ]
+        );
+    }
+
+    fn line(status: OrderStatus, applied: bool, status_event: Option<&str>) -> HistoryEntry {
+        HistoryEntry {
+            at: 0,
+            status,
+            event: None,
+            event_id: String::new(),
+            service: String::new(),
+            redelivered: false,
+            applied,
+            reason: None,
+            status_event_id: status_event.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn every_move_after_creation_names_one_status_event_of_its_own() {
+        use OrderStatus::*;
+        let good = vec![
+            line(Placed, true, None),
+            line(Confirmed, true, Some("s1")),
+            line(Confirmed, false, None), // a duplicate moves nothing, announces nothing
+            line(Shipped, true, Some("s2")),
+        ];
+        let unannounced = vec![line(Placed, true, None), line(Failed, true, None)];
+        let doubled = vec![line(Placed, true, None), line(Cancelling, true, Some("s2"))];
+        let histories: BTreeMap<String, Vec<HistoryEntry>> = [
+            ("a".to_owned(), good),
+            ("b".to_owned(), unannounced),
+            ("c".to_owned(), doubled),
+        ]
+        .into();
+        assert_eq!(
+            transitions_without_status_event(&histories),
+            [
+                "1 order(s) have transitions without a status event: b (1)",
+                "1 order(s) name a status event another transition already named: c (1)",
+            ]
+        );
+    }
+
+    fn record(state: &str) -> Reservation {
+        Reservation::from_hash(vec![
+            ("state", state.to_owned()),
+            ("item", "burger".to_owned()),
+            ("qty", "1".to_owned()),
+            ("released_qty", "1".to_owned()),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn a_timed_out_order_may_be_failed_or_released_but_not_reserved() {
+        let orders = statuses(&[
+            ("f", "FAILED"),
+            ("r", "FAILED"),
+            ("k", "FAILED"),
+            ("s", "SHIPPED"),
+            ("x", "FAILED"),
+        ]);
+        let timed_out: BTreeSet<String> = ["f", "r", "k"].map(str::to_owned).into();
+        let records: BTreeMap<String, Reservation> = [
+            ("f", record("failed")),
+            ("r", record("released")),
+            ("k", record("reserved")),
+            ("s", record("reserved")),
+            ("x", record("released")),
+        ]
+        .map(|(id, r)| (id.to_owned(), r))
+        .into();
+        let found = statuses_disagree_after_timeouts(&orders, &timed_out, &records);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.iter().any(|v| v.starts_with("order x is FAILED but")));
+        assert!(
+            found
+                .iter()
+                .any(|v| v.starts_with("order k is FAILED (timeout)"))
+        );
+        assert_eq!(LIFECYCLE_RULES[0].invariants, &[9]);
     }
 }

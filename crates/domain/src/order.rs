@@ -322,6 +322,17 @@ impl NotificationOutcome {
         }
     }
 
+    /// The notification that makes this one no news: an order the customer was told FAILED
+    /// (its deadline passed) may still see inventory's late reservation and then its release
+    /// (the timeout's cancel giving it back); telling "confirmed" and "cancelled" after "failed"
+    /// would only confuse. `None`: always told.
+    pub const fn superseded_by(self) -> Option<Self> {
+        match self {
+            Self::Reserved | Self::Released => Some(Self::Failed),
+            Self::Failed | Self::Shipped | Self::Delivered => None,
+        }
+    }
+
     /// The notification inventory's decision stands for.
     pub const fn of_reservation(state: ReservationState) -> Self {
         match state {

@@ -77,6 +77,9 @@ pub enum Claim {
     AlreadySent,
     /// Another sender holds it right now.
     Busy,
+    /// The customer was told something that makes it no news
+    /// ([`NotificationOutcome::superseded_by`]): nothing to send.
+    Superseded,
 }
 
 /// The record of what was sent, as the handler needs it. [`RedisClaims`] keeps it in Redis
@@ -160,17 +163,24 @@ impl Claims for RedisClaims {
         outcome: &str,
         owner: &str,
     ) -> Result<Claim, redis::RedisError> {
+        let superseding = NotificationOutcome::parse(outcome).and_then(|o| o.superseded_by());
         let answer: String = self
             .claim
             .key(self.keys.notified(order_id, outcome))
+            .key(match superseding {
+                Some(other) => self.keys.notified(order_id, other.as_str()),
+                None => self.keys.notified(order_id, outcome),
+            })
             .arg(owner)
             .arg(unix_now_millis())
             .arg(self.lease_ms)
+            .arg(if superseding.is_some() { "1" } else { "0" })
             .invoke_async(&mut self.redis.clone())
             .await?;
         Ok(match answer.as_str() {
             "sent" => Claim::AlreadySent,
             "busy" => Claim::Busy,
+            "superseded" => Claim::Superseded,
             _ => Claim::Ours,
         })
     }
@@ -256,6 +266,11 @@ impl<C: Claims, D: Deliver> Handler for NotifyHandler<C, D> {
             Ok(Claim::Busy) => {
                 let busy = WaitOut("another delivery is sending this notification".into());
                 return Outcome::Failed(busy.into());
+            }
+            Ok(Claim::Superseded) => {
+                info!(outcome = %label,
+                      "Order {order_id} was already told it failed: {label} after that is no news (a late answer to a timed-out order); not notifying");
+                return Outcome::Processed(Vec::new());
             }
             Ok(Claim::Ours) => {}
         }

@@ -66,6 +66,7 @@ impl Target {
                 ("GET", "/orders"),
                 ("POST", "/order/{id}/cancel"),
                 ("PATCH", "/order/{id}/status"),
+                ("PATCH", "/api/v1/orders/{id}/status"),
                 ("GET", "/api/v1/orders"),
                 ("GET", "/openapi.json"),
                 OPS[0],

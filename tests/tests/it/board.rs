@@ -20,10 +20,15 @@ use harness::{ServiceKind, ServiceProcess, TestEnv, eventually};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use redis::AsyncCommands;
+use saga_domain::invariants::{LIFECYCLE_RULES, RULES};
+use saga_domain::order::OrderStatus;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 const T: Duration = Duration::from_secs(30);
+/// The invariant lights: one per rule of `sagactl check`, and the board's own
+/// `deliveries-settled`.
+const LIGHTS: usize = RULES.len() + LIFECYCLE_RULES.len() + 1;
 
 /// A `sagactl board` process of the test's own.
 struct Board {
@@ -361,10 +366,75 @@ async fn drive(browser: &Browser, board: &Board, env: &TestEnv) -> anyhow::Resul
         .until_green(
             "every light green",
             T,
-            "[...document.querySelectorAll('[data-rule]')].filter(l => l.dataset.state === 'green').length === 7",
+            &format!("[...document.querySelectorAll('[data-rule]')].filter(l => l.dataset.state === 'green').length === {LIGHTS}"),
         )
         .await?;
     browser.screenshot(&shots, "4-drained-and-green").await?;
+
+    // 5. Ship and deliver the first order from its journey: each button is enabled only when
+    //    the order may become what it names, and each move shows its status event.
+    browser.click(&row).await?;
+    let enabled = |button: &str| format!("document.querySelector('{button}').disabled === false");
+    browser
+        .until("Ship enabled for a CONFIRMED order", T, &enabled("#ship"))
+        .await?;
+    anyhow::ensure!(
+        browser
+            .eval("document.querySelector('#deliver').disabled")
+            .await?
+            == json!(true),
+        "Deliver is enabled before the order shipped"
+    );
+    for (button, status) in [
+        ("#ship", OrderStatus::Shipped),
+        ("#deliver", OrderStatus::Delivered),
+    ] {
+        if button == "#deliver" {
+            browser
+                .until(
+                    "Deliver enabled for a SHIPPED order",
+                    T,
+                    &enabled("#deliver"),
+                )
+                .await?;
+        }
+        browser.click(button).await?;
+        browser
+            .until(
+                &format!("the order {status} in the list"),
+                T,
+                &format!("document.querySelector('{row}')?.dataset.status === '{status}'"),
+            )
+            .await?;
+        browser
+            .until(
+                &format!("the status event to {status} in the swimlane"),
+                T,
+                &format!(
+                    "[...document.querySelectorAll('#swimlane g.step[data-kind=\"status-event\"] title')].some(t => t.textContent.includes('→ {status}'))"
+                ),
+            )
+            .await?;
+    }
+    browser
+        .until(
+            "no move left for a DELIVERED order",
+            T,
+            "document.querySelector('#ship').disabled && document.querySelector('#deliver').disabled",
+        )
+        .await?;
+    let delivered: Option<String> = env
+        .redis()
+        .await?
+        .hget(env.keys.order(&id), "status")
+        .await?;
+    anyhow::ensure!(
+        delivered.as_deref() == Some(OrderStatus::Delivered.as_str()),
+        "order-svc says {delivered:?}"
+    );
+    browser
+        .screenshot(&shots, "5-shipped-and-delivered")
+        .await?;
     let errors = browser.eval("window.boardErrors").await?;
     anyhow::ensure!(errors == json!([]), "the page met script errors: {errors}");
     Ok(())

@@ -32,4 +32,5 @@ mod retention_inventory;
 mod retries;
 mod saga;
 mod sagactl_json;
+mod sagactl_lifecycle;
 mod security;

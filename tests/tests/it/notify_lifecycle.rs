@@ -218,3 +218,75 @@ async fn the_whole_life_is_told_once_per_order_and_outcome() -> anyhow::Result<(
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_answer_to_an_order_told_failed_is_no_news() -> anyhow::Result<()> {
+    let env = TestEnv::new("notify-late").await?;
+    let notif = env.start(ServiceKind::Notification).await?;
+    let (conn, channel) = env.channel().await?;
+    // The order's deadline passed: order-svc failed it (reason timeout) and sent a cancel.
+    let failed = status_body("late-a", "PLACED", "FAILED", Some("timeout"));
+    publish(
+        &env,
+        &channel,
+        EventType::OrderStatusUpdated,
+        "ev-late-1",
+        &failed,
+    )
+    .await?;
+    eventually("the failure told", T, || async {
+        match env.notifications_for("late-a").await {
+            Ok(notes) if !notes.is_empty() => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+    // Then inventory, back from an outage, reserves late, and the timeout's cancel releases it.
+    let reserved = br#"{"order_id":"late-a","item":"burger","qty":1,"student_id":null,"remaining":9,"status":"RESERVED"}"#;
+    publish(
+        &env,
+        &channel,
+        EventType::InventoryReserved,
+        "ev-late-2",
+        reserved,
+    )
+    .await?;
+    let released = br#"{"order_id":"late-a","item":"burger","qty":1,"status":"RELEASED"}"#;
+    publish(
+        &env,
+        &channel,
+        EventType::InventoryReleased,
+        "ev-late-3",
+        released,
+    )
+    .await?;
+    let _ = conn.close(200, "published".into()).await;
+    // All three deliveries processed (this process's own metrics): the failure told, the two
+    // late answers looked at and found to be no news.
+    eventually("all three deliveries processed", T, || async {
+        let page = env
+            .get_text(&notif.url("/metrics"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let processed = metric(
+            &page,
+            "saga_consumed_total",
+            &["notification_queue", "outcome=\"processed\""],
+        );
+        if processed >= 3.0 {
+            Ok(())
+        } else {
+            Err(format!("{processed} processed"))
+        }
+    })
+    .await?;
+    let mut redis = env.redis().await?;
+    for outcome in ["reserved", "released"] {
+        let key = env.keys.notified("late-a", outcome);
+        assert!(!redis.exists::<_, bool>(&key).await?, "{key} claimed");
+    }
+    let notes = env.notifications_for("late-a").await?;
+    assert_eq!(notes.len(), 1, "only the failure is told: {notes:?}");
+    assert_eq!(notes[0]["outcome"], "failed");
+    Ok(())
+}

@@ -312,9 +312,12 @@ async fn a_webhook_url_with_credentials_never_shows_and_retries_carry_one_key() 
         "the start-up line names the webhook, redacted:\n{log}"
     );
 
-    // One first attempt and two retries, each with the notification's one key.
+    // One first attempt and two retries, each with the notification's one key. Two events tell
+    // this outcome (inventory.reserved, and the order.status.updated to CONFIRMED: one
+    // notification once sent), so while the webhook refuses, each may make its three attempts;
+    // the first one's three are sure by now.
     let keys = keys.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert!((3..=6).contains(&keys.len()), "{keys:?}");
     let expected = format!("{id}/reserved");
     assert!(
         keys.iter().all(|k| k.as_deref() == Some(expected.as_str())),

@@ -1,5 +1,5 @@
-//! What anyone at the board may do: place orders, publish a duplicate or a poison message,
-//! replay or purge the DLQ. Each action checks its parameters completely before it changes
+//! What anyone at the board may do: place orders, ship and deliver them, publish a duplicate or
+//! a poison message, replay or purge the DLQ. Each action checks its parameters completely before it changes
 //! anything, so a bad request (4xx) leaves the saga exactly as it was.
 //!
 //! Orders go through order-svc's HTTP API, as a client's would. Duplicates and poison are
@@ -17,7 +17,8 @@ use serde_json::Value;
 use warp::http::StatusCode;
 
 use crate::Board;
-use crate::page::{Placed, Published, Purged, Replayed};
+use crate::page::{Moved, Placed, Published, Purged, Replayed};
+use saga_domain::order::OrderStatus;
 use sagactl::dlq::{self, DlqError};
 use sagactl::publish::{self, Outgoing};
 use sagactl::samples::{Sample, SampleParams};
@@ -109,6 +110,108 @@ pub async fn place(board: &Board, request: PlaceRequest) -> Result<Placed, ApiEr
         ),
     );
     Ok(Placed { order_ids: placed })
+}
+
+/// Who the board says moved an order (the status event's `updated_by`).
+const BOARD_CALLER: &str = "board";
+/// The longest note order-svc takes with a PATCH.
+const NOTE_MAX: usize = 500;
+
+/// `POST /api/orders/{id}/status`: the status asked for, and a note for the timeline.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusRequest {
+    pub status: String,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// Ask order-svc to move an order (`PATCH /order/{id}/status`): SHIPPED, DELIVERED or
+/// CANCELLED (a cancel), with the board as its caller.
+///
+/// # Errors
+/// 400 for a bad order id, a status no one may ask for, or a note too long (nothing sent);
+/// order-svc's own verdict passed on: 409 with the order's `status` and the `allowed` ones,
+/// 404; 502 if order-svc cannot be reached or fails.
+pub async fn set_status(
+    board: &Board,
+    order_id: &str,
+    request: StatusRequest,
+) -> Result<Moved, ApiError> {
+    let id = OrderId::parse(order_id)
+        .map_err(|e| ApiError::bad_request(format!("invalid order id: {}", e.0)))?;
+    let target = OrderStatus::parse(&request.status.trim().to_ascii_uppercase())
+        .filter(|s| OrderStatus::REQUESTABLE.contains(s))
+        .ok_or_else(|| {
+            let names: Vec<&str> = OrderStatus::REQUESTABLE.map(OrderStatus::as_str).to_vec();
+            ApiError::bad_request(format!(
+                "status must be one of {}, not {:?}",
+                names.join(", "),
+                request.status
+            ))
+        })?;
+    if request
+        .note
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > NOTE_MAX)
+    {
+        return Err(ApiError::bad_request(format!(
+            "note is longer than {NOTE_MAX} characters"
+        )));
+    }
+    let mut body = serde_json::json!({ "status": target, "updated_by": BOARD_CALLER });
+    if let Some(note) = request.note.filter(|n| !n.trim().is_empty()) {
+        body["note"] = Value::from(note);
+    }
+    let path = format!(
+        "/order/{}/status",
+        sagactl::http::encode_path_segment(id.as_str())
+    );
+    let (status, answer) = board
+        .order_svc
+        .patch_answer(&path, &body)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, format!("{e:#}")))?;
+    let reason = answer
+        .get("error")
+        .and_then(Value::as_str)
+        .unwrap_or("no reason given");
+    if !status.is_success() {
+        board.record(
+            false,
+            format!("PATCH /order/{id}/status {target}: order-svc answered {status}: {reason}"),
+        );
+        let error = ApiError::new(
+            if status.is_client_error() {
+                status
+            } else {
+                StatusCode::BAD_GATEWAY
+            },
+            format!("order-svc: {reason}"),
+        );
+        // A 409 names where the order is and what it may become: the page shows it.
+        return Err(match (answer.get("status"), answer.get("allowed")) {
+            (Some(now), Some(allowed)) if status == StatusCode::CONFLICT => {
+                error.with_details(serde_json::json!({ "status": now, "allowed": allowed }))
+            }
+            _ => error,
+        });
+    }
+    let now = answer
+        .get("status")
+        .and_then(Value::as_str)
+        .and_then(OrderStatus::parse)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("order-svc answered {status} without the order's status"),
+            )
+        })?;
+    board.record(true, format!("PATCH /order/{id}/status {target}  -> {now}"));
+    Ok(Moved {
+        order_id: id.to_string(),
+        status: now,
+    })
 }
 
 /// Publish the order's OrderPlaced again, with the same message id: a duplicate on purpose.

@@ -510,6 +510,7 @@ async fn check_rules(board: &Board) -> anyhow::Result<Vec<Light>> {
         .collect();
     let notifications: Vec<String> = redis.clone().lrange(keys.notifications(), 0, -1).await?;
     let dead_letters = lock(&board.live.dlq).dead_letters.clone();
+    let lifecycle = check::read_lifecycle(redis, keys, &steady).await?;
 
     let in_flight = check::in_flight_orders(&after);
     let lost = check::orders_without_record(&after);
@@ -539,7 +540,7 @@ async fn check_rules(board: &Board) -> anyhow::Result<Vec<Light>> {
         detail: first.1,
     }];
     lights.extend(
-        check::settled_rules(&steady, &ledger, &notifications, &dead_letters)
+        check::all_rules(&steady, &ledger, &notifications, &dead_letters, &lifecycle)
             .into_iter()
             .map(
                 |RuleResult {

@@ -126,6 +126,8 @@ pub enum Tone {
     Waiting,
     /// Done as asked.
     Done,
+    /// Done, and on its way (shipped, not delivered yet).
+    Sent,
     /// Refused.
     Refused,
     /// Being undone (a compensation under way).
@@ -138,7 +140,8 @@ impl Tone {
     pub const fn of(status: OrderStatus) -> Self {
         match status {
             OrderStatus::Placed => Self::Waiting,
-            OrderStatus::Confirmed | OrderStatus::Shipped | OrderStatus::Delivered => Self::Done,
+            OrderStatus::Confirmed | OrderStatus::Delivered => Self::Done,
+            OrderStatus::Shipped => Self::Sent,
             OrderStatus::Failed => Self::Refused,
             OrderStatus::Cancelling => Self::Undoing,
             OrderStatus::Cancelled => Self::Undone,
@@ -345,6 +348,17 @@ pub struct ActivityLog(pub Vec<Activity>);
 pub struct JourneyAnswer<'a> {
     pub lanes: Vec<&'static str>,
     pub journey: &'a sagactl::explain::Journey,
+    /// The statuses a `PATCH .../status` may ask for from the order's status
+    /// ([`OrderStatus::requestable_from`]): what enables the Ship and Deliver buttons, so the
+    /// page keeps no copy of the transition table.
+    pub requestable: Vec<OrderStatus>,
+}
+
+/// `POST /api/orders/{id}/status`: the order moved, and where it is now.
+#[derive(Debug, Clone, Serialize)]
+pub struct Moved {
+    pub order_id: String,
+    pub status: OrderStatus,
 }
 
 /// `POST /api/orders`: the orders placed (also, in an error's details, those placed before it).

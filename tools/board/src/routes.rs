@@ -9,6 +9,7 @@
 //! | `GET /api/orders/{id}/journey` | the order's journey (`?format=text` or `mermaid` for text) |
 //! | `POST /api/orders` | `{"item","qty","count"}`: place orders |
 //! | `POST /api/orders/{id}/duplicate` | publish its OrderPlaced again, same message id |
+//! | `POST /api/orders/{id}/status` | ask order-svc to ship or deliver it (`PATCH /order/{id}/status`) |
 //! | `POST /api/poison` | `{"kind"}`: publish a poison message |
 //! | `POST /api/dlq/replay` | `{"position","key"}` or `{"all":true}` |
 //! | `POST /api/dlq/purge` | `{"confirm":true}` |
@@ -32,6 +33,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use saga_domain::order::OrderStatus;
 use saga_platform::service::http::{ApiError, recover};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -107,6 +109,17 @@ pub fn routes(
         .then(|id: String, _body: Bytes, board: Arc<Board>| async move {
             answer(
                 actions::duplicate(&board, &id)
+                    .await
+                    .map(|answer| ok(&answer)),
+            )
+        });
+
+    let set_status = warp::path!("api" / "orders" / String / "status")
+        .and(action(&board))
+        .and(with.clone())
+        .then(|id: String, body: Bytes, board: Arc<Board>| async move {
+            answer(
+                async { actions::set_status(&board, &id, parse(&body)?).await }
                     .await
                     .map(|answer| ok(&answer)),
             )
@@ -227,6 +240,8 @@ pub fn routes(
         .boxed();
     let actions = place
         .or(duplicate)
+        .unify()
+        .or(set_status)
         .unify()
         .or(poison)
         .unify()
@@ -414,6 +429,12 @@ async fn journey(
         None | Some("json") => Ok(ok(&JourneyAnswer {
             lanes: sagactl::explain::Lane::ALL.map(|l| l.name()).to_vec(),
             journey: &journey,
+            requestable: timeline
+                .order
+                .as_ref()
+                .and_then(|o| OrderStatus::parse(&o.status))
+                .map(OrderStatus::requestable_from)
+                .unwrap_or_default(),
         })),
         Some("text") => Ok(text(journey.text())),
         Some("mermaid") => Ok(text(journey.mermaid())),

@@ -1,5 +1,6 @@
-//! The invariant checker: wait until every order is final, then verify that nothing was lost and
-//! nothing was doubled (docs/DESIGN.md §6), reading Redis directly and peeking at the DLQ.
+//! The invariant checker: wait until every order is decided, then verify that nothing was lost
+//! and nothing was doubled, that no order is past its deadline and that every transition was
+//! announced once (docs/DESIGN.md §6), reading Redis directly and peeking at the DLQ.
 //!
 //! The rules themselves are pure and live in the domain ([`saga_domain::invariants`], each
 //! numbered by the invariant of docs/DESIGN.md §6 it serves); this module reads Redis and the
@@ -17,13 +18,15 @@ use anyhow::{Context, bail};
 use clap::Args;
 use redis::AsyncCommands;
 use saga_domain::events::EventType;
+use saga_domain::events::unix_now_millis;
+use saga_domain::invariants::STATUSES_AGREE;
 pub use saga_domain::invariants::{
     Archived, DeadLetter, Ledger, OrderStatuses, RuleResult, StockBooks, doubled_notifications,
-    in_flight_orders, is_final, orders_without_record, settled_rules,
-    statuses_disagree_with_records, totals_disagree_with_records, unbalanced_stock,
-    unfinished_orders, valid_events_in_dlq,
+    in_flight_orders, is_final, lifecycle_rules, orders_without_record, settled_rules,
+    statuses_disagree_after_timeouts, statuses_disagree_with_records, totals_disagree_with_records,
+    unbalanced_stock, unfinished_orders, valid_events_in_dlq,
 };
-use saga_domain::order::Reservation;
+use saga_domain::order::{HistoryEntry, OrderStatus, Reservation, TIMEOUT_REASON};
 use saga_platform::amqp::properties::DeliveryEvent;
 use saga_platform::amqp::topology::Topology;
 use saga_platform::redis::store::Keys;
@@ -121,8 +124,9 @@ pub async fn check(
     let notifications: Vec<String> = redis.clone().lrange(keys.notifications(), 0, -1).await?;
     let dead_letters = peek_dlq(amqp_url, &topology.dlq_queue).await?;
 
+    let lifecycle = read_lifecycle(&redis, &keys, &orders).await?;
     let mut violations = unfinished_orders(&orders, timeout);
-    for rule in settled_rules(&orders, &ledger, &notifications, &dead_letters) {
+    for rule in all_rules(&orders, &ledger, &notifications, &dead_letters, &lifecycle) {
         violations.extend(rule.violations);
     }
 
@@ -210,7 +214,106 @@ impl fmt::Display for Report {
     }
 }
 
+/// What the lifecycle's rules read besides the statuses: order-svc's deadlines, which FAILED
+/// orders failed by their deadline, and every order's timeline.
+#[derive(Debug, Clone, Default)]
+pub struct Lifecycle {
+    /// `(order id, due ms)`, from `Keys::deadlines()`.
+    pub deadlines: Vec<(String, u64)>,
+    /// FAILED orders whose reason is the deadline's ([`TIMEOUT_REASON`]).
+    pub timed_out: std::collections::BTreeSet<String>,
+    pub histories: BTreeMap<String, Vec<HistoryEntry>>,
+    /// When it was read (ms): what "past its deadline" is measured against.
+    pub read_at: u64,
+}
+
+/// Every rule `sagactl check` applies once the saga has settled, but "every order decided":
+/// the settled rules (with the statuses judged knowing which orders timed out) and the
+/// lifecycle's.
+pub fn all_rules(
+    orders: &OrderStatuses,
+    ledger: &Ledger,
+    notifications: &[String],
+    dead_letters: &[DeadLetter],
+    lifecycle: &Lifecycle,
+) -> Vec<RuleResult> {
+    let mut rules = settled_rules(orders, ledger, notifications, dead_letters);
+    for rule in rules.iter_mut().filter(|r| r.id == STATUSES_AGREE.id) {
+        rule.violations =
+            statuses_disagree_after_timeouts(orders, &lifecycle.timed_out, &ledger.records);
+    }
+    rules.extend(lifecycle_rules(
+        &lifecycle.deadlines,
+        orders,
+        &lifecycle.histories,
+        lifecycle.read_at,
+    ));
+    rules
+}
+
 // --- reading ---------------------------------------------------------------------------------
+
+/// The deadlines, the timed-out orders and the timelines of `orders`, in pipelined batches.
+///
+/// # Errors
+/// Redis unreachable.
+pub async fn read_lifecycle(
+    redis: &Redis,
+    keys: &Keys,
+    orders: &OrderStatuses,
+) -> anyhow::Result<Lifecycle> {
+    let mut conn = redis.clone();
+    let read_at = unix_now_millis();
+    let deadlines: Vec<(String, f64)> = conn
+        .zrange_withscores(keys.deadlines(), 0, -1)
+        .await
+        .context("reading order-svc's deadlines")?;
+    let deadlines = deadlines
+        .into_iter()
+        .map(|(id, due)| (id, due.max(0.0) as u64))
+        .collect();
+    let failed: Vec<&String> = orders
+        .iter()
+        .filter(|(_, s)| s.as_deref() == Some(OrderStatus::Failed.as_str()))
+        .map(|(id, _)| id)
+        .collect();
+    let mut timed_out = std::collections::BTreeSet::new();
+    for batch in failed.chunks(BATCH) {
+        let mut pipe = redis::pipe();
+        for id in batch {
+            pipe.hget(keys.order(id), "reason");
+        }
+        let reasons: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+        for (id, reason) in batch.iter().zip(reasons) {
+            if reason.as_deref() == Some(TIMEOUT_REASON) {
+                timed_out.insert((*id).clone());
+            }
+        }
+    }
+    let ids: Vec<&String> = orders.keys().collect();
+    let mut histories = BTreeMap::new();
+    for batch in ids.chunks(BATCH) {
+        let mut pipe = redis::pipe();
+        for id in batch {
+            pipe.lrange(keys.order_history(id), 0, -1);
+        }
+        let lines: Vec<Vec<String>> = pipe.query_async(&mut conn).await?;
+        for (id, lines) in batch.iter().zip(lines) {
+            // Unreadable lines are the timeline reader's business, not this rule's.
+            let history = lines
+                .iter()
+                .filter_map(|line| serde_json::from_str(line).ok())
+                .collect();
+            histories.insert((*id).clone(), history);
+        }
+    }
+    Ok(Lifecycle {
+        deadlines,
+        timed_out,
+        histories,
+        read_at,
+    })
+}
 
 /// Poll until no order is in flight any more, or the deadline passes; the last reading wins.
 async fn wait_until_final(

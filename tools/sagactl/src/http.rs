@@ -70,10 +70,29 @@ impl ServiceApi {
         path: &str,
         body: &Value,
     ) -> anyhow::Result<(reqwest::StatusCode, Value)> {
-        let response = self
-            .client
-            .post(self.url(path))
-            .json(body)
+        self.answer(self.client.post(self.url(path)).json(body))
+            .await
+    }
+
+    /// `PATCH path` with a JSON body; the answer's status and JSON body whatever the status
+    /// (as [`ServiceApi::post_answer`]).
+    ///
+    /// # Errors
+    /// Unreachable, or an answer that is not JSON.
+    pub async fn patch_answer(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> anyhow::Result<(reqwest::StatusCode, Value)> {
+        self.answer(self.client.patch(self.url(path)).json(body))
+            .await
+    }
+
+    async fn answer(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<(reqwest::StatusCode, Value)> {
+        let response = request
             .send()
             .await
             .with_context(|| format!("cannot reach {} at {}", self.name, self.base))?;

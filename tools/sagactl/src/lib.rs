@@ -4,7 +4,7 @@
 //! subcommand group lives in its own module; this file only parses the command line and
 //! dispatches.
 //!
-//! - [`order`]: place, get, list and cancel orders over order-svc's HTTP API.
+//! - [`order`]: place, get, list, cancel, ship and deliver orders over order-svc's HTTP API.
 //! - [`stock`]: show and set stock over inventory-svc's HTTP API.
 //! - [`queues`]: depth and consumers of every queue (exact, from the broker), plus rates from
 //!   the management API when it is reachable.
@@ -96,7 +96,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Place, show, list and cancel orders (order-svc over HTTP).
+    /// Place, show, list, cancel, ship and deliver orders (order-svc over HTTP).
     #[command(
         subcommand,
         after_help = "Example:\n  sagactl order place --item burger --qty 2\n  sagactl order list --status confirmed"
@@ -127,7 +127,8 @@ pub enum Command {
     Outbox(outbox::OutboxCommand),
     /// Follow a queue's depth, e.g. until a backlog has drained.
     Watch(watch::WatchArgs),
-    /// Wait for every order to be final, then verify the saga's invariants.
+    /// Wait for every order to be decided, then verify the saga's invariants (the lifecycle's
+    /// included: deadlines kept, one status event per transition).
     Check(check::CheckArgs),
     /// Place many orders concurrently and report throughput and latency.
     Load(load::LoadArgs),

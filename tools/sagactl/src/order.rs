@@ -4,13 +4,20 @@
 //! exactly what `curl` would show. Nothing is validated locally: a bad quantity is sent as is,
 //! and order-svc's own error is what you read.
 //!
+//! `ship`, `deliver` and `status` move an order along its life (`PATCH /order/{id}/status`) and
+//! say the outcome in one line; a refusal (409) exits non-zero with the order's status and the
+//! statuses it may still become.
+//!
 //! With `--json` the answer is read into the domain's answer types ([`OrderAck`], [`OrderView`],
 //! [`OrderPage`], the very types order-svc serves) and printed on one line: a status order-svc
 //! does not know is an error here rather than a surprise in a script, and the fields are always
 //! the same ones.
 
-use anyhow::Context;
-use clap::Subcommand;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use clap::{Args, Subcommand};
+use saga_client::{OrderClient, StatusAnswer};
 use saga_domain::order::OrderStatus;
 use saga_domain::view::{OrderAck, OrderPage, OrderView};
 use saga_platform::service::config::order_status_parser;
@@ -70,6 +77,50 @@ pub enum OrderCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// Mark a CONFIRMED order SHIPPED (PATCH /order/{id}/status).
+    #[command(
+        after_help = "Example:\n  sagactl order ship 0f8fad5b-d9cb-469f-a165-70867728950e --note \"DHL 123\""
+    )]
+    Ship {
+        id: String,
+        #[command(flatten)]
+        patch: PatchArgs,
+    },
+    /// Mark a SHIPPED order DELIVERED (PATCH /order/{id}/status).
+    #[command(
+        after_help = "Example:\n  sagactl order deliver 0f8fad5b-d9cb-469f-a165-70867728950e"
+    )]
+    Deliver {
+        id: String,
+        #[command(flatten)]
+        patch: PatchArgs,
+    },
+    /// Ask for any status a person may ask for: SHIPPED, DELIVERED, or CANCELLED (a cancel)
+    /// (PATCH /order/{id}/status).
+    #[command(
+        after_help = "Example:\n  sagactl order status 0f8fad5b-d9cb-469f-a165-70867728950e shipped"
+    )]
+    Status {
+        id: String,
+        /// The status asked for.
+        #[arg(ignore_case = true, value_parser = order_status_parser())]
+        status: OrderStatus,
+        #[command(flatten)]
+        patch: PatchArgs,
+    },
+}
+
+/// What every `PATCH .../status` may say besides the status.
+#[derive(Args, Debug)]
+pub struct PatchArgs {
+    /// A note for the order's timeline (at most 500 characters).
+    #[arg(long)]
+    note: Option<String>,
+    /// Who asks (recorded as the status event's `updated_by`; order-svc says `api` if absent).
+    #[arg(long)]
+    by: Option<String>,
+    #[command(flatten)]
+    output: Output,
 }
 
 /// # Errors
@@ -119,7 +170,88 @@ pub async fn run(order_url: &str, command: OrderCommand) -> anyhow::Result<()> {
                 .await?;
             show::<OrderAck>(answer, output)
         }
+        OrderCommand::Ship { id, patch } => {
+            move_to(order_url, &id, OrderStatus::Shipped, patch).await
+        }
+        OrderCommand::Deliver { id, patch } => {
+            move_to(order_url, &id, OrderStatus::Delivered, patch).await
+        }
+        OrderCommand::Status { id, status, patch } => move_to(order_url, &id, status, patch).await,
     }
+}
+
+/// `PATCH /order/{id}/status` and one line about it: where the order is now, or (an error, so
+/// a non-zero exit) why it could not move.
+async fn move_to(
+    order_url: &str,
+    id: &str,
+    target: OrderStatus,
+    patch: PatchArgs,
+) -> anyhow::Result<()> {
+    let client = OrderClient::new(order_url, Duration::from_secs(10));
+    let answer = client
+        .set_status(
+            &encode_path_segment(id),
+            target,
+            patch.note.as_deref(),
+            patch.by.as_deref(),
+        )
+        .await
+        .with_context(|| format!("cannot reach order-svc at {order_url}"))?;
+    let view = moved(id, target, answer)?;
+    if patch.output.json {
+        return print_json(&view);
+    }
+    outln!("{}", moved_line(&view))?;
+    Ok(())
+}
+
+/// The order a PATCH moved, or the refusal as one line.
+fn moved(id: &str, target: OrderStatus, answer: StatusAnswer) -> anyhow::Result<OrderView> {
+    match answer {
+        StatusAnswer::Moved(view) => Ok(*view),
+        StatusAnswer::Conflict {
+            status, allowed, ..
+        } => Err(anyhow!(
+            "order {id} is {status}, so it cannot become {target}; {}",
+            may_become(status, &allowed)
+        )),
+        StatusAnswer::NotFound {
+            expired: true,
+            error,
+        } => Err(anyhow!(
+            "order {id} expired (compacted after its retention): {error}"
+        )),
+        StatusAnswer::NotFound { .. } => Err(anyhow!("order {id} not found")),
+        StatusAnswer::Refused { status, body } => {
+            let reason = match (&body["error"], &body) {
+                (Value::String(error), _) => error.clone(),
+                (_, Value::Null) => "no JSON body (an order-svc without this route?)".to_owned(),
+                (_, other) => other.to_string(),
+            };
+            Err(anyhow!("order-svc answered {status}: {reason}"))
+        }
+    }
+}
+
+/// "from CONFIRMED it may become SHIPPED or CANCELLED", or that nothing moves it any more.
+fn may_become(status: OrderStatus, allowed: &[OrderStatus]) -> String {
+    let names: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
+    match names.as_slice() {
+        [] => format!("nothing moves a {status} order any more"),
+        [only] => format!("from {status} it may only become {only}"),
+        [rest @ .., last] => format!("from {status} it may become {} or {last}", rest.join(", ")),
+    }
+}
+
+/// "order o-1 is now SHIPPED (note: DHL 123)": the order's status after the PATCH.
+fn moved_line(view: &OrderView) -> String {
+    let order = &view.order;
+    let mut line = format!("order {} is now {}", order.order_id, order.status);
+    if order.status == OrderStatus::Cancelling {
+        line.push_str(" (inventory gives the stock back, then it is CANCELLED)");
+    }
+    line
 }
 
 /// Print order-svc's answer: as it came (pretty), or read into `T` and printed as one line.
@@ -161,5 +293,35 @@ mod tests {
         assert_eq!(doc["reason"], Value::Null);
         assert_eq!(doc["history"][1]["event"], "InventoryReserved");
         assert!(doc.get("a_field_from_next_term").is_none());
+    }
+
+    #[test]
+    fn a_refusal_names_the_status_and_what_it_may_become() {
+        let answer = StatusAnswer::Conflict {
+            status: OrderStatus::Confirmed,
+            allowed: vec![OrderStatus::Shipped, OrderStatus::Cancelled],
+            error: String::new(),
+        };
+        let err = moved("o-1", OrderStatus::Delivered, answer).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "order o-1 is CONFIRMED, so it cannot become DELIVERED; from CONFIRMED it may \
+             become SHIPPED or CANCELLED"
+        );
+        let done = StatusAnswer::Conflict {
+            status: OrderStatus::Delivered,
+            allowed: vec![],
+            error: String::new(),
+        };
+        let err = moved("o-1", OrderStatus::Shipped, done).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("nothing moves a DELIVERED order any more"),
+            "{err}"
+        );
+        assert_eq!(
+            may_become(OrderStatus::Shipped, &[OrderStatus::Delivered]),
+            "from SHIPPED it may only become DELIVERED"
+        );
     }
 }

@@ -7,7 +7,9 @@
 //! - the **DLQ hops**: poison messages about the order that were moved to the DLQ;
 //! - inventory-svc's **reservation record**: what it decided and when, with the event id it
 //!   announced the decision with, and the release (the compensation) if the order was cancelled;
-//! - notification-svc's **notifications** for the order.
+//! - notification-svc's **notifications** for the order;
+//! - once order-svc compacted a finished order after its retention, its **tombstone**: the
+//!   status it finished in and when, all that is left of the order.
 //!
 //! Everything is read directly from Redis, so the story can be told while order-svc is down.
 //! Readers are lenient (unknown fields ignored, missing ones defaulted): this is a window on
@@ -21,6 +23,7 @@ pub use saga_domain::order::{
     DlqHop, HistoryEntry, Notification as NotificationRecord, NotificationOutcome,
     Reservation as ReservationRecord,
 };
+pub use saga_domain::view::Tombstone;
 use saga_platform::redis::store::Keys;
 use saga_platform::redis::store::Redis;
 use serde::{Deserialize, Serialize};
@@ -42,6 +45,8 @@ pub struct Timeline {
     /// `None`: inventory-svc has not decided anything about this order (yet).
     pub reservation: Option<ReservationRecord>,
     pub notifications: Vec<NotificationRecord>,
+    /// `Some`: order-svc compacted the order after `ORDER_RETENTION` and this is what is left.
+    pub tombstone: Option<Tombstone>,
 }
 
 impl Timeline {
@@ -52,6 +57,7 @@ impl Timeline {
             && self.dlq_hops.is_empty()
             && self.reservation.is_none()
             && self.notifications.is_empty()
+            && self.tombstone.is_none()
     }
 }
 
@@ -97,26 +103,30 @@ pub async fn read(redis: &Redis, keys: &Keys, order_id: &str) -> anyhow::Result<
     pipe.hgetall(keys.order(order_id))
         .lrange(keys.order_history(order_id), 0, -1)
         .lrange(keys.order_dlq_hops(order_id), 0, -1)
-        .hgetall(keys.reservation(order_id));
-    for outcome in OUTCOMES {
-        pipe.get(keys.notified(order_id, outcome.as_str()));
-    }
+        .hgetall(keys.reservation(order_id))
+        .get(keys.order_tombstone(order_id));
     type Replies = (
         HashMap<String, String>,
         Vec<String>,
         Vec<String>,
         HashMap<String, String>,
         Option<String>,
-        Option<String>,
-        Option<String>,
     );
-    let (order, history, hops, reservation, n1, n2, n3): Replies = pipe
+    let (order, history, hops, reservation, tombstone): Replies = pipe
         .query_async(&mut conn)
         .await
         .with_context(|| format!("reading the timeline of order {order_id}"))?;
+    let mut states = redis::pipe();
+    for outcome in OUTCOMES {
+        states.get(keys.notified(order_id, outcome.as_str()));
+    }
+    let states: Vec<Option<String>> = states
+        .query_async(&mut conn)
+        .await
+        .with_context(|| format!("reading the notifications of order {order_id}"))?;
     // The list of sent notifications is shared by every order: search it only when a
     // notification for this one was recorded as sent.
-    let sent = [n1, n2, n3]
+    let sent = states
         .iter()
         .filter(|state| state.as_deref() == Some("sent"))
         .count();
@@ -136,6 +146,7 @@ pub async fn read(redis: &Redis, keys: &Keys, order_id: &str) -> anyhow::Result<
         dlq_hops: parse_lines(&hops),
         reservation: ReservationRecord::from_hash(&reservation).ok(),
         notifications,
+        tombstone: tombstone.and_then(|t| serde_json::from_str(&t).ok()),
     })
 }
 

@@ -5,6 +5,7 @@
 import { $, el } from './dom.js';
 import { busy, post, say } from './api.js';
 import { select, selectedOrder } from './orders.js';
+import { refreshJourney } from './journey.js';
 
 /** @typedef {import('./types.js').PoisonKind} PoisonKind */
 
@@ -39,6 +40,20 @@ export function wireActions() {
     const done = await post(`/api/orders/${encodeURIComponent(id)}/duplicate`);
     say(`published a duplicate of ${id} (message_id ${done.message_id}): ${done.expect}`, true, { action: 'duplicate', orderId: id });
   }));
+  for (const button of [$('#ship'), $('#deliver')]) {
+    button.addEventListener('click', async () => {
+      const id = selectedOrder();
+      const status = button.dataset.status;
+      if (!id || !status) return;
+      await busy(button, async () => {
+        /** @type {import('./types.js').Moved} */
+        const done = await post(`/api/orders/${encodeURIComponent(id)}/status`, { status });
+        say(`order ${id} is now ${done.status}`, true, { action: 'status', orderId: id, status: done.status });
+      });
+      // After busy() gave the button back: the journey says what the order may become now.
+      await refreshJourney();
+    });
+  }
   $('#poison-form').addEventListener('submit', (/** @type {Event} */ event) => {
     event.preventDefault();
     busy($('#poison'), async () => {

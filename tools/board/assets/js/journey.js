@@ -4,6 +4,7 @@
 import { $, el, svg } from './dom.js';
 
 /** @typedef {import('./types.js').Journey} Journey */
+/** @typedef {import('./types.js').JourneyAnswer} JourneyAnswer */
 
 /** @type {{id: string|null, timer: ReturnType<typeof setInterval>|null}} */
 const shown = { id: null, timer: null };
@@ -20,12 +21,18 @@ export function showJourney(id) {
   shown.timer = setInterval(loadJourney, 3000);
 }
 
+/** Look at the shown journey again now (after an action changed it). */
+export async function refreshJourney() {
+  await loadJourney();
+}
+
 async function loadJourney() {
   const id = shown.id;
   if (!id) return;
   const path = `/api/orders/${encodeURIComponent(id)}/journey`;
   try {
     const response = await fetch(path);
+    /** @type {JourneyAnswer & {error?: string}} */
     const data = await response.json();
     if (id !== shown.id) return;
     if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
@@ -33,8 +40,22 @@ async function loadJourney() {
     $('#journey-mermaid').href = `${path}?format=mermaid`;
     $('#journey-links').hidden = false;
     drawJourney(data.lanes, data.journey);
+    drawMoves(data.requestable || []);
   } catch (error) {
     $('#journey-title').textContent = error instanceof Error ? error.message : String(error);
+  }
+}
+
+/**
+ * The Ship and Deliver buttons: each asks for the status it names, and is enabled when the
+ * server says the order may become it.
+ * @param {string[]} requestable
+ */
+function drawMoves(requestable) {
+  $('#journey-actions').hidden = false;
+  for (const button of document.querySelectorAll('#journey-actions button[data-status]')) {
+    if (!(button instanceof HTMLButtonElement)) continue;
+    button.disabled = !requestable.includes(button.dataset.status || '');
   }
 }
 

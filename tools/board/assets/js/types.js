@@ -4,7 +4,7 @@
 
 /**
  * @typedef {{kind: string, label: string}} PoisonKind
- * @typedef {'waiting'|'done'|'refused'|'undoing'|'undone'} Tone
+ * @typedef {'waiting'|'done'|'sent'|'refused'|'undoing'|'undone'} Tone
  * @typedef {{statuses: string[], final_statuses: string[], tones: Record<string, Tone>,
  *   drills: string[], poison_kinds: PoisonKind[]}} Vocabulary
  *   The domain's words: the page has no list of statuses, drills or poison kinds of its own.
@@ -43,6 +43,10 @@
  * @typedef {{from: string, to: string, kind: string, at: number|null, what: string,
  *   why: string, event: string|null, event_id: string|null}} Step
  * @typedef {{headline: string, steps: Step[], notes: string[]}} Journey
+ * @typedef {{lanes: string[], journey: Journey, requestable: string[]}} JourneyAnswer
+ *   `requestable`: the statuses the order may be asked to become (the domain's table, sent
+ *   with the journey: the page keeps no copy of it).
+ * @typedef {{order_id: string, status: string}} Moved
  */
 
 export {};

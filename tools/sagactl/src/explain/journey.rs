@@ -3,7 +3,9 @@
 //!
 //! [`journey`] is a pure function, so every story it tells is unit-tested below without Redis:
 //! a plain confirmation, a redelivery, a duplicate that inventory absorbed, a DLQ hop, a
-//! compensation, and a cancel that overtook its order. Each step runs between two of five lanes
+//! compensation, a cancel that overtook its order, an order shipped and delivered, one failed
+//! by its decision deadline, and one compacted after its retention. Every move order-svc made
+//! is followed by the `order.status.updated` it announced it with. Each step runs between two of five lanes
 //! (client, order-svc, broker, inventory-svc, notification-svc) and says what happened, when,
 //! with which event id, and why it could not lose or double anything.
 //!
@@ -15,7 +17,7 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use saga_domain::events::EventType;
-use saga_domain::order::{OrderStatus, ReservationState};
+use saga_domain::order::{OrderStatus, ReservationState, TIMEOUT_REASON};
 
 use crate::timeline::{DlqHop, HistoryEntry, Timeline};
 
@@ -83,6 +85,10 @@ pub enum StepKind {
     Compensation,
     /// A notification sent.
     Notify,
+    /// order-svc announcing a move (`order.status.updated`, from the outbox).
+    StatusEvent,
+    /// A deadline that passed: order-svc's sweeper acted on its own.
+    Timeout,
 }
 
 /// One arrow of the journey.
@@ -145,7 +151,11 @@ pub fn journey(timeline: &Timeline) -> Journey {
     }
 
     let mut notes = Vec::new();
-    let status = timeline.order.as_ref().map(|o| o.status.clone());
+    let status = timeline
+        .order
+        .as_ref()
+        .map(|o| o.status.clone())
+        .or_else(|| timeline.tombstone.map(|t| t.status.to_string()));
     if timeline.order.is_some() && timeline.reservation.is_none() {
         notes.push(
             "inventory has not decided this order yet: its OrderPlaced is in the outbox or \
@@ -153,7 +163,17 @@ pub fn journey(timeline: &Timeline) -> Journey {
                 .to_owned(),
         );
     }
-    if timeline.order.is_none() {
+    if let (None, Some(tomb)) = (&timeline.order, &timeline.tombstone) {
+        notes.push(format!(
+            "order-svc compacted this order after its retention (ORDER_RETENTION): it finished \
+             {} at {} and was compacted at {}; its record, timeline and DLQ hops are gone, and \
+             GET /order/{{id}} answers 404 \"expired\" from the small tombstone kept for the \
+             dedupe window (DEDUPE_WINDOW)",
+            tomb.status,
+            super::utc(tomb.finished_at),
+            super::utc(tomb.expired_at)
+        ));
+    } else if timeline.order.is_none() {
         notes.push(format!(
             "order-svc has no order {order_id}: it was published by hand (sagactl publish, a lab \
              script), so only inventory's and notification's records tell its story"
@@ -187,12 +207,16 @@ fn headline(timeline: &Timeline) -> String {
                 order.qty, order.item, order.status
             )
         }
-        None => match &timeline.reservation {
-            Some(r) => format!(
+        None => match (&timeline.tombstone, &timeline.reservation) {
+            (Some(tomb), _) => format!(
+                "order {id}: {}, compacted after its retention (only a tombstone is left)",
+                tomb.status
+            ),
+            (None, Some(r)) => format!(
                 "order {id} (unknown to order-svc): inventory's record says {}",
                 r.state
             ),
-            None => format!("order {id} (unknown to order-svc)"),
+            (None, None) => format!("order {id} (unknown to order-svc)"),
         },
     }
 }
@@ -274,6 +298,9 @@ fn origin(story: &mut Story, timeline: &Timeline) {
             },
         );
         return;
+    }
+    if timeline.tombstone.is_some() {
+        return; // compacted: its placing is no longer recorded, but it was not by hand
     }
     // Published by hand: it starts at the broker, before anything inventory recorded.
     let first = [
@@ -442,13 +469,129 @@ fn order_svc_history(story: &mut Story, timeline: &Timeline) {
         let first_time = seen.insert(entry.event_id.as_str());
         match entry.event {
             Some(EventType::OrderPlaced) => {}
+            Some(EventType::OrderCancelled) if entry.status == OrderStatus::Failed => {
+                decision_deadline(story, entry);
+            }
+            Some(EventType::OrderCancelled) if !entry.applied => cancel_resent(story, entry),
             Some(EventType::OrderCancelled) => cancel_request(story, entry),
+            Some(EventType::OrderStatusUpdated) => status_request(story, entry, status),
             _ => outcome(story, entry, status, first_time, tombstone),
         }
         if entry.applied {
+            announced(story, entry, status);
             status = entry.status;
         }
     }
+}
+
+/// The `order.status.updated` a move was announced with: written into the outbox in the very
+/// Lua step that moved the order, relayed later (its publish time is not recorded).
+fn announced(story: &mut Story, entry: &HistoryEntry, before: OrderStatus) {
+    let Some(id) = &entry.status_event_id else {
+        return; // the order's creation, or a line written before status events existed
+    };
+    story.push(
+        Some(entry.at),
+        Step {
+            at: None,
+            from: Lane::OrderSvc,
+            to: Lane::Broker,
+            kind: StepKind::StatusEvent,
+            what: format!(
+                "announced {} {before} → {}",
+                EventType::OrderStatusUpdated.routing_key(),
+                entry.status
+            ),
+            event: Some(EventType::OrderStatusUpdated),
+            event_id: Some(id.clone()),
+            why: "written into the outbox in the same Lua step as the move, so a crash can \
+                  never leave a move unannounced; relayed with a publisher confirm, and a copy \
+                  sent twice carries the same event id"
+                .into(),
+        },
+    );
+}
+
+/// A `PATCH /order/{id}/status` that moved the order (SHIPPED, DELIVERED).
+fn status_request(story: &mut Story, entry: &HistoryEntry, before: OrderStatus) {
+    if !entry.applied {
+        return; // a refused PATCH changes nothing and leaves no trace; a stray line says less
+    }
+    let note = entry
+        .reason
+        .as_deref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    story.push(
+        Some(entry.at),
+        Step {
+            at: Some(entry.at),
+            from: Lane::Client,
+            to: Lane::OrderSvc,
+            kind: StepKind::Request,
+            what: format!(
+                "PATCH /order/{{id}}/status: {before} → {}{note}",
+                entry.status
+            ),
+            event: Some(EventType::OrderStatusUpdated),
+            event_id: Some(entry.event_id.clone()),
+            why: "the same compare-and-set as every transition: the order moved only because \
+                  it was in the one status this request may move it from, so of two requests \
+                  that race one wins and the other gets a 409"
+                .into(),
+        },
+    );
+}
+
+/// The decision deadline passed while the order was still PLACED: failed, with a cancel.
+fn decision_deadline(story: &mut Story, entry: &HistoryEntry) {
+    story.push(
+        Some(entry.at),
+        Step {
+            at: Some(entry.at),
+            from: Lane::OrderSvc,
+            to: Lane::Broker,
+            kind: StepKind::Timeout,
+            what: format!(
+                "decision deadline passed: {} → {} ({}), {} sent",
+                OrderStatus::Placed,
+                OrderStatus::Failed,
+                entry.reason.as_deref().unwrap_or(TIMEOUT_REASON),
+                EventType::OrderCancelled.routing_key()
+            ),
+            event: Some(EventType::OrderCancelled),
+            event_id: Some(entry.event_id.clone()),
+            why: "the decision deadline passed; order-svc failed it and sent a cancel so that \
+                  a late reservation is given back. The sweeper goes through the same \
+                  compare-and-set as inventory's outcome, so a deadline and an outcome that \
+                  race cannot both apply"
+                .into(),
+        },
+    );
+}
+
+/// The order stayed CANCELLING past its deadline: the cancel was sent again.
+fn cancel_resent(story: &mut Story, entry: &HistoryEntry) {
+    story.push(
+        Some(entry.at),
+        Step {
+            at: Some(entry.at),
+            from: Lane::OrderSvc,
+            to: Lane::Broker,
+            kind: StepKind::Timeout,
+            what: format!(
+                "still {} past its deadline: {} sent again",
+                entry.status,
+                EventType::OrderCancelled.routing_key()
+            ),
+            event: Some(EventType::OrderCancelled),
+            event_id: Some(entry.event_id.clone()),
+            why: "inventory had not given the stock back in time (the cancel may have been \
+                  lost): sending it again is safe, since inventory's release is recorded and \
+                  gives back nothing twice"
+                .into(),
+        },
+    );
 }
 
 fn cancel_request(story: &mut Story, entry: &HistoryEntry) {
@@ -647,7 +790,9 @@ fn dead_letter(story: &mut Story, hop: &DlqHop) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::timeline::{NotificationRecord, OrderRecord, ReservationRecord};
+    use crate::timeline::{
+        NotificationOutcome, NotificationRecord, OrderRecord, ReservationRecord,
+    };
 
     const T0: u64 = 1_700_000_000_000;
 
@@ -965,5 +1110,218 @@ pub(crate) mod tests {
             "order.placed: in the outbox, or published and queued"
         );
         assert!(j.notes[0].contains("has not decided"));
+    }
+    fn moved(at: u64, status: &str, event: &str, id: &str, status_event: &str) -> HistoryEntry {
+        let service = if event.starts_with("Inventory") {
+            "inventory-svc"
+        } else {
+            "order-svc"
+        };
+        HistoryEntry {
+            status_event_id: Some(status_event.into()),
+            ..entry(at, status, event, id, service)
+        }
+    }
+
+    #[test]
+    fn a_shipped_and_delivered_order_announces_every_move() {
+        let mut t = confirmed();
+        t.order = order("DELIVERED");
+        t.history[1].status_event_id = Some("s-confirmed".into());
+        let mut ship = moved(
+            100,
+            "SHIPPED",
+            "OrderStatusUpdated",
+            "s-shipped",
+            "s-shipped",
+        );
+        ship.reason = Some("DHL 123".into());
+        t.history.push(ship);
+        t.history.push(moved(
+            200,
+            "DELIVERED",
+            "OrderStatusUpdated",
+            "s-delivered",
+            "s-delivered",
+        ));
+        for (at, outcome) in [
+            (110, NotificationOutcome::Shipped),
+            (210, NotificationOutcome::Delivered),
+        ] {
+            t.notifications.push(NotificationRecord {
+                order_id: "o1".into(),
+                outcome,
+                event_id: format!("s-{outcome}"),
+                at_ms: T0 + at,
+                ..NotificationRecord::default()
+            });
+        }
+        let j = journey(&t);
+        let announced: Vec<&str> = j
+            .steps
+            .iter()
+            .filter(|s| s.kind == StepKind::StatusEvent)
+            .map(|s| s.what.as_str())
+            .collect();
+        assert_eq!(
+            announced,
+            [
+                "announced order.status.updated PLACED → CONFIRMED",
+                "announced order.status.updated CONFIRMED → SHIPPED",
+                "announced order.status.updated SHIPPED → DELIVERED",
+            ]
+        );
+        let ship = j
+            .steps
+            .iter()
+            .position(|s| s.what.starts_with("PATCH"))
+            .unwrap();
+        assert_eq!(
+            j.steps[ship].what,
+            "PATCH /order/{id}/status: CONFIRMED → SHIPPED (DHL 123)"
+        );
+        assert_eq!(j.steps[ship].from, Lane::Client);
+        assert_eq!(j.steps[ship + 1].kind, StepKind::StatusEvent);
+        assert_eq!(j.steps[ship + 1].event_id.as_deref(), Some("s-shipped"));
+        let told: Vec<&str> = j
+            .steps
+            .iter()
+            .filter(|s| s.kind == StepKind::Notify)
+            .map(|s| s.what.as_str())
+            .collect();
+        assert_eq!(
+            told,
+            [
+                "notified: reserved",
+                "notified: shipped",
+                "notified: delivered"
+            ]
+        );
+        assert!(
+            j.mermaid()
+                .contains("O-)B: announced order.status.updated CONFIRMED → SHIPPED [s-shippe]")
+        );
+    }
+
+    #[test]
+    fn a_timeout_fails_the_order_and_gives_a_late_reservation_back() {
+        let mut timed_out = moved(100, "FAILED", "OrderCancelled", "e-cancel", "s-failed");
+        timed_out.reason = Some("timeout".into());
+        let mut late = entry(
+            300,
+            "FAILED",
+            "InventoryReserved",
+            "e-reserved",
+            "inventory-svc",
+        );
+        late.applied = false;
+        let mut record = reserved(250);
+        if let Some(r) = record.as_mut() {
+            r.state = saga_domain::order::ReservationState::Released;
+            r.released_qty = 2;
+            r.released_at = Some(T0 + 260);
+        }
+        let mut failed = order("FAILED");
+        if let Some(o) = failed.as_mut() {
+            o.reason = Some("timeout".into());
+        }
+        let t = Timeline {
+            order_id: "o4".into(),
+            order: failed,
+            history: vec![
+                entry(0, "PLACED", "OrderPlaced", "e-placed", "order-svc"),
+                timed_out,
+                late,
+            ],
+            reservation: record,
+            ..Timeline::default()
+        };
+        let j = journey(&t);
+        assert_eq!(j.headline, "order o4: 2 x burger for s1, FAILED (timeout)");
+        let deadline = j
+            .steps
+            .iter()
+            .position(|s| s.kind == StepKind::Timeout)
+            .unwrap();
+        assert_eq!(
+            j.steps[deadline].what,
+            "decision deadline passed: PLACED → FAILED (timeout), order.cancelled sent"
+        );
+        assert!(j.steps[deadline].why.starts_with(
+            "the decision deadline passed; order-svc failed it and sent a cancel so that a \
+             late reservation is given back"
+        ));
+        assert_eq!(
+            j.steps[deadline + 1].what,
+            "announced order.status.updated PLACED → FAILED"
+        );
+        assert!(
+            j.steps
+                .iter()
+                .any(|s| s.kind == StepKind::Compensation && s.what.contains("gave back 2"))
+        );
+        assert_eq!(
+            j.steps.last().unwrap().what,
+            "late InventoryReserved: no change (FAILED)"
+        );
+        assert!(
+            !j.steps
+                .iter()
+                .any(|s| s.kind == StepKind::Request && s.what.contains("cancel"))
+        );
+    }
+
+    #[test]
+    fn a_cancel_past_its_deadline_is_sent_again() {
+        let mut t = confirmed();
+        t.order = order("CANCELLING");
+        t.history.push(moved(
+            100,
+            "CANCELLING",
+            "OrderCancelled",
+            "e-cancel",
+            "s-cancelling",
+        ));
+        let mut again = entry(
+            5_100,
+            "CANCELLING",
+            "OrderCancelled",
+            "e-cancel",
+            "order-svc",
+        );
+        again.applied = false;
+        again.reason = Some("timeout".into());
+        t.history.push(again);
+        let j = journey(&t);
+        let last = j.steps.last().unwrap();
+        assert_eq!(last.kind, StepKind::Timeout);
+        assert_eq!(
+            last.what,
+            "still CANCELLING past its deadline: order.cancelled sent again"
+        );
+    }
+
+    #[test]
+    fn a_compacted_order_says_it_expired_after_retention() {
+        let t = Timeline {
+            order_id: "o5".into(),
+            reservation: reserved(20),
+            tombstone: Some(crate::timeline::Tombstone {
+                status: OrderStatus::Delivered,
+                finished_at: T0 + 1_000,
+                expired_at: T0 + 4_000,
+            }),
+            ..Timeline::default()
+        };
+        assert!(!t.is_unknown());
+        let j = journey(&t);
+        assert_eq!(
+            j.headline,
+            "order o5: DELIVERED, compacted after its retention (only a tombstone is left)"
+        );
+        assert_eq!(j.status.as_deref(), Some("DELIVERED"));
+        assert!(j.notes[0].starts_with("order-svc compacted this order after its retention"));
+        assert!(!j.notes.iter().any(|n| n.contains("by hand")));
+        assert!(!j.steps.iter().any(|s| s.what.contains("by hand")));
     }
 }

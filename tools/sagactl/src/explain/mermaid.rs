@@ -22,6 +22,8 @@ impl Journey {
             let arrow = match step.kind {
                 StepKind::DeadLetter => "-x",
                 StepKind::Duplicate | StepKind::Late => "-->>",
+                // Announced for whoever listens: nobody waits for it.
+                StepKind::StatusEvent => "-)",
                 _ => "->>",
             };
             let when = match (step.at, start) {
