@@ -4,7 +4,7 @@
 //! nobody answered and gives back a late reservation, and the retention that compacts finished
 //! orders to a tombstone without letting a late duplicate take stock again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -18,7 +18,7 @@ use harness::{Endpoint, ServiceKind, TestEnv, eventually};
 use redis::AsyncCommands as _;
 use saga_domain::events::EventType;
 use saga_domain::order::{
-    NotificationOutcome, OrderStatus, Reservation, ReservationState, TIMEOUT_REASON,
+    Notification, NotificationOutcome, OrderStatus, Reservation, ReservationState, TIMEOUT_REASON,
 };
 use saga_domain::view::OrderView;
 use serde_json::{Value, json};
@@ -467,46 +467,78 @@ async fn notified_once_per_new_status(
     env: &TestEnv,
     expected: &BTreeMap<String, Vec<Transition>>,
 ) -> anyhow::Result<()> {
-    let mut want: BTreeMap<(String, NotificationOutcome), usize> = BTreeMap::new();
-    for (id, moves) in expected {
-        for outcome in moves
-            .iter()
-            .filter_map(|t| NotificationOutcome::of_status(t.to))
-        {
-            *want.entry((id.clone(), outcome)).or_default() += 1;
-        }
-    }
-    let total: usize = want.values().sum();
-    // At least one per new status; inventory's outcomes the order did not follow add a few.
-    eventually("a notification per new status", T, || async {
-        match env.notification_count().await {
-            Ok(n) if n >= total => Ok(()),
-            other => Err(format!("{other:?} of {total}")),
+    let want: BTreeSet<(String, NotificationOutcome)> = expected
+        .iter()
+        .flat_map(|(id, moves)| {
+            moves
+                .iter()
+                .filter_map(|t| NotificationOutcome::of_status(t.to))
+                .map(|outcome| (id.clone(), outcome))
+        })
+        .collect();
+    // KNOWN FAILURE (notification-svc, since 4a18a72 "a late answer to an order the customer
+    // was told failed is no news"): an order cancelled while PLACED whose reservation then
+    // fails (no stock left) goes PLACED -> CANCELLING -> CANCELLED and is never FAILED, yet
+    // inventory's InventoryFailed is told as "failed" and its CANCELLED ("released") is then
+    // dropped as superseded by that "failed": the customer hears of a status the order never
+    // had and never of the one it has. This test holds notification-svc to issue 19's rule.
+    //
+    // Wait for every new status to be told, not for a count: inventory's outcomes that the
+    // order did not follow are told too, so a count is reached before the last one arrives.
+    let got = eventually("every new status told", T, || async {
+        let got = notifications_by_outcome(env)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        let missing: Vec<_> = want.iter().filter(|k| !got.contains_key(*k)).collect();
+        if missing.is_empty() {
+            Ok(got)
+        } else {
+            let detail: Vec<String> = missing
+                .iter()
+                .map(|(id, outcome)| {
+                    let moves: Vec<String> = expected[id]
+                        .iter()
+                        .map(|t| format!("{}->{}", t.from, t.to))
+                        .collect();
+                    let told: Vec<&str> = got
+                        .keys()
+                        .filter(|(i, _)| i == id)
+                        .map(|(_, o)| o.as_str())
+                        .collect();
+                    format!("{id}: {outcome} never told (moves {moves:?}, told {told:?})")
+                })
+                .collect();
+            Err(detail.join("; "))
         }
     })
     .await?;
-    let all: Vec<String> = env
-        .redis()
-        .await?
-        .lrange(env.keys.notifications(), 0, -1)
-        .await?;
-    let mut got: BTreeMap<(String, NotificationOutcome), usize> = BTreeMap::new();
-    for line in all {
-        let n: saga_domain::order::Notification = serde_json::from_str(&line)?;
-        *got.entry((n.order_id, n.outcome)).or_default() += 1;
-    }
     let doubled: Vec<_> = got.iter().filter(|(_, n)| **n > 1).collect();
     assert!(doubled.is_empty(), "notified more than once: {doubled:?}");
-    let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
-    assert!(missing.is_empty(), "new statuses never told: {missing:?}");
     // Inventory's own outcomes are told too, including one the order did not follow (a
     // reservation that reached an order already CANCELLING): once each, like the rest.
-    let extra = got.keys().filter(|k| !want.contains_key(*k)).count();
+    let extra = got.keys().filter(|k| !want.contains(*k)).count();
     eprintln!(
         "{} notifications: one per (order, new status), and {extra} for inventory outcomes the order did not follow",
         got.len()
     );
     Ok(())
+}
+
+/// How many notifications notification-svc recorded for each (order, outcome).
+async fn notifications_by_outcome(
+    env: &TestEnv,
+) -> anyhow::Result<BTreeMap<(String, NotificationOutcome), usize>> {
+    let all: Vec<String> = env
+        .redis()
+        .await?
+        .lrange(env.keys.notifications(), 0, -1)
+        .await?;
+    let mut got = BTreeMap::new();
+    for line in all {
+        let n: Notification = serde_json::from_str(&line)?;
+        *got.entry((n.order_id, n.outcome)).or_default() += 1;
+    }
+    Ok(got)
 }
 
 // ------------------------------------------------------------------------------------------
