@@ -63,7 +63,7 @@ pub const NOTIFIED_ONCE: Rule = Rule {
 /// Invariants 1 and 2: what order-svc says and what inventory-svc did agree.
 pub const STATUSES_AGREE: Rule = Rule {
     id: "statuses-agree",
-    title: "final statuses agree with inventory's records",
+    title: "decided statuses agree with inventory's records",
     invariants: &[1, 2],
 };
 /// Invariants 3 and 4: only poison is dead-lettered.

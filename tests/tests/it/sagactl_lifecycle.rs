@@ -237,7 +237,11 @@ async fn explain_tells_a_timeout_and_the_late_reservation_it_gave_back() -> anyh
     assert_eq!(failed.order.status, OrderStatus::Failed);
     assert_eq!(failed.order.reason.as_deref(), Some(TIMEOUT_REASON));
 
-    // inventory-svc arrives: it reserves, then the timeout's cancel gives it back.
+    // inventory-svc arrives: it reserves, then the timeout's cancel gives it back. One delivery
+    // at a time, so that it takes its queue in order: with more in flight the cancel may overtake
+    // its order (a tombstone, nothing taken: as safe, but another story to tell).
+    env.service_env
+        .insert("RABBITMQ_PREFETCH".into(), "1".into());
     let inventory = env.start_in_process(ServiceKind::Inventory).await?;
     let mut redis = env.redis().await?;
     harness::eventually("the late reservation given back", T, || {

@@ -6,13 +6,17 @@
 //!
 //! ```text
 //! publisher --order.placed (confirms, window)--> inventory_queue --> relay (prefetch)
-//!   relay: publish inventory.reserved (confirm) then ack --> order_status_queue --> sink, ack
+//!   relay: publish inventory.reserved (confirm) then ack --> order_status_queue --> status relay
 //!                                                        --> notification_queue --> sink, ack
+//!   status relay: publish order.status.updated (confirm) then ack --> notification_queue --> sink
 //! ```
 //!
 //! The relay stands in for inventory-svc (one task per delivery, outcome confirmed before the
-//! ack), the sinks for order-svc's status consumer and notification-svc, the publisher for
-//! order-svc's outbox relay. [`Relay`] is also the broker-only drain.
+//! ack), the status relay for order-svc's status consumer and the outbox relay that publishes
+//! the order's `order.status.updated` (PLACED → CONFIRMED), the sink for notification-svc (two
+//! deliveries per order: the outcome copy and the status event), the publisher for order-svc's
+//! outbox relay. So the path has four persistent, confirmed publishes and five deliveries per
+//! order, as the saga has since issue 19. [`Relay`] is also the broker-only drain.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,8 +31,11 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, Consumer};
-use saga_domain::events::{EventMeta, EventType, InventoryOutcome};
+use saga_domain::events::{
+    EventMeta, EventType, InventoryOutcome, OrderStatusUpdated, unix_now_millis,
+};
 use saga_domain::ids::{Item, OrderId, Qty, StudentId};
+use saga_domain::order::OrderStatus;
 use saga_platform::amqp::properties::MetaProperties;
 use saga_platform::amqp::topology::Topology;
 use tokio::task::JoinSet;
@@ -42,10 +49,11 @@ use crate::world::{Lab, World};
 pub struct CeilingResult {
     pub orders: usize,
     pub elapsed: Duration,
-    /// Orders per second, first publish until both outcome copies of every order are acked.
+    /// Orders per second, first publish until both outcome copies and the status event of
+    /// every order are acked.
     pub orders_per_sec: f64,
-    /// Publish of OrderPlaced (paced: when it was due) → its outcome at the order-status
-    /// sink. Unpaced, the pipeline is saturated and this is queueing behind the window.
+    /// Publish of OrderPlaced (paced: when it was due) → its outcome at the status relay
+    /// (order-svc's status consumer). Unpaced, the pipeline is saturated and this is queueing behind the window.
     pub latency: Latency,
     /// CPU seconds per process, first publish until the last outcome was acked.
     pub cpu: Vec<CpuUse>,
@@ -102,9 +110,9 @@ async fn measure(
     let publisher_conn = world.connect("saga-bench ceiling publisher").await?;
     let publisher = confirm_channel(&publisher_conn).await?;
     let relay_conn = world.connect("saga-bench ceiling relay").await?;
-    let relay = Relay::start(&relay_conn, topology, prefetch).await?;
-    let status_conn = world.connect("saga-bench ceiling status sink").await?;
-    let status_sink = Sink::start(&status_conn, &topology.order_status_queue, prefetch).await?;
+    let relay = Relay::inventory(&relay_conn, topology, prefetch).await?;
+    let status_conn = world.connect("saga-bench ceiling status relay").await?;
+    let status_relay = Relay::order_status(&status_conn, topology, prefetch).await?;
     let notify_conn = world
         .connect("saga-bench ceiling notification sink")
         .await?;
@@ -125,11 +133,12 @@ async fn measure(
                 pace,
             ),
             relay.run(n),
-            status_sink.run(n),
-            notify_sink.run(n),
+            status_relay.run(n),
+            // The outcome copy and the status event of each order.
+            notify_sink.run(2 * n),
         )
     };
-    let (sent, (), arrivals, _) = tokio::time::timeout(deadline(n), path)
+    let (sent, _, arrivals, _) = tokio::time::timeout(deadline(n), path)
         .await
         .with_context(|| format!("{n} orders did not get through within {:?}", deadline(n)))??;
     let elapsed = started.elapsed();
@@ -178,29 +187,31 @@ pub async fn confirm_channel(conn: &Connection) -> anyhow::Result<Channel> {
     Ok(channel)
 }
 
-/// inventory-svc's broker work without its Redis work: consume `inventory_queue`, publish the
-/// outcome with a confirm, then ack.
+/// A service's broker work without its Redis work: consume a queue, publish the event the
+/// service would publish for it with a confirm, then ack. [`Relay::inventory`] is inventory-svc
+/// (OrderPlaced → InventoryReserved), [`Relay::order_status`] is order-svc's status consumer
+/// with its outbox relay (InventoryReserved → OrderStatusUpdated).
 pub struct Relay {
     consumer: Consumer,
     publisher: Channel,
     exchange: Arc<str>,
-    /// A real InventoryReserved body, serialized once.
+    routing_key: &'static str,
+    /// A real event body, serialized once.
     body: Arc<[u8]>,
     properties: BasicProperties,
 }
 
 impl Relay {
-    /// Start consuming (prefetch `prefetch`) on a connection of its own.
+    /// inventory-svc: consume `inventory_queue` (prefetch `prefetch`) and answer each order
+    /// with an InventoryReserved.
     ///
     /// # Errors
     /// The broker refused the channels or the consumer.
-    pub async fn start(
+    pub async fn inventory(
         conn: &Connection,
         topology: &Topology,
         prefetch: u16,
     ) -> anyhow::Result<Self> {
-        let publisher = confirm_channel(conn).await?;
-        let consumer = consume(conn, &topology.inventory_queue, "relay", prefetch).await?;
         let outcome = InventoryOutcome::Reserved {
             order_id: OrderId::generate(),
             item: Item::parse(ITEM)?,
@@ -208,43 +219,102 @@ impl Relay {
             student_id: Some(StudentId::parse("bench")?),
             remaining: 99_999_999,
         };
+        Self::start(
+            conn,
+            &topology.inventory_queue,
+            &topology.exchange,
+            EventType::InventoryReserved,
+            outcome.to_body(),
+            "inventory-svc",
+            prefetch,
+        )
+        .await
+    }
+
+    /// order-svc's side of an outcome: consume `order_status_queue` and publish the order's
+    /// `order.status.updated` (PLACED → CONFIRMED), which reaches `notification_queue`.
+    ///
+    /// # Errors
+    /// The broker refused the channels or the consumer.
+    pub async fn order_status(
+        conn: &Connection,
+        topology: &Topology,
+        prefetch: u16,
+    ) -> anyhow::Result<Self> {
+        let event = OrderStatusUpdated {
+            order_id: OrderId::generate(),
+            old_status: OrderStatus::Placed,
+            new_status: OrderStatus::Confirmed,
+            updated_by: "inventory-svc".to_owned(),
+            reason: None,
+            at: unix_now_millis(),
+        };
+        Self::start(
+            conn,
+            &topology.order_status_queue,
+            &topology.exchange,
+            EventType::OrderStatusUpdated,
+            event.to_body(),
+            "order-svc",
+            prefetch,
+        )
+        .await
+    }
+
+    async fn start(
+        conn: &Connection,
+        queue: &str,
+        exchange: &str,
+        event_type: EventType,
+        body: Vec<u8>,
+        app_id: &str,
+        prefetch: u16,
+    ) -> anyhow::Result<Self> {
+        let publisher = confirm_channel(conn).await?;
+        let consumer = consume(conn, queue, "relay", prefetch).await?;
         Ok(Self {
             consumer,
             publisher,
-            exchange: topology.exchange.as_str().into(),
-            body: outcome.to_body().into(),
-            properties: EventMeta::new(EventType::InventoryReserved, "", "inventory-svc")
-                .properties(),
+            exchange: exchange.into(),
+            routing_key: event_type.routing_key(),
+            body: body.into(),
+            properties: EventMeta::new(event_type, "", app_id).properties(),
         })
     }
 
-    /// Relay `n` deliveries, each in its own task as inventory-svc does (the prefetch bounds
-    /// how many at once), and return once all are acked.
+    /// Relay `n` deliveries, each in its own task as the services do (the prefetch bounds
+    /// how many at once), and return once all are acked: each delivery's correlation id (the
+    /// order id) and when it arrived.
     ///
     /// # Errors
     /// A publish was not confirmed, an ack failed, or the consumer ended.
-    pub async fn run(mut self, n: usize) -> anyhow::Result<()> {
+    pub async fn run(mut self, n: usize) -> anyhow::Result<Vec<(String, Instant)>> {
         let mut in_flight = JoinSet::new();
+        let mut arrivals = Vec::with_capacity(n);
         for _ in 0..n {
             let delivery = next_delivery(&mut self.consumer, "the relay").await?;
+            let arrived = Instant::now();
             // The order travels in the correlation id, as the services carry it.
             let properties = match delivery.properties.correlation_id() {
-                Some(order_id) => self
-                    .properties
-                    .clone()
-                    .with_correlation_id(order_id.clone()),
+                Some(order_id) => {
+                    arrivals.push((order_id.to_string(), arrived));
+                    self.properties
+                        .clone()
+                        .with_correlation_id(order_id.clone())
+                }
                 None => self.properties.clone(),
             };
-            let (publisher, exchange, body) = (
+            let (publisher, exchange, routing_key, body) = (
                 self.publisher.clone(),
                 self.exchange.clone(),
+                self.routing_key,
                 self.body.clone(),
             );
             in_flight.spawn(async move {
                 let confirm = publisher
                     .basic_publish(
                         (&*exchange).into(),
-                        EventType::InventoryReserved.routing_key().into(),
+                        routing_key.into(),
                         BasicPublishOptions {
                             mandatory: true,
                             ..Default::default()
@@ -264,11 +334,11 @@ impl Relay {
         while let Some(done) = in_flight.join_next().await {
             done.context("a relay task panicked")??;
         }
-        Ok(())
+        Ok(arrivals)
     }
 }
 
-/// A consumer that only acks: order-svc's status consumer or notification-svc minus their work.
+/// A consumer that only acks: notification-svc minus its work.
 pub struct Sink {
     consumer: Consumer,
 }

@@ -488,6 +488,7 @@ mod tests {
             accept_per_sec: 0.0,
             orders_per_sec: 0.0,
             elapsed: Duration::from_secs(1),
+            settled_after: Duration::from_secs(1),
             latency: Latency::default(),
             missing: 0,
             memory: Vec::new(),

@@ -38,8 +38,8 @@ pub struct Args {
     #[arg(long, default_value = "docs/BENCHMARKS.md")]
     pub out: PathBuf,
 
-    /// A smoke run with small sizes: 2,000 orders, 10,000 drain messages, 5 s of fixed rate
-    /// (overrides those three flags).
+    /// A smoke run with small sizes: 2,000 orders, 10,000 drain messages, 5 s of fixed rate,
+    /// 500 orders through retention (overrides those four flags).
     #[arg(long)]
     pub quick: bool,
 
@@ -67,6 +67,13 @@ pub struct Args {
     /// Skip both backlog drains (inventory-svc and broker-only).
     #[arg(long)]
     pub skip_drain: bool,
+    /// Skip the retention section (Redis per finished order before and after compaction;
+    /// needs services with retention, i.e. from issue 19 on).
+    #[arg(long)]
+    pub skip_retention: bool,
+    /// Orders taken to DELIVERED in the retention section.
+    #[arg(long, default_value_t = 5_000)]
+    pub retention_orders: usize,
     /// Also run the end-to-end section with Redis's AOF switched off (CONFIG SET appendonly no,
     /// switched back on afterwards), to show what durability costs. It changes the Redis the
     /// benchmark uses for the length of one section: not with a demo running that matters.
@@ -127,16 +134,22 @@ pub struct Plan {
     pub drain_messages: usize,
     pub fixed_rate_secs: u64,
     pub fixed_rate: Option<f64>,
+    pub retention_orders: usize,
     /// The services' prefetch, and the broker-only clients' prefetch and confirm window.
     pub flow: Flow,
 }
 
 impl Plan {
     pub fn of(args: &Args) -> Self {
-        let (orders, drain_messages, fixed_rate_secs) = if args.quick {
-            (2_000, 10_000, 5)
+        let (orders, drain_messages, fixed_rate_secs, retention_orders) = if args.quick {
+            (2_000, 10_000, 5, 500)
         } else {
-            (args.orders, args.drain_messages, args.fixed_rate_secs)
+            (
+                args.orders,
+                args.drain_messages,
+                args.fixed_rate_secs,
+                args.retention_orders,
+            )
         };
         Self {
             quick: args.quick,
@@ -145,6 +158,7 @@ impl Plan {
             drain_messages: drain_messages.max(1),
             fixed_rate_secs: fixed_rate_secs.max(1),
             fixed_rate: args.fixed_rate,
+            retention_orders: retention_orders.max(1),
             flow: Flow {
                 prefetch: args.prefetch.max(1),
                 confirm_window: args.confirm_window.max(1),

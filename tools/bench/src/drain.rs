@@ -78,8 +78,8 @@ pub async fn broker_only(lab: &Lab, n: usize, flow: Flow) -> anyhow::Result<Drai
         let prefill_per_sec = prefill(world, n, flow.confirm_window).await?;
         let started = Instant::now();
         let conn = world.connect("saga-bench drain relay").await?;
-        let relay = Relay::start(&conn, &world.topology, flow.prefetch).await?;
-        let (drained, ()) = tokio::try_join!(watch(world, n, None, started), relay.run(n))?;
+        let relay = Relay::inventory(&conn, &world.topology, flow.prefetch).await?;
+        let (drained, _) = tokio::try_join!(watch(world, n, None, started), relay.run(n))?;
         let _ = conn.close(200, "drained".into()).await;
         Ok(DrainResult {
             messages: n,

@@ -13,7 +13,7 @@ use saga_client::load::Plan;
 
 use crate::cpu::CpuUse;
 use crate::load::{Placed, client};
-use crate::saga::{Anchor, Saga, ServiceMemory, stamps, wait_all_final};
+use crate::saga::{Anchor, Saga, ServiceMemory, stamps, wait_all_final, wait_settled};
 use crate::stats::{Latency, latencies, per_sec};
 use crate::world::{Lab, RedisFootprint, World};
 
@@ -30,11 +30,15 @@ pub struct E2eResult {
     /// Accepted orders per second, first POST until all are final in order-svc.
     pub orders_per_sec: f64,
     pub elapsed: Duration,
+    /// First POST until every order's status event reached notification-svc (the CPU
+    /// figures count until then).
+    pub settled_after: Duration,
     pub latency: Latency,
     /// Accepted orders with no outcome in their timeline (0 unless something is wrong).
     pub missing: usize,
     pub memory: Vec<ServiceMemory>,
-    /// CPU seconds per process, first POST until every order was final.
+    /// CPU seconds per process, first POST until every order was final and its status event
+    /// delivered ([`E2eResult::settled_after`]).
     pub cpu: Vec<CpuUse>,
     /// What the run left in Redis (kept for ever: orders, timelines, reservations,
     /// notifications), once every order was final.
@@ -64,6 +68,9 @@ pub async fn run(
         let load = Placed::from(saga_client::load::run(&client, &plan, |_| {}).await);
         let accepted = load.placed.len();
         let all_final = wait_all_final(world, accepted as u64).await?;
+        // CPU counts until the orders' status events have reached notification-svc too, so
+        // that CPU per order includes all the work an order sets off (the ceiling counts it).
+        let settled = wait_settled(world).await?;
         let cpu = cpu.finish();
         let memory = memory.finish().await?;
 
@@ -87,6 +94,7 @@ pub async fn run(
             ),
             orders_per_sec: per_sec(accepted, elapsed),
             elapsed,
+            settled_after: settled.saturating_duration_since(started),
             latency,
             missing,
             memory,

@@ -8,7 +8,9 @@
 //! Sections, in the order a run takes them:
 //!
 //! - [`ceiling`]: broker-only relay of the order path (publish OrderPlaced with confirms →
-//!   consume → publish the outcome with confirms → ack; two sinks ack the outcome copies).
+//!   consume → publish the outcome with confirms → ack → the status relay publishes the
+//!   order's `order.status.updated` with confirms → the notification sink acks the outcome
+//!   copy and the status event).
 //! - [`e2e`]: N orders over HTTP at a fixed concurrency, until every order is final; POST→final
 //!   latency in an HDR histogram; each service's RSS idle and at peak. Also the scaling run
 //!   (the same with two inventory-svc).
@@ -16,6 +18,8 @@
 //!   scheduled send time, so a stall cannot hide itself (no coordinated omission).
 //! - [`drain`]: a backlog of OrderPlaced, drained by inventory-svc (RSS sampled all along) and
 //!   by the broker-only relay.
+//! - [`retention`]: orders taken to DELIVERED under a short `ORDER_RETENTION`; Redis weighed
+//!   per order before and after the services compact them.
 //! - with `--cluster`, [`cluster`]: end to end (with `WAIT` and without) and the fixed rate
 //!   again, on the cluster profile, after every single-node section.
 //!
@@ -48,6 +52,7 @@ pub mod e2e;
 pub mod fixed_rate;
 pub mod load;
 pub mod report;
+pub mod retention;
 pub mod rss;
 pub mod saga;
 pub mod stats;
@@ -98,6 +103,8 @@ pub struct Results {
     pub without_aof: Section<e2e::E2eResult>,
     pub broker_drain: Section<drain::DrainResult>,
     pub inventory_drain: Section<drain::DrainResult>,
+    /// Redis per finished order before and after compaction.
+    pub retention: Section<retention::RetentionResult>,
     pub cluster: ClusterResults,
 }
 
@@ -133,6 +140,7 @@ impl Results {
             ("end to end without AOF", self.without_aof.failure()),
             ("broker-only drain", self.broker_drain.failure()),
             ("inventory-svc drain", self.inventory_drain.failure()),
+            ("retention", self.retention.failure()),
             ("cluster end to end", c.e2e.failure()),
             ("cluster end to end, WAIT off", c.e2e_no_wait.failure()),
             ("cluster fixed rate", c.fixed_rate.failure()),
@@ -302,6 +310,13 @@ async fn run_sections(lab: &Lab, plan: &Plan, args: &Args) -> Results {
         || drain::inventory_svc(lab, plan.drain_messages, plan.flow.confirm_window),
     )
     .await;
+    let retention = section(
+        "retention: Redis per finished order before and after compaction",
+        args.skip_retention,
+        "--skip-retention",
+        || retention::run(lab, plan.retention_orders, plan.concurrency),
+    )
+    .await;
     let cluster = if args.cluster {
         cluster_sections(lab, plan, args, rate).await
     } else {
@@ -316,6 +331,7 @@ async fn run_sections(lab: &Lab, plan: &Plan, args: &Args) -> Results {
         without_aof,
         broker_drain,
         inventory_drain,
+        retention,
         cluster,
     }
 }

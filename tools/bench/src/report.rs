@@ -5,6 +5,7 @@
 //! classic Python lab's, and explains how each one is measured, so that a reader can judge it
 //! without reading this code.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -15,8 +16,9 @@ use thousands::Separable as _;
 use crate::cpu::CpuUse;
 use crate::drain::DrainResult;
 use crate::e2e::E2eResult;
+use crate::retention::RetentionResult;
 use crate::stats::Latency;
-use crate::world::Lab;
+use crate::world::{Lab, RedisFootprint};
 use crate::{Plan, Results, Section};
 
 /// What the numbers ran on.
@@ -127,6 +129,7 @@ impl Report {
         self.header(&mut doc);
         self.table(&mut doc);
         self.cpu_table(&mut doc);
+        self.retention_table(&mut doc);
         self.cluster_table(&mut doc);
         doc.push_str(&crate::charts::markdown(&self.charts));
         self.notes(&mut doc);
@@ -237,13 +240,35 @@ impl Report {
             ),
             _ => "?".into(),
         });
+        let per_finished = |kinds: &BTreeMap<String, RedisFootprint>, orders: usize| {
+            let total = RetentionResult::total(kinds);
+            let orders = orders.max(1) as f64;
+            format!(
+                "{} bytes ({:.1} keys)",
+                thousands(total.bytes as f64 / orders),
+                total.keys as f64 / orders
+            )
+        };
         rows.extend([
             vec![
-                "Redis kept per order (every key, `MEMORY USAGE`)".into(),
+                "Redis kept per order (every key, `MEMORY USAGE`), CONFIRMED".into(),
                 redis_per_order,
                 String::new(),
                 String::new(),
                 "in memory, lost on restart".into(),
+            ],
+            vec![
+                format!(
+                    "… per {} order, whole / after `ORDER_RETENTION` compacted it",
+                    crate::retention::FINISHED_AS
+                ),
+                cell(&r.retention, |t| {
+                    format!(
+                        "{} / {}",
+                        per_finished(&t.before, t.orders),
+                        per_finished(&t.after, t.orders)
+                    )
+                }),
             ],
             vec![
                 "HTTP accept rate (201/s)".into(),
@@ -380,13 +405,14 @@ impl Report {
             doc,
             "### Where the CPU went\n\n\
              CPU time (user + system) of each process from the first order until the last was \
-             final, per order. The machine has {cores} cores; every microsecond a service spends is \
+             final and every status event had reached notification-svc (end to end), or until \
+             the last status event was acked (ceiling), per order. The machine has {cores} cores; every microsecond a service spends is \
              one the broker does not get.\n"
         );
         let runs = [
             (
                 "end to end",
-                e2e.map(|e| (&e.cpu[..], e.accepted, e.elapsed)),
+                e2e.map(|e| (&e.cpu[..], e.accepted, e.settled_after)),
             ),
             (
                 "broker-only ceiling",
@@ -394,6 +420,72 @@ impl Report {
             ),
         ];
         let _ = writeln!(doc, "{}\n", cpu_table(&runs));
+    }
+
+    /// What a finished order keeps in Redis, by kind of key, before and after compaction.
+    fn retention_table(&self, doc: &mut String) {
+        let Some(t) = self.results.retention.done() else {
+            return;
+        };
+        let orders = t.orders.max(1) as f64;
+        let kinds: std::collections::BTreeSet<&String> =
+            t.before.keys().chain(t.after.keys()).collect();
+        let per_order = |kinds: &BTreeMap<String, RedisFootprint>, kind: &str| match kinds.get(kind)
+        {
+            Some(f) => (
+                format!("{:.2}", f.keys as f64 / orders),
+                thousands(f.bytes as f64 / orders),
+            ),
+            None => (String::new(), String::new()),
+        };
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        for kind in kinds {
+            let (keys_before, bytes_before) = per_order(&t.before, kind);
+            let (keys_after, bytes_after) = per_order(&t.after, kind);
+            rows.push(vec![
+                format!("`{kind}`"),
+                keys_before,
+                bytes_before,
+                keys_after,
+                bytes_after,
+            ]);
+        }
+        let (before, after) = (
+            RetentionResult::total(&t.before),
+            RetentionResult::total(&t.after),
+        );
+        rows.push(vec![
+            "**all keys**".into(),
+            format!("{:.2}", before.keys as f64 / orders),
+            thousands(before.bytes as f64 / orders),
+            format!("{:.2}", after.keys as f64 / orders),
+            thousands(after.bytes as f64 / orders),
+        ]);
+        let _ = writeln!(
+            doc,
+            "### Redis per finished order, before and after retention\n\n\
+             {} orders placed, confirmed, then `PATCH`ed to SHIPPED and to {} (the services at \
+             `ORDER_RETENTION={}s`, `DEDUPE_WINDOW=30days`). *Whole*: once every order was {} and \
+             its status events delivered. *Compacted*: once order-svc had replaced every order by \
+             its tombstone and inventory-svc had compacted every reservation record, {} after the \
+             last order finished. Keys shared by all orders (stock, the schedules, the \
+             notification log) are divided among them too. {}\n\n{}\n",
+            thousands(t.orders as f64),
+            crate::retention::FINISHED_AS,
+            crate::retention::RETENTION.as_secs(),
+            crate::retention::FINISHED_AS,
+            duration(t.compacted_after),
+            if t.patch_failures > 0 {
+                format!("**{} PATCHes did not answer 200.**", t.patch_failures)
+            } else {
+                "Every PATCH answered 200.".to_owned()
+            },
+            markdown_table(
+                "key (per order) | whole: keys | bytes | compacted: keys | bytes",
+                rows,
+                true
+            )
+        );
     }
 
     /// `--cluster`: the cluster profile beside the single node, and where its CPU went.
@@ -528,6 +620,14 @@ impl Report {
                 ));
             }
         }
+        if let Some(e) = r.e2e.done() {
+            notes.push(format!(
+                "End to end: every status event had reached notification-svc {} after the \
+                 first POST ({} after the last order was final).",
+                duration(e.settled_after),
+                duration(e.settled_after.saturating_sub(e.elapsed))
+            ));
+        }
         if let Some(c) = r.ceiling.done() {
             notes.push(format!(
                 "Ceiling: {} orders in {}; an earlier broker-only relay of this path on a \
@@ -613,9 +713,14 @@ fn method(doc: &mut String) {
          - **broker-only ceiling**: the same path with only the broker: OrderPlaced published with \
          confirms (at most the confirm window unconfirmed, pre-serialized bodies) → consumed from \
          `inventory_queue` (same prefetch), outcome published with a confirm to the topic \
-         exchange, then acked → both outcome copies (`order_status_queue`, `notification_queue`) \
-         consumed and acked. Same durable queues and persistent messages; no HTTP, Redis or JSON. \
-         Its latency is publish → outcome at the status sink, with the pipeline saturated.\n\
+         exchange, then acked → the copy in `order_status_queue` consumed by a status relay that \
+         publishes the order's `order.status.updated` (PLACED → CONFIRMED) with a confirm, then \
+         acks, as order-svc's status consumer and outbox relay do → `notification_queue`'s two \
+         deliveries per order (the outcome copy and the status event) consumed and acked. So four \
+         persistent, confirmed publishes and five deliveries per order, as in the saga. Same \
+         durable queues and persistent messages; no HTTP, Redis or JSON. Counted until the last \
+         delivery is acked. Its latency is publish → outcome at the status relay, with the \
+         pipeline saturated.\n\
          - **fixed rate**: open loop at half the measured orders/s: order k is due at k / rate and \
          is sent then, whatever earlier orders are doing; its latency counts from when it was due, \
          so a stall cannot hide (no coordinated omission). Two legs are shown on their own: due → \
@@ -631,6 +736,15 @@ fn method(doc: &mut String) {
          `order_status_queue` (one outcome per order, nobody consuming it), read by passive \
          declare every 100 ms; the rate counts from the first outcome seen to the last, start-up \
          is reported on its own. inventory-svc's RSS is read from `/proc` on the same tick.\n\
+         - **CPU per order**: `/proc/<pid>/stat` of every process before the first order and \
+         once every order was final and order-svc's outbox and `notification_queue` were empty \
+         (every status event published and taken by notification-svc).\n\
+         - **Redis per finished order**: a section of its own with the services at a short \
+         `ORDER_RETENTION`: orders placed, confirmed and `PATCH`ed to SHIPPED then DELIVERED \
+         (only a finished order is compacted; a benchmark order is CONFIRMED), every key of the \
+         world weighed with `MEMORY USAGE` (SCAN, pipelined) once they are all DELIVERED and \
+         again once `orders:expiring` and `reservations:compacting` are empty (polled, with a \
+         deadline).\n\
          - **RSS**: VmRSS from `/proc/<pid>/status`; idle is read once every service is ready, \
          peak is the highest of samples every 100 ms until every order is final.\n\
          - The classic Python lab's figures come from the issue that asked for this benchmark; \
@@ -884,6 +998,7 @@ mod tests {
                 without_aof: skipped(),
                 broker_drain: skipped(),
                 inventory_drain: skipped(),
+                retention: skipped(),
                 cluster: crate::ClusterResults::skipped("no --cluster"),
             },
             charts: Vec::new(),

@@ -41,14 +41,26 @@ impl Saga {
     /// # Errors
     /// A service did not start or never became ready.
     pub async fn start(world: &World<'_>, inventories: usize) -> anyhow::Result<Self> {
+        Self::start_with(world, inventories, &[]).await
+    }
+
+    /// [`start`](Self::start) with settings of the section's own for every service.
+    ///
+    /// # Errors
+    /// A service did not start or never became ready.
+    pub async fn start_with(
+        world: &World<'_>,
+        inventories: usize,
+        env: &[(String, String)],
+    ) -> anyhow::Result<Self> {
         let mut inventory_services = Vec::new();
         for i in 1..=inventories.max(1) {
-            inventory_services.push(world.spawn(ServiceKind::Inventory, i).await?);
+            inventory_services.push(world.spawn_with(ServiceKind::Inventory, i, env).await?);
         }
         let saga = Self {
-            order: world.spawn(ServiceKind::Order, 1).await?,
+            order: world.spawn_with(ServiceKind::Order, 1, env).await?,
             inventories: inventory_services,
-            notification: world.spawn(ServiceKind::Notification, 1).await?,
+            notification: world.spawn_with(ServiceKind::Notification, 1, env).await?,
         };
         for service in saga.services() {
             service.wait_ready(READY_TIMEOUT).await?;
@@ -169,6 +181,42 @@ pub async fn wait_all_final(world: &World<'_>, orders: u64) -> anyhow::Result<In
         stall.observe(orders.saturating_sub(pending), orders)?;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Wait until what the orders set off has all been delivered: order-svc's outbox is empty
+/// (every `order.status.updated` published and confirmed) and `notification_queue` has nothing
+/// ready (notification-svc has taken every outcome copy and status event; at most its
+/// prefetch is still being worked on). Return when that was first seen. Binaries from before
+/// the status event settle as soon as their outcome copies are taken.
+///
+/// # Errors
+/// The backlog stood still for [`STALL`], or Redis or the broker failed.
+pub async fn wait_settled(world: &World<'_>) -> anyhow::Result<Instant> {
+    let mut redis = world.redis().await?;
+    let conn = world.connect("saga-bench settle watch").await?;
+    let channel = conn.create_channel().await?;
+    let mut stall = Stall::new(
+        "events still to deliver to notification-svc (outbox + notification_queue)",
+        STALL,
+    );
+    let settled = loop {
+        let outbox: u64 = redis::cmd("XLEN")
+            .arg(world.keys.outbox())
+            .query_async(&mut redis)
+            .await
+            .context("cannot read the outbox's length")?;
+        let queued = saga_platform::amqp::depth(&channel, &world.topology.notification_queue)
+            .await?
+            .messages;
+        let left = outbox + u64::from(queued);
+        if left == 0 {
+            break Instant::now();
+        }
+        stall.observe(left, 0)?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let _ = conn.close(200, "settled".into()).await;
+    Ok(settled)
 }
 
 /// One moment read on both clocks, to place the services' Unix-millisecond stamps on the

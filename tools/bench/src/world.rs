@@ -6,6 +6,7 @@
 //! removes its world when it ends; [`Lab::clean_up_all`] removes whatever an error or a Ctrl-C
 //! left behind.
 
+use std::collections::{BTreeMap, HashSet};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -261,6 +262,50 @@ impl World<'_> {
         }
     }
 
+    /// [`redis_footprint`](Self::redis_footprint), by kind of key: each key with its prefix
+    /// taken off and an order id of `orders` replaced by `<id>` (`order:<id>`,
+    /// `notified:<id>:shipped`, `orders:expiring`), so per-order records add up under one name.
+    ///
+    /// # Errors
+    /// Redis is unreachable.
+    pub async fn redis_footprint_by_kind(
+        &self,
+        orders: &HashSet<String>,
+    ) -> anyhow::Result<BTreeMap<String, RedisFootprint>> {
+        let mut redis = self.redis().await?;
+        let prefix = format!("{}:", self.keys.prefix());
+        let (mut cursor, mut kinds) = (0_u64, BTreeMap::<String, RedisFootprint>::new());
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{prefix}*"))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut redis)
+                .await?;
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("MEMORY")
+                    .arg("USAGE")
+                    .arg(key)
+                    .arg("SAMPLES")
+                    .arg(0);
+            }
+            let sizes: Vec<Option<u64>> = pipe.query_async(&mut redis).await?;
+            for (key, size) in keys.iter().zip(sizes) {
+                let kind = key_kind(key.strip_prefix(&prefix).unwrap_or(key), orders);
+                let entry = kinds.entry(kind).or_default();
+                entry.keys += 1;
+                entry.bytes += size.unwrap_or(0);
+            }
+            if next == 0 {
+                return Ok(kinds);
+            }
+            cursor = next;
+        }
+    }
+
     /// The broker and Redis processes to count CPU for, if the lab names them.
     pub fn helpers(&self) -> Option<Vec<Watched>> {
         self.lab.config.helpers.clone()
@@ -276,6 +321,20 @@ impl World<'_> {
         kind: ServiceKind,
         instance: usize,
     ) -> anyhow::Result<ServiceProcess> {
+        self.spawn_with(kind, instance, &[]).await
+    }
+
+    /// [`spawn`](Self::spawn) with settings of this section's own on top of the lab's (e.g. a
+    /// short `ORDER_RETENTION`).
+    ///
+    /// # Errors
+    /// The binary cannot be started.
+    pub async fn spawn_with(
+        &self,
+        kind: ServiceKind,
+        instance: usize,
+        extra_env: &[(String, String)],
+    ) -> anyhow::Result<ServiceProcess> {
         let config = &self.lab.config;
         let mut env = self.world.service_env();
         env.extend([
@@ -290,6 +349,7 @@ impl World<'_> {
             env.push(("INITIAL_STOCK".to_owned(), "burger=100000000".to_owned()));
         }
         env.extend(config.service_env.iter().cloned());
+        env.extend(extra_env.iter().cloned());
         let log = self
             .lab
             .log_dir
@@ -313,11 +373,41 @@ impl World<'_> {
     }
 }
 
+/// A key (prefix already off) with any segment that is one of `orders` written `<id>`.
+fn key_kind(key: &str, orders: &HashSet<String>) -> String {
+    key.split(':')
+        .map(|segment| {
+            if orders.contains(segment) {
+                "<id>"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// `order-svc`, or `inventory-svc #2` for a second instance: how reports name a service.
 pub fn label(kind: ServiceKind, instance: usize) -> String {
     if instance > 1 {
         format!("{} #{instance}", kind.binary())
     } else {
         kind.binary().to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_kind_names_the_order_id_once_for_all_orders() {
+        let orders: HashSet<String> = ["o-1".to_owned()].into();
+        assert_eq!(
+            key_kind("notified:o-1:shipped", &orders),
+            "notified:<id>:shipped"
+        );
+        assert_eq!(key_kind("order:o-1:history", &orders), "order:<id>:history");
+        assert_eq!(key_kind("orders:expiring", &orders), "orders:expiring");
     }
 }
