@@ -11,7 +11,9 @@
 //! - [`hostile`]: the hostile-input suite's generators and checks.
 //! - [`http`]: a service's page as text or JSON, and a figure out of `/metrics`.
 //! - [`orders`]: order-svc through the env, with typed waits ([`TestEnv::wait_status`] with an
-//!   `OrderStatus`, [`TestEnv::order`] as an `OrderView`).
+//!   `OrderStatus`, [`TestEnv::order`] as an `OrderView`), and `PATCH .../status` on both paths.
+//! - [`status_events`]: `order.status.updated` off a tap of the test's own, deduplicated by event
+//!   id, beside the transitions an order's timeline says it made; Redis bytes under a prefix.
 //! - [`cluster`]: the cluster profile (`scripts/cluster.sh`) on private names and ports (the
 //!   failover drill against it is the test suite's `cluster::drill`); [`partition`]: a Redis
 //!   replication link that can be cut, as a network would be.
@@ -28,6 +30,7 @@ pub mod orders;
 pub mod partition;
 pub mod private;
 pub mod process;
+pub mod status_events;
 
 pub use env::TestEnv;
 pub use process::{ServiceKind, ServiceProcess};

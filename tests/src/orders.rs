@@ -120,3 +120,82 @@ impl TestEnv {
         .await
     }
 }
+
+/// Which of order-svc's two paths a `PATCH .../status` goes to: its own, or the one the lab's
+/// seed uses. Both must answer alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusPath {
+    /// `/order/{id}/status`
+    Order,
+    /// `/api/v1/orders/{id}/status`
+    ApiV1,
+}
+
+impl StatusPath {
+    pub const BOTH: [StatusPath; 2] = [Self::Order, Self::ApiV1];
+
+    /// The path for order `id`.
+    pub fn of(self, id: &str) -> String {
+        match self {
+            Self::Order => format!("/order/{id}/status"),
+            Self::ApiV1 => format!("/api/v1/orders/{id}/status"),
+        }
+    }
+}
+
+impl TestEnv {
+    /// `PATCH .../status` with a body as it is (bad JSON included); the status code and the
+    /// JSON body (`Null` if the answer is not JSON).
+    ///
+    /// # Errors
+    /// order-svc unreachable.
+    pub async fn patch_status_raw(
+        &self,
+        order_svc: &impl Endpoint,
+        path: StatusPath,
+        id: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let r = self
+            .http()
+            .patch(order_svc.url(&path.of(id)))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await?;
+        Ok((r.status().as_u16(), r.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// `PATCH .../status` asking for `status`, said to be by `updated_by` if given.
+    ///
+    /// # Errors
+    /// order-svc unreachable.
+    pub async fn patch_status(
+        &self,
+        order_svc: &impl Endpoint,
+        path: StatusPath,
+        id: &str,
+        status: OrderStatus,
+        updated_by: Option<&str>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut body = serde_json::json!({ "status": status, "note": "from the lifecycle tests" });
+        if let Some(who) = updated_by {
+            body["updated_by"] = who.into();
+        }
+        self.patch_status_raw(order_svc, path, id, body.to_string())
+            .await
+    }
+
+    /// Every order id in order-svc's index, oldest first.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn order_ids(&self) -> anyhow::Result<Vec<String>> {
+        use redis::AsyncCommands as _;
+        Ok(self
+            .redis()
+            .await?
+            .zrange(self.keys.orders(), 0, -1)
+            .await?)
+    }
+}

@@ -7,7 +7,8 @@
 //!
 //! - [`saga`]: the saga end to end; [`compensation`]: cancel and compensation; [`retries`]: the
 //!   retry policy; [`edge`]: the front door and the outbox under hostile input; [`poison`]:
-//!   hostile messages and broker state; [`hostile`]: the seeded hostile-input suite.
+//!   hostile messages and broker state; [`hostile`]: the seeded hostile-input suite;
+//!   [`lifecycle`]: an order's whole life (PATCH, status events, deadlines, retention).
 //! - [`faults`]: invariants under real faults; [`healing`]: the topology heals itself;
 //!   [`replication`]: acknowledged means replicated; [`cluster`]: the cluster profile and the
 //!   failover drill.
@@ -23,6 +24,7 @@ mod edge;
 mod faults;
 mod healing;
 mod hostile;
+mod lifecycle;
 mod notify_lifecycle;
 mod poison;
 mod replication;
