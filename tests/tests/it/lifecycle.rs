@@ -476,12 +476,11 @@ async fn notified_once_per_new_status(
                 .map(|outcome| (id.clone(), outcome))
         })
         .collect();
-    // KNOWN FAILURE (notification-svc, since 4a18a72 "a late answer to an order the customer
-    // was told failed is no news"): an order cancelled while PLACED whose reservation then
-    // fails (no stock left) goes PLACED -> CANCELLING -> CANCELLED and is never FAILED, yet
-    // inventory's InventoryFailed is told as "failed" and its CANCELLED ("released") is then
-    // dropped as superseded by that "failed": the customer hears of a status the order never
-    // had and never of the one it has. This test holds notification-svc to issue 19's rule.
+    // An order cancelled while PLACED whose reservation then fails (no stock left) goes
+    // PLACED -> CANCELLING -> CANCELLED and is never FAILED: its CANCELLED must be told, even
+    // though inventory's "failed" was told first (only inventory's own late word is superseded
+    // by a failure, never the order's status). This test holds notification-svc to issue 19's
+    // rule.
     //
     // Wait for every new status to be told, not for a count: inventory's outcomes that the
     // order did not follow are told too, so a count is reached before the last one arrives.
@@ -926,9 +925,9 @@ async fn finished_orders_are_compacted_to_tombstones_that_still_stop_a_duplicate
     Ok(())
 }
 
-/// KNOWN FAILURE (notification-svc, see `notified_once_per_new_status`), reproduced alone: a
-/// cancel that reaches an order before inventory's "no" leaves it CANCELLED, never FAILED; the
-/// customer must hear "released" once, whatever inventory said on the way.
+/// A cancel that reaches an order before inventory's "no" leaves it CANCELLED, never FAILED; the
+/// customer must hear "released" once, whatever inventory said on the way (found by the kill -9
+/// run, reproduced alone).
 #[tokio::test(flavor = "multi_thread")]
 async fn an_order_cancelled_before_inventory_said_no_is_told_cancelled() -> anyhow::Result<()> {
     let env = TestEnv::new("life-cancel-before-no").await?;
