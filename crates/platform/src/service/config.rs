@@ -236,8 +236,15 @@ mod tests {
             let status = matches.unwrap().get_one::<OrderStatus>("status").copied();
             assert_eq!(status, Some(OrderStatus::Confirmed), "{given}");
         }
+        let shipped = cmd
+            .clone()
+            .try_get_matches_from(["sagactl", "--status", "shipped"]);
+        assert_eq!(
+            shipped.unwrap().get_one::<OrderStatus>("status").copied(),
+            Some(OrderStatus::Shipped)
+        );
         assert!(
-            cmd.try_get_matches_from(["sagactl", "--status", "shipped"])
+            cmd.try_get_matches_from(["sagactl", "--status", "lost"])
                 .is_err()
         );
     }
