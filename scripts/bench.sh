@@ -11,7 +11,8 @@
 #     --fixed-rate-secs S [30]  --fixed-rate N (orders/s; default: half the end-to-end maximum)
 #     --fixed-rate-trace FILE.csv  --out FILE [docs/BENCHMARKS.md]
 #     --prefetch N [64]  --confirm-window N [256]
-#     --skip-ceiling  --skip-e2e  --skip-fixed-rate  --skip-scaling  --skip-drain
+#     --skip-ceiling  --skip-e2e  --skip-fixed-rate  --skip-scaling  --skip-drain  --skip-retention
+#     --retention-orders N [5000] (DELIVERED orders weighed before and after ORDER_RETENTION compacts them)
 #     --persistence-cost (a section with Redis's AOF off)  --cluster (also on the cluster profile)
 #     --cluster-script PATH [scripts/cluster.sh]  --bin-dir DIR [target/release]
 #     --management-url URL  --amqp-addr HOST:PORT  --broker-user USER  --broker-password PASSWORD
