@@ -15,7 +15,7 @@
 //! ack), the status relay for order-svc's status consumer and the outbox relay that publishes
 //! the order's `order.status.updated` (PLACED → CONFIRMED), the sink for notification-svc (two
 //! deliveries per order: the outcome copy and the status event), the publisher for order-svc's
-//! outbox relay. So the path has four persistent, confirmed publishes and five deliveries per
+//! outbox relay. So the path has three persistent, confirmed publishes and four deliveries per
 //! order, as the saga has since issue 19. [`Relay`] is also the broker-only drain.
 
 use std::collections::HashMap;

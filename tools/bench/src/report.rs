@@ -716,8 +716,8 @@ fn method(doc: &mut String) {
          exchange, then acked → the copy in `order_status_queue` consumed by a status relay that \
          publishes the order's `order.status.updated` (PLACED → CONFIRMED) with a confirm, then \
          acks, as order-svc's status consumer and outbox relay do → `notification_queue`'s two \
-         deliveries per order (the outcome copy and the status event) consumed and acked. So four \
-         persistent, confirmed publishes and five deliveries per order, as in the saga. Same \
+         deliveries per order (the outcome copy and the status event) consumed and acked. So three \
+         persistent, confirmed publishes and four deliveries per order, as in the saga. Same \
          durable queues and persistent messages; no HTTP, Redis or JSON. Counted until the last \
          delivery is acked. Its latency is publish → outcome at the status relay, with the \
          pipeline saturated.\n\
