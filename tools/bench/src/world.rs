@@ -233,33 +233,13 @@ impl World<'_> {
     /// # Errors
     /// Redis is unreachable.
     pub async fn redis_footprint(&self) -> anyhow::Result<RedisFootprint> {
-        let mut redis = self.redis().await?;
-        let (mut cursor, mut footprint) = (0_u64, RedisFootprint::default());
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{}:*", self.keys.prefix()))
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut redis)
-                .await?;
-            let mut pipe = redis::pipe();
-            for key in &keys {
-                pipe.cmd("MEMORY")
-                    .arg("USAGE")
-                    .arg(key)
-                    .arg("SAMPLES")
-                    .arg(0);
-            }
-            let sizes: Vec<Option<u64>> = pipe.query_async(&mut redis).await?;
-            footprint.keys += keys.len() as u64;
-            footprint.bytes += sizes.into_iter().flatten().sum::<u64>();
-            if next == 0 {
-                return Ok(footprint);
-            }
-            cursor = next;
-        }
+        let kinds = self.redis_footprint_by_kind(&HashSet::new()).await?;
+        Ok(kinds
+            .values()
+            .fold(RedisFootprint::default(), |all, kind| RedisFootprint {
+                keys: all.keys + kind.keys,
+                bytes: all.bytes + kind.bytes,
+            }))
     }
 
     /// [`redis_footprint`](Self::redis_footprint), by kind of key: each key with its prefix
