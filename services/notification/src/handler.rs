@@ -5,7 +5,8 @@
 //! order-svc's `order.status.updated`. Each stands for a [`NotificationOutcome`] (a status event
 //! for CANCELLING or PLACED stands for none: nothing to tell yet) and the claim is per (order,
 //! outcome), so `inventory.failed` and the status event to FAILED are one notification, as are
-//! `inventory.reserved` and CONFIRMED, `inventory.released` and CANCELLED.
+//! `inventory.released` and CANCELLED. CONFIRMED is told by `inventory.reserved` alone
+//! ([`told_by_inventory`]).
 //!
 //! claim ([`Claims`]) → deliver ([`Deliver`], the sink) → record as sent ([`Claims`]) → the loop
 //! acks. A crash after the claim leaves a pending claim that expires after a lease, so the
@@ -59,13 +60,25 @@ impl NotifyEvent {
     }
 
     /// What the customer is told about this event, if anything: a status event for a step in
-    /// flight (CANCELLING, PLACED) tells nothing.
+    /// flight (CANCELLING, PLACED) tells nothing, and neither does CONFIRMED (see
+    /// [`told_by_inventory`]).
     pub fn outcome(&self) -> Option<NotificationOutcome> {
         match self {
             Self::Inventory(outcome) => Some(NotificationOutcome::of_reservation(outcome.state())),
+            Self::StatusUpdated(update) if told_by_inventory(update.new_status) => None,
             Self::StatusUpdated(update) => NotificationOutcome::of_status(update.new_status),
         }
     }
+}
+
+/// A status event to CONFIRMED is never news here: an order becomes CONFIRMED only by
+/// inventory's `inventory.reserved`, which this queue receives too, so that event tells it (or,
+/// for a timed-out order, knows it is no news). Claiming it again would cost a Redis call per
+/// order, on the saga's busiest path, only to find "sent". FAILED and CANCELLED are different:
+/// a timeout and a cancel move an order there without inventory's word, so their status events
+/// are claimed like every other.
+pub const fn told_by_inventory(status: OrderStatus) -> bool {
+    matches!(status, OrderStatus::Confirmed)
 }
 
 /// What a claim on one (order, outcome) found.
@@ -249,8 +262,13 @@ impl<C: Claims, D: Deliver> Handler for NotifyHandler<C, D> {
         let order_id = event.order_id();
         let Some(outcome) = event.outcome() else {
             if let NotifyEvent::StatusUpdated(update) = event {
+                let why = if told_by_inventory(update.new_status) {
+                    "told by inventory's reservation"
+                } else {
+                    "nothing to tell the customer"
+                };
                 info!(old_status = %update.old_status, new_status = %update.new_status,
-                      "order {order_id} is now {}: nothing to tell the customer", update.new_status);
+                      "order {order_id} is now {}: {why}", update.new_status);
             }
             return Outcome::Processed(Vec::new());
         };
@@ -637,6 +655,28 @@ mod tests {
         assert_eq!(wrong.0, "OrderPlaced is not an inventory outcome");
     }
 
+    /// `told_by_inventory` holds only while inventory's reservation is the one way to
+    /// CONFIRMED: a new way there in the domain's table must make this fail.
+    #[test]
+    fn only_inventorys_reservation_confirms_an_order() {
+        use saga_domain::order::OrderEvent;
+        for from in OrderStatus::ALL {
+            for event in OrderEvent::ALL {
+                if from.next(event) == Some(Confirmed) {
+                    assert_eq!(
+                        event,
+                        OrderEvent::Reserved,
+                        "{from} --{event:?}--> CONFIRMED"
+                    );
+                }
+            }
+        }
+        assert!(told_by_inventory(Confirmed));
+        for other in [Failed, Cancelled, Shipped, Delivered] {
+            assert!(!told_by_inventory(other), "{other} is claimed");
+        }
+    }
+
     #[tokio::test]
     async fn the_whole_life_is_told_once_per_order_and_outcome() {
         use NotificationOutcome as N;
@@ -645,9 +685,9 @@ mod tests {
         let steps = [
             ("reserved", reserved("a"), "processed"),
             (
-                "CONFIRMED: the same news",
+                "CONFIRMED: told by the reservation, not claimed again",
                 moved("a", Placed, Confirmed, None),
-                "duplicate",
+                "processed",
             ),
             ("SHIPPED", moved("a", Confirmed, Shipped, None), "processed"),
             (

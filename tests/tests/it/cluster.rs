@@ -39,6 +39,10 @@ async fn the_cluster_profile_runs_the_lab_and_survives_a_failover() -> anyhow::R
     let report = drill::run(&cluster, Drill::default(), "failover drill").await?;
     eprintln!("{report}");
     let problems = report.problems();
+    if !problems.is_empty() {
+        // The test fails with an error, not a panic, so Drop would not show the story.
+        cluster.dump_logs();
+    }
     anyhow::ensure!(
         problems.is_empty(),
         "the failover drill failed: {problems:#?}"

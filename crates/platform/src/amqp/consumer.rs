@@ -72,6 +72,13 @@ use saga_domain::wire::Malformed;
 /// within seconds. Sixteen idempotent declarations: negligible for the broker.
 pub const TOPOLOGY_CHECK: Duration = Duration::from_secs(5);
 
+/// How long a lost session waits for its deliveries in flight before it lets go of them and
+/// reconnects. Their channel is gone, so none of them can be acked any more: the broker
+/// redelivers each, and handlers are idempotent. Without a bound, one await that never returns
+/// on the dead connection (an ack, a confirm) would keep the consumer from reconnecting for
+/// ever while `/ready` still said it consumed.
+pub const LOST_SESSION_WAIT: Duration = Duration::from_secs(5);
+
 /// An event a handler wants announced. The loop publishes it to the saga's exchange, with its
 /// routing key and confirms, before it acks the delivery that caused it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -401,6 +408,8 @@ async fn consume_session<H: Handler>(
         ended: shutdown.child_token(),
         topology_missing: Arc::new(Notify::new()),
     };
+    // Cancelled only when a lost session gives up on its deliveries (LOST_SESSION_WAIT).
+    let abandon = CancellationToken::new();
     let mut topology_check = tokio::time::interval(TOPOLOGY_CHECK);
     topology_check.reset();
     let tracker = TaskTracker::new();
@@ -413,7 +422,13 @@ async fn consume_session<H: Handler>(
             publisher.clone(),
             session.clone(),
         );
-        tracker.spawn(work);
+        let abandon = abandon.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                _ = abandon.cancelled() => {}
+                () = work => {}
+            }
+        });
     };
     let result = loop {
         tokio::select! {
@@ -437,7 +452,14 @@ async fn consume_session<H: Handler>(
                 None => break Err(anyhow::anyhow!("the broker cancelled our consumer of the retry queue's way back")),
             },
             _ = session.topology_missing.notified() => redeclare(conn, settings, &mut told, "a publish found it missing").await,
-            _ = topology_check.tick() => redeclare(conn, settings, &mut told, "periodic check").await,
+            _ = topology_check.tick() => {
+                // The consumer streams normally end with the connection's error; should one
+                // ever miss it, this notices the dead connection within one check.
+                if !conn.status().connected() {
+                    break Err(anyhow::anyhow!("the connection is no longer open"));
+                }
+                redeclare(conn, settings, &mut told, "periodic check").await;
+            }
         }
     };
 
@@ -458,7 +480,16 @@ async fn consume_session<H: Handler>(
     } else {
         session.ended.cancel();
         tracker.close();
-        tracker.wait().await;
+        if tokio::time::timeout(LOST_SESSION_WAIT, tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(queue = %settings.queue, in_flight = tracker.len(),
+                  "{} deliveries still in flight on the lost connection after {} s: letting go of them (the broker redelivers them)",
+                  tracker.len(), LOST_SESSION_WAIT.as_secs());
+            abandon.cancel();
+            tracker.wait().await;
+        }
     }
     result
 }
