@@ -11,6 +11,7 @@ use std::time::Duration;
 use harness::load::{LoadReport, fault_rng, place_orders, place_orders_paced};
 use harness::private::{PrivateBroker, PrivateRedis, close_all_connections};
 use harness::{ServiceKind, TestEnv, eventually};
+use saga_domain::events::EventType;
 use saga_domain::order::OrderStatus;
 
 const ORDERS: usize = 300;
@@ -340,6 +341,42 @@ async fn a_blocked_broker_pushes_back_on_post_order_instead_of_queueing_forever(
     let after = env.place(&order, "widget", 1).await?;
     env.wait_final(&order, &after, Duration::from_secs(30))
         .await?;
+    assert_invariants(&env, None).await
+}
+
+/// The relay queues a whole batch's publishes before awaiting any (one socket write for many,
+/// instead of two thread hand-offs per message): they must still leave in the outbox's order,
+/// or an order's cancel could overtake its OrderPlaced. 300 orders wait in the outbox behind a
+/// memory alarm, so that they go out in full batches; a tap sees them in the order they were
+/// placed (the stream's order: they were placed one after another).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_relay_publishes_full_batches_in_the_outboxs_order() -> anyhow::Result<()> {
+    const ORDERS: usize = 300;
+    let (broker, env, [order, _inv, _notif]) =
+        on_a_broker_of_our_own("relay-order", &[("OUTBOX_HIGH_WATER", "1000")]).await?;
+    let tap = "relay-order-tap";
+    env.tap(tap, &[EventType::OrderPlaced.routing_key()]).await?;
+
+    broker.set_memory_alarm(true)?;
+    let mut placed = Vec::with_capacity(ORDERS);
+    for _ in 0..ORDERS {
+        placed.push(env.place(&order, "widget", 1).await?);
+    }
+    broker.set_memory_alarm(false)?;
+    env.until_outbox_empty(Duration::from_secs(60)).await?;
+
+    // A rewind may send an entry twice; what counts is where each order first appears.
+    let mut seen = std::collections::HashSet::new();
+    let published: Vec<String> = env
+        .take_all(tap)
+        .await?
+        .iter()
+        .filter_map(|m| saga_domain::wire::peek_order_id(&m.body))
+        .filter(|id| seen.insert(id.clone()))
+        .collect();
+    assert_eq!(published.len(), ORDERS, "every order published");
+    let moved = published.iter().zip(&placed).filter(|(a, b)| a != b).count();
+    assert_eq!(moved, 0, "{moved} orders published out of the outbox's order");
     assert_invariants(&env, None).await
 }
 
