@@ -355,7 +355,8 @@ async fn the_relay_publishes_full_batches_in_the_outboxs_order() -> anyhow::Resu
     let (broker, env, [order, _inv, _notif]) =
         on_a_broker_of_our_own("relay-order", &[("OUTBOX_HIGH_WATER", "1000")]).await?;
     let tap = "relay-order-tap";
-    env.tap(tap, &[EventType::OrderPlaced.routing_key()]).await?;
+    env.tap(tap, &[EventType::OrderPlaced.routing_key()])
+        .await?;
 
     broker.set_memory_alarm(true)?;
     let mut placed = Vec::with_capacity(ORDERS);
@@ -375,8 +376,15 @@ async fn the_relay_publishes_full_batches_in_the_outboxs_order() -> anyhow::Resu
         .filter(|id| seen.insert(id.clone()))
         .collect();
     assert_eq!(published.len(), ORDERS, "every order published");
-    let moved = published.iter().zip(&placed).filter(|(a, b)| a != b).count();
-    assert_eq!(moved, 0, "{moved} orders published out of the outbox's order");
+    let moved = published
+        .iter()
+        .zip(&placed)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(
+        moved, 0,
+        "{moved} orders published out of the outbox's order"
+    );
     assert_invariants(&env, None).await
 }
 
