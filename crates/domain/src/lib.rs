@@ -15,6 +15,8 @@
 //!   left behind; `sagactl check`, the board and the tests apply them.
 //! - [`retry`]: the retry policy: an outage is waited out, any other failure is retried a few
 //!   times, then dead-lettered (invariant 4).
+//! - [`version`]: the events' schema versions (`x-schema-version`, `MAJOR.MINOR`) and the rule
+//!   a reader applies before it parses a body.
 //!
 //! Start at [`order::OrderStatus::next`]: the whole saga, seen from one order, is that table.
 
@@ -24,5 +26,6 @@ pub mod ids;
 pub mod invariants;
 pub mod order;
 pub mod retry;
+pub mod version;
 pub mod view;
 pub mod wire;

@@ -1,7 +1,8 @@
 //! Hostile messages and a hostile broker state, against real RabbitMQ and Redis (issue 17): a
 //! message never panics the consume loop or stays unacked, its copies fit the broker's frame,
-//! forged retry headers are not believed, a Redis that cannot persist is an outage, and a queue
-//! someone declared with other arguments stops only itself.
+//! forged retry headers are not believed, a Redis that cannot persist is an outage, a queue
+//! someone declared with other arguments stops only itself, and a message in a schema version
+//! the consumer does not read is dead-lettered at once, with the version rule's reason.
 
 use std::time::Duration;
 
@@ -678,5 +679,99 @@ async fn an_older_retry_queue_is_replaced_once_empty_and_ready_stays_green() -> 
         "{info}"
     );
     assert!(inv.log_contains("declared anew"), "the log says so");
+    Ok(())
+}
+
+/// The version rule (docs/DESIGN.md §3): an unknown major is poison on its first delivery, with
+/// the reason the rule spells; a new minor of a known major is read; a header that is no
+/// version is poison too. inventory-svc reads version 1 of OrderPlaced.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_major_version_is_dead_lettered_at_once_and_a_new_minor_is_read()
+-> anyhow::Result<()> {
+    let env = TestEnv::with_stock("versions", "burger=10").await?;
+    let inv = env.start(ServiceKind::Inventory).await?;
+    inv.wait_ready(T).await?;
+    let version = |v: &str| headers(vec![("x-schema-version".to_owned(), text(v))]);
+
+    publish(
+        &env,
+        "order.placed",
+        &order_placed("v2-order", "burger"),
+        version("2.0"),
+    )
+    .await?;
+    let dead = the_one_dead_letter(&env, "the version 2 OrderPlaced in the DLQ").await?;
+    assert_eq!(
+        dead.header("x-dlq-reason").as_deref(),
+        Some("OrderPlaced version 2.0 is not read by inventory-svc; it reads 1")
+    );
+    assert_eq!(
+        dead.header("x-dlq-attempts"),
+        None,
+        "poison: dead-lettered on its first delivery, never retried"
+    );
+    assert_eq!(
+        dead.header("x-schema-version").as_deref(),
+        Some("2.0"),
+        "the copy keeps its version, so a replay after the upgrade is read as version 2"
+    );
+
+    publish(
+        &env,
+        "order.placed",
+        &order_placed("v17-order", "burger"),
+        version("1.7"),
+    )
+    .await?;
+    env.until_stock("version 1.7 read: one burger reserved", "burger", 9, T)
+        .await?;
+
+    publish(
+        &env,
+        "order.placed",
+        &order_placed("bad-version", "burger"),
+        version("two"),
+    )
+    .await?;
+    let dead = the_one_dead_letter(&env, "the OrderPlaced with no version in the DLQ").await?;
+    let reason = dead.header("x-dlq-reason").unwrap_or_default();
+    assert!(reason.contains("is not a version"), "{reason}");
+    assert_eq!(env.stock("burger").await?, Some(9), "nothing else reserved");
+    unacked_back_to_zero(&env, "inventory_queue").await
+}
+
+/// Every event the saga publishes states its version (1.0 today), from every publisher: the
+/// outbox relay (OrderPlaced, the status events) and inventory-svc (its outcome).
+#[tokio::test(flavor = "multi_thread")]
+async fn every_event_the_saga_publishes_states_its_schema_version() -> anyhow::Result<()> {
+    let env = TestEnv::with_stock("versions-written", "burger=10").await?;
+    let (order, _inv, _notif) = env.start_all().await?;
+    let tap = "versions-tap";
+    env.tap(tap, &["#"]).await?;
+    let id = env.place(&order, "burger", 1).await?;
+    env.wait_final(&order, &id, T).await?;
+    let taken = eventually("three events on the tap", T, || async {
+        let taken = env.take_all(tap).await.map_err(|e| e.to_string())?;
+        if taken.len() >= 3 {
+            Ok(taken)
+        } else {
+            Err(format!("{} events", taken.len()))
+        }
+    })
+    .await?;
+    let mut kinds: Vec<String> = taken.iter().map(|m| m.routing_key.clone()).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["inventory.reserved", "order.placed", "order.status.updated"]
+    );
+    for m in &taken {
+        assert_eq!(
+            m.header("x-schema-version").as_deref(),
+            Some("1.0"),
+            "{}",
+            m.routing_key
+        );
+    }
     Ok(())
 }

@@ -51,7 +51,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::amqp::headers;
 use crate::amqp::oversized;
-use crate::amqp::properties::MetaProperties;
+use crate::amqp::properties::{MetaProperties, header_str};
 use crate::amqp::retry::{self, Panicked, Parked};
 use crate::amqp::topology::Topology;
 use crate::amqp::{
@@ -65,6 +65,7 @@ use saga_domain::dlq::{self, DlqHeaders};
 use saga_domain::events::{EventMeta, EventType, unix_now_millis, unix_now_secs};
 use saga_domain::order::DlqHop;
 use saga_domain::retry::{FailureKind, NextStep, RetryPolicy};
+use saga_domain::version::{SCHEMA_VERSION_HEADER, SchemaVersion, check_readable};
 use saga_domain::wire::Malformed;
 
 /// How often a consuming session declares the topology again, so that a binding someone deleted
@@ -168,6 +169,8 @@ pub struct DeliveryMeta {
     pub attempt: u32,
     /// Unique per delivery on its channel (notification-svc names its claims with it).
     pub delivery_tag: u64,
+    /// The `x-schema-version` header as sent, if any (none is version 1.0).
+    pub schema_version: Option<String>,
 }
 
 impl DeliveryMeta {
@@ -183,6 +186,7 @@ impl DeliveryMeta {
             redelivered: delivery.redelivered,
             attempt: origin.attempt,
             delivery_tag: delivery.delivery_tag,
+            schema_version: header_str(props.headers(), SCHEMA_VERSION_HEADER),
         }
     }
 
@@ -200,6 +204,15 @@ impl DeliveryMeta {
 pub trait Handler: Send + Sync + 'static {
     /// The typed event this handler's queue carries.
     type Event: Send + Sync;
+
+    /// The schema majors of `event` this handler reads (docs/DESIGN.md §3, the version rule).
+    /// The loop checks a delivery's `x-schema-version` against them before [`Handler::parse`]
+    /// sees its body: any minor of these is read, another major is poison on its first
+    /// delivery. Every reader reads version 1 of every event today.
+    fn reads(event: EventType) -> &'static [u16] {
+        let _ = event;
+        &[1]
+    }
 
     /// Read a delivery's body into the event.
     ///
@@ -709,6 +722,10 @@ async fn attempt<H: Handler>(
             "body of {} bytes is over the limit of {MAX_MESSAGE_BODY} bytes",
             body.len()
         ))))
+    } else if let Err(why) = readable::<H>(work.meta, &work.settings.service) {
+        // A version this service does not read: never parsed, so that its parser cannot
+        // report a misleading field error about a body of another shape.
+        Ok(Err(why))
     } else {
         std::panic::catch_unwind(|| H::parse(work.meta, body))
     };
@@ -752,6 +769,16 @@ async fn attempt<H: Handler>(
             let e = anyhow::Error::new(e);
             (Attempted::Failed(retry::failure_kind(&e)), Some(e))
         }
+    }
+}
+
+/// Whether `H` reads the schema version the delivery states (none stated is 1.0). A delivery
+/// that is no event we know is left to the parser, which says what it is not.
+fn readable<H: Handler>(meta: &DeliveryMeta, service: &str) -> Result<(), Malformed> {
+    let version = SchemaVersion::of_header(meta.schema_version.as_deref())?;
+    match meta.event_type() {
+        Some(event) => check_readable(event, version, H::reads(event), service),
+        None => Ok(()),
     }
 }
 

@@ -3,12 +3,14 @@
 //! (`saga_domain::events`) but not the broker, so these live beside the broker code.
 
 use lapin::BasicProperties;
-use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use saga_domain::events::{EventMeta, EventType};
+use saga_domain::version::{SCHEMA_VERSION_HEADER, SchemaVersion};
 
 /// An event's metadata as the AMQP properties every event of ours carries.
 pub trait MetaProperties {
-    /// Persistent JSON message properties.
+    /// Persistent JSON message properties, with the event's schema version
+    /// ([`schema_version_headers`]).
     ///
     /// Never panics: an id too long for an AMQP short string (255 bytes) is left out rather
     /// than cut (a cut id would name another event or order); the body still carries the
@@ -22,7 +24,8 @@ impl MetaProperties for EventMeta {
             .with_type(ShortString::from(self.event_type.name()))
             .with_timestamp(self.timestamp)
             .with_content_type(ShortString::from("application/json"))
-            .with_delivery_mode(2);
+            .with_delivery_mode(2)
+            .with_headers(schema_version_headers(self.event_type.schema_version()));
         if let Ok(id) = ShortString::try_new(self.event_id.as_str()) {
             props = props.with_message_id(id);
         }
@@ -34,6 +37,17 @@ impl MetaProperties for EventMeta {
         }
         props
     }
+}
+
+/// The headers every event of ours carries: its schema version (`x-schema-version: "1.0"`,
+/// docs/DESIGN.md §3), as a long string.
+pub fn schema_version_headers(version: SchemaVersion) -> FieldTable {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        SCHEMA_VERSION_HEADER.into(),
+        AMQPValue::LongString(LongString::from(version.to_string().into_bytes())),
+    );
+    headers
 }
 
 /// Which event a delivery carries.

@@ -28,6 +28,8 @@ use std::collections::HashMap;
 use lapin::BasicProperties;
 use lapin::types::ShortString;
 use saga_domain::events::{EventMeta, EventType};
+use saga_domain::version::SchemaVersion;
+use saga_platform::amqp::properties::schema_version_headers;
 
 pub use backpressure::Outbox;
 
@@ -55,6 +57,10 @@ pub fn entry_fields(meta: &EventMeta, order_id: &str, body: &[u8]) -> Vec<(&'sta
         ("correlation_id", meta.correlation_id.clone()),
         ("order_id", order_id.to_owned()),
         ("timestamp", meta.timestamp.to_string()),
+        (
+            "schema_version",
+            meta.event_type.schema_version().to_string(),
+        ),
         ("body", String::from_utf8_lossy(body).into_owned()),
     ]
 }
@@ -141,6 +147,12 @@ pub fn message_of(fields: &RawFields) -> Result<Message, Unpublishable> {
             cut(timestamp)
         ))
     })?;
+    // Entries written before versions were recorded carry none: version 1, as they were.
+    let version = match fields.get(b"schema_version".as_slice()) {
+        None => SchemaVersion::V1,
+        Some(_) => SchemaVersion::parse(get("schema_version")?)
+            .map_err(|e| Unpublishable(format!("schema_version: {e}")))?,
+    };
     let body = get("body")?;
     if body.len() > MAX_ENTRY_BODY {
         return Err(Unpublishable(format!(
@@ -155,7 +167,8 @@ pub fn message_of(fields: &RawFields) -> Result<Message, Unpublishable> {
         .with_app_id(ShortString::from(SERVICE))
         .with_timestamp(timestamp)
         .with_content_type(ShortString::from("application/json"))
-        .with_delivery_mode(2);
+        .with_delivery_mode(2)
+        .with_headers(schema_version_headers(version));
     Ok(Message {
         event,
         body: body.as_bytes().to_vec(),
@@ -249,5 +262,24 @@ mod tests {
             "body is not UTF-8 (invalid byte at 14)"
         );
         assert_eq!(shown(&latin1, "body"), "{\"reason\":\"caf\u{fffd}\"}");
+        assert!(why("schema_version", "two").contains("is not a version"));
+    }
+
+    /// The version the writer chose travels with the entry into the message's header; an entry
+    /// written before versions were recorded goes out as version 1, as it was written.
+    #[test]
+    fn an_entry_goes_out_with_its_schema_version() {
+        use saga_platform::amqp::properties::header_str;
+        let version = |fields: &RawFields| {
+            let message = message_of(fields).expect("publishable");
+            header_str(message.properties.headers(), "x-schema-version")
+        };
+        assert_eq!(
+            version(&entry("schema_version", "1.3")).as_deref(),
+            Some("1.3")
+        );
+        let mut older = entry("type", "OrderCancelled");
+        older.remove(b"schema_version".as_slice());
+        assert_eq!(version(&older).as_deref(), Some("1.0"));
     }
 }
