@@ -209,8 +209,7 @@ pub trait Handler: Send + Sync + 'static {
     /// The loop checks a delivery's `x-schema-version` against them before [`Handler::parse`]
     /// sees its body: any minor of these is read, another major is poison on its first
     /// delivery. Every reader reads version 1 of every event today.
-    fn reads(event: EventType) -> &'static [u16] {
-        let _ = event;
+    fn reads(_event: EventType) -> &'static [u16] {
         &[1]
     }
 
