@@ -447,20 +447,7 @@ async fn kill9_of_redis_started_with_the_shipped_settings_loses_no_accepted_orde
         );
     }
     assert_invariants(&env, Some(STOCK)).await?;
-    eventually("the outbox drained", SETTLE, || async {
-        let mut conn = env.redis().await.map_err(|e| e.to_string())?;
-        let depth: u64 = redis::cmd("XLEN")
-            .arg(env.keys.outbox())
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        if depth == 0 {
-            Ok(())
-        } else {
-            Err(format!("{depth} entries"))
-        }
-    })
-    .await?;
+    env.until_outbox_empty(SETTLE).await?;
     assert_eq!(
         env.depth(&env.topology.dlq_queue).await?,
         0,

@@ -14,6 +14,7 @@ use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use reqwest::Method;
 use saga_domain::order::OrderStatus;
+use saga_domain::version::SCHEMA_VERSION_HEADER;
 use saga_platform::amqp::topology::Topology;
 use serde_json::{Value, json};
 
@@ -691,7 +692,7 @@ async fn an_unknown_major_version_is_dead_lettered_at_once_and_a_new_minor_is_re
     let env = TestEnv::with_stock("versions", "burger=10").await?;
     let inv = env.start(ServiceKind::Inventory).await?;
     inv.wait_ready(T).await?;
-    let version = |v: &str| headers(vec![("x-schema-version".to_owned(), text(v))]);
+    let version = |v: &str| headers(vec![(SCHEMA_VERSION_HEADER.to_owned(), text(v))]);
 
     publish(
         &env,
@@ -711,7 +712,7 @@ async fn an_unknown_major_version_is_dead_lettered_at_once_and_a_new_minor_is_re
         "poison: dead-lettered on its first delivery, never retried"
     );
     assert_eq!(
-        dead.header("x-schema-version").as_deref(),
+        dead.header(SCHEMA_VERSION_HEADER).as_deref(),
         Some("2.0"),
         "the copy keeps its version, so a replay after the upgrade is read as version 2"
     );
@@ -767,7 +768,7 @@ async fn every_event_the_saga_publishes_states_its_schema_version() -> anyhow::R
     );
     for m in &taken {
         assert_eq!(
-            m.header("x-schema-version").as_deref(),
+            m.header(SCHEMA_VERSION_HEADER).as_deref(),
             Some("1.0"),
             "{}",
             m.routing_key

@@ -269,10 +269,11 @@ mod tests {
     /// written before versions were recorded goes out as version 1, as it was written.
     #[test]
     fn an_entry_goes_out_with_its_schema_version() {
+        use saga_domain::version::SCHEMA_VERSION_HEADER;
         use saga_platform::amqp::properties::header_str;
         let version = |fields: &RawFields| {
             let message = message_of(fields).expect("publishable");
-            header_str(message.properties.headers(), "x-schema-version")
+            header_str(message.properties.headers(), SCHEMA_VERSION_HEADER)
         };
         assert_eq!(
             version(&entry("schema_version", "1.3")).as_deref(),
