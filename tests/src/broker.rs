@@ -69,6 +69,21 @@ impl TestEnv {
     /// # Errors
     /// Broker unreachable or the publish was not confirmed.
     pub async fn publish_bare(&self, routing_key: &str, body: &[u8]) -> anyhow::Result<()> {
+        self.publish_with(routing_key, body, BasicProperties::default())
+            .await
+    }
+
+    /// Publish a body with exactly `properties` to the saga's exchange, confirmed, as anyone
+    /// with pika or the management UI can.
+    ///
+    /// # Errors
+    /// Broker unreachable or the publish was not confirmed.
+    pub async fn publish_with(
+        &self,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> anyhow::Result<()> {
         let (conn, channel) = self.channel().await?;
         let confirm = channel
             .basic_publish(
@@ -76,7 +91,7 @@ impl TestEnv {
                 routing_key.into(),
                 BasicPublishOptions::default(),
                 body,
-                BasicProperties::default(),
+                properties,
             )
             .await?
             .await?;

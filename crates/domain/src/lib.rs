@@ -17,10 +17,13 @@
 //!   times, then dead-lettered (invariant 4).
 //! - [`version`]: the events' schema versions (`x-schema-version`, `MAJOR.MINOR`) and the rule
 //!   a reader applies before it parses a body.
+//! - [`envelope`]: one event in the shapes of other buses (CloudEvents binary and structured,
+//!   StandardMessage, the Go bus Event, the course starter's BaseEvent), written and read.
 //!
 //! Start at [`order::OrderStatus::next`]: the whole saga, seen from one order, is that table.
 
 pub mod dlq;
+pub mod envelope;
 pub mod events;
 pub mod ids;
 pub mod invariants;

@@ -176,6 +176,7 @@ impl SagaService for App {
             url: common.rabbitmq_url.clone(),
             topology: common.topology.clone(),
             status: relay_status,
+            envelope: common.event_envelope,
         });
         let relay = tokio::spawn(supervise(
             "outbox relay",

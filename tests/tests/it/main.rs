@@ -8,6 +8,7 @@
 //! - [`saga`]: the saga end to end; [`compensation`]: cancel and compensation; [`retries`]: the
 //!   retry policy; [`edge`]: the front door and the outbox under hostile input; [`poison`]:
 //!   hostile messages and broker state; [`hostile`]: the seeded hostile-input suite;
+//!   [`envelopes`]: the six shapes an event arrives in, and the CloudEvents headers we send;
 //!   [`lifecycle`]: an order's whole life (PATCH, status events, deadlines, retention).
 //! - [`faults`]: invariants under real faults; [`healing`]: the topology heals itself;
 //!   [`replication`]: acknowledged means replicated; [`cluster`]: the cluster profile and the
@@ -21,6 +22,7 @@ mod cluster;
 mod compensation;
 mod compose;
 mod edge;
+mod envelopes;
 mod faults;
 mod healing;
 mod hostile;

@@ -51,7 +51,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::amqp::headers;
 use crate::amqp::oversized;
-use crate::amqp::properties::{MetaProperties, header_str};
+use crate::amqp::properties::{header_str, outgoing};
 use crate::amqp::retry::{self, Panicked, Parked};
 use crate::amqp::topology::Topology;
 use crate::amqp::{
@@ -62,6 +62,9 @@ use crate::redis::store::Timeline;
 use crate::service::backoff::Backoff;
 use crate::service::watch::{Watchdog, panic_message, queue_name, supervise};
 use saga_domain::dlq::{self, DlqHeaders};
+use saga_domain::envelope::{
+    self, CLOUD_EVENTS_SPECVERSION_HEADER, Envelope, Opened, Shape, Transport,
+};
 use saga_domain::events::{EventMeta, EventType, unix_now_millis, unix_now_secs};
 use saga_domain::order::DlqHop;
 use saga_domain::retry::{FailureKind, NextStep, RetryPolicy};
@@ -169,24 +172,41 @@ pub struct DeliveryMeta {
     pub attempt: u32,
     /// Unique per delivery on its channel (notification-svc names its claims with it).
     pub delivery_tag: u64,
-    /// The `x-schema-version` header as sent, if any (none is version 1.0).
+    /// The version as the envelope or the `x-schema-version` header states it, if either does
+    /// (none is version 1.0).
     pub schema_version: Option<String>,
+    /// The shape the message came in (saga_domain::envelope).
+    pub shape: Shape,
+    /// What a structured envelope's sender said about itself (`tenant_id`, `partitionKey`, ...).
+    pub kept: Vec<(String, String)>,
 }
 
 impl DeliveryMeta {
-    fn of(delivery: &Delivery, origin: &Origin) -> Self {
+    /// What the envelope says comes first; the AMQP properties fill in what it does not.
+    fn of(delivery: &Delivery, origin: &Origin, opened: Option<&Opened<'_>>) -> Self {
         let text = |v: &Option<ShortString>| v.as_ref().map(|s| s.as_str().to_owned());
         let props = &delivery.properties;
+        let said =
+            |f: for<'o> fn(&'o Opened<'_>) -> &'o Option<String>| opened.and_then(|o| f(o).clone());
+        // An envelope may name the event by its routing key or its name: one spelling here.
+        let named = said(|o| &o.event).map(|named: String| {
+            EventType::from_routing_key(&named)
+                .or_else(|| EventType::from_name(&named))
+                .map_or(named, |event| event.name().to_owned())
+        });
         Self {
             routing_key: origin.routing_key.clone(),
-            kind: text(props.kind()),
-            event_id: text(props.message_id()),
-            correlation_id: text(props.correlation_id()),
+            kind: named.or_else(|| text(props.kind())),
+            event_id: said(|o| &o.event_id).or_else(|| text(props.message_id())),
+            correlation_id: said(|o| &o.correlation_id).or_else(|| text(props.correlation_id())),
             app_id: text(props.app_id()),
             redelivered: delivery.redelivered,
             attempt: origin.attempt,
             delivery_tag: delivery.delivery_tag,
-            schema_version: header_str(props.headers(), SCHEMA_VERSION_HEADER),
+            schema_version: said(|o| &o.version)
+                .or_else(|| header_str(props.headers(), SCHEMA_VERSION_HEADER)),
+            shape: opened.map(|o| o.shape).unwrap_or_default(),
+            kept: opened.map(|o| o.kept.clone()).unwrap_or_default(),
         }
     }
 
@@ -243,6 +263,8 @@ pub struct ConsumerSettings {
     pub timeline: Option<Timeline>,
     /// The service's watchdog: the consumer task is supervised under it, and `/ready` reads it.
     pub watchdog: Arc<Watchdog>,
+    /// How the handler's announcements are published (`EVENT_ENVELOPE`).
+    pub envelope: Envelope,
 }
 
 impl ConsumerSettings {
@@ -258,6 +280,7 @@ impl ConsumerSettings {
             grace: Duration::from_secs(common.shutdown_grace_secs),
             timeline: None,
             watchdog: Watchdog::new(),
+            envelope: common.event_envelope,
         }
     }
 
@@ -605,8 +628,10 @@ async fn process<H: Handler>(
     session: Session,
 ) {
     let origin = Origin::of(source, &delivery, &settings.queue);
-    let meta = DeliveryMeta::of(&delivery, &origin);
-    let order_id = saga_domain::wire::peek_order_id(&delivery.data);
+    let opened = open_delivery(&delivery);
+    let meta = DeliveryMeta::of(&delivery, &origin, opened.as_ref().ok());
+    let order_id =
+        saga_domain::wire::peek_order_id(opened.as_ref().map_or(&delivery.data[..], |o| &o.body));
     // Ids go into the span once, here: a handler run again for the same delivery must not add
     // another copy of them to every line.
     let span = info_span!(
@@ -620,6 +645,7 @@ async fn process<H: Handler>(
     );
     let work = Delivered {
         delivery: &delivery,
+        opened: &opened,
         origin: &origin,
         meta: &meta,
         order_id: order_id.as_deref(),
@@ -713,20 +739,14 @@ async fn attempt<H: Handler>(
 ) -> (Attempted, Option<anyhow::Error>) {
     let queue = work.settings.queue.clone();
     let started = Instant::now();
-    let body = &work.delivery.data;
-    let parsed = if body.len() > MAX_MESSAGE_BODY {
-        // Not even read: no event of the saga comes near this, and parsing a body of many
-        // megabytes would hold a prefetch slot and memory for nothing.
-        Ok(Err(Malformed(format!(
-            "body of {} bytes is over the limit of {MAX_MESSAGE_BODY} bytes",
-            body.len()
-        ))))
-    } else if let Err(why) = readable::<H>(work.meta, &work.settings.service) {
+    let parsed = match work.opened {
+        Err(why) => Ok(Err(why.clone())),
         // A version this service does not read: never parsed, so that its parser cannot
         // report a misleading field error about a body of another shape.
-        Ok(Err(why))
-    } else {
-        std::panic::catch_unwind(|| H::parse(work.meta, body))
+        Ok(opened) => match readable::<H>(work.meta, opened, &work.settings.service) {
+            Err(why) => Ok(Err(why)),
+            Ok(()) => std::panic::catch_unwind(|| H::parse(work.meta, &opened.body)),
+        },
     };
     let event = match parsed {
         Ok(Ok(event)) => event,
@@ -771,11 +791,49 @@ async fn attempt<H: Handler>(
     }
 }
 
-/// Whether `H` reads the schema version the delivery states (none stated is 1.0). A delivery
-/// that is no event we know is left to the parser, which says what it is not.
-fn readable<H: Handler>(meta: &DeliveryMeta, service: &str) -> Result<(), Malformed> {
+/// The delivery out of its envelope (saga_domain::envelope::open), or why it cannot be read.
+fn open_delivery(delivery: &Delivery) -> Result<Opened<'_>, Malformed> {
+    let body = &delivery.data;
+    if body.len() > MAX_MESSAGE_BODY {
+        // Not even read: no event of the saga comes near this, and parsing a body of many
+        // megabytes would hold a prefetch slot and memory for nothing.
+        return Err(Malformed(format!(
+            "body of {} bytes is over the limit of {MAX_MESSAGE_BODY} bytes",
+            body.len()
+        )));
+    }
+    let props = &delivery.properties;
+    let specversion = header_str(props.headers(), CLOUD_EVENTS_SPECVERSION_HEADER);
+    let transport = Transport {
+        content_type: props.content_type().as_ref().map(ShortString::as_str),
+        cloud_events_specversion: specversion.as_deref(),
+    };
+    let opened = envelope::open(transport, body)?;
+    // One message, one version: an envelope and a header that disagree leave no way to know
+    // which reader should see it (docs/DESIGN.md §3, the version rule).
+    if let (Some(said), Some(header)) = (
+        opened.version.as_deref(),
+        header_str(props.headers(), SCHEMA_VERSION_HEADER),
+    ) && SchemaVersion::parse(&header).ok() != SchemaVersion::parse(said).ok()
+    {
+        return Err(Malformed(format!(
+            "the message states two versions: {SCHEMA_VERSION_HEADER} {header:?} and {} {said:?}",
+            opened.shape
+        )));
+    }
+    Ok(opened)
+}
+
+/// Whether `H` reads the event the delivery carries, at the schema version it states (none
+/// stated is 1.0). An envelope that names another event than its routing key is poison; a
+/// delivery that is no event we know is left to the parser, which says what it is not.
+fn readable<H: Handler>(
+    meta: &DeliveryMeta,
+    opened: &Opened<'_>,
+    service: &str,
+) -> Result<(), Malformed> {
     let version = SchemaVersion::of_header(meta.schema_version.as_deref())?;
-    match meta.event_type() {
+    match opened.event_type(&meta.routing_key, meta.kind.as_deref())? {
         Some(event) => check_readable(event, version, H::reads(event), service),
         None => Ok(()),
     }
@@ -791,6 +849,8 @@ fn failed(queue: &str, cause: anyhow::Error) -> (Attempted, Option<anyhow::Error
 /// One delivery on its way through the loop, with what settling it takes.
 struct Delivered<'a> {
     delivery: &'a Delivery,
+    /// The delivery out of its envelope, or why it cannot be read (poison).
+    opened: &'a Result<Opened<'a>, Malformed>,
     origin: &'a Origin,
     meta: &'a DeliveryMeta,
     order_id: Option<&'a str>,
@@ -813,12 +873,15 @@ impl Delivered<'_> {
     /// Publish the handler's announcements in order, each confirmed.
     async fn announce(&self, announce: &[Announcement]) -> Result<(), PublishError> {
         for a in announce {
+            let order_id = saga_domain::wire::peek_order_id(&a.body);
+            let stamp = a.meta.stamp(order_id.as_deref());
+            let (body, properties) = outgoing(&stamp, self.settings.envelope, &a.body);
             self.publisher
                 .publish(
                     &self.settings.topology.exchange,
                     a.meta.event_type.routing_key(),
-                    &a.body,
-                    a.meta.properties(),
+                    &body,
+                    properties,
                 )
                 .await?;
         }

@@ -1,42 +1,67 @@
-//! The domain's events meet AMQP here: an event's metadata as message properties, which event a
-//! delivery carries, and header values read back as text. The domain crate knows the events
+//! The domain's events meet AMQP here: an event's metadata as message properties (and its
+//! CloudEvents attributes as headers), which event a delivery carries, and header values read
+//! back as text. The domain crate knows the events
 //! (`saga_domain::events`) but not the broker, so these live beside the broker code.
 
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use saga_domain::envelope::{CLOUD_EVENTS_HEADER_PREFIX, Envelope, Stamp};
 use saga_domain::events::{EventMeta, EventType};
 use saga_domain::version::{SCHEMA_VERSION_HEADER, SchemaVersion};
 
 /// An event's metadata as the AMQP properties every event of ours carries.
 pub trait MetaProperties {
-    /// Persistent JSON message properties, with the event's schema version
-    /// ([`schema_version_headers`]).
-    ///
-    /// Never panics: an id too long for an AMQP short string (255 bytes) is left out rather
-    /// than cut (a cut id would name another event or order); the body still carries the
-    /// order id. The front door refuses such ids (order-svc's limits), so this is a last guard.
+    /// Persistent JSON message properties, with the event's schema version and its CloudEvents
+    /// attributes in binary mode ([`properties_of`] with [`Envelope::Binary`]).
     fn properties(&self) -> BasicProperties;
 }
 
 impl MetaProperties for EventMeta {
     fn properties(&self) -> BasicProperties {
-        let mut props = BasicProperties::default()
-            .with_type(ShortString::from(self.event_type.name()))
-            .with_timestamp(self.timestamp)
-            .with_content_type(ShortString::from("application/json"))
-            .with_delivery_mode(2)
-            .with_headers(schema_version_headers(self.event_type.schema_version()));
-        if let Ok(id) = ShortString::try_new(self.event_id.as_str()) {
-            props = props.with_message_id(id);
-        }
-        if let Ok(id) = ShortString::try_new(self.correlation_id.as_str()) {
-            props = props.with_correlation_id(id);
-        }
-        if let Ok(app) = ShortString::try_new(self.app_id.as_str()) {
-            props = props.with_app_id(app);
-        }
-        props
+        properties_of(&self.stamp(None), Envelope::Binary)
     }
+}
+
+/// An event on its way out in `envelope`: the message body ([`Stamp::wrap`]) and its properties
+/// ([`properties_of`]).
+pub fn outgoing(stamp: &Stamp<'_>, envelope: Envelope, body: &[u8]) -> (Vec<u8>, BasicProperties) {
+    (stamp.wrap(envelope, body), properties_of(stamp, envelope))
+}
+
+/// The AMQP properties of an event in `envelope`: persistent, its id, type, correlation id,
+/// publisher and time, its schema version ([`SCHEMA_VERSION_HEADER`], docs/DESIGN.md §3), and in
+/// binary mode its CloudEvents attributes as `cloudEvents_*` headers. A structured envelope
+/// carries those in its body instead: sent twice, a reader could not tell the shapes apart.
+///
+/// Never panics: an id too long for an AMQP short string (255 bytes) is left out rather
+/// than cut (a cut id would name another event or order); the body still carries the
+/// order id. The front door refuses such ids (order-svc's limits), so this is a last guard.
+pub fn properties_of(stamp: &Stamp<'_>, envelope: Envelope) -> BasicProperties {
+    let mut headers = schema_version_headers(stamp.version);
+    if envelope == Envelope::Binary {
+        for (attribute, value) in stamp.cloud_events() {
+            headers.insert(
+                format!("{CLOUD_EVENTS_HEADER_PREFIX}{attribute}").into(),
+                AMQPValue::LongString(LongString::from(value.into_bytes())),
+            );
+        }
+    }
+    let mut props = BasicProperties::default()
+        .with_type(ShortString::from(stamp.event.name()))
+        .with_timestamp(stamp.time)
+        .with_content_type(ShortString::from(envelope.content_type()))
+        .with_delivery_mode(2)
+        .with_headers(headers);
+    if let Ok(id) = ShortString::try_new(stamp.event_id) {
+        props = props.with_message_id(id);
+    }
+    if let Ok(id) = ShortString::try_new(stamp.correlation_id) {
+        props = props.with_correlation_id(id);
+    }
+    if let Ok(app) = ShortString::try_new(stamp.service) {
+        props = props.with_app_id(app);
+    }
+    props
 }
 
 /// The headers every event of ours carries: its schema version (`x-schema-version: "1.0"`,
@@ -99,5 +124,54 @@ mod tests {
                 .map(|c| c.as_str().len()),
             Some(255)
         );
+    }
+
+    #[test]
+    fn binary_mode_sends_the_cloud_events_attributes_as_headers_and_structured_does_not() {
+        let meta = EventMeta::new(EventType::OrderPlaced, "c-1", "order-svc");
+        let stamp = meta.stamp(Some("o-1"));
+        let (body, binary) = outgoing(&stamp, Envelope::Binary, b"{}");
+        assert_eq!(body, b"{}");
+        let header = |props: &BasicProperties, key| header_str(props.headers(), key);
+        assert_eq!(
+            header(&binary, "cloudEvents_specversion").as_deref(),
+            Some("1.0")
+        );
+        assert_eq!(
+            header(&binary, "cloudEvents_id"),
+            Some(meta.event_id.clone())
+        );
+        assert_eq!(
+            header(&binary, "cloudEvents_type").as_deref(),
+            Some("order.placed")
+        );
+        assert_eq!(
+            header(&binary, "cloudEvents_subject").as_deref(),
+            Some("o-1")
+        );
+        assert_eq!(
+            header(&binary, SCHEMA_VERSION_HEADER).as_deref(),
+            Some("1.0")
+        );
+        for envelope in [
+            Envelope::StandardMessage,
+            Envelope::GoEvent,
+            Envelope::CloudEvents,
+        ] {
+            let (_, structured) = outgoing(&stamp, envelope, b"{}");
+            assert_eq!(
+                header(&structured, "cloudEvents_specversion"),
+                None,
+                "{envelope}"
+            );
+            assert_eq!(
+                header(&structured, SCHEMA_VERSION_HEADER).as_deref(),
+                Some("1.0")
+            );
+            assert_eq!(
+                structured.content_type().as_ref().map(ShortString::as_str),
+                Some(envelope.content_type())
+            );
+        }
     }
 }

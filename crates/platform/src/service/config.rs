@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Parser, ValueEnum};
+use saga_domain::envelope::Envelope;
 use saga_domain::order::OrderStatus;
 use saga_domain::retry::{MAX_DELAY, RetryPolicy};
 
@@ -42,6 +43,14 @@ pub struct Common {
     #[arg(long, env = "RABBITMQ_PREFETCH", default_value_t = 64,
           value_parser = clap::value_parser!(u16).range(1..=10_000))]
     pub prefetch: u16,
+
+    /// How this service publishes its events: `binary` (the lab's flat body, CloudEvents
+    /// attributes in `cloudEvents_*` headers), or a structured envelope in the body:
+    /// `standard-message`, `go-event`, `cloudevents`. Every consumer reads them all
+    /// (saga_domain::envelope), so services set differently still talk.
+    #[arg(long, env = "EVENT_ENVELOPE", default_value_t = Envelope::Binary,
+          value_parser = parse_envelope)]
+    pub event_envelope: Envelope,
 
     /// Log format: readable lines (colored on a terminal) or one JSON object per line.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
@@ -172,6 +181,11 @@ fn parse_redis_url(s: &str) -> Result<String, String> {
              redis+sentinel://host:port,host:port/<master-name>"
         )
     })
+}
+
+/// `EVENT_ENVELOPE`: one of the words of [`Envelope`].
+fn parse_envelope(s: &str) -> Result<Envelope, String> {
+    s.parse()
 }
 
 fn parse_prefix(s: &str) -> Result<String, String> {

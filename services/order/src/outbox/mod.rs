@@ -27,9 +27,10 @@ use std::collections::HashMap;
 
 use lapin::BasicProperties;
 use lapin::types::ShortString;
+use saga_domain::envelope::{Envelope, Stamp};
 use saga_domain::events::{EventMeta, EventType};
 use saga_domain::version::SchemaVersion;
-use saga_platform::amqp::properties::schema_version_headers;
+use saga_platform::amqp::properties::outgoing;
 
 pub use backpressure::Outbox;
 
@@ -100,7 +101,7 @@ pub struct Unpublishable(pub String);
 /// # Errors
 /// [`Unpublishable`], naming the field and the limit, when a field is missing, too long for its
 /// AMQP property, not UTF-8, or not something order-svc publishes.
-pub fn message_of(fields: &RawFields) -> Result<Message, Unpublishable> {
+pub fn message_of(fields: &RawFields, envelope: Envelope) -> Result<Message, Unpublishable> {
     let get = |k: &str| {
         let value = fields
             .get(k.as_bytes())
@@ -160,18 +161,24 @@ pub fn message_of(fields: &RawFields) -> Result<Message, Unpublishable> {
             body.len()
         )));
     }
-    let properties = BasicProperties::default()
-        .with_message_id(short("event_id")?)
-        .with_type(ShortString::from(event.name()))
-        .with_correlation_id(short("correlation_id")?)
-        .with_app_id(ShortString::from(SERVICE))
-        .with_timestamp(timestamp)
-        .with_content_type(ShortString::from("application/json"))
-        .with_delivery_mode(2)
-        .with_headers(schema_version_headers(version));
+    // Checked here, where a reason can be given: the properties would leave such an id out.
+    let event_id = short("event_id")?;
+    let correlation_id = short("correlation_id")?;
+    let stamp = Stamp {
+        event,
+        version,
+        event_id: event_id.as_str(),
+        correlation_id: correlation_id.as_str(),
+        service: SERVICE,
+        time: timestamp,
+        order_id: fields
+            .get(b"order_id".as_slice())
+            .and_then(|id| std::str::from_utf8(id).ok()),
+    };
+    let (body, properties) = outgoing(&stamp, envelope, body.as_bytes());
     Ok(Message {
         event,
-        body: body.as_bytes().to_vec(),
+        body,
         properties,
     })
 }
@@ -202,7 +209,7 @@ mod tests {
             event,
             body,
             properties: props,
-        } = message_of(&fields).expect("well formed");
+        } = message_of(&fields, Envelope::Binary).expect("well formed");
         assert_eq!(event, EventType::OrderPlaced);
         assert_eq!(body, br#"{"order_id":"o-1"}"#);
         assert_eq!(
@@ -219,7 +226,7 @@ mod tests {
     #[test]
     fn a_malformed_entry_is_told_apart() {
         let fields = raw(vec![("body", "{}".to_owned())]);
-        assert!(message_of(&fields).is_err());
+        assert!(message_of(&fields, Envelope::Binary).is_err());
     }
 
     fn entry(field: &str, value: &str) -> RawFields {
@@ -231,12 +238,16 @@ mod tests {
 
     #[test]
     fn an_entry_that_cannot_be_published_says_why_and_never_panics() {
-        let why = |field: &str, value: &str| message_of(&entry(field, value)).unwrap_err().0;
+        let why = |field: &str, value: &str| {
+            message_of(&entry(field, value), Envelope::Binary)
+                .unwrap_err()
+                .0
+        };
         assert_eq!(
             why("correlation_id", &"c".repeat(300)),
             "correlation_id is 300 bytes; an AMQP short string holds at most 255"
         );
-        assert!(message_of(&entry("correlation_id", &"c".repeat(255))).is_ok());
+        assert!(message_of(&entry("correlation_id", &"c".repeat(255)), Envelope::Binary).is_ok());
         assert_eq!(
             why("event_id", &"e".repeat(256)),
             "event_id is 256 bytes; an AMQP short string holds at most 255"
@@ -252,13 +263,13 @@ mod tests {
         let mut missing = entry("type", "OrderCancelled");
         missing.remove(b"event_id".as_slice());
         assert_eq!(
-            message_of(&missing).unwrap_err().0,
+            message_of(&missing, Envelope::Binary).unwrap_err().0,
             "missing field event_id"
         );
         let mut latin1 = entry("type", "OrderCancelled");
         latin1.insert(b"body".to_vec(), b"{\"reason\":\"caf\xe9\"}".to_vec());
         assert_eq!(
-            message_of(&latin1).unwrap_err().0,
+            message_of(&latin1, Envelope::Binary).unwrap_err().0,
             "body is not UTF-8 (invalid byte at 14)"
         );
         assert_eq!(shown(&latin1, "body"), "{\"reason\":\"caf\u{fffd}\"}");
@@ -272,7 +283,7 @@ mod tests {
         use saga_domain::version::SCHEMA_VERSION_HEADER;
         use saga_platform::amqp::properties::header_str;
         let version = |fields: &RawFields| {
-            let message = message_of(fields).expect("publishable");
+            let message = message_of(fields, Envelope::Binary).expect("publishable");
             header_str(message.properties.headers(), SCHEMA_VERSION_HEADER)
         };
         assert_eq!(

@@ -17,6 +17,7 @@
 //! is also supervised, `saga_platform::service::watch::supervise`, for anything else).
 
 use redis::AsyncCommands;
+use saga_domain::envelope::Envelope;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +56,8 @@ pub struct Relay {
     pub url: String,
     pub topology: Topology,
     pub status: Arc<BrokerStatus>,
+    /// How events are published (`EVENT_ENVELOPE`).
+    pub envelope: Envelope,
 }
 
 /// An entry as read: its stream id and its fields.
@@ -224,8 +227,9 @@ impl Relay {
         let mut sent = Vec::with_capacity(entries.len());
         let mut ready = Vec::with_capacity(entries.len());
         let mut messages = Vec::with_capacity(entries.len());
+        let envelope = self.envelope;
         for (stream_id, fields) in entries {
-            match std::panic::catch_unwind(|| message_of(&fields)) {
+            match std::panic::catch_unwind(|| message_of(&fields, envelope)) {
                 Ok(Ok(message)) => {
                     ready.push((stream_id, fields));
                     messages.push(message);
