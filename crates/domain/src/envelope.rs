@@ -42,6 +42,7 @@ use serde::de::IgnoredAny;
 use serde_json::{Map, Value, json};
 
 use crate::events::{EventMeta, EventType};
+use crate::trace::Trace;
 use crate::version::SchemaVersion;
 use crate::wire::Malformed;
 
@@ -128,10 +129,14 @@ pub struct Stamp<'a> {
     pub time: u64,
     /// The order the event is about, when known (CloudEvents `subject`, `partitionKey`).
     pub order_id: Option<&'a str>,
+    /// The publish's span, sent as `traceparent` (crate::trace), in every envelope.
+    pub trace: Option<&'a Trace>,
 }
 
 impl EventMeta {
-    /// What an envelope says about this event, at the version its type is written in.
+    /// What an envelope says about this event, at the version its type is written in; its
+    /// trace is the one the event was made with (a publisher that records its own span sets
+    /// [`Stamp::trace`] to that span).
     pub fn stamp<'a>(&'a self, order_id: Option<&'a str>) -> Stamp<'a> {
         Stamp {
             event: self.event_type,
@@ -141,6 +146,7 @@ impl EventMeta {
             service: &self.app_id,
             time: self.timestamp,
             order_id,
+            trace: self.trace.as_ref(),
         }
     }
 }
@@ -657,6 +663,7 @@ mod tests {
             service: "order-svc",
             time: 1_796_000_000,
             order_id: Some("o-1"),
+            trace: None,
         }
     }
 

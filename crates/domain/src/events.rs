@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{Item, OrderId, Qty, StudentId};
 use crate::order::{OrderStatus, ReservationState};
+use crate::trace::Trace;
 use crate::wire::{self, InventoryOutcomeBody, Malformed};
 
 /// Every event of the saga, with its routing key and its AMQP `type` name. In JSON (an order's
@@ -282,6 +283,9 @@ pub struct EventMeta {
     pub app_id: String,
     /// Seconds since the Unix epoch.
     pub timestamp: u64,
+    /// The span that produced the event (an HTTP request, a delivery), if traced: its publish
+    /// is a child of it (crate::trace).
+    pub trace: Option<Trace>,
 }
 
 impl EventMeta {
@@ -293,7 +297,14 @@ impl EventMeta {
             correlation_id: correlation_id.to_owned(),
             app_id: app_id.to_owned(),
             timestamp: unix_now_secs(),
+            trace: None,
         }
+    }
+
+    /// The same, produced by the span `trace`.
+    pub fn traced(mut self, trace: Option<&Trace>) -> Self {
+        self.trace = trace.cloned();
+        self
     }
 }
 

@@ -19,6 +19,7 @@
 //!   a reader applies before it parses a body.
 //! - [`envelope`]: one event in the shapes of other buses (CloudEvents binary and structured,
 //!   StandardMessage, the Go bus Event, the course starter's BaseEvent), written and read.
+//! - [`trace`]: W3C Trace Context (`traceparent`), one trace per order across the saga.
 //!
 //! Start at [`order::OrderStatus::next`]: the whole saga, seen from one order, is that table.
 
@@ -29,6 +30,7 @@ pub mod ids;
 pub mod invariants;
 pub mod order;
 pub mod retry;
+pub mod trace;
 pub mod version;
 pub mod view;
 pub mod wire;

@@ -231,6 +231,7 @@ async fn place_order(
     }
     let correlation_id = headers::correlation_id(&headers)?;
     let key = headers::idempotency_key(&headers)?;
+    let trace = headers::trace(&headers);
     let new = parse_new_order(&body)?;
     if let Err(busy) = store.outbox.admit().await {
         let error = ApiError::unavailable(busy.to_string())
@@ -250,7 +251,7 @@ async fn place_order(
         .to_string(),
     });
     let order = match store
-        .place(new, correlation_id, idempotent.as_ref())
+        .place(new, correlation_id, idempotent.as_ref(), &trace)
         .await
         .map_err(|e| write_failed(e, key.as_ref(), "the order"))?
     {
@@ -545,7 +546,13 @@ async fn cancel_order(
         status: OrderStatus::Cancelling,
     };
     match store
-        .cancel(&order_id, &reason, correlation_id, idempotent.as_ref())
+        .cancel(
+            &order_id,
+            &reason,
+            correlation_id,
+            idempotent.as_ref(),
+            &headers::trace(&headers),
+        )
         .await
         .map_err(|e| write_failed(e, key.as_ref(), "the cancel"))?
     {

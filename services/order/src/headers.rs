@@ -10,6 +10,7 @@
 use saga_domain::ids::{
     CorrelationId, IdempotencyKey, Invalid, MAX_ID_LEN, MAX_IDEMPOTENCY_KEY_LEN,
 };
+use saga_domain::trace::{TRACEPARENT, TRACESTATE, Trace};
 use saga_platform::service::http::ApiError;
 use serde_json::json;
 use warp::http::HeaderMap;
@@ -31,6 +32,14 @@ pub fn correlation_id(headers: &HeaderMap) -> Result<Option<CorrelationId>, ApiE
         CorrelationId::parse,
         format!("1 to {MAX_ID_LEN} bytes: ASCII letters, digits, '-', '_', '.', ':'"),
     )
+}
+
+/// The request's span in its trace: a child of the `traceparent` (and `tracestate`) it came
+/// with, or a new trace. Never refused: a header that is not a trace context starts a new
+/// trace, as the W3C recommendation says (tracing must not stop work).
+pub fn trace(headers: &HeaderMap) -> Trace {
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    Trace::of_headers(text(TRACEPARENT), text(TRACESTATE)).map_or_else(Trace::root, |t| t.child())
 }
 
 /// The request's `Idempotency-Key`, if it sent one.

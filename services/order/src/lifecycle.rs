@@ -17,6 +17,7 @@ use saga_domain::events::{
 };
 use saga_domain::ids::OrderId;
 use saga_domain::order::{OrderEvent, OrderStatus};
+use saga_domain::trace::Trace;
 
 use crate::SERVICE;
 use crate::orders::{Applied, Idempotent, OrderStore, Seen, WriteError, history_entry};
@@ -62,6 +63,9 @@ pub struct Move<'a> {
     /// trace.
     pub delivered: Option<(&'a EventMeta, bool)>,
     pub idempotent: Option<&'a Idempotent>,
+    /// The span that asked for the move (a delivery, an HTTP request), if traced: the events
+    /// the move publishes continue its trace.
+    pub trace: Option<&'a Trace>,
 }
 
 /// Whether a move on `event` asks inventory-svc to give the order's stock back: a cancel, and
@@ -82,9 +86,11 @@ impl OrderStore {
     pub async fn transition(&self, m: Move<'_>) -> Result<Applied, WriteError> {
         let now = unix_now_millis();
         let id = m.order_id.as_str();
-        let status_meta = EventMeta::new(EventType::OrderStatusUpdated, m.correlation_id, SERVICE);
-        let cancel_meta = sends_cancel(m.event)
-            .then(|| EventMeta::new(EventType::OrderCancelled, m.correlation_id, SERVICE));
+        let status_meta = EventMeta::new(EventType::OrderStatusUpdated, m.correlation_id, SERVICE)
+            .traced(m.trace);
+        let cancel_meta = sends_cancel(m.event).then(|| {
+            EventMeta::new(EventType::OrderCancelled, m.correlation_id, SERVICE).traced(m.trace)
+        });
         // The timeline line: the message that caused the move, or what the move sends.
         let (line_meta, redelivered) = match m.delivered {
             Some((meta, redelivered)) => (meta, redelivered),

@@ -27,6 +27,7 @@ use redis::{AsyncCommands, Script};
 use saga_domain::events::{EventMeta, EventType, InventoryOutcome, OrderPlaced, unix_now_millis};
 use saga_domain::ids::{CorrelationId, IdempotencyKey, Item, OrderId, Qty, StudentId};
 use saga_domain::order::{HistoryEntry, OrderEvent, OrderStatus};
+use saga_domain::trace::Trace;
 pub use saga_domain::view::{Order, OrderView, Tombstone};
 use saga_platform::redis::replication::ReplicationLag;
 use saga_platform::redis::store::Keys;
@@ -202,6 +203,7 @@ impl OrderStore {
         new: NewOrder,
         correlation_id: Option<CorrelationId>,
         idempotent: Option<&Idempotent>,
+        trace: &Trace,
     ) -> Result<Placed, WriteError> {
         let order_id = OrderId::generate();
         let correlation_id =
@@ -213,7 +215,8 @@ impl OrderStore {
             qty: new.qty,
             student_id: new.student_id,
         };
-        let meta = EventMeta::new(EventType::OrderPlaced, &correlation_id, SERVICE);
+        let meta =
+            EventMeta::new(EventType::OrderPlaced, &correlation_id, SERVICE).traced(Some(trace));
         let order = Order {
             order_id: order_id.clone(),
             item: event.item.clone(),
@@ -422,6 +425,7 @@ impl OrderStore {
             correlation_id: &meta.correlation_id,
             delivered: Some((meta, redelivered)),
             idempotent: None,
+            trace: meta.trace.as_ref(),
         })
         .await
     }
@@ -438,6 +442,7 @@ impl OrderStore {
         reason: &str,
         correlation_id: Option<CorrelationId>,
         idempotent: Option<&Idempotent>,
+        trace: &Trace,
     ) -> Result<Cancelled, WriteError> {
         let correlation_id = self.correlation_of(order_id, correlation_id).await?;
         let moved = self
@@ -449,6 +454,7 @@ impl OrderStore {
                 correlation_id: &correlation_id,
                 delivered: None,
                 idempotent,
+                trace: Some(trace),
             })
             .await?;
         Ok(match moved {
@@ -492,6 +498,7 @@ impl OrderStore {
                 correlation_id: &correlation_id,
                 delivered: None,
                 idempotent: None,
+                trace: None,
             })
             .await?;
         Ok(match moved {

@@ -71,6 +71,8 @@ impl<O: Orders> Handler for StatusHandler<O> {
                 .unwrap_or_else(|| order_id.to_owned()),
             app_id: meta.app_id.clone().unwrap_or_else(|| "unknown".into()),
             timestamp: unix_now_secs(),
+            // The delivery's span: the status event this move publishes is its child.
+            trace: meta.trace.clone(),
         };
         match self.orders.apply(outcome, &event, meta.redelivered).await {
             Ok(Applied::Moved { from, to: status }) => {

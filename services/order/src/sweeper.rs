@@ -122,6 +122,7 @@ impl Sweeper {
                 correlation_id: &correlation_id,
                 delivered: None,
                 idempotent: None,
+                trace: None,
             })
             .await?;
         if let Applied::Moved { to, .. } = moved {

@@ -38,7 +38,10 @@ async fn an_applied_outcome_is_recorded_with_the_fields_order_svc_writes() -> an
         qty: Qty::parse(2)?,
         student_id: None,
     };
-    let Placed::New(order) = orders.place(new, None, None).await? else {
+    let Placed::New(order) = orders
+        .place(new, None, None, &saga_domain::trace::Trace::root())
+        .await?
+    else {
         anyhow::bail!("a first order cannot be a replay");
     };
     let reserved = InventoryOutcome::Reserved {

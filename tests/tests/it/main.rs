@@ -9,6 +9,7 @@
 //!   retry policy; [`edge`]: the front door and the outbox under hostile input; [`poison`]:
 //!   hostile messages and broker state; [`hostile`]: the seeded hostile-input suite;
 //!   [`envelopes`]: the six shapes an event arrives in, and the CloudEvents headers we send;
+//!   [`traces`]: one order, one W3C trace, from the HTTP request to its last event;
 //!   [`lifecycle`]: an order's whole life (PATCH, status events, deadlines, retention).
 //! - [`faults`]: invariants under real faults; [`healing`]: the topology heals itself;
 //!   [`replication`]: acknowledged means replicated; [`cluster`]: the cluster profile and the
@@ -36,3 +37,4 @@ mod saga;
 mod sagactl_json;
 mod sagactl_lifecycle;
 mod security;
+mod traces;

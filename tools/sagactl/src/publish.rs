@@ -231,6 +231,8 @@ pub fn properties(routing_key: &str, order_id: Option<&str>, message_id: &str) -
             correlation_id: order_id.to_owned(),
             app_id: APP_ID.to_owned(),
             timestamp: unix_now_secs(),
+            // A hand-made event starts a trace of its own.
+            trace: Some(saga_domain::trace::Trace::root()),
         };
         return meta.properties();
     }

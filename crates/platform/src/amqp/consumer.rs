@@ -51,7 +51,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::amqp::headers;
 use crate::amqp::oversized;
-use crate::amqp::properties::{header_str, outgoing};
+use crate::amqp::properties::{header_str, outgoing, trace_of};
 use crate::amqp::retry::{self, Panicked, Parked};
 use crate::amqp::topology::Topology;
 use crate::amqp::{
@@ -63,11 +63,12 @@ use crate::service::backoff::Backoff;
 use crate::service::watch::{Watchdog, panic_message, queue_name, supervise};
 use saga_domain::dlq::{self, DlqHeaders};
 use saga_domain::envelope::{
-    self, CLOUD_EVENTS_SPECVERSION_HEADER, Envelope, Opened, Shape, Transport,
+    self, CLOUD_EVENTS_SPECVERSION_HEADER, Envelope, Opened, Shape, Stamp, Transport,
 };
 use saga_domain::events::{EventMeta, EventType, unix_now_millis, unix_now_secs};
 use saga_domain::order::DlqHop;
 use saga_domain::retry::{FailureKind, NextStep, RetryPolicy};
+use saga_domain::trace::Trace;
 use saga_domain::version::{SCHEMA_VERSION_HEADER, SchemaVersion, check_readable};
 use saga_domain::wire::Malformed;
 
@@ -179,6 +180,10 @@ pub struct DeliveryMeta {
     pub shape: Shape,
     /// What a structured envelope's sender said about itself (`tenant_id`, `partitionKey`, ...).
     pub kept: Vec<(String, String)>,
+    /// This delivery's span: a child of the `traceparent` it came with, or a new trace when it
+    /// came with none (a lab script's message). Always set by the consume loop; what the handler
+    /// announces is published as a child of it.
+    pub trace: Option<Trace>,
 }
 
 impl DeliveryMeta {
@@ -207,6 +212,7 @@ impl DeliveryMeta {
                 .or_else(|| header_str(props.headers(), SCHEMA_VERSION_HEADER)),
             shape: opened.map(|o| o.shape).unwrap_or_default(),
             kept: opened.map(|o| o.kept.clone()).unwrap_or_default(),
+            trace: Some(trace_of(props).map_or_else(Trace::root, |sent| sent.child())),
         }
     }
 
@@ -874,7 +880,18 @@ impl Delivered<'_> {
     async fn announce(&self, announce: &[Announcement]) -> Result<(), PublishError> {
         for a in announce {
             let order_id = saga_domain::wire::peek_order_id(&a.body);
-            let stamp = a.meta.stamp(order_id.as_deref());
+            // The publish's own span: a child of what produced the event, this delivery's
+            // span unless the handler said otherwise.
+            let publish = a
+                .meta
+                .trace
+                .as_ref()
+                .or(self.meta.trace.as_ref())
+                .map(Trace::child);
+            let stamp = Stamp {
+                trace: publish.as_ref(),
+                ..a.meta.stamp(order_id.as_deref())
+            };
             let (body, properties) = outgoing(&stamp, self.settings.envelope, &a.body);
             self.publisher
                 .publish(

@@ -7,6 +7,7 @@ use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use saga_domain::envelope::{CLOUD_EVENTS_HEADER_PREFIX, Envelope, Stamp};
 use saga_domain::events::{EventMeta, EventType};
+use saga_domain::trace::{TRACEPARENT, TRACESTATE, Trace};
 use saga_domain::version::{SCHEMA_VERSION_HEADER, SchemaVersion};
 
 /// An event's metadata as the AMQP properties every event of ours carries.
@@ -38,11 +39,18 @@ pub fn outgoing(stamp: &Stamp<'_>, envelope: Envelope, body: &[u8]) -> (Vec<u8>,
 /// order id. The front door refuses such ids (order-svc's limits), so this is a last guard.
 pub fn properties_of(stamp: &Stamp<'_>, envelope: Envelope) -> BasicProperties {
     let mut headers = schema_version_headers(stamp.version);
+    if let Some(trace) = stamp.trace {
+        insert_text(&mut headers, TRACEPARENT, trace.traceparent());
+        if let Some(state) = &trace.state {
+            insert_text(&mut headers, TRACESTATE, state.clone());
+        }
+    }
     if envelope == Envelope::Binary {
         for (attribute, value) in stamp.cloud_events() {
-            headers.insert(
-                format!("{CLOUD_EVENTS_HEADER_PREFIX}{attribute}").into(),
-                AMQPValue::LongString(LongString::from(value.into_bytes())),
+            insert_text(
+                &mut headers,
+                &format!("{CLOUD_EVENTS_HEADER_PREFIX}{attribute}"),
+                value,
             );
         }
     }
@@ -62,6 +70,23 @@ pub fn properties_of(stamp: &Stamp<'_>, envelope: Envelope) -> BasicProperties {
         props = props.with_app_id(app);
     }
     props
+}
+
+/// A long-string header (what pika sends for a `str`).
+fn insert_text(headers: &mut FieldTable, name: &str, value: String) {
+    headers.insert(
+        name.into(),
+        AMQPValue::LongString(LongString::from(value.into_bytes())),
+    );
+}
+
+/// The trace a delivery's headers carry, if they carry a valid `traceparent`.
+pub fn trace_of(props: &BasicProperties) -> Option<Trace> {
+    let headers = props.headers();
+    Trace::of_headers(
+        header_str(headers, TRACEPARENT).as_deref(),
+        header_str(headers, TRACESTATE).as_deref(),
+    )
 }
 
 /// The headers every event of ours carries: its schema version (`x-schema-version: "1.0"`,

@@ -29,6 +29,7 @@ use lapin::BasicProperties;
 use lapin::types::ShortString;
 use saga_domain::envelope::{Envelope, Stamp};
 use saga_domain::events::{EventMeta, EventType};
+use saga_domain::trace::{TRACEPARENT, TRACESTATE, Trace};
 use saga_domain::version::SchemaVersion;
 use saga_platform::amqp::properties::outgoing;
 
@@ -63,6 +64,21 @@ pub fn entry_fields(meta: &EventMeta, order_id: &str, body: &[u8]) -> Vec<(&'sta
             meta.event_type.schema_version().to_string(),
         ),
         ("body", String::from_utf8_lossy(body).into_owned()),
+        // Empty when untraced: a Lua script takes the fields as a flat list of pairs.
+        (
+            TRACEPARENT,
+            meta.trace
+                .as_ref()
+                .map(Trace::traceparent)
+                .unwrap_or_default(),
+        ),
+        (
+            TRACESTATE,
+            meta.trace
+                .as_ref()
+                .and_then(|t| t.state.clone())
+                .unwrap_or_default(),
+        ),
     ]
 }
 
@@ -164,6 +180,13 @@ pub fn message_of(fields: &RawFields, envelope: Envelope) -> Result<Message, Unp
     // Checked here, where a reason can be given: the properties would leave such an id out.
     let event_id = short("event_id")?;
     let correlation_id = short("correlation_id")?;
+    // The relay's publish is a span of its own, a child of the one that wrote the entry.
+    let text = |k: &str| {
+        fields
+            .get(k.as_bytes())
+            .and_then(|v| std::str::from_utf8(v).ok())
+    };
+    let publish = Trace::of_headers(text(TRACEPARENT), text(TRACESTATE)).map(|t| t.child());
     let stamp = Stamp {
         event,
         version,
@@ -171,9 +194,8 @@ pub fn message_of(fields: &RawFields, envelope: Envelope) -> Result<Message, Unp
         correlation_id: correlation_id.as_str(),
         service: SERVICE,
         time: timestamp,
-        order_id: fields
-            .get(b"order_id".as_slice())
-            .and_then(|id| std::str::from_utf8(id).ok()),
+        order_id: text("order_id"),
+        trace: publish.as_ref(),
     };
     let (body, properties) = outgoing(&stamp, envelope, body.as_bytes());
     Ok(Message {
