@@ -8,6 +8,8 @@
 //! - [`redact`]: URLs with their passwords and tokens blanked, for logs and errors.
 //! - [`admin`]: state-changing ops endpoints: loopback callers, or `ADMIN_TOKEN`.
 //! - [`shutdown`]: SIGINT/SIGTERM into a cancellation token.
+//! - [`spans`]: the spans a service made, exported over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT`
+//!   is set (and nothing built when not).
 //! - [`backoff`]: capped exponential backoff for everything transient.
 //! - [`watch`]: every long-running task supervised (restarted with backoff), and the
 //!   [`watch::Watchdog`] that `/ready` reads: what is down, and why.
@@ -22,6 +24,7 @@ pub mod config;
 pub mod http;
 pub mod redact;
 pub mod shutdown;
+pub mod spans;
 pub mod telemetry;
 pub mod watch;
 

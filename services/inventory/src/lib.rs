@@ -24,6 +24,7 @@ use saga_platform::amqp::consumer::{ConsumerSettings, run_watched_consumer};
 use saga_platform::redis::store::{Keys, Timeline};
 use saga_platform::service::config::Common;
 use saga_platform::service::http::Readiness;
+use saga_platform::service::spans::Spans;
 use saga_platform::service::watch::{Watchdog, supervise};
 use saga_platform::service::{Bound, SagaService};
 use tokio_util::sync::CancellationToken;
@@ -130,7 +131,8 @@ impl SagaService for App {
         let timeline = Timeline::new(redis.clone(), Keys::new(&common.redis_prefix));
         let settings = ConsumerSettings::new(SERVICE, common, &common.topology.inventory_queue)
             .with_timeline(timeline)
-            .with_watchdog(watchdog);
+            .with_watchdog(watchdog)
+            .with_spans(Spans::start(SERVICE, common.otel_endpoint.as_deref()));
         let handler = Arc::new(InventoryHandler { ledger });
         run_watched_consumer(settings, handler, broker, shutdown.clone()).await;
         saga_platform::amqp::log_task_end("reservation retention", sweeper.await);

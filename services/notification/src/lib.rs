@@ -20,6 +20,7 @@ use saga_platform::amqp::consumer::{ConsumerSettings, run_watched_consumer};
 use saga_platform::redis::store::{Keys, Timeline};
 use saga_platform::service::config::Common;
 use saga_platform::service::http::{Readiness, ops_routes, recover, traced};
+use saga_platform::service::spans::Spans;
 use saga_platform::service::watch::Watchdog;
 use saga_platform::service::{Bound, SagaService};
 use tokio_util::sync::CancellationToken;
@@ -117,7 +118,8 @@ impl SagaService for App {
         };
         let settings = ConsumerSettings::new(SERVICE, common, &common.topology.notification_queue)
             .with_timeline(Timeline::new(redis, keys))
-            .with_watchdog(watchdog);
+            .with_watchdog(watchdog)
+            .with_spans(Spans::start(SERVICE, common.otel_endpoint.as_deref()));
         run_watched_consumer(settings, Arc::new(handler), broker, shutdown.clone()).await;
         saga_platform::amqp::log_task_end("http", http.await);
         info!("notification-svc stopped");

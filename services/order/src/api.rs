@@ -40,16 +40,19 @@
 //! with the `order_id` it wrote: the order may exist, and a retry must carry the same key.
 
 use std::collections::HashMap;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use metrics_exporter_prometheus::PrometheusHandle;
 use saga_domain::ids::{IdempotencyKey, Item, OrderId, Qty, StudentId};
 use saga_domain::order::OrderStatus;
+use saga_domain::trace::Trace;
 use saga_domain::view::{OrderAck, OrderPage};
 use saga_domain::wire::{self, Malformed, required};
 use saga_platform::service::http::{
     ApiError, Readiness, count_request, ops_routes, record_order_id, record_route, recover, traced,
 };
+use saga_platform::service::spans::{self, Spans};
 use serde::Deserialize;
 use serde_json::json;
 use tracing::{info, warn};
@@ -57,7 +60,7 @@ use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use crate::headers;
+use crate::headers::{self, RequestTrace};
 use crate::orders::{
     Cancelled, Idempotent, NewOrder, OrderStore, Placed, Seen, StatusSet, WriteError,
 };
@@ -91,7 +94,12 @@ pub fn routes(
         .and(saga_platform::service::http::body_up_to(MAX_BODY))
         .and(headers)
         .and(with_store.clone())
-        .then(|body, headers, store| answer("POST /order", place_order(body, headers, store)));
+        .then(|body, headers: HeaderMap, store: OrderStore| async move {
+            let request = headers::trace(&headers);
+            let spans = store.spans.clone();
+            let work = place_order(body, headers, store, request.span.clone());
+            answer_traced("POST /order", &spans, &request, work).await
+        });
     let get = warp::path!("order" / String)
         .and(warp::get())
         .and(with_store.clone())
@@ -118,12 +126,14 @@ pub fn routes(
         .and(saga_platform::service::http::body_up_to(MAX_BODY))
         .and(headers)
         .and(with_store)
-        .then(|id, body, headers, store| {
-            answer(
-                "POST /order/{id}/cancel",
-                cancel_order(id, body, headers, store),
-            )
-        });
+        .then(
+            |id, body, headers: HeaderMap, store: OrderStore| async move {
+                let request = headers::trace(&headers);
+                let spans = store.spans.clone();
+                let work = cancel_order(id, body, headers, store, request.span.clone());
+                answer_traced("POST /order/{id}/cancel", &spans, &request, work).await
+            },
+        );
 
     let api = ops_routes("order-svc", readiness, metrics)
         .or(place)
@@ -150,6 +160,27 @@ async fn answer(
     record_route(route);
     let response = work.await.unwrap_or_else(Reply::into_response);
     count_request(route, response.status());
+    response
+}
+
+/// [`answer`], reported as a span of the request's trace (when spans are exported).
+async fn answer_traced(
+    route: &'static str,
+    spans: &Spans,
+    request: &RequestTrace,
+    work: impl Future<Output = Result<Response, ApiError>>,
+) -> Response {
+    let started = SystemTime::now();
+    let response = answer(route, work).await;
+    spans.record(|| {
+        spans::server(
+            route,
+            request.span.clone(),
+            request.parent,
+            started,
+            response.status().as_u16(),
+        )
+    });
     response
 }
 
@@ -216,6 +247,7 @@ async fn place_order(
     body: Bytes,
     headers: HeaderMap,
     store: OrderStore,
+    trace: Trace,
 ) -> Result<Response, ApiError> {
     if let Some(ct) = headers.get("content-type") {
         let ct = String::from_utf8_lossy(ct.as_bytes());
@@ -231,7 +263,6 @@ async fn place_order(
     }
     let correlation_id = headers::correlation_id(&headers)?;
     let key = headers::idempotency_key(&headers)?;
-    let trace = headers::trace(&headers);
     let new = parse_new_order(&body)?;
     if let Err(busy) = store.outbox.admit().await {
         let error = ApiError::unavailable(busy.to_string())
@@ -526,6 +557,7 @@ async fn cancel_order(
     body: Bytes,
     headers: HeaderMap,
     store: OrderStore,
+    trace: Trace,
 ) -> Result<Response, ApiError> {
     let order_id = parse_order_id(&id)?;
     record_order_id(&order_id);
@@ -551,7 +583,7 @@ async fn cancel_order(
             &reason,
             correlation_id,
             idempotent.as_ref(),
-            &headers::trace(&headers),
+            &trace,
         )
         .await
         .map_err(|e| write_failed(e, key.as_ref(), "the cancel"))?

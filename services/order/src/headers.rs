@@ -34,12 +34,30 @@ pub fn correlation_id(headers: &HeaderMap) -> Result<Option<CorrelationId>, ApiE
     )
 }
 
+/// A request's place in its trace.
+#[derive(Debug, Clone)]
+pub struct RequestTrace {
+    /// The request's own span.
+    pub span: Trace,
+    /// The caller's span, when it sent one.
+    pub parent: Option<u64>,
+}
+
 /// The request's span in its trace: a child of the `traceparent` (and `tracestate`) it came
 /// with, or a new trace. Never refused: a header that is not a trace context starts a new
 /// trace, as the W3C recommendation says (tracing must not stop work).
-pub fn trace(headers: &HeaderMap) -> Trace {
+pub fn trace(headers: &HeaderMap) -> RequestTrace {
     let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    Trace::of_headers(text(TRACEPARENT), text(TRACESTATE)).map_or_else(Trace::root, |t| t.child())
+    match Trace::of_headers(text(TRACEPARENT), text(TRACESTATE)) {
+        Some(caller) => RequestTrace {
+            span: caller.child(),
+            parent: Some(caller.context.span_id),
+        },
+        None => RequestTrace {
+            span: Trace::root(),
+            parent: None,
+        },
+    }
 }
 
 /// The request's `Idempotency-Key`, if it sent one.

@@ -34,6 +34,7 @@ use saga_platform::amqp::consumer::{ConsumerSettings, run_watched_consumer};
 use saga_platform::redis::store::{Keys, Timeline};
 use saga_platform::service::config::Common;
 use saga_platform::service::http::Readiness;
+use saga_platform::service::spans::Spans;
 use saga_platform::service::watch::{Watchdog, supervise};
 use saga_platform::service::{Bound, SagaService};
 use tokio_util::sync::CancellationToken;
@@ -147,13 +148,15 @@ impl SagaService for App {
             retention: common.retention.order_retention,
             dedupe_window: common.retention.dedupe_window,
         };
+        let spans = Spans::start(SERVICE, common.otel_endpoint.as_deref());
         let store = OrderStore::new(
             redis.clone(),
             keys,
             outbox,
             config.idempotency_window,
             windows,
-        );
+        )
+        .with_spans(spans.clone());
         let consumer_status = Arc::new(BrokerStatus::default());
         let metrics = saga_platform::service::telemetry::init_metrics();
 
@@ -177,6 +180,7 @@ impl SagaService for App {
             topology: common.topology.clone(),
             status: relay_status,
             envelope: common.event_envelope,
+            spans: spans.clone(),
         });
         let relay = tokio::spawn(supervise(
             "outbox relay",
@@ -199,7 +203,8 @@ impl SagaService for App {
         let timeline = Timeline::new(store.redis().clone(), store.keys().clone());
         let settings = ConsumerSettings::new(SERVICE, common, &common.topology.order_status_queue)
             .with_timeline(timeline)
-            .with_watchdog(watchdog);
+            .with_watchdog(watchdog)
+            .with_spans(spans);
         run_watched_consumer(
             settings,
             Arc::new(StatusHandler { orders: store }),

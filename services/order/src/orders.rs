@@ -32,6 +32,7 @@ pub use saga_domain::view::{Order, OrderView, Tombstone};
 use saga_platform::redis::replication::ReplicationLag;
 use saga_platform::redis::store::Keys;
 use saga_platform::redis::store::Redis;
+use saga_platform::service::spans::Spans;
 
 use crate::SERVICE;
 use crate::lifecycle::{Move, Windows, millis_after};
@@ -154,6 +155,8 @@ pub struct OrderStore {
     pub(crate) windows: Windows,
     /// The outbox's fill level: wakes the relay, and holds back new orders when full.
     pub outbox: Arc<Outbox>,
+    /// Where the spans of the requests that write orders go (nowhere by default).
+    pub spans: Spans,
 }
 
 impl OrderStore {
@@ -176,7 +179,14 @@ impl OrderStore {
             idempotency_window,
             windows,
             outbox,
+            spans: Spans::off(),
         }
+    }
+
+    /// Export the spans of the requests that write orders.
+    pub fn with_spans(mut self, spans: Spans) -> Self {
+        self.spans = spans;
+        self
     }
 
     pub fn windows(&self) -> Windows {

@@ -593,6 +593,7 @@ async fn a_panic_is_a_failure_retried_then_dead_lettered_and_the_loop_goes_on() 
         timeline: None,
         watchdog: saga_platform::service::watch::Watchdog::new(),
         envelope: saga_domain::envelope::Envelope::Binary,
+        spans: saga_platform::service::spans::Spans::off(),
     };
     let handler = std::sync::Arc::new(Buggy {
         processed: 0.into(),

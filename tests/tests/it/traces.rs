@@ -1,15 +1,18 @@
 //! Traces across the saga (issue 21, saga_domain::trace): the W3C `traceparent` an HTTP request
 //! comes with (or one started there) is stored with the outbox entry, sent in the AMQP headers,
 //! continued by every consumer and carried into every event it publishes. So one order is one
-//! trace: every event about it names the same trace id, each from a span of its own.
+//! trace: every event about it names the same trace id, each from a span of its own; and with
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` set, the services export that trace's spans, connected.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use harness::broker::Taken;
-use harness::{TestEnv, eventually};
+use harness::{ServiceKind, TestEnv, eventually};
 use saga_domain::trace::{SpanContext, TRACEPARENT};
-use serde_json::json;
+use serde_json::{Value, json};
+use warp::Filter;
 
 const T: Duration = Duration::from_secs(30);
 
@@ -104,6 +107,131 @@ async fn one_order_is_one_trace_from_the_request_to_its_last_event() -> anyhow::
             "{sent:?}: one trace for the order, {events:?}"
         );
         assert!(!traces.contains(&client.trace_id), "{sent:?}: a new trace");
+    }
+    Ok(())
+}
+
+/// A stand-in OTLP/HTTP collector: every span posted to `/v1/traces`, with its service.
+#[derive(Clone, Default)]
+struct Collector {
+    spans: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+impl Collector {
+    /// Listen on a free loopback port; its base URL is what `OTEL_EXPORTER_OTLP_ENDPOINT` takes.
+    async fn start() -> anyhow::Result<(Self, String)> {
+        let collector = Self::default();
+        let kept = collector.clone();
+        let routes = warp::path!("v1" / "traces")
+            .and(warp::post())
+            .and(warp::body::json())
+            .map(move |request: Value| {
+                kept.keep(&request);
+                warp::reply()
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(warp::serve(routes).incoming(listener).run());
+        Ok((collector, format!("http://{addr}")))
+    }
+
+    fn keep(&self, request: &Value) {
+        let mut spans = self.spans.lock().expect("not poisoned");
+        for resource in request["resourceSpans"].as_array().into_iter().flatten() {
+            let service = resource["resource"]["attributes"][0]["value"]["stringValue"]
+                .as_str()
+                .unwrap_or("?")
+                .to_owned();
+            for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
+                for span in scope["spans"].as_array().into_iter().flatten() {
+                    spans.push((service.clone(), span.clone()));
+                }
+            }
+        }
+    }
+
+    /// The spans of `trace_id` seen so far: (service, kind, name, span id, parent span id).
+    fn of_trace(&self, trace_id: &str) -> Vec<(String, i64, String, String, String)> {
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        self.spans
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .filter(|(_, span)| span["traceId"] == trace_id)
+            .map(|(service, span)| {
+                (
+                    service.clone(),
+                    span["kind"].as_i64().unwrap_or(0),
+                    text(&span["name"]),
+                    text(&span["spanId"]),
+                    text(&span["parentSpanId"]),
+                )
+            })
+            .collect()
+    }
+}
+
+/// With OTLP export on, one order is one exported trace: order-svc's request, the relay's
+/// publish, inventory-svc's processing and its outcome's publish, the status consumer, the
+/// status event's publish and notification-svc, every parent link pointing at a span of the
+/// same trace (the request's at the client's span).
+#[tokio::test(flavor = "multi_thread")]
+async fn with_otlp_on_one_order_exports_one_connected_trace() -> anyhow::Result<()> {
+    let (collector, endpoint) = Collector::start().await?;
+    let env = TestEnv::with_stock("otlp", "burger=10").await?;
+    let otel = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
+    let (order, inv, notif) = tokio::join!(
+        env.start_with(ServiceKind::Order, &otel),
+        env.start_with(ServiceKind::Inventory, &otel),
+        env.start_with(ServiceKind::Notification, &otel),
+    );
+    let (order, _inv, _notif) = (order?, inv?, notif?);
+    let tap = "otlp-tap";
+    env.tap(tap, &["#"]).await?;
+    place_traced(&env, tap, &order, Some(CLIENT)).await?;
+    let client = SpanContext::parse(CLIENT).expect("a valid traceparent");
+
+    // (service, kind, name) of every span the order must have; kinds as OTLP numbers them.
+    let (server, producer, consumer) = (2, 4, 5);
+    let want: BTreeSet<(&str, i64, &str)> = BTreeSet::from([
+        ("order-svc", server, "POST /order"),
+        ("order-svc", producer, "order.placed publish"),
+        ("inventory-svc", consumer, "inventory_queue process"),
+        ("inventory-svc", producer, "inventory.reserved publish"),
+        ("order-svc", consumer, "order_status_queue process"),
+        ("order-svc", producer, "order.status.updated publish"),
+        ("notification-svc", consumer, "notification_queue process"),
+    ]);
+    let spans = eventually("the order's spans at the collector", T, || async {
+        let spans = collector.of_trace(&client.trace_id_hex());
+        let seen: BTreeSet<(&str, i64, &str)> = spans
+            .iter()
+            .map(|(s, k, n, ..)| (s.as_str(), *k, n.as_str()))
+            .collect();
+        if want.is_subset(&seen) {
+            Ok(spans.clone())
+        } else {
+            Err(format!(
+                "missing {:?}",
+                want.difference(&seen).collect::<Vec<_>>()
+            ))
+        }
+    })
+    .await?;
+    let ids: BTreeSet<&str> = spans.iter().map(|(.., id, _)| id.as_str()).collect();
+    for (service, _, name, id, parent) in &spans {
+        if name == "POST /order" {
+            assert_eq!(
+                parent,
+                &client.span_id_hex(),
+                "the request continues the client"
+            );
+        } else {
+            assert!(
+                ids.contains(parent.as_str()),
+                "{service} {name} ({id}): parent {parent} is a span of the same trace"
+            );
+        }
     }
     Ok(())
 }

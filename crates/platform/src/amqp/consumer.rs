@@ -37,7 +37,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
@@ -60,6 +60,7 @@ use crate::amqp::{
 };
 use crate::redis::store::Timeline;
 use crate::service::backoff::Backoff;
+use crate::service::spans::{self, SpanKind, Spans};
 use crate::service::watch::{Watchdog, panic_message, queue_name, supervise};
 use saga_domain::dlq::{self, DlqHeaders};
 use saga_domain::envelope::{
@@ -271,6 +272,8 @@ pub struct ConsumerSettings {
     pub watchdog: Arc<Watchdog>,
     /// How the handler's announcements are published (`EVENT_ENVELOPE`).
     pub envelope: Envelope,
+    /// Where the spans of deliveries and announcements go (nowhere by default).
+    pub spans: Spans,
 }
 
 impl ConsumerSettings {
@@ -287,12 +290,19 @@ impl ConsumerSettings {
             timeline: None,
             watchdog: Watchdog::new(),
             envelope: common.event_envelope,
+            spans: Spans::off(),
         }
     }
 
     /// Report to the service's own watchdog (the one its `/ready` reads).
     pub fn with_watchdog(mut self, watchdog: Arc<Watchdog>) -> Self {
         self.watchdog = watchdog;
+        self
+    }
+
+    /// Export the spans of this consumer's deliveries and announcements.
+    pub fn with_spans(mut self, spans: Spans) -> Self {
+        self.spans = spans;
         self
     }
 
@@ -633,6 +643,7 @@ async fn process<H: Handler>(
     publisher: Publisher,
     session: Session,
 ) {
+    let received = SystemTime::now();
     let origin = Origin::of(source, &delivery, &settings.queue);
     let opened = open_delivery(&delivery);
     let meta = DeliveryMeta::of(&delivery, &origin, opened.as_ref().ok());
@@ -662,6 +673,22 @@ async fn process<H: Handler>(
         .catch_unwind()
         .instrument(span.clone())
         .await;
+    settings.spans.record(|| spans::Span {
+        name: format!("{} process", settings.queue),
+        kind: SpanKind::Consumer,
+        trace: meta.trace.clone().unwrap_or_else(Trace::root),
+        parent: trace_of(&delivery.properties).map(|sent| sent.context.span_id),
+        start: received,
+        end: SystemTime::now(),
+        attributes: spans::messaging(
+            "process",
+            &origin.exchange,
+            &meta.routing_key,
+            meta.event_id.as_deref(),
+            order_id.as_deref(),
+        ),
+        error: None,
+    });
     if let Err(panic) = settled {
         let reason = format!(
             "panicked in the consume loop: {}",
@@ -893,14 +920,35 @@ impl Delivered<'_> {
                 ..a.meta.stamp(order_id.as_deref())
             };
             let (body, properties) = outgoing(&stamp, self.settings.envelope, &a.body);
-            self.publisher
-                .publish(
-                    &self.settings.topology.exchange,
-                    a.meta.event_type.routing_key(),
-                    &body,
-                    properties,
-                )
-                .await?;
+            let started = SystemTime::now();
+            let exchange = &self.settings.topology.exchange;
+            let routing_key = a.meta.event_type.routing_key();
+            let published = self
+                .publisher
+                .publish(exchange, routing_key, &body, properties)
+                .await;
+            self.settings.spans.record(|| spans::Span {
+                name: format!("{routing_key} publish"),
+                kind: SpanKind::Producer,
+                trace: publish.clone().unwrap_or_else(Trace::root),
+                parent: a
+                    .meta
+                    .trace
+                    .as_ref()
+                    .or(self.meta.trace.as_ref())
+                    .map(|t| t.context.span_id),
+                start: started,
+                end: SystemTime::now(),
+                attributes: spans::messaging(
+                    "send",
+                    exchange,
+                    routing_key,
+                    Some(&a.meta.event_id),
+                    order_id.as_deref(),
+                ),
+                error: published.as_ref().err().map(ToString::to_string),
+            });
+            published?;
         }
         Ok(())
     }

@@ -52,6 +52,12 @@ pub struct Common {
           value_parser = parse_envelope)]
     pub event_envelope: Envelope,
 
+    /// Where to export spans over OTLP/HTTP (`http://127.0.0.1:4318`; `/v1/traces` is added).
+    /// Unset (the default): nothing is exported and no span is built; the trace context still
+    /// travels with every event.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otel_endpoint: Option<String>,
+
     /// Log format: readable lines (colored on a terminal) or one JSON object per line.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,

@@ -102,6 +102,8 @@ pub struct Message {
     pub event: EventType,
     pub body: Vec<u8>,
     pub properties: BasicProperties,
+    /// The publish's span and the span it continues (the one that wrote the entry), if traced.
+    pub trace: Option<(Trace, u64)>,
 }
 
 /// Why an outbox entry can never be published as it is: the reason it is parked with.
@@ -198,10 +200,12 @@ pub fn message_of(fields: &RawFields, envelope: Envelope) -> Result<Message, Unp
         trace: publish.as_ref(),
     };
     let (body, properties) = outgoing(&stamp, envelope, body.as_bytes());
+    let parent = Trace::of_headers(text(TRACEPARENT), None).map(|t| t.context.span_id);
     Ok(Message {
         event,
         body,
         properties,
+        trace: publish.zip(parent),
     })
 }
 
@@ -225,13 +229,23 @@ mod tests {
 
     #[test]
     fn an_entry_becomes_the_message_it_was_written_as() {
-        let meta = EventMeta::new(EventType::OrderPlaced, "corr-1", SERVICE);
+        let request = Trace::root();
+        let meta = EventMeta::new(EventType::OrderPlaced, "corr-1", SERVICE).traced(Some(&request));
         let fields = raw(entry_fields(&meta, "o-1", br#"{"order_id":"o-1"}"#));
         let Message {
             event,
             body,
             properties: props,
+            trace,
         } = message_of(&fields, Envelope::Binary).expect("well formed");
+        let (publish, parent) = trace.expect("traced");
+        assert_eq!(parent, request.context.span_id, "the request's span");
+        assert_eq!(publish.context.trace_id, request.context.trace_id);
+        assert_eq!(
+            saga_platform::amqp::properties::header_str(props.headers(), TRACEPARENT),
+            Some(publish.traceparent()),
+            "the publish's own span goes out"
+        );
         assert_eq!(event, EventType::OrderPlaced);
         assert_eq!(body, br#"{"order_id":"o-1"}"#);
         assert_eq!(

@@ -16,11 +16,14 @@
 //! its session, and the same entry is never tried again after a restart (the relay as a whole
 //! is also supervised, `saga_platform::service::watch::supervise`, for anything else).
 
-use redis::AsyncCommands;
-use saga_domain::envelope::Envelope;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::AsyncCommands;
+use saga_domain::envelope::Envelope;
+use saga_domain::events::EventType;
+use saga_domain::trace::Trace;
 
 use futures_util::FutureExt;
 use futures_util::future::join_all;
@@ -30,6 +33,7 @@ use saga_platform::amqp::{
     BrokerStatus, PendingConfirm, Publisher, close_connection, connect, declare_topology,
 };
 use saga_platform::service::backoff::Backoff;
+use saga_platform::service::spans::{self, SpanKind, Spans};
 use saga_platform::service::watch::panic_message;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -58,6 +62,8 @@ pub struct Relay {
     pub status: Arc<BrokerStatus>,
     /// How events are published (`EVENT_ENVELOPE`).
     pub envelope: Envelope,
+    /// Where each publish's span goes (nowhere by default).
+    pub spans: Spans,
 }
 
 /// An entry as read: its stream id and its fields.
@@ -243,15 +249,30 @@ impl Relay {
             }
         }
         let exchange = &self.topology.exchange;
-        let sends = messages.into_iter().map(|message| async move {
-            let Message {
-                event,
-                body,
-                properties,
-            } = message;
-            let sending = publisher.send(exchange, event.routing_key(), &body, properties);
-            AssertUnwindSafe(sending).catch_unwind().await
-        });
+        let spans = &self.spans;
+        let sends =
+            messages
+                .into_iter()
+                .zip(&ready)
+                .map(|(message, (stream_id, fields))| async move {
+                    let Message {
+                        event,
+                        body,
+                        properties,
+                        trace,
+                    } = message;
+                    let message_id = properties.message_id().as_ref().map(|m| m.to_string());
+                    let sending = publisher.send(exchange, event.routing_key(), &body, properties);
+                    let sent = AssertUnwindSafe(sending).catch_unwind().await;
+                    if let Some((trace, parent)) = trace {
+                        spans.record(|| {
+                            publish_span(
+                                event, exchange, stream_id, fields, message_id, trace, parent,
+                            )
+                        });
+                    }
+                    sent
+                });
         let results = join_all(sends).await;
         for ((stream_id, fields), result) in ready.into_iter().zip(results) {
             match result {
@@ -268,6 +289,46 @@ impl Relay {
             }
         }
         (sent, true)
+    }
+}
+
+/// The span of one entry's publish, from the moment it was written to the outbox (its stream
+/// id's milliseconds) to the moment it went out: a waterfall shows the time it spent there.
+fn publish_span(
+    event: EventType,
+    exchange: &str,
+    stream_id: &str,
+    fields: &RawFields,
+    message_id: Option<String>,
+    trace: Trace,
+    parent: u64,
+) -> spans::Span {
+    let now = SystemTime::now();
+    let written = stream_id
+        .split_once('-')
+        .and_then(|(ms, _)| ms.parse::<u64>().ok())
+        .map_or(now, |ms| UNIX_EPOCH + Duration::from_millis(ms));
+    let waited = now.duration_since(written).unwrap_or_default();
+    let order_id = fields
+        .get(b"order_id".as_slice())
+        .map(|id| String::from_utf8_lossy(id).into_owned());
+    let mut attributes = spans::messaging(
+        "send",
+        exchange,
+        event.routing_key(),
+        message_id.as_deref(),
+        order_id.as_deref(),
+    );
+    attributes.push(("saga.outbox_wait_ms", waited.as_millis().to_string()));
+    spans::Span {
+        name: format!("{} publish", event.routing_key()),
+        kind: SpanKind::Producer,
+        trace,
+        parent: Some(parent),
+        start: written.min(now),
+        end: now,
+        attributes,
+        error: None,
     }
 }
 
