@@ -13,7 +13,8 @@
 #     --prefetch N [64]  --confirm-window N [256]
 #     --skip-ceiling  --skip-e2e  --skip-fixed-rate  --skip-scaling  --skip-drain  --skip-retention
 #     --retention-orders N [5000] (DELIVERED orders weighed before and after ORDER_RETENTION compacts them)
-#     --persistence-cost (a section with Redis's AOF off)  --cluster (also on the cluster profile)
+#     --persistence-cost (a section with Redis's AOF off)  --tracing-cost (a section exporting spans over OTLP)
+#     --cluster (also on the cluster profile)
 #     --cluster-script PATH [scripts/cluster.sh]  --bin-dir DIR [target/release]
 #     --management-url URL  --amqp-addr HOST:PORT  --broker-user USER  --broker-password PASSWORD
 #     --redis-url URL    (target/release/saga-bench --help says what each one does)

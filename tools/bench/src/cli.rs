@@ -80,6 +80,11 @@ pub struct Args {
     #[arg(long)]
     pub persistence_cost: bool,
 
+    /// Also run the end-to-end section with every service exporting its spans over OTLP to a
+    /// collector inside the benchmark, to show what tracing costs beside the default (off).
+    #[arg(long)]
+    pub tracing_cost: bool,
+
     /// Also run the end-to-end and fixed-rate sections on the cluster profile (3 RabbitMQ
     /// nodes with quorum queues, Redis master + 2 replicas + 3 Sentinels, WAIT after writes),
     /// started with --cluster-script on private ports after the single-node sections, and

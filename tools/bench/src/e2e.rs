@@ -56,8 +56,23 @@ pub async fn run(
     concurrency: usize,
     inventories: usize,
 ) -> anyhow::Result<E2eResult> {
+    run_with(lab, section, orders, concurrency, inventories, &[]).await
+}
+
+/// [`run`] with settings of the section's own for every service.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with(
+    lab: &Lab,
+    section: &str,
+    orders: usize,
+    concurrency: usize,
+    inventories: usize,
+    env: &[(String, String)],
+) -> anyhow::Result<E2eResult> {
     lab.in_world(section, async |world: &World<'_>| {
-        let saga = Saga::start(world, inventories).await?;
+        let saga = Saga::start_with(world, inventories, env).await?;
         let client = client(&saga);
 
         let memory = saga.watch_memory()?;
@@ -103,6 +118,28 @@ pub async fn run(
         })
     })
     .await
+}
+
+/// The end-to-end run again with every service exporting its spans over OTLP
+/// (`OTEL_EXPORTER_OTLP_ENDPOINT`) to a collector in this process that takes them and throws
+/// them away: what tracing costs the services, beside the run without it (the default). The
+/// collector's own CPU is not the services' and is not counted.
+///
+/// # Errors
+/// As [`run`], or the collector's port could not be bound.
+pub async fn run_traced(lab: &Lab, orders: usize, concurrency: usize) -> anyhow::Result<E2eResult> {
+    use warp::Filter;
+    let collector = warp::path!("v1" / "traces")
+        .and(warp::post())
+        .and(warp::body::bytes())
+        .map(|_: bytes::Bytes| warp::reply());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let endpoint = format!("http://{}", listener.local_addr()?);
+    let server = tokio::spawn(warp::serve(collector).incoming(listener).run());
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), endpoint)];
+    let result = run_with(lab, "e2e-traced", orders, concurrency, 1, &env).await;
+    server.abort();
+    result
 }
 
 /// The end-to-end run again, with Redis's append-only file switched off for its length: what

@@ -101,6 +101,8 @@ pub struct Results {
     pub scaling: Section<e2e::E2eResult>,
     /// End to end with Redis's AOF off (`--persistence-cost`), beside `e2e`.
     pub without_aof: Section<e2e::E2eResult>,
+    /// End to end with spans exported over OTLP (`--tracing-cost`), beside `e2e`.
+    pub traced: Section<e2e::E2eResult>,
     pub broker_drain: Section<drain::DrainResult>,
     pub inventory_drain: Section<drain::DrainResult>,
     /// Redis per finished order before and after compaction.
@@ -138,6 +140,7 @@ impl Results {
             ("broker-only fixed rate", self.fixed_rate_ceiling.failure()),
             ("scaling", self.scaling.failure()),
             ("end to end without AOF", self.without_aof.failure()),
+            ("end to end with OTLP export", self.traced.failure()),
             ("broker-only drain", self.broker_drain.failure()),
             ("inventory-svc drain", self.inventory_drain.failure()),
             ("retention", self.retention.failure()),
@@ -299,6 +302,13 @@ async fn run_sections(lab: &Lab, plan: &Plan, args: &Args) -> Results {
         || e2e::run_without_aof(lab, plan.orders, plan.concurrency),
     )
     .await;
+    let traced = section(
+        "end to end, spans exported over OTLP",
+        !args.tracing_cost,
+        "no --tracing-cost",
+        || e2e::run_traced(lab, plan.orders, plan.concurrency),
+    )
+    .await;
     let broker_drain = section("broker-only drain", args.skip_drain, "--skip-drain", || {
         drain::broker_only(lab, plan.drain_messages, plan.flow)
     })
@@ -329,6 +339,7 @@ async fn run_sections(lab: &Lab, plan: &Plan, args: &Args) -> Results {
         fixed_rate_ceiling,
         scaling,
         without_aof,
+        traced,
         broker_drain,
         inventory_drain,
         retention,

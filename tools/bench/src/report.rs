@@ -232,6 +232,20 @@ impl Report {
                 ),
             ]);
         }
+        if let (Some(off), Some(on)) = (r.e2e.done(), r.traced.done()) {
+            rows.push(vec![
+                "… the same with spans exported over OTLP: orders/s, p99, CPU per order".into(),
+                format!(
+                    "{} ({:.0} % of tracing off), p99 {}, {} µs (off: p99 {}, {} µs)",
+                    thousands(on.orders_per_sec),
+                    100.0 * on.orders_per_sec / off.orders_per_sec.max(1e-9),
+                    duration(on.latency.p99),
+                    thousands(cpu_micros_per_order(on)),
+                    duration(off.latency.p99),
+                    thousands(cpu_micros_per_order(off))
+                ),
+            ]);
+        }
         let redis_per_order = cell(&r.e2e, |e| match e.redis {
             Some(f) if e.accepted > 0 => format!(
                 "{} bytes ({:.1} keys)",
@@ -996,6 +1010,7 @@ mod tests {
                 fixed_rate_ceiling: skipped(),
                 scaling: skipped(),
                 without_aof: skipped(),
+                traced: skipped(),
                 broker_drain: skipped(),
                 inventory_drain: skipped(),
                 retention: skipped(),
