@@ -220,6 +220,7 @@ mod tests {
             applied,
             reason: None,
             status_event_id: id.map(str::to_owned),
+            envelope: Default::default(),
         }
     }
 

@@ -845,6 +845,7 @@ mod lifecycle_tests {
             applied,
             reason: None,
             status_event_id: status_event.map(str::to_owned),
+            envelope: Default::default(),
         }
     }
 

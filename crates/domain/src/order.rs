@@ -7,6 +7,7 @@
 //! move an order in Redis do not know the rules: they apply the compare-and-set they are given
 //! ([`OrderStatus::transitions_on`]), atomically.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -229,6 +230,10 @@ pub struct HistoryEntry {
     /// one status event per transition, which `sagactl check` counts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_event_id: Option<String>,
+    /// What a structured envelope said about the event's sender (its `shape`, and `tenant_id`,
+    /// `partitionKey`, `source` where it had them): kept, not acted on (crate::envelope).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub envelope: BTreeMap<String, String>,
 }
 
 /// A message about an order that went to the DLQ, noted in the order's timeline (read

@@ -66,6 +66,8 @@ pub struct Move<'a> {
     /// The span that asked for the move (a delivery, an HTTP request), if traced: the events
     /// the move publishes continue its trace.
     pub trace: Option<&'a Trace>,
+    /// What the delivered message's envelope said about its sender, for the timeline line.
+    pub envelope: &'a [(String, String)],
 }
 
 /// Whether a move on `event` asks inventory-svc to give the order's stock back: a cancel, and
@@ -96,7 +98,15 @@ impl OrderStore {
             Some((meta, redelivered)) => (meta, redelivered),
             None => (cancel_meta.as_ref().unwrap_or(&status_meta), false),
         };
-        let line = history_entry(now, None, line_meta, redelivered, false, m.reason);
+        let line = history_entry(
+            now,
+            None,
+            line_meta,
+            redelivered,
+            false,
+            m.reason,
+            m.envelope,
+        );
 
         let mut invocation = self.scripts.transition.prepare_invoke();
         invocation

@@ -239,7 +239,15 @@ impl OrderStore {
             updated_at: now,
         };
         let id = order.order_id.as_str();
-        let history = history_entry(now, Some(OrderStatus::Placed), &meta, false, true, None);
+        let history = history_entry(
+            now,
+            Some(OrderStatus::Placed),
+            &meta,
+            false,
+            true,
+            None,
+            &[],
+        );
         let fields = order.to_hash();
         let deadline = self
             .windows
@@ -419,6 +427,7 @@ impl OrderStore {
         outcome: &InventoryOutcome,
         meta: &EventMeta,
         redelivered: bool,
+        envelope: &[(String, String)],
     ) -> Result<Applied, WriteError> {
         let (event, reason) = match outcome {
             InventoryOutcome::Reserved { .. } => (OrderEvent::Reserved, None),
@@ -436,6 +445,7 @@ impl OrderStore {
             delivered: Some((meta, redelivered)),
             idempotent: None,
             trace: meta.trace.as_ref(),
+            envelope,
         })
         .await
     }
@@ -465,6 +475,7 @@ impl OrderStore {
                 delivered: None,
                 idempotent,
                 trace: Some(trace),
+                envelope: &[],
             })
             .await?;
         Ok(match moved {
@@ -509,6 +520,7 @@ impl OrderStore {
                 delivered: None,
                 idempotent: None,
                 trace: None,
+                envelope: &[],
             })
             .await?;
         Ok(match moved {
@@ -550,6 +562,7 @@ pub(crate) fn history_entry(
     redelivered: bool,
     applied: bool,
     reason: Option<&str>,
+    envelope: &[(String, String)],
 ) -> String {
     let entry = HistoryEntry {
         at: at_ms,
@@ -562,6 +575,7 @@ pub(crate) fn history_entry(
         applied,
         reason: reason.map(str::to_owned),
         status_event_id: None,
+        envelope: envelope.iter().cloned().collect(),
     };
     let mut json = serde_json::to_value(&entry).unwrap_or_default();
     if let (None, Some(fields)) = (status, json.as_object_mut()) {

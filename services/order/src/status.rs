@@ -15,6 +15,7 @@
 
 use std::future::Future;
 
+use saga_domain::envelope::Shape;
 use saga_domain::events::{EventMeta, InventoryOutcome, unix_now_secs};
 use saga_domain::order::OrderStatus;
 use saga_domain::wire::Malformed;
@@ -26,12 +27,14 @@ use crate::orders::{Applied, OrderStore};
 /// The orders as the status consumer needs them. [`OrderStore`] does it in Redis (a Lua
 /// compare-and-set); the unit tests use an in-memory fake.
 pub trait Orders: Send + Sync + 'static {
-    /// Apply an inventory outcome to its order, noting it in the order's timeline.
+    /// Apply an inventory outcome to its order, noting it in the order's timeline (with what
+    /// its envelope said about the sender, if it came in one).
     fn apply(
         &self,
         outcome: &InventoryOutcome,
         meta: &EventMeta,
         redelivered: bool,
+        envelope: &[(String, String)],
     ) -> impl Future<Output = Result<Applied, redis::RedisError>> + Send;
 }
 
@@ -41,8 +44,9 @@ impl Orders for OrderStore {
         outcome: &InventoryOutcome,
         meta: &EventMeta,
         redelivered: bool,
+        envelope: &[(String, String)],
     ) -> Result<Applied, redis::RedisError> {
-        OrderStore::apply(self, outcome, meta, redelivered)
+        OrderStore::apply(self, outcome, meta, redelivered, envelope)
             .await
             .map_err(crate::orders::WriteError::into_redis_error)
     }
@@ -74,7 +78,16 @@ impl<O: Orders> Handler for StatusHandler<O> {
             // The delivery's span: the status event this move publishes is its child.
             trace: meta.trace.clone(),
         };
-        match self.orders.apply(outcome, &event, meta.redelivered).await {
+        // A structured envelope's word on its sender goes into the timeline line, with its shape.
+        let mut envelope = meta.kept.clone();
+        if !matches!(meta.shape, Shape::Flat | Shape::CloudEventsBinary) {
+            envelope.push(("shape".to_owned(), meta.shape.to_string()));
+        }
+        match self
+            .orders
+            .apply(outcome, &event, meta.redelivered, &envelope)
+            .await
+        {
             Ok(Applied::Moved { from, to: status }) => {
                 match outcome {
                     InventoryOutcome::Failed { reason, .. } => {
@@ -157,6 +170,7 @@ mod tests {
             outcome: &InventoryOutcome,
             _meta: &EventMeta,
             _redelivered: bool,
+            _envelope: &[(String, String)],
         ) -> Result<Applied, redis::RedisError> {
             if *self.unreachable.lock().unwrap() {
                 return Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into());

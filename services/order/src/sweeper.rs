@@ -123,6 +123,7 @@ impl Sweeper {
                 delivered: None,
                 idempotent: None,
                 trace: None,
+                envelope: &[],
             })
             .await?;
         if let Applied::Moved { to, .. } = moved {
@@ -163,6 +164,7 @@ impl Sweeper {
             false,
             false,
             Some(RESENT),
+            &[],
         );
         let next = millis_after(
             now,

@@ -52,8 +52,13 @@ async fn an_applied_outcome_is_recorded_with_the_fields_order_svc_writes() -> an
         remaining: 8,
     };
     let meta = EventMeta::new(EventType::InventoryReserved, "corr-1", "inventory-svc");
-    let first = orders.apply(&reserved, &meta, false).await?;
-    let again = orders.apply(&reserved, &meta, true).await?;
+    // The first came in a Go bus Event: its word on the sender goes into the timeline line.
+    let envelope = [
+        ("tenant_id".to_owned(), "t-42".to_owned()),
+        ("shape".to_owned(), "Go bus Event".to_owned()),
+    ];
+    let first = orders.apply(&reserved, &meta, false, &envelope).await?;
+    let again = orders.apply(&reserved, &meta, true, &[]).await?;
 
     let lines: Vec<String> = redis
         .clone()
@@ -116,7 +121,7 @@ async fn an_applied_outcome_is_recorded_with_the_fields_order_svc_writes() -> an
         )
     );
     // What order-svc itself would have written for each line, field for field.
-    let expected = |redelivered: bool, applied: bool| HistoryEntry {
+    let expected = |redelivered: bool, applied: bool, envelope: &[(String, String)]| HistoryEntry {
         at: 0,
         status: OrderStatus::Confirmed,
         event: Some(EventType::InventoryReserved),
@@ -126,10 +131,11 @@ async fn an_applied_outcome_is_recorded_with_the_fields_order_svc_writes() -> an
         applied,
         reason: None,
         status_event_id: applied.then(|| status_event_id.clone()),
+        envelope: envelope.iter().cloned().collect(),
     };
     for (line, want) in lines[1..]
         .iter()
-        .zip([expected(false, true), expected(true, false)])
+        .zip([expected(false, true, &envelope), expected(true, false, &[])])
     {
         let mut stored: Value = serde_json::from_str(line)?;
         let at = stored["at"].take();

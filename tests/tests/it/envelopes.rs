@@ -13,6 +13,7 @@ use harness::{ServiceKind, TestEnv, eventually};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use saga_domain::envelope::CLOUD_EVENTS_JSON;
+use saga_domain::events::EventType;
 use saga_domain::order::OrderStatus;
 use saga_domain::version::SCHEMA_VERSION_HEADER;
 use serde_json::{Value, json};
@@ -281,6 +282,19 @@ async fn services_set_to_different_envelopes_still_complete_the_saga() -> anyhow
     let id = env.place(&order, "burger", 1).await?;
     let confirmed = env.wait_final(&order, &id, T).await?;
     assert_eq!(confirmed.order.status, OrderStatus::Confirmed);
+    // The timeline keeps what the Go bus Event said about its sender, and its shape.
+    let line = confirmed
+        .history
+        .iter()
+        .find(|l| l.event == Some(EventType::InventoryReserved))
+        .expect("the reservation's line");
+    assert_eq!(
+        line.envelope,
+        BTreeMap::from([
+            ("shape".to_owned(), "Go bus Event".to_owned()),
+            ("source".to_owned(), "inventory-svc".to_owned()),
+        ])
+    );
     env.until_notified("reserved, told once", &id, 1, T).await?;
     for m in take(&env, tap, 3, "placed, reserved, confirmed").await? {
         let body = m.json();

@@ -115,6 +115,7 @@ fn line(status: OrderStatus, event: EventType, status_event: Option<&str>) -> St
         applied: true,
         reason: None,
         status_event_id: status_event.map(str::to_owned),
+        envelope: Default::default(),
     };
     serde_json::to_string(&entry).unwrap_or_default()
 }

@@ -807,6 +807,7 @@ pub(crate) mod tests {
             applied: true,
             reason: None,
             status_event_id: None,
+            envelope: Default::default(),
         }
     }
 
