@@ -319,3 +319,41 @@ async fn services_set_to_different_envelopes_still_complete_the_saga() -> anyhow
     }
     Ok(())
 }
+
+/// `sagactl publish --envelope` wraps a sample as a service would; inventory-svc reads each.
+#[tokio::test(flavor = "multi_thread")]
+async fn sagactl_publishes_in_every_envelope_and_each_is_read() -> anyhow::Result<()> {
+    let env = TestEnv::with_stock("sagactl-envelopes", "burger=10").await?;
+    let inv = env.start(ServiceKind::Inventory).await?;
+    inv.wait_ready(T).await?;
+    let tap = "sagactl-envelopes-tap";
+    env.tap(tap, &["order.placed"]).await?;
+    let envelopes = ["binary", "standard-message", "go-event", "cloudevents"];
+    for envelope in envelopes {
+        let out = env
+            .sagactl(
+                &[],
+                &["publish", "--sample", "order", "--envelope", envelope],
+            )
+            .await?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{envelope}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    env.until_stock("one burger per envelope", "burger", 6, T)
+        .await?;
+    let sent = take(&env, tap, envelopes.len(), "the four messages").await?;
+    let shapes: Vec<bool> = sent
+        .iter()
+        .map(|m| m.header("cloudEvents_specversion").is_some())
+        .collect();
+    assert_eq!(
+        shapes.iter().filter(|binary| **binary).count(),
+        1,
+        "only the binary one has CloudEvents headers: {shapes:?}"
+    );
+    assert!(env.take_all(&env.topology.dlq_queue).await?.is_empty());
+    Ok(())
+}

@@ -5,15 +5,18 @@
 //! [`saga_domain::events::EventMeta::properties`]); `--bare` sends none at all, like a minimal pika
 //! script, which consumers must accept too. `--times N` sends the *same* body with the *same*
 //! `message_id` N times: a duplicate delivery, on purpose, to watch idempotency work.
+//! `--envelope` wraps the body as the services would with `EVENT_ENVELOPE` (StandardMessage, the
+//! Go bus Event, structured CloudEvents), to watch a consumer read the same event in each shape.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{ArgGroup, Args};
 use lapin::BasicProperties;
+use saga_domain::envelope::Envelope;
 use saga_domain::events::{EventMeta, EventType, unix_now_secs};
 use saga_platform::amqp::Publisher;
-use saga_platform::amqp::properties::MetaProperties;
+use saga_platform::amqp::properties::{MetaProperties, outgoing};
 use saga_platform::service::config::Common;
 use serde_json::Value;
 
@@ -28,6 +31,7 @@ pub const APP_ID: &str = "sagactl";
     group(ArgGroup::new("payload").required(true).args(["body", "file", "sample"])),
     after_help = "Example:\n  sagactl publish --sample order --order-id demo-1 --qty 3 --times 2\n  \
                   sagactl publish --sample missing-qty\n  \
+                  sagactl publish --sample order --envelope go-event\n  \
                   sagactl publish --routing-key order.placed --bare --body '{\"order_id\":\"x1\",\"item\":\"burger\",\"qty\":1}'"
 )]
 pub struct PublishArgs {
@@ -58,6 +62,10 @@ pub struct PublishArgs {
     /// Send no AMQP properties at all, as a minimal lab script would.
     #[arg(long)]
     bare: bool,
+    /// Wrap the body in an envelope, as a service set with EVENT_ENVELOPE does: binary (the
+    /// flat body, CloudEvents headers), standard-message, go-event or cloudevents.
+    #[arg(long, conflicts_with = "bare", value_parser = saga_platform::service::config::parse_envelope)]
+    envelope: Option<Envelope>,
     /// Publish the same body with the same message_id this many times (duplicates on purpose).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     times: u32,
@@ -83,10 +91,19 @@ pub async fn run(common: &Common, args: PublishArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| common.topology.exchange.clone());
     let message_id = uuid::Uuid::new_v4().to_string();
-    let properties = if args.bare {
-        BasicProperties::default()
-    } else {
-        properties(&routing_key, order_id.as_deref(), &message_id)
+    let (body, properties) = match (args.bare, args.envelope) {
+        (true, _) => (body, BasicProperties::default()),
+        (false, None) => {
+            let properties = properties(&routing_key, order_id.as_deref(), &message_id);
+            (body, properties)
+        }
+        (false, Some(envelope)) => {
+            let event = EventType::from_routing_key(&routing_key).with_context(|| {
+                format!("--envelope needs an event's routing key (order.placed, ...), not {routing_key:?}")
+            })?;
+            let meta = hand_made(event, order_id.as_deref().unwrap_or_default(), &message_id);
+            outgoing(&meta.stamp(order_id.as_deref()), envelope, &body)
+        }
     };
 
     let conn = broker::connect(&common.rabbitmq_url).await?;
@@ -221,20 +238,23 @@ fn order_id_of(body: &[u8]) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The metadata of a hand-made event: ours, published by sagactl, starting a trace of its own.
+fn hand_made(event_type: EventType, order_id: &str, message_id: &str) -> EventMeta {
+    EventMeta {
+        event_id: message_id.to_owned(),
+        event_type,
+        correlation_id: order_id.to_owned(),
+        app_id: APP_ID.to_owned(),
+        timestamp: unix_now_secs(),
+        trace: Some(saga_domain::trace::Trace::root()),
+    }
+}
+
 /// The properties our services put on an event, for a hand-made one.
 pub fn properties(routing_key: &str, order_id: Option<&str>, message_id: &str) -> BasicProperties {
     let event_type = EventType::from_routing_key(routing_key);
     if let (Some(event_type), Some(order_id)) = (event_type, order_id) {
-        let meta = EventMeta {
-            event_id: message_id.to_owned(),
-            event_type,
-            correlation_id: order_id.to_owned(),
-            app_id: APP_ID.to_owned(),
-            timestamp: unix_now_secs(),
-            // A hand-made event starts a trace of its own.
-            trace: Some(saga_domain::trace::Trace::root()),
-        };
-        return meta.properties();
+        return hand_made(event_type, order_id, message_id).properties();
     }
     // A routing key outside the contract, or no order id: the same properties, minus the ones
     // we cannot know.

@@ -190,7 +190,7 @@ fn parse_redis_url(s: &str) -> Result<String, String> {
 }
 
 /// `EVENT_ENVELOPE`: one of the words of [`Envelope`].
-fn parse_envelope(s: &str) -> Result<Envelope, String> {
+pub fn parse_envelope(s: &str) -> Result<Envelope, String> {
     s.parse()
 }
 
