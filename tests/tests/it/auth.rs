@@ -448,6 +448,77 @@ async fn every_bad_token_is_401_json_with_a_bearer_challenge() -> anyhow::Result
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compacted_order_leaves_its_owners_list_and_only_its_owner_hears_it_expired()
+-> anyhow::Result<()> {
+    let secret = secret_text();
+    let mut env = TestEnv::new("auth-compact").await?;
+    env.service_env
+        .insert(jwt::SECRET_VAR.to_owned(), secret.clone());
+    env.service_env
+        .insert("ORDER_RETENTION".into(), "2s".into());
+    let order = env.start(ServiceKind::Order).await?;
+    let _inventory = env.start_in_process(ServiceKind::Inventory).await?;
+    let alice = token(&secret, "alice", false, 600)?;
+    let bob = token(&secret, "bob", false, 600)?;
+
+    let id = place_as(&env, &order, &alice).await?;
+    let cancel = call(
+        &env,
+        &order,
+        Method::POST,
+        &format!("/api/v1/orders/{id}/cancel"),
+        Some(&bearer(&alice)),
+        None,
+    )
+    .await?;
+    assert_eq!(cancel.code, 202, "{}", cancel.body);
+    env.wait_status(&order, &id, OrderStatus::Cancelled, T)
+        .await?;
+
+    let redis = env.redis().await?;
+    let tombstone = env.keys.order_tombstone(&id);
+    let stone: String = harness::eventually(&format!("order {id} compacted"), T, || {
+        let mut redis = redis.clone();
+        let tombstone = tombstone.clone();
+        async move {
+            let stone: Option<String> = redis.get(&tombstone).await.map_err(|e| e.to_string())?;
+            stone.ok_or_else(|| "no tombstone yet".to_owned())
+        }
+    })
+    .await?;
+    let stone: Value = serde_json::from_str(&stone)?;
+    assert_eq!(stone["owner_id"], "alice", "{stone}");
+    let listed: usize = redis
+        .clone()
+        .zcard(format!("{}alice", env.keys.orders_by_owner_prefix()))
+        .await?;
+    assert_eq!(listed, 0, "the owner's index lets go of a compacted order");
+    assert_eq!(list_as(&env, &order, &alice).await?, (vec![], 0));
+
+    let path = format!("/api/v1/orders/{id}");
+    let owner = call(
+        &env,
+        &order,
+        Method::GET,
+        &path,
+        Some(&bearer(&alice)),
+        None,
+    )
+    .await?;
+    assert_eq!(owner.code, 404);
+    assert_eq!(owner.body["expired"], true, "{}", owner.body);
+    assert_eq!(owner.body["status"], "CANCELLED", "{}", owner.body);
+    let other = call(&env, &order, Method::GET, &path, Some(&bearer(&bob)), None).await?;
+    assert_eq!(other.code, 404);
+    assert_eq!(
+        other.body,
+        json!({"error": format!("no order {id}"), "order_id": id, "expired": false}),
+        "someone else is not told the order existed"
+    );
+    Ok(())
+}
+
 /// `sagactl token ARGS` with `secret` as AUTH_JWT_SECRET (if any); its output.
 async fn sagactl_token(
     secret: Option<&str>,
