@@ -236,3 +236,29 @@ impl SagaService for App {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Settings are printed with `{:?}` here and there (a panic, a debug line): the secret must
+    /// not be in them, and `--help` must not show its value.
+    #[test]
+    fn the_auth_secret_never_shows_in_the_settings() {
+        let secret = "a-secret-nobody-may-read-0123456789";
+        let config =
+            Config::try_parse_from(["order-svc", &format!("--auth-jwt-secret={secret}")]).unwrap();
+        assert!(config.auth.secret().is_some());
+        assert!(!format!("{config:?}").contains(secret));
+
+        let off = Config::try_parse_from(["order-svc", "--auth-jwt-secret="]).unwrap();
+        assert!(off.auth.secret().is_none(), "empty is off");
+        assert!(
+            Config::try_parse_from(["order-svc"])
+                .unwrap()
+                .auth
+                .secret()
+                .is_none()
+        );
+    }
+}
