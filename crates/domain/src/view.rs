@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{Item, OrderId};
 use crate::order::{DlqHop, HistoryEntry, OrderStatus};
+use crate::owner::{Email, Owner, UserId};
 
 /// An order as stored and as `GET /order/{id}` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -27,6 +28,10 @@ pub struct Order {
     pub created_at: u64,
     /// Milliseconds since the Unix epoch.
     pub updated_at: u64,
+    /// Who placed it through the per-user API (`/api/v1/orders` with a token); absent for an
+    /// order placed without one (the lab's routes, or the API with auth off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
 }
 
 impl Order {
@@ -43,6 +48,14 @@ impl Order {
             ("created_at", self.created_at.to_string()),
             ("updated_at", self.updated_at.to_string()),
         ]
+        .into_iter()
+        .chain(self.owner.iter().flat_map(|owner| {
+            [
+                ("owner_id", owner.user_id.to_string()),
+                ("owner_email", owner.email.to_string()),
+            ]
+        }))
+        .collect()
     }
 
     /// The order from its Redis hash; `None` if a field it cannot do without is missing or not
@@ -61,6 +74,15 @@ impl Order {
             correlation_id: text("correlation_id").unwrap_or_default(),
             created_at: millis("created_at"),
             updated_at: millis("updated_at"),
+            owner: Self::owner_from_hash(hash),
+        })
+    }
+
+    /// The owner a hash records: both fields, valid, or none (an order placed without a token).
+    fn owner_from_hash(hash: &HashMap<String, String>) -> Option<Owner> {
+        Some(Owner {
+            user_id: UserId::parse(hash.get("owner_id")?).ok()?,
+            email: Email::parse(hash.get("owner_email")?).ok()?,
         })
     }
 }
@@ -86,13 +108,17 @@ pub struct OrderAck {
 
 /// What is left of a finished order once its retention is over (order-svc's sweeper compacts
 /// it): `GET /order/{id}` answers 404 with it, `"expired": true`, for the dedupe window.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Tombstone {
     /// The status it finished in.
     pub status: OrderStatus,
     /// When it finished and when it was compacted, ms since the Unix epoch.
     pub finished_at: u64,
     pub expired_at: u64,
+    /// Whose it was, if it had an owner: the per-user API tells the owner "expired" and everyone
+    /// else "no such order".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<UserId>,
 }
 
 /// A page of orders, newest first (`GET /orders?status=&limit=&offset=`).
@@ -136,14 +162,30 @@ mod tests {
             correlation_id: "trace:1".into(),
             created_at: 5,
             updated_at: 5,
+            owner: None,
         };
         let hash: HashMap<String, String> = order
             .to_hash()
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
-        assert_eq!(Order::from_hash(&hash), Some(order));
+        assert_eq!(Order::from_hash(&hash), Some(order.clone()));
         assert_eq!(Order::from_hash(&HashMap::new()), None);
+
+        let owned = Order {
+            owner: Some(Owner {
+                user_id: UserId::parse("alice").unwrap(),
+                email: Email::parse("alice@example.org").unwrap(),
+            }),
+            ..order
+        };
+        let hash: HashMap<String, String> = owned
+            .to_hash()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        assert_eq!(hash["owner_id"], "alice");
+        assert_eq!(Order::from_hash(&hash), Some(owned));
     }
 
     #[test]

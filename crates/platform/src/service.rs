@@ -7,6 +7,8 @@
 //! - [`http`]: `/health`, `/ready`, `/metrics` and JSON errors, for every service.
 //! - [`redact`]: URLs with their passwords and tokens blanked, for logs and errors.
 //! - [`admin`]: state-changing ops endpoints: loopback callers, or `ADMIN_TOKEN`.
+//! - [`jwt`]: HS256 Bearer tokens (`AUTH_JWT_SECRET`): minted by `sagactl token`, verified by
+//!   order-svc's per-user API.
 //! - [`shutdown`]: SIGINT/SIGTERM into a cancellation token.
 //! - [`spans`]: the spans a service made, exported over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT`
 //!   is set (and nothing built when not).
@@ -22,6 +24,7 @@ pub mod admin;
 pub mod backoff;
 pub mod config;
 pub mod http;
+pub mod jwt;
 pub mod redact;
 pub mod shutdown;
 pub mod spans;

@@ -5,6 +5,8 @@
 //!   confirms, and the backpressure at the front door.
 //! - [`api`]: the HTTP API (warp), JSON everywhere, errors included; the limits on what a
 //!   request may bring, and `Idempotency-Key`.
+//! - [`auth`]: the per-user API's door (`/api/v1/orders`): who is asking, from an HS256 Bearer
+//!   token, when `AUTH_JWT_SECRET` is set; 401 otherwise.
 //! - [`headers`]: the request headers it reads, parsed at the edge with their limits.
 //! - [`lifecycle`]: the one compare-and-set every move goes through, with its status event.
 //! - [`status`]: consumes `order_status_queue` and applies inventory outcomes to orders.
@@ -14,6 +16,7 @@
 //! [`App::run`] works until the shutdown token is cancelled, then drains and closes.
 
 pub mod api;
+pub mod auth;
 pub mod headers;
 pub mod lifecycle;
 pub mod orders;
@@ -34,6 +37,7 @@ use saga_platform::amqp::consumer::{ConsumerSettings, run_watched_consumer};
 use saga_platform::redis::store::{Keys, Timeline};
 use saga_platform::service::config::Common;
 use saga_platform::service::http::Readiness;
+use saga_platform::service::jwt::AuthArgs;
 use saga_platform::service::spans::Spans;
 use saga_platform::service::watch::{Watchdog, supervise};
 use saga_platform::service::{Bound, SagaService};
@@ -75,6 +79,9 @@ pub struct Config {
     #[arg(long, env = "ORDER_DECISION_TIMEOUT", default_value = "5m",
           value_parser = parse_decision_timeout)]
     pub decision_timeout: DecisionTimeout,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 /// `ORDER_DECISION_TIMEOUT`: `None` is off. (A newtype: clap reads a field of type `Option` as
@@ -166,13 +173,23 @@ impl SagaService for App {
             redis,
             watchdog: watchdog.clone(),
         };
-        let routes = api::routes(store.clone(), readiness, metrics);
+        let auth = auth::Auth::new(config.auth.secret().cloned());
+        if auth.is_on() {
+            info!(
+                "Per-user API /api/v1/orders: a Bearer token (HS256, AUTH_JWT_SECRET) is required; the lab's routes stay open"
+            );
+        } else {
+            info!(
+                "Per-user API /api/v1/orders: open (AUTH_JWT_SECRET not set), orders without owners"
+            );
+        }
+        let routes = api::routes(store.clone(), auth, readiness, metrics);
         let http = tokio::spawn(saga_platform::service::http::serve(
             listener,
             routes,
             shutdown.clone(),
         ));
-        info!(addr = %addr, "order-svc HTTP ready: POST /order, GET /order/{{id}}, GET /orders, PATCH /order/{{id}}/status");
+        info!(addr = %addr, "order-svc HTTP ready: POST /order, GET /order/{{id}}, GET /orders, PATCH /order/{{id}}/status, /api/v1/orders");
 
         let relay = Arc::new(Relay {
             store: store.clone(),
@@ -217,5 +234,31 @@ impl SagaService for App {
         saga_platform::amqp::log_task_end("http", http.await);
         info!("order-svc stopped");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Settings are printed with `{:?}` here and there (a panic, a debug line): the secret must
+    /// not be in them, and `--help` must not show its value.
+    #[test]
+    fn the_auth_secret_never_shows_in_the_settings() {
+        let secret = "a-secret-nobody-may-read-0123456789";
+        let config =
+            Config::try_parse_from(["order-svc", &format!("--auth-jwt-secret={secret}")]).unwrap();
+        assert!(config.auth.secret().is_some());
+        assert!(!format!("{config:?}").contains(secret));
+
+        let off = Config::try_parse_from(["order-svc", "--auth-jwt-secret="]).unwrap();
+        assert!(off.auth.secret().is_none(), "empty is off");
+        assert!(
+            Config::try_parse_from(["order-svc"])
+                .unwrap()
+                .auth
+                .secret()
+                .is_none()
+        );
     }
 }

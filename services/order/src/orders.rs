@@ -27,6 +27,7 @@ use redis::{AsyncCommands, Script};
 use saga_domain::events::{EventMeta, EventType, InventoryOutcome, OrderPlaced, unix_now_millis};
 use saga_domain::ids::{CorrelationId, IdempotencyKey, Item, OrderId, Qty, StudentId};
 use saga_domain::order::{HistoryEntry, OrderEvent, OrderStatus};
+use saga_domain::owner::{Owner, UserId};
 use saga_domain::trace::Trace;
 pub use saga_domain::view::{Order, OrderView, Tombstone};
 use saga_platform::redis::replication::ReplicationLag;
@@ -47,6 +48,9 @@ pub struct NewOrder {
     pub item: Item,
     pub qty: Qty,
     pub student_id: Option<StudentId>,
+    /// Who places it, when it comes through the per-user API with a token: stored with the
+    /// order and indexed per owner (`Keys::orders_by_owner`), in the same atomic step.
+    pub owner: Option<Owner>,
 }
 
 /// What applying an inventory outcome did.
@@ -237,6 +241,7 @@ impl OrderStore {
             correlation_id: correlation_id.clone(),
             created_at: now,
             updated_at: now,
+            owner: new.owner,
         };
         let id = order.order_id.as_str();
         let history = history_entry(
@@ -267,12 +272,18 @@ impl OrderStore {
             .key(self.keys.outbox())
             .key(self.idempotency_record(idempotent, id))
             .key(self.keys.deadlines())
+            // Without an owner a stand-in that the script never touches (as for the key's record).
+            .key(order.owner.as_ref().map_or_else(
+                || self.keys.order(id),
+                |owner| self.keys.orders_by_owner(&owner.user_id),
+            ))
             .arg(idempotent.map_or("", |i| i.request.as_str()))
             .arg(self.window_ms())
             .arg(id)
             .arg(now)
             .arg(history)
             .arg(deadline)
+            .arg(if order.owner.is_some() { "1" } else { "" })
             .arg(fields.len() * 2);
         for (field, value) in &fields {
             invocation.arg(*field).arg(value);
@@ -397,14 +408,53 @@ impl OrderStore {
             Some(s) => format!("{}{s}", self.keys.orders_by_status_prefix()),
             None => self.keys.orders(),
         };
+        self.page(&index, offset, limit).await
+    }
+
+    /// The orders `user_id` placed through the per-user API, newest first; the page and the
+    /// total.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn list_owned(
+        &self,
+        user_id: &UserId,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<Order>, usize), redis::RedisError> {
+        self.page(&self.keys.orders_by_owner(user_id), offset, limit)
+            .await
+    }
+
+    /// Who owns the order (`None`: no such order, or one placed without a token). An owner
+    /// never changes, so what this reads stays true for any move that follows it.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn owner_of(&self, order_id: &OrderId) -> Result<Option<UserId>, redis::RedisError> {
+        let owner: Option<String> = self
+            .redis
+            .clone()
+            .hget(self.keys.order(order_id.as_str()), "owner_id")
+            .await?;
+        Ok(owner.and_then(|id| UserId::parse(&id).ok()))
+    }
+
+    /// One page of the orders in the sorted set `index`, newest first, and its size.
+    async fn page(
+        &self,
+        index: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<Order>, usize), redis::RedisError> {
         let mut conn = self.redis.clone();
         if limit == 0 {
             // ZREVRANGE's stop would be -1, which means "to the end": answer the count alone.
-            return Ok((Vec::new(), conn.zcard(&index).await?));
+            return Ok((Vec::new(), conn.zcard(index).await?));
         }
         let (total, ids): (usize, Vec<String>) = redis::pipe()
-            .zcard(&index)
-            .zrevrange(&index, offset as isize, (offset + limit) as isize - 1)
+            .zcard(index)
+            .zrevrange(index, offset as isize, (offset + limit) as isize - 1)
             .query_async(&mut conn)
             .await?;
         if ids.is_empty() {

@@ -204,6 +204,7 @@ impl Sweeper {
             .key(store.keys.orders_by_status_prefix())
             .key(store.keys.orders_expiring())
             .key(store.keys.order_tombstone(id))
+            .key(store.keys.orders_by_owner_prefix())
             .arg(id)
             .arg(now)
             .arg(store.windows.dedupe_window.as_millis().max(1) as u64);

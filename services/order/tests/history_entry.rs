@@ -37,6 +37,7 @@ async fn an_applied_outcome_is_recorded_with_the_fields_order_svc_writes() -> an
         item: Item::parse("burger")?,
         qty: Qty::parse(2)?,
         student_id: None,
+        owner: None,
     };
     let Placed::New(order) = orders
         .place(new, None, None, &saga_domain::trace::Trace::root())

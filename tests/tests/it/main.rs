@@ -16,8 +16,10 @@
 //!   failover drill.
 //! - [`notify_lifecycle`]: notification-svc tells an order's whole life once per outcome.
 //! - [`sagactl_json`]: what scripts read; [`board`]: the classroom board in a real browser;
-//!   [`security`]: who may change state; [`compose`]: the Compose profile against the binaries.
+//!   [`security`]: who may change state; [`auth`]: orders per user, opt-in (Bearer tokens on
+//!   `/api/v1/orders`); [`compose`]: the Compose profile against the binaries.
 
+mod auth;
 mod board;
 mod cluster;
 mod compensation;

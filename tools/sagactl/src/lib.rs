@@ -21,6 +21,7 @@
 //! - [`load`]: place many orders concurrently and report throughput and latency.
 //! - [`explain`]: one order's journey, step by step with why each step was safe, as text or
 //!   Mermaid, told from its [`timeline`] (everything the services recorded about it).
+//! - [`token`]: mint an HS256 Bearer token for order-svc's per-user API (`AUTH_JWT_SECRET`).
 //! - [`board`]: `sagactl board`, a shortcut to the classroom board (the `saga-board` crate and
 //!   binary, in tools/board).
 //!
@@ -55,6 +56,7 @@ pub mod queues;
 pub mod samples;
 pub mod stock;
 pub mod timeline;
+pub mod token;
 pub mod watch;
 
 use clap::{Parser, Subcommand};
@@ -134,6 +136,9 @@ pub enum Command {
     Load(load::LoadArgs),
     /// Tell one order's journey step by step, with why each step was safe (or as Mermaid).
     Explain(explain::ExplainArgs),
+    /// Print a Bearer token for order-svc's per-user API (/api/v1/orders), signed with
+    /// AUTH_JWT_SECRET.
+    Token(token::TokenArgs),
     /// Serve the classroom board: the saga live in a browser (runs saga-board; see
     /// `sagactl board --help`).
     #[command(disable_help_flag = true)]
@@ -163,6 +168,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check(args) => check::run(&common, args).await,
         Command::Load(args) => load::run(&order_url, args).await,
         Command::Explain(args) => explain::run(&common, args).await,
+        Command::Token(args) => token::run(&args),
         Command::Board(shortcut) => Err(board::exec(&shortcut)),
     }
 }

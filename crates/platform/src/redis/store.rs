@@ -109,6 +109,16 @@ impl Keys {
     pub fn orders_by_status_prefix(&self) -> String {
         format!("{}:orders:status:", self.prefix)
     }
+    /// Prefix of the per-owner sorted sets (`...:orders:owner:<user_id>`): the orders a user
+    /// placed through the per-user API, by creation time. A user id has no `:`
+    /// (`saga_domain::owner::UserId`).
+    pub fn orders_by_owner_prefix(&self) -> String {
+        format!("{}:orders:owner:", self.prefix)
+    }
+    /// Sorted set of the orders `user_id` placed through the per-user API, by creation time (ms).
+    pub fn orders_by_owner(&self, user_id: &saga_domain::owner::UserId) -> String {
+        format!("{}{user_id}", self.orders_by_owner_prefix())
+    }
     /// Stream: events written with their order, waiting to be published (the outbox).
     pub fn outbox(&self) -> String {
         format!("{}:outbox", self.prefix)

@@ -165,11 +165,42 @@ pub fn parse_or_exit<T: Parser>() -> T {
                 (true, Some(what)) => format!("{first} {what}"),
                 _ => first.to_owned(),
             };
-            // clap repeats the refused value, which may be a URL with a password in it.
+            // clap repeats the refused value, which may be a URL with a password in it, or a
+            // secret (a flag that hides its value, such as AUTH_JWT_SECRET) given too short.
+            let line = match refused_secret::<T>(&err) {
+                Some(secret) => line.replace(&secret, "***"),
+                None => line,
+            };
             eprintln!("{} (try --help)", mask_passwords(&line));
             std::process::exit(2);
         }
     }
+}
+
+/// The value clap refused, when it belongs to a flag that hides its value (`hide_env_values`)
+/// and is not a URL: a secret, which an error line must not repeat. (A URL's secret parts are
+/// blanked by [`mask_passwords`], and the rest of it helps.)
+fn refused_secret<T: clap::CommandFactory>(err: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let (Some(ContextValue::String(arg)), Some(ContextValue::String(value))) = (
+        err.get(ContextKind::InvalidArg),
+        err.get(ContextKind::InvalidValue),
+    ) else {
+        return None;
+    };
+    let hidden = hides_value(&T::command(), arg);
+    (hidden && !value.is_empty() && !value.contains("://")).then(|| value.clone())
+}
+
+/// Whether the flag `arg` (as clap names it in an error: `--name <VAR>`) of `command`, or of any
+/// of its subcommands, hides its value.
+fn hides_value(command: &clap::Command, arg: &str) -> bool {
+    command.get_arguments().any(|a| {
+        a.is_hide_env_values_set()
+            && a.get_long().is_some_and(|long| {
+                arg.starts_with(&format!("--{long} ")) || arg == format!("--{long}")
+            })
+    }) || command.get_subcommands().any(|sub| hides_value(sub, arg))
 }
 
 fn parse_redis_url(s: &str) -> Result<String, String> {
@@ -266,6 +297,22 @@ mod tests {
         assert!(
             cmd.try_get_matches_from(["sagactl", "--status", "lost"])
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn a_refused_secret_is_not_repeated() {
+        #[derive(Parser, Debug)]
+        struct WithSecret {
+            #[command(flatten)]
+            auth: crate::service::jwt::AuthArgs,
+        }
+        let err =
+            WithSecret::try_parse_from(["x", "--auth-jwt-secret=too-short-to-sign"]).unwrap_err();
+        assert!(err.render().to_string().contains("too-short-to-sign"));
+        assert_eq!(
+            refused_secret::<WithSecret>(&err).as_deref(),
+            Some("too-short-to-sign")
         );
     }
 

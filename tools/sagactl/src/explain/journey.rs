@@ -155,7 +155,7 @@ pub fn journey(timeline: &Timeline) -> Journey {
         .order
         .as_ref()
         .map(|o| o.status.clone())
-        .or_else(|| timeline.tombstone.map(|t| t.status.to_string()));
+        .or_else(|| timeline.tombstone.as_ref().map(|t| t.status.to_string()));
     if timeline.order.is_some() && timeline.reservation.is_none() {
         notes.push(
             "inventory has not decided this order yet: its OrderPlaced is in the outbox or \
@@ -1311,6 +1311,7 @@ pub(crate) mod tests {
                 status: OrderStatus::Delivered,
                 finished_at: T0 + 1_000,
                 expired_at: T0 + 4_000,
+                owner_id: None,
             }),
             ..Timeline::default()
         };
