@@ -78,6 +78,15 @@ impl EventType {
     }
 }
 
+impl EventType {
+    /// Where the JSON Schema of major `major` of this event's body lives, relative to docs/
+    /// (`schemas/order.placed.v1.json`): the files the AsyncAPI document refers to, the value a
+    /// CloudEvents `dataschema` names, and what the contract tests check every body against.
+    pub fn schema_path(self, major: u16) -> String {
+        format!("schemas/{}.v{major}.json", self.routing_key())
+    }
+}
+
 /// Whether `reader`, which reads majors `reads` of `event`, can read `version`.
 ///
 /// # Errors
@@ -129,6 +138,18 @@ mod tests {
         }
         assert_eq!(SchemaVersion::of_header(None), Ok(SchemaVersion::V1));
         assert_eq!(SchemaVersion { major: 2, minor: 3 }.to_string(), "2.3");
+    }
+
+    #[test]
+    fn a_schema_path_names_the_routing_key_and_the_major() {
+        assert_eq!(
+            EventType::OrderPlaced.schema_path(1),
+            "schemas/order.placed.v1.json"
+        );
+        assert_eq!(
+            EventType::OrderStatusUpdated.schema_path(2),
+            "schemas/order.status.updated.v2.json"
+        );
     }
 
     #[test]
