@@ -6,7 +6,9 @@
 //! the lowest version that can carry the message ([`EventType::schema_version`]: 1.0 for every
 //! event today). A reader knows the majors it reads; any minor of those is read, and an unknown
 //! major is poison on its first delivery ([`check_readable`]), before the body is parsed, so a
-//! version-1 parser never reports a misleading field error about a version-2 body.
+//! version-1 parser never reports a misleading field error about a version-2 body. Each major of
+//! each event has its JSON Schema in docs/schemas/ ([`EventType::schema_path`]), held to the
+//! bodies of [`crate::wire`] by crates/domain/tests/schemas.rs.
 
 use std::fmt;
 
