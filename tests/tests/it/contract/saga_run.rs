@@ -172,7 +172,10 @@ async fn every_message_of_a_saga_run_matches_its_schema() -> anyhow::Result<()> 
                 .filter(|m| m.routing_key == EventType::InventoryFailed.routing_key())
                 .filter_map(|m| m.json()["code"].as_str().map(str::to_owned))
                 .collect();
-            if keys.len() >= EventType::ALL.len() && codes.len() == 2 {
+            let every_event = EventType::ALL
+                .iter()
+                .all(|e| keys.contains(e.routing_key()));
+            if every_event && codes.len() == 2 {
                 Ok(())
             } else {
                 Err(format!("routing keys {keys:?}, failure codes {codes:?}"))
