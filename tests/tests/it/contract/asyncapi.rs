@@ -1,6 +1,7 @@
 //! docs/asyncapi.yaml against the code: the routing keys are [`EventType::ALL`]'s, the queues,
 //! their arguments and bindings are [`Topology::declarations`]'s (the defaults), each message
-//! names its event and refers to the schema file of the version we write, and every reference
+//! names its event and refers to the schema file of the version we write, its examples are bodies
+//! that schema takes, and every reference
 //! leads somewhere. Whether the document is valid AsyncAPI is the CLI's part (scripts/test.sh).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -10,7 +11,7 @@ use saga_domain::events::EventType;
 use saga_platform::amqp::topology::Topology;
 use serde_json::{Value, json};
 
-use super::documents::{asyncapi, json_file, resolve};
+use super::documents::{asyncapi, json_file, refusal, resolve};
 
 /// The channels of the document by address, each resolved through its `$ref`s.
 fn channels(doc: &Value) -> BTreeMap<String, &Value> {
@@ -226,4 +227,26 @@ fn every_reference_leads_to_something() {
             ),
         }
     }
+}
+
+#[test]
+fn the_documents_examples_are_bodies_their_schemas_take() {
+    let doc = asyncapi();
+    let messages = doc["components"]["messages"]
+        .as_object()
+        .expect("the document has messages");
+    let mut checked = 0;
+    for (name, message) in messages {
+        let Some(schema) = message["payload"]["$ref"].as_str() else {
+            continue;
+        };
+        let validator = jsonschema::draft202012::new(&json_file(schema).expect("checked above"))
+            .unwrap_or_else(|e| panic!("{schema}: {e}"));
+        for example in message["examples"].as_array().into_iter().flatten() {
+            let payload = &example["payload"];
+            assert_eq!(refusal(&validator, payload), None, "{name}: {payload}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "the document shows no example body");
 }
