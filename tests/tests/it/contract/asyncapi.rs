@@ -1,8 +1,8 @@
 //! docs/asyncapi.yaml against the code: the routing keys are [`EventType::ALL`]'s, the queues,
 //! their arguments and bindings are [`Topology::declarations`]'s (the defaults), each message
 //! names its event and refers to the schema file of the version we write, its examples are bodies
-//! that schema takes, and every reference
-//! leads somewhere. Whether the document is valid AsyncAPI is the CLI's part (scripts/test.sh).
+//! that schema takes, and every reference leads somewhere. Whether the document is valid AsyncAPI
+//! is the CLI's part (scripts/test.sh).
 
 use std::collections::{BTreeMap, BTreeSet};
 
