@@ -6,7 +6,9 @@
 
 use std::path::PathBuf;
 
+use lapin::BasicProperties;
 use saga_domain::events::EventType;
+use saga_platform::amqp::properties::header_str;
 use serde_json::{Map, Value};
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -89,5 +91,65 @@ pub fn resolve<'d>(doc: &'d Value, value: &'d Value) -> &'d Value {
             resolve(doc, target)
         }
         _ => value,
+    }
+}
+
+/// A message's properties and headers as one JSON object, named as in the AsyncAPI document's
+/// `EventHeaders` (`message_id`, ..., `x-schema-version`, `cloudEvents_id`, ...), so the
+/// document's own schema checks them.
+pub fn headers_of(p: &BasicProperties) -> Value {
+    let mut out = Map::new();
+    let mut put = |name: &str, value: Option<Value>| {
+        if let Some(value) = value {
+            out.insert(name.to_owned(), value);
+        }
+    };
+    let text = |s: &Option<lapin::types::ShortString>| s.as_ref().map(|s| Value::from(s.as_str()));
+    put("message_id", text(p.message_id()));
+    put("correlation_id", text(p.correlation_id()));
+    put("type", text(p.kind()));
+    put("app_id", text(p.app_id()));
+    put("content_type", text(p.content_type()));
+    put("timestamp", p.timestamp().map(Value::from));
+    if let Some(table) = p.headers() {
+        for key in table.inner().keys() {
+            put(
+                key.as_str(),
+                header_str(p.headers(), key.as_str()).map(Value::from),
+            );
+        }
+    }
+    Value::Object(out)
+}
+
+/// The schema `components.schemas.<name>` of the AsyncAPI document, compiled. Its `$ref`s to
+/// schema files are inlined first: the validator resolves no files of its own.
+pub fn document_schema(doc: &Value, name: &str) -> jsonschema::Validator {
+    let schema = inline(doc, &doc["components"]["schemas"][name]);
+    jsonschema::draft202012::new(&schema)
+        .unwrap_or_else(|e| panic!("components.schemas.{name} does not compile: {e}"))
+}
+
+/// `value` with every `$ref` replaced by what it points at (in the document, or a file).
+fn inline(doc: &Value, value: &Value) -> Value {
+    match value {
+        Value::Object(map) => match map.get("$ref").and_then(Value::as_str) {
+            Some(local) if local.starts_with('#') => inline(doc, resolve(doc, value)),
+            Some(file) => {
+                let mut schema = json_file(file).unwrap_or_else(|e| panic!("{e:#}"));
+                // An embedded schema names no dialect of its own; the document's is 2020-12 too.
+                if let Some(map) = schema.as_object_mut() {
+                    map.remove("$schema");
+                }
+                schema
+            }
+            None => Value::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), inline(doc, v)))
+                    .collect(),
+            ),
+        },
+        Value::Array(items) => items.iter().map(|v| inline(doc, v)).collect(),
+        other => other.clone(),
     }
 }

@@ -12,38 +12,13 @@ use harness::{TestEnv, eventually};
 use saga_domain::events::EventType;
 use saga_domain::order::OrderStatus;
 use saga_domain::version::{SCHEMA_VERSION_HEADER, SchemaVersion};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::documents::{asyncapi, refusal, resolve, validator};
+use super::documents::{asyncapi, headers_of, refusal, resolve, validator};
 
 const T: Duration = Duration::from_secs(30);
 /// The observer: bound with `#`, it holds every event published on the exchange.
 const OBSERVER: &str = "contract-observer";
-
-/// A message's properties and headers as one JSON object, named as in the AsyncAPI document's
-/// `EventHeaders`, so the document's own schema checks them.
-fn headers_of(message: &Taken) -> Value {
-    let p = &message.properties;
-    let mut out = Map::new();
-    let mut put = |name: &str, value: Option<Value>| {
-        if let Some(value) = value {
-            out.insert(name.to_owned(), value);
-        }
-    };
-    let text = |s: &Option<lapin::types::ShortString>| s.as_ref().map(|s| Value::from(s.as_str()));
-    put("message_id", text(p.message_id()));
-    put("correlation_id", text(p.correlation_id()));
-    put("type", text(p.kind()));
-    put("app_id", text(p.app_id()));
-    put("content_type", text(p.content_type()));
-    put("timestamp", p.timestamp().map(Value::from));
-    if let Some(table) = p.headers() {
-        for key in table.inner().keys() {
-            put(key.as_str(), message.header(key.as_str()).map(Value::from));
-        }
-    }
-    Value::Object(out)
-}
 
 /// What is wrong with one observed message, if anything: the event its routing key names, the
 /// schema file of the major its header states, its body against that schema, and its
@@ -71,7 +46,7 @@ fn check(
         anyhow::bail!("{key} v{version}: {why}: {body}");
     }
 
-    let headers = headers_of(message);
+    let headers = headers_of(&message.properties);
     if let Some(why) = refusal(headers_schema, &headers) {
         anyhow::bail!("{key}: headers: {why}: {headers}");
     }
