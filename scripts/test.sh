@@ -18,7 +18,7 @@ bash scripts/deps.sh
 # OS packages (nothing downloads a browser at run time).
 # The security tests make a network namespace as their client from off the machine (`ip`, from
 # iproute2) and call the services with curl from inside it. npm installs TypeScript, which checks
-# the board's page.
+# the board's page, and the AsyncAPI CLI, which checks docs/asyncapi.yaml.
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 \
    || ! command -v ip >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1 \
    || ! command -v npm >/dev/null 2>&1; then
@@ -33,6 +33,12 @@ fi
 command -v tsc >/dev/null 2>&1 || { say "installing TypeScript (npm i -g typescript, once) to check the board's page"; npm i -g --silent typescript; }
 say "type-checking the board's page (tsc -p tools/board/assets)"
 tsc -p tools/board/assets
+# The bus described as AsyncAPI (docs/asyncapi.yaml, its payloads the JSON Schemas of
+# docs/schemas/) is checked with the AsyncAPI CLI, from npm once (about 1.5 GB, a minute or two);
+# the check itself runs offline. CI=true keeps the CLI from sending usage metrics.
+command -v asyncapi >/dev/null 2>&1 || { say "installing the AsyncAPI CLI (npm i -g @asyncapi/cli, once) to validate docs/asyncapi.yaml"; npm i -g --silent @asyncapi/cli; }
+say "validating the bus's AsyncAPI document (asyncapi validate docs/asyncapi.yaml)"
+CI=true asyncapi validate --fail-severity warn docs/asyncapi.yaml
 say "building the binaries the integration tests spawn"
 cargo build --workspace --bins --quiet
 say "running all tests (unit + integration)"

@@ -6,7 +6,9 @@
 //! the lowest version that can carry the message ([`EventType::schema_version`]: 1.0 for every
 //! event today). A reader knows the majors it reads; any minor of those is read, and an unknown
 //! major is poison on its first delivery ([`check_readable`]), before the body is parsed, so a
-//! version-1 parser never reports a misleading field error about a version-2 body.
+//! version-1 parser never reports a misleading field error about a version-2 body. Each major of
+//! each event has its JSON Schema in docs/schemas/ ([`EventType::schema_path`]), held to the
+//! bodies of [`crate::wire`] by crates/domain/tests/schemas.rs.
 
 use std::fmt;
 
@@ -78,6 +80,15 @@ impl EventType {
     }
 }
 
+impl EventType {
+    /// Where the JSON Schema of major `major` of this event's body lives, relative to docs/
+    /// (`schemas/order.placed.v1.json`): the files the AsyncAPI document refers to, the value a
+    /// CloudEvents `dataschema` names, and what the contract tests check every body against.
+    pub fn schema_path(self, major: u16) -> String {
+        format!("schemas/{}.v{major}.json", self.routing_key())
+    }
+}
+
 /// Whether `reader`, which reads majors `reads` of `event`, can read `version`.
 ///
 /// # Errors
@@ -129,6 +140,18 @@ mod tests {
         }
         assert_eq!(SchemaVersion::of_header(None), Ok(SchemaVersion::V1));
         assert_eq!(SchemaVersion { major: 2, minor: 3 }.to_string(), "2.3");
+    }
+
+    #[test]
+    fn a_schema_path_names_the_routing_key_and_the_major() {
+        assert_eq!(
+            EventType::OrderPlaced.schema_path(1),
+            "schemas/order.placed.v1.json"
+        );
+        assert_eq!(
+            EventType::OrderStatusUpdated.schema_path(2),
+            "schemas/order.status.updated.v2.json"
+        );
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //!   [`replication`]: acknowledged means replicated; [`cluster`]: the cluster profile and the
 //!   failover drill.
 //! - [`notify_lifecycle`]: notification-svc tells an order's whole life once per outcome.
+//! - [`contract`]: the bus as documents (docs/schemas/, docs/asyncapi.yaml), held to the code and
+//!   to every message of a real run.
 //! - [`sagactl_json`]: what scripts read; [`board`]: the classroom board in a real browser;
 //!   [`security`]: who may change state; [`auth`]: orders per user, opt-in (Bearer tokens on
 //!   `/api/v1/orders`); [`compose`]: the Compose profile against the binaries.
@@ -24,6 +26,7 @@ mod board;
 mod cluster;
 mod compensation;
 mod compose;
+mod contract;
 mod edge;
 mod envelopes;
 mod faults;
