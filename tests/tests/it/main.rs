@@ -11,6 +11,8 @@
 //!   [`envelopes`]: the six shapes an event arrives in, and the CloudEvents headers we send;
 //!   [`traces`]: one order, one W3C trace, from the HTTP request to its last event;
 //!   [`lifecycle`]: an order's whole life (PATCH, status events, deadlines, retention).
+//! - [`alerts`]: the Prometheus alert rules, by promtool's unit cases and in a real Prometheus
+//!   scraping the services and the broker.
 //! - [`faults`]: invariants under real faults; [`healing`]: the topology heals itself;
 //!   [`replication`]: acknowledged means replicated; [`cluster`]: the cluster profile and the
 //!   failover drill.
@@ -18,6 +20,7 @@
 //! - [`sagactl_json`]: what scripts read; [`board`]: the classroom board in a real browser;
 //!   [`security`]: who may change state; [`compose`]: the Compose profile against the binaries.
 
+mod alerts;
 mod board;
 mod cluster;
 mod compensation;
