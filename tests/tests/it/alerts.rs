@@ -278,24 +278,39 @@ impl Prometheus {
         }
     }
 
-    /// The alerts pending or firing now named `alertname`, for `vhost` and `queue`: their states.
-    async fn alert_states(
-        &self,
-        alertname: &str,
-        vhost: &str,
-        queue: &str,
-    ) -> Result<Vec<String>, String> {
+    /// The states of the alerts pending or firing now whose labels include all of `labels`.
+    async fn alert_states(&self, labels: &[(&str, &str)]) -> Result<Vec<String>, String> {
         let data = self.api("alerts", &[]).await?;
         Ok(data["alerts"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|a| {
-                let l = &a["labels"];
-                l["alertname"] == alertname && l["vhost"] == vhost && l["queue"] == queue
-            })
+            .filter(|a| labels.iter().all(|(k, v)| a["labels"][*k] == *v))
             .filter_map(|a| a["state"].as_str().map(str::to_owned))
             .collect())
+    }
+
+    /// Wait until the alerts with `labels` are in `state` ("firing"), or gone (`None`).
+    async fn until_alert(
+        &self,
+        labels: &[(&str, &str)],
+        state: Option<&str>,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let what = format!("alert {labels:?} {}", state.unwrap_or("gone"));
+        eventually(&what, timeout, || async {
+            let states = self.alert_states(labels).await?;
+            let done = match state {
+                Some(want) => states.iter().any(|s| s == want),
+                None => states.is_empty(),
+            };
+            if done {
+                Ok(())
+            } else {
+                Err(format!("states {states:?}"))
+            }
+        })
+        .await
     }
 }
 
@@ -355,7 +370,28 @@ async fn stopping_inventory_fires_queue_no_consumers_and_starting_it_clears_it()
         "the rules Prometheus loaded"
     );
 
-    // Scraped: it sees inventory-svc consuming this vhost's inventory_queue, and no alert for it.
+    // Scraped: every target answers, and Prometheus sees inventory-svc consuming this vhost's
+    // inventory_queue; no alert about it.
+    eventually(
+        "Prometheus scraping the three services and the broker",
+        Duration::from_secs(30),
+        || async {
+            let data = prometheus.api("query", &[("query", "up == 1")]).await?;
+            let up: BTreeSet<&str> = data["result"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["metric"]["job"].as_str())
+                .collect();
+            let all = ["inventory-svc", "notification-svc", "order-svc", "rabbitmq"];
+            if up == BTreeSet::from(all) {
+                Ok(())
+            } else {
+                Err(format!("up: {up:?}"))
+            }
+        },
+    )
+    .await?;
     let consumers =
         format!("rabbitmq_detailed_queue_consumers{{vhost={vhost:?},queue={inventory_queue:?}}}");
     eventually(
@@ -370,25 +406,28 @@ async fn stopping_inventory_fires_queue_no_consumers_and_starting_it_clears_it()
         },
     )
     .await?;
+    let inventory_alert = [
+        ("alertname", "QueueNoConsumers"),
+        ("vhost", vhost.as_str()),
+        ("queue", inventory_queue.as_str()),
+    ];
     let before = prometheus
-        .alert_states("QueueNoConsumers", &vhost, &inventory_queue)
+        .alert_states(&inventory_alert)
         .await
         .map_err(anyhow::Error::msg)?;
     assert!(before.is_empty(), "no alert while it consumes: {before:?}");
 
     // Stop inventory-svc: the queue has no consumer; the alert is pending, then fires once the
-    // condition has held for its `for:`.
+    // condition has held for its `for:`, counted from before the SIGTERM.
+    let stopped = Instant::now();
     let status = inventory.terminate(Duration::from_secs(15)).await?;
     assert!(status.success(), "inventory-svc exits cleanly: {status}");
-    let stopped = Instant::now();
     let pending_seen = std::cell::Cell::new(false);
     eventually(
         "QueueNoConsumers firing for this vhost's inventory_queue",
         TEST_FOR + Duration::from_secs(30),
         || async {
-            let states = prometheus
-                .alert_states("QueueNoConsumers", &vhost, &inventory_queue)
-                .await?;
+            let states = prometheus.alert_states(&inventory_alert).await?;
             if states.iter().any(|s| s == "pending") {
                 pending_seen.set(true);
             }
@@ -411,8 +450,13 @@ async fn stopping_inventory_fires_queue_no_consumers_and_starting_it_clears_it()
         &env.topology.order_status_queue,
         &env.topology.notification_queue,
     ] {
+        let labels = [
+            ("alertname", "QueueNoConsumers"),
+            ("vhost", vhost.as_str()),
+            ("queue", queue.as_str()),
+        ];
         let states = prometheus
-            .alert_states("QueueNoConsumers", &vhost, queue)
+            .alert_states(&labels)
             .await
             .map_err(anyhow::Error::msg)?;
         assert!(
@@ -420,25 +464,25 @@ async fn stopping_inventory_fires_queue_no_consumers_and_starting_it_clears_it()
             "{queue} still has a consumer: {states:?}"
         );
     }
+    // Its /metrics does not answer either: that is SagaTargetDown, from the same rules file.
+    let target_down = [("alertname", "SagaTargetDown"), ("job", "inventory-svc")];
+    prometheus
+        .until_alert(
+            &target_down,
+            Some("firing"),
+            TEST_FOR + Duration::from_secs(30),
+        )
+        .await?;
 
-    // Start it again: the consumer is back, and the alert goes away.
+    // Start it again: the consumer is back, and both alerts go away.
     inventory.restart().await?;
     inventory.wait_ready(Duration::from_secs(30)).await?;
-    eventually(
-        "QueueNoConsumers cleared for this vhost's inventory_queue",
-        Duration::from_secs(30),
-        || async {
-            let states = prometheus
-                .alert_states("QueueNoConsumers", &vhost, &inventory_queue)
-                .await?;
-            if states.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("states {states:?}"))
-            }
-        },
-    )
-    .await?;
+    prometheus
+        .until_alert(&inventory_alert, None, Duration::from_secs(30))
+        .await?;
+    prometheus
+        .until_alert(&target_down, None, Duration::from_secs(30))
+        .await?;
 
     drop(prometheus);
     for service in [order, inventory, notification] {
