@@ -7,7 +7,8 @@
 //!   scrapes the three services of the test's world and the broker's per-queue metrics of the
 //!   test's vhost only, with the repository's rules. Stopping inventory-svc fires
 //!   `QueueNoConsumers` for this vhost's `inventory_queue` within its `for:`, and starting it
-//!   again clears it.
+//!   again clears it; and a publish the broker returns is counted where `SagaPublishesFailing`
+//!   reads it.
 //!
 //! The live test evaluates every second, so it loads the rules with every `for:` shortened to
 //! [`TEST_FOR`] and nothing else changed: the expressions, labels and annotations are the file's
@@ -19,7 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use harness::{ServiceProcess, TestEnv, eventually};
+use harness::http::metric;
+use harness::{ServiceKind, ServiceProcess, TestEnv, eventually};
+use reqwest::Method;
 use serde_json::Value;
 use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
 
@@ -488,5 +491,57 @@ async fn stopping_inventory_fires_queue_no_consumers_and_starting_it_clears_it()
     for service in [order, inventory, notification] {
         service.stop().await;
     }
+    Ok(())
+}
+
+/// The counter `SagaPublishesFailing` reads, from a real failure: with the binding that takes new
+/// orders to inventory deleted, and no consumer running to declare it again, order-svc's relay
+/// publishes an OrderPlaced the broker returns as unroutable. It counts it
+/// (`saga_publish_failures_total`), declares the topology again and resends: the order still
+/// reaches inventory_queue.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_returned_publish_is_counted_for_the_publish_alert() -> anyhow::Result<()> {
+    let env = TestEnv::new("alerts-publish").await?;
+    let order = env.start(ServiceKind::Order).await?;
+    let (vhost, exchange) = (&env.vhost, &env.topology.exchange);
+    let inventory_queue = env.topology.inventory_queue.clone();
+    let binding = format!("bindings/{vhost}/e/{exchange}/q/{inventory_queue}/order.placed");
+    // Deleted once the relay has declared it.
+    eventually(
+        "the order.placed binding deleted",
+        Duration::from_secs(30),
+        || async {
+            match env.management(Method::DELETE, &binding).send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(format!("DELETE {binding}: {}", r.status())),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await?;
+
+    env.place(&order, "burger", 1).await?;
+    eventually(
+        "the OrderPlaced in inventory_queue after all",
+        Duration::from_secs(30),
+        || async {
+            match env.depth(&inventory_queue).await {
+                Ok(1) => Ok(()),
+                other => Err(format!("depth {other:?}")),
+            }
+        },
+    )
+    .await?;
+    let page = env.get_text(&order.url("/metrics")).await?;
+    let returned = metric(
+        &page,
+        "saga_publish_failures_total",
+        &[r#"routing_key="order.placed""#, r#"reason="unroutable""#],
+    );
+    assert!(
+        returned >= 1.0,
+        "the returned publish is counted; /metrics:\n{page}"
+    );
+    order.stop().await;
     Ok(())
 }
