@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make RabbitMQ (with its management plugin) and Redis available on this machine, without Docker.
+# Make RabbitMQ (with its management and Prometheus plugins) and Redis available on this machine,
+# without Docker.
 # Installs them from the OS packages when absent, starts them when not running, and waits until
 # both answer. Safe to run any number of times; says what it did.
 #
@@ -75,14 +76,23 @@ start_rabbitmq() {
     say "enabling the management plugin (UI and API on port 15672)"
     as_root rabbitmq-plugins -q enable rabbitmq_management >/dev/null
   fi
+  # Per-queue metrics for Prometheus and the alert rules (deploy/prometheus/): depth, unacked and
+  # consumers of each queue at /metrics/detailed on port 15692.
+  if ! as_root rabbitmq-plugins -q list -e 2>/dev/null | grep -q rabbitmq_prometheus; then
+    say "enabling the Prometheus plugin (metrics on port 15692)"
+    as_root rabbitmq-plugins -q enable rabbitmq_prometheus >/dev/null
+  fi
   for _ in $(seq 1 300); do port_open "$AMQP_PORT" && break; sleep 0.1; done
   port_open "$AMQP_PORT" || die "rabbitmq port $AMQP_PORT not open"
   # The tests create their vhosts through the management API: wait for it too.
-  for _ in $(seq 1 300); do port_open 15672 && return; sleep 0.1; done
-  die "rabbitmq management port 15672 not open"
+  for _ in $(seq 1 300); do port_open 15672 && break; sleep 0.1; done
+  port_open 15672 || die "rabbitmq management port 15672 not open"
+  # The alert tests scrape it.
+  for _ in $(seq 1 300); do port_open 15692 && return; sleep 0.1; done
+  die "rabbitmq prometheus port 15692 not open"
 }
 
 install_packages
 start_redis
 start_rabbitmq
-say "ready: amqp://127.0.0.1:$AMQP_PORT, redis://127.0.0.1:$REDIS_PORT, management http://127.0.0.1:15672 (guest/guest)"
+say "ready: amqp://127.0.0.1:$AMQP_PORT, redis://127.0.0.1:$REDIS_PORT, management http://127.0.0.1:15672 (guest/guest), metrics http://127.0.0.1:15692/metrics"

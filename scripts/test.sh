@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Run every test: unit tests, then the integration suite against a real RabbitMQ and Redis.
-# Installs and starts both when absent (scripts/deps.sh), and Chromium with its WebDriver for the
-# board's browser test. Each test makes its own vhost and Redis prefix, so this never touches a
-# running demo. tests/tests/it/cluster.rs also starts a private cluster profile (scripts/cluster.sh on
-# its own node names and ports; about 2 minutes with the failover drill) and removes it afterwards.
+# Installs and starts both when absent (scripts/deps.sh), Chromium with its WebDriver for the
+# board's browser test, and Prometheus with promtool for the alert rules' tests. Each test makes
+# its own vhost and Redis prefix, so this never touches a running demo. tests/tests/it/cluster.rs
+# also starts a private cluster profile (scripts/cluster.sh on its own node names and ports; about
+# 2 minutes with the failover drill) and removes it afterwards.
 #
 #   scripts/test.sh            (no arguments; TEST_THREADS, default 4: tests run at once)
 set -euo pipefail
@@ -27,6 +28,16 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
   as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium chromium-driver iproute2 curl npm >/dev/null
+fi
+# The alert tests (tests/tests/it/alerts.rs) run promtool on deploy/prometheus/ and start a
+# Prometheus of their own on a free port: both from the OS's prometheus package, without its
+# recommended exporters. A Prometheus service the OS starts with the package is left alone.
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  command -v apt-get >/dev/null 2>&1 || { say "error: prometheus or promtool missing and no apt-get: install them by hand" >&2; exit 1; }
+  say "installing prometheus (prometheus and promtool) from the OS packages (once; about 100 MB)"
+  as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 # The board's page is plain JavaScript checked from its JSDoc types (tools/board/assets/tsconfig.json).
 # tsc comes from npm once; the check itself runs offline.

@@ -386,6 +386,27 @@ pub enum PublishError {
     Name(String),
 }
 
+impl PublishError {
+    /// The `reason` label of `saga_publish_failures_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Broker(_) => "broker",
+            Self::Nacked => "nacked",
+            Self::Unroutable(_) => "unroutable",
+            Self::Name(_) => "name",
+        }
+    }
+
+    /// Count a publish that did not take (`saga_publish_failures_total{routing_key,reason}`),
+    /// the mirror of `saga_published_total`, so that an alert can see publishes failing.
+    fn counted(self, routing_key: &str) -> Self {
+        metrics::counter!("saga_publish_failures_total",
+            "routing_key" => routing_key.to_owned(), "reason" => self.reason())
+        .increment(1);
+        self
+    }
+}
+
 /// The broker adapter's verdict on its errors ([`crate::amqp::retry::Classify`]).
 impl crate::amqp::retry::Classify for PublishError {
     fn failure_kind(&self) -> saga_domain::retry::FailureKind {
@@ -475,19 +496,24 @@ impl Publisher {
             ShortString::try_new(name)
                 .map_err(|e| PublishError::Name(format!("{name:?} cannot be an AMQP name: {e}")))
         };
-        let confirm = self
-            .channel
-            .basic_publish(
-                name(exchange)?,
-                name(routing_key)?,
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                body,
-                properties,
-            )
-            .await?;
+        let sent = async {
+            Ok(self
+                .channel
+                .basic_publish(
+                    name(exchange)?,
+                    name(routing_key)?,
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    body,
+                    properties,
+                )
+                .await?)
+        };
+        let confirm = sent
+            .await
+            .map_err(|e: PublishError| e.counted(routing_key))?;
         Ok(PendingConfirm {
             confirm,
             routing_key: routing_key.to_owned(),
@@ -524,13 +550,15 @@ impl PendingConfirm {
     /// # Errors
     /// Nack, returned as unroutable, or the channel died before the confirm came.
     pub async fn confirmed(self) -> Result<(), PublishError> {
-        let confirmation = self.confirm.await?;
-        if confirmation.is_nack() {
-            return Err(PublishError::Nacked);
-        }
-        if confirmation.take_message().is_some() {
-            return Err(PublishError::Unroutable(self.routing_key));
-        }
+        let verdict = match self.confirm.await {
+            Err(e) => Err(PublishError::from(e)),
+            Ok(c) if c.is_nack() => Err(PublishError::Nacked),
+            Ok(c) => match c.take_message() {
+                Some(_) => Err(PublishError::Unroutable(self.routing_key.clone())),
+                None => Ok(()),
+            },
+        };
+        verdict.map_err(|e| e.counted(&self.routing_key))?;
         metrics::counter!("saga_published_total", "routing_key" => self.routing_key).increment(1);
         Ok(())
     }
@@ -540,5 +568,29 @@ impl PendingConfirm {
 pub fn log_task_end(name: &str, result: Result<(), tokio::task::JoinError>) {
     if let Err(e) = result {
         error!(task = name, cause = %e, "task ended unexpectedly");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_publish_is_counted_by_routing_key_and_reason() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let metrics = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let e = PublishError::Nacked.counted("order.placed");
+            assert!(matches!(e, PublishError::Nacked), "the error is passed on");
+            PublishError::Unroutable("order.placed".into()).counted("order.placed");
+            PublishError::Unroutable("order.placed".into()).counted("order.placed");
+        });
+        let text = metrics.render();
+        for line in [
+            r#"saga_publish_failures_total{routing_key="order.placed",reason="nacked"} 1"#,
+            r#"saga_publish_failures_total{routing_key="order.placed",reason="unroutable"} 2"#,
+        ] {
+            assert!(text.contains(line), "{line} in:\n{text}");
+        }
     }
 }

@@ -222,6 +222,10 @@ const SCRIPTS: &[(&str, &[&str])] = &[
     ),
     ("scripts/deps.sh", &["no arguments"]),
     ("scripts/down.sh", &["down.sh --all"]),
+    (
+        "scripts/prometheus.sh",
+        &["no arguments", "PROMETHEUS_PORT"],
+    ),
     ("scripts/redis-server.sh", &["start PORT DIR", "stop PORT"]),
     (
         "scripts/svc.sh",

@@ -11,6 +11,8 @@
 //!   [`envelopes`]: the six shapes an event arrives in, and the CloudEvents headers we send;
 //!   [`traces`]: one order, one W3C trace, from the HTTP request to its last event;
 //!   [`lifecycle`]: an order's whole life (PATCH, status events, deadlines, retention).
+//! - [`alerts`]: the Prometheus alert rules, by promtool's unit cases and in a real Prometheus
+//!   scraping the services and the broker.
 //! - [`faults`]: invariants under real faults; [`healing`]: the topology heals itself;
 //!   [`replication`]: acknowledged means replicated; [`cluster`]: the cluster profile and the
 //!   failover drill.
@@ -21,6 +23,7 @@
 //!   [`security`]: who may change state; [`auth`]: orders per user, opt-in (Bearer tokens on
 //!   `/api/v1/orders`); [`compose`]: the Compose profile against the binaries.
 
+mod alerts;
 mod auth;
 mod board;
 mod cluster;

@@ -8,6 +8,9 @@
 //! The same [`Watchdog`] holds any other part of a service that is down while the rest works:
 //! a queue the broker refuses to declare (406), for example. Each service owns one (never a
 //! process-wide static: tests run several services in one process).
+//!
+//! What `/ready` names is also a gauge, `saga_part_down{part}` (1 while down, 0 once up again,
+//! `part` being the same name), so that an alert can watch it (deploy/prometheus/alerts.yml).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -38,13 +41,18 @@ impl Watchdog {
         let (what, why) = (what.into(), why.into());
         let mut problems = self.lock();
         let news = problems.get(&what) != Some(&why);
+        metrics::gauge!(PART_DOWN, "part" => what.clone()).set(1.0);
         problems.insert(what, why);
         news
     }
 
     /// `what` works again. Returns whether it was down.
     pub fn up(&self, what: &str) -> bool {
-        self.lock().remove(what).is_some()
+        let was_down = self.lock().remove(what).is_some();
+        if was_down {
+            metrics::gauge!(PART_DOWN, "part" => what.to_owned()).set(0.0);
+        }
+        was_down
     }
 
     /// Everything that is down, by name.
@@ -56,6 +64,9 @@ impl Watchdog {
         self.problems.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// The gauge of what is down: one series per part ever down, 1 while it is, 0 once it works again.
+pub const PART_DOWN: &str = "saga_part_down";
 
 /// The watchdog's name for a task.
 pub fn task_name(task: &str) -> String {
@@ -148,6 +159,36 @@ mod tests {
         assert!(w.up("queue q"));
         assert!(!w.up("queue q"));
         assert!(w.problems().is_empty());
+    }
+
+    #[test]
+    fn what_is_down_is_a_gauge_named_as_ready_names_it() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let metrics = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let w = Watchdog::new();
+            w.down(task_name("outbox relay"), "panicked: boom");
+            w.down(queue_name("inventory_queue"), "406");
+            let text = metrics.render();
+            assert!(
+                text.contains(r#"saga_part_down{part="task outbox relay"} 1"#),
+                "{text}"
+            );
+            assert!(
+                text.contains(r#"saga_part_down{part="queue inventory_queue"} 1"#),
+                "{text}"
+            );
+            assert!(w.up("task outbox relay"));
+            let text = metrics.render();
+            assert!(
+                text.contains(r#"saga_part_down{part="task outbox relay"} 0"#),
+                "{text}"
+            );
+            assert!(
+                text.contains(r#"saga_part_down{part="queue inventory_queue"} 1"#),
+                "{text}"
+            );
+        });
     }
 
     #[tokio::test]
