@@ -172,11 +172,7 @@ impl Stamp<'_> {
 
     /// `schemas/order.placed.v1.json`: where the body's JSON Schema is, relative to docs/.
     pub fn data_schema(&self) -> String {
-        format!(
-            "schemas/{}.v{}.json",
-            self.event.routing_key(),
-            self.version.major
-        )
+        self.event.schema_path(self.version.major)
     }
 
     /// The message body in `envelope`: the flat body itself for [`Envelope::Binary`], else the
