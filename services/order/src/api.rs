@@ -115,14 +115,9 @@ pub fn routes(
         .and(body())
         .and(headers)
         .and(with_store.clone())
-        .then(
-            |caller, body, headers: HeaderMap, store: OrderStore| async move {
-                let request = headers::trace(&headers);
-                let spans = store.spans.clone();
-                let work = place_order(caller, body, headers, store, request.span.clone());
-                answer_traced("POST /order", &spans, &request, work).await
-            },
-        );
+        .then(|caller, body, headers, store| {
+            place_traced("POST /order", caller, body, headers, store)
+        });
     let get = warp::path!("order" / String)
         .and(warp::get())
         .and(nobody())
@@ -150,14 +145,9 @@ pub fn routes(
         .and(body())
         .and(headers)
         .and(with_store.clone())
-        .then(
-            |id, caller, body, headers: HeaderMap, store: OrderStore| async move {
-                let request = headers::trace(&headers);
-                let spans = store.spans.clone();
-                let work = cancel_order(id, caller, body, headers, store, request.span.clone());
-                answer_traced("POST /order/{id}/cancel", &spans, &request, work).await
-            },
-        );
+        .then(|id, caller, body, headers, store| {
+            cancel_traced("POST /order/{id}/cancel", id, caller, body, headers, store)
+        });
 
     // The per-user API: the same handlers, each after the caller's token (and before its body).
     let api_place = warp::path!("api" / "v1" / "orders")
@@ -166,14 +156,9 @@ pub fn routes(
         .and(body())
         .and(headers)
         .and(with_store.clone())
-        .then(
-            |caller, body, headers: HeaderMap, store: OrderStore| async move {
-                let request = headers::trace(&headers);
-                let spans = store.spans.clone();
-                let work = place_order(caller, body, headers, store, request.span.clone());
-                answer_traced("POST /api/v1/orders", &spans, &request, work).await
-            },
-        );
+        .then(|caller, body, headers, store| {
+            place_traced("POST /api/v1/orders", caller, body, headers, store)
+        });
     let api_list = warp::path!("api" / "v1" / "orders")
         .and(warp::get())
         .and(auth.caller("GET /api/v1/orders"))
@@ -202,14 +187,16 @@ pub fn routes(
         .and(body())
         .and(headers)
         .and(with_store)
-        .then(
-            |id, caller, body, headers: HeaderMap, store: OrderStore| async move {
-                let request = headers::trace(&headers);
-                let spans = store.spans.clone();
-                let work = cancel_order(id, caller, body, headers, store, request.span.clone());
-                answer_traced("POST /api/v1/orders/{id}/cancel", &spans, &request, work).await
-            },
-        );
+        .then(|id, caller, body, headers, store| {
+            cancel_traced(
+                "POST /api/v1/orders/{id}/cancel",
+                id,
+                caller,
+                body,
+                headers,
+                store,
+            )
+        });
     let per_user = api_place
         .or(api_list)
         .unify()
@@ -250,6 +237,35 @@ async fn answer(
     let response = work.await.unwrap_or_else(Reply::into_response);
     count_request(route, response.status());
     response
+}
+
+/// `POST /order` (or its /api/v1 twin) answered as a span of the request's trace.
+async fn place_traced(
+    route: &'static str,
+    caller: Option<Caller>,
+    body: Bytes,
+    headers: HeaderMap,
+    store: OrderStore,
+) -> Response {
+    let request = headers::trace(&headers);
+    let spans = store.spans.clone();
+    let work = place_order(caller, body, headers, store, request.span.clone());
+    answer_traced(route, &spans, &request, work).await
+}
+
+/// A cancel (lab route or /api/v1) answered as a span of the request's trace.
+async fn cancel_traced(
+    route: &'static str,
+    id: String,
+    caller: Option<Caller>,
+    body: Bytes,
+    headers: HeaderMap,
+    store: OrderStore,
+) -> Response {
+    let request = headers::trace(&headers);
+    let spans = store.spans.clone();
+    let work = cancel_order(id, caller, body, headers, store, request.span.clone());
+    answer_traced(route, &spans, &request, work).await
 }
 
 /// [`answer`], reported as a span of the request's trace (when spans are exported).
