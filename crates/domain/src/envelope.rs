@@ -140,7 +140,7 @@ impl EventMeta {
     pub fn stamp<'a>(&'a self, order_id: Option<&'a str>) -> Stamp<'a> {
         Stamp {
             event: self.event_type,
-            version: self.event_type.schema_version(),
+            version: self.version,
             event_id: &self.event_id,
             correlation_id: &self.correlation_id,
             service: &self.app_id,
@@ -496,18 +496,21 @@ fn unwrap(shape: Shape, body: &[u8]) -> Result<Opened<'static>, Malformed> {
         }
         Shape::BaseEvent => {
             let event = field.required("event_type")?;
-            let data = match envelope.get("order") {
+            let (data, version) = match envelope.get("order") {
                 Some(order) => placed_of_starter_order(order)?,
                 // The starter's other events carry their fields beside the envelope's.
-                None => Value::Object(
-                    envelope
-                        .iter()
-                        .filter(|(k, _)| {
-                            !["event_id", "event_type", "created_at", "correlation_id"]
-                                .contains(&k.as_str())
-                        })
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
+                None => (
+                    Value::Object(
+                        envelope
+                            .iter()
+                            .filter(|(k, _)| {
+                                !["event_id", "event_type", "created_at", "correlation_id"]
+                                    .contains(&k.as_str())
+                            })
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                    ),
+                    None,
                 ),
             };
             Ok(opened(
@@ -515,7 +518,7 @@ fn unwrap(shape: Shape, body: &[u8]) -> Result<Opened<'static>, Malformed> {
                 Some(event),
                 Some(field.required("event_id")?),
                 field.text("correlation_id")?,
-                None,
+                version,
                 Vec::new(),
             ))
         }
@@ -523,28 +526,39 @@ fn unwrap(shape: Shape, body: &[u8]) -> Result<Opened<'static>, Malformed> {
     }
 }
 
-/// The course starter's `order: {order_id, user_id, items: [{sku, qty}]}` as the flat
-/// OrderPlaced body `{order_id, item, qty, student_id}`. Version 1 carries one line.
-fn placed_of_starter_order(order: &Value) -> Result<Value, Malformed> {
+/// The course starter's `order: {order_id, user_id, items: [{sku, qty}]}` as our OrderPlaced
+/// body, with the version it is: one item is the flat lab body `{order_id, item, qty,
+/// student_id}` (version 1), several are `lines` (version 2.0).
+fn placed_of_starter_order(order: &Value) -> Result<(Value, Option<String>), Malformed> {
     let Value::Object(order) = order else {
         return Err(Malformed("BaseEvent order must be an object".into()));
     };
-    let line = match order.get("items") {
-        Some(Value::Array(items)) if items.len() == 1 => &items[0],
-        Some(Value::Array(items)) => {
-            return Err(Malformed(format!(
-                "BaseEvent order has {} items; OrderPlaced version 1 carries exactly one",
-                items.len()
-            )));
+    let items = match order.get("items") {
+        Some(Value::Array(items)) if !items.is_empty() => items,
+        Some(Value::Array(_)) => {
+            return Err(Malformed("BaseEvent order.items is empty".into()));
         }
         _ => return Err(Malformed("BaseEvent order.items must be an array".into())),
     };
-    Ok(json!({
+    if let [line] = items.as_slice() {
+        let flat = json!({
+            "order_id": order.get("order_id"),
+            "item": line.get("sku"),
+            "qty": line.get("qty"),
+            "student_id": order.get("user_id"),
+        });
+        return Ok((flat, None));
+    }
+    let lines: Vec<Value> = items
+        .iter()
+        .map(|line| json!({"item": line.get("sku"), "qty": line.get("qty")}))
+        .collect();
+    let v2 = json!({
         "order_id": order.get("order_id"),
-        "item": line.get("sku"),
-        "qty": line.get("qty"),
+        "lines": lines,
         "student_id": order.get("user_id"),
-    }))
+    });
+    Ok((v2, Some(SchemaVersion::V2.to_string())))
 }
 
 /// Reads one envelope's fields, naming the envelope in every reason.
@@ -734,16 +748,15 @@ mod tests {
         assert_eq!(opened.shape, Shape::BaseEvent);
         let placed = OrderPlaced::from_body(&opened.body).unwrap();
         assert_eq!(placed.order_id.as_str(), "o-7");
-        assert_eq!(placed.item.as_str(), "burger");
-        assert_eq!(placed.qty.get(), 1);
+        assert_eq!(placed.lines.first().item.as_str(), "burger");
+        assert_eq!(placed.lines.first().qty.get(), 1);
+        // Several items are an order of several lines: version 2.
         let two = br#"{"event_id":"e","event_type":"OrderPlaced","order":{"order_id":"o",
-            "items":[{"sku":"a","qty":1},{"sku":"b","qty":1}]}}"#;
-        assert!(
-            open(Transport::default(), two)
-                .unwrap_err()
-                .0
-                .contains("has 2 items")
-        );
+            "items":[{"sku":"a","qty":1},{"sku":"b","qty":3}]}}"#;
+        let opened = open(Transport::default(), two).unwrap();
+        assert_eq!(opened.version.as_deref(), Some("2.0"));
+        let placed = OrderPlaced::from_body_at(&opened.body, SchemaVersion::V2).unwrap();
+        assert_eq!(placed.lines.summary(), "2 lines, 4 units");
     }
 
     #[test]

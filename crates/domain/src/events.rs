@@ -12,8 +12,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{Item, OrderId, Qty, StudentId};
+use crate::lines::{Lines, ReleasedLine, ReservedLine, UnservedLine};
 use crate::order::{OrderStatus, ReservationState};
 use crate::trace::Trace;
+use crate::version::SchemaVersion;
 use crate::wire::{self, InventoryOutcomeBody, Malformed};
 
 /// Every event of the saga, with its routing key and its AMQP `type` name. In JSON (an order's
@@ -81,12 +83,12 @@ impl fmt::Display for EventType {
     }
 }
 
-/// A customer asked for `qty` of `item` (routing key `order.placed`).
+/// A customer asked for the order's lines (routing key `order.placed`): one line travels as
+/// the lab's flat body (version 1), several as version 2 ([`crate::version`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderPlaced {
     pub order_id: OrderId,
-    pub item: Item,
-    pub qty: Qty,
+    pub lines: Lines,
     pub student_id: Option<StudentId>,
 }
 
@@ -148,40 +150,69 @@ impl FailureCode {
     }
 }
 
-/// What inventory-svc decided about one order; the bodies of its three outgoing events.
+/// What inventory-svc decided about one order; the bodies of its three outgoing events. An
+/// outcome about one line (or none) travels as version 1, the lab's flat body; one about
+/// several as version 2, with its `lines`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InventoryOutcome {
+    /// Every line was taken, all in one step.
     Reserved {
         order_id: OrderId,
-        item: Item,
-        qty: Qty,
+        lines: Vec<ReservedLine>,
         student_id: Option<StudentId>,
-        remaining: i64,
     },
+    /// Nothing was taken: `unserved` names the lines that could not be served, `code` and
+    /// `reason` the first of them (the lab's fields).
     Failed {
         order_id: OrderId,
-        item: Item,
-        qty: Qty,
+        lines: Lines,
         student_id: Option<StudentId>,
         code: FailureCode,
         reason: String,
+        unserved: Vec<UnservedLine>,
     },
+    /// A cancel gave these lines back (none when nothing had been reserved).
     Released {
         order_id: OrderId,
-        item: Option<Item>,
-        qty: u32,
+        lines: Vec<ReleasedLine>,
     },
 }
 
 impl OrderPlaced {
-    pub fn to_body(&self) -> Vec<u8> {
-        wire::to_json(&wire::OrderPlacedBody::from(self))
+    /// The version this order is written in: 1 (the lab's flat body) for one line, 2 for more.
+    pub fn schema_version(&self) -> SchemaVersion {
+        SchemaVersion::for_lines(self.lines.len())
     }
 
+    pub fn to_body(&self) -> Vec<u8> {
+        match self.lines.single_line() {
+            Some(_) => wire::to_json(&wire::OrderPlacedBody::from(self)),
+            None => wire::to_json(&wire::OrderPlacedV2Body::from(self)),
+        }
+    }
+
+    /// Read a body written at `version` (major 1: the flat lab body; major 2: `lines`).
+    ///
+    /// # Errors
+    /// [`Malformed`] when the body is not an order we can serve, or the major is unknown.
+    pub fn from_body_at(body: &[u8], version: SchemaVersion) -> Result<Self, Malformed> {
+        match version.major {
+            1 => wire::read::<wire::OrderPlacedBody>(body)?.try_into(),
+            2 => wire::read::<wire::OrderPlacedV2Body>(body)?.try_into(),
+            _ => Err(Malformed(format!(
+                "OrderPlaced version {version} has no reader here"
+            ))),
+        }
+    }
+
+    /// Read a body whose version is not stated: the version its keys show (a `lines` array is
+    /// version 2, anything else the lab's version 1). For our own bodies read back (tests,
+    /// sagactl); a consumer reads at the version the message states ([`Self::from_body_at`]).
+    ///
     /// # Errors
     /// [`Malformed`] when the body is not an order we can serve.
     pub fn from_body(body: &[u8]) -> Result<Self, Malformed> {
-        wire::read::<wire::OrderPlacedBody>(body)?.try_into()
+        Self::from_body_at(body, wire::version_of(body))
     }
 }
 
@@ -198,6 +229,55 @@ impl OrderCancelled {
 }
 
 impl InventoryOutcome {
+    /// A lab order's reservation: `qty` of `item` taken, `remaining` left.
+    pub fn reserved_one(
+        order_id: OrderId,
+        item: Item,
+        qty: Qty,
+        student_id: Option<StudentId>,
+        remaining: i64,
+    ) -> Self {
+        Self::Reserved {
+            order_id,
+            lines: vec![ReservedLine {
+                item,
+                qty,
+                remaining,
+            }],
+            student_id,
+        }
+    }
+
+    /// A lab order's failure: its one line could not be served, for `code`.
+    pub fn failed_one(
+        order_id: OrderId,
+        item: Item,
+        qty: Qty,
+        student_id: Option<StudentId>,
+        code: FailureCode,
+        reason: String,
+    ) -> Self {
+        Self::Failed {
+            order_id,
+            lines: Lines::single(item.clone(), qty),
+            student_id,
+            code,
+            reason,
+            unserved: vec![UnservedLine { item, qty, code }],
+        }
+    }
+
+    /// A lab order's release: `qty` of `item` given back, or nothing.
+    pub fn released_one(order_id: OrderId, given_back: Option<(Item, u32)>) -> Self {
+        Self::Released {
+            order_id,
+            lines: given_back
+                .map(|(item, qty)| ReleasedLine { item, qty })
+                .into_iter()
+                .collect(),
+        }
+    }
+
     pub fn event_type(&self) -> EventType {
         match self {
             Self::Reserved { .. } => EventType::InventoryReserved,
@@ -212,6 +292,15 @@ impl InventoryOutcome {
             | Self::Failed { order_id, .. }
             | Self::Released { order_id, .. } => order_id,
         }
+    }
+
+    /// The version this outcome is written in: 1 for one line or none, 2 for more.
+    pub fn schema_version(&self) -> SchemaVersion {
+        SchemaVersion::for_lines(match self {
+            Self::Reserved { lines, .. } => lines.len(),
+            Self::Failed { lines, .. } => lines.len(),
+            Self::Released { lines, .. } => lines.len(),
+        })
     }
 
     /// The decision this outcome announces, as inventory's record and a notification name it.
@@ -233,7 +322,7 @@ impl InventoryOutcome {
     }
 
     pub fn to_body(&self) -> Vec<u8> {
-        wire::to_json(&InventoryOutcomeBody::from(self))
+        wire::outcome_to_json(self)
     }
 
     /// Read an outcome off a delivery: `kind` is the event its routing key or `type` property
@@ -245,25 +334,48 @@ impl InventoryOutcome {
         kind: Option<EventType>,
         routing_key: &str,
         body: &[u8],
+        version: SchemaVersion,
     ) -> Result<Self, Malformed> {
         let kind = kind.ok_or_else(|| {
             Malformed(format!(
                 "cannot tell which event this is (routing key {routing_key:?}, no known type)"
             ))
         })?;
-        Self::from_body(kind, body)
+        Self::from_body_at(kind, body, version)
     }
 
-    /// Read an outcome event; `kind` comes from the routing key or the `type` property.
+    /// Read an outcome event written at `version`; `kind` comes from the routing key or the
+    /// `type` property.
     ///
     /// # Errors
-    /// [`Malformed`] when `kind` is no outcome or the body is unusable.
-    pub fn from_body(kind: EventType, body: &[u8]) -> Result<Self, Malformed> {
-        let body = match kind {
-            EventType::InventoryReserved => InventoryOutcomeBody::Reserved(wire::read(body)?),
-            EventType::InventoryFailed => InventoryOutcomeBody::Failed(wire::read(body)?),
-            EventType::InventoryReleased => InventoryOutcomeBody::Released(wire::read(body)?),
-            other => {
+    /// [`Malformed`] when `kind` is no outcome, the major is unknown or the body is unusable.
+    pub fn from_body_at(
+        kind: EventType,
+        body: &[u8],
+        version: SchemaVersion,
+    ) -> Result<Self, Malformed> {
+        let body = match (kind, version.major) {
+            (EventType::InventoryReserved, 1) => InventoryOutcomeBody::Reserved(wire::read(body)?),
+            (EventType::InventoryFailed, 1) => InventoryOutcomeBody::Failed(wire::read(body)?),
+            (EventType::InventoryReleased, 1) => InventoryOutcomeBody::Released(wire::read(body)?),
+            (
+                EventType::InventoryReserved
+                | EventType::InventoryFailed
+                | EventType::InventoryReleased,
+                2,
+            ) => InventoryOutcomeBody::V2(kind, wire::read(body)?),
+            (
+                EventType::InventoryReserved
+                | EventType::InventoryFailed
+                | EventType::InventoryReleased,
+                _,
+            ) => {
+                return Err(Malformed(format!(
+                    "{} version {version} has no reader here",
+                    kind.name()
+                )));
+            }
+            (other, _) => {
                 return Err(Malformed(format!(
                     "{} is not an inventory outcome",
                     other.name()
@@ -271,6 +383,15 @@ impl InventoryOutcome {
             }
         };
         body.try_into()
+    }
+
+    /// Read an outcome whose version is not stated: the version its keys show (see
+    /// [`OrderPlaced::from_body`]).
+    ///
+    /// # Errors
+    /// [`Malformed`] when `kind` is no outcome or the body is unusable.
+    pub fn from_body(kind: EventType, body: &[u8]) -> Result<Self, Malformed> {
+        Self::from_body_at(kind, body, wire::version_of(body))
     }
 }
 
@@ -286,6 +407,8 @@ pub struct EventMeta {
     /// The span that produced the event (an HTTP request, a delivery), if traced: its publish
     /// is a child of it (crate::trace).
     pub trace: Option<Trace>,
+    /// The schema version the body is written in (`x-schema-version`).
+    pub version: SchemaVersion,
 }
 
 impl EventMeta {
@@ -298,7 +421,14 @@ impl EventMeta {
             app_id: app_id.to_owned(),
             timestamp: unix_now_secs(),
             trace: None,
+            version: event_type.schema_version(),
         }
+    }
+
+    /// The same, for a body written at `version` (an order of several lines: 2.0).
+    pub fn versioned(mut self, version: SchemaVersion) -> Self {
+        self.version = version;
+        self
     }
 
     /// The same, produced by the span `trace`.
@@ -336,7 +466,7 @@ mod tests {
             placed(r#"{"order_id":"x","item":"burger","qty":5,"student_id":"s1","extra":true}"#)
                 .unwrap();
         assert_eq!(o.order_id.as_str(), "x");
-        assert_eq!(o.qty.get(), 5);
+        assert_eq!(o.lines.first().qty.get(), 5);
         assert_eq!(o.student_id.unwrap().as_str(), "s1");
     }
 
@@ -368,11 +498,15 @@ mod tests {
     fn outcomes_round_trip() {
         let o = InventoryOutcome::Failed {
             order_id: OrderId::parse("o1").unwrap(),
-            item: Item::parse("pizza").unwrap(),
-            qty: Qty::parse(3).unwrap(),
+            lines: Lines::single(Item::parse("pizza").unwrap(), Qty::parse(3).unwrap()),
             student_id: None,
             code: FailureCode::InsufficientStock,
             reason: "only 2 pizza left".into(),
+            unserved: vec![UnservedLine {
+                item: Item::parse("pizza").unwrap(),
+                qty: Qty::parse(3).unwrap(),
+                code: FailureCode::InsufficientStock,
+            }],
         };
         let back = InventoryOutcome::from_body(EventType::InventoryFailed, &o.to_body()).unwrap();
         assert_eq!(back, o);

@@ -278,8 +278,9 @@ pub fn unbalanced_stock(books: &StockBooks) -> Vec<String> {
 /// [`RESERVED_ONCE`] (invariant 2): the `reserved` and `released` totals are the sums of the
 /// reservation records, plus what archived records counted ([`Ledger::archived`]).
 ///
-/// A record in state `reserved` holds `qty`; a `released` one once held `released_qty` (0 when
-/// nothing had been reserved) and gave it back, so it counts in both totals. A compacted record
+/// A record in state `reserved` holds its lines ([`Reservation::held`]: `qty` of `item` for a lab
+/// order, `lines` for one of several); a `released` one once held them and gave them back
+/// (`released_qty` 0 when nothing had been reserved), so it counts in both totals. A compacted record
 /// keeps exactly these fields, so compaction changes no sum; archiving moves a record's units
 /// from the records into the archived totals in one step.
 pub fn totals_disagree_with_records(ledger: &Ledger) -> Vec<String> {
@@ -291,17 +292,24 @@ pub fn totals_disagree_with_records(ledger: &Ledger) -> Vec<String> {
     let mut reserved: BTreeMap<&str, i64> = BTreeMap::new();
     let mut released: BTreeMap<&str, i64> = BTreeMap::new();
     for (order_id, record) in &ledger.records {
-        match (record.state, record.item.as_deref()) {
-            (ReservationState::Reserved, Some(item)) => {
-                *reserved.entry(item).or_default() += record.qty;
+        let held = record.held();
+        match record.state {
+            ReservationState::Reserved if !held.is_empty() => {
+                for (item, qty) in held {
+                    *reserved.entry(item).or_default() += qty;
+                }
             }
-            (ReservationState::Released, Some(item)) => {
-                *reserved.entry(item).or_default() += record.released_qty;
-                *released.entry(item).or_default() += record.released_qty;
+            // Given back: each line's units were reserved once and released once (nothing
+            // when the order had failed, or for a tombstone).
+            ReservationState::Released if record.released_qty == 0 => {}
+            ReservationState::Released if !held.is_empty() => {
+                for (item, qty) in held {
+                    *reserved.entry(item).or_default() += qty;
+                    *released.entry(item).or_default() += qty;
+                }
             }
-            (ReservationState::Released, None) if record.released_qty == 0 => {} // a tombstone
-            (ReservationState::Failed, _) => {}
-            (state, _) => violations.push(format!(
+            ReservationState::Failed => {}
+            state => violations.push(format!(
                 "reservation record of order {order_id} makes no sense: state {state}, item {:?}",
                 record.item
             )),

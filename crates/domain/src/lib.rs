@@ -5,6 +5,8 @@
 //! - [`order`]: an order's status and its transition table; the records kept about an order
 //!   (its timeline, DLQ hops, reservation, notifications) and an item's stock books.
 //! - [`ids`]: newtypes (`OrderId`, `Item`, `Qty`, `StudentId`, ...), built only by `parse()`.
+//! - [`lines`]: an order's lines (`Lines`: 1 to 20, each item once) and what inventory answers
+//!   about each (reserved, unserved, released).
 //! - [`events`]: the events of the saga: their types, routing keys and metadata.
 //! - [`wire`]: their JSON bodies as serde structs, read with reasons a person can act on
 //!   ([`wire::Malformed`]: a DLQ reason or an HTTP 400), `TryFrom` into the events.
@@ -30,6 +32,7 @@ pub mod envelope;
 pub mod events;
 pub mod ids;
 pub mod invariants;
+pub mod lines;
 pub mod order;
 pub mod owner;
 pub mod retry;

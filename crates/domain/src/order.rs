@@ -459,9 +459,43 @@ pub struct Reservation {
     pub released_qty: i64,
     pub release_event_id: Option<String>,
     pub released_at: Option<u64>,
+    /// An order of several lines: its lines (`lines`, JSON in the hash), with what was left of
+    /// each item once reserved. Empty for an order of one line, which is `item` and `qty` as in
+    /// the lab (so a lab order's record is unchanged).
+    pub lines: Vec<RecordLine>,
+    /// An order of several lines that failed: the lines that could not be served, with why.
+    pub unserved: Vec<RecordLine>,
+}
+
+/// One line of a reservation record of several (inventory's Lua writes them as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordLine {
+    pub item: String,
+    pub qty: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 impl Reservation {
+    /// The units per item this record holds (or held, once released): every line of an order
+    /// of several, the one `item` and `qty` of a lab order, nothing for a tombstone.
+    pub fn held(&self) -> Vec<(&str, i64)> {
+        if self.lines.is_empty() {
+            self.item
+                .as_deref()
+                .map(|item| (item, self.qty))
+                .into_iter()
+                .collect()
+        } else {
+            self.lines
+                .iter()
+                .map(|l| (l.item.as_str(), l.qty))
+                .collect()
+        }
+    }
+
     /// The record from its hash's fields (a `HashMap`, or the flat pairs `HGETALL` gives).
     /// An empty field is absent (a number: 0).
     ///
@@ -506,14 +540,28 @@ impl Reservation {
             released_qty: number(&hash, "released_qty")?.unwrap_or(0),
             release_event_id: text("release_event_id"),
             released_at: number(&hash, "released_at")?,
+            lines: record_lines(&hash, "lines")?,
+            unserved: record_lines(&hash, "unserved")?,
         })
     }
 
     /// A cancel reached inventory before any OrderPlaced: the record was made by the release,
     /// with nothing to give back, so that the late OrderPlaced is a duplicate.
     pub fn is_tombstone(&self) -> bool {
-        self.state == ReservationState::Released && self.item.is_none() && self.decided_at.is_none()
+        self.state == ReservationState::Released
+            && self.held().is_empty()
+            && self.decided_at.is_none()
     }
+}
+
+/// A record's JSON list of lines (`lines`, `unserved`); absent is none.
+fn record_lines(
+    hash: &std::collections::HashMap<String, String>,
+    name: &str,
+) -> Result<Vec<RecordLine>, String> {
+    hash.get(name).map_or(Ok(Vec::new()), |raw| {
+        serde_json::from_str(raw).map_err(|e| format!("{name} is not a list of lines: {e}"))
+    })
 }
 
 /// One item's stock books, as inventory-svc keeps them and `GET /stock` shows them.

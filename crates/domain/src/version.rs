@@ -3,8 +3,8 @@
 //! A version is `MAJOR.MINOR` per event type: a minor version only adds optional fields, anything
 //! else is a new major. It travels in one AMQP header, [`SCHEMA_VERSION_HEADER`]; a message
 //! without it is version 1.0 (the lab's scripts and the classic lab send none). A writer writes
-//! the lowest version that can carry the message ([`EventType::schema_version`]: 1.0 for every
-//! event today). A reader knows the majors it reads; any minor of those is read, and an unknown
+//! the lowest version that can carry the message: 1.0 for an order of one line (the lab's flat
+//! body), 2.0 for several (`lines`), see [`SchemaVersion::for_lines`]. A reader knows the majors it reads; any minor of those is read, and an unknown
 //! major is poison on its first delivery ([`check_readable`]), before the body is parsed, so a
 //! version-1 parser never reports a misleading field error about a version-2 body. Each major of
 //! each event has its JSON Schema in docs/schemas/ ([`EventType::schema_path`]), held to the
@@ -28,6 +28,14 @@ pub struct SchemaVersion {
 impl SchemaVersion {
     /// What a message without a version is: the lab's flat bodies.
     pub const V1: Self = Self { major: 1, minor: 0 };
+    /// Orders of several lines and the outcomes about them (`lines` instead of `item`, `qty`).
+    pub const V2: Self = Self { major: 2, minor: 0 };
+
+    /// The version an order event about `lines` lines is written in: 1 (the lab's flat body)
+    /// for one line or none, 2 for several.
+    pub const fn for_lines(lines: usize) -> Self {
+        if lines > 1 { Self::V2 } else { Self::V1 }
+    }
 
     /// Read `MAJOR.MINOR` (digits only, each at most 65535).
     ///
@@ -67,7 +75,20 @@ impl fmt::Display for SchemaVersion {
 }
 
 impl EventType {
-    /// The version our services write of this event: the lowest that carries it.
+    /// The majors of this event that exist (each has its schema in docs/schemas/): version 2
+    /// of the events that carry an order's lines.
+    pub const fn majors(self) -> &'static [u16] {
+        match self {
+            Self::OrderPlaced
+            | Self::InventoryReserved
+            | Self::InventoryFailed
+            | Self::InventoryReleased => &[1, 2],
+            Self::OrderCancelled | Self::OrderStatusUpdated => &[1],
+        }
+    }
+
+    /// The lowest version our services write of this event (an order of one line); a message
+    /// about several lines says its own (`OrderPlaced::schema_version`).
     pub const fn schema_version(self) -> SchemaVersion {
         match self {
             Self::OrderPlaced

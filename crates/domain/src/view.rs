@@ -8,7 +8,8 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{Item, OrderId};
+use crate::ids::{Invalid, Item, OrderId, Qty};
+use crate::lines::{Line, Lines};
 use crate::order::{DlqHop, HistoryEntry, OrderStatus};
 use crate::owner::{Email, Owner, UserId};
 
@@ -16,8 +17,10 @@ use crate::owner::{Email, Owner, UserId};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Order {
     pub order_id: OrderId,
-    pub item: Item,
-    pub qty: i64,
+    /// What was ordered: `item` and `qty` for an order of one line, as the lab shows it, and
+    /// `lines` for every order.
+    #[serde(flatten)]
+    pub lines: OrderLines,
     pub student_id: Option<String>,
     pub status: OrderStatus,
     /// Why the order failed or was cancelled, when it did.
@@ -40,8 +43,6 @@ impl Order {
     pub fn to_hash(&self) -> Vec<(&'static str, String)> {
         vec![
             ("order_id", self.order_id.to_string()),
-            ("item", self.item.to_string()),
-            ("qty", self.qty.to_string()),
             ("student_id", self.student_id.clone().unwrap_or_default()),
             ("status", self.status.to_string()),
             ("correlation_id", self.correlation_id.clone()),
@@ -49,6 +50,7 @@ impl Order {
             ("updated_at", self.updated_at.to_string()),
         ]
         .into_iter()
+        .chain(self.lines.to_hash())
         .chain(self.owner.iter().flat_map(|owner| {
             [
                 ("owner_id", owner.user_id.to_string()),
@@ -66,8 +68,7 @@ impl Order {
         let millis = |k: &str| hash.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         Some(Self {
             order_id: OrderId::parse(&text("order_id")?).ok()?,
-            item: Item::parse(&text("item")?).ok()?,
-            qty: hash.get("qty")?.parse().ok()?,
+            lines: OrderLines::from_hash(hash)?,
             student_id: text("student_id").filter(|s| !s.is_empty()),
             status: OrderStatus::parse(&text("status")?)?,
             reason: text("reason").filter(|s| !s.is_empty()),
@@ -84,6 +85,124 @@ impl Order {
             user_id: UserId::parse(hash.get("owner_id")?).ok()?,
             email: Email::parse(hash.get("owner_email")?).ok()?,
         })
+    }
+}
+
+/// One line of an order as order-svc keeps and shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OrderLine {
+    pub item: Item,
+    pub qty: i64,
+}
+
+/// The lines of an order (at least one). In JSON, an order of one line also shows the lab's
+/// `item` and `qty` beside `lines`, so a lab script reads it as it always did; an order of
+/// several shows `lines` only. In Redis, a lab order keeps its `item` and `qty` fields as
+/// before, and one of several a `lines` field (JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderLines(pub Vec<OrderLine>);
+
+impl OrderLines {
+    /// The lines of an order as placed.
+    pub fn of(lines: &Lines) -> Self {
+        Self(
+            lines
+                .iter()
+                .map(|l| OrderLine {
+                    item: l.item.clone(),
+                    qty: l.qty.get().into(),
+                })
+                .collect(),
+        )
+    }
+
+    /// The lines as an OrderPlaced carries them (to re-send an order's event by hand).
+    ///
+    /// # Errors
+    /// A line that could not have been placed (a record edited by hand).
+    pub fn to_lines(&self) -> Result<Lines, Invalid> {
+        let lines = self
+            .0
+            .iter()
+            .map(|l| Ok(Line::new(l.item.clone(), Qty::parse(l.qty)?)))
+            .collect::<Result<_, Invalid>>()?;
+        Lines::new(lines)
+    }
+
+    /// The one line of a lab order, or `None` for an order of several.
+    pub fn single(&self) -> Option<&OrderLine> {
+        match self.0.as_slice() {
+            [line] => Some(line),
+            _ => None,
+        }
+    }
+
+    /// `2 x burger`, or `3 lines, 7 units`.
+    pub fn summary(&self) -> String {
+        match self.single() {
+            Some(line) => format!("{} x {}", line.qty, line.item),
+            None => format!(
+                "{} lines, {} units",
+                self.0.len(),
+                self.0.iter().map(|l| l.qty).sum::<i64>()
+            ),
+        }
+    }
+
+    fn to_hash(&self) -> Vec<(&'static str, String)> {
+        match self.single() {
+            Some(line) => vec![
+                ("item", line.item.to_string()),
+                ("qty", line.qty.to_string()),
+            ],
+            None => vec![("lines", serde_json::to_string(&self.0).unwrap_or_default())],
+        }
+    }
+
+    /// The lines an order's hash holds: `lines`, or a lab order's `item` and `qty`.
+    pub fn from_hash(hash: &HashMap<String, String>) -> Option<Self> {
+        if let Some(lines) = hash.get("lines").filter(|l| !l.is_empty()) {
+            let lines: Vec<OrderLine> = serde_json::from_str(lines).ok()?;
+            return (!lines.is_empty()).then_some(Self(lines));
+        }
+        Some(Self(vec![OrderLine {
+            item: Item::parse(hash.get("item")?).ok()?,
+            qty: hash.get("qty")?.parse().ok()?,
+        }]))
+    }
+}
+
+impl Serialize for OrderLines {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(line) = self.single() {
+            map.serialize_entry("item", &line.item)?;
+            map.serialize_entry("qty", &line.qty)?;
+        }
+        map.serialize_entry("lines", &self.0)?;
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for OrderLines {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// What an answer may carry: `lines`, or only the lab's `item` and `qty` (an older
+        /// order-svc's answer).
+        #[derive(Deserialize)]
+        struct Shown {
+            item: Option<Item>,
+            qty: Option<i64>,
+            lines: Option<Vec<OrderLine>>,
+        }
+        let shown = Shown::deserialize(deserializer)?;
+        match (shown.lines, shown.item, shown.qty) {
+            (Some(lines), _, _) if !lines.is_empty() => Ok(Self(lines)),
+            (_, Some(item), Some(qty)) => Ok(Self(vec![OrderLine { item, qty }])),
+            _ => Err(serde::de::Error::custom(
+                "an order must show its lines (or item and qty)",
+            )),
+        }
     }
 }
 
@@ -154,8 +273,10 @@ mod tests {
     fn an_order_reads_back_from_the_hash_it_is_written_as() {
         let order = Order {
             order_id: OrderId::parse("o-1").unwrap(),
-            item: Item::parse("burger").unwrap(),
-            qty: 2,
+            lines: OrderLines(vec![OrderLine {
+                item: Item::parse("burger").unwrap(),
+                qty: 2,
+            }]),
             student_id: None,
             status: OrderStatus::Placed,
             reason: None,
@@ -185,7 +306,47 @@ mod tests {
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
         assert_eq!(hash["owner_id"], "alice");
-        assert_eq!(Order::from_hash(&hash), Some(owned));
+        assert_eq!(Order::from_hash(&hash), Some(owned.clone()));
+
+        // An order of several lines keeps them as one JSON field, and shows no lab fields.
+        let several = Order {
+            lines: OrderLines(vec![
+                OrderLine {
+                    item: Item::parse("burger").unwrap(),
+                    qty: 2,
+                },
+                OrderLine {
+                    item: Item::parse("pizza").unwrap(),
+                    qty: 1,
+                },
+            ]),
+            ..owned
+        };
+        let hash: HashMap<String, String> = several
+            .to_hash()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        assert!(!hash.contains_key("item"));
+        assert_eq!(Order::from_hash(&hash), Some(several.clone()));
+        let json = serde_json::to_value(&several).unwrap();
+        assert_eq!(json.get("item"), None);
+        assert_eq!(json["lines"][1]["item"], "pizza");
+        assert_eq!(serde_json::from_value::<Order>(json).unwrap(), several);
+    }
+
+    #[test]
+    fn an_order_of_one_line_shows_the_labs_fields() {
+        let json = r#"{"order_id":"o1","item":"burger","qty":2,"student_id":null,
+            "status":"CONFIRMED","correlation_id":"o-1","created_at":1,"updated_at":2}"#;
+        let order = serde_json::from_str::<Order>(json).unwrap();
+        assert_eq!(order.lines.summary(), "2 x burger");
+        let shown = serde_json::to_value(&order).unwrap();
+        assert_eq!(
+            (shown["item"].as_str(), shown["qty"].as_i64()),
+            (Some("burger"), Some(2))
+        );
+        assert_eq!(shown["lines"][0]["qty"], 2);
     }
 
     #[test]

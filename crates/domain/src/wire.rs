@@ -20,10 +20,12 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use crate::events::{
-    FailureCode, InventoryOutcome, OrderCancelled, OrderPlaced, OrderStatusUpdated,
+    EventType, FailureCode, InventoryOutcome, OrderCancelled, OrderPlaced, OrderStatusUpdated,
 };
 use crate::ids::{Invalid, Item, OrderId, Qty, StudentId};
+use crate::lines::{Line, Lines, ReleasedLine, ReservedLine, UnservedLine};
 use crate::order::OrderStatus;
+use crate::version::SchemaVersion;
 
 /// A body that cannot be made sense of, with the reason: a message goes to the DLQ with it, an
 /// HTTP request gets a 400 with it. Retrying never helps.
@@ -55,8 +57,27 @@ pub fn read<T: DeserializeOwned>(body: &[u8]) -> Result<T, Malformed> {
         Err(e) => return Err(Malformed(format!("body is not valid JSON: {e}"))),
     };
     // The field readers below see only a value; serde_path_to_error knows which field it was.
-    serde_path_to_error::deserialize(object)
-        .map_err(|e| Malformed(format!("{} {}", e.path(), e.inner())))
+    serde_path_to_error::deserialize(object).map_err(|e| {
+        // A line's reason ([`list`]) starts with its index: `lines[1].qty must be ...`.
+        let inner = e.inner().to_string();
+        let gap = if inner.starts_with('[') { "" } else { " " };
+        Malformed(format!("{}{gap}{inner}", e.path()))
+    })
+}
+
+/// The version a body's keys show when no header states one: a `lines` array is version 2
+/// (an order of several lines), anything else the lab's version 1.
+pub fn version_of(body: &[u8]) -> SchemaVersion {
+    #[derive(Deserialize)]
+    struct Peek {
+        lines: Option<Value>,
+    }
+    match serde_json::from_slice::<Peek>(body) {
+        Ok(Peek {
+            lines: Some(Value::Array(_)),
+        }) => SchemaVersion::V2,
+        _ => SchemaVersion::V1,
+    }
 }
 
 /// A field the domain type cannot do without.
@@ -97,6 +118,38 @@ pub fn integer<'de, D: Deserializer<'de>>(field: D) -> Result<Option<i64>, D::Er
             .ok_or_else(|| D::Error::custom(format!("must be an integer, got {n}"))),
         other => Err(D::Error::custom(format!(
             "must be an integer, got {}",
+            kind_of(&other)
+        ))),
+    }
+}
+
+/// Field reader (`deserialize_with`) for a list of objects: `null` is `None`; each element is
+/// read as `T`, and a reason names the element by its index (`[1].qty must be an integer`).
+///
+/// # Errors
+/// A serde error with that reason.
+pub fn list<'de, D: Deserializer<'de>, T: DeserializeOwned>(
+    field: D,
+) -> Result<Option<Vec<T>>, D::Error> {
+    match Value::deserialize(field)? {
+        Value::Null => Ok(None),
+        Value::Array(elements) => elements
+            .into_iter()
+            .enumerate()
+            .map(|(i, element)| {
+                if !element.is_object() {
+                    return Err(D::Error::custom(format!(
+                        "[{i}] must be an object, got {}",
+                        kind_of(&element)
+                    )));
+                }
+                serde_path_to_error::deserialize(element)
+                    .map_err(|e| D::Error::custom(format!("[{i}].{} {}", e.path(), e.inner())))
+            })
+            .collect::<Result<Vec<T>, _>>()
+            .map(Some),
+        other => Err(D::Error::custom(format!(
+            "must be an array, got {}",
             kind_of(&other)
         ))),
     }
@@ -218,14 +271,118 @@ pub struct OrderStatusUpdatedBody {
     pub at: Option<i64>,
 }
 
-/// Whichever of the three outcome bodies. A reader knows which one to expect from the routing
-/// key (see [`InventoryOutcome::from_body`]); a writer writes the body as it is (`untagged`).
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
+/// Whichever of the outcome bodies. A reader knows which one to expect from the routing key
+/// and the version (see [`InventoryOutcome::from_body_at`]).
+#[derive(Debug)]
 pub enum InventoryOutcomeBody {
     Reserved(InventoryReservedBody),
     Failed(InventoryFailedBody),
     Released(InventoryReleasedBody),
+    /// Version 2 of any of the three: the event it is says which fields must be there.
+    V2(EventType, OutcomeV2Body),
+}
+
+// --- version 2: an order of several lines -------------------------------------------------
+//
+// The same events, with `lines` where version 1 has `item` and `qty`. Each line is a
+// [`LineBody`]; which of its optional fields are written depends on the event (`remaining` in
+// InventoryReserved, `code` in an unserved line).
+
+/// One line of a version-2 body.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LineBody {
+    #[serde(deserialize_with = "text")]
+    pub item: Option<String>,
+    #[serde(deserialize_with = "integer")]
+    pub qty: Option<i64>,
+    /// InventoryReserved: units of the item left after this order.
+    #[serde(deserialize_with = "integer", skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<i64>,
+    /// InventoryFailed's `unserved`: why this line could not be served.
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+/// `order.placed` version 2.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default, tag = "status", rename = "PLACED")]
+pub struct OrderPlacedV2Body {
+    #[serde(deserialize_with = "text")]
+    pub order_id: Option<String>,
+    #[serde(deserialize_with = "list")]
+    pub lines: Option<Vec<LineBody>>,
+    #[serde(deserialize_with = "text")]
+    pub student_id: Option<String>,
+}
+
+/// `inventory.reserved`, `inventory.failed` and `inventory.released` version 2: the lines
+/// (reserved with what is left, asked for, or given back) and, for a failure, which could not
+/// be served and why.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OutcomeV2Body {
+    #[serde(deserialize_with = "text")]
+    pub order_id: Option<String>,
+    #[serde(deserialize_with = "list")]
+    pub lines: Option<Vec<LineBody>>,
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
+    pub student_id: Option<String>,
+    /// The lab's status word: RESERVED, FAILED or RELEASED.
+    #[serde(deserialize_with = "text")]
+    pub status: Option<String>,
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(deserialize_with = "list", skip_serializing_if = "Option::is_none")]
+    pub unserved: Option<Vec<LineBody>>,
+}
+
+/// An outcome as the bytes of its body, in the version it is written in.
+pub(crate) fn outcome_to_json(outcome: &InventoryOutcome) -> Vec<u8> {
+    match InventoryOutcomeBody::from(outcome) {
+        InventoryOutcomeBody::Reserved(b) => to_json(&b),
+        InventoryOutcomeBody::Failed(b) => to_json(&b),
+        InventoryOutcomeBody::Released(b) => to_json(&b),
+        InventoryOutcomeBody::V2(_, b) => to_json(&b),
+    }
+}
+
+/// Read the lines of a version-2 body: `what` names the list in reasons (`lines`, `unserved`).
+fn lines_of(
+    lines: Option<Vec<LineBody>>,
+    what: &str,
+) -> Result<Vec<(Item, Qty, LineBody)>, Malformed> {
+    required(lines, what)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let at = |e: Malformed| Malformed(format!("{what}[{i}]: {e}"));
+            let item = Item::parse(&required(line.item.clone(), "item").map_err(at)?)
+                .map_err(|e| at(e.into()))?;
+            let qty =
+                Qty::parse(required(line.qty, "qty").map_err(at)?).map_err(|e| at(e.into()))?;
+            Ok((item, qty, line))
+        })
+        .collect()
+}
+
+/// An order's lines from a version-2 body, with the limits of [`Lines::new`].
+fn order_lines(lines: Option<Vec<LineBody>>) -> Result<Lines, Malformed> {
+    let lines = lines_of(lines, "lines")?
+        .into_iter()
+        .map(|(item, qty, _)| Line::new(item, qty))
+        .collect();
+    Ok(Lines::new(lines)?)
+}
+
+fn line_body(item: &Item, qty: i64) -> LineBody {
+    LineBody {
+        item: Some(item.to_string()),
+        qty: Some(qty),
+        ..LineBody::default()
+    }
 }
 
 // --- bodies into domain types, and back ---------------------------------------------------------
@@ -236,19 +393,50 @@ impl TryFrom<OrderPlacedBody> for OrderPlaced {
     fn try_from(body: OrderPlacedBody) -> Result<Self, Malformed> {
         Ok(Self {
             order_id: OrderId::parse(&required(body.order_id, "order_id")?)?,
-            item: Item::parse(&required(body.item, "item")?)?,
-            qty: Qty::parse(required(body.qty, "qty")?)?,
+            lines: Lines::single(
+                Item::parse(&required(body.item, "item")?)?,
+                Qty::parse(required(body.qty, "qty")?)?,
+            ),
             student_id: student_id(body.student_id)?,
         })
     }
 }
 
+/// The flat lab body of an order's first line: an order of one line is exactly this.
 impl From<&OrderPlaced> for OrderPlacedBody {
+    fn from(o: &OrderPlaced) -> Self {
+        let line = o.lines.first();
+        Self {
+            order_id: Some(o.order_id.to_string()),
+            item: Some(line.item.to_string()),
+            qty: Some(line.qty.get().into()),
+            student_id: o.student_id.as_ref().map(ToString::to_string),
+        }
+    }
+}
+
+impl TryFrom<OrderPlacedV2Body> for OrderPlaced {
+    type Error = Malformed;
+
+    fn try_from(body: OrderPlacedV2Body) -> Result<Self, Malformed> {
+        Ok(Self {
+            order_id: OrderId::parse(&required(body.order_id, "order_id")?)?,
+            lines: order_lines(body.lines)?,
+            student_id: student_id(body.student_id)?,
+        })
+    }
+}
+
+impl From<&OrderPlaced> for OrderPlacedV2Body {
     fn from(o: &OrderPlaced) -> Self {
         Self {
             order_id: Some(o.order_id.to_string()),
-            item: Some(o.item.to_string()),
-            qty: Some(o.qty.get().into()),
+            lines: Some(
+                o.lines
+                    .iter()
+                    .map(|l| line_body(&l.item, l.qty.get().into()))
+                    .collect(),
+            ),
             student_id: o.student_id.as_ref().map(ToString::to_string),
         }
     }
@@ -324,76 +512,219 @@ impl TryFrom<InventoryOutcomeBody> for InventoryOutcome {
         Ok(match body {
             InventoryOutcomeBody::Reserved(b) => Self::Reserved {
                 order_id: OrderId::parse(&required(b.order_id, "order_id")?)?,
-                item: Item::parse(&required(b.item, "item")?)?,
-                qty: Qty::parse(required(b.qty, "qty")?)?,
+                lines: vec![ReservedLine {
+                    item: Item::parse(&required(b.item, "item")?)?,
+                    qty: Qty::parse(required(b.qty, "qty")?)?,
+                    remaining: b.remaining.unwrap_or(0),
+                }],
                 student_id: student_id(b.student_id)?,
-                remaining: b.remaining.unwrap_or(0),
             },
-            InventoryOutcomeBody::Failed(b) => Self::Failed {
-                order_id: OrderId::parse(&required(b.order_id, "order_id")?)?,
-                item: Item::parse(&required(b.item, "item")?)?,
-                qty: Qty::parse(required(b.qty, "qty")?)?,
-                student_id: student_id(b.student_id)?,
-                // A failure we cannot classify is still a failure: the order fails either way.
-                code: b
-                    .code
-                    .as_deref()
-                    .and_then(FailureCode::parse)
-                    .unwrap_or(FailureCode::InsufficientStock),
-                reason: b.reason.unwrap_or_else(|| "no reason given".into()),
-            },
+            InventoryOutcomeBody::Failed(b) => {
+                let item = Item::parse(&required(b.item, "item")?)?;
+                let qty = Qty::parse(required(b.qty, "qty")?)?;
+                let code = failure_code(b.code.as_deref());
+                Self::Failed {
+                    order_id: OrderId::parse(&required(b.order_id, "order_id")?)?,
+                    lines: Lines::single(item.clone(), qty),
+                    student_id: student_id(b.student_id)?,
+                    code,
+                    reason: b.reason.unwrap_or_else(|| "no reason given".into()),
+                    unserved: vec![UnservedLine { item, qty, code }],
+                }
+            }
             InventoryOutcomeBody::Released(b) => Self::Released {
                 order_id: OrderId::parse(&required(b.order_id, "order_id")?)?,
-                item: b.item.as_deref().map(Item::parse).transpose()?,
-                // A count to report, not an order to serve: clamped rather than refused, so a
-                // release never goes to the DLQ for it.
-                qty: u32::try_from(b.qty.unwrap_or(0).max(0)).unwrap_or(u32::MAX),
+                // A tombstone's release names no item and gives back nothing.
+                lines: b
+                    .item
+                    .as_deref()
+                    .map(Item::parse)
+                    .transpose()?
+                    .map(|item| ReleasedLine {
+                        item,
+                        qty: released_units(b.qty),
+                    })
+                    .into_iter()
+                    .collect(),
             },
+            InventoryOutcomeBody::V2(kind, b) => outcome_v2(kind, b)?,
         })
     }
 }
 
+/// A failure we cannot classify is still a failure: the order fails either way.
+fn failure_code(code: Option<&str>) -> FailureCode {
+    code.and_then(FailureCode::parse)
+        .unwrap_or(FailureCode::InsufficientStock)
+}
+
+/// A count to report, not an order to serve: clamped rather than refused, so a release never
+/// goes to the DLQ for it.
+fn released_units(qty: Option<i64>) -> u32 {
+    u32::try_from(qty.unwrap_or(0).max(0)).unwrap_or(u32::MAX)
+}
+
+fn outcome_v2(kind: EventType, b: OutcomeV2Body) -> Result<InventoryOutcome, Malformed> {
+    let order_id = OrderId::parse(&required(b.order_id, "order_id")?)?;
+    Ok(match kind {
+        EventType::InventoryReserved => InventoryOutcome::Reserved {
+            order_id,
+            lines: lines_of(b.lines, "lines")?
+                .into_iter()
+                .map(|(item, qty, line)| ReservedLine {
+                    item,
+                    qty,
+                    remaining: line.remaining.unwrap_or(0),
+                })
+                .collect(),
+            student_id: student_id(b.student_id)?,
+        },
+        EventType::InventoryFailed => InventoryOutcome::Failed {
+            order_id,
+            lines: order_lines(b.lines)?,
+            student_id: student_id(b.student_id)?,
+            code: failure_code(b.code.as_deref()),
+            reason: b.reason.unwrap_or_else(|| "no reason given".into()),
+            unserved: lines_of(b.unserved, "unserved")?
+                .into_iter()
+                .map(|(item, qty, line)| UnservedLine {
+                    item,
+                    qty,
+                    code: failure_code(line.code.as_deref()),
+                })
+                .collect(),
+        },
+        EventType::InventoryReleased => InventoryOutcome::Released {
+            order_id,
+            lines: required(b.lines, "lines")?
+                .into_iter()
+                .enumerate()
+                .map(|(i, line)| {
+                    let item = Item::parse(&required(line.item, "item")?)
+                        .map_err(|e| Malformed(format!("lines[{i}]: {e}")))?;
+                    Ok(ReleasedLine {
+                        item,
+                        qty: released_units(line.qty),
+                    })
+                })
+                .collect::<Result<_, Malformed>>()?,
+        },
+        other => {
+            return Err(Malformed(format!(
+                "{} is not an inventory outcome",
+                other.name()
+            )));
+        }
+    })
+}
+
 impl From<&InventoryOutcome> for InventoryOutcomeBody {
     fn from(o: &InventoryOutcome) -> Self {
+        let student = |s: &Option<StudentId>| s.as_ref().map(ToString::to_string);
+        if o.schema_version().major == 2 {
+            return Self::V2(o.event_type(), OutcomeV2Body::from(o));
+        }
         match o {
             InventoryOutcome::Reserved {
                 order_id,
-                item,
-                qty,
+                lines,
                 student_id,
-                remaining,
-            } => Self::Reserved(InventoryReservedBody {
-                order_id: Some(order_id.to_string()),
-                item: Some(item.to_string()),
-                qty: Some(qty.get().into()),
-                student_id: student_id.as_ref().map(ToString::to_string),
-                remaining: Some(*remaining),
-            }),
+            } => {
+                let line = lines.first();
+                Self::Reserved(InventoryReservedBody {
+                    order_id: Some(order_id.to_string()),
+                    item: line.map(|l| l.item.to_string()),
+                    qty: line.map(|l| l.qty.get().into()),
+                    student_id: student(student_id),
+                    remaining: line.map(|l| l.remaining),
+                })
+            }
             InventoryOutcome::Failed {
                 order_id,
-                item,
-                qty,
+                lines,
                 student_id,
                 code,
                 reason,
+                ..
             } => Self::Failed(InventoryFailedBody {
                 order_id: Some(order_id.to_string()),
-                item: Some(item.to_string()),
-                qty: Some(qty.get().into()),
-                student_id: student_id.as_ref().map(ToString::to_string),
+                item: Some(lines.first().item.to_string()),
+                qty: Some(lines.first().qty.get().into()),
+                student_id: student(student_id),
                 reason: Some(reason.clone()),
                 code: Some(code.as_str().to_owned()),
             }),
-            InventoryOutcome::Released {
-                order_id,
-                item,
-                qty,
-            } => Self::Released(InventoryReleasedBody {
-                order_id: Some(order_id.to_string()),
-                item: item.as_ref().map(ToString::to_string),
-                qty: Some((*qty).into()),
-            }),
+            InventoryOutcome::Released { order_id, lines } => {
+                let line = lines.first();
+                Self::Released(InventoryReleasedBody {
+                    order_id: Some(order_id.to_string()),
+                    item: line.map(|l| l.item.to_string()),
+                    qty: Some(line.map_or(0, |l| l.qty.into())),
+                })
+            }
         }
+    }
+}
+
+impl From<&InventoryOutcome> for OutcomeV2Body {
+    fn from(o: &InventoryOutcome) -> Self {
+        let mut body = Self {
+            order_id: Some(o.order_id().to_string()),
+            status: Some(o.status().to_owned()),
+            ..Self::default()
+        };
+        match o {
+            InventoryOutcome::Reserved {
+                lines, student_id, ..
+            } => {
+                body.lines = Some(
+                    lines
+                        .iter()
+                        .map(|l| LineBody {
+                            remaining: Some(l.remaining),
+                            ..line_body(&l.item, l.qty.get().into())
+                        })
+                        .collect(),
+                );
+                body.student_id = student_id.as_ref().map(ToString::to_string);
+            }
+            InventoryOutcome::Failed {
+                lines,
+                student_id,
+                code,
+                reason,
+                unserved,
+                ..
+            } => {
+                body.lines = Some(
+                    lines
+                        .iter()
+                        .map(|l| line_body(&l.item, l.qty.get().into()))
+                        .collect(),
+                );
+                body.student_id = student_id.as_ref().map(ToString::to_string);
+                body.code = Some(code.as_str().to_owned());
+                body.reason = Some(reason.clone());
+                body.unserved = Some(
+                    unserved
+                        .iter()
+                        .map(|l| LineBody {
+                            code: Some(l.code.as_str().to_owned()),
+                            ..line_body(&l.item, l.qty.get().into())
+                        })
+                        .collect(),
+                );
+            }
+            InventoryOutcome::Released { lines, .. } => {
+                body.lines = Some(
+                    lines
+                        .iter()
+                        .map(|l| line_body(&l.item, l.qty.into()))
+                        .collect(),
+                );
+            }
+        }
+        body
     }
 }
 
@@ -436,9 +767,39 @@ mod tests {
     fn order_placed() -> OrderPlaced {
         OrderPlaced {
             order_id: OrderId::parse("o1").unwrap(),
-            item: Item::parse("burger").unwrap(),
-            qty: Qty::parse(5).unwrap(),
+            lines: Lines::single(item("burger"), qty(5)),
             student_id: None,
+        }
+    }
+
+    fn item(name: &str) -> Item {
+        Item::parse(name).unwrap()
+    }
+
+    fn qty(n: i64) -> Qty {
+        Qty::parse(n).unwrap()
+    }
+
+    fn reserved(item_name: &str, n: i64, remaining: i64) -> ReservedLine {
+        ReservedLine {
+            item: item(item_name),
+            qty: qty(n),
+            remaining,
+        }
+    }
+
+    fn failed_one(item_name: &str, n: i64, code: FailureCode, reason: &str) -> InventoryOutcome {
+        InventoryOutcome::Failed {
+            order_id: OrderId::parse("o1").unwrap(),
+            lines: Lines::single(item(item_name), qty(n)),
+            student_id: None,
+            code,
+            reason: reason.into(),
+            unserved: vec![UnservedLine {
+                item: item(item_name),
+                qty: qty(n),
+                code,
+            }],
         }
     }
 
@@ -460,24 +821,15 @@ mod tests {
         );
         let reserved = InventoryOutcome::Reserved {
             order_id: OrderId::parse("o1").unwrap(),
-            item: Item::parse("burger").unwrap(),
-            qty: Qty::parse(5).unwrap(),
+            lines: vec![reserved("burger", 5, 95)],
             student_id: Some(StudentId::parse("s1").unwrap()),
-            remaining: 95,
         };
         assert_eq!(
             json_of(&reserved.to_body()),
             json!({"order_id": "o1", "item": "burger", "qty": 5, "student_id": "s1",
                    "remaining": 95, "status": "RESERVED"})
         );
-        let failed = InventoryOutcome::Failed {
-            order_id: OrderId::parse("o1").unwrap(),
-            item: Item::parse("caviar").unwrap(),
-            qty: Qty::parse(1).unwrap(),
-            student_id: None,
-            code: FailureCode::UnknownItem,
-            reason: "no such item".into(),
-        };
+        let failed = failed_one("caviar", 1, FailureCode::UnknownItem, "no such item");
         assert_eq!(
             json_of(&failed.to_body()),
             json!({"order_id": "o1", "item": "caviar", "qty": 1, "student_id": null,
@@ -485,8 +837,7 @@ mod tests {
         );
         let released = InventoryOutcome::Released {
             order_id: OrderId::parse("o1").unwrap(),
-            item: None,
-            qty: 0,
+            lines: vec![],
         };
         assert_eq!(
             json_of(&released.to_body()),
@@ -513,23 +864,16 @@ mod tests {
         let outcomes = [
             InventoryOutcome::Reserved {
                 order_id: OrderId::parse("o1").unwrap(),
-                item: Item::parse("burger").unwrap(),
-                qty: Qty::parse(5).unwrap(),
+                lines: vec![reserved("burger", 5, 95)],
                 student_id: Some(StudentId::parse("s1").unwrap()),
-                remaining: 95,
             },
-            InventoryOutcome::Failed {
-                order_id: OrderId::parse("o1").unwrap(),
-                item: Item::parse("caviar").unwrap(),
-                qty: Qty::parse(1).unwrap(),
-                student_id: None,
-                code: FailureCode::UnknownItem,
-                reason: "no such item".into(),
-            },
+            failed_one("caviar", 1, FailureCode::UnknownItem, "no such item"),
             InventoryOutcome::Released {
                 order_id: OrderId::parse("o1").unwrap(),
-                item: Some(Item::parse("burger").unwrap()),
-                qty: 5,
+                lines: vec![ReleasedLine {
+                    item: item("burger"),
+                    qty: 5,
+                }],
             },
         ];
         for o in outcomes {
@@ -625,12 +969,12 @@ mod tests {
     #[test]
     fn outcome_defaults() {
         let base = json!({"order_id": "o1", "item": "burger", "qty": 2});
-        let Ok(InventoryOutcome::Reserved { remaining, .. }) =
+        let Ok(InventoryOutcome::Reserved { lines, .. }) =
             outcome(EventType::InventoryReserved, base.clone())
         else {
             panic!("a reservation without remaining");
         };
-        assert_eq!(remaining, 0);
+        assert_eq!(lines[0].remaining, 0);
 
         let failed = |extra: Value| {
             let mut body = base.clone();
@@ -656,14 +1000,17 @@ mod tests {
         );
 
         let released = |body: Value| match outcome(EventType::InventoryReleased, body) {
-            Ok(InventoryOutcome::Released { item, qty, .. }) => (item, qty),
+            Ok(InventoryOutcome::Released { lines, .. }) => lines,
             other => panic!("{other:?}"),
         };
-        assert_eq!(released(json!({"order_id": "o1"})), (None, 0));
-        assert_eq!(released(json!({"order_id": "o1", "qty": -3})), (None, 0));
+        assert_eq!(released(json!({"order_id": "o1"})), vec![]);
+        assert_eq!(released(json!({"order_id": "o1", "qty": -3})), vec![]);
         assert_eq!(
             released(json!({"order_id": "o1", "item": "burger", "qty": 1_i64 << 40})),
-            (Some(Item::parse("burger").unwrap()), u32::MAX)
+            vec![ReleasedLine {
+                item: item("burger"),
+                qty: u32::MAX
+            }]
         );
     }
 
@@ -701,6 +1048,126 @@ mod tests {
                 .unwrap_err()
                 .0,
             "OrderPlaced is not an inventory outcome"
+        );
+    }
+
+    /// Version 2: an order of several lines, and the outcomes about it, with `lines`.
+    #[test]
+    fn several_lines_travel_as_version_2() {
+        let order = OrderPlaced {
+            order_id: OrderId::parse("o2").unwrap(),
+            lines: Lines::new(vec![
+                Line::new(item("burger"), qty(2)),
+                Line::new(item("pizza"), qty(1)),
+            ])
+            .unwrap(),
+            student_id: None,
+        };
+        assert_eq!(order.schema_version(), SchemaVersion::V2);
+        assert_eq!(order_placed().schema_version(), SchemaVersion::V1);
+        assert_eq!(
+            json_of(&order.to_body()),
+            json!({"order_id": "o2", "lines": [{"item": "burger", "qty": 2}, {"item": "pizza", "qty": 1}],
+                   "student_id": null, "status": "PLACED"})
+        );
+        assert_eq!(OrderPlaced::from_body(&order.to_body()).unwrap(), order);
+        // Read as version 1, a version-2 body lacks the lab's fields; as 2, a lab body its lines.
+        assert_eq!(
+            OrderPlaced::from_body_at(&order.to_body(), SchemaVersion::V1)
+                .unwrap_err()
+                .0,
+            "missing required field item"
+        );
+        assert_eq!(
+            OrderPlaced::from_body_at(&order_placed().to_body(), SchemaVersion::V2)
+                .unwrap_err()
+                .0,
+            "missing required field lines"
+        );
+
+        let failed = InventoryOutcome::Failed {
+            order_id: order.order_id.clone(),
+            lines: order.lines.clone(),
+            student_id: None,
+            code: FailureCode::InsufficientStock,
+            reason: "insufficient stock for pizza: asked for 1, 0 left".into(),
+            unserved: vec![UnservedLine {
+                item: item("pizza"),
+                qty: qty(1),
+                code: FailureCode::InsufficientStock,
+            }],
+        };
+        assert_eq!(
+            json_of(&failed.to_body()),
+            json!({"order_id": "o2", "lines": [{"item": "burger", "qty": 2}, {"item": "pizza", "qty": 1}],
+                   "status": "FAILED", "code": "insufficient_stock",
+                   "reason": "insufficient stock for pizza: asked for 1, 0 left",
+                   "unserved": [{"item": "pizza", "qty": 1, "code": "insufficient_stock"}]})
+        );
+        let outcomes = [
+            failed,
+            InventoryOutcome::Reserved {
+                order_id: order.order_id.clone(),
+                lines: vec![reserved("burger", 2, 98), reserved("pizza", 1, 49)],
+                student_id: Some(StudentId::parse("s1").unwrap()),
+            },
+            InventoryOutcome::Released {
+                order_id: order.order_id.clone(),
+                lines: vec![
+                    ReleasedLine {
+                        item: item("burger"),
+                        qty: 2,
+                    },
+                    ReleasedLine {
+                        item: item("pizza"),
+                        qty: 1,
+                    },
+                ],
+            },
+        ];
+        for o in outcomes {
+            assert_eq!(o.schema_version(), SchemaVersion::V2, "{o:?}");
+            assert_eq!(
+                InventoryOutcome::from_body(o.event_type(), &o.to_body()).unwrap(),
+                o
+            );
+        }
+    }
+
+    #[test]
+    fn a_version_2_reason_names_the_line() {
+        let reason = |body: Value| {
+            OrderPlaced::from_body_at(body.to_string().as_bytes(), SchemaVersion::V2)
+                .unwrap_err()
+                .0
+        };
+        assert_eq!(
+            reason(json!({"order_id": "o", "lines": "burger"})),
+            "lines must be an array, got string \"burger\""
+        );
+        assert_eq!(
+            reason(json!({"order_id": "o", "lines": [{"item": "a", "qty": 1}, 5]})),
+            "lines[1] must be an object, got number 5"
+        );
+        assert_eq!(
+            reason(json!({"order_id": "o", "lines": [{"item": "a", "qty": "x"}]})),
+            "lines[0].qty must be an integer, got string \"x\""
+        );
+        assert_eq!(
+            reason(
+                json!({"order_id": "o", "lines": [{"item": "a", "qty": 1}, {"item": "b", "qty": 0}]})
+            ),
+            "lines[1]: qty must be at least 1, got 0"
+        );
+        assert_eq!(
+            reason(json!({"order_id": "o", "lines": []})),
+            "items must hold at least one line"
+        );
+        assert_eq!(
+            reason(
+                json!({"order_id": "o", "lines": [{"item": "a", "qty": 1}, {"item": "a", "qty": 2}]})
+            ),
+            "item \"a\" is on two lines; put its quantities on one"
         );
     }
 

@@ -15,6 +15,7 @@ use saga_domain::events::{
     EventType, FailureCode, InventoryOutcome, OrderCancelled, OrderPlaced, OrderStatusUpdated,
 };
 use saga_domain::ids::{Item, OrderId, Qty, StudentId};
+use saga_domain::lines::{Lines, ReleasedLine, ReservedLine, UnservedLine};
 use saga_domain::order::{OrderEvent, OrderStatus};
 use saga_domain::wire::Malformed;
 use serde_json::{Map, Value, json};
@@ -82,15 +83,13 @@ fn written(event: EventType) -> Vec<Value> {
         EventType::OrderPlaced => vec![
             OrderPlaced {
                 order_id: id("o1"),
-                item: item("burger"),
-                qty: qty(5),
+                lines: Lines::single(item("burger"), qty(5)),
                 student_id: student("Ada Lovelace"),
             }
             .to_body(),
             OrderPlaced {
                 order_id: id(&long_id),
-                item: item("crème brûlée 2"),
-                qty: qty(10_000),
+                lines: Lines::single(item("crème brûlée 2"), qty(10_000)),
                 student_id: None,
             }
             .to_body(),
@@ -105,18 +104,22 @@ fn written(event: EventType) -> Vec<Value> {
         EventType::InventoryReserved => vec![
             InventoryOutcome::Reserved {
                 order_id: id("o1"),
-                item: item("burger"),
-                qty: qty(5),
+                lines: vec![ReservedLine {
+                    item: item("burger"),
+                    qty: qty(5),
+                    remaining: 95,
+                }],
                 student_id: student("s1"),
-                remaining: 95,
             }
             .to_body(),
             InventoryOutcome::Reserved {
                 order_id: id("o.2_x"),
-                item: item("pizza"),
-                qty: qty(1),
+                lines: vec![ReservedLine {
+                    item: item("pizza"),
+                    qty: qty(1),
+                    remaining: 0,
+                }],
                 student_id: None,
-                remaining: 0,
             }
             .to_body(),
         ],
@@ -125,35 +128,44 @@ fn written(event: EventType) -> Vec<Value> {
             .map(|code| {
                 InventoryOutcome::Failed {
                     order_id: id("o1"),
-                    item: item("caviar"),
-                    qty: qty(1),
+                    lines: Lines::single(item("caviar"), qty(1)),
                     student_id: student("s1"),
                     code,
                     reason: "no caviar".into(),
+                    unserved: vec![UnservedLine {
+                        item: item("caviar"),
+                        qty: qty(1),
+                        code,
+                    }],
                 }
                 .to_body()
             })
             .chain([InventoryOutcome::Failed {
                 order_id: id("o2"),
-                item: item("pizza"),
-                qty: qty(99),
+                lines: Lines::single(item("pizza"), qty(99)),
                 student_id: None,
                 code: FailureCode::InsufficientStock,
                 reason: "only 50 pizza left".into(),
+                unserved: vec![UnservedLine {
+                    item: item("pizza"),
+                    qty: qty(99),
+                    code: FailureCode::InsufficientStock,
+                }],
             }
             .to_body()])
             .collect(),
         EventType::InventoryReleased => vec![
             InventoryOutcome::Released {
                 order_id: id("o1"),
-                item: Some(item("burger")),
-                qty: 5,
+                lines: vec![ReleasedLine {
+                    item: item("burger"),
+                    qty: 5,
+                }],
             }
             .to_body(),
             InventoryOutcome::Released {
                 order_id: id("o2"),
-                item: None,
-                qty: 0,
+                lines: vec![],
             }
             .to_body(),
         ],

@@ -50,6 +50,9 @@ impl Ledger for RedisLedger {
 
 pub struct InventoryHandler<L> {
     pub ledger: L,
+    /// The majors of OrderPlaced read (`ORDER_PLACED_READS`): `[1, 2]`, or `[1]` in the
+    /// schema-evolution drill.
+    pub order_placed_reads: &'static [u16],
 }
 
 /// The two commands inventory-svc understands.
@@ -68,13 +71,21 @@ impl<L: Ledger> Handler for InventoryHandler<L> {
             Some(EventType::OrderCancelled) => {
                 Ok(Command::Release(OrderCancelled::from_body(body)?))
             }
-            Some(EventType::OrderPlaced) | None => {
-                Ok(Command::Reserve(OrderPlaced::from_body(body)?))
-            }
+            Some(EventType::OrderPlaced) | None => Ok(Command::Reserve(OrderPlaced::from_body_at(
+                body,
+                meta.version(),
+            )?)),
             Some(other) => Err(Malformed(format!(
                 "{} does not belong on the inventory queue",
                 other.name()
             ))),
+        }
+    }
+
+    fn reads(&self, event: EventType) -> &'static [u16] {
+        match event {
+            EventType::OrderPlaced => self.order_placed_reads,
+            other => other.majors(),
         }
     }
 
@@ -115,7 +126,8 @@ impl<L: Ledger> Handler for InventoryHandler<L> {
 fn announcement(decision: &Decision, correlation_id: Option<&str>) -> Announcement {
     let event_type = decision.outcome.event_type();
     let order_id = decision.outcome.order_id().as_str();
-    let mut meta = EventMeta::new(event_type, correlation_id.unwrap_or(order_id), SERVICE);
+    let mut meta = EventMeta::new(event_type, correlation_id.unwrap_or(order_id), SERVICE)
+        .versioned(decision.outcome.schema_version());
     meta.event_id = decision.event_id.clone();
     Announcement {
         meta,
@@ -134,30 +146,43 @@ fn log_decision(decision: &Decision, redelivered: bool) {
         return;
     }
     match &decision.outcome {
-        InventoryOutcome::Reserved {
-            item,
-            qty,
-            remaining,
-            ..
-        } => {
-            info!(%item, %qty, remaining, "Reserved {qty} {item} for order {order_id}")
-        }
+        InventoryOutcome::Reserved { lines, .. } => match lines.as_slice() {
+            [line] => {
+                let (item, qty, remaining) = (&line.item, line.qty, line.remaining);
+                info!(%item, %qty, remaining, "Reserved {qty} {item} for order {order_id}")
+            }
+            lines => {
+                let what = words(lines.iter().map(|l| (l.qty.get(), &l.item)));
+                info!(lines = lines.len(), "Reserved {what} for order {order_id}")
+            }
+        },
         InventoryOutcome::Failed {
-            item,
-            qty,
+            lines,
             reason,
             code,
+            unserved,
             ..
         } => {
-            info!(%item, %qty, code = code.as_str(), "InventoryFailed for order {order_id}: {reason}")
+            let line = lines.first();
+            let (item, qty) = (&line.item, line.qty);
+            info!(%item, %qty, code = code.as_str(), lines = lines.len(), unserved = unserved.len(),
+                  "InventoryFailed for order {order_id}: {reason}")
         }
-        InventoryOutcome::Released { item, qty, .. } => match item {
-            Some(item) => {
+        InventoryOutcome::Released { lines, .. } => match lines.as_slice() {
+            [] => info!(
+                "Cancel for order {order_id} arrived before the order, or the order had failed: recorded, nothing to release"
+            ),
+            [line] => {
+                let (item, qty) = (&line.item, line.qty);
                 info!(%item, qty, "Released {qty} {item} for order {order_id} (order cancelled)")
             }
-            None => info!(
-                "Cancel for order {order_id} arrived before the order: recorded, nothing to release"
-            ),
+            lines => {
+                let what = words(lines.iter().map(|l| (l.qty, &l.item)));
+                info!(
+                    lines = lines.len(),
+                    "Released {what} for order {order_id} (order cancelled)"
+                )
+            }
         },
     }
 }
@@ -172,12 +197,22 @@ fn log_compacted_duplicate(order_id: &OrderId, state: ReservationState, redelive
     );
 }
 
+/// `2 burger, 1 pizza`: the lines of a log line.
+fn words<'a, Q: std::fmt::Display>(
+    lines: impl Iterator<Item = (Q, &'a saga_domain::ids::Item)>,
+) -> String {
+    lines
+        .map(|(qty, item)| format!("{qty} {item}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn record_stock_gauge(outcome: &InventoryOutcome) {
-    if let InventoryOutcome::Reserved {
-        item, remaining, ..
-    } = outcome
-    {
-        metrics::gauge!("saga_stock_available", "item" => item.to_string()).set(*remaining as f64);
+    if let InventoryOutcome::Reserved { lines, .. } = outcome {
+        for line in lines {
+            metrics::gauge!("saga_stock_available", "item" => line.item.to_string())
+                .set(line.remaining as f64);
+        }
     }
 }
 
@@ -192,6 +227,7 @@ mod tests {
 
     use saga_domain::events::FailureCode;
     use saga_domain::ids::{Item, Qty};
+    use saga_domain::lines::{Line, Lines, ReleasedLine, ReservedLine, UnservedLine};
     use saga_platform::amqp::retry::is_outage;
 
     use super::*;
@@ -272,30 +308,51 @@ mod tests {
                 return Ok(self.recorded(recorded));
             }
             let mut stock = self.stock.lock().unwrap();
-            let (item, qty) = (order.item.clone(), order.qty);
-            let failed = |code, reason: String| InventoryOutcome::Failed {
-                order_id: order.order_id.clone(),
-                item: item.clone(),
-                qty,
-                student_id: None,
-                code,
-                reason,
-            };
-            let outcome = match stock.get_mut(item.as_str()) {
-                None => failed(FailureCode::UnknownItem, format!("unknown item \"{item}\"")),
-                Some(left) if *left < i64::from(qty.get()) => {
-                    failed(FailureCode::InsufficientStock, format!("{left} left"))
-                }
-                Some(left) => {
-                    *left -= i64::from(qty.get());
-                    InventoryOutcome::Reserved {
-                        order_id: order.order_id.clone(),
-                        item: item.clone(),
-                        qty,
-                        student_id: None,
-                        remaining: *left,
-                    }
-                }
+            // All or nothing, as lua/reserve.lua: look at every line, then take them all.
+            let unserved: Vec<UnservedLine> = order
+                .lines
+                .iter()
+                .filter_map(|line| {
+                    let code = match stock.get(line.item.as_str()) {
+                        None => FailureCode::UnknownItem,
+                        Some(left) if *left < i64::from(line.qty.get()) => {
+                            FailureCode::InsufficientStock
+                        }
+                        Some(_) => return None,
+                    };
+                    Some(UnservedLine {
+                        item: line.item.clone(),
+                        qty: line.qty,
+                        code,
+                    })
+                })
+                .collect();
+            let outcome = match unserved.first() {
+                Some(first) => InventoryOutcome::Failed {
+                    order_id: order.order_id.clone(),
+                    lines: order.lines.clone(),
+                    student_id: None,
+                    code: first.code,
+                    reason: format!("{} unserved", first.item),
+                    unserved,
+                },
+                None => InventoryOutcome::Reserved {
+                    order_id: order.order_id.clone(),
+                    lines: order
+                        .lines
+                        .iter()
+                        .map(|line| {
+                            let left = stock.get_mut(line.item.as_str()).unwrap();
+                            *left -= i64::from(line.qty.get());
+                            ReservedLine {
+                                item: line.item.clone(),
+                                qty: line.qty,
+                                remaining: *left,
+                            }
+                        })
+                        .collect(),
+                    student_id: None,
+                },
             };
             let decision = Decision {
                 outcome,
@@ -321,24 +378,28 @@ mod tests {
             }
             // A release writes a fresh event id, compacted record or not (lua/release.lua).
             self.compacted.lock().unwrap().remove(order_id.as_str());
-            let (item, qty) = match previous.map(|d| d.outcome) {
-                Some(InventoryOutcome::Reserved { item, qty, .. }) => {
-                    *self
-                        .stock
-                        .lock()
-                        .unwrap()
-                        .entry(item.to_string())
-                        .or_default() += i64::from(qty.get());
-                    (Some(item), qty.get())
-                }
-                Some(InventoryOutcome::Failed { item, .. }) => (Some(item), 0),
-                _ => (None, 0),
+            let lines = match previous.map(|d| d.outcome) {
+                Some(InventoryOutcome::Reserved { lines, .. }) => lines
+                    .into_iter()
+                    .map(|line| {
+                        *self
+                            .stock
+                            .lock()
+                            .unwrap()
+                            .entry(line.item.to_string())
+                            .or_default() += i64::from(line.qty.get());
+                        ReleasedLine {
+                            item: line.item,
+                            qty: line.qty.get(),
+                        }
+                    })
+                    .collect(),
+                _ => Vec::new(),
             };
             let decision = Decision {
                 outcome: InventoryOutcome::Released {
                     order_id: order_id.clone(),
-                    item,
-                    qty,
+                    lines,
                 },
                 event_id: format!("release-{order_id}"),
                 first_time: true,
@@ -349,10 +410,22 @@ mod tests {
     }
 
     fn place(id: &str, item: &str, qty: u32) -> Command {
+        place_lines(id, &[(item, qty)])
+    }
+
+    fn place_lines(id: &str, lines: &[(&str, u32)]) -> Command {
+        let lines = lines
+            .iter()
+            .map(|(item, qty)| {
+                Line::new(
+                    Item::parse(item).unwrap(),
+                    Qty::parse(i64::from(*qty)).unwrap(),
+                )
+            })
+            .collect();
         Command::Reserve(OrderPlaced {
             order_id: OrderId::parse(id).unwrap(),
-            item: Item::parse(item).unwrap(),
-            qty: Qty::parse(i64::from(qty)).unwrap(),
+            lines: Lines::new(lines).unwrap(),
             student_id: None,
         })
     }
@@ -379,6 +452,7 @@ mod tests {
     async fn each_command_in_turn() {
         use EventType::*;
         let handler = InventoryHandler {
+            order_placed_reads: &[1, 2],
             ledger: FakeLedger::with(&[("burger", 5)]),
         };
         let meta = DeliveryMeta::default();
@@ -452,6 +526,7 @@ mod tests {
     async fn after_compaction_a_duplicate_takes_nothing_and_announces_nothing() {
         use EventType::*;
         let handler = InventoryHandler {
+            order_placed_reads: &[1, 2],
             ledger: FakeLedger::with(&[("burger", 10)]),
         };
         let meta = DeliveryMeta::default();
@@ -513,6 +588,7 @@ mod tests {
     #[tokio::test]
     async fn a_duplicate_re_announces_the_recorded_event_id() {
         let handler = InventoryHandler {
+            order_placed_reads: &[1, 2],
             ledger: FakeLedger::with(&[("burger", 5)]),
         };
         let meta = DeliveryMeta {
@@ -538,6 +614,7 @@ mod tests {
     #[tokio::test]
     async fn trouble_is_reported_for_the_loop_to_classify() {
         let handler = InventoryHandler {
+            order_placed_reads: &[1, 2],
             ledger: FakeLedger::with(&[("burger", 5)]),
         };
         let meta = DeliveryMeta::default();

@@ -53,6 +53,24 @@ pub struct Config {
     /// ADMIN_TOKEN: what PUT /stock/{item} needs from callers off this machine.
     #[command(flatten)]
     pub admin: saga_platform::service::admin::AdminArgs,
+
+    /// The versions of OrderPlaced this service reads: `1,2` (orders of several lines too), or
+    /// `1` to play a service not upgraded yet: a version-2 order goes straight to the DLQ with
+    /// the reason (the schema-evolution drill, scripts/lab/schema_evolution.sh).
+    #[arg(long, env = "ORDER_PLACED_READS", default_value = "1,2", value_parser = parse_reads)]
+    pub order_placed_reads: OrderPlacedReads,
+}
+
+/// Which majors of OrderPlaced inventory-svc reads (`ORDER_PLACED_READS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderPlacedReads(pub &'static [u16]);
+
+fn parse_reads(s: &str) -> Result<OrderPlacedReads, String> {
+    match s.replace(' ', "").as_str() {
+        "1" => Ok(OrderPlacedReads(&[1])),
+        "1,2" | "2,1" => Ok(OrderPlacedReads(&[1, 2])),
+        other => Err(format!("{other:?}: expected 1 or 1,2")),
+    }
 }
 
 /// The service with its HTTP port bound, ready to run.
@@ -133,7 +151,10 @@ impl SagaService for App {
             .with_timeline(timeline)
             .with_watchdog(watchdog)
             .with_spans(Spans::start(SERVICE, common.otel_endpoint.as_deref()));
-        let handler = Arc::new(InventoryHandler { ledger });
+        let handler = Arc::new(InventoryHandler {
+            ledger,
+            order_placed_reads: config.order_placed_reads.0,
+        });
         run_watched_consumer(settings, handler, broker, shutdown.clone()).await;
         saga_platform::amqp::log_task_end("reservation retention", sweeper.await);
         let _ = http.await;

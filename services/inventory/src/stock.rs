@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use redis::Script;
 use saga_domain::events::{FailureCode, InventoryOutcome, OrderPlaced, unix_now_millis};
 use saga_domain::ids::{Item, OrderId, Qty, StudentId};
-use saga_domain::order::{Reservation, ReservationState, StockLevel};
+use saga_domain::lines::{Line, Lines, ReleasedLine, ReservedLine, UnservedLine};
+use saga_domain::order::{RecordLine, Reservation, ReservationState, StockLevel};
 use saga_platform::redis::store::Keys;
 use saga_platform::redis::store::Redis;
 use saga_platform::service::config::RetentionArgs;
@@ -79,14 +80,12 @@ impl RedisLedger {
     pub async fn reserve(&self, order: &OrderPlaced) -> Result<Verdict, LedgerError> {
         let id = order.order_id.as_str();
         let new_event_id = uuid::Uuid::new_v4().to_string();
-        let (is_new, flat): (i64, Vec<String>) = self
-            .reserve
+        let mut invocation = self.reserve.prepare_invoke();
+        invocation
             .key(self.keys.reservation(id))
             .key(self.keys.stock())
             .key(self.keys.stock_reserved())
             .key(self.keys.reservations_compacting())
-            .arg(order.item.as_str())
-            .arg(order.qty.get())
             .arg(
                 order
                     .student_id
@@ -99,9 +98,12 @@ impl RedisLedger {
             .arg(id)
             .arg(self.retention_ms())
             .arg(ReservationState::Reserved.as_str())
-            .arg(ReservationState::Failed.as_str())
-            .invoke_async(&mut self.redis.clone())
-            .await?;
+            .arg(ReservationState::Failed.as_str());
+        for line in &order.lines {
+            invocation.arg(line.item.as_str()).arg(line.qty.get());
+        }
+        let (is_new, flat): (i64, Vec<String>) =
+            invocation.invoke_async(&mut self.redis.clone()).await?;
         verdict_from_record(&order.order_id, is_new == 1, &flat)
     }
 
@@ -258,8 +260,34 @@ fn decision_from_record(
     let corrupt = |what: &str| LedgerError::Corrupt(order_id.to_string(), what.to_owned());
     let pairs = flat.chunks_exact(2).map(|kv| (&kv[0], &kv[1]));
     let record = Reservation::from_hash(pairs).map_err(|why| corrupt(&why))?;
-    let item = || Item::parse(record.item.as_deref().unwrap_or("")).map_err(|e| corrupt(&e.0));
-    let qty = || Qty::parse(record.qty).map_err(|_| corrupt("qty"));
+    let item = |raw: &str| Item::parse(raw).map_err(|e| corrupt(&e.0));
+    let qty = |raw: i64| Qty::parse(raw).map_err(|_| corrupt("qty"));
+    let code = |raw: Option<&str>| {
+        raw.and_then(FailureCode::parse)
+            .ok_or_else(|| corrupt("code"))
+    };
+    // A lab order's one line is `item`, `qty`, `remaining`; an order of several has `lines`.
+    let lines: Vec<RecordLine> = if record.lines.is_empty() {
+        record
+            .item
+            .iter()
+            .map(|item| RecordLine {
+                item: item.clone(),
+                qty: record.qty,
+                remaining: record.remaining,
+                code: None,
+            })
+            .collect()
+    } else {
+        record.lines.clone()
+    };
+    let asked = || -> Result<Lines, LedgerError> {
+        let lines = lines
+            .iter()
+            .map(|l| Ok(Line::new(item(&l.item)?, qty(l.qty)?)))
+            .collect::<Result<_, LedgerError>>()?;
+        Lines::new(lines).map_err(|e| corrupt(&e.0))
+    };
     let student_id = record
         .student_id
         .as_deref()
@@ -269,34 +297,71 @@ fn decision_from_record(
         ReservationState::Reserved => (
             InventoryOutcome::Reserved {
                 order_id,
-                item: item()?,
-                qty: qty()?,
+                lines: lines
+                    .iter()
+                    .map(|l| {
+                        Ok(ReservedLine {
+                            item: item(&l.item)?,
+                            qty: qty(l.qty)?,
+                            remaining: l.remaining.ok_or_else(|| corrupt("remaining"))?,
+                        })
+                    })
+                    .collect::<Result<_, LedgerError>>()?,
                 student_id,
-                remaining: record.remaining.ok_or_else(|| corrupt("remaining"))?,
             },
             &record.event_id,
         ),
-        ReservationState::Failed => (
-            InventoryOutcome::Failed {
-                order_id,
-                item: item()?,
-                qty: qty()?,
-                student_id,
-                code: record
-                    .code
-                    .as_deref()
-                    .and_then(FailureCode::parse)
-                    .ok_or_else(|| corrupt("code"))?,
-                reason: record.reason.clone().unwrap_or_default(),
-            },
-            &record.event_id,
-        ),
+        ReservationState::Failed => {
+            let first = code(record.code.as_deref())?;
+            // A lab order's one line is the line that could not be served.
+            let unserved = if record.lines.is_empty() {
+                lines.iter().map(|l| (l, Some(first))).collect::<Vec<_>>()
+            } else {
+                record
+                    .unserved
+                    .iter()
+                    .map(|l| (l, l.code.as_deref().and_then(FailureCode::parse)))
+                    .collect()
+            };
+            (
+                InventoryOutcome::Failed {
+                    order_id,
+                    lines: asked()?,
+                    student_id,
+                    code: first,
+                    reason: record.reason.clone().unwrap_or_default(),
+                    unserved: unserved
+                        .into_iter()
+                        .map(|(l, why)| {
+                            Ok(UnservedLine {
+                                item: item(&l.item)?,
+                                qty: qty(l.qty)?,
+                                code: why.ok_or_else(|| corrupt("unserved code"))?,
+                            })
+                        })
+                        .collect::<Result<_, LedgerError>>()?,
+                },
+                &record.event_id,
+            )
+        }
         ReservationState::Released => (
             InventoryOutcome::Released {
                 order_id,
-                // A tombstone (cancel before any OrderPlaced) has no item.
-                item: record.item.as_deref().and_then(|i| Item::parse(i).ok()),
-                qty: u32::try_from(record.released_qty).map_err(|_| corrupt("released_qty"))?,
+                // What went back: every line, or nothing (a failed order, or a tombstone: a
+                // cancel before any OrderPlaced).
+                lines: if record.released_qty == 0 {
+                    Vec::new()
+                } else {
+                    lines
+                        .iter()
+                        .map(|l| {
+                            Ok(ReleasedLine {
+                                item: item(&l.item)?,
+                                qty: u32::try_from(l.qty).map_err(|_| corrupt("qty"))?,
+                            })
+                        })
+                        .collect::<Result<_, LedgerError>>()?
+                },
             },
             &record.release_event_id,
         ),
@@ -358,10 +423,10 @@ mod tests {
         ]);
         let d = decision_from_record(&id, true, &reserved).unwrap();
         assert_eq!(d.event_id, "e1");
-        assert!(matches!(
-            d.outcome,
-            InventoryOutcome::Reserved { remaining: 98, .. }
-        ));
+        let InventoryOutcome::Reserved { lines, .. } = &d.outcome else {
+            panic!("{d:?}");
+        };
+        assert_eq!(lines[0].remaining, 98);
 
         let failed = rec(&[
             ("state", "failed"),
@@ -390,12 +455,8 @@ mod tests {
         let d = decision_from_record(&id, true, &tombstone).unwrap();
         assert_eq!(d.event_id, "e3");
         assert!(matches!(
-            d.outcome,
-            InventoryOutcome::Released {
-                item: None,
-                qty: 0,
-                ..
-            }
+            &d.outcome,
+            InventoryOutcome::Released { lines, .. } if lines.is_empty()
         ));
 
         assert!(decision_from_record(&id, true, &rec(&[("state", "weird")])).is_err());
@@ -448,14 +509,73 @@ mod tests {
             };
             assert_eq!(d.event_id, "e9");
             assert!(matches!(
-                d.outcome,
-                InventoryOutcome::Released {
-                    item: Some(_),
-                    qty: 2,
-                    ..
-                }
+                &d.outcome,
+                InventoryOutcome::Released { lines, .. } if lines.len() == 1 && lines[0].qty == 2
             ));
         }
+    }
+
+    #[test]
+    fn an_order_of_several_lines_is_rebuilt_from_its_lines() {
+        let id = OrderId::parse("o2").unwrap();
+        let reserved = rec(&[
+            ("state", "reserved"),
+            ("event_id", "e1"),
+            (
+                "lines",
+                r#"[{"item":"burger","qty":2,"remaining":98},{"item":"pizza","qty":1,"remaining":49}]"#,
+            ),
+        ]);
+        let d = decision_from_record(&id, true, &reserved).unwrap();
+        assert_eq!(d.outcome.schema_version().major, 2);
+        let InventoryOutcome::Reserved { lines, .. } = &d.outcome else {
+            panic!("{d:?}");
+        };
+        assert_eq!(
+            lines.iter().map(|l| l.remaining).collect::<Vec<_>>(),
+            [98, 49]
+        );
+
+        let failed = rec(&[
+            ("state", "failed"),
+            ("event_id", "e2"),
+            ("code", "insufficient_stock"),
+            ("reason", "insufficient stock for pizza"),
+            (
+                "lines",
+                r#"[{"item":"burger","qty":2},{"item":"pizza","qty":9}]"#,
+            ),
+            (
+                "unserved",
+                r#"[{"item":"pizza","qty":9,"code":"insufficient_stock"}]"#,
+            ),
+        ]);
+        let d = decision_from_record(&id, false, &failed).unwrap();
+        let InventoryOutcome::Failed {
+            lines, unserved, ..
+        } = &d.outcome
+        else {
+            panic!("{d:?}");
+        };
+        assert_eq!(lines.len(), 2);
+        assert_eq!(unserved.len(), 1);
+        assert_eq!(unserved[0].item.as_str(), "pizza");
+
+        // Released after a reservation: every line went back.
+        let released = rec(&[
+            ("state", "released"),
+            ("released_qty", "3"),
+            ("release_event_id", "e3"),
+            (
+                "lines",
+                r#"[{"item":"burger","qty":2,"remaining":98},{"item":"pizza","qty":1,"remaining":49}]"#,
+            ),
+        ]);
+        let d = decision_from_record(&id, true, &released).unwrap();
+        let InventoryOutcome::Released { lines, .. } = &d.outcome else {
+            panic!("{d:?}");
+        };
+        assert_eq!(lines.iter().map(|l| l.qty).sum::<u32>(), 3);
     }
 
     #[test]

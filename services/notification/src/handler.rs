@@ -253,7 +253,7 @@ impl<C: Claims, D: Deliver> Handler for NotifyHandler<C, D> {
             Some(EventType::OrderStatusUpdated) => {
                 OrderStatusUpdated::from_body(body).map(NotifyEvent::StatusUpdated)
             }
-            kind => InventoryOutcome::from_delivery(kind, &meta.routing_key, body)
+            kind => InventoryOutcome::from_delivery(kind, &meta.routing_key, body, meta.version())
                 .map(NotifyEvent::Inventory),
         }
     }
@@ -324,37 +324,59 @@ impl<C: Claims, D: Deliver> Handler for NotifyHandler<C, D> {
 
 fn notification_of(outcome: &InventoryOutcome, event_id: String) -> Notification {
     let order_id = outcome.order_id().to_string();
+    // The lab's one line names its item and quantity; an order of several, its units in all.
     let (student_id, item, qty, message) = match outcome {
         InventoryOutcome::Reserved {
-            item,
-            qty,
-            student_id,
-            remaining,
-            ..
-        } => (
-            student_id.as_ref().map(ToString::to_string),
-            Some(item.to_string()),
-            qty.get(),
-            format!("Order {order_id} confirmed: {qty} x {item} reserved ({remaining} left)"),
-        ),
+            lines, student_id, ..
+        } => {
+            let what = match lines.as_slice() {
+                [line] => format!(
+                    "{} x {} reserved ({} left)",
+                    line.qty, line.item, line.remaining
+                ),
+                lines => format!(
+                    "{} lines reserved ({})",
+                    lines.len(),
+                    lines
+                        .iter()
+                        .map(|l| format!("{} x {}", l.qty, l.item))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            (
+                student_id.as_ref().map(ToString::to_string),
+                lines
+                    .first()
+                    .map(|l| l.item.to_string())
+                    .filter(|_| lines.len() == 1),
+                lines.iter().map(|l| l.qty.get()).sum(),
+                format!("Order {order_id} confirmed: {what}"),
+            )
+        }
         InventoryOutcome::Failed {
-            item,
-            qty,
+            lines,
             student_id,
             reason,
             ..
         } => (
             student_id.as_ref().map(ToString::to_string),
-            Some(item.to_string()),
-            qty.get(),
+            lines.single_line().map(|l| l.item.to_string()),
+            u32::try_from(lines.units()).unwrap_or(u32::MAX),
             format!("Order {order_id} failed: {reason}"),
         ),
-        InventoryOutcome::Released { item, qty, .. } => (
-            None,
-            item.as_ref().map(ToString::to_string),
-            *qty,
-            format!("Order {order_id} cancelled: {qty} unit(s) returned to stock"),
-        ),
+        InventoryOutcome::Released { lines, .. } => {
+            let qty: u32 = lines.iter().map(|l| l.qty).sum();
+            (
+                None,
+                match lines.as_slice() {
+                    [line] => Some(line.item.to_string()),
+                    _ => None,
+                },
+                qty,
+                format!("Order {order_id} cancelled: {qty} unit(s) returned to stock"),
+            )
+        }
     };
     Notification {
         order_id,
@@ -503,32 +525,31 @@ mod tests {
     }
 
     fn reserved(id: &str) -> NotifyEvent {
-        NotifyEvent::Inventory(InventoryOutcome::Reserved {
-            order_id: OrderId::parse(id).unwrap(),
-            item: Item::parse("burger").unwrap(),
-            qty: Qty::parse(2).unwrap(),
-            student_id: None,
-            remaining: 8,
-        })
+        NotifyEvent::Inventory(InventoryOutcome::reserved_one(
+            OrderId::parse(id).unwrap(),
+            Item::parse("burger").unwrap(),
+            Qty::parse(2).unwrap(),
+            None,
+            8,
+        ))
     }
 
     fn released(id: &str) -> NotifyEvent {
-        NotifyEvent::Inventory(InventoryOutcome::Released {
-            order_id: OrderId::parse(id).unwrap(),
-            item: Some(Item::parse("burger").unwrap()),
-            qty: 2,
-        })
+        NotifyEvent::Inventory(InventoryOutcome::released_one(
+            OrderId::parse(id).unwrap(),
+            Some((Item::parse("burger").unwrap(), 2)),
+        ))
     }
 
     fn no_stock(id: &str) -> NotifyEvent {
-        NotifyEvent::Inventory(InventoryOutcome::Failed {
-            order_id: OrderId::parse(id).unwrap(),
-            item: Item::parse("burger").unwrap(),
-            qty: Qty::parse(2).unwrap(),
-            student_id: Some(StudentId::parse("s-1").unwrap()),
-            code: FailureCode::InsufficientStock,
-            reason: "insufficient stock".into(),
-        })
+        NotifyEvent::Inventory(InventoryOutcome::failed_one(
+            OrderId::parse(id).unwrap(),
+            Item::parse("burger").unwrap(),
+            Qty::parse(2).unwrap(),
+            Some(StudentId::parse("s-1").unwrap()),
+            FailureCode::InsufficientStock,
+            "insufficient stock".into(),
+        ))
     }
 
     fn moved(id: &str, old: OrderStatus, new: OrderStatus, reason: Option<&str>) -> NotifyEvent {

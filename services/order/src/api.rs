@@ -2,7 +2,7 @@
 //!
 //! | route | does |
 //! |---|---|
-//! | `POST /order` | `{"item","qty","student_id"}` → 201 `{"order_id","status"}` ([`OrderAck`]) |
+//! | `POST /order` | `{"item","qty","student_id"}`, `{"items":[{"item","qty"}],"student_id"}` or the course starter's `{"user_id","items":[{"sku","qty"}]}` → 201 `{"order_id","status"}` ([`OrderAck`]) |
 //! | `GET /order/{id}` | the order with its status, reason and history |
 //! | `GET /orders` | the classic lab's list: a bare array, newest first (at most 1,000) |
 //! | `GET /orders?status=&limit=&offset=` | newest first, filtered and paged, with the total |
@@ -37,6 +37,7 @@
 //! | `{id}` in a path, `order_id` | 1 to 64 bytes of ASCII letters, digits, `-`, `_`, `.` (never `:`: [`saga_domain::ids`]) |
 //! | `item`, `student_id` | 1 to 64 bytes ([`saga_domain::ids`]) |
 //! | `qty` | an integer from 1 to 10,000 |
+//! | `items` | 1 to [`saga_domain::lines::MAX_LINES`] lines, each item once |
 //! | cancel's `reason`, a PATCH's `note` | at most [`MAX_REASON_CHARS`] characters |
 //! | a PATCH's `updated_by` | 1 to [`MAX_UPDATED_BY`] characters |
 //! | `X-Correlation-Id` | 1 to 64 bytes of ASCII letters, digits, `-`, `_`, `.`, `:` ([`crate::headers`]) |
@@ -59,6 +60,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use metrics_exporter_prometheus::PrometheusHandle;
 use saga_domain::ids::{IdempotencyKey, Item, OrderId, Qty, StudentId};
+use saga_domain::lines::{Line, Lines};
 use saga_domain::order::OrderStatus;
 use saga_domain::owner::{Caller, STAFF, UserId};
 use saga_domain::trace::Trace;
@@ -392,10 +394,14 @@ async fn place_order(
         );
     }
     let idempotent = key.clone().map(|key| {
+        let lines: Vec<(&str, u32)> = new
+            .lines
+            .iter()
+            .map(|l| (l.item.as_str(), l.qty.get()))
+            .collect();
         let mut request = json!({
             "route": "POST /order",
-            "item": new.item,
-            "qty": new.qty,
+            "lines": lines,
             "student_id": new.student_id,
         });
         // Another user's retry with the same key is another request, never a replay of this one.
@@ -431,7 +437,7 @@ async fn place_order(
         }
     };
     record_order_id(&order.order_id);
-    info!(order_id = %order.order_id, item = %order.item, qty = order.qty,
+    info!(order_id = %order.order_id, lines = %order.lines.summary(),
           student_id = order.student_id.as_deref().unwrap_or("-"), correlation_id = %order.correlation_id,
           owner = order.owner.as_ref().map_or("-", |o| o.user_id.as_str()),
           idempotency_key = key.as_ref().map_or("-", IdempotencyKey::as_str), "order placed");
@@ -446,13 +452,14 @@ async fn place_order(
     )
 }
 
-/// Read `{"item","qty","student_id"}` with a reason a person can act on.
+/// Read a new order's body with a reason a person can act on.
 fn parse_new_order(body: &[u8]) -> Result<NewOrder, ApiError> {
     Ok(NewOrder::try_from(wire::read::<NewOrderBody>(body)?)?)
 }
 
 /// The body of `POST /order`, read like an event's body (see [`saga_domain::wire`]): an
-/// `order.placed` without the id, which is ours to give.
+/// `order.placed` without the id, which is ours to give. Three shapes: the lab's one line
+/// (`item`, `qty`), several (`items`), and the course starter's (`user_id`, `items` of `sku`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct NewOrderBody {
@@ -460,22 +467,72 @@ struct NewOrderBody {
     item: Option<String>,
     #[serde(deserialize_with = "wire::integer")]
     qty: Option<i64>,
+    #[serde(deserialize_with = "wire::list")]
+    items: Option<Vec<NewLineBody>>,
     #[serde(deserialize_with = "wire::text")]
     student_id: Option<String>,
+    /// The course starter's name for the student.
+    #[serde(deserialize_with = "wire::text")]
+    user_id: Option<String>,
+}
+
+/// One of `items`: `item` (or the starter's `sku`) and `qty`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct NewLineBody {
+    #[serde(deserialize_with = "wire::text", alias = "sku")]
+    item: Option<String>,
+    #[serde(deserialize_with = "wire::integer")]
+    qty: Option<i64>,
+}
+
+impl NewOrderBody {
+    /// The order's lines: `items`, or the lab's `item` and `qty`; never both.
+    fn lines(&mut self) -> Result<Lines, Malformed> {
+        let Some(items) = self.items.take() else {
+            return Ok(Lines::single(
+                Item::parse(&required(self.item.take(), "item")?)?,
+                Qty::parse(required(self.qty, "qty")?)?,
+            ));
+        };
+        if self.item.is_some() || self.qty.is_some() {
+            return Err(Malformed(
+                "give either item and qty (one line) or items (several), not both".into(),
+            ));
+        }
+        let lines = items
+            .into_iter()
+            .enumerate()
+            .map(|(i, line)| {
+                let at = |e: Malformed| Malformed(format!("items[{i}]: {e}"));
+                let item = required(line.item, "item").map_err(at)?;
+                let qty = required(line.qty, "qty").map_err(at)?;
+                Ok(Line::new(
+                    Item::parse(&item).map_err(|e| at(e.into()))?,
+                    Qty::parse(qty).map_err(|e| at(e.into()))?,
+                ))
+            })
+            .collect::<Result<_, Malformed>>()?;
+        Ok(Lines::new(lines)?)
+    }
 }
 
 impl TryFrom<NewOrderBody> for NewOrder {
     type Error = Malformed;
 
-    fn try_from(body: NewOrderBody) -> Result<Self, Malformed> {
+    fn try_from(mut body: NewOrderBody) -> Result<Self, Malformed> {
+        let lines = body.lines()?;
+        let student_id = match (body.student_id, body.user_id) {
+            (Some(_), Some(_)) => {
+                return Err(Malformed(
+                    "give student_id or user_id (the same person), not both".into(),
+                ));
+            }
+            (student, user) => student.or(user),
+        };
         Ok(Self {
-            item: Item::parse(&required(body.item, "item")?)?,
-            qty: Qty::parse(required(body.qty, "qty")?)?,
-            student_id: body
-                .student_id
-                .as_deref()
-                .map(StudentId::parse)
-                .transpose()?,
+            lines,
+            student_id: student_id.as_deref().map(StudentId::parse).transpose()?,
             // Never from the body: only a verified token says whose an order is.
             owner: None,
         })
@@ -897,7 +954,65 @@ mod tests {
         );
         // The id is ours to give: one in the body is ignored, like any field we do not know.
         let new = parse_new_order(br#"{"order_id":"mine","item":"burger","qty":2,"x":[]}"#);
-        assert_eq!(new.unwrap().qty.get(), 2);
+        assert_eq!(new.unwrap().lines.summary(), "2 x burger");
+    }
+
+    #[test]
+    fn an_order_of_several_lines_in_each_of_its_shapes() {
+        let lines = |body: &str| {
+            parse_new_order(body.as_bytes())
+                .map(|n| (n.lines.summary(), n.student_id.map(|s| s.to_string())))
+        };
+        let err = |body: &str| parse_new_order(body.as_bytes()).unwrap_err().message;
+        assert_eq!(
+            lines(r#"{"items":[{"item":"burger","qty":2},{"item":"pizza","qty":1}],"student_id":"s1"}"#).unwrap(),
+            ("2 lines, 3 units".into(), Some("s1".into()))
+        );
+        // The course starter's body: sku for item, user_id for the student.
+        assert_eq!(
+            lines(
+                r#"{"user_id":"u-7","items":[{"sku":"burger","qty":2},{"sku":"salad","qty":4}]}"#
+            )
+            .unwrap(),
+            ("2 lines, 6 units".into(), Some("u-7".into()))
+        );
+        // One line in items is the lab's order.
+        assert_eq!(
+            lines(r#"{"items":[{"item":"burger","qty":2}]}"#).unwrap().0,
+            "2 x burger"
+        );
+        assert_eq!(
+            err(r#"{"item":"burger","qty":1,"items":[{"item":"pizza","qty":1}]}"#),
+            "give either item and qty (one line) or items (several), not both"
+        );
+        assert_eq!(err(r#"{"items":[]}"#), "items must hold at least one line");
+        assert_eq!(
+            err(r#"{"items":[{"item":"a","qty":1},{"item":"a","qty":1}]}"#),
+            "item \"a\" is on two lines; put its quantities on one"
+        );
+        assert_eq!(
+            err(r#"{"items":[{"item":"a","qty":1},{"item":"b","qty":0}]}"#),
+            "items[1]: qty must be at least 1, got 0"
+        );
+        assert_eq!(
+            err(r#"{"items":[{"item":"a"}]}"#),
+            "items[0]: missing required field qty"
+        );
+        assert_eq!(
+            err(r#"{"items":{"a":1}}"#),
+            "items must be an array, got an object"
+        );
+        assert_eq!(
+            err(r#"{"items":[{"item":"a","qty":1}],"student_id":"s","user_id":"u"}"#),
+            "give student_id or user_id (the same person), not both"
+        );
+        let many: Vec<String> = (0..21)
+            .map(|i| format!(r#"{{"item":"i{i}","qty":1}}"#))
+            .collect();
+        assert_eq!(
+            err(&format!(r#"{{"items":[{}]}}"#, many.join(","))),
+            "an order holds at most 20 lines, got 21"
+        );
     }
 
     #[test]

@@ -25,11 +25,12 @@ use std::time::Duration;
 
 use redis::{AsyncCommands, Script};
 use saga_domain::events::{EventMeta, EventType, InventoryOutcome, OrderPlaced, unix_now_millis};
-use saga_domain::ids::{CorrelationId, IdempotencyKey, Item, OrderId, Qty, StudentId};
+use saga_domain::ids::{CorrelationId, IdempotencyKey, OrderId, StudentId};
+use saga_domain::lines::Lines;
 use saga_domain::order::{HistoryEntry, OrderEvent, OrderStatus};
 use saga_domain::owner::{Owner, UserId};
 use saga_domain::trace::Trace;
-pub use saga_domain::view::{Order, OrderView, Tombstone};
+pub use saga_domain::view::{Order, OrderLines, OrderView, Tombstone};
 use saga_platform::redis::replication::ReplicationLag;
 use saga_platform::redis::store::Keys;
 use saga_platform::redis::store::Redis;
@@ -45,8 +46,7 @@ pub(crate) const HISTORY_CAP: usize = 100;
 /// A validated request to place an order.
 #[derive(Debug, Clone)]
 pub struct NewOrder {
-    pub item: Item,
-    pub qty: Qty,
+    pub lines: Lines,
     pub student_id: Option<StudentId>,
     /// Who places it, when it comes through the per-user API with a token: stored with the
     /// order and indexed per owner (`Keys::orders_by_owner`), in the same atomic step.
@@ -225,16 +225,15 @@ impl OrderStore {
         let now = unix_now_millis();
         let event = OrderPlaced {
             order_id: order_id.clone(),
-            item: new.item,
-            qty: new.qty,
+            lines: new.lines,
             student_id: new.student_id,
         };
-        let meta =
-            EventMeta::new(EventType::OrderPlaced, &correlation_id, SERVICE).traced(Some(trace));
+        let meta = EventMeta::new(EventType::OrderPlaced, &correlation_id, SERVICE)
+            .traced(Some(trace))
+            .versioned(event.schema_version());
         let order = Order {
             order_id: order_id.clone(),
-            item: event.item.clone(),
-            qty: event.qty.get().into(),
+            lines: OrderLines::of(&event.lines),
             student_id: event.student_id.as_ref().map(ToString::to_string),
             status: OrderStatus::Placed,
             reason: None,

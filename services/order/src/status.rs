@@ -60,7 +60,7 @@ impl<O: Orders> Handler for StatusHandler<O> {
     type Event = InventoryOutcome;
 
     fn parse(meta: &DeliveryMeta, body: &[u8]) -> Result<InventoryOutcome, Malformed> {
-        InventoryOutcome::from_delivery(meta.event_type(), &meta.routing_key, body)
+        InventoryOutcome::from_delivery(meta.event_type(), &meta.routing_key, body, meta.version())
     }
 
     async fn handle(&self, outcome: &InventoryOutcome, meta: &DeliveryMeta) -> Outcome {
@@ -77,6 +77,7 @@ impl<O: Orders> Handler for StatusHandler<O> {
             timestamp: unix_now_secs(),
             // The delivery's span: the status event this move publishes is its child.
             trace: meta.trace.clone(),
+            version: meta.version(),
         };
         // A structured envelope's word on its sender goes into the timeline line, with its shape.
         let mut envelope = meta.kept.clone();
@@ -196,32 +197,28 @@ mod tests {
     }
 
     fn reserved(id: &str) -> InventoryOutcome {
-        InventoryOutcome::Reserved {
-            order_id: OrderId::parse(id).unwrap(),
-            item: Item::parse("burger").unwrap(),
-            qty: Qty::parse(1).unwrap(),
-            student_id: None,
-            remaining: 9,
-        }
+        InventoryOutcome::reserved_one(
+            OrderId::parse(id).unwrap(),
+            Item::parse("burger").unwrap(),
+            Qty::parse(1).unwrap(),
+            None,
+            9,
+        )
     }
 
     fn failed(id: &str) -> InventoryOutcome {
-        InventoryOutcome::Failed {
-            order_id: OrderId::parse(id).unwrap(),
-            item: Item::parse("burger").unwrap(),
-            qty: Qty::parse(1).unwrap(),
-            student_id: None,
-            code: FailureCode::InsufficientStock,
-            reason: "0 left".into(),
-        }
+        InventoryOutcome::failed_one(
+            OrderId::parse(id).unwrap(),
+            Item::parse("burger").unwrap(),
+            Qty::parse(1).unwrap(),
+            None,
+            FailureCode::InsufficientStock,
+            "0 left".into(),
+        )
     }
 
     fn released(id: &str) -> InventoryOutcome {
-        InventoryOutcome::Released {
-            order_id: OrderId::parse(id).unwrap(),
-            item: None,
-            qty: 0,
-        }
+        InventoryOutcome::released_one(OrderId::parse(id).unwrap(), None)
     }
 
     fn label(outcome: &Outcome) -> &'static str {

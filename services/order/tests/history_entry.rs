@@ -9,6 +9,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use saga_domain::events::{EventMeta, EventType, InventoryOutcome};
 use saga_domain::ids::{Item, Qty};
+use saga_domain::lines::{Lines, ReservedLine};
 use saga_domain::order::{HistoryEntry, OrderStatus};
 use saga_platform::amqp::BrokerStatus;
 use saga_platform::redis::store::{self, Keys};
@@ -34,8 +35,7 @@ async fn an_applied_outcome_is_recorded_with_the_fields_order_svc_writes() -> an
     );
 
     let new = NewOrder {
-        item: Item::parse("burger")?,
-        qty: Qty::parse(2)?,
+        lines: Lines::single(Item::parse("burger")?, Qty::parse(2)?),
         student_id: None,
         owner: None,
     };
@@ -47,10 +47,12 @@ async fn an_applied_outcome_is_recorded_with_the_fields_order_svc_writes() -> an
     };
     let reserved = InventoryOutcome::Reserved {
         order_id: order.order_id.clone(),
-        item: order.item.clone(),
-        qty: Qty::parse(2)?,
+        lines: vec![ReservedLine {
+            item: Item::parse("burger")?,
+            qty: Qty::parse(2)?,
+            remaining: 8,
+        }],
         student_id: None,
-        remaining: 8,
     };
     let meta = EventMeta::new(EventType::InventoryReserved, "corr-1", "inventory-svc");
     // The first came in a Go bus Event: its word on the sender goes into the timeline line.

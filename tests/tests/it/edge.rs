@@ -14,6 +14,7 @@ use harness::{Endpoint, ServiceKind, TestEnv, eventually};
 use redis::AsyncCommands;
 use saga_domain::events::{EventMeta, EventType, OrderPlaced, unix_now_millis};
 use saga_domain::ids::{Item, OrderId, Qty};
+use saga_domain::lines::Lines;
 use saga_domain::order::OrderStatus;
 use serde_json::{Value, json};
 
@@ -137,8 +138,7 @@ async fn write_unpublishable_order(env: &TestEnv) -> anyhow::Result<String> {
     let id = order_id.as_str().to_owned();
     let event = OrderPlaced {
         order_id,
-        item: Item::parse("burger")?,
-        qty: Qty::parse(2)?,
+        lines: Lines::single(Item::parse("burger")?, Qty::parse(2)?),
         student_id: None,
     };
     let long = "c".repeat(300);

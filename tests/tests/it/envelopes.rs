@@ -192,9 +192,9 @@ async fn ambiguous_unknown_and_unread_shapes_are_dead_lettered_with_their_reason
         ),
         (
             "a major version nobody here reads",
-            json!({"messageId": "m", "messageType": "OrderPlaced", "messageVersion": "2",
-                   "payload": {"order_id": "v2-1", "item": "burger", "qty": 1}}),
-            "OrderPlaced version 2.0 is not read by inventory-svc; it reads 1",
+            json!({"messageId": "m", "messageType": "OrderPlaced", "messageVersion": "3",
+                   "payload": {"order_id": "v3-1", "item": "burger", "qty": 1}}),
+            "OrderPlaced version 3.0 is not read by inventory-svc; it reads 1, 2",
         ),
     ];
     for (what, body, reason) in cases {

@@ -10,7 +10,8 @@
 //!   hostile messages and broker state; [`hostile`]: the seeded hostile-input suite;
 //!   [`envelopes`]: the six shapes an event arrives in, and the CloudEvents headers we send;
 //!   [`traces`]: one order, one W3C trace, from the HTTP request to its last event;
-//!   [`lifecycle`]: an order's whole life (PATCH, status events, deadlines, retention).
+//!   [`lifecycle`]: an order's whole life (PATCH, status events, deadlines, retention);
+//!   [`lines`]: orders of several lines, all or nothing, and OrderPlaced version 2.
 //! - [`alerts`]: the Prometheus alert rules, by promtool's unit cases and in a real Prometheus
 //!   scraping the services and the broker.
 //! - [`faults`]: invariants under real faults; [`healing`]: the topology heals itself;
@@ -36,6 +37,7 @@ mod faults;
 mod healing;
 mod hostile;
 mod lifecycle;
+mod lines;
 mod notify_lifecycle;
 mod poison;
 mod replication;

@@ -414,6 +414,7 @@ async fn a_redis_that_cannot_persist_is_an_outage_waited_out_never_dead_lettered
 async fn a_relay_that_cannot_delete_backs_off_instead_of_republishing() -> anyhow::Result<()> {
     use saga_domain::events::{EventMeta, EventType, OrderPlaced};
     use saga_domain::ids::{Item, OrderId, Qty};
+    use saga_domain::lines::Lines;
 
     let redis = PrivateRedis::start().await?;
     let mut env = TestEnv::new("misconf-relay").await?;
@@ -422,8 +423,7 @@ async fn a_relay_that_cannot_delete_backs_off_instead_of_republishing() -> anyho
     let order_id = OrderId::generate();
     let event = OrderPlaced {
         order_id: order_id.clone(),
-        item: Item::parse("burger")?,
-        qty: Qty::parse(1)?,
+        lines: Lines::single(Item::parse("burger")?, Qty::parse(1)?),
         student_id: None,
     };
     let meta = EventMeta::new(EventType::OrderPlaced, order_id.as_str(), "order-svc");
@@ -687,7 +687,7 @@ async fn an_older_retry_queue_is_replaced_once_empty_and_ready_stays_green() -> 
 
 /// The version rule (docs/DESIGN.md §3): an unknown major is poison on its first delivery, with
 /// the reason the rule spells; a new minor of a known major is read; a header that is no
-/// version is poison too. inventory-svc reads version 1 of OrderPlaced.
+/// version is poison too. inventory-svc reads versions 1 and 2 of OrderPlaced.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_major_version_is_dead_lettered_at_once_and_a_new_minor_is_read()
 -> anyhow::Result<()> {
@@ -699,14 +699,14 @@ async fn an_unknown_major_version_is_dead_lettered_at_once_and_a_new_minor_is_re
     publish(
         &env,
         "order.placed",
-        &order_placed("v2-order", "burger"),
-        version("2.0"),
+        &order_placed("v3-order", "burger"),
+        version("3.0"),
     )
     .await?;
-    let dead = the_one_dead_letter(&env, "the version 2 OrderPlaced in the DLQ").await?;
+    let dead = the_one_dead_letter(&env, "the version 3 OrderPlaced in the DLQ").await?;
     assert_eq!(
         dead.header("x-dlq-reason").as_deref(),
-        Some("OrderPlaced version 2.0 is not read by inventory-svc; it reads 1")
+        Some("OrderPlaced version 3.0 is not read by inventory-svc; it reads 1, 2")
     );
     assert_eq!(
         dead.header("x-dlq-attempts"),
@@ -715,8 +715,8 @@ async fn an_unknown_major_version_is_dead_lettered_at_once_and_a_new_minor_is_re
     );
     assert_eq!(
         dead.header(SCHEMA_VERSION_HEADER).as_deref(),
-        Some("2.0"),
-        "the copy keeps its version, so a replay after the upgrade is read as version 2"
+        Some("3.0"),
+        "the copy keeps its version, so a replay after the upgrade is read as version 3"
     );
 
     publish(

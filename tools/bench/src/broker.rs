@@ -10,6 +10,7 @@ use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Channel, Confirmation};
 use saga_domain::events::{EventMeta, EventType, OrderPlaced};
 use saga_domain::ids::{Item, OrderId, Qty, StudentId};
+use saga_domain::lines::Lines;
 use saga_platform::amqp::properties::MetaProperties;
 
 /// The item every benchmark order asks for (inventory-svc is seeded with plenty of it).
@@ -39,8 +40,7 @@ pub fn order_placed(n: usize) -> anyhow::Result<Vec<Message>> {
         .map(|_| {
             let event = OrderPlaced {
                 order_id: OrderId::generate(),
-                item: item.clone(),
-                qty,
+                lines: Lines::single(item.clone(), qty),
                 student_id: Some(student_id.clone()),
             };
             let order_id = event.order_id.to_string();

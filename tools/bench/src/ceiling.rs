@@ -35,6 +35,7 @@ use saga_domain::events::{
     EventMeta, EventType, InventoryOutcome, OrderStatusUpdated, unix_now_millis,
 };
 use saga_domain::ids::{Item, OrderId, Qty, StudentId};
+use saga_domain::lines::ReservedLine;
 use saga_domain::order::OrderStatus;
 use saga_platform::amqp::properties::MetaProperties;
 use saga_platform::amqp::topology::Topology;
@@ -214,10 +215,12 @@ impl Relay {
     ) -> anyhow::Result<Self> {
         let outcome = InventoryOutcome::Reserved {
             order_id: OrderId::generate(),
-            item: Item::parse(ITEM)?,
-            qty: Qty::parse(1)?,
+            lines: vec![ReservedLine {
+                item: Item::parse(ITEM)?,
+                qty: Qty::parse(1)?,
+                remaining: 99_999_999,
+            }],
             student_id: Some(StudentId::parse("bench")?),
-            remaining: 99_999_999,
         };
         Self::start(
             conn,

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use clap::ValueEnum;
-use saga_domain::events::EventType;
+use saga_domain::events::{EventType, OrderPlaced};
 use saga_domain::ids::{Item, OrderId, Qty, StudentId};
 use saga_platform::service::http::ApiError;
 use serde::{Deserialize, Serialize};
@@ -235,30 +235,33 @@ pub async fn duplicate(board: &Board, order_id: &str) -> Result<Published, ApiEr
         .find(|h| h.event == Some(EventType::OrderPlaced))
         .map(|h| h.event_id.clone())
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let message = Sample::Order
-        .build(&SampleParams {
-            order_id: Some(id.to_string()),
-            item: order.item.clone(),
-            qty: order.qty,
-            student_id: order
-                .student_id
-                .clone()
-                .filter(|s| StudentId::parse(s).is_ok()),
-        })
-        .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+    let event = OrderPlaced {
+        order_id: id.clone(),
+        lines: order
+            .lines
+            .as_ref()
+            .ok_or_else(|| ApiError::bad_request(format!("order {id} holds no readable lines")))?
+            .to_lines()
+            .map_err(|e| ApiError::bad_request(e.0))?,
+        student_id: order
+            .student_id
+            .as_deref()
+            .and_then(|s| StudentId::parse(s).ok()),
+    };
+    let body = event.to_body();
     let routing_key = EventType::OrderPlaced.routing_key();
     send(
         board,
         routing_key,
-        &message.body,
-        publish::properties(routing_key, Some(id.as_str()), &message_id),
+        &body,
+        publish::properties(routing_key, Some(id.as_str()), &message_id, &body),
     )
     .await?;
     board.record(
         true,
         format!(
-            "sagactl publish --sample order --order-id {id} --item {} --qty {}  (same message_id {message_id})",
-            order.item, order.qty
+            "sagactl publish --body '{}'  (same message_id {message_id})",
+            String::from_utf8_lossy(&body)
         ),
     );
     Ok(Published {
@@ -318,7 +321,12 @@ pub async fn poison(board: &Board, request: PoisonRequest) -> Result<Published, 
         board,
         routing_key,
         &message.body,
-        publish::properties(routing_key, Some(&message.order_id), &message_id),
+        publish::properties(
+            routing_key,
+            Some(&message.order_id),
+            &message_id,
+            &message.body,
+        ),
     )
     .await?;
     board.record(

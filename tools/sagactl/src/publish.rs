@@ -15,6 +15,7 @@ use clap::{ArgGroup, Args};
 use lapin::BasicProperties;
 use saga_domain::envelope::Envelope;
 use saga_domain::events::{EventMeta, EventType, unix_now_secs};
+use saga_domain::wire;
 use saga_platform::amqp::Publisher;
 use saga_platform::amqp::properties::{MetaProperties, outgoing};
 use saga_platform::service::config::Common;
@@ -94,14 +95,15 @@ pub async fn run(common: &Common, args: PublishArgs) -> anyhow::Result<()> {
     let (body, properties) = match (args.bare, args.envelope) {
         (true, _) => (body, BasicProperties::default()),
         (false, None) => {
-            let properties = properties(&routing_key, order_id.as_deref(), &message_id);
+            let properties = properties(&routing_key, order_id.as_deref(), &message_id, &body);
             (body, properties)
         }
         (false, Some(envelope)) => {
             let event = EventType::from_routing_key(&routing_key).with_context(|| {
                 format!("--envelope needs an event's routing key (order.placed, ...), not {routing_key:?}")
             })?;
-            let meta = hand_made(event, order_id.as_deref().unwrap_or_default(), &message_id);
+            let meta = hand_made(event, order_id.as_deref().unwrap_or_default(), &message_id)
+                .versioned(wire::version_of(&body));
             outgoing(&meta.stamp(order_id.as_deref()), envelope, &body)
         }
     };
@@ -247,14 +249,23 @@ fn hand_made(event_type: EventType, order_id: &str, message_id: &str) -> EventMe
         app_id: APP_ID.to_owned(),
         timestamp: unix_now_secs(),
         trace: Some(saga_domain::trace::Trace::root()),
+        version: event_type.schema_version(),
     }
 }
 
-/// The properties our services put on an event, for a hand-made one.
-pub fn properties(routing_key: &str, order_id: Option<&str>, message_id: &str) -> BasicProperties {
+/// The properties our services put on an event, for a hand-made one with this body: its
+/// `x-schema-version` is the version the body's keys show (`lines`: 2.0, else 1.0).
+pub fn properties(
+    routing_key: &str,
+    order_id: Option<&str>,
+    message_id: &str,
+    body: &[u8],
+) -> BasicProperties {
     let event_type = EventType::from_routing_key(routing_key);
     if let (Some(event_type), Some(order_id)) = (event_type, order_id) {
-        return hand_made(event_type, order_id, message_id).properties();
+        return hand_made(event_type, order_id, message_id)
+            .versioned(wire::version_of(body))
+            .properties();
     }
     // A routing key outside the contract, or no order id: the same properties, minus the ones
     // we cannot know.
@@ -279,7 +290,7 @@ mod tests {
 
     #[test]
     fn properties_follow_the_contract() {
-        let props = properties("order.placed", Some("o1"), "m1");
+        let props = properties("order.placed", Some("o1"), "m1", b"{}");
         assert_eq!(props.message_id().as_ref().map(|s| s.as_str()), Some("m1"));
         assert_eq!(
             props.kind().as_ref().map(|s| s.as_str()),
@@ -292,7 +303,7 @@ mod tests {
         assert_eq!(props.app_id().as_ref().map(|s| s.as_str()), Some(APP_ID));
         assert_eq!(*props.delivery_mode(), Some(2));
 
-        let odd = properties("something.else", None, "m2");
+        let odd = properties("something.else", None, "m2", b"{}");
         assert!(odd.kind().is_none());
         assert!(odd.correlation_id().is_none());
         assert_eq!(odd.message_id().as_ref().map(|s| s.as_str()), Some("m2"));

@@ -8,6 +8,7 @@ use anyhow::{Context, anyhow};
 use clap::ValueEnum;
 use saga_domain::events::{EventType, OrderCancelled, OrderPlaced};
 use saga_domain::ids::{Item, OrderId, Qty, StudentId};
+use saga_domain::lines::Lines;
 use saga_domain::order::OrderStatus;
 use serde_json::{Value, json};
 
@@ -126,8 +127,10 @@ fn valid_order(
 ) -> anyhow::Result<Vec<u8>> {
     let order = OrderPlaced {
         order_id: OrderId::parse(order_id).map_err(|e| anyhow!(e.0))?,
-        item: Item::parse(item).map_err(|e| anyhow!(e.0))?,
-        qty: Qty::parse(qty).map_err(|e| anyhow!(e.0))?,
+        lines: Lines::single(
+            Item::parse(item).map_err(|e| anyhow!(e.0))?,
+            Qty::parse(qty).map_err(|e| anyhow!(e.0))?,
+        ),
         student_id: student_id
             .map(StudentId::parse)
             .transpose()
@@ -187,7 +190,7 @@ mod tests {
         let order = Sample::Order.build(&params(Some("o42"))).unwrap();
         let placed = OrderPlaced::from_body(&order.body).unwrap();
         assert_eq!(placed.order_id.as_str(), "o42");
-        assert_eq!(placed.qty.get(), 3);
+        assert_eq!(placed.lines.first().qty.get(), 3);
         assert!(
             Sample::Order
                 .build(&SampleParams {

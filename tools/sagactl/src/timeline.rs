@@ -23,7 +23,7 @@ pub use saga_domain::order::{
     DlqHop, HistoryEntry, Notification as NotificationRecord, NotificationOutcome,
     Reservation as ReservationRecord,
 };
-pub use saga_domain::view::Tombstone;
+pub use saga_domain::view::{OrderLines, Tombstone};
 use saga_platform::redis::store::Keys;
 use saga_platform::redis::store::Redis;
 use serde::{Deserialize, Serialize};
@@ -64,8 +64,11 @@ impl Timeline {
 /// order-svc's hash for the order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct OrderRecord {
+    /// A lab order's one line (empty for an order of several: see `lines`).
     pub item: String,
     pub qty: i64,
+    /// Every line, when the record holds readable ones.
+    pub lines: Option<OrderLines>,
     pub student_id: Option<String>,
     pub status: String,
     pub reason: Option<String>,
@@ -83,6 +86,7 @@ impl OrderRecord {
         Some(Self {
             item: text("item").unwrap_or_default(),
             qty: number("qty") as i64,
+            lines: OrderLines::from_hash(hash),
             student_id: text("student_id"),
             status: text("status")?,
             reason: text("reason"),

@@ -217,6 +217,12 @@ impl DeliveryMeta {
         }
     }
 
+    /// The schema version the message states (none is 1.0). The loop has checked it before the
+    /// handler's parser runs, so one that is not a version reads as 1.0 here.
+    pub fn version(&self) -> SchemaVersion {
+        SchemaVersion::of_header(self.schema_version.as_deref()).unwrap_or(SchemaVersion::V1)
+    }
+
     /// Which event this is: the routing key says so; failing that (a message published straight
     /// to a queue), the `type` property.
     pub fn event_type(&self) -> Option<EventType> {
@@ -235,9 +241,10 @@ pub trait Handler: Send + Sync + 'static {
     /// The schema majors of `event` this handler reads (docs/DESIGN.md §3, the version rule).
     /// The loop checks a delivery's `x-schema-version` against them before [`Handler::parse`]
     /// sees its body: any minor of these is read, another major is poison on its first
-    /// delivery. Every reader reads version 1 of every event today.
-    fn reads(_event: EventType) -> &'static [u16] {
-        &[1]
+    /// delivery. By default every major that exists ([`EventType::majors`]); inventory-svc can
+    /// be told to read only version 1 of OrderPlaced, for the schema-evolution drill.
+    fn reads(&self, event: EventType) -> &'static [u16] {
+        event.majors()
     }
 
     /// Read a delivery's body into the event.
@@ -776,7 +783,7 @@ async fn attempt<H: Handler>(
         Err(why) => Ok(Err(why.clone())),
         // A version this service does not read: never parsed, so that its parser cannot
         // report a misleading field error about a body of another shape.
-        Ok(opened) => match readable::<H>(work.meta, opened, &work.settings.service) {
+        Ok(opened) => match readable(handler, work.meta, opened, &work.settings.service) {
             Err(why) => Ok(Err(why)),
             Ok(()) => std::panic::catch_unwind(|| H::parse(work.meta, &opened.body)),
         },
@@ -861,13 +868,14 @@ fn open_delivery(delivery: &Delivery) -> Result<Opened<'_>, Malformed> {
 /// stated is 1.0). An envelope that names another event than its routing key is poison; a
 /// delivery that is no event we know is left to the parser, which says what it is not.
 fn readable<H: Handler>(
+    handler: &H,
     meta: &DeliveryMeta,
     opened: &Opened<'_>,
     service: &str,
 ) -> Result<(), Malformed> {
     let version = SchemaVersion::of_header(meta.schema_version.as_deref())?;
     match opened.event_type(&meta.routing_key, meta.kind.as_deref())? {
-        Some(event) => check_readable(event, version, H::reads(event), service),
+        Some(event) => check_readable(event, version, handler.reads(event), service),
         None => Ok(()),
     }
 }

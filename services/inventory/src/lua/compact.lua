@@ -1,5 +1,5 @@
 -- Compact the due reservation records of one batch, each in this one atomic step: keep what
--- dedupe and the ledger need (state, item, qty, released_qty) plus compacted_at, drop the rest
+-- dedupe and the ledger need (state, item, qty, lines, released_qty) plus compacted_at, drop the rest
 -- (student, event ids, reason, times), and schedule the archiving.
 --
 -- KEYS[1] compaction schedule (sorted set), KEYS[2] archive schedule (sorted set),
@@ -9,7 +9,7 @@
 -- A record is compacted only if it is still due: a release since the batch was read has
 -- re-armed it. Returns how many records were compacted.
 local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
-local KEPT = {'state', 'item', 'qty', 'released_qty'}
+local KEPT = {'state', 'item', 'qty', 'lines', 'released_qty'}
 local compacted = 0
 for i = 3, #KEYS do
   local id = ARGV[i]

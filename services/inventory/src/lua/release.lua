@@ -10,8 +10,9 @@
 --         then the states' names: reserved, released (ReservationState::as_str)
 --
 -- Returns {is_new (1|0), flat record}. After this the record's state is 'released' and
--- 'released_qty' says what went back (0 if nothing had been reserved). A compacted record still
--- has item and qty, so a CONFIRMED order cancelled after the compaction gets its stock back.
+-- 'released_qty' says how many units went back (0 if nothing had been reserved): every line's,
+-- of a lab order's `item` and `qty` or of the `lines` of an order of several. A compacted record
+-- still has them, so a CONFIRMED order cancelled after the compaction gets its stock back.
 local RESERVED, RELEASED = ARGV[5], ARGV[6]
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == RELEASED then
@@ -20,10 +21,18 @@ end
 
 local released = 0
 if state == RESERVED then
-  local item = redis.call('HGET', KEYS[1], 'item')
-  released = tonumber(redis.call('HGET', KEYS[1], 'qty'))
-  redis.call('HINCRBY', KEYS[2], item, released)
-  redis.call('HINCRBY', KEYS[3], item, released)
+  local r = redis.call('HMGET', KEYS[1], 'item', 'qty', 'lines')
+  local lines
+  if r[3] and r[3] ~= '' then
+    lines = cjson.decode(r[3])
+  else
+    lines = {{item = r[1], qty = tonumber(r[2])}}
+  end
+  for _, line in ipairs(lines) do
+    redis.call('HINCRBY', KEYS[2], line.item, line.qty)
+    redis.call('HINCRBY', KEYS[3], line.item, line.qty)
+    released = released + line.qty
+  end
 end
 -- No record yet means the cancel overtook its OrderPlaced: this tombstone makes the late
 -- OrderPlaced a duplicate, so it can never reserve stock for a cancelled order.

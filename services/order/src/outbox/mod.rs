@@ -59,10 +59,7 @@ pub fn entry_fields(meta: &EventMeta, order_id: &str, body: &[u8]) -> Vec<(&'sta
         ("correlation_id", meta.correlation_id.clone()),
         ("order_id", order_id.to_owned()),
         ("timestamp", meta.timestamp.to_string()),
-        (
-            "schema_version",
-            meta.event_type.schema_version().to_string(),
-        ),
+        ("schema_version", meta.version.to_string()),
         ("body", String::from_utf8_lossy(body).into_owned()),
         // Empty when untraced: a Lua script takes the fields as a flat list of pairs.
         (
