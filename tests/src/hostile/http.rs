@@ -407,6 +407,7 @@ fn field_name() -> impl Strategy<Value = String> {
         4 => select(vec![
             "item", "qty", "student_id", "reason", "available", "count", "kind", "position",
             "key", "all", "confirm", "seconds", "status", "items", "order_id", "format",
+            "sku", "user_id", "lines",
         ])
         .prop_map(str::to_owned),
         1 => ".{0,12}",
@@ -422,6 +423,13 @@ fn fields() -> impl Strategy<Value = Value> {
             json!(true), json!(null), json!([]), json!({}), json!(""), json!("a\u{0}b"),
             json!("x".repeat(129)), json!("x".repeat(300)), json!(["burger"]),
             json!({"item": "burger", "qty": 1}), json!("CONFIRMED"), json!("a:b"),
+            // Lines of an order of several: valid, the starter's, repeated, nested, too many.
+            json!([{"item": "burger", "qty": 1}, {"item": "pizza", "qty": 2}]),
+            json!([{"sku": "burger", "qty": 1}]),
+            json!([{"item": "burger", "qty": 1}, {"item": "burger", "qty": 1}]),
+            json!([{"item": "burger", "sku": "pizza", "qty": 1}]),
+            json!([[1]]),
+            Value::Array((0..25).map(|i| json!({"item": format!("i{i}"), "qty": 1})).collect()),
         ]),
         1 => json_value(),
     ];
