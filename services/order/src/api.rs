@@ -134,12 +134,10 @@ pub fn routes(
         .and(warp::patch())
         .and(nobody())
         .and(body())
+        .and(headers)
         .and(with_store.clone())
-        .then(|id, caller, body, store| {
-            answer(
-                "PATCH /order/{id}/status",
-                set_order_status(id, caller, body, store),
-            )
+        .then(|id, caller, body, headers, store| {
+            patch_traced("PATCH /order/{id}/status", id, caller, body, headers, store)
         });
     let cancel = warp::path!("order" / String / "cancel")
         .and(warp::post())
@@ -176,11 +174,16 @@ pub fn routes(
         .and(warp::patch())
         .and(auth.caller("PATCH /api/v1/orders/{id}/status"))
         .and(body())
+        .and(headers)
         .and(with_store.clone())
-        .then(|id, caller, body, store| {
-            answer(
+        .then(|id, caller, body, headers, store| {
+            patch_traced(
                 "PATCH /api/v1/orders/{id}/status",
-                set_order_status(id, caller, body, store),
+                id,
+                caller,
+                body,
+                headers,
+                store,
             )
         });
     let api_cancel = warp::path!("api" / "v1" / "orders" / String / "cancel")
@@ -267,6 +270,22 @@ async fn cancel_traced(
     let request = headers::trace(&headers);
     let spans = store.spans.clone();
     let work = cancel_order(id, caller, body, headers, store, request.span.clone());
+    answer_traced(route, &spans, &request, work).await
+}
+
+/// A PATCH of an order's status (lab route or /api/v1) answered as a span of the request's
+/// trace: the status event it writes continues that trace.
+async fn patch_traced(
+    route: &'static str,
+    id: String,
+    caller: Option<Caller>,
+    body: Bytes,
+    headers: HeaderMap,
+    store: OrderStore,
+) -> Response {
+    let request = headers::trace(&headers);
+    let spans = store.spans.clone();
+    let work = set_order_status(id, caller, body, store, request.span.clone());
     answer_traced(route, &spans, &request, work).await
 }
 
@@ -673,6 +692,7 @@ async fn set_order_status(
     caller: Option<Caller>,
     body: Bytes,
     store: OrderStore,
+    trace: Trace,
 ) -> Result<Response, ApiError> {
     let order_id = parse_order_id(&id)?;
     record_order_id(&order_id);
@@ -700,6 +720,7 @@ async fn set_order_status(
             request.status,
             request.note.as_deref(),
             &request.updated_by,
+            &trace,
         )
         .await
         .map_err(|e| write_failed(e, None, "the status change"))?;

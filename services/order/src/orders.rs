@@ -546,6 +546,7 @@ impl OrderStore {
         target: OrderStatus,
         note: Option<&str>,
         updated_by: &str,
+        trace: &Trace,
     ) -> Result<StatusSet, WriteError> {
         let Some(event) = OrderStatus::requested(target) else {
             // Nobody may ask for it: a conflict with whatever the order's status is.
@@ -568,7 +569,8 @@ impl OrderStore {
                 correlation_id: &correlation_id,
                 delivered: None,
                 idempotent: None,
-                trace: None,
+                // The request's span: the status event (and a cancel it starts) continue it.
+                trace: Some(trace),
                 envelope: &[],
             })
             .await?;

@@ -111,6 +111,59 @@ async fn one_order_is_one_trace_from_the_request_to_its_last_event() -> anyhow::
     Ok(())
 }
 
+/// The trace lives in the message, not in a process: inventory-svc killed with `kill -9` while
+/// the order's OrderPlaced waits for it, the restarted one continues the client's trace. And a
+/// PATCH continues the trace of its own request: the status event it writes names it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trace_survives_a_kill_9_and_a_patch_continues_its_own_request() -> anyhow::Result<()> {
+    let env = TestEnv::with_stock("traces-kill9", "burger=10").await?;
+    let order = env.start(ServiceKind::Order).await?;
+    let mut inventory = env.start(ServiceKind::Inventory).await?;
+    let tap = "traces-kill9-tap";
+    env.tap(tap, &["#"]).await?;
+    inventory.kill9().await;
+    let answer = env
+        .http()
+        .post(order.url("/order"))
+        .header(TRACEPARENT, CLIENT)
+        .json(&json!({"item": "burger", "qty": 1}))
+        .send()
+        .await?;
+    anyhow::ensure!(answer.status() == 201, "POST /order: {}", answer.status());
+    let id = answer.json::<Value>().await?["order_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    env.until_depth("the OrderPlaced waits", &env.topology.inventory_queue, 1, T)
+        .await?;
+    inventory.restart().await?;
+    let client = SpanContext::parse(CLIENT).expect("a valid traceparent");
+    for (key, context) in traced_events(&env, tap, 3).await? {
+        assert_eq!(
+            context.trace_id, client.trace_id,
+            "{key}: the client's trace"
+        );
+    }
+
+    env.wait_status(&order, &id, saga_domain::order::OrderStatus::Confirmed, T)
+        .await?;
+    let shipper = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let answer = env
+        .http()
+        .patch(order.url(&format!("/order/{id}/status")))
+        .header(TRACEPARENT, shipper)
+        .json(&json!({"status": "SHIPPED"}))
+        .send()
+        .await?;
+    anyhow::ensure!(answer.status() == 200, "PATCH: {}", answer.status());
+    let shipped = traced_events(&env, tap, 1).await?;
+    let shipper = SpanContext::parse(shipper).expect("a valid traceparent");
+    assert_eq!(shipped[0].0, "order.status.updated");
+    assert_eq!(shipped[0].1.trace_id, shipper.trace_id, "the PATCH's trace");
+    assert_ne!(shipped[0].1.span_id, shipper.span_id, "a child of it");
+    Ok(())
+}
+
 /// A stand-in OTLP/HTTP collector: every span posted to `/v1/traces`, with its service.
 #[derive(Clone, Default)]
 struct Collector {
