@@ -75,7 +75,12 @@ impl EventType {
             | Self::InventoryReserved
             | Self::InventoryFailed
             | Self::InventoryReleased
-            | Self::OrderStatusUpdated => SchemaVersion::V1,
+            | Self::OrderStatusUpdated
+            | Self::ProductSnapshot
+            | Self::ProductPriceChanged
+            | Self::ProductStockUpdated
+            | Self::ProductStockLow
+            | Self::ProductStockOut => SchemaVersion::V1,
         }
     }
 }
