@@ -350,7 +350,10 @@ impl ProductEvent {
             }
             EventType::ProductStockLow => wire::read::<ProductStockLowBody>(body)?.try_into(),
             EventType::ProductStockOut => wire::read::<ProductStockOutBody>(body)?.try_into(),
-            other => Err(Malformed(format!("{} is not a product event", other.name()))),
+            other => Err(Malformed(format!(
+                "{} is not a product event",
+                other.name()
+            ))),
         }
     }
 
@@ -503,8 +506,7 @@ fn price(
 ) -> Result<Price, Malformed> {
     let amount = required(amount, amount_field)?;
     let currency = Currency::parse(&required(currency, currency_field)?)?;
-    Price::new(amount, currency)
-        .map_err(|e| Malformed(e.0.replacen("unit_price", amount_field, 1)))
+    Price::new(amount, currency).map_err(|e| Malformed(e.0.replacen("unit_price", amount_field, 1)))
 }
 
 impl TryFrom<ProductSnapshotBody> for ProductEvent {

@@ -72,7 +72,11 @@ fn price(amount: i64, currency: &str) -> Price {
 
 /// A product event about `burger` (and one about a long, non-ASCII item at the edges).
 fn product_events(changes: Vec<ProductChange>) -> Vec<Vec<u8>> {
-    let edge = "crème brûlée ".repeat(6).chars().take(40).collect::<String>();
+    let edge = "crème brûlée "
+        .repeat(6)
+        .chars()
+        .take(40)
+        .collect::<String>();
     changes
         .into_iter()
         .flat_map(|change| {
@@ -462,7 +466,8 @@ fn poison() -> Vec<(EventType, Value)> {
             .map(|body| (event, body)),
         );
     }
-    let stock = json!({"item": "burger", "stock": 3, "previous": 4, "threshold": 5, "seq": 1, "at": 1});
+    let stock =
+        json!({"item": "burger", "stock": 3, "previous": 4, "threshold": 5, "seq": 1, "at": 1});
     cases.extend([
         (ProductSnapshot, with(&snapshot, "stock", json!(-1))),
         (ProductSnapshot, with(&snapshot, "low_threshold", json!(-1))),

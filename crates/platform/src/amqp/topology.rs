@@ -43,7 +43,11 @@ pub struct Topology {
     #[arg(long, env = "DLQ_QUEUE", default_value = "dlq_queue")]
     pub dlq_queue: String,
     /// Queue order-svc's catalog replica reads (inventory-svc's product events).
-    #[arg(long, env = "ORDER_CATALOG_QUEUE", default_value = "order_catalog_queue")]
+    #[arg(
+        long,
+        env = "ORDER_CATALOG_QUEUE",
+        default_value = "order_catalog_queue"
+    )]
     pub order_catalog_queue: String,
 }
 
@@ -299,7 +303,10 @@ mod tests {
         assert_eq!(catalog.routing_keys.len(), 5);
         assert!(catalog.arguments.inner().is_empty());
         assert!(t.consumed_queues().contains(&"order_catalog_queue"));
-        assert!(!t.queues().contains(&"order_catalog_queue"), "not a lab queue");
+        assert!(
+            !t.queues().contains(&"order_catalog_queue"),
+            "not a lab queue"
+        );
     }
 
     #[test]
