@@ -328,6 +328,9 @@ impl Catalog {
             .query_async(&mut conn)
             .await?;
         items.sort();
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for item in &items {
             pipe.hgetall(self.keys.product(item))
