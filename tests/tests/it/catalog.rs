@@ -220,13 +220,17 @@ fn product<'a>(listed: &'a Value, item: &str) -> &'a Value {
         .unwrap_or(&Value::Null)
 }
 
-/// inventory-svc's `GET /products` once the catalog is seeded: healthy is not yet seeded (the
-/// catalog is seeded once Redis answers).
+/// inventory-svc's `GET /products` once the catalog is seeded and its start-up snapshot
+/// written (each product's seq is 1 then): healthy is not yet seeded (the catalog is seeded
+/// once Redis answers).
 async fn until_seeded(env: &TestEnv, inventory: &impl harness::Endpoint) -> anyhow::Result<Value> {
     let url = inventory.url("/products");
     eventually("the catalog seeded", T, || async {
         let listed = env.get_json(&url).await.map_err(|e| format!("{e:#}"))?;
-        (product(&listed, "widget")["unit_price"] == 250)
+        let announced = ["widget", "gadget"]
+            .iter()
+            .all(|item| product(&listed, item)["seq"].as_u64() >= Some(1));
+        (product(&listed, "widget")["unit_price"] == 250 && announced)
             .then(|| listed.clone())
             .ok_or_else(|| format!("{listed}"))
     })

@@ -115,7 +115,15 @@ async fn the_catalog_changes_need_the_admin_token_like_stock() -> anyhow::Result
     let port = inventory.addr.port();
     let remote = |path: &str| format!("http://{}:{port}{path}", ns.host);
     let local = format!("http://127.0.0.1:{port}/products");
-    let before: Value = env.http().get(&local).send().await?.json().await?;
+    // Healthy is not yet seeded: wait for the seeded catalog and its start-up snapshot.
+    let before = eventually("the catalog seeded and announced", T, || async {
+        let listed = env.get_json(&local).await.map_err(|e| format!("{e:#}"))?;
+        let products = listed["products"].as_array().cloned().unwrap_or_default();
+        (!products.is_empty() && products.iter().all(|p| p["seq"].as_u64() >= Some(1)))
+            .then(|| listed.clone())
+            .ok_or_else(|| format!("{listed}"))
+    })
+    .await?;
 
     let (status, _) = ns.http("GET", &remote("/products"), &[], None).await?;
     assert_eq!(status, 200, "reading the catalog is open");
