@@ -53,7 +53,8 @@ AMQP_ADDR=${SAGA_AMQP_ADDR:-127.0.0.1:5672}
 MANAGEMENT_ADDR=${SAGA_MANAGEMENT_ADDR:-127.0.0.1:15672}
 EXCHANGE=${EXCHANGE:-order_events}
 QUEUES=("${INVENTORY_QUEUE:-inventory_queue}" "${ORDER_STATUS_QUEUE:-order_status_queue}"
-  "${NOTIFICATION_QUEUE:-notification_queue}" "${DLQ_QUEUE:-dlq_queue}")
+  "${NOTIFICATION_QUEUE:-notification_queue}" "${DLQ_QUEUE:-dlq_queue}"
+  "${ORDER_CATALOG_QUEUE:-order_catalog_queue}")
 ROLES=(order inventory notification instructor student)
 
 [ "$(id -u)" = 0 ] || die "run as root: the credentials file is root's alone"

@@ -47,6 +47,7 @@ INVENTORY_QUEUE=${INVENTORY_QUEUE:-inventory_queue}
 ORDER_STATUS_QUEUE=${ORDER_STATUS_QUEUE:-order_status_queue}
 NOTIFICATION_QUEUE=${NOTIFICATION_QUEUE:-notification_queue}
 DLQ_QUEUE=${DLQ_QUEUE:-dlq_queue}
+ORDER_CATALOG_QUEUE=${ORDER_CATALOG_QUEUE:-order_catalog_queue}
 NODES=(1 2 3)
 
 say() { printf 'cluster: %s\n' "$*"; }
@@ -183,7 +184,7 @@ join_cluster() {
 }
 
 # The queue names of the topology as one anchored pattern: only these get the policy.
-consumed_pattern() { echo "^($INVENTORY_QUEUE|$ORDER_STATUS_QUEUE|$NOTIFICATION_QUEUE)\$"; }
+consumed_pattern() { echo "^($INVENTORY_QUEUE|$ORDER_STATUS_QUEUE|$NOTIFICATION_QUEUE|$ORDER_CATALOG_QUEUE)\$"; }
 
 setup_vhost() {
   if ! ctl 1 list_vhosts name 2>/dev/null | grep -qx "$VHOST"; then

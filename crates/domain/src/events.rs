@@ -29,16 +29,41 @@ pub enum EventType {
     InventoryReleased,
     /// An order's status changed (every transition, order-svc's outbox).
     OrderStatusUpdated,
+    /// Everything about one product (inventory-svc, at start-up and on demand:
+    /// crate::product).
+    ProductSnapshot,
+    /// A product's price changed (inventory-svc).
+    ProductPriceChanged,
+    /// A product's stock changed (inventory-svc).
+    ProductStockUpdated,
+    /// A product's stock fell below its threshold (inventory-svc).
+    ProductStockLow,
+    /// A product's stock reached 0 (inventory-svc).
+    ProductStockOut,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 11] = [
         Self::OrderPlaced,
         Self::OrderCancelled,
         Self::InventoryReserved,
         Self::InventoryFailed,
         Self::InventoryReleased,
         Self::OrderStatusUpdated,
+        Self::ProductSnapshot,
+        Self::ProductPriceChanged,
+        Self::ProductStockUpdated,
+        Self::ProductStockLow,
+        Self::ProductStockOut,
+    ];
+
+    /// The catalog's events (`product.*`, crate::product), published by inventory-svc.
+    pub const PRODUCT: [EventType; 5] = [
+        Self::ProductSnapshot,
+        Self::ProductPriceChanged,
+        Self::ProductStockUpdated,
+        Self::ProductStockLow,
+        Self::ProductStockOut,
     ];
 
     pub fn routing_key(self) -> &'static str {
@@ -49,6 +74,11 @@ impl EventType {
             Self::InventoryFailed => "inventory.failed",
             Self::InventoryReleased => "inventory.released",
             Self::OrderStatusUpdated => "order.status.updated",
+            Self::ProductSnapshot => "product.snapshot",
+            Self::ProductPriceChanged => "product.price.changed",
+            Self::ProductStockUpdated => "product.stock.updated",
+            Self::ProductStockLow => "product.stock.low",
+            Self::ProductStockOut => "product.stock.out",
         }
     }
 
@@ -65,6 +95,11 @@ impl EventType {
             Self::InventoryFailed => "InventoryFailed",
             Self::InventoryReleased => "InventoryReleased",
             Self::OrderStatusUpdated => "OrderStatusUpdated",
+            Self::ProductSnapshot => "ProductSnapshot",
+            Self::ProductPriceChanged => "ProductPriceChanged",
+            Self::ProductStockUpdated => "ProductStockUpdated",
+            Self::ProductStockLow => "ProductStockLow",
+            Self::ProductStockOut => "ProductStockOut",
         }
     }
 

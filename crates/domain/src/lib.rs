@@ -10,6 +10,8 @@
 //! - [`events`]: the events of the saga: their types, routing keys and metadata.
 //! - [`wire`]: their JSON bodies as serde structs, read with reasons a person can act on
 //!   ([`wire::Malformed`]: a DLQ reason or an HTTP 400), `TryFrom` into the events.
+//! - [`product`]: the catalog: products, prices in minor units with their currency, and the
+//!   product events inventory-svc announces (with the stock signals' crossing rule).
 //! - [`owner`]: who owns an order and who may do what to it (the per-user API's token claims,
 //!   `Caller`, the staff rule).
 //! - [`view`]: what `GET /order/{id}` answers (`OrderView`), declared once for every reader.
@@ -35,6 +37,7 @@ pub mod invariants;
 pub mod lines;
 pub mod order;
 pub mod owner;
+pub mod product;
 pub mod retry;
 pub mod trace;
 pub mod version;

@@ -83,7 +83,13 @@ impl EventType {
             | Self::InventoryReserved
             | Self::InventoryFailed
             | Self::InventoryReleased => &[1, 2],
-            Self::OrderCancelled | Self::OrderStatusUpdated => &[1],
+            Self::OrderCancelled
+            | Self::OrderStatusUpdated
+            | Self::ProductSnapshot
+            | Self::ProductPriceChanged
+            | Self::ProductStockUpdated
+            | Self::ProductStockLow
+            | Self::ProductStockOut => &[1],
         }
     }
 
@@ -96,7 +102,12 @@ impl EventType {
             | Self::InventoryReserved
             | Self::InventoryFailed
             | Self::InventoryReleased
-            | Self::OrderStatusUpdated => SchemaVersion::V1,
+            | Self::OrderStatusUpdated
+            | Self::ProductSnapshot
+            | Self::ProductPriceChanged
+            | Self::ProductStockUpdated
+            | Self::ProductStockLow
+            | Self::ProductStockOut => SchemaVersion::V1,
         }
     }
 }

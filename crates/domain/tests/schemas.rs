@@ -17,6 +17,9 @@ use saga_domain::events::{
 use saga_domain::ids::{Item, OrderId, Qty, StudentId};
 use saga_domain::lines::{Lines, ReleasedLine, ReservedLine, UnservedLine};
 use saga_domain::order::{OrderEvent, OrderStatus};
+use saga_domain::product::{
+    Currency, MAX_UNIT_PRICE, Price, ProductChange, ProductEvent, ProductName,
+};
 use saga_domain::wire::Malformed;
 use serde_json::{Map, Value, json};
 
@@ -56,7 +59,45 @@ fn rust_reads(event: EventType, body: &Value) -> Result<(), Malformed> {
         | EventType::InventoryFailed
         | EventType::InventoryReleased => InventoryOutcome::from_body(event, &bytes).map(drop),
         EventType::OrderStatusUpdated => OrderStatusUpdated::from_body(&bytes).map(drop),
+        EventType::ProductSnapshot
+        | EventType::ProductPriceChanged
+        | EventType::ProductStockUpdated
+        | EventType::ProductStockLow
+        | EventType::ProductStockOut => ProductEvent::from_body(event, &bytes).map(drop),
     }
+}
+
+fn price(amount: i64, currency: &str) -> Price {
+    Price::new(amount, Currency::parse(currency).unwrap()).unwrap()
+}
+
+/// A product event about `burger` (and one about a long, non-ASCII item at the edges).
+fn product_events(changes: Vec<ProductChange>) -> Vec<Vec<u8>> {
+    let edge = "crème brûlée "
+        .repeat(6)
+        .chars()
+        .take(40)
+        .collect::<String>();
+    changes
+        .into_iter()
+        .flat_map(|change| {
+            [
+                ProductEvent {
+                    item: item("burger"),
+                    seq: 1,
+                    at: 1_764_892_800_123,
+                    change: change.clone(),
+                },
+                ProductEvent {
+                    item: item(edge.trim()),
+                    seq: u64::from(u32::MAX) * 4,
+                    at: 0,
+                    change,
+                },
+            ]
+        })
+        .map(|e| e.to_body())
+        .collect()
 }
 
 fn id(s: &str) -> OrderId {
@@ -187,6 +228,40 @@ fn written(event: EventType) -> Vec<Value> {
                 .to_body()
             })
             .collect(),
+        EventType::ProductSnapshot => product_events(vec![
+            ProductChange::Snapshot {
+                name: ProductName::parse("Burger").unwrap(),
+                price: price(899, "EUR"),
+                stock: 100,
+                low_threshold: 10,
+            },
+            ProductChange::Snapshot {
+                name: ProductName::parse("Crème brûlée, the house's").unwrap(),
+                price: price(MAX_UNIT_PRICE, "XTS"),
+                stock: 0,
+                low_threshold: 0,
+            },
+        ]),
+        EventType::ProductPriceChanged => product_events(vec![ProductChange::PriceChanged {
+            name: ProductName::parse("Burger").unwrap(),
+            old: price(899, "EUR"),
+            new: price(0, "USD"),
+        }]),
+        EventType::ProductStockUpdated => product_events(vec![
+            ProductChange::StockUpdated {
+                stock: 9,
+                previous: 10,
+            },
+            ProductChange::StockUpdated {
+                stock: 0,
+                previous: 0,
+            },
+        ]),
+        EventType::ProductStockLow => product_events(vec![ProductChange::StockLow {
+            stock: 0,
+            threshold: 10,
+        }]),
+        EventType::ProductStockOut => product_events(vec![ProductChange::StockOut]),
     };
     bytes
         .iter()
@@ -375,6 +450,53 @@ fn poison() -> Vec<(EventType, Value)> {
         (OrderStatusUpdated, with(&status, "updated_by", json!(1))),
         (OrderStatusUpdated, with(&status, "reason", json!([]))),
         (OrderStatusUpdated, json!([1, 2])),
+    ]);
+    let snapshot = json!({"item": "burger", "name": "Burger", "unit_price": 899,
+                          "currency": "EUR", "stock": 3, "low_threshold": 1, "seq": 1, "at": 1});
+    let price_changed = json!({"item": "burger", "name": "Burger", "unit_price": 950,
+                               "currency": "EUR", "old_unit_price": 899, "old_currency": "EUR",
+                               "seq": 2, "at": 1});
+    for (event, base) in [
+        (ProductSnapshot, &snapshot),
+        (ProductPriceChanged, &price_changed),
+    ] {
+        cases.extend(
+            [
+                with(base, "unit_price", json!(-1)),
+                with(base, "unit_price", json!(8.99)),
+                with(base, "unit_price", json!("899")),
+                with(base, "unit_price", json!(MAX_UNIT_PRICE + 1)),
+                with(base, "currency", json!("eur")),
+                with(base, "currency", json!("EURO")),
+                with(base, "name", json!("")),
+                with(base, "name", json!("a\nb")),
+                with(base, "name", json!("n".repeat(101))),
+                with(base, "item", json!("a:b")),
+                with(base, "seq", json!(-1)),
+                with(base, "at", json!(1.5)),
+            ]
+            .map(|body| (event, body)),
+        );
+    }
+    let stock =
+        json!({"item": "burger", "stock": 3, "previous": 4, "threshold": 5, "seq": 1, "at": 1});
+    cases.extend([
+        (ProductSnapshot, with(&snapshot, "stock", json!(-1))),
+        (ProductSnapshot, with(&snapshot, "low_threshold", json!(-1))),
+        (
+            ProductPriceChanged,
+            with(&price_changed, "old_unit_price", json!(-5)),
+        ),
+        (
+            ProductPriceChanged,
+            with(&price_changed, "old_currency", json!("E")),
+        ),
+        (ProductStockUpdated, with(&stock, "stock", json!(-1))),
+        (ProductStockUpdated, with(&stock, "previous", json!("4"))),
+        (ProductStockLow, with(&stock, "threshold", json!(-3))),
+        (ProductStockLow, with(&stock, "stock", json!(2.5))),
+        (ProductStockOut, with(&stock, "seq", json!(-1))),
+        (ProductStockOut, with(&stock, "item", json!(""))),
     ]);
     cases
 }

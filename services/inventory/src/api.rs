@@ -1,9 +1,11 @@
-//! inventory-svc's HTTP: operations endpoints plus a view and a knob on the stock.
+//! inventory-svc's HTTP: operations endpoints plus a view and a knob on the stock, and the
+//! catalog's routes ([`crate::catalog::http`]).
 //!
-//! `/health`, `/ready`, `/metrics` and `GET /stock` are open. `PUT /stock/{item}` changes
-//! state, so it passes [`AdminGate`] first: a caller on the same machine (a loopback peer) may,
-//! anyone else must send `Authorization: Bearer <ADMIN_TOKEN>`, and without `ADMIN_TOKEN` set
-//! nobody off the machine may.
+//! `/health`, `/ready`, `/metrics`, `GET /stock` and `GET /products` are open.
+//! `PUT /stock/{item}`, `PUT /products/{item}` and `POST /products/announce` change state, so
+//! they pass an [`AdminGate`] first: a caller on the same machine (a loopback peer) may, anyone
+//! else must send `Authorization: Bearer <ADMIN_TOKEN>`, and without `ADMIN_TOKEN` set nobody off
+//! the machine may.
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use saga_domain::ids::Item;
@@ -16,14 +18,25 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
+use crate::catalog::{self, Catalog};
 use crate::stock::RedisLedger;
+
+/// The gates of the state-changing routes: both pass the same callers, and say what they
+/// refused in their own words.
+#[derive(Clone)]
+pub struct Gates {
+    pub stock: AdminGate,
+    pub catalog: AdminGate,
+}
 
 pub fn routes(
     ledger: RedisLedger,
+    catalog: Catalog,
     readiness: Readiness,
     metrics: PrometheusHandle,
-    gate: AdminGate,
+    gates: Gates,
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
+    let with_catalog = warp::any().map(move || catalog.clone());
     let with_ledger = warp::any().map(move || ledger.clone());
     let show = warp::path!("stock")
         .and(warp::get())
@@ -31,13 +44,35 @@ pub fn routes(
         .then(show_stock);
     let set = warp::path!("stock" / String)
         .and(warp::put())
-        .and(gate.filter())
+        .and(gates.stock.filter())
         .and(saga_platform::service::http::body_up_to(4096))
         .and(with_ledger)
+        .and(with_catalog.clone())
         .then(set_stock);
+    let products = warp::path!("products")
+        .and(warp::get())
+        .and(with_catalog.clone())
+        .then(catalog::http::list_products);
+    let set_product = warp::path!("products" / String)
+        .and(warp::put())
+        .and(gates.catalog.filter())
+        .and(saga_platform::service::http::body_up_to(4096))
+        .and(with_catalog.clone())
+        .then(catalog::http::set_product);
+    let announce = warp::path!("products" / "announce")
+        .and(warp::post())
+        .and(gates.catalog.filter())
+        .and(with_catalog)
+        .then(catalog::http::announce);
     let api = ops_routes("inventory-svc", readiness, metrics)
         .or(show
             .or(set)
+            .unify()
+            .or(products)
+            .unify()
+            .or(announce)
+            .unify()
+            .or(set_product)
             .unify()
             .map(|r: Result<Response, ApiError>| r.unwrap_or_else(Reply::into_response)))
         .unify()
@@ -63,11 +98,13 @@ struct StockBody {
     available: Option<i64>,
 }
 
-/// `PUT /stock/{item}` with `{"available": N}`.
+/// `PUT /stock/{item}` with `{"available": N}`; its stock events go out through the catalog's
+/// outbox, written in the same step.
 async fn set_stock(
     item: String,
     body: bytes::Bytes,
     ledger: RedisLedger,
+    catalog: Catalog,
 ) -> Result<Response, ApiError> {
     let item = Item::parse(&item).map_err(|e| ApiError::bad_request(e.0))?;
     let available = required(wire::read::<StockBody>(&body)?.available, "available")?;
@@ -81,6 +118,7 @@ async fn set_stock(
         .set_available(&item, available)
         .await
         .map_err(|e| ApiError::unavailable(format!("Redis unavailable: {e}")))?;
+    catalog.wake_relay();
     tracing::info!(%item, previous, available, "stock set by hand");
     metrics::gauge!("saga_stock_available", "item" => item.to_string()).set(f64::from(available));
     let body = json!({ "item": item, "available": available, "previous": previous });

@@ -7,16 +7,21 @@
 //! may have died after the Redis write and before its publish, so "skip silently" would lose the
 //! outcome. A duplicate that meets a record compacted after `ORDER_RETENTION` re-announces
 //! nothing (see [`InventoryHandler::handle`] for why); it takes no stock and gives none back.
+//!
+//! A decision that moved stock also announces the product's stock events after the outcome
+//! (`product.stock.updated`, and `.low` or `.out` when it crossed them: [`crate::catalog::signals`]),
+//! published and confirmed by the loop before the ack like the outcome, and re-sent with it.
 
 use std::future::Future;
 
 use saga_domain::events::{EventMeta, EventType, InventoryOutcome, OrderCancelled, OrderPlaced};
-use saga_domain::ids::OrderId;
+use saga_domain::ids::{Item, OrderId};
 use saga_domain::order::ReservationState;
 use saga_domain::wire::Malformed;
 use saga_platform::amqp::consumer::{Announcement, DeliveryMeta, Handler, Outcome};
 use tracing::info;
 
+use crate::catalog::signals::{self, Reading};
 use crate::stock::{Decision, LedgerError, RedisLedger, Verdict};
 
 pub const SERVICE: &str = "inventory-svc";
@@ -37,6 +42,15 @@ pub trait Ledger: Send + Sync + 'static {
         &self,
         order_id: &OrderId,
     ) -> impl Future<Output = Result<Verdict, LedgerError>> + Send;
+
+    /// The stock of `items` now, each with a fresh `seq`, for their stock events. A ledger that
+    /// keeps no catalog reads nothing, and its decisions announce no stock events.
+    fn read_stock(
+        &self,
+        _items: &[Item],
+    ) -> impl Future<Output = Result<Vec<Reading>, LedgerError>> + Send {
+        async { Ok(Vec::new()) }
+    }
 }
 
 impl Ledger for RedisLedger {
@@ -45,6 +59,9 @@ impl Ledger for RedisLedger {
     }
     async fn release(&self, order_id: &OrderId) -> Result<Verdict, LedgerError> {
         RedisLedger::release(self, order_id).await
+    }
+    async fn read_stock(&self, items: &[Item]) -> Result<Vec<Reading>, LedgerError> {
+        Ok(RedisLedger::read_stock(self, items).await?)
     }
 }
 
@@ -113,12 +130,38 @@ impl<L: Ledger> Handler for InventoryHandler<L> {
         record_stock_gauge(&decision.outcome);
         // A duplicate re-announces the recorded decision with its original event id: the first
         // attempt may have died after the ledger and before its publish.
-        let announce = vec![announcement(&decision, meta.correlation_id.as_deref())];
+        let mut announce = vec![announcement(&decision, meta.correlation_id.as_deref())];
+        // Its stock events after it, for the same reason (their ids derive from the decision's).
+        match self.stock_events(&decision, meta).await {
+            Ok(events) => announce.extend(events),
+            Err(e) => return Outcome::Failed(e.into()),
+        }
         if decision.first_time {
             Outcome::Processed(announce)
         } else {
             Outcome::Duplicate(announce)
         }
+    }
+}
+
+impl<L: Ledger> InventoryHandler<L> {
+    /// The stock events of what the decision moved, line by line.
+    async fn stock_events(
+        &self,
+        decision: &Decision,
+        meta: &DeliveryMeta,
+    ) -> Result<Vec<Announcement>, LedgerError> {
+        let moves = signals::stock_moves(&decision.outcome);
+        let items: Vec<Item> = moves.iter().map(|m| m.item.clone()).collect();
+        let readings = self.ledger.read_stock(&items).await?;
+        let order_id = decision.outcome.order_id().as_str();
+        let correlation_id = meta.correlation_id.as_deref().unwrap_or(order_id);
+        Ok(signals::announcements(
+            &moves,
+            &readings,
+            &decision.event_id,
+            correlation_id,
+        ))
     }
 }
 

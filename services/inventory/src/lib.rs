@@ -1,9 +1,14 @@
 //! inventory-svc: consumes `inventory_queue`, reserves or releases stock, announces the outcome.
 //!
 //! - [`stock`]: the Redis ledger (atomic Lua reserve / release, seeding, manual set).
-//! - [`handler`]: one delivery → parse (poison to the DLQ) → decide → confirmed publish.
-//! - [`api`]: `/health`, `/ready`, `/metrics`, and `GET /stock`, `PUT /stock/{item}` (loopback
-//!   or `ADMIN_TOKEN` only).
+//! - [`handler`]: one delivery → parse (poison to the DLQ) → decide → confirmed publish (the
+//!   outcome, then the product's stock events).
+//! - [`catalog`]: the products it owns (name, unit price, currency, threshold) and their events,
+//!   written with each change into the catalog's outbox and published by its relay; a snapshot
+//!   of every product at every start.
+//! - [`api`]: `/health`, `/ready`, `/metrics`, `GET /stock`, `PUT /stock/{item}`, and the
+//!   catalog's `GET /products`, `PUT /products/{item}`, `POST /products/announce` (changes:
+//!   loopback or `ADMIN_TOKEN` only).
 //! - [`retention`]: the sweeper that compacts reservation records after `ORDER_RETENTION` and
 //!   archives them into per-item totals after `DEDUPE_WINDOW` more.
 //!
@@ -11,6 +16,7 @@
 //! [`App::run`] works until the shutdown token is cancelled, then drains in-flight deliveries.
 
 pub mod api;
+pub mod catalog;
 pub mod handler;
 pub mod retention;
 pub mod stock;
@@ -30,6 +36,8 @@ use saga_platform::service::{Bound, SagaService};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::catalog::relay::CatalogRelay;
+use crate::catalog::{Catalog, CatalogArgs};
 use crate::handler::{InventoryHandler, SERVICE};
 use crate::retention::Sweeper;
 use crate::stock::{RedisLedger, StockList, parse_stock_list};
@@ -50,9 +58,14 @@ pub struct Config {
           value_parser = parse_stock_list)]
     pub initial_stock: StockList,
 
-    /// ADMIN_TOKEN: what PUT /stock/{item} needs from callers off this machine.
+    /// ADMIN_TOKEN: what PUT /stock/{item} and the catalog's changes need from callers off
+    /// this machine.
     #[command(flatten)]
     pub admin: saga_platform::service::admin::AdminArgs,
+
+    /// The catalog's seeded prices, currency and thresholds.
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
 
     /// The versions of OrderPlaced this service reads: `1,2` (orders of several lines too), or
     /// `1` to play a service not upgraded yet: a version-2 order goes straight to the DLQ with
@@ -111,17 +124,27 @@ impl SagaService for App {
             Keys::new(&common.redis_prefix),
             common.retention,
         );
+        let catalog = Catalog::new(
+            redis.clone(),
+            Keys::new(&common.redis_prefix),
+            config.catalog.clone(),
+        );
         let broker = Arc::new(BrokerStatus::default());
+        let relay_status = Arc::new(BrokerStatus::default());
         let metrics = saga_platform::service::telemetry::init_metrics();
 
         let watchdog = Watchdog::new();
         let readiness = Readiness {
-            brokers: vec![broker.clone()],
+            brokers: vec![broker.clone(), relay_status.clone()],
             redis: redis.clone(),
             watchdog: watchdog.clone(),
         };
-        let gate = saga_platform::service::admin::AdminGate::new(&config.admin, "changing stock");
-        let routes = api::routes(ledger.clone(), readiness, metrics, gate);
+        let gate = |action| saga_platform::service::admin::AdminGate::new(&config.admin, action);
+        let gates = api::Gates {
+            stock: gate("changing stock"),
+            catalog: gate("changing the catalog"),
+        };
+        let routes = api::routes(ledger.clone(), catalog.clone(), readiness, metrics, gates);
         let http = tokio::spawn(saga_platform::service::http::serve(
             listener,
             routes,
@@ -130,10 +153,27 @@ impl SagaService for App {
         info!(addr = %addr, "inventory-svc HTTP ready");
 
         // Seed before consuming, so the first order never meets an empty stock table.
-        if !seed_when_reachable(&ledger, &config, &shutdown).await {
+        if !seed_when_reachable(&ledger, &catalog, &config, &shutdown).await {
             let _ = http.await;
             return Ok(());
         }
+
+        let relay = Arc::new(CatalogRelay {
+            catalog,
+            url: common.rabbitmq_url.clone(),
+            topology: common.topology.clone(),
+            status: relay_status,
+            envelope: common.event_envelope,
+        });
+        let relay = tokio::spawn(supervise(
+            "catalog relay",
+            watchdog.clone(),
+            shutdown.clone(),
+            {
+                let shutdown = shutdown.clone();
+                move || relay.clone().run(shutdown.clone())
+            },
+        ));
 
         let sweeper = Arc::new(Sweeper::new(&ledger));
         let sweeper = tokio::spawn(supervise(
@@ -157,14 +197,18 @@ impl SagaService for App {
         });
         run_watched_consumer(settings, handler, broker, shutdown.clone()).await;
         saga_platform::amqp::log_task_end("reservation retention", sweeper.await);
+        saga_platform::amqp::log_task_end("catalog relay", relay.await);
         let _ = http.await;
         info!("inventory-svc stopped");
         Ok(())
     }
 }
 
+/// Seed the stock and the catalog, then announce a snapshot of every product (the start-up
+/// snapshot: anyone who missed an event gets the state it led to), retrying until Redis answers.
 async fn seed_when_reachable(
     ledger: &RedisLedger,
+    catalog: &Catalog,
     config: &Config,
     shutdown: &CancellationToken,
 ) -> bool {
@@ -179,9 +223,19 @@ async fn seed_when_reachable(
         {
             return false;
         }
-        match ledger.seed(&config.initial_stock.0).await {
-            Ok(added) => {
+        let seeded = async {
+            let items = ledger.seed(&config.initial_stock.0).await?;
+            let products = catalog.seed(&config.initial_stock).await?;
+            let announced = catalog.announce().await?;
+            Ok::<_, redis::RedisError>((items, products, announced))
+        };
+        match seeded.await {
+            Ok((added, products, announced)) => {
                 info!(items_added = added, "stock seeded (existing items kept)");
+                info!(
+                    products_added = products,
+                    announced, "catalog seeded (existing products kept); snapshot announced"
+                );
                 if let Ok(levels) = ledger.levels().await {
                     for (item, level) in levels {
                         metrics::gauge!("saga_stock_available", "item" => item)

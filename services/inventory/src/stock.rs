@@ -16,6 +16,8 @@ use saga_platform::redis::store::Keys;
 use saga_platform::redis::store::Redis;
 use saga_platform::service::config::RetentionArgs;
 
+use crate::catalog::signals::Reading;
+
 /// What the ledger decided for an order, and whether this call decided it or found it decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -57,6 +59,7 @@ pub struct RedisLedger {
     reserve: Script,
     release: Script,
     set_stock: Script,
+    reading: Script,
 }
 
 impl RedisLedger {
@@ -70,6 +73,7 @@ impl RedisLedger {
             reserve: Script::new(include_str!("lua/reserve.lua")),
             release: Script::new(include_str!("lua/release.lua")),
             set_stock: Script::new(include_str!("lua/set_stock.lua")),
+            reading: Script::new(include_str!("lua/stock_reading.lua")),
         }
     }
 
@@ -150,7 +154,8 @@ impl RedisLedger {
         Ok(added.iter().step_by(2).filter(|n| **n == 1).count())
     }
 
-    /// Set an item's available units (creating the item if new), keeping the books balanced.
+    /// Set an item's available units (creating the item if new), keeping the books balanced;
+    /// its stock events go into the catalog's outbox in the same step (`lua/set_stock.lua`).
     ///
     /// # Errors
     /// Redis unreachable.
@@ -162,10 +167,45 @@ impl RedisLedger {
         self.set_stock
             .key(self.keys.stock())
             .key(self.keys.stock_initial())
+            .key(self.keys.product(item.as_str()))
+            .key(self.keys.catalog_outbox())
             .arg(item.as_str())
             .arg(available)
+            .arg(unix_now_millis())
+            .arg(uuid::Uuid::new_v4().to_string())
             .invoke_async(&mut self.redis.clone())
             .await
+    }
+
+    /// Each item's stock now, with a fresh `seq` of its product and its threshold, in one atomic
+    /// step: what a reservation's or a release's stock events say (see [`crate::catalog`] for
+    /// why not inside `lua/reserve.lua` and `lua/release.lua`).
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn read_stock(&self, items: &[Item]) -> Result<Vec<Reading>, redis::RedisError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut invocation = self.reading.key(self.keys.stock());
+        for item in items {
+            invocation
+                .key(self.keys.product(item.as_str()))
+                .arg(item.as_str());
+        }
+        let flat: Vec<i64> = invocation.invoke_async(&mut self.redis.clone()).await?;
+        let at = unix_now_millis();
+        Ok(items
+            .iter()
+            .zip(flat.chunks_exact(3))
+            .map(|(item, r)| Reading {
+                item: item.clone(),
+                seq: u64::try_from(r[0]).unwrap_or(0),
+                stock: r[1],
+                low_threshold: u32::try_from(r[2]).unwrap_or(0),
+                at,
+            })
+            .collect())
     }
 
     /// Every item with its available, initial, reserved and released units.

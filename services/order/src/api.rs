@@ -8,6 +8,7 @@
 //! | `GET /orders?status=&limit=&offset=` | newest first, filtered and paged, with the total |
 //! | `POST /order/{id}/cancel` | `{"reason"}` optional → 202, or 409 if it is too late |
 //! | `PATCH /order/{id}/status` | `{"status","note"?,"updated_by"?}` → 200 with the order, 409 naming the statuses allowed |
+//! | `GET /products` | the catalog replica ([`crate::replica`]): each product with its price, stock, markers and age |
 //!
 //! **The per-user API** (the seed's paths) maps onto the same handlers, with the caller
 //! ([`crate::auth`]) as one more argument:
@@ -82,6 +83,7 @@ use crate::headers::{self, RequestTrace};
 use crate::orders::{
     Cancelled, Idempotent, NewOrder, OrderStore, Placed, Seen, StatusSet, WriteError,
 };
+use crate::replica::Replica;
 
 /// Largest request body we read; anything bigger is a 413 that names this limit.
 pub const MAX_BODY: u64 = 16 * 1024;
@@ -99,6 +101,7 @@ const REPLAYED: &str = "idempotent-replayed";
 
 pub fn routes(
     store: OrderStore,
+    replica: Replica,
     auth: Auth,
     readiness: Readiness,
     metrics: PrometheusHandle,
@@ -125,6 +128,10 @@ pub fn routes(
         .and(nobody())
         .and(with_store.clone())
         .then(|id, caller, store| answer("GET /order/{id}", get_order(id, caller, store)));
+    let products = warp::path!("products")
+        .and(warp::get())
+        .and(warp::any().map(move || replica.clone()))
+        .then(|replica| answer("GET /products", list_products(replica)));
     let list = warp::path!("orders")
         .and(warp::get())
         .and(warp::query::<HashMap<String, String>>())
@@ -221,6 +228,8 @@ pub fn routes(
         .unify()
         .or(list)
         .unify()
+        .or(products)
+        .unify()
         .or(cancel)
         .unify()
         .or(status)
@@ -230,6 +239,12 @@ pub fn routes(
         .recover(recover)
         .unify();
     traced(api)
+}
+
+/// `GET /products`: the catalog as order-svc's replica holds it, each entry with its age.
+async fn list_products(replica: Replica) -> Result<Response, ApiError> {
+    let products = replica.list().await.map_err(store_down)?;
+    Ok(warp::reply::json(&json!({ "products": products })).into_response())
 }
 
 /// Serve one request of an API route: name its route in the request's span (see

@@ -10,6 +10,8 @@
 //! - [`headers`]: the request headers it reads, parsed at the edge with their limits.
 //! - [`lifecycle`]: the one compare-and-set every move goes through, with its status event.
 //! - [`status`]: consumes `order_status_queue` and applies inventory outcomes to orders.
+//! - [`replica`]: the catalog replica, fed by inventory's product events from
+//!   `order_catalog_queue` and kept in Redis (`GET /products`, [`replica::Replica::lookup`]).
 //! - [`sweeper`]: decision deadlines (timeouts, re-sent cancels) and retention (compaction).
 //!
 //! [`App::build`] binds the HTTP port and returns the real address (tests ask for port 0);
@@ -21,6 +23,7 @@ pub mod headers;
 pub mod lifecycle;
 pub mod orders;
 pub mod outbox;
+pub mod replica;
 pub mod status;
 pub mod sweeper;
 
@@ -47,6 +50,8 @@ use tracing::info;
 use crate::orders::OrderStore;
 use crate::outbox::Outbox;
 use crate::outbox::relay::Relay;
+use crate::replica::Replica;
+use crate::replica::consumer::CatalogHandler;
 use crate::status::StatusHandler;
 use crate::sweeper::Sweeper;
 
@@ -165,11 +170,17 @@ impl SagaService for App {
         )
         .with_spans(spans.clone());
         let consumer_status = Arc::new(BrokerStatus::default());
+        let catalog_status = Arc::new(BrokerStatus::default());
+        let replica = Replica::new(store.redis().clone(), store.keys().clone());
         let metrics = saga_platform::service::telemetry::init_metrics();
 
         let watchdog = Watchdog::new();
         let readiness = Readiness {
-            brokers: vec![relay_status.clone(), consumer_status.clone()],
+            brokers: vec![
+                relay_status.clone(),
+                consumer_status.clone(),
+                catalog_status.clone(),
+            ],
             redis,
             watchdog: watchdog.clone(),
         };
@@ -183,7 +194,7 @@ impl SagaService for App {
                 "Per-user API /api/v1/orders: open (AUTH_JWT_SECRET not set), orders without owners"
             );
         }
-        let routes = api::routes(store.clone(), auth, readiness, metrics);
+        let routes = api::routes(store.clone(), replica.clone(), auth, readiness, metrics);
         let http = tokio::spawn(saga_platform::service::http::serve(
             listener,
             routes,
@@ -217,6 +228,18 @@ impl SagaService for App {
             move || sweeper.clone().run(shutdown.clone())
         }));
 
+        // The replica's consumer: no timeline (product events are about no order).
+        let catalog_settings =
+            ConsumerSettings::new(SERVICE, common, &common.topology.order_catalog_queue)
+                .with_watchdog(watchdog.clone())
+                .with_spans(spans.clone());
+        let catalog = tokio::spawn(run_watched_consumer(
+            catalog_settings,
+            Arc::new(CatalogHandler { replica }),
+            catalog_status,
+            shutdown.clone(),
+        ));
+
         let timeline = Timeline::new(store.redis().clone(), store.keys().clone());
         let settings = ConsumerSettings::new(SERVICE, common, &common.topology.order_status_queue)
             .with_timeline(timeline)
@@ -229,6 +252,7 @@ impl SagaService for App {
             shutdown.clone(),
         )
         .await;
+        saga_platform::amqp::log_task_end("catalog consumer", catalog.await);
         saga_platform::amqp::log_task_end("outbox relay", relay.await);
         saga_platform::amqp::log_task_end("sweeper", sweeper.await);
         saga_platform::amqp::log_task_end("http", http.await);

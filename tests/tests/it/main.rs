@@ -17,6 +17,8 @@
 //! - [`faults`]: invariants under real faults; [`healing`]: the topology heals itself;
 //!   [`replication`]: acknowledged means replicated; [`cluster`]: the cluster profile and the
 //!   failover drill.
+//! - [`catalog`]: the catalog inventory-svc owns, its product events (the start-up snapshot,
+//!   each threshold crossed once) and order-svc's replica of it, across a restart.
 //! - [`notify_lifecycle`]: notification-svc tells an order's whole life once per outcome.
 //! - [`contract`]: the bus as documents (docs/schemas/, docs/asyncapi.yaml), held to the code and
 //!   to every message of a real run.
@@ -27,6 +29,7 @@
 mod alerts;
 mod auth;
 mod board;
+mod catalog;
 mod cluster;
 mod compensation;
 mod compose;

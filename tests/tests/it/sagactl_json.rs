@@ -150,6 +150,8 @@ async fn json_documents_tell_the_real_state_of_orders_stock_queues_and_the_dlq()
             "order_status_queue.retry",
             "notification_queue",
             "notification_queue.retry",
+            "order_catalog_queue",
+            "order_catalog_queue.retry",
             "dlq_queue",
         ]
     );

@@ -100,6 +100,63 @@ async fn put_stock_from_off_the_machine_needs_the_admin_token() -> anyhow::Resul
     Ok(())
 }
 
+/// The catalog's changes (`PUT /products/{item}`, `POST /products/announce`) pass the same gate
+/// as `PUT /stock`: refused off the machine without the token, nothing changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_catalog_changes_need_the_admin_token_like_stock() -> anyhow::Result<()> {
+    let ns = NetNs::create()?;
+    let env = TestEnv::new("catalog-token").await?;
+    let inventory = env
+        .start_with(
+            ServiceKind::Inventory,
+            &[("HTTP_ADDR", "0.0.0.0:0"), ("ADMIN_TOKEN", "s3cret-admin")],
+        )
+        .await?;
+    let port = inventory.addr.port();
+    let remote = |path: &str| format!("http://{}:{port}{path}", ns.host);
+    let local = format!("http://127.0.0.1:{port}/products");
+    // Healthy is not yet seeded: wait for the seeded catalog and its start-up snapshot.
+    let before = eventually("the catalog seeded and announced", T, || async {
+        let listed = env.get_json(&local).await.map_err(|e| format!("{e:#}"))?;
+        let products = listed["products"].as_array().cloned().unwrap_or_default();
+        (!products.is_empty() && products.iter().all(|p| p["seq"].as_u64() >= Some(1)))
+            .then(|| listed.clone())
+            .ok_or_else(|| format!("{listed}"))
+    })
+    .await?;
+
+    let (status, _) = ns.http("GET", &remote("/products"), &[], None).await?;
+    assert_eq!(status, 200, "reading the catalog is open");
+    let price = r#"{"unit_price": 1}"#;
+    for (method, path, auth, body) in [
+        ("PUT", "/products/burger", None, Some(price)),
+        ("PUT", "/products/burger", Some("Bearer wrong"), Some(price)),
+        ("POST", "/products/announce", None, None),
+    ] {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+        let (status, answer) = ns.http(method, &remote(path), &headers, body).await?;
+        assert_eq!(status, 403, "{method} {path} {auth:?}: {answer}");
+        assert!(answer.contains("ADMIN_TOKEN"), "{answer}");
+    }
+    let after: Value = env.http().get(&local).send().await?.json().await?;
+    assert_eq!(before, after, "nothing changed");
+
+    let (status, answer) = ns
+        .http(
+            "PUT",
+            &remote("/products/burger"),
+            &[("authorization", "Bearer s3cret-admin")],
+            Some(price),
+        )
+        .await?;
+    assert_eq!(status, 200, "the token: {answer}");
+    assert!(
+        inventory.log_contains("refused changing the catalog"),
+        "the refusals are logged"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn without_an_admin_token_nobody_off_the_machine_changes_stock() -> anyhow::Result<()> {
     let ns = NetNs::create()?;

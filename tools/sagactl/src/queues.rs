@@ -157,6 +157,8 @@ mod tests {
                 "order_status_queue.retry",
                 "notification_queue",
                 "notification_queue.retry",
+                "order_catalog_queue",
+                "order_catalog_queue.retry",
                 "dlq_queue",
             ]
         );

@@ -11,6 +11,10 @@
 //! [`crate::amqp::consumer`]). Not straight back into the work queue: dead-lettering to a queue that
 //! is missing at that moment (deleted, not declared yet) drops the message without a trace.
 //!
+//! Beside the lab's four, one queue of ours: `order_catalog_queue`, order-svc's copy of the
+//! catalog's events (`product.*`, inventory-svc's), plain like the lab's. The lab's queues get no
+//! product bindings: a lab script reading them sees the events it knows, and nothing else.
+//!
 //! [`Topology::declarations`] lists what to declare queue by queue, so that one queue the broker
 //! refuses stops only itself ([`crate::amqp::declare_topology`]).
 
@@ -38,6 +42,13 @@ pub struct Topology {
     /// Where poison messages go, published directly (no binding).
     #[arg(long, env = "DLQ_QUEUE", default_value = "dlq_queue")]
     pub dlq_queue: String,
+    /// Queue order-svc's catalog replica reads (inventory-svc's product events).
+    #[arg(
+        long,
+        env = "ORDER_CATALOG_QUEUE",
+        default_value = "order_catalog_queue"
+    )]
+    pub order_catalog_queue: String,
 }
 
 impl Default for Topology {
@@ -48,12 +59,13 @@ impl Default for Topology {
             order_status_queue: "order_status_queue".into(),
             notification_queue: "notification_queue".into(),
             dlq_queue: "dlq_queue".into(),
+            order_catalog_queue: "order_catalog_queue".into(),
         }
     }
 }
 
 impl Topology {
-    /// Every queue of the topology, in the order a person would read them.
+    /// The classic lab's four queues, in the order a person would read them.
     pub fn queues(&self) -> [&str; 4] {
         [
             &self.inventory_queue,
@@ -64,11 +76,12 @@ impl Topology {
     }
 
     /// The queues the services consume (each has a retry queue).
-    pub fn consumed_queues(&self) -> [&str; 3] {
+    pub fn consumed_queues(&self) -> [&str; 4] {
         [
             &self.inventory_queue,
             &self.order_status_queue,
             &self.notification_queue,
+            &self.order_catalog_queue,
         ]
     }
 
@@ -84,18 +97,21 @@ impl Topology {
     }
 
     /// Every queue to declare, with its arguments and the routing keys it is bound with: the
-    /// four lab queues (no arguments), then each consumed queue's retry queue and way back.
+    /// four lab queues and the catalog's (no arguments), then each consumed queue's retry queue
+    /// and way back.
     pub fn declarations(&self) -> Vec<QueueDeclaration> {
         let bindings = self.bindings();
-        let mut declarations: Vec<QueueDeclaration> = self
+        let plain = self
             .queues()
-            .iter()
+            .into_iter()
+            .chain([self.order_catalog_queue.as_str()]);
+        let mut declarations: Vec<QueueDeclaration> = plain
             .map(|queue| QueueDeclaration {
-                name: (*queue).to_owned(),
+                name: queue.to_owned(),
                 arguments: FieldTable::default(),
                 routing_keys: bindings
                     .iter()
-                    .filter(|(q, _)| q == queue)
+                    .filter(|(q, _)| *q == queue)
                     .map(|(_, key)| *key)
                     .collect(),
                 replaceable: false,
@@ -144,6 +160,14 @@ impl Topology {
             self.notification_queue.as_str(),
             EventType::OrderStatusUpdated.routing_key(),
         ));
+        // Each product event by its own key rather than `product.#`: a key that names no event
+        // would reach the replica only to be dead-lettered, and the contract tests hold every
+        // binding to an event of EventType::ALL.
+        bindings.extend(
+            EventType::PRODUCT
+                .iter()
+                .map(|t| (self.order_catalog_queue.as_str(), t.routing_key())),
+        );
         bindings
     }
 
@@ -261,7 +285,28 @@ mod tests {
         assert!(b.contains(&("notification_queue", "inventory.released")));
         assert!(b.contains(&("order_status_queue", "inventory.failed")));
         assert!(!b.iter().any(|(q, _)| *q == "dlq_queue"));
-        assert_eq!(b.len(), 9);
+        assert_eq!(b.len(), 9 + 5);
+    }
+
+    #[test]
+    fn only_the_catalog_queue_hears_product_events() {
+        let t = Topology::default();
+        for (queue, key) in t.bindings() {
+            let product = key.starts_with("product.");
+            assert_eq!(queue == "order_catalog_queue", product, "{queue} {key}");
+        }
+        let catalog = t
+            .declarations()
+            .into_iter()
+            .find(|d| d.name == "order_catalog_queue")
+            .unwrap();
+        assert_eq!(catalog.routing_keys.len(), 5);
+        assert!(catalog.arguments.inner().is_empty());
+        assert!(t.consumed_queues().contains(&"order_catalog_queue"));
+        assert!(
+            !t.queues().contains(&"order_catalog_queue"),
+            "not a lab queue"
+        );
     }
 
     #[test]
@@ -320,7 +365,7 @@ mod tests {
     fn the_lab_queues_are_declared_plainly_one_by_one() {
         let t = Topology::default();
         let all = t.declarations();
-        assert_eq!(all.len(), 4 + 3 * 2);
+        assert_eq!(all.len(), 5 + 4 * 2);
         for queue in t.queues() {
             let d = all.iter().find(|d| d.name == queue).unwrap();
             assert!(d.arguments.inner().is_empty(), "{queue} has arguments");

@@ -202,6 +202,34 @@ impl Keys {
         format!("{}:stock:archived:released", self.prefix)
     }
 
+    // --- inventory-svc's catalog ---
+    /// Hash: one product (`name`, `unit_price`, `currency`, `low_threshold`) and `seq`, the
+    /// counter its events carry (incremented by every script that reads or changes it for an
+    /// event). An item never contains `:` (`saga_domain::ids::Item`).
+    pub fn product(&self, item: &str) -> String {
+        format!("{}:product:{item}", self.prefix)
+    }
+    /// Set: the items that are products.
+    pub fn products(&self) -> String {
+        format!("{}:products", self.prefix)
+    }
+    /// Stream: product events written with the change they announce, waiting for the catalog's
+    /// relay (the catalog's outbox).
+    pub fn catalog_outbox(&self) -> String {
+        format!("{}:catalog:outbox", self.prefix)
+    }
+
+    // --- order-svc's catalog replica ---
+    /// Hash: what order-svc learnt about one product from inventory's events, with the `seq`
+    /// and `at` of what it applied (`info_seq`, `stock_seq`, ...) and `updated_at`.
+    pub fn replica_product(&self, item: &str) -> String {
+        format!("{}:replica:product:{item}", self.prefix)
+    }
+    /// Set: the items the replica knows.
+    pub fn replica_products(&self) -> String {
+        format!("{}:replica:products", self.prefix)
+    }
+
     // --- notification-svc ---
     /// String: claim / record of the notification for (order, outcome).
     pub fn notified(&self, order_id: &str, outcome: &str) -> String {

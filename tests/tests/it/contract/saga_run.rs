@@ -90,11 +90,33 @@ fn check(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_message_of_a_saga_run_matches_its_schema() -> anyhow::Result<()> {
-    let env = TestEnv::with_stock("contract-run", "widget=10").await?;
+    let mut env = TestEnv::with_stock("contract-run", "widget=10,gadget=1").await?;
+    // Two products: their start-up snapshots, and gadget's one unit runs out (low and out).
+    env.service_env
+        .insert("CATALOG_PRICES".into(), "widget=250,gadget=999".into());
     // Bound before any service starts: nothing published can slip past it.
     env.tap(OBSERVER, &["#"]).await?;
-    let (order, _inv, _notif) = env.start_all_in_process().await?;
+    let (order, inventory, _notif) = env.start_all_in_process().await?;
     let orders = env.orders(&order);
+
+    // A price set by hand: product.price.changed (once the catalog is seeded: until then
+    // widget is no product, and the PUT is refused).
+    eventually("a price set by hand", T, || async {
+        let priced = env
+            .http()
+            .put(inventory.url("/products/widget"))
+            .json(&serde_json::json!({"unit_price": 300}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        (priced.status() == 200)
+            .then_some(())
+            .ok_or_else(|| format!("PUT /products: {}", priced.status()))
+    })
+    .await?;
+    let last_gadget = env.place(&order, "gadget", 1).await?;
+    env.wait_status(&order, &last_gadget, OrderStatus::Confirmed, T)
+        .await?;
 
     // Reserved and confirmed, then shipped and delivered over PATCH.
     let delivered = env.place(&order, "widget", 2).await?;
@@ -134,29 +156,25 @@ async fn every_message_of_a_saga_run_matches_its_schema() -> anyhow::Result<()> 
     env.until_outbox_empty(T).await?;
 
     let taken = Mutex::new(Vec::new());
-    eventually(
-        "all six events and both failure codes observed",
-        T,
-        || async {
-            let more = env.take_all(OBSERVER).await.map_err(|e| format!("{e:#}"))?;
-            let mut taken = taken.lock().unwrap_or_else(|e| e.into_inner());
-            taken.extend(more);
-            let keys: BTreeSet<&str> = taken.iter().map(|m| m.routing_key.as_str()).collect();
-            let codes: BTreeSet<String> = taken
-                .iter()
-                .filter(|m| m.routing_key == EventType::InventoryFailed.routing_key())
-                .filter_map(|m| m.json()["code"].as_str().map(str::to_owned))
-                .collect();
-            let every_event = EventType::ALL
-                .iter()
-                .all(|e| keys.contains(e.routing_key()));
-            if every_event && codes.len() == 2 {
-                Ok(())
-            } else {
-                Err(format!("routing keys {keys:?}, failure codes {codes:?}"))
-            }
-        },
-    )
+    eventually("every event and both failure codes observed", T, || async {
+        let more = env.take_all(OBSERVER).await.map_err(|e| format!("{e:#}"))?;
+        let mut taken = taken.lock().unwrap_or_else(|e| e.into_inner());
+        taken.extend(more);
+        let keys: BTreeSet<&str> = taken.iter().map(|m| m.routing_key.as_str()).collect();
+        let codes: BTreeSet<String> = taken
+            .iter()
+            .filter(|m| m.routing_key == EventType::InventoryFailed.routing_key())
+            .filter_map(|m| m.json()["code"].as_str().map(str::to_owned))
+            .collect();
+        let every_event = EventType::ALL
+            .iter()
+            .all(|e| keys.contains(e.routing_key()));
+        if every_event && codes.len() == 2 {
+            Ok(())
+        } else {
+            Err(format!("routing keys {keys:?}, failure codes {codes:?}"))
+        }
+    })
     .await?;
     let taken = taken.into_inner().unwrap_or_else(|e| e.into_inner());
 
