@@ -14,6 +14,7 @@ use crate::owner::{Email, Owner, UserId};
 
 /// An order as stored and as `GET /order/{id}` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Order {
     pub order_id: OrderId,
     pub item: Item,
@@ -89,6 +90,7 @@ impl Order {
 
 /// An order with its timeline: every transition (or ignored event) and any DLQ hops.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderView {
     #[serde(flatten)]
     pub order: Order,
@@ -101,6 +103,7 @@ pub struct OrderView {
 /// The answer to `POST /order` (201) and `POST /order/{id}/cancel` (202): which order, and
 /// where it stands now.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderAck {
     pub order_id: String,
     pub status: OrderStatus,
@@ -123,6 +126,7 @@ pub struct Tombstone {
 
 /// A page of orders, newest first (`GET /orders?status=&limit=&offset=`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderPage {
     pub orders: Vec<Order>,
     /// Orders on this page.

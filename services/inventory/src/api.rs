@@ -1,17 +1,20 @@
 //! inventory-svc's HTTP: operations endpoints plus a view and a knob on the stock.
 //!
-//! `/health`, `/ready`, `/metrics` and `GET /stock` are open. `PUT /stock/{item}` changes
-//! state, so it passes [`AdminGate`] first: a caller on the same machine (a loopback peer) may,
-//! anyone else must send `Authorization: Bearer <ADMIN_TOKEN>`, and without `ADMIN_TOKEN` set
-//! nobody off the machine may.
+//! `/health`, `/ready`, `/metrics`, `/openapi.json` ([`crate::openapi`]) and `GET /stock` are
+//! open. `PUT /stock/{item}` changes state, so it passes [`AdminGate`] first: a caller on the
+//! same machine (a loopback peer) may, anyone else must send `Authorization: Bearer
+//! <ADMIN_TOKEN>`, and without `ADMIN_TOKEN` set nobody off the machine may.
+
+use std::collections::BTreeMap;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use saga_domain::ids::Item;
+use saga_domain::order::StockLevel;
 use saga_domain::wire::{self, required};
 use saga_platform::service::admin::AdminGate;
 use saga_platform::service::http::{ApiError, Readiness, ops_routes, recover, traced};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Reply};
@@ -35,11 +38,18 @@ pub fn routes(
         .and(saga_platform::service::http::body_up_to(4096))
         .and(with_ledger)
         .then(set_stock);
+    let document = crate::openapi::InventoryApi::document();
     let api = ops_routes("inventory-svc", readiness, metrics)
+        .or(saga_platform::service::openapi::route(&document))
+        .unify()
         .or(show
             .or(set)
             .unify()
             .map(|r: Result<Response, ApiError>| r.unwrap_or_else(Reply::into_response)))
+        .unify()
+        .or(saga_platform::service::openapi::method_not_allowed(
+            &document,
+        ))
         .unify()
         .recover(recover)
         .unify();
@@ -52,15 +62,33 @@ async fn show_stock(ledger: RedisLedger) -> Result<Response, ApiError> {
         .levels()
         .await
         .map_err(|e| ApiError::unavailable(format!("Redis unavailable: {e}")))?;
-    Ok(warp::reply::json(&json!({ "stock": levels })).into_response())
+    Ok(warp::reply::json(&Stock { stock: levels }).into_response())
+}
+
+/// The answer to `GET /stock`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Stock {
+    /// Every item's books, by item.
+    stock: BTreeMap<String, StockLevel>,
 }
 
 /// The body of `PUT /stock/{item}`, read like an event's body (see [`saga_domain::wire`]).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct StockBody {
-    #[serde(deserialize_with = "wire::integer")]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub(crate) struct StockBody {
+    /// Units available from now on (the item's new `initial` too).
+    #[serde(default, deserialize_with = "wire::integer")]
+    #[schema(required = true, value_type = u32, maximum = 4294967295_u64)]
     available: Option<i64>,
+}
+
+/// The answer to `PUT /stock/{item}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct StockSet {
+    item: Item,
+    /// Units available now.
+    available: u32,
+    /// Units that were available before.
+    previous: i64,
 }
 
 /// `PUT /stock/{item}` with `{"available": N}`.
@@ -69,6 +97,10 @@ async fn set_stock(
     body: bytes::Bytes,
     ledger: RedisLedger,
 ) -> Result<Response, ApiError> {
+    // warp hands the segment over as sent: `fish%20chips` names the item `fish chips`.
+    let item = percent_encoding::percent_decode_str(&item)
+        .decode_utf8()
+        .map_err(|_| ApiError::bad_request("item is not UTF-8 once percent-decoded"))?;
     let item = Item::parse(&item).map_err(|e| ApiError::bad_request(e.0))?;
     let available = required(wire::read::<StockBody>(&body)?.available, "available")?;
     let available = u32::try_from(available).map_err(|_| {
@@ -83,6 +115,10 @@ async fn set_stock(
         .map_err(|e| ApiError::unavailable(format!("Redis unavailable: {e}")))?;
     tracing::info!(%item, previous, available, "stock set by hand");
     metrics::gauge!("saga_stock_available", "item" => item.to_string()).set(f64::from(available));
-    let body = json!({ "item": item, "available": available, "previous": previous });
+    let body = StockSet {
+        item,
+        available,
+        previous,
+    };
     Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::OK).into_response())
 }

@@ -4,6 +4,8 @@
 //! - [`handler`]: one delivery → parse (poison to the DLQ) → decide → confirmed publish.
 //! - [`api`]: `/health`, `/ready`, `/metrics`, and `GET /stock`, `PUT /stock/{item}` (loopback
 //!   or `ADMIN_TOKEN` only).
+//! - [`openapi`]: that HTTP API as an OpenAPI 3 document generated from its code
+//!   (`GET /openapi.json`).
 //! - [`retention`]: the sweeper that compacts reservation records after `ORDER_RETENTION` and
 //!   archives them into per-item totals after `DEDUPE_WINDOW` more.
 //!
@@ -12,6 +14,7 @@
 
 pub mod api;
 pub mod handler;
+pub mod openapi;
 pub mod retention;
 pub mod stock;
 
