@@ -18,8 +18,10 @@ use saga_domain::view::{OrderAck, OrderPage, OrderView};
 use saga_platform::service::http::ErrorBody;
 use saga_platform::service::openapi::{self as ops, OPS_TAG};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{OpenApi as Document, PathItem, Required};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::{
+    ObjectBuilder, OpenApi as Document, PathItem, RefOr, Required, Schema, Type,
+};
+use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::api::{CancelBody, NewOrderBody, OrderList, StatusBody};
 
@@ -45,7 +47,7 @@ const BEARER: &str = "bearer";
         ops::health, ops::ready, ops::metrics, ops::openapi_json,
     ),
     // Types named only by parameters are not collected on their own.
-    components(schemas(ErrorBody, OrderId, CorrelationId, IdempotencyKey)),
+    components(schemas(ErrorBody, OrderId, CorrelationId, IdempotencyKey, PageLimit)),
     modifiers(&BearerScheme),
     tags(
         (name = LAB, description = "The classic lab's routes: open, orders without an owner"),
@@ -73,6 +75,24 @@ impl Modify for BearerScheme {
         components.add_security_scheme(BEARER, SecurityScheme::Http(scheme));
     }
 }
+
+/// `?limit=`: any integer from 0, with no `format`: the service reads any size (more than a
+/// page as a page), where `int64` would promise a refusal past 2^63 - 1.
+pub struct PageLimit;
+
+impl PartialSchema for PageLimit {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0))
+            .description(Some(
+                "Orders per page: any integer from 0; more than 1,000 is read as 1,000",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for PageLimit {}
 
 /// The document for order-svc as it runs: with `auth_on` (`AUTH_JWT_SECRET` set) or without.
 pub fn document(auth_on: bool) -> Document {
@@ -162,7 +182,7 @@ pub fn get_order() {}
 #[utoipa::path(get, path = "/orders", tag = LAB,
     params(
         ("status" = Option<OrderStatus>, Query, description = "Only orders in this status (any case)"),
-        ("limit" = Option<u64>, Query, description = "Orders per page (default 100); more than 1,000 is read as 1,000"),
+        ("limit" = Option<PageLimit>, Query, description = "Orders per page (default 100); more than 1,000 is read as 1,000"),
         ("offset" = Option<u64>, Query, maximum = 1000000000, description = "Orders skipped, newest first"),
     ),
     responses(
@@ -233,7 +253,7 @@ pub fn api_place() {}
 #[utoipa::path(get, path = "/api/v1/orders", tag = PER_USER, security(("bearer" = [])),
     params(
         ("status" = Option<OrderStatus>, Query, description = "Only orders in this status (without auth only)"),
-        ("limit" = Option<u64>, Query, description = "Orders per page (default 100); more than 1,000 is read as 1,000"),
+        ("limit" = Option<PageLimit>, Query, description = "Orders per page (default 100); more than 1,000 is read as 1,000"),
         ("offset" = Option<u64>, Query, maximum = 1000000000, description = "Orders skipped, newest first"),
     ),
     responses(

@@ -17,6 +17,8 @@
 //!   [`replication`]: acknowledged means replicated; [`cluster`]: the cluster profile and the
 //!   failover drill.
 //! - [`notify_lifecycle`]: notification-svc tells an order's whole life once per outcome.
+//! - [`openapi`]: the HTTP API as documents (each service's `/openapi.json`), held to the routes
+//!   the services answer and fuzzed by schemathesis against them.
 //! - [`contract`]: the bus as documents (docs/schemas/, docs/asyncapi.yaml), held to the code and
 //!   to every message of a real run.
 //! - [`sagactl_json`]: what scripts read; [`board`]: the classroom board in a real browser;
@@ -37,6 +39,7 @@ mod healing;
 mod hostile;
 mod lifecycle;
 mod notify_lifecycle;
+mod openapi;
 mod poison;
 mod replication;
 mod retention_inventory;
