@@ -75,9 +75,10 @@ pub(crate) struct Stock {
 /// The body of `PUT /stock/{item}`, read like an event's body (see [`saga_domain::wire`]).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub(crate) struct StockBody {
-    /// Units available from now on (the item's new `initial` too).
+    /// Units available from now on (the item's new `initial` too): 0 to 4294967295. An i64
+    /// with bounds, not a u32: `format: int32` would say 2^31 - 1 is the most.
     #[serde(default, deserialize_with = "wire::integer")]
-    #[schema(required = true, value_type = u32, maximum = 4294967295_u64)]
+    #[schema(required = true, value_type = i64, minimum = 0, maximum = 4294967295_u64)]
     available: Option<i64>,
 }
 

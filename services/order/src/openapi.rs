@@ -487,7 +487,8 @@ mod tests {
         // inside a word, every ASCII character (where bytes are characters, so the lengths
         // agree too), and the limits on length.
         let doc = json(true);
-        let parsers: [(&str, fn(&str) -> bool); 5] = [
+        type Parses = fn(&str) -> bool;
+        let parsers: [(&str, Parses); 5] = [
             ("OrderId", |t| OrderId::parse(t).is_ok()),
             ("CorrelationId", |t| CorrelationId::parse(t).is_ok()),
             ("Item", |t| Item::parse(t).is_ok()),
