@@ -161,8 +161,12 @@ async fn fuzz(
     authorization: Option<&str>,
 ) -> anyhow::Result<(bool, String)> {
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/schemathesis.toml");
+    // schemathesis keeps a cache (`.schemathesis/`) where it runs: not in the working tree.
+    let workdir = std::env::temp_dir().join("saga-schemathesis");
+    std::fs::create_dir_all(&workdir)?;
     let mut command = tokio::process::Command::new(binary);
     command
+        .current_dir(&workdir)
         .args(["--config-file", config])
         .arg("run")
         .arg(service.url("/openapi.json"))
