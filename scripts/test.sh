@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run every test: unit tests, then the integration suite against a real RabbitMQ and Redis.
 # Installs and starts both when absent (scripts/deps.sh), Chromium with its WebDriver for the
-# board's browser test, and Prometheus with promtool for the alert rules' tests. Each test makes
+# board's browser test, Prometheus with promtool for the alert rules' tests, and schemathesis (PyPI,
+# a venv under ~/.cache/saga) for the HTTP API's documents. Each test makes
 # its own vhost and Redis prefix, so this never touches a running demo. tests/tests/it/cluster.rs
 # also starts a private cluster profile (scripts/cluster.sh on its own node names and ports; about
 # 2 minutes with the failover drill) and removes it afterwards.
@@ -38,6 +39,23 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
   as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+# order-svc's and inventory-svc's OpenAPI documents (GET /openapi.json) are fuzzed against the
+# running services by schemathesis (tests/tests/it/openapi.rs): from PyPI, into a venv of its own
+# under the cache directory, once (about 10 s). Version 4: the test uses its 4.x command line.
+st_venv="${XDG_CACHE_HOME:-$HOME/.cache}/saga/schemathesis"
+if [ ! -x "$st_venv/bin/schemathesis" ]; then
+  if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    command -v apt-get >/dev/null 2>&1 || { say "error: python3 with venv missing and no apt-get: install them by hand" >&2; exit 1; }
+    say "installing python3 and python3-venv from the OS packages (once) for schemathesis"
+    as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3 python3-venv >/dev/null
+  fi
+  say "installing schemathesis (PyPI, into $st_venv, once) to fuzz the services' /openapi.json"
+  rm -rf "$st_venv"
+  python3 -m venv "$st_venv"
+  "$st_venv/bin/pip" install -q 'schemathesis>=4,<5'
 fi
 # The board's page is plain JavaScript checked from its JSDoc types (tools/board/assets/tsconfig.json).
 # tsc comes from npm once; the check itself runs offline.

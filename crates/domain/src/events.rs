@@ -21,6 +21,7 @@ use crate::wire::{self, InventoryOutcomeBody, Malformed};
 /// Every event of the saga, with its routing key and its AMQP `type` name. In JSON (an order's
 /// timeline, the outbox) it is its `type` name, e.g. `"OrderPlaced"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum EventType {
     OrderPlaced,
     OrderCancelled,

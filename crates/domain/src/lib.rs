@@ -26,6 +26,8 @@
 //! - [`envelope`]: one event in the shapes of other buses (CloudEvents binary and structured,
 //!   StandardMessage, the Go bus Event, the course starter's BaseEvent), written and read.
 //! - [`trace`]: W3C Trace Context (`traceparent`), one trace per order across the saga.
+//! - `schema` (feature `openapi`): the newtypes as OpenAPI schemas with their `parse()` limits;
+//!   the bodies above derive theirs, for order-svc's and inventory-svc's `/openapi.json`.
 //!
 //! Start at [`order::OrderStatus::next`]: the whole saga, seen from one order, is that table.
 
@@ -39,6 +41,8 @@ pub mod order;
 pub mod owner;
 pub mod product;
 pub mod retry;
+#[cfg(feature = "openapi")]
+pub mod schema;
 pub mod trace;
 pub mod version;
 pub mod view;

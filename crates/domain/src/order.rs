@@ -17,6 +17,7 @@ use crate::events::EventType;
 /// Where an order is in the saga. (On a command line, `sagactl order list --status confirmed`,
 /// it is read by `saga_platform::service::config::order_status_parser`: no clap here.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
     /// Accepted (201) and in the outbox; inventory has not decided yet.
@@ -205,6 +206,7 @@ impl fmt::Display for OrderStatus {
 /// board are windows on records other programs write, and a window must not break when a record
 /// grows a field. The status is the one field a line cannot do without.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryEntry {
     /// Milliseconds since the Unix epoch.
     #[serde(default)]
@@ -239,6 +241,7 @@ pub struct HistoryEntry {
 /// A message about an order that went to the DLQ, noted in the order's timeline (read
 /// leniently, as [`HistoryEntry`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct DlqHop {
     /// Milliseconds since the Unix epoch.
@@ -566,6 +569,7 @@ fn record_lines(
 
 /// One item's stock books, as inventory-svc keeps them and `GET /stock` shows them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StockLevel {
     /// Units that can still be reserved.
     pub available: i64,

@@ -111,6 +111,7 @@ text_serde!(UserId, Email);
 
 /// Whose order it is: stored with an order placed through the per-user API, shown with it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Owner {
     pub user_id: UserId,
     pub email: Email,

@@ -15,11 +15,13 @@ use crate::owner::{Email, Owner, UserId};
 
 /// An order as stored and as `GET /order/{id}` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Order {
     pub order_id: OrderId,
     /// What was ordered: `item` and `qty` for an order of one line, as the lab shows it, and
     /// `lines` for every order.
     #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(value_type = ShownLines))]
     pub lines: OrderLines,
     pub student_id: Option<String>,
     pub status: OrderStatus,
@@ -90,6 +92,7 @@ impl Order {
 
 /// One line of an order as order-svc keeps and shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderLine {
     pub item: Item,
     pub qty: i64,
@@ -185,17 +188,22 @@ impl Serialize for OrderLines {
     }
 }
 
+/// The lines as an answer shows them: `lines`, and for an order of one line the lab's `item`
+/// and `qty` too (an older order-svc's answer has only those).
+#[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ShownLines {
+    /// An order of one line: its item, as the lab shows it.
+    item: Option<Item>,
+    /// An order of one line: its quantity, as the lab shows it.
+    qty: Option<i64>,
+    /// Every line of the order.
+    lines: Option<Vec<OrderLine>>,
+}
+
 impl<'de> Deserialize<'de> for OrderLines {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        /// What an answer may carry: `lines`, or only the lab's `item` and `qty` (an older
-        /// order-svc's answer).
-        #[derive(Deserialize)]
-        struct Shown {
-            item: Option<Item>,
-            qty: Option<i64>,
-            lines: Option<Vec<OrderLine>>,
-        }
-        let shown = Shown::deserialize(deserializer)?;
+        let shown = ShownLines::deserialize(deserializer)?;
         match (shown.lines, shown.item, shown.qty) {
             (Some(lines), _, _) if !lines.is_empty() => Ok(Self(lines)),
             (_, Some(item), Some(qty)) => Ok(Self(vec![OrderLine { item, qty }])),
@@ -208,6 +216,7 @@ impl<'de> Deserialize<'de> for OrderLines {
 
 /// An order with its timeline: every transition (or ignored event) and any DLQ hops.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderView {
     #[serde(flatten)]
     pub order: Order,
@@ -220,6 +229,7 @@ pub struct OrderView {
 /// The answer to `POST /order` (201) and `POST /order/{id}/cancel` (202): which order, and
 /// where it stands now.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderAck {
     pub order_id: String,
     pub status: OrderStatus,
@@ -242,6 +252,7 @@ pub struct Tombstone {
 
 /// A page of orders, newest first (`GET /orders?status=&limit=&offset=`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderPage {
     pub orders: Vec<Order>,
     /// Orders on this page.

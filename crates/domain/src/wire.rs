@@ -106,14 +106,24 @@ pub fn text<'de, D: Deserializer<'de>>(field: D) -> Result<Option<String>, D::Er
 
 /// Field reader (`deserialize_with`) for an integer: `null` is `None`; `2.5` or `"two"` are
 /// refused as "must be an integer, got ...". Whether the number makes sense is for `TryFrom`.
+/// `2.0` (or `2e0`) is the integer 2, as JSON Schema's `"type": "integer"` has it: our
+/// documents (docs/schemas/, the services' `/openapi.json`) say `integer`, and a sender
+/// that checks against them may write one so.
 ///
 /// # Errors
 /// A serde error with that reason.
 pub fn integer<'de, D: Deserializer<'de>>(field: D) -> Result<Option<i64>, D::Error> {
+    // The whole floats an i64 holds exactly: beyond 2^53 a float is not one integer.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
     match Value::deserialize(field)? {
         Value::Null => Ok(None),
         Value::Number(n) => n
             .as_i64()
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() <= EXACT)
+                    .map(|f| f as i64)
+            })
             .map(Some)
             .ok_or_else(|| D::Error::custom(format!("must be an integer, got {n}"))),
         other => Err(D::Error::custom(format!(
@@ -924,6 +934,14 @@ mod tests {
         assert_eq!(
             reason(json!({"order_id": "o1", "item": "burger", "qty": 2.5})),
             "qty must be an integer, got 2.5"
+        );
+        // A whole number written as a float is that integer (JSON Schema's reading).
+        let two: OrderPlacedBody =
+            read(br#"{"order_id": "o1", "item": "burger", "qty": 2.0}"#).unwrap();
+        assert_eq!(two.qty, Some(2));
+        assert_eq!(
+            reason(json!({"order_id": "o1", "item": "burger", "qty": 1e300})),
+            "qty must be an integer, got 1e+300"
         );
         assert_eq!(
             reason(json!({"order_id": "o1", "item": "burger", "qty": true})),

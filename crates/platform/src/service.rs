@@ -5,6 +5,8 @@
 //! - [`config`]: the command-line / environment settings every service takes.
 //! - [`telemetry`]: log set-up (readable or JSON) and the Prometheus recorder.
 //! - [`http`]: `/health`, `/ready`, `/metrics` and JSON errors, for every service.
+//! - `openapi` (feature `openapi`): those shared routes described for OpenAPI, and the route
+//!   that serves a service's document at `/openapi.json`.
 //! - [`redact`]: URLs with their passwords and tokens blanked, for logs and errors.
 //! - [`admin`]: state-changing ops endpoints: loopback callers, or `ADMIN_TOKEN`.
 //! - [`jwt`]: HS256 Bearer tokens (`AUTH_JWT_SECRET`): minted by `sagactl token`, verified by
@@ -25,6 +27,8 @@ pub mod backoff;
 pub mod config;
 pub mod http;
 pub mod jwt;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod redact;
 pub mod shutdown;
 pub mod spans;

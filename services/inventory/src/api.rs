@@ -1,19 +1,22 @@
 //! inventory-svc's HTTP: operations endpoints plus a view and a knob on the stock, and the
 //! catalog's routes ([`crate::catalog::http`]).
 //!
-//! `/health`, `/ready`, `/metrics`, `GET /stock` and `GET /products` are open.
-//! `PUT /stock/{item}`, `PUT /products/{item}` and `POST /products/announce` change state, so
-//! they pass an [`AdminGate`] first: a caller on the same machine (a loopback peer) may, anyone
-//! else must send `Authorization: Bearer <ADMIN_TOKEN>`, and without `ADMIN_TOKEN` set nobody off
-//! the machine may.
+//! `/health`, `/ready`, `/metrics`, `/openapi.json` ([`crate::openapi`]), `GET /stock` and
+//! `GET /products` are open. `PUT /stock/{item}`, `PUT /products/{item}` and
+//! `POST /products/announce` change state, so they pass an [`AdminGate`] first: a caller on the
+//! same machine (a loopback peer) may, anyone else must send `Authorization: Bearer
+//! <ADMIN_TOKEN>`, and without `ADMIN_TOKEN` set nobody off the machine may.
+
+use std::collections::BTreeMap;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use saga_domain::ids::Item;
+use saga_domain::order::StockLevel;
 use saga_domain::wire::{self, required};
 use saga_platform::service::admin::AdminGate;
 use saga_platform::service::http::{ApiError, Readiness, ops_routes, recover, traced};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Reply};
@@ -64,7 +67,10 @@ pub fn routes(
         .and(gates.catalog.filter())
         .and(with_catalog)
         .then(catalog::http::announce);
+    let document = crate::openapi::InventoryApi::document();
     let api = ops_routes("inventory-svc", readiness, metrics)
+        .or(saga_platform::service::openapi::route(&document))
+        .unify()
         .or(show
             .or(set)
             .unify()
@@ -75,6 +81,10 @@ pub fn routes(
             .or(set_product)
             .unify()
             .map(|r: Result<Response, ApiError>| r.unwrap_or_else(Reply::into_response)))
+        .unify()
+        .or(saga_platform::service::openapi::method_not_allowed(
+            &document,
+        ))
         .unify()
         .recover(recover)
         .unify();
@@ -87,15 +97,34 @@ async fn show_stock(ledger: RedisLedger) -> Result<Response, ApiError> {
         .levels()
         .await
         .map_err(|e| ApiError::unavailable(format!("Redis unavailable: {e}")))?;
-    Ok(warp::reply::json(&json!({ "stock": levels })).into_response())
+    Ok(warp::reply::json(&Stock { stock: levels }).into_response())
+}
+
+/// The answer to `GET /stock`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Stock {
+    /// Every item's books, by item.
+    stock: BTreeMap<String, StockLevel>,
 }
 
 /// The body of `PUT /stock/{item}`, read like an event's body (see [`saga_domain::wire`]).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct StockBody {
-    #[serde(deserialize_with = "wire::integer")]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub(crate) struct StockBody {
+    /// Units available from now on (the item's new `initial` too): 0 to 4294967295. An i64
+    /// with bounds, not a u32: `format: int32` would say 2^31 - 1 is the most.
+    #[serde(default, deserialize_with = "wire::integer")]
+    #[schema(required = true, value_type = i64, minimum = 0, maximum = 4294967295_u64)]
     available: Option<i64>,
+}
+
+/// The answer to `PUT /stock/{item}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct StockSet {
+    item: Item,
+    /// Units available now.
+    available: u32,
+    /// Units that were available before.
+    previous: i64,
 }
 
 /// `PUT /stock/{item}` with `{"available": N}`; its stock events go out through the catalog's
@@ -106,6 +135,10 @@ async fn set_stock(
     ledger: RedisLedger,
     catalog: Catalog,
 ) -> Result<Response, ApiError> {
+    // warp hands the segment over as sent: `fish%20chips` names the item `fish chips`.
+    let item = percent_encoding::percent_decode_str(&item)
+        .decode_utf8()
+        .map_err(|_| ApiError::bad_request("item is not UTF-8 once percent-decoded"))?;
     let item = Item::parse(&item).map_err(|e| ApiError::bad_request(e.0))?;
     let available = required(wire::read::<StockBody>(&body)?.available, "available")?;
     let available = u32::try_from(available).map_err(|_| {
@@ -121,6 +154,10 @@ async fn set_stock(
     catalog.wake_relay();
     tracing::info!(%item, previous, available, "stock set by hand");
     metrics::gauge!("saga_stock_available", "item" => item.to_string()).set(f64::from(available));
-    let body = json!({ "item": item, "available": available, "previous": previous });
+    let body = StockSet {
+        item,
+        available,
+        previous,
+    };
     Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::OK).into_response())
 }

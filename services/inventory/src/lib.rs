@@ -9,6 +9,8 @@
 //! - [`api`]: `/health`, `/ready`, `/metrics`, `GET /stock`, `PUT /stock/{item}`, and the
 //!   catalog's `GET /products`, `PUT /products/{item}`, `POST /products/announce` (changes:
 //!   loopback or `ADMIN_TOKEN` only).
+//! - [`openapi`]: that HTTP API as an OpenAPI 3 document generated from its code
+//!   (`GET /openapi.json`).
 //! - [`retention`]: the sweeper that compacts reservation records after `ORDER_RETENTION` and
 //!   archives them into per-item totals after `DEDUPE_WINDOW` more.
 //!
@@ -18,6 +20,7 @@
 pub mod api;
 pub mod catalog;
 pub mod handler;
+pub mod openapi;
 pub mod retention;
 pub mod stock;
 

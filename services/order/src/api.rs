@@ -9,6 +9,7 @@
 //! | `POST /order/{id}/cancel` | `{"reason"}` optional → 202, or 409 if it is too late |
 //! | `PATCH /order/{id}/status` | `{"status","note"?,"updated_by"?}` → 200 with the order, 409 naming the statuses allowed |
 //! | `GET /products` | the catalog replica ([`crate::replica`]): each product with its price, stock, markers and age |
+//! | `GET /openapi.json` | all of this as an OpenAPI 3 document ([`crate::openapi`]), with `/health`, `/ready`, `/metrics` |
 //!
 //! **The per-user API** (the seed's paths) maps onto the same handlers, with the caller
 //! ([`crate::auth`]) as one more argument:
@@ -65,15 +66,16 @@ use saga_domain::lines::{Line, Lines};
 use saga_domain::order::OrderStatus;
 use saga_domain::owner::{Caller, STAFF, UserId};
 use saga_domain::trace::Trace;
-use saga_domain::view::{OrderAck, OrderPage};
+use saga_domain::view::{Order, OrderAck, OrderPage};
 use saga_domain::wire::{self, Malformed, required};
 use saga_platform::service::http::{
     ApiError, Readiness, count_request, ops_routes, record_order_id, record_route, recover, traced,
 };
 use saga_platform::service::spans::{self, Spans};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::{info, warn};
+use utoipa::ToSchema;
 use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Reply};
@@ -221,7 +223,10 @@ pub fn routes(
         .recover(auth::refused)
         .unify();
 
+    let document = crate::openapi::document(auth.is_on());
     let api = ops_routes("order-svc", readiness, metrics)
+        .or(saga_platform::service::openapi::route(&document))
+        .unify()
         .or(place)
         .unify()
         .or(get)
@@ -235,6 +240,10 @@ pub fn routes(
         .or(status)
         .unify()
         .or(per_user)
+        .unify()
+        .or(saga_platform::service::openapi::method_not_allowed(
+            &document,
+        ))
         .unify()
         .recover(recover)
         .unify();
@@ -494,29 +503,39 @@ fn parse_new_order(body: &[u8]) -> Result<NewOrder, ApiError> {
 /// The body of `POST /order`, read like an event's body (see [`saga_domain::wire`]): an
 /// `order.placed` without the id, which is ours to give. Three shapes: the lab's one line
 /// (`item`, `qty`), several (`items`), and the course starter's (`user_id`, `items` of `sku`).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct NewOrderBody {
-    #[serde(deserialize_with = "wire::text")]
+/// Fields it does not know are ignored. (Its schema names the domain types `TryFrom` builds,
+/// with their limits; `default` is on each field, not the struct, so that the schema shows no
+/// `null` default.)
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub(crate) struct NewOrderBody {
+    /// The lab's one line, with `qty` (or give `items`).
+    #[serde(default, deserialize_with = "wire::text")]
+    #[schema(value_type = Option<Item>)]
     item: Option<String>,
-    #[serde(deserialize_with = "wire::integer")]
+    #[serde(default, deserialize_with = "wire::integer")]
+    #[schema(value_type = Option<Qty>)]
     qty: Option<i64>,
-    #[serde(deserialize_with = "wire::list")]
+    /// Several lines (1 to 20, each item once), instead of `item` and `qty`.
+    #[serde(default, deserialize_with = "wire::list")]
+    #[schema(max_items = 20, min_items = 1)]
     items: Option<Vec<NewLineBody>>,
-    #[serde(deserialize_with = "wire::text")]
+    #[serde(default, deserialize_with = "wire::text")]
+    #[schema(value_type = Option<StudentId>)]
     student_id: Option<String>,
-    /// The course starter's name for the student.
-    #[serde(deserialize_with = "wire::text")]
+    /// The course starter's name for the student (give it or `student_id`, not both).
+    #[serde(default, deserialize_with = "wire::text")]
+    #[schema(value_type = Option<StudentId>)]
     user_id: Option<String>,
 }
 
 /// One of `items`: `item` (or the starter's `sku`) and `qty`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct NewLineBody {
-    #[serde(deserialize_with = "wire::text", alias = "sku")]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub(crate) struct NewLineBody {
+    #[serde(default, deserialize_with = "wire::text", alias = "sku")]
+    #[schema(required = true, value_type = Item)]
     item: Option<String>,
-    #[serde(deserialize_with = "wire::integer")]
+    #[serde(default, deserialize_with = "wire::integer")]
+    #[schema(required = true, value_type = Qty)]
     qty: Option<i64>,
 }
 
@@ -573,11 +592,12 @@ impl TryFrom<NewOrderBody> for NewOrder {
     }
 }
 
-/// The body of `POST /order/{id}/cancel`, if there is one.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct CancelBody {
-    #[serde(deserialize_with = "wire::text")]
+/// The body of `POST /order/{id}/cancel`, if there is one (an empty body is no reason).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub(crate) struct CancelBody {
+    /// Why; at most [`MAX_REASON_CHARS`] characters (`cancelled by request` when absent).
+    #[serde(default, deserialize_with = "wire::text")]
+    #[schema(max_length = 500)]
     reason: Option<String>,
 }
 
@@ -646,14 +666,25 @@ async fn not_found(order_id: &OrderId, store: &OrderStore, caller: Option<&Calle
 }
 
 /// The body of `PATCH /order/{id}/status`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct StatusBody {
-    #[serde(deserialize_with = "wire::text")]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub(crate) struct StatusBody {
+    /// The status asked for (any case): SHIPPED, DELIVERED or CANCELLED, as the order's status
+    /// allows (409 otherwise, naming what it allows).
+    #[serde(default, deserialize_with = "wire::text")]
+    #[schema(required = true, value_type = OrderStatus)]
     status: Option<String>,
-    #[serde(deserialize_with = "wire::text")]
+    /// Kept in the order's history; at most [`MAX_REASON_CHARS`] characters.
+    #[serde(default, deserialize_with = "wire::text")]
+    #[schema(max_length = 500)]
     note: Option<String>,
-    #[serde(deserialize_with = "wire::text")]
+    /// Who asks (`api` when absent): 1 to [`MAX_UPDATED_BY`] printable characters. With a
+    /// token, the token's user instead.
+    #[serde(default, deserialize_with = "wire::text")]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
+    )]
     updated_by: Option<String>,
 }
 
@@ -782,7 +813,13 @@ struct PageQuery {
 fn parse_page_query(query: &HashMap<String, String>) -> Result<PageQuery, ApiError> {
     let number = |key: &str, default: usize, most: usize| -> Result<usize, ApiError> {
         query.get(key).map_or(Ok(default), |v| {
+            // An integer too large for a usize is still an integer: over any limit (and, for
+            // `limit`, read as a page like any other large one), never a parse error.
             v.parse::<usize>()
+                .or_else(|e| match e.kind() {
+                    std::num::IntErrorKind::PosOverflow => Ok(usize::MAX),
+                    _ => Err(e),
+                })
                 .ok()
                 .filter(|n| *n <= most)
                 .ok_or_else(|| {
@@ -856,20 +893,30 @@ async fn list_orders(
         // The classic lab's shape: a plain GET /orders is a bare array of orders (its drills
         // read it so), newest first, the newest MAX_PAGE of them.
         let (orders, _) = store.list(None, 0, MAX_PAGE).await.map_err(store_down)?;
-        return Ok(warp::reply::json(&orders).into_response());
+        return Ok(warp::reply::json(&OrderList::All(orders)).into_response());
     }
     let (orders, total) = store
         .list(page.status, page.offset, page.limit)
         .await
         .map_err(store_down)?;
-    let body = OrderPage {
+    let body = OrderList::Page(OrderPage {
         count: orders.len(),
         orders,
         total,
         offset: page.offset,
         limit: page.limit,
-    };
+    });
     Ok(warp::reply::json(&body).into_response())
+}
+
+/// What `GET /orders` answers: the lab's bare array without a query, a page with one.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum OrderList {
+    /// `GET /orders`: the newest 1,000 orders, newest first.
+    All(Vec<Order>),
+    /// `GET /orders?status=&limit=&offset=`.
+    Page(OrderPage),
 }
 
 /// `POST /order/{id}/cancel` and `POST /api/v1/orders/{id}/cancel`: with a caller, only an

@@ -7,6 +7,7 @@
 //!   request may bring, and `Idempotency-Key`.
 //! - [`auth`]: the per-user API's door (`/api/v1/orders`): who is asking, from an HS256 Bearer
 //!   token, when `AUTH_JWT_SECRET` is set; 401 otherwise.
+//! - [`openapi`]: that API as an OpenAPI 3 document generated from its code (`GET /openapi.json`).
 //! - [`headers`]: the request headers it reads, parsed at the edge with their limits.
 //! - [`lifecycle`]: the one compare-and-set every move goes through, with its status event.
 //! - [`status`]: consumes `order_status_queue` and applies inventory outcomes to orders.
@@ -21,6 +22,7 @@ pub mod api;
 pub mod auth;
 pub mod headers;
 pub mod lifecycle;
+pub mod openapi;
 pub mod orders;
 pub mod outbox;
 pub mod replica;

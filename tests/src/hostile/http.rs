@@ -55,9 +55,10 @@ impl Target {
         }
     }
 
-    /// `(method, path template)` of every route: `{id}` an order id (often a real one), `{item}`,
+    /// `(method, path template)` of every route (and a few near misses, such as `PUT /stock`):
+    /// `{id}` an order id (often a real one), `{item}`,
     /// `{name}` and `{action}` any text.
-    fn routes(self) -> &'static [(&'static str, &'static str)] {
+    pub fn routes(self) -> &'static [(&'static str, &'static str)] {
         const OPS: [(&str, &str); 3] = [("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics")];
         match self {
             Self::Order => &[
@@ -84,6 +85,7 @@ impl Target {
                 ("GET", "/products"),
                 ("PUT", "/products/{item}"),
                 ("POST", "/products/announce"),
+                ("GET", "/openapi.json"),
                 OPS[0],
                 OPS[1],
                 OPS[2],

@@ -20,6 +20,8 @@
 //! - [`catalog`]: the catalog inventory-svc owns, its product events (the start-up snapshot,
 //!   each threshold crossed once) and order-svc's replica of it, across a restart.
 //! - [`notify_lifecycle`]: notification-svc tells an order's whole life once per outcome.
+//! - [`openapi`]: the HTTP API as documents (each service's `/openapi.json`), held to the routes
+//!   the services answer and fuzzed by schemathesis against them.
 //! - [`contract`]: the bus as documents (docs/schemas/, docs/asyncapi.yaml), held to the code and
 //!   to every message of a real run.
 //! - [`sagactl_json`]: what scripts read; [`board`]: the classroom board in a real browser;
@@ -42,6 +44,7 @@ mod hostile;
 mod lifecycle;
 mod lines;
 mod notify_lifecycle;
+mod openapi;
 mod poison;
 mod replication;
 mod retention_inventory;

@@ -123,14 +123,29 @@ impl warp::reject::Reject for ApiError {}
 
 impl Reply for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.message });
-        if let (Some(serde_json::Value::Object(extra)), Some(obj)) =
-            (self.details, body.as_object_mut())
-        {
-            obj.extend(extra);
-        }
+        let details = match self.details {
+            Some(serde_json::Value::Object(details)) => details,
+            _ => serde_json::Map::new(),
+        };
+        let body = ErrorBody {
+            error: self.message,
+            details,
+        };
         warp::reply::with_status(warp::reply::json(&body), self.status).into_response()
     }
+}
+
+/// The JSON body of every error answer ([`ApiError`]): `{"error": "..."}`, beside what the error
+/// names, such as the `field` and its `limit`, or the `order_id`.
+#[derive(Debug, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    /// What went wrong, in words a person can act on.
+    pub error: String,
+    /// What the error names, beside `error` (the schema allows any other property).
+    #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub details: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Turn every rejection into a JSON error, so no client ever sees warp's plain-text defaults.
@@ -199,7 +214,7 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    async fn report(&self) -> (bool, serde_json::Value) {
+    async fn report(&self) -> (bool, ReadyChecks) {
         let broker = self.brokers.iter().all(|b| b.is_up());
         let broker_detail = if broker {
             "connected".to_owned()
@@ -212,19 +227,66 @@ impl Readiness {
         let problems = self.watchdog.problems();
         (
             broker && redis_up && problems.is_empty(),
-            json!({
-                "broker": up_down(broker),
-                "broker_detail": broker_detail,
-                "redis": up_down(redis_up),
-                "redis_detail": redis_detail,
-                "problems": problems,
-            }),
+            ReadyChecks {
+                broker: UpDown::of(broker),
+                broker_detail,
+                redis: UpDown::of(redis_up),
+                redis_detail,
+                problems,
+            },
         )
     }
 }
 
-fn up_down(up: bool) -> &'static str {
-    if up { "up" } else { "down" }
+/// `GET /health`: the process is alive and answering.
+#[derive(Debug, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Health {
+    /// Always `ok`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^ok$"))]
+    pub status: &'static str,
+    /// The service answering, e.g. `order-svc`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub service: &'static str,
+}
+
+/// `GET /ready` (200 when ready, 503 when not): whether the service can do its work, and why not.
+#[derive(Debug, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Ready {
+    pub ready: bool,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub service: &'static str,
+    pub checks: ReadyChecks,
+}
+
+/// What `/ready` checked (see [`Readiness`]).
+#[derive(Debug, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReadyChecks {
+    pub broker: UpDown,
+    /// `connected`, or why not.
+    pub broker_detail: String,
+    pub redis: UpDown,
+    /// Why Redis is up or down, in words.
+    pub redis_detail: String,
+    /// Every watched task that is down and every queue the broker refuses, with why.
+    pub problems: std::collections::BTreeMap<String, String>,
+}
+
+/// A dependency's state as `/ready` tells it.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum UpDown {
+    Up,
+    Down,
+}
+
+impl UpDown {
+    fn of(up: bool) -> Self {
+        if up { Self::Up } else { Self::Down }
+    }
 }
 
 /// `GET /health` (alive), `GET /ready` (dependencies reachable), `GET /metrics` (Prometheus).
@@ -234,7 +296,11 @@ pub fn ops_routes(
     metrics: PrometheusHandle,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let health = warp::path!("health").and(warp::get()).map(move || {
-        warp::reply::json(&json!({ "status": "ok", "service": service })).into_response()
+        warp::reply::json(&Health {
+            status: "ok",
+            service,
+        })
+        .into_response()
     });
     let ready = warp::path!("ready").and(warp::get()).then(move || {
         let readiness = readiness.clone();
@@ -245,7 +311,11 @@ pub fn ops_routes(
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            let body = json!({ "ready": ok, "service": service, "checks": checks });
+            let body = Ready {
+                ready: ok,
+                service,
+                checks,
+            };
             warp::reply::with_status(warp::reply::json(&body), status).into_response()
         }
     });
