@@ -1,8 +1,9 @@
 //! docs/asyncapi.yaml against the code: the routing keys are [`EventType::ALL`]'s, the queues,
-//! their arguments and bindings are [`Topology::declarations`]'s (the defaults), each message
-//! names its event and refers to the schema file of the version we write, its examples are bodies
-//! that schema takes, and every reference leads somewhere. Whether the document is valid AsyncAPI
-//! is the CLI's part (scripts/test.sh).
+//! their arguments and bindings are [`Topology::declarations`]'s (the defaults), each routing key
+//! carries one message per major of its event ([`EventType::majors`]), each naming its event and
+//! referring to the schema file of its version, its examples are bodies that schema takes (with
+//! headers of that version), and every reference leads somewhere. Whether the document is valid
+//! AsyncAPI is the CLI's part (scripts/test.sh); the CLI does not check examples, these tests do.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,7 +12,9 @@ use saga_domain::events::EventType;
 use saga_platform::amqp::topology::Topology;
 use serde_json::{Value, json};
 
-use super::documents::{asyncapi, json_file, refusal, resolve};
+use saga_domain::version::SchemaVersion;
+
+use super::documents::{asyncapi, document_schema, json_file, refusal, resolve};
 
 /// The channels of the document by address, each resolved through its `$ref`s.
 fn channels(doc: &Value) -> BTreeMap<String, &Value> {
@@ -64,6 +67,29 @@ fn message_names(doc: &Value, channel: &Value) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// The major of the version a message states (`x-schema-version: '2.0'`); none stated is
+/// version 1, as for a message on the wire.
+fn major_of(message: &Value) -> u16 {
+    let stated = message["x-schema-version"].as_str();
+    SchemaVersion::of_header(stated)
+        .unwrap_or_else(|e| panic!("{}: {e}", message["title"]))
+        .major
+}
+
+/// The (event name, major) of each message a channel lists.
+fn message_versions(doc: &Value, channel: &Value) -> BTreeSet<(String, u16)> {
+    channel["messages"]
+        .as_object()
+        .into_iter()
+        .flat_map(|messages| messages.values())
+        .map(|m| {
+            let message = resolve(doc, m);
+            let name = message["name"].as_str().unwrap_or_default().to_owned();
+            (name, major_of(message))
+        })
+        .collect()
+}
+
 /// A queue argument as the document writes it.
 fn argument(value: &AMQPValue) -> Value {
     match value {
@@ -99,35 +125,56 @@ fn the_routing_keys_are_the_events_and_each_names_its_schema() {
         let messages = channel["messages"]
             .as_object()
             .expect("a channel lists messages");
-        assert_eq!(messages.len(), 1, "{event}: one message per routing key");
-        let message = resolve(&doc, messages.values().next().expect("one"));
-        assert_eq!(message["name"], event.name(), "{event}");
         assert_eq!(
-            message["bindings"]["amqp"]["messageType"],
-            event.name(),
-            "{event}"
+            messages.len(),
+            event.majors().len(),
+            "{event}: one message per routing key and major"
         );
-        let schema = event.schema_path(event.schema_version().major);
-        assert_eq!(message["payload"]["$ref"], schema.as_str(), "{event}");
-        assert!(
-            json_file(&schema).is_ok(),
-            "{event}: docs/{schema} is not JSON"
-        );
-        assert!(
-            message["traits"]
-                .as_array()
-                .is_some_and(|t| t.iter().any(|t| resolve(&doc, t)["headers"].is_object())),
-            "{event}: the message describes its headers"
-        );
+        for &major in event.majors() {
+            let of_major: Vec<(&String, &Value)> = messages
+                .iter()
+                .map(|(key, m)| (key, resolve(&doc, m)))
+                .filter(|(_, m)| major_of(m) == major)
+                .collect();
+            let [(key, message)] = of_major[..] else {
+                panic!("{event}: {} messages of version {major}", of_major.len());
+            };
+            assert_eq!(message["name"], event.name(), "{event} v{major}");
+            assert_eq!(
+                message["bindings"]["amqp"]["messageType"],
+                event.name(),
+                "{event} v{major}"
+            );
+            let schema = event.schema_path(major);
+            assert_eq!(message["payload"]["$ref"], schema.as_str(), "{event}");
+            assert!(
+                json_file(&schema).is_ok(),
+                "{event}: docs/{schema} is not JSON"
+            );
+            assert!(
+                message["traits"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| resolve(&doc, t)["headers"].is_object())),
+                "{event} v{major}: the message describes its headers"
+            );
 
-        let sent = doc["operations"]
-            .as_object()
-            .expect("the document has operations")
-            .values()
-            .any(|op| {
-                op["action"] == "send" && std::ptr::eq(resolve(&doc, &op["channel"]), channel)
-            });
-        assert!(sent, "{event}: no operation publishes it");
+            let sent = doc["operations"]
+                .as_object()
+                .expect("the document has operations")
+                .values()
+                .any(|op| {
+                    op["action"] == "send"
+                        && std::ptr::eq(resolve(&doc, &op["channel"]), channel)
+                        && op["messages"].as_array().is_some_and(|listed| {
+                            listed.iter().any(|m| {
+                                m["$ref"]
+                                    .as_str()
+                                    .is_some_and(|r| r.ends_with(&format!("/messages/{key}")))
+                            })
+                        })
+                });
+            assert!(sent, "{event} v{major}: no operation publishes it");
+        }
     }
 }
 
@@ -180,6 +227,16 @@ fn the_queues_their_arguments_and_bindings_are_the_topologys() {
                 message_names(&doc, channel),
                 events,
                 "{name}: the messages it receives"
+            );
+            let versions: BTreeSet<(String, u16)> = bound
+                .iter()
+                .filter_map(|k| EventType::from_routing_key(k))
+                .flat_map(|e| e.majors().iter().map(move |&m| (e.name().to_owned(), m)))
+                .collect();
+            assert_eq!(
+                message_versions(&doc, channel),
+                versions,
+                "{name}: the versions of the messages it receives"
             );
         }
 
@@ -235,16 +292,30 @@ fn the_documents_examples_are_bodies_their_schemas_take() {
     let messages = doc["components"]["messages"]
         .as_object()
         .expect("the document has messages");
+    let headers = document_schema(&doc, "EventHeaders");
     let mut checked = 0;
     for (name, message) in messages {
         let Some(schema) = message["payload"]["$ref"].as_str() else {
             continue;
         };
+        let major = major_of(message);
+        assert!(
+            schema.ends_with(&format!(".v{major}.json")),
+            "{name}: version {major} with the payload {schema}"
+        );
         let validator = jsonschema::draft202012::new(&json_file(schema).expect("checked above"))
             .unwrap_or_else(|e| panic!("{schema}: {e}"));
         for example in message["examples"].as_array().into_iter().flatten() {
             let payload = &example["payload"];
             assert_eq!(refusal(&validator, payload), None, "{name}: {payload}");
+            if let Some(said) = example.get("headers") {
+                assert_eq!(refusal(&headers, said), None, "{name}: {said}");
+                assert_eq!(
+                    major_of(said),
+                    major,
+                    "{name}: an example's x-schema-version is the message's"
+                );
+            }
             checked += 1;
         }
     }

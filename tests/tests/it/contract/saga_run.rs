@@ -1,6 +1,8 @@
 //! A real run of the saga, observed from the side: a queue of the test's own bound to the
 //! exchange with `#` sees every event, and every one must match the schema its routing key and
-//! `x-schema-version` name, with the properties and headers docs/asyncapi.yaml describes.
+//! `x-schema-version` name, with the properties and headers docs/asyncapi.yaml describes. Orders
+//! of one line and of several go down every path, so every major of every event
+//! ([`EventType::majors`]) is published and checked.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -8,17 +10,59 @@ use std::time::Duration;
 
 use harness::broker::Taken;
 use harness::orders::StatusPath;
-use harness::{TestEnv, eventually};
+use harness::{Endpoint, TestEnv, eventually};
 use saga_domain::events::EventType;
 use saga_domain::order::OrderStatus;
 use saga_domain::version::{SCHEMA_VERSION_HEADER, SchemaVersion};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::documents::{asyncapi, headers_of, refusal, resolve, validator};
 
 const T: Duration = Duration::from_secs(30);
 /// The observer: bound with `#`, it holds every event published on the exchange.
 const OBSERVER: &str = "contract-observer";
+
+/// `POST /order` of several lines (`{"items": [{"item", "qty"}, ...]}`): version 2 of
+/// OrderPlaced and of the outcomes about it. Returns the new order's id.
+async fn place_lines(
+    env: &TestEnv,
+    order: &impl Endpoint,
+    lines: &[(&str, i64)],
+) -> anyhow::Result<String> {
+    let items: Vec<Value> = lines
+        .iter()
+        .map(|(item, qty)| json!({"item": item, "qty": qty}))
+        .collect();
+    let r = env
+        .http()
+        .post(order.url("/order"))
+        .json(&json!({ "items": items }))
+        .send()
+        .await?;
+    let status = r.status().as_u16();
+    let body: Value = r.json().await?;
+    anyhow::ensure!(status == 201, "POST /order answered {status}: {body}");
+    body["order_id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("POST /order answered no order_id: {body}"))
+}
+
+/// The (event, major) of an observed message, by its routing key and `x-schema-version`.
+fn version_of(message: &Taken) -> Option<(EventType, u16)> {
+    let event = EventType::from_routing_key(&message.routing_key)?;
+    let version =
+        SchemaVersion::of_header(message.header(SCHEMA_VERSION_HEADER).as_deref()).ok()?;
+    Some((event, version.major))
+}
+
+/// Every (event, major) the saga can publish.
+fn every_version() -> BTreeSet<(EventType, u16)> {
+    EventType::ALL
+        .into_iter()
+        .flat_map(|e| e.majors().iter().map(move |&major| (e, major)))
+        .collect()
+}
 
 /// What is wrong with one observed message, if anything: the event its routing key names, the
 /// schema file of the major its header states, its body against that schema, and its
@@ -90,7 +134,8 @@ fn check(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_message_of_a_saga_run_matches_its_schema() -> anyhow::Result<()> {
-    let mut env = TestEnv::with_stock("contract-run", "widget=10,gadget=1").await?;
+    let mut env =
+        TestEnv::with_stock("contract-run", "widget=10,gadget=1,burger=5,pizza=5").await?;
     // Two products: their start-up snapshots, and gadget's one unit runs out (low and out).
     env.service_env
         .insert("CATALOG_PRICES".into(), "widget=250,gadget=999".into());
@@ -143,12 +188,23 @@ async fn every_message_of_a_saga_run_matches_its_schema() -> anyhow::Result<()> 
         .await?;
     let (code, body) = orders.cancel(&cancelled, "changed my mind").await?;
     anyhow::ensure!(code == 202, "cancel: {code} {body}");
+    // Several lines (version 2): reserved, then cancelled and released; and failed, with a line
+    // short and a line unknown.
+    let lines_cancelled = place_lines(&env, &order, &[("burger", 1), ("pizza", 1)]).await?;
+    env.wait_status(&order, &lines_cancelled, OrderStatus::Confirmed, T)
+        .await?;
+    let (code, body) = orders.cancel(&lines_cancelled, "changed my mind").await?;
+    anyhow::ensure!(code == 202, "cancel: {code} {body}");
+    let lines_failed =
+        place_lines(&env, &order, &[("burger", 1), ("pizza", 50), ("caviar", 1)]).await?;
 
     for (id, status) in [
         (&delivered, OrderStatus::Delivered),
         (&unknown, OrderStatus::Failed),
         (&too_many, OrderStatus::Failed),
         (&cancelled, OrderStatus::Cancelled),
+        (&lines_cancelled, OrderStatus::Cancelled),
+        (&lines_failed, OrderStatus::Failed),
     ] {
         env.wait_status(&order, id, status, T).await?;
     }
@@ -156,25 +212,33 @@ async fn every_message_of_a_saga_run_matches_its_schema() -> anyhow::Result<()> 
     env.until_outbox_empty(T).await?;
 
     let taken = Mutex::new(Vec::new());
-    eventually("every event and both failure codes observed", T, || async {
-        let more = env.take_all(OBSERVER).await.map_err(|e| format!("{e:#}"))?;
-        let mut taken = taken.lock().unwrap_or_else(|e| e.into_inner());
-        taken.extend(more);
-        let keys: BTreeSet<&str> = taken.iter().map(|m| m.routing_key.as_str()).collect();
-        let codes: BTreeSet<String> = taken
-            .iter()
-            .filter(|m| m.routing_key == EventType::InventoryFailed.routing_key())
-            .filter_map(|m| m.json()["code"].as_str().map(str::to_owned))
-            .collect();
-        let every_event = EventType::ALL
-            .iter()
-            .all(|e| keys.contains(e.routing_key()));
-        if every_event && codes.len() == 2 {
-            Ok(())
-        } else {
-            Err(format!("routing keys {keys:?}, failure codes {codes:?}"))
-        }
-    })
+    eventually(
+        "every event at every major and both failure codes observed",
+        T,
+        || async {
+            let more = env.take_all(OBSERVER).await.map_err(|e| format!("{e:#}"))?;
+            let mut taken = taken.lock().unwrap_or_else(|e| e.into_inner());
+            taken.extend(more);
+            let keys: BTreeSet<&str> = taken.iter().map(|m| m.routing_key.as_str()).collect();
+            let codes: BTreeSet<String> = taken
+                .iter()
+                .filter(|m| m.routing_key == EventType::InventoryFailed.routing_key())
+                .filter_map(|m| m.json()["code"].as_str().map(str::to_owned))
+                .collect();
+            let every_event = EventType::ALL
+                .iter()
+                .all(|e| keys.contains(e.routing_key()));
+            let versions: BTreeSet<(EventType, u16)> =
+                taken.iter().filter_map(version_of).collect();
+            if every_event && codes.len() == 2 && versions == every_version() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "routing keys {keys:?}, failure codes {codes:?}, versions {versions:?}"
+                ))
+            }
+        },
+    )
     .await?;
     let taken = taken.into_inner().unwrap_or_else(|e| e.into_inner());
 
@@ -209,5 +273,7 @@ async fn every_message_of_a_saga_run_matches_its_schema() -> anyhow::Result<()> 
         missing.is_empty(),
         "never published: {missing:?} (seen {seen:?})"
     );
+    let versions: BTreeSet<(EventType, u16)> = taken.iter().filter_map(version_of).collect();
+    assert_eq!(versions, every_version(), "the versions published");
     Ok(())
 }
