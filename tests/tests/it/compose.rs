@@ -245,6 +245,10 @@ const SCRIPTS: &[(&str, &[&str])] = &[
     ("scripts/lab/idempotency.sh", &["no arguments"]),
     ("scripts/lab/persistence.sh", &["no arguments"]),
     ("scripts/lab/run_all.sh", &["no arguments"]),
+    (
+        "scripts/lab/schema_evolution.sh",
+        &["no arguments", "ORDER_PLACED_READS"],
+    ),
     ("scripts/lab/smoke.sh", &["no arguments"]),
 ];
 
