@@ -203,7 +203,7 @@ fn the_image_builds_and_carries_every_binary() {
 /// Every script of scripts/ and scripts/lab/, with what its `--help` must name: all its verbs
 /// and options (or that it takes none). A script added without an entry here fails the test.
 const SCRIPTS: &[(&str, &[&str])] = &[
-    ("scripts/bench.sh", &["--quick", "--out"]),
+    ("scripts/bench.sh", &["--quick", "--out", "--lines-mix"]),
     (
         "scripts/board-screenshot.sh",
         &["[URL] [OUT.png] [ORDER_ID]", "CHROMEDRIVER_PORT"],
