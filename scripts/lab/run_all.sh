@@ -8,7 +8,7 @@ set -euo pipefail
 for arg in "$@"; do case $arg in -h|--help) sed -n '1,/^$\|^[^#]/{/^#!/d;/^#/!d;/shellcheck/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;; esac; done
 
 LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-DRILLS=(smoke backlog-drain idempotency dlq)
+DRILLS=(smoke backlog-drain idempotency dlq schema_evolution)
 
 passed=0
 failed=0

@@ -203,7 +203,7 @@ fn the_image_builds_and_carries_every_binary() {
 /// Every script of scripts/ and scripts/lab/, with what its `--help` must name: all its verbs
 /// and options (or that it takes none). A script added without an entry here fails the test.
 const SCRIPTS: &[(&str, &[&str])] = &[
-    ("scripts/bench.sh", &["--quick", "--out"]),
+    ("scripts/bench.sh", &["--quick", "--out", "--lines-mix"]),
     (
         "scripts/board-screenshot.sh",
         &["[URL] [OUT.png] [ORDER_ID]", "CHROMEDRIVER_PORT"],
@@ -245,6 +245,10 @@ const SCRIPTS: &[(&str, &[&str])] = &[
     ("scripts/lab/idempotency.sh", &["no arguments"]),
     ("scripts/lab/persistence.sh", &["no arguments"]),
     ("scripts/lab/run_all.sh", &["no arguments"]),
+    (
+        "scripts/lab/schema_evolution.sh",
+        &["no arguments", "ORDER_PLACED_READS"],
+    ),
     ("scripts/lab/smoke.sh", &["no arguments"]),
 ];
 

@@ -481,6 +481,7 @@ mod tests {
         };
         let e2e = E2eResult {
             inventories: 1,
+            lines_per_order: 1,
             concurrency: 8,
             accepted: 1000,
             refused: 0,

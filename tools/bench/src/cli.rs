@@ -80,6 +80,12 @@ pub struct Args {
     #[arg(long)]
     pub persistence_cost: bool,
 
+    /// Also run the end-to-end section with orders of several lines (each order 3 lines: burger
+    /// 1, pizza 1, salad 1, i.e. OrderPlaced version 2), right after the lab's single-item run,
+    /// and report orders/s, lines/s and CPU per order for both, side by side.
+    #[arg(long)]
+    pub lines_mix: bool,
+
     /// Also run the end-to-end section with every service exporting its spans over OTLP to a
     /// collector inside the benchmark, to show what tracing costs beside the default (off).
     #[arg(long)]

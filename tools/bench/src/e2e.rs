@@ -5,14 +5,15 @@
 //! outcome), and each order's POST→final latency (POST sent → order-svc applied its outcome,
 //! from the order's timeline).
 //! Each service's RSS is read once idle and sampled throughout, and what the orders left in Redis
-//! is weighed once they are final.
+//! is weighed once they are final. The orders are the lab's (one line) unless a run says
+//! otherwise ([`run_lines`]: orders of several lines, [`Mix::lines`]).
 
 use std::time::{Duration, Instant};
 
 use saga_client::load::Plan;
 
 use crate::cpu::CpuUse;
-use crate::load::{Placed, client};
+use crate::load::{Mix, Placed, client};
 use crate::saga::{Anchor, Saga, ServiceMemory, stamps, wait_all_final, wait_settled};
 use crate::stats::{Latency, latencies, per_sec};
 use crate::world::{Lab, RedisFootprint, World};
@@ -20,6 +21,8 @@ use crate::world::{Lab, RedisFootprint, World};
 #[derive(Debug, Clone)]
 pub struct E2eResult {
     pub inventories: usize,
+    /// Lines in every order of the run: 1 for the lab's orders.
+    pub lines_per_order: usize,
     pub concurrency: usize,
     pub accepted: usize,
     /// Orders not answered 201 (not retried).
@@ -56,10 +59,28 @@ pub async fn run(
     concurrency: usize,
     inventories: usize,
 ) -> anyhow::Result<E2eResult> {
-    run_with(lab, section, orders, concurrency, inventories, &[]).await
+    run_with(
+        lab,
+        section,
+        orders,
+        concurrency,
+        inventories,
+        &[],
+        &Mix::lab(),
+    )
+    .await
 }
 
-/// [`run`] with settings of the section's own for every service.
+/// The end-to-end run again with orders of several lines ([`Mix::lines`]), to set beside the
+/// lab's orders of one line from the same run.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_lines(lab: &Lab, orders: usize, concurrency: usize) -> anyhow::Result<E2eResult> {
+    run_with(lab, "e2e-lines", orders, concurrency, 1, &[], &Mix::lines()).await
+}
+
+/// [`run`] with settings of the section's own for every service, and the orders of `mix`.
 ///
 /// # Errors
 /// As [`run`].
@@ -70,6 +91,7 @@ pub async fn run_with(
     concurrency: usize,
     inventories: usize,
     env: &[(String, String)],
+    mix: &Mix,
 ) -> anyhow::Result<E2eResult> {
     lab.in_world(section, async |world: &World<'_>| {
         let saga = Saga::start_with(world, inventories, env).await?;
@@ -79,7 +101,7 @@ pub async fn run_with(
         let anchor = Anchor::now();
         let cpu = saga.cpu_meter(world)?;
         let started = Instant::now();
-        let plan = Plan::closed(orders, concurrency, crate::load::body());
+        let plan = Plan::closed(orders, concurrency, mix.body.clone());
         let load = Placed::from(saga_client::load::run(&client, &plan, |_| {}).await);
         let accepted = load.placed.len();
         let all_final = wait_all_final(world, accepted as u64).await?;
@@ -97,6 +119,7 @@ pub async fn run_with(
         let elapsed = all_final.saturating_duration_since(started);
         Ok(E2eResult {
             inventories,
+            lines_per_order: mix.lines,
             concurrency,
             accepted,
             refused: load.refused,
@@ -137,7 +160,7 @@ pub async fn run_traced(lab: &Lab, orders: usize, concurrency: usize) -> anyhow:
     let endpoint = format!("http://{}", listener.local_addr()?);
     let server = tokio::spawn(warp::serve(collector).incoming(listener).run());
     let env = [("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), endpoint)];
-    let result = run_with(lab, "e2e-traced", orders, concurrency, 1, &env).await;
+    let result = run_with(lab, "e2e-traced", orders, concurrency, 1, &env, &Mix::lab()).await;
     server.abort();
     result
 }

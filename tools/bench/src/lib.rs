@@ -12,7 +12,8 @@
 //!   order's `order.status.updated` with confirms → the notification sink acks the outcome
 //!   copy and the status event).
 //! - [`e2e`]: N orders over HTTP at a fixed concurrency, until every order is final; POST→final
-//!   latency in an HDR histogram; each service's RSS idle and at peak. Also the scaling run
+//!   latency in an HDR histogram; each service's RSS idle and at peak. With `--lines-mix`, the
+//!   same right after with orders of several lines ([`load::LINES_MIX`]). Also the scaling run
 //!   (the same with two inventory-svc).
 //! - [`fixed_rate`]: open-loop orders at half the measured maximum; latency from each order's
 //!   scheduled send time, so a stall cannot hide itself (no coordinated omission).
@@ -96,6 +97,8 @@ impl<T> Section<T> {
 pub struct Results {
     pub ceiling: Section<ceiling::CeilingResult>,
     pub e2e: Section<e2e::E2eResult>,
+    /// End to end with orders of several lines (`--lines-mix`), beside `e2e`.
+    pub lines: Section<e2e::E2eResult>,
     pub fixed_rate: Section<fixed_rate::FixedRateResult>,
     pub fixed_rate_ceiling: Section<ceiling::CeilingResult>,
     pub scaling: Section<e2e::E2eResult>,
@@ -136,6 +139,7 @@ impl Results {
         [
             ("ceiling", self.ceiling.failure()),
             ("end to end", self.e2e.failure()),
+            ("end to end, orders of several lines", self.lines.failure()),
             ("fixed rate", self.fixed_rate.failure()),
             ("broker-only fixed rate", self.fixed_rate_ceiling.failure()),
             ("scaling", self.scaling.failure()),
@@ -254,6 +258,14 @@ async fn run_sections(lab: &Lab, plan: &Plan, args: &Args) -> Results {
         || e2e::run(lab, "e2e", plan.orders, plan.concurrency, 1),
     )
     .await;
+    // Right after the lab's run, so that the two are measured as close together as they can be.
+    let lines = section(
+        "end to end, orders of several lines",
+        !args.lines_mix,
+        "no --lines-mix",
+        || e2e::run_lines(lab, plan.orders, plan.concurrency),
+    )
+    .await;
 
     let rate = plan
         .fixed_rate
@@ -335,6 +347,7 @@ async fn run_sections(lab: &Lab, plan: &Plan, args: &Args) -> Results {
     Results {
         ceiling,
         e2e,
+        lines,
         fixed_rate,
         fixed_rate_ceiling,
         scaling,

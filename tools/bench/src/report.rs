@@ -129,6 +129,7 @@ impl Report {
         self.header(&mut doc);
         self.table(&mut doc);
         self.cpu_table(&mut doc);
+        self.lines_table(&mut doc);
         self.retention_table(&mut doc);
         self.cluster_table(&mut doc);
         doc.push_str(&crate::charts::markdown(&self.charts));
@@ -436,6 +437,80 @@ impl Report {
         let _ = writeln!(doc, "{}\n", cpu_table(&runs));
     }
 
+    /// `--lines-mix`: the lab's orders of one line beside orders of several, from the same run.
+    fn lines_table(&self, doc: &mut String) {
+        let r = &self.results;
+        if matches!(r.lines, Section::Skipped(_)) {
+            return;
+        }
+        let (one, many) = (r.e2e.done(), r.lines.done());
+        let lines = many.map_or(crate::load::LINES_MIX.len(), |m| m.lines_per_order);
+        let figure = |name: &str, value: fn(&E2eResult) -> f64, unit: &str| {
+            let show = |e: &E2eResult| format!("{}{unit}", thousands(value(e)));
+            vec![
+                name.to_owned(),
+                cell(&r.e2e, show),
+                cell(&r.lines, show),
+                times(many.map(value), one.map(value)),
+            ]
+        };
+        let rows = vec![
+            figure("orders/s until final", |e| e.orders_per_sec, ""),
+            figure(
+                "lines/s until final",
+                |e| e.orders_per_sec * e.lines_per_order as f64,
+                "",
+            ),
+            figure("HTTP accept rate (201/s)", |e| e.accept_per_sec, ""),
+            vec![
+                "POST→final p50 / p90 / p99 / max".into(),
+                cell(&r.e2e, |e| percentiles(&e.latency)),
+                cell(&r.lines, |e| percentiles(&e.latency)),
+            ],
+            figure("CPU per order, all processes", cpu_micros_per_order, " µs"),
+            figure(
+                "CPU per line, all processes",
+                |e| cpu_micros_per_order(e) / e.lines_per_order.max(1) as f64,
+                " µs",
+            ),
+        ];
+        let orders = one.or(many).map_or(self.plan.orders, |e| e.accepted);
+        let _ = writeln!(
+            doc,
+            "## Orders of several lines (`--lines-mix`)\n\n\
+             The end-to-end run twice, one right after the other, each in a fresh world: the \
+             lab's orders (one line, burger 1: OrderPlaced version 1, the flat body) and orders of \
+             {} (OrderPlaced version 2: inventory-svc decides every line in one Lua step, all or \
+             none). {} orders from {} clients each; stock far larger than either run orders, so \
+             every order is CONFIRMED. Set the two columns side by side, not against other runs: \
+             they were taken minutes apart on the same machine.\n\n{}\n",
+            crate::load::Mix::describe(),
+            thousands(orders as f64),
+            self.plan.concurrency,
+            markdown_table(
+                &format!("figure | one line (the lab's) | {lines} lines | {lines} lines / one"),
+                rows,
+                true
+            )
+        );
+        let runs = [
+            (
+                "one line",
+                one.map(|e| (&e.cpu[..], e.accepted, e.settled_after)),
+            ),
+            (
+                &format!("{lines} lines")[..],
+                many.map(|e| (&e.cpu[..], e.accepted, e.settled_after)),
+            ),
+        ];
+        let _ = writeln!(
+            doc,
+            "### Where the CPU went, one line and {lines} lines\n\n\
+             CPU time of each process in each run, counted as in the end-to-end run, per order.\n\n{}\n",
+            cpu_table(&runs)
+        );
+    }
+
     /// What a finished order keeps in Redis, by kind of key, before and after compaction.
     fn retention_table(&self, doc: &mut String) {
         let Some(t) = self.results.retention.done() else {
@@ -605,6 +680,9 @@ impl Report {
         if let Some(e) = r.e2e.done() {
             e2e_note("End to end", e);
         }
+        if let Some(l) = r.lines.done() {
+            e2e_note("Orders of several lines", l);
+        }
         if let Some(s) = r.scaling.done() {
             e2e_note("With 2 inventory-svc", s);
         }
@@ -745,6 +823,10 @@ fn method(doc: &mut String) {
          sink. `--fixed-rate-trace FILE` writes every order's timings as CSV.\n\
          - **2 inventory-svc**: the end-to-end run again, in a fresh world, with two inventory-svc \
          consuming `inventory_queue`.\n\
+         - **orders of several lines** (`--lines-mix`): the end-to-end run again, in a fresh \
+         world, right after the lab's, every order the same few lines (`POST /order` with \
+         `items`; the mix is named in its section); lines/s is orders/s times the lines of an \
+         order, CPU per line is CPU per order divided by them.\n\
          - **backlog drain**: N persistent OrderPlaced queued with no consumer, then inventory-svc \
          (or, for the ceiling, the broker-only relay) started alone. Progress is the depth of \
          `order_status_queue` (one outcome per order, nobody consuming it), read by passive \
@@ -860,6 +942,14 @@ fn cell<T>(section: &Section<T>, value: impl FnOnce(&T) -> String) -> String {
     }
 }
 
+/// `a` as a multiple of `b`: `×0.62`.
+fn times(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("×{:.2}", a / b),
+        _ => String::new(),
+    }
+}
+
 fn ratio(saga: Option<f64>, ceiling: Option<f64>) -> String {
     match (saga, ceiling) {
         (Some(s), Some(c)) if c > 0.0 => format!("{:.0} %", 100.0 * s / c),
@@ -962,6 +1052,8 @@ mod tests {
         assert_eq!(mib(34 * 1024 * 1024), "34.0 MiB");
         assert_eq!(ratio(Some(50.0), Some(200.0)), "25 %");
         assert_eq!(ratio(Some(50.0), None), "");
+        assert_eq!(times(Some(50.0), Some(200.0)), "×0.25");
+        assert_eq!(times(Some(50.0), Some(0.0)), "");
     }
 
     #[test]
@@ -1006,6 +1098,7 @@ mod tests {
             results: Results {
                 ceiling: skipped(),
                 e2e: skipped(),
+                lines: skipped(),
                 fixed_rate: skipped(),
                 fixed_rate_ceiling: skipped(),
                 scaling: skipped(),

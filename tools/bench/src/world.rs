@@ -326,7 +326,7 @@ impl World<'_> {
         ]);
         if kind == ServiceKind::Inventory {
             // Far more than any run orders, so every order is reserved (no failure path).
-            env.push(("INITIAL_STOCK".to_owned(), "burger=100000000".to_owned()));
+            env.push(("INITIAL_STOCK".to_owned(), crate::load::initial_stock()));
         }
         env.extend(config.service_env.iter().cloned());
         env.extend(extra_env.iter().cloned());
