@@ -14,21 +14,53 @@ use std::collections::BTreeSet;
 
 use crate::events::FailureCode;
 use crate::ids::{Invalid, Item, Qty};
+use crate::product::{Currency, Priced};
 
 /// Most lines an order may hold: enough for any meal, few enough that one Lua step decides them.
 pub const MAX_LINES: usize = 20;
 
-/// One line of an order: `qty` units of `item`.
+/// One line of an order: `qty` units of `item`, with the product's name and unit price as they
+/// were when the order was placed, when order-svc's replica of the catalog knew them (`None`:
+/// the price is unknown; inventory still decides the line).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
     pub item: Item,
     pub qty: Qty,
+    pub priced: Option<Priced>,
 }
 
 impl Line {
     pub fn new(item: Item, qty: Qty) -> Self {
-        Self { item, qty }
+        Self {
+            item,
+            qty,
+            priced: None,
+        }
     }
+
+    /// The same line, with its product's name and unit price.
+    pub fn priced(mut self, priced: Option<Priced>) -> Self {
+        self.priced = priced;
+        self
+    }
+}
+
+/// What a set of lines costs: the sum of `qty × unit price` in minor units, when every line has
+/// a price and all in one currency (otherwise there is no honest total).
+pub fn total<'a>(
+    lines: impl IntoIterator<Item = (u32, Option<(i64, &'a Currency)>)>,
+) -> Option<(i64, Currency)> {
+    let mut sum: i64 = 0;
+    let mut currency: Option<&Currency> = None;
+    for (qty, price) in lines {
+        let (amount, line_currency) = price?;
+        if currency.is_some_and(|c| c != line_currency) {
+            return None;
+        }
+        currency = Some(line_currency);
+        sum = sum.checked_add(amount.checked_mul(i64::from(qty))?)?;
+    }
+    Some((sum, currency?.clone()))
 }
 
 /// The lines of one order: 1 to [`MAX_LINES`], each item once, in the order they were asked for.
@@ -73,6 +105,19 @@ impl Lines {
         }
     }
 
+    /// The same lines, each with the price `price_of` gives its item (or none).
+    pub fn priced_by(self, mut price_of: impl FnMut(&Item) -> Option<Priced>) -> Self {
+        Self(
+            self.0
+                .into_iter()
+                .map(|line| {
+                    let priced = price_of(&line.item);
+                    line.priced(priced)
+                })
+                .collect(),
+        )
+    }
+
     /// The first line: every order has one.
     pub fn first(&self) -> &Line {
         &self.0[0]
@@ -89,6 +134,18 @@ impl Lines {
     /// Never true (an order has a line); here because `len` is.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// What the order costs, when every line has a price in one currency ([`total`]).
+    pub fn total(&self) -> Option<(i64, Currency)> {
+        total(self.0.iter().map(|l| {
+            (
+                l.qty.get(),
+                l.priced
+                    .as_ref()
+                    .map(|p| (p.price.amount_minor(), p.price.currency())),
+            )
+        }))
     }
 
     /// Units over every line.
@@ -161,6 +218,36 @@ mod tests {
                 .unwrap_err()
                 .0,
             "item \"burger\" is on two lines; put its quantities on one"
+        );
+    }
+
+    #[test]
+    fn a_total_needs_every_price_in_one_currency() {
+        use crate::product::{Price, ProductName};
+        let priced = |amount, currency: &str| {
+            Some(Priced {
+                name: ProductName::parse("x").unwrap(),
+                price: Price::new(amount, Currency::parse(currency).unwrap()).unwrap(),
+            })
+        };
+        let lines = |prices: Vec<Option<Priced>>| {
+            Lines::new(
+                prices
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, p)| line(&format!("i{i}"), 2).priced(p))
+                    .collect(),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            lines(vec![priced(899, "EUR"), priced(1250, "EUR")]).total(),
+            Some((4298, Currency::parse("EUR").unwrap()))
+        );
+        assert_eq!(lines(vec![priced(899, "EUR"), None]).total(), None);
+        assert_eq!(
+            lines(vec![priced(899, "EUR"), priced(100, "USD")]).total(),
+            None
         );
     }
 

@@ -154,6 +154,14 @@ impl fmt::Display for Price {
     }
 }
 
+/// A product's name and unit price as an order's line copies them when it is placed (from
+/// order-svc's replica of the catalog): a snapshot, which no later price change touches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Priced {
+    pub name: ProductName,
+    pub price: Price,
+}
+
 /// A low-stock threshold: `product.stock.low` is announced when the stock falls below it.
 ///
 /// # Errors

@@ -9,9 +9,10 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{Invalid, Item, OrderId, Qty};
-use crate::lines::{Line, Lines};
+use crate::lines::{Line, Lines, total};
 use crate::order::{DlqHop, HistoryEntry, OrderStatus};
 use crate::owner::{Email, Owner, UserId};
+use crate::product::{Currency, Price, Priced, ProductName};
 
 /// An order as stored and as `GET /order/{id}` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -96,6 +97,39 @@ impl Order {
 pub struct OrderLine {
     pub item: Item,
     pub qty: i64,
+    /// The product's name and unit price (minor units of `currency`) when the order was
+    /// placed; absent when order-svc's replica of the catalog did not know the item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_price: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+}
+
+impl OrderLine {
+    /// A line whose price is unknown.
+    pub fn unpriced(item: Item, qty: i64) -> Self {
+        Self {
+            item,
+            qty,
+            name: None,
+            unit_price: None,
+            currency: None,
+        }
+    }
+
+    /// The line's name and price as the domain has them, if it has a usable one.
+    fn priced(&self) -> Option<Priced> {
+        Some(Priced {
+            name: ProductName::parse(self.name.as_deref()?).ok()?,
+            price: Price::new(
+                self.unit_price?,
+                Currency::parse(self.currency.as_deref()?).ok()?,
+            )
+            .ok()?,
+        })
+    }
 }
 
 /// The lines of an order (at least one). In JSON, an order of one line also shows the lab's
@@ -111,12 +145,34 @@ impl OrderLines {
         Self(
             lines
                 .iter()
-                .map(|l| OrderLine {
-                    item: l.item.clone(),
-                    qty: l.qty.get().into(),
+                .map(|l| {
+                    let priced = l.priced.as_ref();
+                    OrderLine {
+                        item: l.item.clone(),
+                        qty: l.qty.get().into(),
+                        name: priced.map(|p| p.name.to_string()),
+                        unit_price: priced.map(|p| p.price.amount_minor()),
+                        currency: priced.map(|p| p.price.currency().to_string()),
+                    }
                 })
                 .collect(),
         )
+    }
+
+    /// What the order costs, when every line has a price in one currency.
+    pub fn total(&self) -> Option<(i64, Currency)> {
+        let priced: Vec<(u32, Option<Priced>)> = self
+            .0
+            .iter()
+            .map(|l| (u32::try_from(l.qty).unwrap_or(0), l.priced()))
+            .collect();
+        total(priced.iter().map(|(qty, p)| {
+            (
+                *qty,
+                p.as_ref()
+                    .map(|p| (p.price.amount_minor(), p.price.currency())),
+            )
+        }))
     }
 
     /// The lines as an OrderPlaced carries them (to re-send an order's event by hand).
@@ -127,7 +183,7 @@ impl OrderLines {
         let lines = self
             .0
             .iter()
-            .map(|l| Ok(Line::new(l.item.clone(), Qty::parse(l.qty)?)))
+            .map(|l| Ok(Line::new(l.item.clone(), Qty::parse(l.qty)?).priced(l.priced())))
             .collect::<Result<_, Invalid>>()?;
         Lines::new(lines)
     }
@@ -154,10 +210,22 @@ impl OrderLines {
 
     fn to_hash(&self) -> Vec<(&'static str, String)> {
         match self.single() {
-            Some(line) => vec![
-                ("item", line.item.to_string()),
-                ("qty", line.qty.to_string()),
-            ],
+            Some(line) => {
+                let mut fields = vec![
+                    ("item", line.item.to_string()),
+                    ("qty", line.qty.to_string()),
+                ];
+                // A lab order's price, when known, in fields of its own (none when unknown, so
+                // an unpriced lab order's hash is as it always was).
+                if let (Some(name), Some(price), Some(currency)) =
+                    (&line.name, line.unit_price, &line.currency)
+                {
+                    fields.push(("name", name.clone()));
+                    fields.push(("unit_price", price.to_string()));
+                    fields.push(("currency", currency.clone()));
+                }
+                fields
+            }
             None => vec![("lines", serde_json::to_string(&self.0).unwrap_or_default())],
         }
     }
@@ -171,6 +239,9 @@ impl OrderLines {
         Some(Self(vec![OrderLine {
             item: Item::parse(hash.get("item")?).ok()?,
             qty: hash.get("qty")?.parse().ok()?,
+            name: hash.get("name").cloned(),
+            unit_price: hash.get("unit_price").and_then(|p| p.parse().ok()),
+            currency: hash.get("currency").cloned(),
         }]))
     }
 }
@@ -184,6 +255,10 @@ impl Serialize for OrderLines {
             map.serialize_entry("qty", &line.qty)?;
         }
         map.serialize_entry("lines", &self.0)?;
+        if let Some((amount, currency)) = self.total() {
+            map.serialize_entry("total", &amount)?;
+            map.serialize_entry("currency", currency.as_str())?;
+        }
         map.end()
     }
 }
@@ -199,6 +274,14 @@ pub struct ShownLines {
     qty: Option<i64>,
     /// Every line of the order.
     lines: Option<Vec<OrderLine>>,
+    /// What the order costs in minor units of `currency`, when every line has a price in one
+    /// currency (shown, not read: it is worked out from the lines).
+    #[serde(default)]
+    #[allow(dead_code)]
+    total: Option<i64>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    currency: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for OrderLines {
@@ -206,7 +289,7 @@ impl<'de> Deserialize<'de> for OrderLines {
         let shown = ShownLines::deserialize(deserializer)?;
         match (shown.lines, shown.item, shown.qty) {
             (Some(lines), _, _) if !lines.is_empty() => Ok(Self(lines)),
-            (_, Some(item), Some(qty)) => Ok(Self(vec![OrderLine { item, qty }])),
+            (_, Some(item), Some(qty)) => Ok(Self(vec![OrderLine::unpriced(item, qty)])),
             _ => Err(serde::de::Error::custom(
                 "an order must show its lines (or item and qty)",
             )),
@@ -284,10 +367,7 @@ mod tests {
     fn an_order_reads_back_from_the_hash_it_is_written_as() {
         let order = Order {
             order_id: OrderId::parse("o-1").unwrap(),
-            lines: OrderLines(vec![OrderLine {
-                item: Item::parse("burger").unwrap(),
-                qty: 2,
-            }]),
+            lines: OrderLines(vec![OrderLine::unpriced(Item::parse("burger").unwrap(), 2)]),
             student_id: None,
             status: OrderStatus::Placed,
             reason: None,
@@ -322,14 +402,8 @@ mod tests {
         // An order of several lines keeps them as one JSON field, and shows no lab fields.
         let several = Order {
             lines: OrderLines(vec![
-                OrderLine {
-                    item: Item::parse("burger").unwrap(),
-                    qty: 2,
-                },
-                OrderLine {
-                    item: Item::parse("pizza").unwrap(),
-                    qty: 1,
-                },
+                OrderLine::unpriced(Item::parse("burger").unwrap(), 2),
+                OrderLine::unpriced(Item::parse("pizza").unwrap(), 1),
             ]),
             ..owned
         };
@@ -344,6 +418,45 @@ mod tests {
         assert_eq!(json.get("item"), None);
         assert_eq!(json["lines"][1]["item"], "pizza");
         assert_eq!(serde_json::from_value::<Order>(json).unwrap(), several);
+    }
+
+    #[test]
+    fn a_priced_order_keeps_its_prices_and_shows_its_total() {
+        let priced = |item: &str, qty, price| OrderLine {
+            name: Some(format!("The {item}")),
+            unit_price: Some(price),
+            currency: Some("EUR".into()),
+            ..OrderLine::unpriced(Item::parse(item).unwrap(), qty)
+        };
+        for lines in [
+            vec![priced("burger", 2, 899)],
+            vec![priced("burger", 2, 899), priced("pizza", 1, 1250)],
+        ] {
+            let lines = OrderLines(lines);
+            let mut hash: HashMap<String, String> = lines
+                .to_hash()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+            hash.insert("order_id".into(), "o1".into());
+            assert_eq!(OrderLines::from_hash(&hash), Some(lines.clone()));
+            let shown = serde_json::to_value(&lines).unwrap();
+            assert_eq!(shown["currency"], "EUR");
+            assert_eq!(
+                shown["total"],
+                lines
+                    .0
+                    .iter()
+                    .map(|l| l.qty * l.unit_price.unwrap())
+                    .sum::<i64>()
+            );
+        }
+        // A line whose price is unknown: no total.
+        let mixed = OrderLines(vec![
+            priced("burger", 2, 899),
+            OrderLine::unpriced(Item::parse("caviar").unwrap(), 1),
+        ]);
+        assert_eq!(serde_json::to_value(&mixed).unwrap().get("total"), None);
     }
 
     #[test]

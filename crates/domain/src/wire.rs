@@ -25,6 +25,7 @@ use crate::events::{
 use crate::ids::{Invalid, Item, OrderId, Qty, StudentId};
 use crate::lines::{Line, Lines, ReleasedLine, ReservedLine, UnservedLine};
 use crate::order::OrderStatus;
+use crate::product::{Currency, Price, Priced, ProductName};
 use crate::version::SchemaVersion;
 
 /// A body that cannot be made sense of, with the reason: a message goes to the DLQ with it, an
@@ -312,6 +313,14 @@ pub struct LineBody {
     /// InventoryFailed's `unserved`: why this line could not be served.
     #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// OrderPlaced: the product's name and unit price (minor units of `currency`) when the
+    /// order was placed, if order-svc's replica of the catalog knew them.
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(deserialize_with = "integer", skip_serializing_if = "Option::is_none")]
+    pub unit_price: Option<i64>,
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
 }
 
 /// `order.placed` version 2.
@@ -324,6 +333,12 @@ pub struct OrderPlacedV2Body {
     pub lines: Option<Vec<LineBody>>,
     #[serde(deserialize_with = "text")]
     pub student_id: Option<String>,
+    /// What the order costs (minor units of `currency`), when every line has a price in one
+    /// currency. Written for readers; a reader of ours works it out from the lines.
+    #[serde(deserialize_with = "integer", skip_serializing_if = "Option::is_none")]
+    pub total: Option<i64>,
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
 }
 
 /// `inventory.reserved`, `inventory.failed` and `inventory.released` version 2: the lines
@@ -378,13 +393,42 @@ fn lines_of(
         .collect()
 }
 
-/// An order's lines from a version-2 body, with the limits of [`Lines::new`].
+/// An order's lines from a version-2 body, with the limits of [`Lines::new`], each with its
+/// price when it states one.
 fn order_lines(lines: Option<Vec<LineBody>>) -> Result<Lines, Malformed> {
     let lines = lines_of(lines, "lines")?
         .into_iter()
-        .map(|(item, qty, _)| Line::new(item, qty))
-        .collect();
+        .enumerate()
+        .map(|(i, (item, qty, body))| {
+            let priced = priced_of(&body).map_err(|e| Malformed(format!("lines[{i}]: {e}")))?;
+            Ok(Line::new(item, qty).priced(priced))
+        })
+        .collect::<Result<_, Malformed>>()?;
     Ok(Lines::new(lines)?)
+}
+
+/// A line's name and unit price, when all three fields are there (tolerant reader: with any
+/// of them missing the price is unknown, as when the replica did not know the item). A value
+/// that is there but makes no sense is refused, as any field's.
+fn priced_of(line: &LineBody) -> Result<Option<Priced>, Malformed> {
+    match (&line.name, line.unit_price, &line.currency) {
+        (Some(name), Some(amount), Some(currency)) => Ok(Some(Priced {
+            name: ProductName::parse(name)?,
+            price: Price::new(amount, Currency::parse(currency)?)?,
+        })),
+        _ => Ok(None),
+    }
+}
+
+/// The line of an order as OrderPlaced version 2 writes it: with its price when it has one.
+fn placed_line_body(line: &Line) -> LineBody {
+    let priced = line.priced.as_ref();
+    LineBody {
+        name: priced.map(|p| p.name.to_string()),
+        unit_price: priced.map(|p| p.price.amount_minor()),
+        currency: priced.map(|p| p.price.currency().to_string()),
+        ..line_body(&line.item, line.qty.get().into())
+    }
 }
 
 fn line_body(item: &Item, qty: i64) -> LineBody {
@@ -439,15 +483,13 @@ impl TryFrom<OrderPlacedV2Body> for OrderPlaced {
 
 impl From<&OrderPlaced> for OrderPlacedV2Body {
     fn from(o: &OrderPlaced) -> Self {
+        let total = o.lines.total();
         Self {
             order_id: Some(o.order_id.to_string()),
-            lines: Some(
-                o.lines
-                    .iter()
-                    .map(|l| line_body(&l.item, l.qty.get().into()))
-                    .collect(),
-            ),
+            lines: Some(o.lines.iter().map(placed_line_body).collect()),
             student_id: o.student_id.as_ref().map(ToString::to_string),
+            total: total.as_ref().map(|(amount, _)| *amount),
+            currency: total.map(|(_, currency)| currency.to_string()),
         }
     }
 }

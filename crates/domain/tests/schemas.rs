@@ -19,7 +19,7 @@ use saga_domain::ids::{Item, OrderId, Qty, StudentId};
 use saga_domain::lines::{Line, Lines, ReleasedLine, ReservedLine, UnservedLine};
 use saga_domain::order::{OrderEvent, OrderStatus};
 use saga_domain::product::{
-    Currency, MAX_UNIT_PRICE, Price, ProductChange, ProductEvent, ProductName,
+    Currency, MAX_UNIT_PRICE, Price, Priced, ProductChange, ProductEvent, ProductName,
 };
 use saga_domain::version::SchemaVersion;
 use saga_domain::wire::Malformed;
@@ -128,6 +128,22 @@ fn lines(lines: &[(&str, i64)]) -> Lines {
         lines
             .iter()
             .map(|&(name, n)| Line::new(item(name), qty(n)))
+            .collect(),
+    )
+    .unwrap()
+}
+
+/// Lines with the catalog's name and price (in EUR) where one is given.
+fn priced_lines(lines: &[(&str, i64, Option<i64>)]) -> Lines {
+    Lines::new(
+        lines
+            .iter()
+            .map(|&(name, n, amount)| {
+                Line::new(item(name), qty(n)).priced(amount.map(|amount| Priced {
+                    name: ProductName::parse(&format!("The {name}")).unwrap(),
+                    price: price(amount, "EUR"),
+                }))
+            })
             .collect(),
     )
     .unwrap()
@@ -342,6 +358,20 @@ fn written_v2(event: EventType) -> Vec<Vec<u8>> {
             OrderPlaced {
                 order_id: id("o3"),
                 lines: lines(&most),
+                student_id: None,
+            }
+            .to_body(),
+            // Priced by the catalog replica: every line, so the order has its total.
+            OrderPlaced {
+                order_id: id("o4"),
+                lines: priced_lines(&[("burger", 2, Some(899)), ("pizza", 1, Some(0))]),
+                student_id: None,
+            }
+            .to_body(),
+            // One line's price unknown: no total.
+            OrderPlaced {
+                order_id: id("o5"),
+                lines: priced_lines(&[("burger", 1, Some(MAX_UNIT_PRICE)), ("caviar", 1, None)]),
                 student_id: None,
             }
             .to_body(),
@@ -779,6 +809,23 @@ fn poison_v2() -> Vec<(EventType, Value)> {
         .map(|n| json!({"item": format!("dish {n}"), "qty": 1}))
         .collect();
     let mut cases = Vec::new();
+    // A price that is there must make sense: every one of its three fields.
+    let priced = json!({"order_id": "o1", "lines": [
+        {"item": "burger", "qty": 1, "name": "Burger", "unit_price": 899, "currency": "EUR"}]});
+    for (field, bad) in [
+        ("unit_price", json!(-1)),
+        ("unit_price", json!(100_000_001)),
+        ("unit_price", json!(8.99)),
+        ("unit_price", json!("899")),
+        ("currency", json!("eur")),
+        ("currency", json!("EURO")),
+        ("currency", json!(978)),
+        ("name", json!("")),
+        ("name", json!("a\nb")),
+        ("name", json!("n".repeat(101))),
+    ] {
+        cases.push((OrderPlaced, line(&priced, "lines", field, Some(bad))));
+    }
     for (event, base) in [
         (OrderPlaced, &placed),
         (InventoryReserved, &placed),

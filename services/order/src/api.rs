@@ -109,6 +109,7 @@ pub fn routes(
     metrics: PrometheusHandle,
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
     let with_store = warp::any().map(move || store.clone());
+    let with_replica = warp::any().map(move || replica.clone());
     // The whole map, read by crate::headers: a header warp would refuse to read (not ASCII)
     // is answered 400 naming it, like any other bad value.
     let headers = warp::header::headers_cloned();
@@ -122,8 +123,9 @@ pub fn routes(
         .and(body())
         .and(headers)
         .and(with_store.clone())
-        .then(|caller, body, headers, store| {
-            place_traced("POST /order", caller, body, headers, store)
+        .and(with_replica.clone())
+        .then(|caller, body, headers, store, replica| {
+            place_traced("POST /order", caller, body, headers, store, replica)
         });
     let get = warp::path!("order" / String)
         .and(warp::get())
@@ -132,7 +134,7 @@ pub fn routes(
         .then(|id, caller, store| answer("GET /order/{id}", get_order(id, caller, store)));
     let products = warp::path!("products")
         .and(warp::get())
-        .and(warp::any().map(move || replica.clone()))
+        .and(with_replica.clone())
         .then(|replica| answer("GET /products", list_products(replica)));
     let list = warp::path!("orders")
         .and(warp::get())
@@ -165,8 +167,9 @@ pub fn routes(
         .and(body())
         .and(headers)
         .and(with_store.clone())
-        .then(|caller, body, headers, store| {
-            place_traced("POST /api/v1/orders", caller, body, headers, store)
+        .and(with_replica)
+        .then(|caller, body, headers, store, replica| {
+            place_traced("POST /api/v1/orders", caller, body, headers, store, replica)
         });
     let api_list = warp::path!("api" / "v1" / "orders")
         .and(warp::get())
@@ -275,10 +278,11 @@ async fn place_traced(
     body: Bytes,
     headers: HeaderMap,
     store: OrderStore,
+    replica: Replica,
 ) -> Response {
     let request = headers::trace(&headers);
     let spans = store.spans.clone();
-    let work = place_order(caller, body, headers, store, request.span.clone());
+    let work = place_order(caller, body, headers, store, replica, request.span.clone());
     answer_traced(route, &spans, &request, work).await
 }
 
@@ -411,6 +415,7 @@ async fn place_order(
     body: Bytes,
     headers: HeaderMap,
     store: OrderStore,
+    replica: Replica,
     trace: Trace,
 ) -> Result<Response, ApiError> {
     if let Some(ct) = headers.get("content-type") {
@@ -428,6 +433,10 @@ async fn place_order(
     let correlation_id = headers::correlation_id(&headers)?;
     let key = headers::idempotency_key(&headers)?;
     let mut new = parse_new_order(&body)?;
+    // Each line copies its product's name and unit price from the replica, as they are now:
+    // the order keeps them whatever the catalog does later. An item the replica does not
+    // know is still ordered (inventory decides), its price unknown.
+    new.lines = replica.price(new.lines).await.map_err(store_down)?;
     new.owner = caller.as_ref().map(|c| c.owner.clone());
     if let Err(busy) = store.outbox.admit().await {
         let error = ApiError::unavailable(busy.to_string())

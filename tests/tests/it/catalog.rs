@@ -374,3 +374,122 @@ async fn bad_product_bodies_answer_4xx_json_and_change_nothing() -> anyhow::Resu
     assert_eq!(again["changed"], false, "{again}");
     Ok(())
 }
+
+/// The product snapshot (issue 20): an order's lines keep the name and unit price they had when
+/// it was placed. A price change after it never changes it; the next order gets the new price,
+/// even from an order-svc restarted in between (its replica is its own keys); an item the
+/// replica does not know is still taken (201) and decided by inventory, its price unknown.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_order_keeps_the_prices_it_was_placed_with() -> anyhow::Result<()> {
+    let env = env("catalog-snapshot").await?;
+    let inventory = env.start(ServiceKind::Inventory).await?;
+    let mut order = env.start(ServiceKind::Order).await?;
+    let _notification = env.start(ServiceKind::Notification).await?;
+    until_seeded(&env, &inventory).await?;
+    let replica_says = |price: i64| {
+        let env = &env;
+        let url = order.url("/products");
+        eventually("the replica's widget price", T, move || {
+            let url = url.clone();
+            async move {
+                let listed = env.get_json(&url).await.map_err(|e| format!("{e:#}"))?;
+                (product(&listed, "widget")["unit_price"] == price)
+                    .then_some(())
+                    .ok_or_else(|| format!("{listed}"))
+            }
+        })
+    };
+    replica_says(250).await?;
+    let place = |order: &harness::ServiceProcess, body: Value| {
+        let request = env.http().post(order.url("/order")).json(&body);
+        async move {
+            let answer = request.send().await?;
+            anyhow::ensure!(answer.status() == 201, "POST /order: {}", answer.status());
+            Ok::<String, anyhow::Error>(
+                answer.json::<Value>().await?["order_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        }
+    };
+
+    // Two widgets and a gadget: 2 × 2.50 + 9.99.
+    let first = place(
+        &order,
+        json!({"items": [{"item": "widget", "qty": 2}, {"item": "gadget", "qty": 1}]}),
+    )
+    .await?;
+    let shown = env.wait_final(&order, &first, T).await?;
+    assert_eq!(shown.order.status, OrderStatus::Confirmed, "{shown:?}");
+    let first_view = env.get_json(&order.url(&format!("/order/{first}"))).await?;
+    assert_eq!(first_view["lines"][0]["unit_price"], 250, "{first_view}");
+    assert_eq!(first_view["lines"][0]["name"], "Widget", "{first_view}");
+    assert_eq!(first_view["lines"][1]["unit_price"], 999, "{first_view}");
+    assert_eq!(
+        (
+            first_view["total"].as_i64(),
+            first_view["currency"].as_str()
+        ),
+        (Some(1499), Some("EUR"))
+    );
+
+    // The price changes; order-svc restarts; the first order keeps its price, the next one
+    // (a lab order of one line) gets the new one.
+    let answer = env
+        .http()
+        .put(inventory.url("/products/widget"))
+        .json(&json!({"unit_price": 300}))
+        .send()
+        .await?;
+    assert_eq!(answer.status().as_u16(), 200);
+    replica_says(300).await?;
+    order.restart().await?;
+    let again = env.get_json(&order.url(&format!("/order/{first}"))).await?;
+    assert_eq!(again["lines"][0]["unit_price"], 250, "kept: {again}");
+    assert_eq!(again["total"], 1499, "{again}");
+    let second = place(&order, json!({"item": "widget", "qty": 1})).await?;
+    let second_view = env
+        .get_json(&order.url(&format!("/order/{second}")))
+        .await?;
+    assert_eq!(
+        (
+            second_view["item"].as_str(),
+            second_view["lines"][0]["unit_price"].as_i64()
+        ),
+        (Some("widget"), Some(300)),
+        "{second_view}"
+    );
+    assert_eq!(second_view["total"], 300, "{second_view}");
+
+    // Unknown to the replica: accepted, its price unknown, failed by inventory as ever.
+    let unknown = place(
+        &order,
+        json!({"items": [{"item": "widget", "qty": 1}, {"item": "caviar", "qty": 1}]}),
+    )
+    .await?;
+    let decided = env.wait_final(&order, &unknown, T).await?;
+    assert_eq!(decided.order.status, OrderStatus::Failed, "{decided:?}");
+    let unknown_view = env
+        .get_json(&order.url(&format!("/order/{unknown}")))
+        .await?;
+    assert_eq!(
+        unknown_view["lines"][1]["unit_price"],
+        Value::Null,
+        "{unknown_view}"
+    );
+    assert_eq!(
+        unknown_view.get("total"),
+        None,
+        "no total without every price"
+    );
+    assert!(
+        decided
+            .order
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("unknown item \"caviar\"")),
+        "{decided:?}"
+    );
+    Ok(())
+}

@@ -16,16 +16,11 @@ use std::collections::HashMap;
 use redis::Script;
 use saga_domain::events::unix_now_millis;
 use saga_domain::ids::Item;
+use saga_domain::lines::Lines;
+pub use saga_domain::product::Priced;
 use saga_domain::product::{Currency, Price, ProductChange, ProductEvent, ProductName};
 use saga_platform::redis::store::{Keys, Redis};
 use serde::Serialize;
-
-/// What the replica knows of a product's name and price: what an order copies into its lines.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Priced {
-    pub name: ProductName,
-    pub price: Price,
-}
 
 /// One product as order-svc's `GET /products` shows it. A part inventory has not told yet (an
 /// item only seen in a stock event has no name or price) is `null`.
@@ -182,6 +177,22 @@ impl Replica {
             .cloned()
             .zip(listings.iter().map(ReplicaListing::priced))
             .collect())
+    }
+
+    /// The same lines, each with the name and unit price the replica holds for its item (or
+    /// none: an item it does not know keeps an unknown price).
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn price(&self, lines: Lines) -> Result<Lines, redis::RedisError> {
+        let items: Vec<Item> = lines.iter().map(|l| l.item.clone()).collect();
+        let known: HashMap<Item, Priced> = self
+            .lookup(&items)
+            .await?
+            .into_iter()
+            .filter_map(|(item, priced)| Some((item, priced?)))
+            .collect();
+        Ok(lines.priced_by(|item| known.get(item).cloned()))
     }
 
     async fn listings(&self, items: &[Item]) -> Result<Vec<ReplicaListing>, redis::RedisError> {
