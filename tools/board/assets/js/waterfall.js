@@ -42,10 +42,10 @@ export function drawWaterfall(fall) {
   const height = top + rowHeight * fall.rows.length + 6;
   const span = Math.max(fall.total_ms, 1);
   /** @param {number} ms */
-  const x = (ms) => labelWidth + ((width - labelWidth - 70) * ms) / span;
+  const x = (ms) => labelWidth + ((width - labelWidth - 200) * ms) / span;
   const chart = svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': 'waterfall of the order\u2019s events' },
     svg('text', { x: labelWidth, y: 12, class: 'axis' }, '0'),
-    svg('text', { x: width - 70, y: 12, class: 'axis', 'text-anchor': 'end' }, duration(span)));
+    svg('text', { x: width - 200, y: 12, class: 'axis', 'text-anchor': 'end' }, duration(span)));
   fall.rows.forEach((row, i) => {
     const y = top + rowHeight * i;
     const last = row.phases[row.phases.length - 1];
