@@ -5,6 +5,10 @@
 # Stop with scripts/down.sh.
 # Honours the environment svc.sh does (ORDER_HTTP_ADDR, BOARD_ADDR, SAGA_RUN_DIR, REDIS_PREFIX,
 # RUST_LOG, ...). BOARD=no leaves the board out.
+# With the board, the services export their spans to it (OTEL_EXPORTER_OTLP_ENDPOINT=the board's
+# URL: its order view draws each order's waterfall); an OTEL_EXPORTER_OTLP_ENDPOINT of your own
+# (otelite, a collector) wins, and BOARD_TRACES=no exports nothing. Without the board, nothing is
+# exported: the services' default, which costs nothing.
 #
 #   scripts/up.sh              the lab's setup: every program is guest on vhost /
 #   scripts/up.sh --hardened   (or SAGA_BROKER=hardened) the hardened broker: the saga in its own
@@ -67,6 +71,11 @@ fi
 say "build done ($(tail -n 1 "$build_log" | sed 's/^ *//'))"
 
 say "step 3/3: starting order-svc, inventory-svc, notification-svc and the board (scripts/svc.sh)"
+if [ "${BOARD:-yes}" != no ] && [ "${BOARD_TRACES:-yes}" != no ] && [ -z "${OTEL_EXPORTER_OTLP_ENDPOINT:-}" ]; then
+  OTEL_EXPORTER_OTLP_ENDPOINT=$("$SVC" url board)
+  export OTEL_EXPORTER_OTLP_ENDPOINT
+  say "the services send their spans to the board ($OTEL_EXPORTER_OTLP_ENDPOINT/v1/traces; BOARD_TRACES=no to stop)"
+fi
 "$SVC" start all || die "a service did not start; fix it and run scripts/up.sh again (running ones are kept)"
 # The demo works without the board: a board that cannot start (its port taken, say) is a warning.
 board=

@@ -440,6 +440,214 @@ async fn drive(browser: &Browser, board: &Board, env: &TestEnv) -> anyhow::Resul
     Ok(())
 }
 
+/// Issues 20 and 21 on the board: an order of several lines placed from the form shows its lines
+/// (and prices when order-svc keeps them) in the list and in the order view; the catalog panel
+/// marks a product out once its stock is drained; the DLQ's alert light turns red with a poison
+/// message; and with the services exporting their spans to the board (OTLP/HTTP JSON at
+/// `/v1/traces`), the order view draws the order's waterfall: outbox, queue, handler.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_board_shows_lines_prices_the_catalog_alert_lights_and_a_waterfall()
+-> anyhow::Result<()> {
+    let env = TestEnv::with_stock("board-lines", "burger=10,pizza=5").await?;
+    let port = free_port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let otel = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
+    let (order, inventory, notification) = tokio::join!(
+        env.start_with(ServiceKind::Order, &otel),
+        env.start_with(ServiceKind::Inventory, &otel),
+        env.start_with(ServiceKind::Notification, &otel),
+    );
+    let (order, inventory, notification) = (order?, inventory?, notification?);
+    env.seeded_stock("pizza").await?;
+    let run_dir = RunDir::new(&[&order, &inventory, &notification])?;
+    let board = Board::start(
+        &env,
+        &format!("127.0.0.1:{port}"),
+        &run_dir.0,
+        Some((&order, &inventory)),
+        &[],
+        &[],
+    )
+    .await?;
+    // The board reads OTLP's JSON encoding only, and says so.
+    let protobuf = env
+        .http()
+        .post(format!("{}/v1/traces", board.url))
+        .header("content-type", "application/x-protobuf")
+        .body(vec![0u8; 4])
+        .send()
+        .await?;
+    assert_eq!(protobuf.status().as_u16(), 415);
+    let browser = Browser::start().await?;
+    let result = drive_lines(&browser, &board, &env, &order).await;
+    if result.is_err() {
+        let _ = browser.screenshot(&screenshots(), "lines-failed").await;
+    }
+    browser.close().await;
+    result
+}
+
+async fn drive_lines(
+    browser: &Browser,
+    board: &Board,
+    env: &TestEnv,
+    order: &ServiceProcess,
+) -> anyhow::Result<()> {
+    let shots = screenshots();
+    browser.open_board(&board.url).await?;
+    browser
+        .until(
+            "the DLQ's alert light green",
+            T,
+            "document.querySelector('[data-alert=\"SagaDeadLetters\"]')?.dataset.state === 'green'",
+        )
+        .await?;
+
+    // 1. An order of two lines from the form: "+ line" adds the second.
+    browser.fill("#place-item", "burger").await?;
+    browser.fill("#place-qty", "2").await?;
+    browser.click("#add-line").await?;
+    browser
+        .fill("#place-lines .place-line .line-item", "pizza")
+        .await?;
+    browser
+        .fill("#place-lines .place-line .line-qty", "1")
+        .await?;
+    browser.click("#place").await?;
+    let id = browser
+        .until(
+            "the order's id",
+            T,
+            "document.querySelector('#action-result[data-action=\"place\"]')?.dataset.orderIds || null",
+        )
+        .await?;
+    let id = id.as_str().context("order id")?.to_owned();
+    let row = format!("tr[data-order-id=\"{id}\"]");
+    browser
+        .until(
+            "the order CONFIRMED",
+            T,
+            &format!("document.querySelector('{row}')?.dataset.status === 'CONFIRMED'"),
+        )
+        .await?;
+    let what = browser
+        .eval(&format!(
+            "document.querySelector('{row} td.what').textContent"
+        ))
+        .await?;
+    let what = what.as_str().unwrap_or_default();
+    anyhow::ensure!(
+        what.starts_with("2 × burger, 1 × pizza"),
+        "the list shows {what:?}"
+    );
+    // Prices, when order-svc keeps them with the order (else "price unknown").
+    let kept: Value = env
+        .http()
+        .get(order.url(&format!("/order/{id}")))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let total = kept["total"].as_i64();
+    match total {
+        Some(total) => anyhow::ensure!(
+            browser
+                .eval(&format!(
+                    "document.querySelector('{row} .price').dataset.total"
+                ))
+                .await?
+                == json!(total.to_string()),
+            "the list shows the order's total {total}"
+        ),
+        None => anyhow::ensure!(
+            what.ends_with("price unknown"),
+            "no price kept, and the list shows {what:?}"
+        ),
+    }
+    // The order view: one row per line, and the total.
+    browser
+        .until(
+            "the order's lines in its view",
+            T,
+            "document.querySelectorAll('#journey-order tr[data-item]').length === 2 || null",
+        )
+        .await?;
+    let shown = browser
+        .eval("[...document.querySelectorAll('#journey-order tr[data-item]')].map(r => `${r.dataset.qty} ${r.dataset.item} ${r.dataset.unitPrice}`)")
+        .await?;
+    let price = |line: usize| {
+        kept["lines"][line]["unit_price"]
+            .as_i64()
+            .map(|p| p.to_string())
+            .unwrap_or_default()
+    };
+    anyhow::ensure!(
+        shown
+            == json!([
+                format!("2 burger {}", price(0)),
+                format!("1 pizza {}", price(1))
+            ]),
+        "the order view shows {shown}"
+    );
+
+    // 2. The waterfall, from the spans the services exported to the board.
+    let phases = browser
+        .until(
+            "the order's waterfall",
+            T,
+            "(() => { const kinds = new Set([...document.querySelectorAll('#waterfall rect[data-phase]')].map(r => r.dataset.phase)); \
+               return ['request', 'outbox', 'queue', 'handler'].every(k => kinds.has(k)) && Number(document.querySelector('#waterfall').dataset.rows) >= 4 ? [...kinds] : null; })()",
+        )
+        .await?;
+    let rows = browser
+        .eval("[...document.querySelectorAll('#waterfall g.row')].map(g => g.dataset.label)")
+        .await?;
+    anyhow::ensure!(
+        rows.as_array().is_some_and(|r| r
+            .iter()
+            .any(|l| l.as_str().is_some_and(|l| l.starts_with("order.placed → ")))),
+        "the waterfall rows {rows} (phases {phases})"
+    );
+    browser.screenshot(&shots, "6-lines-and-waterfall").await?;
+
+    // 3. The catalog: prices and stock; drain the pizzas and it shows OUT.
+    browser
+        .until(
+            "burger in the catalog with its price",
+            T,
+            "document.querySelector('#catalog tr[data-item=\"burger\"]')?.textContent.includes('8.99') || null",
+        )
+        .await?;
+    let placed = env
+        .http()
+        .post(order.url("/order"))
+        .json(&json!({"item": "pizza", "qty": 4, "student_id": "s-1"}))
+        .send()
+        .await?;
+    anyhow::ensure!(placed.status() == 201, "POST /order: {}", placed.status());
+    browser
+        .until(
+            "pizza marked out in the catalog",
+            T,
+            "document.querySelector('#catalog tr[data-item=\"pizza\"]')?.dataset.out === 'true' && document.querySelector('#catalog tr[data-item=\"pizza\"] .marker.out') !== null",
+        )
+        .await?;
+
+    // 4. Poison: the DLQ's alert light turns red, named after its rule.
+    browser.click("#poison").await?;
+    browser
+        .until(
+            "the DLQ's alert light red",
+            T,
+            "document.querySelector('[data-alert=\"SagaDeadLetters\"]')?.dataset.state === 'red'",
+        )
+        .await?;
+    browser.screenshot(&shots, "7-catalog-and-alerts").await?;
+    let errors = browser.eval("window.boardErrors").await?;
+    anyhow::ensure!(errors == json!([]), "the page met script errors: {errors}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_requests_change_nothing_and_faults_need_permission_and_loopback() -> anyhow::Result<()>
 {
@@ -470,6 +678,17 @@ async fn bad_requests_change_nothing_and_faults_need_permission_and_loopback() -
         (
             "/api/orders",
             json!({"item": "burger", "qty": 1, "price": 3}),
+            400,
+        ),
+        (
+            "/api/orders",
+            json!({"items": [{"item": "burger", "qty": 1}, {"item": "burger", "qty": 2}]}),
+            400,
+        ),
+        ("/api/orders", json!({"items": []}), 400),
+        (
+            "/api/orders",
+            json!({"item": "burger", "qty": 1, "items": [{"item": "pizza", "qty": 1}]}),
             400,
         ),
         ("/api/orders/has%20space/duplicate", json!({}), 400),

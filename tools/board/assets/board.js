@@ -9,6 +9,8 @@
 
 import { drawActivity } from './js/activity.js';
 import { setPoisonKinds, wireActions } from './js/actions.js';
+import { drawAlerts } from './js/alerts.js';
+import { drawCatalog } from './js/catalog.js';
 import { drawDlq, wireDlq } from './js/dlq.js';
 import { appendDrillLine, drawDrill, drawDrillButtons } from './js/drills.js';
 import { setServices, wireFaults } from './js/faults.js';
@@ -47,6 +49,8 @@ const handlers = {
   queues: drawQueueTable,
   orders: setOrders,
   stock: drawStock,
+  catalog: drawCatalog,
+  alerts: drawAlerts,
   dlq: drawDlq,
   invariants: drawLights,
   services: setServices,

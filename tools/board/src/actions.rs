@@ -11,6 +11,7 @@ use std::sync::Arc;
 use clap::ValueEnum;
 use saga_domain::events::{EventType, OrderPlaced};
 use saga_domain::ids::{Item, OrderId, Qty, StudentId};
+use saga_domain::lines::{Line, Lines, MAX_LINES};
 use saga_platform::service::http::ApiError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -28,7 +29,7 @@ pub const MAX_ORDERS_PER_CLICK: u32 = 50;
 /// The student id orders placed from the board carry, so they are easy to tell apart.
 const BOARD_STUDENT: &str = "board";
 
-/// The body of order-svc's `POST /order`, as a client sends it.
+/// The body of order-svc's `POST /order` for an order of one line: the lab's, byte for byte.
 #[derive(Debug, Serialize)]
 struct PlaceOrder<'a> {
     item: &'a str,
@@ -36,38 +37,110 @@ struct PlaceOrder<'a> {
     student_id: &'a str,
 }
 
+/// The body of order-svc's `POST /order` for an order of several lines.
+#[derive(Debug, Serialize)]
+struct PlaceLines<'a> {
+    items: Vec<LineBody<'a>>,
+    student_id: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct LineBody<'a> {
+    item: &'a str,
+    qty: u32,
+}
+
+/// `POST /api/orders`: one line (`item`, `qty`) or several (`items`), `count` times.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceRequest {
-    pub item: String,
-    pub qty: i64,
+    #[serde(default)]
+    pub item: Option<String>,
+    #[serde(default)]
+    pub qty: Option<i64>,
+    /// The lines of an order of several (1 to [`MAX_LINES`], each item once).
+    #[serde(default)]
+    pub items: Option<Vec<LineRequest>>,
     #[serde(default = "one")]
     pub count: u32,
+}
+
+/// One line of `items`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineRequest {
+    pub item: String,
+    pub qty: i64,
 }
 
 fn one() -> u32 {
     1
 }
 
-/// Place `count` orders of `qty` x `item` through order-svc.
+impl PlaceRequest {
+    /// The order's lines, checked as order-svc checks them.
+    fn lines(&self) -> Result<Lines, ApiError> {
+        let line = |item: &str, qty: i64| -> Result<Line, ApiError> {
+            let item = Item::parse(item.trim()).map_err(|e| ApiError::bad_request(e.0))?;
+            let qty =
+                Qty::parse(qty).map_err(|e| ApiError::bad_request(format!("{item}: {}", e.0)))?;
+            Ok(Line::new(item, qty))
+        };
+        let lines = match (&self.item, self.qty, &self.items) {
+            (Some(item), Some(qty), None) => vec![line(item, qty)?],
+            (None, None, Some(items)) => {
+                if items.is_empty() || items.len() > MAX_LINES {
+                    return Err(ApiError::bad_request(format!(
+                        "items holds 1 to {MAX_LINES} lines, got {}",
+                        items.len()
+                    )));
+                }
+                items
+                    .iter()
+                    .map(|l| line(&l.item, l.qty))
+                    .collect::<Result<_, _>>()?
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "send item and qty (one line) or items: [{item, qty}, ...] (several)",
+                ));
+            }
+        };
+        Lines::new(lines).map_err(|e| ApiError::bad_request(e.0))
+    }
+}
+
+/// Place `count` orders of the request's lines through order-svc: an order of one line as the
+/// lab's body (`{"item","qty","student_id"}`), one of several as `{"items": [...]}`.
 ///
 /// # Errors
-/// 400 for a bad item, quantity or count (nothing placed); order-svc's own refusal, passed on;
-/// 502 if order-svc cannot be reached.
+/// 400 for a bad item, quantity, line list or count (nothing placed); order-svc's own refusal,
+/// passed on; 502 if order-svc cannot be reached.
 pub async fn place(board: &Board, request: PlaceRequest) -> Result<Placed, ApiError> {
-    let item = Item::parse(request.item.trim()).map_err(|e| ApiError::bad_request(e.0))?;
-    let qty = Qty::parse(request.qty).map_err(|e| ApiError::bad_request(e.0))?;
+    let lines = request.lines()?;
     if !(1..=MAX_ORDERS_PER_CLICK).contains(&request.count) {
         return Err(ApiError::bad_request(format!(
             "count must be between 1 and {MAX_ORDERS_PER_CLICK}, got {}",
             request.count
         )));
     }
-    let body = serde_json::to_value(PlaceOrder {
-        item: item.as_str(),
-        qty: qty.get(),
-        student_id: BOARD_STUDENT,
-    })
+    let body = match lines.single_line() {
+        Some(line) => serde_json::to_value(PlaceOrder {
+            item: line.item.as_str(),
+            qty: line.qty.get(),
+            student_id: BOARD_STUDENT,
+        }),
+        None => serde_json::to_value(PlaceLines {
+            items: lines
+                .iter()
+                .map(|l| LineBody {
+                    item: l.item.as_str(),
+                    qty: l.qty.get(),
+                })
+                .collect(),
+            student_id: BOARD_STUDENT,
+        }),
+    }
     .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let mut placed = Vec::new();
     for _ in 0..request.count {
@@ -101,12 +174,11 @@ pub async fn place(board: &Board, request: PlaceRequest) -> Result<Placed, ApiEr
     board.record(
         true,
         format!(
-            "POST /order {{\"item\":\"{item}\",\"qty\":{qty}}}{}",
+            "POST /order {body}{}",
             match placed.len() {
                 1 => format!("  -> {}", placed[0]),
                 n => format!("  x {n}"),
             },
-            qty = qty.get()
         ),
     );
     Ok(Placed { order_ids: placed })

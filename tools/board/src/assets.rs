@@ -10,7 +10,7 @@ const INDEX: &str = include_str!("../assets/index.html");
 const STYLE: &str = include_str!("../assets/board.css");
 
 /// Every script the page loads, by its path under `/assets/`: the entry module first.
-const SCRIPTS: [(&str, &str); 15] = [
+const SCRIPTS: [(&str, &str); 18] = [
     ("board.js", include_str!("../assets/board.js")),
     ("js/types.js", include_str!("../assets/js/types.js")),
     ("js/dom.js", include_str!("../assets/js/dom.js")),
@@ -29,6 +29,9 @@ const SCRIPTS: [(&str, &str); 15] = [
     ("js/faults.js", include_str!("../assets/js/faults.js")),
     ("js/activity.js", include_str!("../assets/js/activity.js")),
     ("js/actions.js", include_str!("../assets/js/actions.js")),
+    ("js/waterfall.js", include_str!("../assets/js/waterfall.js")),
+    ("js/catalog.js", include_str!("../assets/js/catalog.js")),
+    ("js/alerts.js", include_str!("../assets/js/alerts.js")),
 ];
 
 /// `GET /`, `GET /assets/board.css` and `GET /assets/<script>` (404 for any other).

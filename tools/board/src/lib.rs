@@ -10,10 +10,15 @@
 //! - [`hub`]: fan-out of live updates: the latest value of each topic for a page that opens
 //!   now, and every change for the pages already open.
 //! - [`live`]: the samplers: queue depths every second (the chart), rates from the management
-//!   API, recent orders, stock with its conservation equation, the DLQ (peeked without losing
+//!   API, recent orders with their lines and prices, stock with its conservation equation, the
+//!   catalog (both services' `GET /products`), the DLQ (peeked without losing
 //!   anything), the service processes, and the invariant lights (the rules of `sagactl check`).
-//! - [`actions`]: what any visitor may do: place orders, publish a duplicate or a poison
-//!   message, replay or purge the DLQ.
+//! - [`actions`]: what any visitor may do: place orders (of one line or several), publish a
+//!   duplicate or a poison message, replay or purge the DLQ.
+//! - [`alerts`]: the alert lights, deploy/prometheus/alerts.yml's queue thresholds judged on
+//!   what the samplers read.
+//! - [`traces`]: the board as an OTLP/HTTP JSON collector (`POST /v1/traces`): the services'
+//!   spans, bounded in memory, and each order's waterfall (outbox, queue, handler).
 //! - [`lab`]: the lab controls: drills, faults (stop, start, `kill -9` a service, close the
 //!   broker's connections), a Redis outage, and the demo's processes they act on.
 //! - [`routes`]: the HTTP API the page talks to; every error is JSON.
@@ -25,6 +30,7 @@
 //! the page and the terminal always tell the same story.
 
 pub mod actions;
+pub mod alerts;
 pub mod assets;
 pub mod guard;
 pub mod hub;
@@ -32,6 +38,7 @@ pub mod lab;
 pub mod live;
 pub mod page;
 pub mod routes;
+pub mod traces;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -258,6 +265,7 @@ pub struct Board {
     pub scripts_dir: Option<PathBuf>,
     pub redis: Redis,
     pub order_svc: ServiceApi,
+    pub inventory_svc: ServiceApi,
     pub management: Management,
     pub hub: hub::Hub,
     pub broker: BrokerLink,
@@ -267,6 +275,10 @@ pub struct Board {
     pub dlq_dirty: tokio::sync::Notify,
     /// What the samplers saw last.
     pub live: live::LiveState,
+    /// The spans the services export to the board, for the waterfalls.
+    pub traces: traces::Traces,
+    /// Since when each alert's condition has held.
+    pub alerts: alerts::Pending,
     activity: Mutex<VecDeque<Activity>>,
 }
 
@@ -286,6 +298,7 @@ impl Board {
             keys: Keys::new(&common.redis_prefix),
             queues: sagactl::queues::saga_queues(&common.topology),
             order_svc: ServiceApi::new("order-svc", &urls.order)?,
+            inventory_svc: ServiceApi::new("inventory-svc", &urls.inventory)?,
             management: Management::new(&urls.management)?,
             hub: hub::Hub::new(),
             broker: BrokerLink::new(common.rabbitmq_url.clone()),
@@ -293,6 +306,8 @@ impl Board {
             redis_outage: redis_outage::RedisOutage::default(),
             dlq_dirty: tokio::sync::Notify::new(),
             live: live::LiveState::default(),
+            traces: traces::Traces::default(),
+            alerts: alerts::Pending::default(),
             activity: Mutex::new(VecDeque::new()),
             access: guard::Access::new(listen, &args.allow_hosts, args.token.clone()),
             vhost,

@@ -7,6 +7,8 @@
 //! | `queues` | the same with publish/deliver rates and unacked counts (management API) | 1 s (rates: 2 s) |
 //! | `orders` | counts per status and the newest orders of each status | 1 s |
 //! | `stock` | per item: available, initial, reserved, released, and whether they balance | 1 s |
+//! | `catalog` | every product: price, stock, low/out (inventory-svc), the replica's age (order-svc) | 2 s |
+//! | `alerts` | alerts.yml's queue rules judged on the `queues` table ([`crate::alerts`]) | 1 s |
 //! | `dlq` | the DLQ's depth; its first messages, peeked without losing any, once it is quiet | 1 s |
 //! | `invariants` | the rules of `sagactl check`, as lights, and deliveries held unacked | `--check-every` |
 //! | `services` | the demo's service processes, and whether fault actions are allowed | 1 s |
@@ -33,8 +35,8 @@ use tokio::task::JoinSet;
 
 use crate::lab::processes;
 use crate::page::{
-    Dlq, Invariants, Light, LightState, OrderRow, Orders, QueueHistory, QueueRow, QueueTable,
-    Sample, Services, Status, Stock, StockRow,
+    Catalog, Dlq, Invariants, Light, LightState, OrderRow, Orders, ProductRow, QueueHistory,
+    QueueRow, QueueTable, Sample, Services, Status, Stock, StockRow,
 };
 use crate::{Board, Shutdown, lock};
 use sagactl::check::{self, RuleResult, StockBooks};
@@ -61,7 +63,7 @@ pub fn spawn(board: Arc<Board>, shutdown: Shutdown) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
     let every = |secs: u64| Duration::from_secs(secs);
     type Sampler = fn(Arc<Board>) -> futures_util::future::BoxFuture<'static, ()>;
-    let samplers: [(Duration, Sampler); 5] = [
+    let samplers: [(Duration, Sampler); 6] = [
         (every(1), |b| {
             Box::pin(async move { sample_queues(&b).await })
         }),
@@ -75,6 +77,9 @@ pub fn spawn(board: Arc<Board>, shutdown: Shutdown) -> JoinSet<()> {
             Box::pin(async move { sample_invariants(&b).await })
         }),
         (every(1), |b| Box::pin(async move { sample_services(&b) })),
+        (every(2), |b| {
+            Box::pin(async move { sample_catalog(&b).await })
+        }),
     ];
     for (period, sampler) in samplers {
         let board = board.clone();
@@ -288,7 +293,13 @@ fn publish_queue_table(board: &Board, sample: &Sample) {
                 deliver: r.map(|r| round1(r.deliver)),
             }
         })
-        .collect();
+        .collect::<Vec<_>>();
+    board.hub.set(&crate::alerts::judge(
+        &rows,
+        &board.common.topology.dlq_queue,
+        &board.alerts,
+        Instant::now(),
+    ));
     board.hub.set(&QueueTable(rows));
 }
 
@@ -397,19 +408,12 @@ async fn read_orders(board: &Board) -> anyhow::Result<Orders> {
         .zip(hashes)
         .filter_map(|(id, hash)| {
             let order = sagactl::timeline::OrderRecord::from_hash(&hash)?;
-            Some((
-                id.clone(),
-                OrderRow {
-                    order_id: id.clone(),
-                    item: order.item,
-                    qty: order.qty,
-                    student_id: order.student_id,
-                    status: order.status.to_string(),
-                    reason: order.reason,
-                    created_at: order.created_at,
-                    updated_at: order.updated_at,
-                },
-            ))
+            // The total order-svc wrote with a priced order, when it did.
+            let stored_total = hash
+                .get("total")
+                .and_then(|t| t.parse::<i64>().ok())
+                .zip(hash.get("currency").filter(|c| !c.is_empty()).cloned());
+            Some((id.clone(), OrderRow::of(id, order, stored_total)))
         })
         .collect();
     Ok(Orders {
@@ -633,5 +637,71 @@ fn sample_services(board: &Board) {
         listen: board.listen.to_string(),
         actions: board.access.policy(),
         drill: board.drills.running(),
+        traces: board.traces.counts().0,
+        spans: board.traces.counts().1,
     });
+}
+
+// --- the catalog -----------------------------------------------------------------------------
+
+/// Both services' `GET /products`: inventory-svc's rows (the owner: price, stock, markers),
+/// with the age of order-svc's replica of each, and the replica's own rows for a product
+/// inventory-svc did not list (it is away, say).
+async fn sample_catalog(board: &Board) {
+    let (owned, replica) = tokio::join!(
+        board.inventory_svc.get("/products"),
+        board.order_svc.get("/products")
+    );
+    let mut catalog = Catalog::default();
+    let rows = |answer: &serde_json::Value| -> Vec<ProductRow> {
+        answer
+            .get("products")
+            .and_then(serde_json::Value::as_array)
+            .map(|all| {
+                all.iter()
+                    .filter_map(|p| serde_json::from_value(p.clone()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let replica: BTreeMap<String, ProductRow> = match replica {
+        Ok(answer) => {
+            catalog.replica = true;
+            rows(&answer)
+                .into_iter()
+                .map(|p| (p.item.clone(), p))
+                .collect()
+        }
+        Err(e) => {
+            catalog.notes.push(format!("order-svc's replica: {e:#}"));
+            BTreeMap::new()
+        }
+    };
+    let mut products: BTreeMap<String, ProductRow> = match owned {
+        Ok(answer) => {
+            catalog.inventory = true;
+            rows(&answer)
+                .into_iter()
+                .map(|p| (p.item.clone(), p))
+                .collect()
+        }
+        Err(e) => {
+            catalog.notes.push(format!("inventory-svc: {e:#}"));
+            BTreeMap::new()
+        }
+    };
+    for (item, copy) in replica {
+        match products.get_mut(&item) {
+            Some(owned) => {
+                owned.replica_age_ms = copy.replica_age_ms;
+                owned.replica_price = copy.unit_price.filter(|p| Some(*p) != owned.unit_price);
+            }
+            None if !catalog.inventory => {
+                products.insert(item, copy);
+            }
+            None => {}
+        }
+    }
+    catalog.products = products.into_values().collect();
+    board.hub.set(&catalog);
 }

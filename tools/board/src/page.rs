@@ -13,8 +13,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use saga_domain::order::OrderStatus;
-use serde::Serialize;
+use saga_domain::view::OrderLines;
+use serde::{Deserialize, Serialize};
 
+pub use crate::alerts::Alerts;
 use crate::guard::ActionPolicy;
 use crate::lab::drills::DrillRun;
 use crate::lab::processes::Instance;
@@ -35,6 +37,10 @@ pub enum Topic {
     Orders,
     /// [`Stock`]: the stock books, item by item.
     Stock,
+    /// [`Catalog`]: the products with their prices, stock and low/out markers.
+    Catalog,
+    /// [`Alerts`]: the alert lights (deploy/prometheus/alerts.yml's thresholds).
+    Alerts,
     /// [`Dlq`]: the dead-letter queue's depth and first messages.
     Dlq,
     /// [`Invariants`]: the lights.
@@ -61,6 +67,8 @@ impl Topic {
             Self::Queues => "queues",
             Self::Orders => "orders",
             Self::Stock => "stock",
+            Self::Catalog => "catalog",
+            Self::Alerts => "alerts",
             Self::Dlq => "dlq",
             Self::Invariants => "invariants",
             Self::Services => "services",
@@ -91,6 +99,8 @@ payload! {
     QueueTable => Queues,
     Orders => Orders,
     Stock => Stock,
+    Catalog => Catalog,
+    Alerts => Alerts,
     Dlq => Dlq,
     Invariants => Invariants,
     Services => Services,
@@ -201,13 +211,99 @@ pub struct QueueTable(pub Vec<QueueRow>);
 #[derive(Debug, Clone, Serialize)]
 pub struct OrderRow {
     pub order_id: String,
+    /// An order of one line: its item and quantity, as the lab shows them (empty, 0 for an
+    /// order of several: see `lines`).
     pub item: String,
     pub qty: i64,
+    /// Every line, with its name and unit price when the order holds them.
+    pub lines: Vec<LineShown>,
+    /// The order's total in minor units (899 EUR is 8.99 €), when every line is priced in one
+    /// currency; `None`: price unknown.
+    pub total: Option<i64>,
+    pub currency: Option<String>,
     pub student_id: Option<String>,
     pub status: String,
     pub reason: Option<String>,
     pub created_at: u64,
     pub updated_at: u64,
+}
+
+/// One line of an order as the page shows it: what order-svc keeps of it, the product's name and
+/// unit price (minor units) as they were when the order was placed, when it keeps them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineShown {
+    pub item: String,
+    pub qty: i64,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub unit_price: Option<i64>,
+    #[serde(default)]
+    pub currency: Option<String>,
+}
+
+impl LineShown {
+    /// The lines as order-svc's record holds them, read leniently: a field the domain's
+    /// line adds (name, unit price, currency) shows as soon as order-svc writes it.
+    pub fn of(lines: &OrderLines) -> Vec<Self> {
+        serde_json::to_value(&lines.0)
+            .ok()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default()
+    }
+
+    /// The total of `lines` in minor units and its currency, when every line is priced in
+    /// one currency.
+    pub fn total(lines: &[Self]) -> Option<(i64, String)> {
+        let currency = lines.first()?.currency.clone()?;
+        lines
+            .iter()
+            .try_fold((0i64, currency), |(sum, currency), line| {
+                (line.currency.as_ref() == Some(&currency))
+                    .then_some(())
+                    .and(line.unit_price)
+                    .and_then(|price| price.checked_mul(line.qty))
+                    .and_then(|amount| sum.checked_add(amount))
+                    .map(|sum| (sum, currency))
+            })
+    }
+}
+
+impl OrderRow {
+    /// The row of an order as order-svc's record (read through `sagactl::timeline`) holds
+    /// it; `stored_total` is the total order-svc wrote with it, if it did.
+    pub fn of(
+        order_id: &str,
+        order: sagactl::timeline::OrderRecord,
+        stored_total: Option<(i64, String)>,
+    ) -> Self {
+        let mut lines = order.lines.as_ref().map(LineShown::of).unwrap_or_default();
+        if lines.is_empty() && !order.item.is_empty() {
+            lines.push(LineShown {
+                item: order.item.clone(),
+                qty: order.qty,
+                name: None,
+                unit_price: None,
+                currency: None,
+            });
+        }
+        let (total, currency) = stored_total
+            .or_else(|| LineShown::total(&lines))
+            .map_or((None, None), |(t, c)| (Some(t), Some(c)));
+        Self {
+            order_id: order_id.to_owned(),
+            item: order.item,
+            qty: order.qty,
+            lines,
+            total,
+            currency,
+            student_id: order.student_id,
+            status: order.status,
+            reason: order.reason,
+            created_at: order.created_at,
+            updated_at: order.updated_at,
+        }
+    }
 }
 
 /// Counts per status, and the newest order ids overall (`ALL`) and of each status, with
@@ -236,6 +332,51 @@ pub struct StockRow {
 pub struct Stock {
     pub items: Vec<StockRow>,
     pub violations: Vec<String>,
+}
+
+// --- the catalog -----------------------------------------------------------------------------
+
+/// One product: inventory-svc's truth (price, stock, markers) and how old order-svc's replica of
+/// it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductRow {
+    pub item: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Minor units (899 EUR is 8.99 €).
+    #[serde(default)]
+    pub unit_price: Option<i64>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub stock: Option<i64>,
+    #[serde(default)]
+    pub low_threshold: Option<i64>,
+    /// Below its threshold.
+    #[serde(default)]
+    pub low: bool,
+    /// No stock left.
+    #[serde(default)]
+    pub out: bool,
+    /// How old order-svc's replica of it is (`None`: the replica does not have it).
+    #[serde(default, rename = "age_ms")]
+    pub replica_age_ms: Option<u64>,
+    /// The unit price the replica holds, when it differs from inventory-svc's (an event on
+    /// its way).
+    #[serde(default, skip_deserializing)]
+    pub replica_price: Option<i64>,
+}
+
+/// The catalog panel: every product, from inventory-svc (the owner) and order-svc's replica.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Catalog {
+    pub products: Vec<ProductRow>,
+    /// Where the rows come from: inventory-svc's `GET /products` answered.
+    pub inventory: bool,
+    /// order-svc's `GET /products` (the replica) answered.
+    pub replica: bool,
+    /// Why a side is missing.
+    pub notes: Vec<String>,
 }
 
 // --- the DLQ ---------------------------------------------------------------------------------
@@ -319,6 +460,9 @@ pub struct Status {
     pub actions: ActionPolicy,
     /// The drill running now.
     pub drill: Option<String>,
+    /// Traces and spans received at `POST /v1/traces` and held.
+    pub traces: usize,
+    pub spans: usize,
 }
 
 // --- drills and activity ---------------------------------------------------------------------
@@ -352,6 +496,11 @@ pub struct JourneyAnswer<'a> {
     /// ([`OrderStatus::requestable_from`]): what enables the Ship and Deliver buttons, so the
     /// page keeps no copy of the transition table.
     pub requestable: Vec<OrderStatus>,
+    /// The order's lines, prices and total (`None`: order-svc has no record of it).
+    pub order: Option<OrderRow>,
+    /// The order's events as a waterfall, from the spans the services exported to the board
+    /// (`None`: no span about it is held).
+    pub waterfall: Option<crate::traces::Waterfall>,
 }
 
 /// `POST /api/orders/{id}/status`: the order moved, and where it is now.
@@ -359,6 +508,21 @@ pub struct JourneyAnswer<'a> {
 pub struct Moved {
     pub order_id: String,
     pub status: OrderStatus,
+}
+
+/// `POST /v1/traces`: OTLP's `ExportTraceServiceResponse` (empty when every span was kept).
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TracesAccepted {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partial_success: Option<PartialSuccess>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartialSuccess {
+    pub rejected_spans: usize,
+    pub error_message: String,
 }
 
 /// `POST /api/orders`: the orders placed (also, in an error's details, those placed before it).
@@ -428,6 +592,8 @@ mod tests {
             Topic::Queues,
             Topic::Orders,
             Topic::Stock,
+            Topic::Catalog,
+            Topic::Alerts,
             Topic::Dlq,
             Topic::Invariants,
             Topic::Services,
@@ -453,6 +619,28 @@ mod tests {
         let statuses: Vec<String> = OrderStatus::ALL.iter().map(|s| s.to_string()).collect();
         assert_eq!(words["statuses"], serde_json::json!(statuses));
         assert_eq!(words["tones"]["CONFIRMED"], "done");
+    }
+
+    #[test]
+    fn lines_show_their_prices_when_the_record_has_them_and_a_total_in_one_currency() {
+        let json = serde_json::json!({"lines": [
+            {"item": "burger", "qty": 2, "name": "Burger", "unit_price": 899, "currency": "EUR"},
+            {"item": "pizza", "qty": 1, "name": "Pizza", "unit_price": 1250, "currency": "EUR"},
+        ]});
+        let lines: Vec<LineShown> = serde_json::from_value(json["lines"].clone()).unwrap();
+        assert_eq!(LineShown::total(&lines), Some((3048, "EUR".into())));
+        let mut mixed = lines.clone();
+        mixed[1].currency = Some("USD".into());
+        assert_eq!(LineShown::total(&mixed), None);
+        let mut unknown = lines;
+        unknown[0].unit_price = None;
+        assert_eq!(LineShown::total(&unknown), None);
+        // Today's record (no prices): the lines, price unknown.
+        let plain: OrderLines =
+            serde_json::from_value(serde_json::json!({"item": "burger", "qty": 2})).unwrap();
+        let shown = LineShown::of(&plain);
+        assert_eq!((shown[0].item.as_str(), shown[0].qty), ("burger", 2));
+        assert_eq!(LineShown::total(&shown), None);
     }
 
     #[test]

@@ -47,11 +47,15 @@ use crate::hub::Update;
 use crate::lab::drills;
 use crate::lab::faults::{self, FaultError, ServiceAction};
 use crate::lab::redis_outage::{self, RedisStopError};
-use crate::page::{Done, Health, JourneyAnswer, Looking, Topic};
+use crate::page::{
+    Done, Health, JourneyAnswer, Looking, OrderRow, PartialSuccess, Topic, TracesAccepted,
+};
 use crate::{Board, Shutdown, actions, assets, lock};
 
 /// Largest request body: every action's parameters fit in far less.
 const MAX_BODY: u64 = 16 * 1024;
+/// Largest OTLP batch: the services send at most 512 spans a request, well under this.
+const MAX_TRACES_BODY: u64 = 8 * 1024 * 1024;
 
 pub fn routes(
     board: Arc<Board>,
@@ -155,6 +159,27 @@ pub fn routes(
             ok(&Looking { looking: true })
         });
 
+    // The services' spans (OTLP/HTTP, JSON). Not an action: it changes only what the page
+    // shows, and a service has no token to send.
+    let traces = warp::path!("v1" / "traces")
+        .and(warp::post())
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::header::optional::<String>("origin"))
+        .and(warp::header::optional::<String>("host"))
+        .and(saga_platform::service::http::body_up_to(MAX_TRACES_BODY))
+        .and(with.clone())
+        .map(
+            |content_type: Option<String>,
+             origin: Option<String>,
+             host: Option<String>,
+             body: Bytes,
+             board: Arc<Board>| {
+                answer(
+                    take_spans(&board, content_type, origin, host, &body).map(|answer| ok(&answer)),
+                )
+            },
+        );
+
     let health = warp::path!("health").and(warp::get()).map(|| {
         ok(&Health {
             status: "ok",
@@ -236,6 +261,8 @@ pub fn routes(
         .or(state)
         .unify()
         .or(journey)
+        .unify()
+        .or(traces)
         .unify()
         .boxed();
     let actions = place
@@ -435,6 +462,11 @@ async fn journey(
                 .and_then(|o| OrderStatus::parse(&o.status))
                 .map(OrderStatus::requestable_from)
                 .unwrap_or_default(),
+            order: timeline
+                .order
+                .clone()
+                .map(|order| OrderRow::of(id.as_str(), order, None)),
+            waterfall: board.traces.waterfall(id.as_str()),
         })),
         Some("text") => Ok(text(journey.text())),
         Some("mermaid") => Ok(text(journey.mermaid())),
@@ -442,6 +474,36 @@ async fn journey(
             "format is json, text or mermaid, not {other:?}"
         ))),
     }
+}
+
+/// Keep an OTLP/HTTP JSON batch of spans (`ExportTraceServiceRequest`).
+fn take_spans(
+    board: &Board,
+    content_type: Option<String>,
+    origin: Option<String>,
+    host: Option<String>,
+    body: &[u8],
+) -> Result<TracesAccepted, ApiError> {
+    let json = content_type
+        .as_deref()
+        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/json"));
+    if !json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the board reads OTLP/HTTP JSON only (OTEL_EXPORTER_OTLP_PROTOCOL=http/json)",
+        ));
+    }
+    crate::guard::check_origin(origin.as_deref(), host.as_deref())?;
+    let request: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("not OTLP JSON: {e}")))?;
+    let got = board.traces.ingest(&request);
+    Ok(TracesAccepted {
+        partial_success: (got.rejected > 0).then(|| PartialSuccess {
+            rejected_spans: got.rejected,
+            error_message:
+                "spans without valid ids and times, or beyond a full trace, were dropped".into(),
+        }),
+    })
 }
 
 async fn service_fault(board: &Board, name: &str, action: &str) -> Result<Done, ApiError> {

@@ -17,16 +17,35 @@ export function setPoisonKinds(kinds) {
   $('#poison-kind').replaceChildren(...kinds.map((k) => el('option', { value: k.kind }, k.label)));
 }
 
+/** One more line for the order: its item and quantity, and a button that takes it away. */
+function addLine() {
+  const line = el('div', { class: 'row place-line' },
+    el('label', {}, 'item ', el('input', { class: 'line-item', list: 'items', size: 8, required: true })),
+    el('label', {}, 'qty ', el('input', { class: 'line-qty', type: 'number', value: 1, min: 1, max: 10000, size: 4 })),
+    el('button', { type: 'button', class: 'small', title: 'remove this line', onclick: () => line.remove() }, '×'));
+  $('#place-lines').append(line);
+}
+
+/**
+ * The order the form describes: one line as the lab's `item` and `qty`, several as `items`.
+ * @returns {{item?: string, qty?: number, items?: {item: string, qty: number}[]}}
+ */
+function orderLines() {
+  const first = { item: $('#place-item').value.trim(), qty: Number($('#place-qty').value) };
+  const more = [...document.querySelectorAll('#place-lines .place-line')].map((line) => ({
+    item: /** @type {HTMLInputElement} */ (line.querySelector('.line-item')).value.trim(),
+    qty: Number(/** @type {HTMLInputElement} */ (line.querySelector('.line-qty')).value),
+  }));
+  return more.length ? { items: [first, ...more] } : first;
+}
+
 /** The panel's forms and buttons. */
 export function wireActions() {
+  $('#add-line').addEventListener('click', addLine);
   $('#place-form').addEventListener('submit', (/** @type {Event} */ event) => {
     event.preventDefault();
     busy($('#place'), async () => {
-      const body = {
-        item: $('#place-item').value.trim(),
-        qty: Number($('#place-qty').value),
-        count: Number($('#place-count').value),
-      };
+      const body = { ...orderLines(), count: Number($('#place-count').value) };
       const done = await post('/api/orders', body);
       /** @type {string[]} */
       const ids = done.order_ids;

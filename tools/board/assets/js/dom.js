@@ -99,3 +99,29 @@ export function ago(ms) {
 export function short(id) {
   return id && id.length > 13 ? `${id.slice(0, 8)}…` : id;
 }
+
+/**
+ * An amount in minor units as money: `money(899, 'EUR')` is "€8.99" (the currency's own
+ * number of decimals; an unknown code shows the minor units as they are).
+ * @param {number} minor
+ * @param {string} currency
+ * @returns {string}
+ */
+export function money(minor, currency) {
+  try {
+    const format = new Intl.NumberFormat(undefined, { style: 'currency', currency });
+    const digits = format.resolvedOptions().maximumFractionDigits ?? 2;
+    return format.format(minor / 10 ** digits);
+  } catch (_) {
+    return `${minor} ${currency} (minor units)`;
+  }
+}
+
+/**
+ * An order's lines in a few words: "2 × burger, 1 × pizza".
+ * @param {{item: string, qty: number}[]} lines
+ * @returns {string}
+ */
+export function linesText(lines) {
+  return lines.map((l) => `${l.qty} × ${l.item}`).join(', ');
+}

@@ -1,10 +1,12 @@
 // @ts-check
 // The Journey panel: the selected order's swimlane, step by step with why each step was safe.
 
-import { $, el, svg } from './dom.js';
+import { $, el, money, svg } from './dom.js';
+import { drawWaterfall } from './waterfall.js';
 
 /** @typedef {import('./types.js').Journey} Journey */
 /** @typedef {import('./types.js').JourneyAnswer} JourneyAnswer */
+/** @typedef {import('./types.js').OrderRow} OrderRow */
 
 /** @type {{id: string|null, timer: ReturnType<typeof setInterval>|null}} */
 const shown = { id: null, timer: null };
@@ -41,9 +43,35 @@ async function loadJourney() {
     $('#journey-links').hidden = false;
     drawJourney(data.lanes, data.journey);
     drawMoves(data.requestable || []);
+    drawOrderLines(data.order);
+    drawWaterfall(data.waterfall);
   } catch (error) {
     $('#journey-title').textContent = error instanceof Error ? error.message : String(error);
   }
+}
+
+/**
+ * What the order holds: each line with its name and unit price as they were when it was
+ * placed, and the total (or "price unknown" when order-svc kept no price).
+ * @param {OrderRow|null} order
+ */
+function drawOrderLines(order) {
+  const box = $('#journey-order');
+  if (!order) {
+    box.replaceChildren();
+    return;
+  }
+  /** @param {number|null|undefined} minor @param {string|null|undefined} currency */
+  const price = (minor, currency) => (minor !== null && minor !== undefined && currency ? money(minor, currency) : 'price unknown');
+  const rows = order.lines.map((l) => el('tr', { 'data-item': l.item, 'data-qty': l.qty, 'data-unit-price': l.unit_price ?? '' },
+    el('td', {}, l.item), el('td', {}, l.name || ''), el('td', { class: 'num' }, l.qty),
+    el('td', { class: 'num' }, price(l.unit_price, l.currency)),
+    el('td', { class: 'num' }, l.unit_price !== null && l.unit_price !== undefined && l.currency ? money(l.unit_price * l.qty, l.currency) : '')));
+  box.replaceChildren(el('table', { class: 'grid lines', 'data-order-id': order.order_id, 'data-total': order.total ?? '' },
+    el('thead', {}, el('tr', {}, el('th', {}, 'item'), el('th', {}, 'name'), el('th', {}, 'qty'), el('th', {}, 'unit price'), el('th', {}, 'line'))),
+    el('tbody', {}, rows),
+    el('tfoot', {}, el('tr', {}, el('td', { colspan: 4 }, `total (${order.lines.length} line${order.lines.length === 1 ? '' : 's'})`),
+      el('td', { class: `num total${order.total === null ? ' unknown' : ''}` }, price(order.total, order.currency))))));
 }
 
 /**

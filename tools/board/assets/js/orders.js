@@ -2,7 +2,7 @@
 // The Orders panel: counts per status as filters, the newest orders, and which one is selected
 // (its journey shows beside it).
 
-import { $, clock, el, short } from './dom.js';
+import { $, clock, el, linesText, money, short } from './dom.js';
 import { showJourney } from './journey.js';
 
 /**
@@ -77,7 +77,11 @@ function drawOrders() {
   },
   el('td', {}, clock(o.created_at)),
   el('td', { class: 'id' }, short(o.order_id)),
-  el('td', {}, `${o.qty} × ${o.item}`),
+  el('td', { class: 'what', 'data-lines': o.lines.length },
+    linesText(o.lines.length ? o.lines : [{ item: o.item, qty: o.qty }]),
+    ' ',
+    el('span', { class: `price${o.total === null ? ' unknown' : ''}`, 'data-total': o.total ?? '' },
+      o.total !== null && o.currency ? money(o.total, o.currency) : 'price unknown')),
   el('td', {}, el('span', { class: `status tone-${panel.tones[o.status] || 'unknown'}` }, o.status))));
   if (!rows.length) rows.push(el('tr', {}, el('td', { colspan: 4, class: 'empty' }, 'no orders yet')));
   $('#orders tbody').replaceChildren(...rows);

@@ -27,6 +27,8 @@ export function drawStatus(status) {
     pill('redis', status.redis, status.redis ? 'Redis' : 'Redis down'),
     pill('management', status.management, status.management ? 'management API' : 'no management API'),
     el('span', { class: 'pill info' }, `vhost ${status.vhost} · prefix ${status.prefix}`),
+    el('span', { class: 'pill info', 'data-traces': status.traces, title: 'traces the services exported to this board (POST /v1/traces), for the waterfalls' },
+      status.traces ? `${status.traces} traces · ${status.spans} spans` : 'no spans yet'),
   ];
   if (status.drill) pills.push(el('span', { class: 'pill busy' }, `drill: ${status.drill}`));
   if (status.actions === 'refused') {

@@ -203,8 +203,9 @@ fn headline(timeline: &Timeline) -> String {
                 .map(|r| format!(" ({r})"))
                 .unwrap_or_default();
             format!(
-                "order {id}: {} x {}{student}, {}{reason}",
-                order.qty, order.item, order.status
+                "order {id}: {}{student}, {}{reason}",
+                what_was_ordered(order),
+                order.status
             )
         }
         None => match (&timeline.tombstone, &timeline.reservation) {
@@ -219,6 +220,14 @@ fn headline(timeline: &Timeline) -> String {
             (None, None) => format!("order {id} (unknown to order-svc)"),
         },
     }
+}
+
+/// `2 x burger`, or `3 lines, 7 units` for an order of several (whose record has no lab item).
+fn what_was_ordered(order: &crate::timeline::OrderRecord) -> String {
+    order.lines.as_ref().map_or_else(
+        || format!("{} x {}", order.qty, order.item),
+        crate::timeline::OrderLines::summary,
+    )
 }
 
 /// Steps collected out of order, each with the time it sorts by.
@@ -261,9 +270,8 @@ fn origin(story: &mut Story, timeline: &Timeline) {
                 to: Lane::OrderSvc,
                 kind: StepKind::Request,
                 what: format!(
-                    "POST /order: {} x {}, 201 {}",
-                    order.qty,
-                    order.item,
+                    "POST /order: {}, 201 {}",
+                    what_was_ordered(order),
                     OrderStatus::Placed
                 ),
                 event: Some(EventType::OrderPlaced),
