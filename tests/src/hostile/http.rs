@@ -107,6 +107,7 @@ impl Target {
                 ("POST", "/api/faults/services/{name}/{action}"),
                 ("POST", "/api/faults/connections"),
                 ("POST", "/api/faults/redis"),
+                ("POST", "/v1/traces"),
             ],
         }
     }
