@@ -56,7 +56,16 @@ pub fn routes(
         .and(warp::get())
         .and(with_catalog.clone())
         .then(catalog::http::list_products);
+    // `/products/announce` is a resource of its own (OpenAPI matches a concrete path before a
+    // template): a PUT there is a 405 naming POST, not a product called `announce`.
     let set_product = warp::path!("products" / String)
+        .and_then(|item: String| async move {
+            if item == "announce" {
+                Err(warp::reject::not_found())
+            } else {
+                Ok(item)
+            }
+        })
         .and(warp::put())
         .and(gates.catalog.filter())
         .and(saga_platform::service::http::body_up_to(4096))
@@ -127,6 +136,18 @@ pub(crate) struct StockSet {
     previous: i64,
 }
 
+/// The `{item}` of a path: warp hands the segment over as sent, and `fish%20chips` names the
+/// item `fish chips`.
+///
+/// # Errors
+/// 400: not UTF-8 once percent-decoded, or not an item.
+pub(crate) fn item_in_path(segment: &str) -> Result<Item, ApiError> {
+    let item = percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map_err(|_| ApiError::bad_request("item is not UTF-8 once percent-decoded"))?;
+    Item::parse(&item).map_err(|e| ApiError::bad_request(e.0))
+}
+
 /// `PUT /stock/{item}` with `{"available": N}`; its stock events go out through the catalog's
 /// outbox, written in the same step.
 async fn set_stock(
@@ -135,11 +156,7 @@ async fn set_stock(
     ledger: RedisLedger,
     catalog: Catalog,
 ) -> Result<Response, ApiError> {
-    // warp hands the segment over as sent: `fish%20chips` names the item `fish chips`.
-    let item = percent_encoding::percent_decode_str(&item)
-        .decode_utf8()
-        .map_err(|_| ApiError::bad_request("item is not UTF-8 once percent-decoded"))?;
-    let item = Item::parse(&item).map_err(|e| ApiError::bad_request(e.0))?;
+    let item = item_in_path(&item)?;
     let available = required(wire::read::<StockBody>(&body)?.available, "available")?;
     let available = u32::try_from(available).map_err(|_| {
         ApiError::bad_request(format!(

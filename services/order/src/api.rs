@@ -85,7 +85,7 @@ use crate::headers::{self, RequestTrace};
 use crate::orders::{
     Cancelled, Idempotent, NewOrder, OrderStore, Placed, Seen, StatusSet, WriteError,
 };
-use crate::replica::Replica;
+use crate::replica::{Replica, ReplicaListing};
 
 /// Largest request body we read; anything bigger is a 413 that names this limit.
 pub const MAX_BODY: u64 = 16 * 1024;
@@ -256,7 +256,14 @@ pub fn routes(
 /// `GET /products`: the catalog as order-svc's replica holds it, each entry with its age.
 async fn list_products(replica: Replica) -> Result<Response, ApiError> {
     let products = replica.list().await.map_err(store_down)?;
-    Ok(warp::reply::json(&json!({ "products": products })).into_response())
+    Ok(warp::reply::json(&Products { products }).into_response())
+}
+
+/// The answer to `GET /products`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Products {
+    /// Every product the replica knows, by item.
+    products: Vec<ReplicaListing>,
 }
 
 /// Serve one request of an API route: name its route in the request's span (see
@@ -504,9 +511,20 @@ async fn place_order(
     )
 }
 
-/// Read a new order's body with a reason a person can act on.
-fn parse_new_order(body: &[u8]) -> Result<NewOrder, ApiError> {
-    Ok(NewOrder::try_from(wire::read::<NewOrderBody>(body)?)?)
+/// Read a new order's body with a reason a person can act on: 400 for a body its schema
+/// refuses, 422 for one refused only because an item is on two lines (well formed, and what the
+/// schema cannot refuse: JSON Schema cannot ask lines to differ in one field).
+pub(crate) fn parse_new_order(body: &[u8]) -> Result<NewOrder, ApiError> {
+    let body = wire::read::<NewOrderBody>(body)?;
+    let without_repeats = body.without_repeated_items();
+    NewOrder::try_from(body).map_err(|e| {
+        if without_repeats.is_some_and(|b| NewOrder::try_from(b).is_ok()) {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.0)
+                .with_details(json!({ "field": "items" }))
+        } else {
+            e.into()
+        }
+    })
 }
 
 /// The body of `POST /order`, read like an event's body (see [`saga_domain::wire`]): an
@@ -515,7 +533,7 @@ fn parse_new_order(body: &[u8]) -> Result<NewOrder, ApiError> {
 /// Fields it does not know are ignored. (Its schema names the domain types `TryFrom` builds,
 /// with their limits; `default` is on each field, not the struct, so that the schema shows no
 /// `null` default.)
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub(crate) struct NewOrderBody {
     /// The lab's one line, with `qty` (or give `items`).
     #[serde(default, deserialize_with = "wire::text")]
@@ -538,7 +556,7 @@ pub(crate) struct NewOrderBody {
 }
 
 /// One of `items`: `item` (or the starter's `sku`) and `qty`.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub(crate) struct NewLineBody {
     #[serde(default, deserialize_with = "wire::text", alias = "sku")]
     #[schema(required = true, value_type = Item)]
@@ -549,6 +567,29 @@ pub(crate) struct NewLineBody {
 }
 
 impl NewOrderBody {
+    /// The body with each item's later lines left out, when an item is on two lines (and the
+    /// lines are no more than an order holds).
+    fn without_repeated_items(&self) -> Option<Self> {
+        let items = self.items.as_ref()?;
+        if items.len() > saga_domain::lines::MAX_LINES {
+            return None;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        let kept: Vec<NewLineBody> = items
+            .iter()
+            .filter(|line| {
+                line.item
+                    .as_ref()
+                    .is_none_or(|item| seen.insert(item.clone()))
+            })
+            .cloned()
+            .collect();
+        (kept.len() < items.len()).then(|| Self {
+            items: Some(kept),
+            ..self.clone()
+        })
+    }
+
     /// The order's lines: `items`, or the lab's `item` and `qty`; never both.
     fn lines(&mut self) -> Result<Lines, Malformed> {
         let Some(items) = self.items.take() else {

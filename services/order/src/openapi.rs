@@ -3,8 +3,8 @@
 //!
 //! The routes are warp filters, not functions, so each is described here by a `#[utoipa::path]`
 //! on an empty function of its own; what can drift is held to the code: the bodies are the
-//! handlers' own types (`NewOrderBody`, `StatusBody`, `CancelBody` in [`crate::api`], the
-//! domain's `OrderView`, `OrderAck`, `OrderPage` and their newtypes' limits, the platform's
+//! handlers' own types (`NewOrderBody`, `StatusBody`, `CancelBody`, `Products` in
+//! [`crate::api`], the replica's `ReplicaListing`, the domain's `OrderView`, `OrderAck`, `OrderPage` and their newtypes' limits, the platform's
 //! `ErrorBody`), and the tests below hold the list of paths to the routes that answer.
 //!
 //! The per-user API (`/api/v1/orders...`) needs a Bearer token only when `AUTH_JWT_SECRET` is
@@ -23,10 +23,12 @@ use utoipa::openapi::{
 };
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
-use crate::api::{CancelBody, NewOrderBody, OrderList, StatusBody};
+use crate::api::{CancelBody, NewOrderBody, OrderList, Products, StatusBody};
 
 /// The tag of the classic lab's routes.
 const LAB: &str = "orders";
+/// The tag of the catalog replica.
+const CATALOG: &str = "catalog";
 /// The tag of the per-user API.
 const PER_USER: &str = "orders per user";
 /// The name of the Bearer scheme in the document (the paths below spell it out: a macro's
@@ -44,15 +46,18 @@ const BEARER: &str = "bearer";
     paths(
         place, get_order, list_orders, cancel, set_status,
         api_place, api_list, api_get, api_set_status, api_cancel,
+        list_products,
         ops::health, ops::ready, ops::metrics, ops::openapi_json,
     ),
     // Types named only by parameters are not collected on their own.
     components(schemas(ErrorBody, OrderId, CorrelationId, IdempotencyKey, PageLimit)),
-    modifiers(&BearerScheme),
+    modifiers(&BearerScheme, &OrderBodyRules),
     tags(
         (name = LAB, description = "The classic lab's routes: open, orders without an owner"),
         (name = PER_USER, description = "`/api/v1/orders`: each user's own orders when \
             `AUTH_JWT_SECRET` is set (HS256 Bearer token; staff ship and deliver)"),
+        (name = CATALOG, description = "The catalog as order-svc's replica holds it, from \
+            inventory-svc's product events"),
         (name = OPS_TAG, description = "Liveness, readiness, metrics and this document"),
     )
 )]
@@ -73,6 +78,37 @@ impl Modify for BearerScheme {
             ))
             .build();
         components.add_security_scheme(BEARER, SecurityScheme::Http(scheme));
+    }
+}
+
+/// What `NewOrderBody`'s derive cannot say, added beside it: one line (`item` and `qty`) or
+/// several (`items`), never both; `student_id` or `user_id`, not both; and no line twice
+/// (`uniqueItems`; the same item on two lines of different `qty`, which JSON Schema cannot
+/// refuse, is refused with 422, not 400: [`crate::api::parse_new_order`]).
+struct OrderBodyRules;
+
+impl Modify for OrderBodyRules {
+    fn modify(&self, document: &mut Document) {
+        let lines = ops::any_of([
+            ops::given(&[("items", Type::Array)], &["item", "qty"]),
+            ops::given(
+                &[("item", Type::String), ("qty", Type::Integer)],
+                &["items"],
+            ),
+        ]);
+        let one_student = ops::any_of([
+            ops::given(&[], &["student_id"]),
+            ops::given(&[], &["user_id"]),
+        ]);
+        if let Some(RefOr::T(Schema::Object(body))) = document
+            .components
+            .as_mut()
+            .and_then(|c| c.schemas.get_mut("NewOrderBody"))
+            && let Some(RefOr::T(Schema::Array(items))) = body.properties.get_mut("items")
+        {
+            items.unique_items = true;
+        }
+        ops::constrain(document, "NewOrderBody", [lines, one_student]);
     }
 }
 
@@ -161,7 +197,7 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut utoipa::openapi:
         (status = 400, description = "A field or header is missing, ill-typed or over its limit (named in `field`, `limit`)", body = ErrorBody),
         (status = 413, description = "Body over 16 KiB", body = ErrorBody),
         (status = 415, description = "A Content-Type that is not JSON", body = ErrorBody),
-        (status = 422, description = "The Idempotency-Key was first used with another request", body = ErrorBody),
+        (status = 422, description = "An item on two lines (`field: items`), or the Idempotency-Key first used with another request", body = ErrorBody),
         (status = 503, description = "Redis unavailable, the outbox full (with `Retry-After`), or the write not acknowledged by the replicas (`may_exist`, `order_id`)", body = ErrorBody,
          headers(("retry-after" = String, description = "Seconds to wait, when the outbox is full"))),
     ))]
@@ -243,7 +279,7 @@ pub fn set_status() {}
          headers(("www-authenticate" = String, description = "The Bearer challenge (RFC 6750)"))),
         (status = 413, description = "Body over 16 KiB", body = ErrorBody),
         (status = 415, description = "A Content-Type that is not JSON", body = ErrorBody),
-        (status = 422, description = "The Idempotency-Key was first used with another request", body = ErrorBody),
+        (status = 422, description = "An item on two lines (`field: items`), or the Idempotency-Key first used with another request", body = ErrorBody),
         (status = 503, description = "Redis unavailable, the outbox full, or the write not acknowledged", body = ErrorBody,
          headers(("retry-after" = String, description = "Seconds to wait, when the outbox is full"))),
     ))]
@@ -316,6 +352,15 @@ pub fn api_set_status() {}
     ))]
 pub fn api_cancel() {}
 
+/// The catalog as order-svc's replica holds it: each product with its price, stock, markers
+/// (`low`, `out`) and how old the information is. A part inventory has not told yet (an item
+/// only seen in a stock event has no name or price) is `null`.
+#[utoipa::path(get, path = "/products", tag = CATALOG, responses(
+    (status = 200, description = "The products, by item", body = Products),
+    (status = 503, description = "Redis unavailable", body = ErrorBody),
+))]
+pub fn list_products() {}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{Value, json};
@@ -330,7 +375,7 @@ mod tests {
     /// Every `(METHOD, path)` order-svc serves (crate::api::routes, the platform's ops routes):
     /// a route added there and not described in [`OrderApi`] fails here, and in the
     /// integration test that asks the running service (tests/tests/it/openapi.rs).
-    const ROUTES: [(&str, &str); 14] = [
+    const ROUTES: [(&str, &str); 15] = [
         ("POST", "/order"),
         ("GET", "/order/{id}"),
         ("GET", "/orders"),
@@ -341,6 +386,7 @@ mod tests {
         ("GET", "/api/v1/orders/{id}"),
         ("PATCH", "/api/v1/orders/{id}/status"),
         ("POST", "/api/v1/orders/{id}/cancel"),
+        ("GET", "/products"),
         ("GET", "/health"),
         ("GET", "/ready"),
         ("GET", "/metrics"),
@@ -477,11 +523,70 @@ mod tests {
             .unwrap()
             .clone();
         assert_eq!(offset["schema"]["maximum"], json!(MAX_OFFSET));
-        // One line (item and qty) or several (items): neither is required on its own.
-        assert_eq!(schemas["NewOrderBody"]["required"], json!(null));
-        let items = &schemas["NewOrderBody"]["properties"]["items"];
+        // One line (item and qty) or several (items): neither is required on its own (the
+        // derived schema is the first of allOf, the rules between fields beside it).
+        let derived = &schemas["NewOrderBody"]["allOf"][0];
+        assert_eq!(derived["required"], json!(null));
+        let items = &derived["properties"]["items"];
         assert_eq!(items["maxItems"], json!(saga_domain::lines::MAX_LINES));
+        assert_eq!(items["uniqueItems"], json!(true));
         assert_eq!(schemas["NewLineBody"]["required"], json!(["item", "qty"]));
+    }
+
+    /// `NewOrderBody`'s schema, as a validator reads it, against what the handler takes: the
+    /// shapes, and the rules between fields.
+    #[test]
+    fn a_new_order_body_is_valid_when_the_handler_takes_it() {
+        let doc = json(true);
+        let schema = json!({
+            "$ref": "#/components/schemas/NewOrderBody",
+            "components": doc["components"],
+        });
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let line = |item: &str, qty: i64| json!({"item": item, "qty": qty});
+        let bodies = [
+            json!({}),
+            json!({"item": "burger", "qty": 1}),
+            json!({"item": "burger", "qty": 1, "student_id": "s-1"}),
+            json!({"item": "burger", "qty": 1, "user_id": "s-1"}),
+            json!({"item": "burger", "qty": 1, "student_id": "s-1", "user_id": "s-1"}),
+            json!({"item": "burger", "qty": 1, "student_id": null, "user_id": "s-1"}),
+            json!({"item": "burger", "qty": 1, "items": null}),
+            json!({"item": "burger"}),
+            json!({"qty": 1}),
+            json!({"item": "burger", "qty": null}),
+            json!({"item": "burger", "qty": 0}),
+            json!({"item": "a:b", "qty": 1}),
+            json!({"items": [line("burger", 1)]}),
+            json!({"items": [line("burger", 1), line("pizza", 2)], "user_id": "u"}),
+            json!({"items": [line("burger", 1), line("burger", 1)]}),
+            json!({"items": []}),
+            json!({"items": [line("burger", 1)], "item": "pizza", "qty": 1}),
+            json!({"items": [line("burger", 1)], "item": null, "qty": null}),
+            json!({"items": [line("burger", 1)], "qty": 1}),
+            json!({"items": [{"item": "burger"}]}),
+            json!({"items": [{"sku": "burger", "qty": 1}]}),
+            json!({"items": (0..=saga_domain::lines::MAX_LINES).map(|i| line(&format!("i{i}"), 1)).collect::<Vec<_>>()}),
+            json!({"items": (0..saga_domain::lines::MAX_LINES).map(|i| line(&format!("i{i}"), 1)).collect::<Vec<_>>()}),
+        ];
+        // An item on two lines with other quantities: valid for the schema, 422 for the handler.
+        let twice = json!({"items": [line("burger", 1), line("burger", 2)]});
+        assert!(validator.is_valid(&twice));
+        let refused = crate::api::parse_new_order(twice.to_string().as_bytes()).unwrap_err();
+        assert_eq!(refused.status.as_u16(), 422, "{}", refused.message);
+        let refused = crate::api::parse_new_order(
+            json!({"items": [line("burger", 0), line("burger", 2)]})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(refused.status.as_u16(), 400, "{}", refused.message);
+        for body in bodies {
+            let takes = crate::api::parse_new_order(body.to_string().as_bytes()).is_ok();
+            // The starter's `sku` is taken for `item`; the schema names only `item`.
+            let sku = body.to_string().contains("sku");
+            assert_eq!(validator.is_valid(&body) || sku, takes, "{body}");
+        }
     }
 
     #[test]

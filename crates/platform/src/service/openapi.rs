@@ -10,6 +10,9 @@
 
 use std::sync::Arc;
 
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, ObjectBuilder, Schema, Type};
+
 use warp::http::{HeaderValue, Method, StatusCode};
 use warp::path::FullPath;
 use warp::reply::Response;
@@ -45,6 +48,51 @@ pub fn metrics() {}
     (status = 200, description = "The OpenAPI document", body = Object),
 ))]
 pub fn openapi_json() {}
+
+/// Add to the component schema `name` what its derive cannot say (how its fields go together),
+/// as `allOf` of the derived schema and `constraints`; the description stays on the whole.
+/// Nothing happens to a schema that is not a derived object.
+pub fn constrain(
+    document: &mut utoipa::openapi::OpenApi,
+    name: &str,
+    constraints: impl IntoIterator<Item = Schema>,
+) {
+    let Some(components) = document.components.as_mut() else {
+        return;
+    };
+    let Some(RefOr::T(Schema::Object(mut derived))) = components.schemas.get(name).cloned() else {
+        return;
+    };
+    let description = derived.description.take();
+    let mut all = AllOfBuilder::new().item(derived).description(description);
+    for constraint in constraints {
+        all = all.item(constraint);
+    }
+    components.schemas.insert(name.to_owned(), all.into());
+}
+
+/// A constraint: at least one of `alternatives` holds.
+pub fn any_of(alternatives: impl IntoIterator<Item = Schema>) -> Schema {
+    alternatives
+        .into_iter()
+        .fold(AnyOfBuilder::new(), AnyOfBuilder::item)
+        .into()
+}
+
+/// A constraint: these fields are given, each of its type (not `null`), and these others are
+/// absent or `null`.
+pub fn given(fields: &[(&str, Type)], absent: &[&str]) -> Schema {
+    let mut object = ObjectBuilder::new();
+    for (field, of) in fields {
+        object = object
+            .property(*field, ObjectBuilder::new().schema_type(of.clone()))
+            .required(*field);
+    }
+    for field in absent {
+        object = object.property(*field, ObjectBuilder::new().schema_type(Type::Null));
+    }
+    object.into()
+}
 
 /// `GET /openapi.json`: `document`, rendered once.
 ///
@@ -89,11 +137,8 @@ pub fn method_not_allowed(
             let resources = resources.clone();
             async move {
                 let asked: Vec<&str> = path.as_str().trim_start_matches('/').split('/').collect();
-                match resources
-                    .iter()
-                    .find(|(template, _)| matches(template, &asked))
-                {
-                    Some((_, allowed)) if !allowed.contains(&method.as_str()) => {
+                match methods_of(&resources, &asked) {
+                    Some(allowed) if !allowed.contains(&method.as_str()) => {
                         Ok(not_allowed(allowed))
                     }
                     _ => Err(warp::reject::not_found()),
@@ -120,6 +165,21 @@ fn matches(template: &[String], asked: &[&str]) -> bool {
                 t == a
             }
         })
+}
+
+/// The methods of the resource a request's path segments name, if any: a concrete path before a
+/// template (OpenAPI's rule), so `/products/announce` is not `/products/{item}`.
+fn methods_of<'a>(resources: &'a [Resource], asked: &[&str]) -> Option<&'a [&'static str]> {
+    resources
+        .iter()
+        .filter(|(template, _)| matches(template, asked))
+        .max_by_key(|(template, _)| literals(template))
+        .map(|(_, methods)| methods.as_slice())
+}
+
+/// How many of a template's segments are not `{name}`: the more, the more concrete.
+fn literals(template: &[String]) -> usize {
+    template.iter().filter(|t| !t.starts_with('{')).count()
 }
 
 fn methods(item: &utoipa::openapi::PathItem) -> Vec<&'static str> {
@@ -164,5 +224,23 @@ mod tests {
         assert!(!matches(&template, &["order", "", "cancel"]));
         assert!(!matches(&template, &["order", "o-1"]));
         assert!(!matches(&template, &["orders", "o-1", "cancel"]));
+    }
+
+    #[test]
+    fn a_concrete_path_comes_before_a_template() {
+        // The template first, as a document may list it.
+        let resources: Vec<Resource> = vec![
+            (segments("/products/{item}"), vec!["PUT"]),
+            (segments("/products/announce"), vec!["POST"]),
+            (segments("/products"), vec!["GET"]),
+        ];
+        let methods = |path: &str| {
+            let asked: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+            methods_of(&resources, &asked).map(<[&str]>::to_vec)
+        };
+        assert_eq!(methods("/products/announce"), Some(vec!["POST"]));
+        assert_eq!(methods("/products/burger"), Some(vec!["PUT"]));
+        assert_eq!(methods("/products"), Some(vec!["GET"]));
+        assert_eq!(methods("/products/burger/x"), None);
     }
 }

@@ -2,17 +2,17 @@
 //! `POST /products/announce` (behind the same [`saga_platform::service::admin::AdminGate`] as
 //! `PUT /stock`). Bad input is a 4xx JSON answer naming the field, and changes nothing.
 
-use saga_domain::ids::Item;
 use saga_domain::product::{Currency, MAX_UNIT_PRICE, ProductName, low_threshold};
 use saga_domain::wire;
 use saga_platform::service::http::ApiError;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use warp::Reply;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::{Catalog, ProductUpdate, Updated};
+use super::{Catalog, Listing, ProductUpdate, Updated};
+use crate::api::item_in_path;
 
 fn store_down(e: redis::RedisError) -> ApiError {
     ApiError::unavailable(format!("Redis unavailable: {e}"))
@@ -21,20 +21,58 @@ fn store_down(e: redis::RedisError) -> ApiError {
 /// `GET /products`: every product with its price, stock and markers.
 pub async fn list_products(catalog: Catalog) -> Result<Response, ApiError> {
     let products = catalog.list().await.map_err(store_down)?;
-    Ok(warp::reply::json(&json!({ "products": products })).into_response())
+    Ok(warp::reply::json(&Products { products }).into_response())
 }
 
-/// The body of `PUT /products/{item}`, read like an event's body (see [`saga_domain::wire`]).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct ProductBody {
-    #[serde(deserialize_with = "wire::text")]
+/// The answer to `GET /products`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Products {
+    /// Every product, by item.
+    products: Vec<Listing>,
+}
+
+/// The answer to `PUT /products/{item}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ProductSet {
+    /// The product as it is now.
+    product: Listing,
+    /// Whether anything was written (and announced): `false` when it already was so.
+    changed: bool,
+}
+
+/// The answer to `POST /products/announce`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Announced {
+    /// How many products the snapshot holds.
+    announced: usize,
+}
+
+/// The body of `PUT /products/{item}`, read like an event's body (see [`saga_domain::wire`]):
+/// any of the fields, at least one of them not `null` (the document adds that to this schema:
+/// [`crate::openapi`]); fields it does not know are ignored. The schema's limits are the
+/// domain's ([`saga_domain::product`]; the tests hold them to it). (`default` is on each
+/// field, not the struct, so that the schema shows no `null` default.)
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub(crate) struct ProductBody {
+    /// What the menu calls it: 1 to 100 characters, not only spaces, no control characters.
+    #[serde(default, deserialize_with = "wire::text")]
+    // ProductName::parse's rules (the tests hold the pattern to it).
+    #[schema(
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     name: Option<String>,
-    #[serde(deserialize_with = "wire::integer")]
+    /// The price of one unit in minor units (`899` is 8.99).
+    #[serde(default, deserialize_with = "wire::integer")]
+    #[schema(minimum = 0, maximum = 100_000_000)]
     unit_price: Option<i64>,
-    #[serde(deserialize_with = "wire::text")]
+    /// ISO 4217: three capital letters (a product added without one gets CATALOG_CURRENCY).
+    #[serde(default, deserialize_with = "wire::text")]
+    #[schema(pattern = "^[A-Z]{3}$")]
     currency: Option<String>,
-    #[serde(deserialize_with = "wire::integer")]
+    /// Below this many units the product is low on stock (0: never).
+    #[serde(default, deserialize_with = "wire::integer")]
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     low_threshold: Option<i64>,
 }
 
@@ -91,12 +129,13 @@ pub async fn set_product(
     body: bytes::Bytes,
     catalog: Catalog,
 ) -> Result<Response, ApiError> {
-    let item = Item::parse(&item).map_err(|e| ApiError::bad_request(e.0))?;
+    let item = item_in_path(&item)?;
     let update = ProductUpdate::try_from(wire::read::<ProductBody>(&body)?)?;
     let (listing, status, changed) =
         match catalog.update(&item, &update).await.map_err(store_down)? {
             Updated::Incomplete => {
-                return Err(ApiError::bad_request(format!(
+                // The request is well formed; the catalog lacks what it would change.
+                return Err(ApiError::not_found(format!(
                     "{item} is no product yet: name and unit_price are needed to add it"
                 )));
             }
@@ -112,7 +151,10 @@ pub async fn set_product(
                 (listing, status, true)
             }
         };
-    let body = json!({ "product": listing, "changed": changed });
+    let body = ProductSet {
+        product: listing,
+        changed,
+    };
     Ok(warp::reply::with_status(warp::reply::json(&body), status).into_response())
 }
 
@@ -120,6 +162,6 @@ pub async fn set_product(
 pub async fn announce(catalog: Catalog) -> Result<Response, ApiError> {
     let announced = catalog.announce().await.map_err(store_down)?;
     tracing::info!(announced, "catalog snapshot announced on request");
-    let body = json!({ "announced": announced });
+    let body = Announced { announced };
     Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::ACCEPTED).into_response())
 }

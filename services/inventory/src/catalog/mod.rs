@@ -37,6 +37,7 @@ use saga_domain::product::{Currency, MAX_UNIT_PRICE};
 use saga_platform::redis::store::{Keys, Redis};
 use serde::Serialize;
 use tokio::sync::Notify;
+use utoipa::ToSchema;
 
 use crate::stock::StockList;
 
@@ -93,13 +94,19 @@ pub fn parse_price_list(s: &str) -> Result<PriceList, String> {
 }
 
 /// One product as `GET /products` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Listing {
+    #[schema(value_type = Item)]
     pub item: String,
+    /// What the menu calls it.
     pub name: String,
+    /// The price of one unit, in minor units of `currency` (`899` is 8.99).
     pub unit_price: i64,
+    /// ISO 4217 (`EUR`).
     pub currency: String,
+    /// Below this many units the product is low on stock (0: never).
     pub low_threshold: i64,
+    /// Units available.
     pub stock: i64,
     /// Below its threshold.
     pub low: bool,

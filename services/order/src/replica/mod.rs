@@ -21,16 +21,23 @@ pub use saga_domain::product::Priced;
 use saga_domain::product::{Currency, Price, ProductChange, ProductEvent, ProductName};
 use saga_platform::redis::store::{Keys, Redis};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// One product as order-svc's `GET /products` shows it. A part inventory has not told yet (an
 /// item only seen in a stock event has no name or price) is `null`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ReplicaListing {
+    #[schema(value_type = Item)]
     pub item: String,
+    /// What the menu calls it.
     pub name: Option<String>,
+    /// The price of one unit, in minor units of `currency` (`899` is 8.99).
     pub unit_price: Option<i64>,
+    /// ISO 4217 (`EUR`).
     pub currency: Option<String>,
+    /// Below this many units the product is low on stock (0: never).
     pub low_threshold: Option<i64>,
+    /// Units available, as inventory last said.
     pub stock: Option<i64>,
     /// Below its threshold.
     pub low: bool,
@@ -38,11 +45,13 @@ pub struct ReplicaListing {
     pub out: bool,
     /// How old the newest information held is: ms since inventory said it.
     pub age_ms: Option<u64>,
-    /// When inventory said the name and price, and the stock (ms since the Unix epoch).
+    /// When inventory said the name and price (ms since the Unix epoch).
     pub info_at: Option<u64>,
+    /// When inventory said the stock (ms since the Unix epoch).
     pub stock_at: Option<u64>,
-    /// The `seq` of what is held of each part.
+    /// The `seq` of the name and price held.
     pub info_seq: Option<u64>,
+    /// The `seq` of the stock held.
     pub stock_seq: Option<u64>,
     /// When the replica last changed this entry (ms since the Unix epoch).
     pub updated_at: Option<u64>,
