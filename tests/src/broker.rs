@@ -11,6 +11,10 @@ use saga_platform::amqp::properties::header_str;
 
 use crate::TestEnv;
 
+/// The routing keys of an order's events: a tap bound to them sees the saga's events, not the
+/// catalog's product events (which have tests of their own, tests/it/catalog.rs).
+pub const SAGA_KEYS: [&str; 2] = ["order.#", "inventory.#"];
+
 /// A message taken off a queue.
 #[derive(Debug, Clone)]
 pub struct Taken {
