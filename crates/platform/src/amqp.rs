@@ -10,8 +10,9 @@
 //! - [`retry`]: the retry policy and its mechanics: an outage is waited out, any other failure is
 //!   retried a few times through a retry queue, then dead-lettered.
 //! - [`headers`]: copies of a message's headers made to fit one AMQP frame, and the DLQ copy's own.
-//! - [`oversized`]: taking off a queue a message the broker grew past the frame (lapin cannot
-//!   read it).
+//! - [`oversized`]: taking off a queue a message lapin cannot receive (grown past the frame by
+//!   the broker, or with properties it cannot parse), read by [`head_reader`], a reader of queue
+//!   heads that takes any frame.
 //!
 //! The consume loop that decides what happens to each delivery lives in [`consumer`].
 //! Connection loss is handled by explicit reconnect loops rather than lapin's auto-recovery:
@@ -24,6 +25,7 @@
 //! reconnect, not an outage.
 
 pub mod consumer;
+pub mod head_reader;
 pub mod headers;
 pub mod nodes;
 pub mod oversized;

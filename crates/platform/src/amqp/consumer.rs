@@ -365,9 +365,10 @@ pub async fn run_consumer<H: Handler>(
                 status.set(false);
                 metrics::counter!("saga_reconnects_total").increment(1);
                 close_connection(&conn, 320, "reconnecting").await;
-                // A message grown past the frame by the broker would end every session the
-                // same way: take it off the queue before consuming again.
-                if oversized::is_frame_too_large(&cause) {
+                // A message lapin cannot receive (grown past the frame by the broker, or with
+                // properties it cannot parse) would end every session the same way: take it off
+                // the queue before consuming again.
+                if oversized::is_unreceivable(&cause) {
                     let frame_max = conn.configuration().frame_max();
                     let rescue = oversized::Rescue {
                         url: &settings.url,

@@ -11,34 +11,31 @@
 //! someone published straight into a retry queue with 128 KB of headers, would stop the
 //! consumer for good.
 //!
-//! So when a consumer's connection closes with `FRAME-ERROR`, the loop calls [`rescue`] before
-//! it consumes again. It reads the heads of the consumer's queues with amqprs, a second AMQP
-//! client that does not limit the frames it receives, at most a prefetch's worth each (the
-//! message was among the deliveries the closed connection held, which went back to the head).
-//! A message whose properties do not fit the frame is copied to the DLQ, body byte for byte,
+//! So when a consumer's connection closes with `FRAME-ERROR`, or because lapin could not parse
+//! a message's properties (a header string that is not UTF-8 where the protocol wants one), the
+//! loop calls [`rescue`] before it consumes again. It reads the heads of the consumer's queues
+//! with [`HeadReader`], which receives frames of any size and hands back properties it cannot
+//! parse as the reason why, at most a prefetch's worth each (the message was among the
+//! deliveries the closed connection held, which went back to the head). A message whose
+//! properties do not fit the frame, or cannot be read, is copied to the DLQ, body byte for byte,
 //! with the `x-dlq-*` headers saying why and without the sender's headers (the reason names
 //! them), and acked once the broker has confirmed the copy. The others are given back
-//! untouched, in their order, when the rescue's channel closes.
+//! untouched, in their order, when the reader's connection closes.
 
 use std::time::Duration;
 
-use amqprs::channel::{BasicAckArguments, BasicGetArguments, Channel};
-use amqprs::connection::{Connection as RescueConnection, OpenConnectionArguments};
 use lapin::BasicProperties;
 use lapin::protocol::{AMQPErrorKind, AMQPHardError};
 use lapin::types::ShortString;
 use tracing::{error, info, warn};
 
+use crate::amqp::head_reader::{Got, HeadReader};
 use crate::amqp::headers;
 use crate::amqp::nodes::BrokerNodes;
 use crate::amqp::topology::Topology;
 use crate::amqp::{Publisher, close_connection, connect_once};
 use saga_domain::dlq::DlqHeaders;
 use saga_domain::events::unix_now_secs;
-
-/// The bytes of a content-header frame besides the properties: frame header (7), class id,
-/// weight and body size (12), frame end (1).
-const HEADER_FRAME_OVERHEAD: usize = 20;
 
 /// How long one step of a rescue (connect, get, publish) may take before it is given up; the
 /// consumer's next session tries again.
@@ -57,25 +54,34 @@ pub struct Rescue<'a> {
     pub dlq_queue: &'a str,
 }
 
-/// Did this session end because the broker sent a frame larger than the connection agreed?
-pub fn is_frame_too_large(cause: &anyhow::Error) -> bool {
+/// Did this session end on a message lapin cannot receive: a frame larger than the connection
+/// agreed, or properties it cannot parse?
+pub fn is_unreceivable(cause: &anyhow::Error) -> bool {
     cause.chain().any(|e| {
-        e.downcast_ref::<lapin::Error>().is_some_and(|e| {
-            matches!(e.kind(), lapin::ErrorKind::ProtocolError(amqp)
-                if *amqp.kind() == AMQPErrorKind::Hard(AMQPHardError::FRAMEERROR))
-        })
-    }) || format!("{cause:#}").contains("frame too large")
+        e.downcast_ref::<lapin::Error>()
+            .is_some_and(|e| match e.kind() {
+                lapin::ErrorKind::ProtocolError(amqp) => {
+                    *amqp.kind() == AMQPErrorKind::Hard(AMQPHardError::FRAMEERROR)
+                }
+                lapin::ErrorKind::ParsingError(_) => true,
+                _ => false,
+            })
+    }) || {
+        let text = format!("{cause:#}");
+        text.contains("frame too large") || text.contains("parsing error")
+    }
 }
 
-/// Take every message too large for a `frame_max` frame off the heads of the consumer's queues
-/// (its work queue and its retry queue's way back) into the DLQ. Returns how many it moved.
+/// Take every message at the heads of the consumer's queues (its work queue and its retry
+/// queue's way back) that is too large for a `frame_max` frame, or whose properties cannot be
+/// read, into the DLQ. Returns how many it moved.
 ///
 /// # Errors
-/// The broker could not be reached by either client, or refused a step; nothing is lost (a
-/// message is acked only after its DLQ copy is confirmed) and the next session tries again.
+/// The broker could not be reached, or refused a step; nothing is lost (a message is acked
+/// only after its DLQ copy is confirmed) and the next session tries again.
 pub async fn rescue(settings: &Rescue<'_>, frame_max: u32) -> anyhow::Result<usize> {
     let limit = usize::try_from(frame_max).unwrap_or(usize::MAX);
-    let reader = open_reader(settings.url, settings.service).await?;
+    let mut reader = open_reader(settings.url, settings.service).await?;
     let conn = connect_once(settings.url, &format!("{}-rescue", settings.service)).await?;
     let publisher = Publisher::open(&conn).await?;
     let mut moved = 0;
@@ -84,7 +90,7 @@ pub async fn rescue(settings: &Rescue<'_>, frame_max: u32) -> anyhow::Result<usi
         settings.queue.to_owned(),
         Topology::retry_due_queue(settings.queue),
     ] {
-        match rescue_queue(settings, &reader, &publisher, &queue, limit).await {
+        match rescue_queue(settings, &mut reader, &publisher, &queue, limit).await {
             Ok(n) => moved += n,
             Err(e) => {
                 outcome = Err(e);
@@ -98,147 +104,132 @@ pub async fn rescue(settings: &Rescue<'_>, frame_max: u32) -> anyhow::Result<usi
     outcome.map(|()| moved)
 }
 
-/// One queue: read up to a prefetch's worth of its head, move the ones that do not fit.
+/// One queue: read up to a prefetch's worth of its head, move the ones that cannot be received.
 async fn rescue_queue(
     settings: &Rescue<'_>,
-    reader: &RescueConnection,
+    reader: &mut HeadReader,
     publisher: &Publisher,
     queue: &str,
     limit: usize,
 ) -> anyhow::Result<usize> {
-    let channel = step(reader.open_channel(None)).await?;
     let mut moved = 0;
     for _ in 0..=settings.prefetch {
-        let Some((get, properties, body)) =
-            step(channel.basic_get(BasicGetArguments::new(queue))).await?
-        else {
+        let Some(got) = step(reader.get(queue)).await? else {
             break;
         };
-        let size = amqp_serde::to_bytes(&properties)
-            .map_or(usize::MAX, |bytes| bytes.len() + HEADER_FRAME_OVERHEAD);
-        if size <= limit {
+        let Some(why) = unreceivable(&got, limit) else {
             continue;
-        }
-        let order = saga_domain::wire::peek_order_id(&body).unwrap_or_else(|| "?".to_owned());
-        let (copy, reason) = dlq_copy(
-            settings,
-            queue,
-            get.exchange(),
-            get.routing_key(),
-            &properties,
-            size,
-            limit,
-        );
-        step(publisher.publish("", settings.dlq_queue, &body, copy)).await?;
-        ack(&channel, get.delivery_tag()).await?;
+        };
+        let order = saga_domain::wire::peek_order_id(&got.body).unwrap_or_else(|| "?".to_owned());
+        let (copy, reason) = dlq_copy(settings, queue, &got, &why);
+        step(publisher.publish("", settings.dlq_queue, &got.body, copy)).await?;
+        step(reader.ack(got.delivery_tag)).await?;
         metrics::counter!("saga_dlq_total", "queue" => settings.queue.to_owned()).increment(1);
         error!(queue, dlq = %settings.dlq_queue, reason = %reason,
-               "Message for order {order} was too large to receive: routed to DLQ");
+               "Message for order {order} could not be received: routed to DLQ");
         moved += 1;
     }
-    let _ = step(channel.close()).await;
     Ok(moved)
+}
+
+/// Why a consumer with this frame limit cannot receive the message, if it cannot.
+fn unreceivable(got: &Got, limit: usize) -> Option<String> {
+    match &got.properties {
+        Err(parse) => Some(format!(
+            "unreadable properties: {} (the AMQP client refuses them)",
+            headers::truncate(parse, 200)
+        )),
+        Ok(_) if got.header_frame_bytes > limit => Some(format!(
+            "too large to receive: its properties take {} bytes with what the broker added \
+             (x-death, x-delivery-count), over the {limit}-byte frame its consumers agreed",
+            got.header_frame_bytes
+        )),
+        Ok(_) => None,
+    }
 }
 
 /// The DLQ copy's properties: the sender's, less its headers, `expiration` and `user_id` (see
 /// the consume loop's copies), with ours saying why. And the reason as written.
-fn dlq_copy(
-    settings: &Rescue<'_>,
-    queue: &str,
-    exchange: &str,
-    routing_key: &str,
-    p: &amqprs::BasicProperties,
-    size: usize,
-    limit: usize,
-) -> (BasicProperties, String) {
-    let mut dropped: Vec<String> = p
-        .headers()
-        .map(|h| h.as_ref().keys().map(ToString::to_string).collect())
+fn dlq_copy(settings: &Rescue<'_>, queue: &str, got: &Got, why: &str) -> (BasicProperties, String) {
+    let sent = got.properties.as_ref().ok();
+    let mut dropped: Vec<String> = sent
+        .and_then(|p| p.headers().as_ref())
+        .map(|h| h.inner().keys().map(ToString::to_string).collect())
         .unwrap_or_default();
     dropped.sort();
-    let why = format!(
-        "too large to receive: its properties take {size} bytes with what the broker added \
-         (x-death, x-delivery-count), over the {limit}-byte frame its consumers agreed"
-    );
     let reason = if dropped.is_empty() {
-        why
+        why.to_owned()
     } else {
-        headers::with_dropped_note(&why, &dropped)
+        headers::with_dropped_note(why, &dropped)
     };
     let mut table = lapin::types::FieldTable::default();
     for (name, value) in headers::dlq_headers(&DlqHeaders {
         reason: reason.clone(),
         service: Some(settings.service.to_owned()),
-        exchange: Some(exchange.to_owned()),
-        routing_key: Some(routing_key.to_owned()),
+        exchange: Some(got.exchange.clone()),
+        routing_key: Some(got.routing_key.clone()),
         queue: Some(queue.to_owned()),
         at: Some(unix_now_secs()),
         attempts: None,
     }) {
         table.insert(name.into(), value);
     }
-    let short = |s: &String| ShortString::try_new(headers::truncate(s, 255)).ok();
     let mut copy = BasicProperties::default()
         .with_headers(table)
         .with_delivery_mode(2);
-    if let Some(v) = p.content_type().and_then(short) {
+    let Some(p) = sent else {
+        return (copy, reason);
+    };
+    let short = |s: &ShortString| ShortString::try_new(headers::truncate(s.as_str(), 255)).ok();
+    if let Some(v) = p.content_type().as_ref().and_then(short) {
         copy = copy.with_content_type(v);
     }
-    if let Some(v) = p.content_encoding().and_then(short) {
+    if let Some(v) = p.content_encoding().as_ref().and_then(short) {
         copy = copy.with_content_encoding(v);
     }
-    if let Some(v) = p.correlation_id().and_then(short) {
+    if let Some(v) = p.correlation_id().as_ref().and_then(short) {
         copy = copy.with_correlation_id(v);
     }
-    if let Some(v) = p.reply_to().and_then(short) {
+    if let Some(v) = p.reply_to().as_ref().and_then(short) {
         copy = copy.with_reply_to(v);
     }
-    if let Some(v) = p.message_id().and_then(short) {
+    if let Some(v) = p.message_id().as_ref().and_then(short) {
         copy = copy.with_message_id(v);
     }
-    if let Some(v) = p.message_type().and_then(short) {
+    if let Some(v) = p.kind().as_ref().and_then(short) {
         copy = copy.with_type(v);
     }
-    if let Some(v) = p.app_id().and_then(short) {
+    if let Some(v) = p.app_id().as_ref().and_then(short) {
         copy = copy.with_app_id(v);
     }
-    if let Some(v) = p.cluster_id().and_then(short) {
+    if let Some(v) = p.cluster_id().as_ref().and_then(short) {
         copy = copy.with_cluster_id(v);
     }
-    if let Some(v) = p.priority() {
+    if let Some(v) = *p.priority() {
         copy = copy.with_priority(v);
     }
-    if let Some(v) = p.timestamp() {
+    if let Some(v) = *p.timestamp() {
         copy = copy.with_timestamp(v);
     }
     (copy, reason)
 }
 
-/// An amqprs connection to the first node of `url` that answers.
-async fn open_reader(url: &str, service: &str) -> anyhow::Result<RescueConnection> {
+/// A head reader on the first node of `url` that answers.
+async fn open_reader(url: &str, service: &str) -> anyhow::Result<HeadReader> {
     let nodes = BrokerNodes::parse(url).map_err(|e| anyhow::anyhow!(e))?;
     let mut failures = Vec::new();
     for node in nodes.in_turn() {
-        let uri = &node.uri;
-        let (user, password) = (
-            &uri.authority.userinfo.username,
-            &uri.authority.userinfo.password,
-        );
-        let mut args =
-            OpenConnectionArguments::new(&uri.authority.host, uri.authority.port, user, password);
-        args.virtual_host(&uri.vhost)
-            .connection_name(&format!("{service}-rescue-reader"));
-        match step(RescueConnection::open(&args)).await {
-            Ok(conn) => return Ok(conn),
+        match step(HeadReader::open(
+            &node.uri,
+            &format!("{service}-rescue-reader"),
+        ))
+        .await
+        {
+            Ok(reader) => return Ok(reader),
             Err(e) => failures.push(format!("{}: {e}", node.shown)),
         }
     }
     anyhow::bail!("no node answered the rescue: {}", failures.join("; "))
-}
-
-/// Ack one message the rescue read.
-async fn ack(channel: &Channel, tag: u64) -> anyhow::Result<()> {
-    step(channel.basic_ack(BasicAckArguments::new(tag, false))).await
 }
 
 /// Run one step of a rescue, given up after [`STEP_TIMEOUT`].
@@ -248,7 +239,7 @@ where
 {
     match tokio::time::timeout(STEP_TIMEOUT, work).await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(anyhow::anyhow!("{e}")),
+        Ok(Err(e)) => Err(anyhow::anyhow!("{e:#}")),
         Err(_) => Err(anyhow::anyhow!(
             "no answer within {} s",
             STEP_TIMEOUT.as_secs()
@@ -261,14 +252,14 @@ pub fn report(queue: &str, outcome: &anyhow::Result<usize>) {
     match outcome {
         Ok(0) => info!(
             queue,
-            "rescue after a frame too large: nothing too large found at the heads"
+            "rescue of an unreceivable message: nothing of the kind at the heads"
         ),
         Ok(moved) => info!(
             queue,
-            moved, "rescue after a frame too large: moved to the DLQ"
+            moved, "rescue of an unreceivable message: moved to the DLQ"
         ),
         Err(e) => warn!(queue, cause = %format!("{e:#}"),
-                        "rescue after a frame too large failed; the next session tries again"),
+                        "rescue of an unreceivable message failed; the next session tries again"),
     }
 }
 
@@ -280,8 +271,8 @@ mod tests {
     fn a_frame_error_is_told_from_other_losses() {
         let frame = anyhow::anyhow!("AMQP hard error: FRAME-ERROR: frame too large: 131293 bytes")
             .context("consumer failed");
-        assert!(is_frame_too_large(&frame));
+        assert!(is_unreceivable(&frame));
         let reset = anyhow::anyhow!("connection reset by peer").context("consumer failed");
-        assert!(!is_frame_too_large(&reset));
+        assert!(!is_unreceivable(&reset));
     }
 }
