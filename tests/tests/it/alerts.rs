@@ -503,6 +503,9 @@ async fn stopping_inventory_fires_queue_no_consumers_and_starting_it_clears_it()
 async fn a_returned_publish_is_counted_for_the_publish_alert() -> anyhow::Result<()> {
     let env = TestEnv::new("alerts-publish").await?;
     let order = env.start(ServiceKind::Order).await?;
+    // Ready: every one of its connections (relay, status consumer, catalog replica) has declared
+    // the topology, so none puts the binding back after it is deleted (seen once in a full run).
+    order.wait_ready(Duration::from_secs(30)).await?;
     let (vhost, exchange) = (&env.vhost, &env.topology.exchange);
     let inventory_queue = env.topology.inventory_queue.clone();
     let binding = format!("bindings/{vhost}/e/{exchange}/q/{inventory_queue}/order.placed");

@@ -15,6 +15,8 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use reqwest::Method;
 use saga_domain::order::OrderStatus;
 use saga_domain::version::SCHEMA_VERSION_HEADER;
+use saga_platform::amqp::head_reader::HeadReader;
+use saga_platform::amqp::nodes::BrokerNodes;
 use saga_platform::amqp::topology::Topology;
 use serde_json::{Value, json};
 
@@ -247,6 +249,47 @@ async fn a_message_the_broker_grows_past_the_frame_is_rescued_into_the_dlq_and_t
         &env,
         "order.placed",
         &order_placed("after-grown", "burger"),
+        FieldTable::default(),
+    )
+    .await?;
+    env.until_stock("the next order reserved", "burger", seeded - 1, T)
+        .await?;
+    unacked_back_to_zero(&env, &env.topology.inventory_queue).await?;
+    assert!(!inv.log_contains("panicked"), "no panic");
+    Ok(())
+}
+
+/// RabbitMQ does not check that a short string is UTF-8; lapin does, and a message whose
+/// properties it cannot parse ends its connection like a frame too large, every session. Sent
+/// here raw (a `message_id` of bytes 0xff 0xfe), as no client library would send it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_whose_properties_no_client_parses_is_rescued_into_the_dlq_and_the_next_order_flows()
+-> anyhow::Result<()> {
+    let env = TestEnv::new("poison-unparsable").await?;
+    let inv = env.start(ServiceKind::Inventory).await?;
+    inv.wait_ready(T).await?;
+    let seeded = env.seeded_stock("burger").await?;
+    let body = order_placed("unparsable-1", "burger");
+    // Property flags: delivery-mode (bit 12) and message-id (bit 7), then their values in order.
+    let mut properties = 0x1080u16.to_be_bytes().to_vec();
+    properties.push(2);
+    properties.extend_from_slice(&[3, 0xff, 0xfe, b'A']);
+    let node = BrokerNodes::parse(&env.amqp_url).map_err(anyhow::Error::msg)?;
+    let uri = &node.in_turn().next().expect("one node").uri;
+    let mut raw = HeadReader::open(uri, "poison-test-raw-publisher").await?;
+    raw.publish_raw(&env.topology.exchange, "order.placed", &properties, &body)
+        .await?;
+    // The close waits for the broker's close-ok: by then it has routed the message.
+    raw.close().await;
+
+    let dead = the_one_dead_letter(&env, "the unparsable message in the DLQ").await?;
+    assert_eq!(dead.body, body, "the body is byte-for-byte unchanged");
+    let reason = dead.header("x-dlq-reason").unwrap_or_default();
+    assert!(reason.starts_with("unreadable properties"), "{reason}");
+    publish(
+        &env,
+        "order.placed",
+        &order_placed("after-unparsable", "burger"),
         FieldTable::default(),
     )
     .await?;

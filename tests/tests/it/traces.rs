@@ -205,25 +205,92 @@ impl Collector {
         }
     }
 
-    /// The spans of `trace_id` seen so far: (service, kind, name, span id, parent span id).
-    fn of_trace(&self, trace_id: &str) -> Vec<(String, i64, String, String, String)> {
+    /// The spans of `trace_id` seen so far.
+    fn of_trace(&self, trace_id: &str) -> Vec<Exported> {
         let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
         self.spans
             .lock()
             .expect("not poisoned")
             .iter()
             .filter(|(_, span)| span["traceId"] == trace_id)
-            .map(|(service, span)| {
-                (
-                    service.clone(),
-                    span["kind"].as_i64().unwrap_or(0),
-                    text(&span["name"]),
-                    text(&span["spanId"]),
-                    text(&span["parentSpanId"]),
-                )
+            .map(|(service, span)| Exported {
+                service: service.clone(),
+                kind: span["kind"].as_i64().unwrap_or(0),
+                name: text(&span["name"]),
+                id: text(&span["spanId"]),
+                parent: text(&span["parentSpanId"]),
+                redelivered: span["attributes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|a| a["key"] == "saga.redelivered" && a["value"]["stringValue"] == "true"),
             })
             .collect()
     }
+
+    /// Wait until every span one order must have is exported in the client's trace, then check
+    /// that every parent link points at a span of the same trace (the request's at the client's).
+    async fn until_connected_trace(&self, client: &SpanContext) -> anyhow::Result<Vec<Exported>> {
+        // (service, kind, name) of every span the order must have; kinds as OTLP numbers them.
+        let (server, producer, consumer) = (2, 4, 5);
+        let want: BTreeSet<(&str, i64, &str)> = BTreeSet::from([
+            ("order-svc", server, "POST /order"),
+            ("order-svc", producer, "order.placed publish"),
+            ("inventory-svc", consumer, "inventory_queue process"),
+            ("inventory-svc", producer, "inventory.reserved publish"),
+            ("order-svc", consumer, "order_status_queue process"),
+            ("order-svc", producer, "order.status.updated publish"),
+            ("notification-svc", consumer, "notification_queue process"),
+        ]);
+        let spans = eventually("the order's spans at the collector", T, || async {
+            let spans = self.of_trace(&client.trace_id_hex());
+            let seen: BTreeSet<(&str, i64, &str)> = spans
+                .iter()
+                .map(|s| (s.service.as_str(), s.kind, s.name.as_str()))
+                .collect();
+            if want.is_subset(&seen) {
+                Ok(spans.clone())
+            } else {
+                Err(format!(
+                    "missing {:?}",
+                    want.difference(&seen).collect::<Vec<_>>()
+                ))
+            }
+        })
+        .await?;
+        let ids: BTreeSet<&str> = spans.iter().map(|s| s.id.as_str()).collect();
+        for s in &spans {
+            if s.name == "POST /order" {
+                assert_eq!(
+                    s.parent,
+                    client.span_id_hex(),
+                    "the request continues the client"
+                );
+            } else {
+                assert!(
+                    ids.contains(s.parent.as_str()),
+                    "{} {} ({}): parent {} is a span of the same trace",
+                    s.service,
+                    s.name,
+                    s.id,
+                    s.parent
+                );
+            }
+        }
+        Ok(spans)
+    }
+}
+
+/// One span as the collector received it.
+#[derive(Clone, Debug)]
+struct Exported {
+    service: String,
+    kind: i64,
+    name: String,
+    id: String,
+    parent: String,
+    /// Marked `saga.redelivered`: the delivery it processed was a redelivery.
+    redelivered: bool,
 }
 
 /// With OTLP export on, one order is one exported trace: order-svc's request, the relay's
@@ -246,48 +313,76 @@ async fn with_otlp_on_one_order_exports_one_connected_trace() -> anyhow::Result<
     env.tap(tap, &harness::broker::SAGA_KEYS).await?;
     place_traced(&env, tap, &order, Some(CLIENT)).await?;
     let client = SpanContext::parse(CLIENT).expect("a valid traceparent");
+    collector.until_connected_trace(&client).await?;
+    Ok(())
+}
 
-    // (service, kind, name) of every span the order must have; kinds as OTLP numbers them.
-    let (server, producer, consumer) = (2, 4, 5);
-    let want: BTreeSet<(&str, i64, &str)> = BTreeSet::from([
-        ("order-svc", server, "POST /order"),
-        ("order-svc", producer, "order.placed publish"),
-        ("inventory-svc", consumer, "inventory_queue process"),
-        ("inventory-svc", producer, "inventory.reserved publish"),
-        ("order-svc", consumer, "order_status_queue process"),
-        ("order-svc", producer, "order.status.updated publish"),
-        ("notification-svc", consumer, "notification_queue process"),
-    ]);
-    let spans = eventually("the order's spans at the collector", T, || async {
+/// The exported trace survives what the saga survives: order-svc killed with `kill -9` while
+/// the order's outcome waits for it, and the OrderPlaced redelivered to inventory-svc (taken
+/// and dropped unacked, as by a consumer that crashed holding it). The restarted order-svc and
+/// the redelivery continue the same trace, every parent link intact, and the redelivered
+/// processing says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_otlp_on_a_trace_stays_connected_across_a_kill_9_and_a_redelivery()
+-> anyhow::Result<()> {
+    let (collector, endpoint) = Collector::start().await?;
+    let env = TestEnv::with_stock("otlp-kill9", "burger=10").await?;
+    let otel = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
+    let (order, notif) = tokio::join!(
+        env.start_with(ServiceKind::Order, &otel),
+        env.start_with(ServiceKind::Notification, &otel),
+    );
+    let (mut order, _notif) = (order?, notif?);
+    let client = SpanContext::parse(CLIENT).expect("a valid traceparent");
+    let answer = env
+        .http()
+        .post(order.url("/order"))
+        .header(TRACEPARENT, CLIENT)
+        .json(&json!({"item": "burger", "qty": 1}))
+        .send()
+        .await?;
+    anyhow::ensure!(answer.status() == 201, "POST /order: {}", answer.status());
+    let inventory_queue = env.topology.inventory_queue.clone();
+    env.until_depth("the OrderPlaced waits", &inventory_queue, 1, T)
+        .await?;
+    // What order-svc did so far is exported before it dies (spans leave in batches).
+    eventually("order-svc's publish exported", T, || async {
         let spans = collector.of_trace(&client.trace_id_hex());
-        let seen: BTreeSet<(&str, i64, &str)> = spans
-            .iter()
-            .map(|(s, k, n, ..)| (s.as_str(), *k, n.as_str()))
-            .collect();
-        if want.is_subset(&seen) {
-            Ok(spans.clone())
+        if spans.iter().any(|s| s.name == "order.placed publish") {
+            Ok(())
         } else {
-            Err(format!(
-                "missing {:?}",
-                want.difference(&seen).collect::<Vec<_>>()
-            ))
+            Err(format!("{} spans so far", spans.len()))
         }
     })
     .await?;
-    let ids: BTreeSet<&str> = spans.iter().map(|(.., id, _)| id.as_str()).collect();
-    for (service, _, name, id, parent) in &spans {
-        if name == "POST /order" {
-            assert_eq!(
-                parent,
-                &client.span_id_hex(),
-                "the request continues the client"
-            );
-        } else {
-            assert!(
-                ids.contains(parent.as_str()),
-                "{service} {name} ({id}): parent {parent} is a span of the same trace"
-            );
-        }
+    order.kill9().await;
+    {
+        let conn = env.connect().await?;
+        let channel = conn.create_channel().await?;
+        let got = channel
+            .basic_get(inventory_queue.as_str().into(), Default::default())
+            .await?;
+        anyhow::ensure!(got.is_some(), "the OrderPlaced was taken");
+        conn.close(200, "crash".into()).await?;
     }
+    let _inventory = env.start_with(ServiceKind::Inventory, &otel).await?;
+    env.until_depth(
+        "the outcome waits for order-svc",
+        &env.topology.order_status_queue,
+        1,
+        T,
+    )
+    .await?;
+    order.restart().await?;
+
+    let spans = collector.until_connected_trace(&client).await?;
+    let processed: Vec<&Exported> = spans
+        .iter()
+        .filter(|s| s.name == "inventory_queue process")
+        .collect();
+    assert!(
+        processed.iter().all(|s| s.redelivered),
+        "inventory-svc processed the redelivery: {processed:?}"
+    );
     Ok(())
 }

@@ -688,13 +688,20 @@ async fn process<H: Handler>(
         parent: trace_of(&delivery.properties).map(|sent| sent.context.span_id),
         start: received,
         end: SystemTime::now(),
-        attributes: spans::messaging(
-            "process",
-            &origin.exchange,
-            &meta.routing_key,
-            meta.event_id.as_deref(),
-            order_id.as_deref(),
-        ),
+        attributes: {
+            let mut attributes = spans::messaging(
+                "process",
+                &origin.exchange,
+                &meta.routing_key,
+                meta.event_id.as_deref(),
+                order_id.as_deref(),
+            );
+            // A redelivery is the story a trace should tell when a consumer died holding it.
+            if meta.redelivered {
+                attributes.push(("saga.redelivered", "true".to_owned()));
+            }
+            attributes
+        },
         error: None,
     });
     if let Err(panic) = settled {

@@ -186,6 +186,40 @@ impl HeadReader {
         .await
     }
 
+    /// Publish a message whose properties are given as the bytes of its content header, as
+    /// they go on the wire, unchecked: what a broken or hostile client can send and no client
+    /// library would (a short string that is not UTF-8). The rescue never publishes; the tests use
+    /// this to send the messages it must take off a queue.
+    ///
+    /// # Errors
+    /// The socket failed.
+    pub async fn publish_raw(
+        &mut self,
+        exchange: &str,
+        routing_key: &str,
+        properties: &[u8],
+        body: &[u8],
+    ) -> anyhow::Result<()> {
+        self.method(
+            CHANNEL,
+            AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+                exchange: short(exchange)?,
+                routing_key: short(routing_key)?,
+                mandatory: false,
+                immediate: false,
+            })),
+        )
+        .await?;
+        // class 60 (basic), weight 0, body size, then the property flags and values as given.
+        let mut header = Vec::with_capacity(12 + properties.len());
+        header.extend_from_slice(&60u16.to_be_bytes());
+        header.extend_from_slice(&0u16.to_be_bytes());
+        header.extend_from_slice(&(body.len() as u64).to_be_bytes());
+        header.extend_from_slice(properties);
+        self.write_frame(FRAME_HEADER, &header).await?;
+        self.write_frame(FRAME_BODY, body).await
+    }
+
     /// Close the connection: the broker gives back, in order, what was read and not acked.
     pub async fn close(mut self) {
         let close = AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
@@ -295,6 +329,19 @@ impl HeadReader {
             "a frame without its end octet"
         );
         Ok((prefix[0], frame))
+    }
+
+    async fn write_frame(&mut self, kind: u8, payload: &[u8]) -> anyhow::Result<()> {
+        let mut frame = Vec::with_capacity(FRAME_PREFIX + payload.len() + 1);
+        frame.push(kind);
+        frame.extend_from_slice(&CHANNEL.to_be_bytes());
+        frame.extend_from_slice(&u32::try_from(payload.len())?.to_be_bytes());
+        frame.extend_from_slice(payload);
+        frame.push(FRAME_END);
+        let socket = self.stream.get_mut();
+        socket.write_all(&frame).await?;
+        socket.flush().await?;
+        Ok(())
     }
 
     async fn method(&mut self, channel: u16, method: AMQPClass) -> anyhow::Result<()> {
