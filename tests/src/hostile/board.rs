@@ -32,6 +32,19 @@ impl Board {
         order: &ServiceProcess,
         inventory: &ServiceProcess,
     ) -> anyhow::Result<Self> {
+        Self::start_with(env, order, inventory, &[]).await
+    }
+
+    /// [`Board::start`] with extra environment (e.g. `PROMETHEUS_URL`).
+    ///
+    /// # Errors
+    /// It did not start or never answered.
+    pub async fn start_with(
+        env: &TestEnv,
+        order: &ServiceProcess,
+        inventory: &ServiceProcess,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("hostile-board-{}", env.name));
         let (run_dir, scripts_dir) = (dir.join("run"), dir.join("scripts"));
         std::fs::create_dir_all(&run_dir)?;
@@ -55,6 +68,7 @@ impl Board {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .envs(extra.iter().copied())
             .kill_on_drop(true)
             .spawn()
             .context("starting sagactl board")?;

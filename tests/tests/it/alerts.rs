@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use harness::hostile::board::Board;
 use harness::http::metric;
 use harness::{ServiceKind, ServiceProcess, TestEnv, eventually};
 use reqwest::Method;
@@ -340,6 +341,42 @@ async fn broker_metrics_of(vhost: &str) -> anyhow::Result<String> {
     Ok(r.text().await?)
 }
 
+/// Wait until the board's light for `alert` (judged by Prometheus) is `state`, with a detail
+/// line that mentions `mentions`.
+async fn until_board_light(
+    env: &TestEnv,
+    board: &Board,
+    alert: &str,
+    state: &str,
+    mentions: &str,
+) -> anyhow::Result<()> {
+    let url = format!("{}/api/state", board.url);
+    eventually(
+        &format!("the board's {alert} light {state}"),
+        Duration::from_secs(30),
+        || async {
+            let now = env.get_json(&url).await.map_err(|e| e.to_string())?;
+            let light = now["alerts"]["lights"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|l| l["alert"] == alert)
+                .cloned()
+                .ok_or_else(|| format!("no {alert} light: {}", now["alerts"]))?;
+            let detail = light["detail"].to_string();
+            if light["judged_by"] == "prometheus"
+                && light["state"] == state
+                && detail.contains(mentions)
+            {
+                Ok(())
+            } else {
+                Err(format!("{light}"))
+            }
+        },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn stopping_inventory_fires_queue_no_consumers_and_starting_it_clears_it()
 -> anyhow::Result<()> {
@@ -395,6 +432,15 @@ async fn stopping_inventory_fires_queue_no_consumers_and_starting_it_clears_it()
         },
     )
     .await?;
+    // The board, given this Prometheus, lights the rules only Prometheus judges from its answer.
+    let board = Board::start_with(
+        &env,
+        &order,
+        &inventory,
+        &[("PROMETHEUS_URL", prometheus.url.as_str())],
+    )
+    .await?;
+    until_board_light(&env, &board, "SagaTargetDown", "green", "").await?;
     let consumers =
         format!("rabbitmq_detailed_queue_consumers{{vhost={vhost:?},queue={inventory_queue:?}}}");
     eventually(
@@ -476,6 +522,7 @@ async fn stopping_inventory_fires_queue_no_consumers_and_starting_it_clears_it()
             TEST_FOR + Duration::from_secs(30),
         )
         .await?;
+    until_board_light(&env, &board, "SagaTargetDown", "red", "inventory-svc").await?;
 
     // Start it again: the consumer is back, and both alerts go away.
     inventory.restart().await?;
@@ -486,7 +533,9 @@ async fn stopping_inventory_fires_queue_no_consumers_and_starting_it_clears_it()
     prometheus
         .until_alert(&target_down, None, Duration::from_secs(30))
         .await?;
+    until_board_light(&env, &board, "SagaTargetDown", "green", "").await?;
 
+    drop(board);
     drop(prometheus);
     for service in [order, inventory, notification] {
         service.stop().await;

@@ -6,7 +6,10 @@
 //! Green: the rule's condition does not hold. Amber: it holds, but not yet for the rule's `for:`
 //! time (Prometheus calls that *pending*), or the board cannot tell. Red: it holds and has held
 //! long enough; Prometheus would fire it now. The rules about the services' own metrics
-//! (retries giving up, the outbox not draining, ...) need Prometheus: the panel names them.
+//! (retries giving up, the outbox not draining, ...) need Prometheus: with `--prometheus-url`
+//! (a Prometheus that loads the same alerts.yml) the board lights them from its rules API
+//! ([`from_prometheus`]: inactive green, pending amber, firing red); without it the panel names
+//! them.
 //!
 //! [`RULES`] is the one table of thresholds here; a unit test checks each against alerts.yml.
 
@@ -15,6 +18,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::lock;
 use crate::page::{LightState, QueueRow};
@@ -94,22 +98,34 @@ pub const RULES: [AlertRule; 4] = [
     },
 ];
 
-/// The rules of alerts.yml only Prometheus can judge: they read the services' /metrics.
-pub const NEEDS_PROMETHEUS: [&str; 8] = [
-    "SagaRetriesGivingUp",
-    "SagaOutboxNotDraining",
-    "SagaOrdersMissedTheirDeadline",
-    "SagaPartDown",
-    "SagaTaskRestarted",
-    "SagaPublishesFailing",
-    "SagaOutboxParked",
-    "SagaTargetDown",
+/// The rules of alerts.yml only Prometheus can judge (they read the services' /metrics), with
+/// what each says, for the page.
+pub const NEEDS_PROMETHEUS: [(&str, &str); 8] = [
+    (
+        "SagaRetriesGivingUp",
+        "messages dead-lettered after their retries",
+    ),
+    ("SagaOutboxNotDraining", "an outbox is not draining"),
+    (
+        "SagaOrdersMissedTheirDeadline",
+        "orders missed their decision deadline",
+    ),
+    ("SagaPartDown", "a watched part of a service is down"),
+    (
+        "SagaTaskRestarted",
+        "a task ended or panicked and was restarted",
+    ),
+    ("SagaPublishesFailing", "publishes keep failing"),
+    ("SagaOutboxParked", "outbox entries parked"),
+    ("SagaTargetDown", "a service does not answer /metrics"),
 ];
 
 /// One light of the panel.
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertLight {
     pub alert: &'static str,
+    /// Who judged it: `board` (from its own samples) or `prometheus` (from its rules API).
+    pub judged_by: &'static str,
     pub severity: &'static str,
     pub title: &'static str,
     pub for_secs: u64,
@@ -117,11 +133,14 @@ pub struct AlertLight {
     pub detail: Vec<String>,
 }
 
-/// The `alerts` topic: the lights, and the rules the board leaves to Prometheus.
+/// The `alerts` topic: the lights, and the rules the board leaves to Prometheus when it has
+/// none to ask.
 #[derive(Debug, Clone, Serialize)]
 pub struct Alerts {
     pub lights: Vec<AlertLight>,
     pub needs_prometheus: Vec<&'static str>,
+    /// The Prometheus the lights of its rules come from (`--prometheus-url`), if any.
+    pub prometheus: Option<String>,
 }
 
 /// Since when each (rule, queue) condition has held without a break.
@@ -164,6 +183,7 @@ pub fn judge(rows: &[QueueRow], dlq: &str, pending: &Pending, now: Instant) -> A
         .map(|rule| {
             let mut light = AlertLight {
                 alert: rule.alert,
+                judged_by: "board",
                 severity: rule.severity,
                 title: rule.title,
                 for_secs: rule.for_secs,
@@ -219,8 +239,63 @@ pub fn judge(rows: &[QueueRow], dlq: &str, pending: &Pending, now: Instant) -> A
         .collect();
     Alerts {
         lights,
-        needs_prometheus: NEEDS_PROMETHEUS.to_vec(),
+        needs_prometheus: NEEDS_PROMETHEUS.iter().map(|(name, _)| *name).collect(),
+        prometheus: None,
     }
+}
+
+/// The lights of the rules only Prometheus judges, from its `GET /api/v1/rules?type=alert`
+/// answer (`Err`: why it could not be asked; every light is then amber, "cannot tell").
+pub fn from_prometheus(answer: Result<&Value, &str>) -> Vec<AlertLight> {
+    let rules: Vec<&Value> = match answer {
+        Ok(answer) => answer["data"]["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    NEEDS_PROMETHEUS
+        .iter()
+        .map(|&(alert, title)| {
+            let rule = rules.iter().find(|r| r["name"] == alert);
+            let severity = match rule.map(|r| &r["labels"]["severity"]) {
+                Some(s) if s == "critical" => "critical",
+                _ => "warning",
+            };
+            let mut light = AlertLight {
+                alert,
+                judged_by: "prometheus",
+                severity,
+                title,
+                for_secs: rule.and_then(|r| r["duration"].as_f64()).unwrap_or(0.0) as u64,
+                state: LightState::Amber,
+                detail: Vec::new(),
+            };
+            match (answer, rule) {
+                (Err(why), _) => light.detail.push(format!("cannot tell: {why}")),
+                (Ok(_), None) => light.detail.push(
+                    "cannot tell: this Prometheus has no such rule (is alerts.yml loaded?)".into(),
+                ),
+                (Ok(_), Some(rule)) => {
+                    light.state = match rule["state"].as_str() {
+                        Some("firing") => LightState::Red,
+                        Some("pending") => LightState::Amber,
+                        _ => LightState::Green,
+                    };
+                    for alert in rule["alerts"].as_array().into_iter().flatten() {
+                        light.detail.push(format!(
+                            "{}: {}",
+                            alert["state"].as_str().unwrap_or("?"),
+                            alert["annotations"]["summary"].as_str().unwrap_or("")
+                        ));
+                    }
+                }
+            }
+            light
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -292,7 +367,7 @@ mod tests {
                 rule.alert
             );
         }
-        for alert in NEEDS_PROMETHEUS {
+        for (alert, _) in NEEDS_PROMETHEUS {
             rule_text(&yml, alert);
         }
         let named = yml.matches("- alert: ").count();
@@ -300,6 +375,42 @@ mod tests {
             named,
             RULES.len() + NEEDS_PROMETHEUS.len(),
             "every rule is lit or named"
+        );
+    }
+
+    #[test]
+    fn prometheus_rules_light_as_its_rules_api_says() {
+        let answer = serde_json::json!({"status": "success", "data": {"groups": [{"rules": [
+            {"name": "SagaTargetDown", "state": "firing", "duration": 60,
+             "labels": {"severity": "critical"},
+             "alerts": [{"state": "firing",
+                         "annotations": {"summary": "inventory-svc at 127.0.0.1:5002 does not answer /metrics"}}]},
+            {"name": "SagaPartDown", "state": "pending", "duration": 60, "labels": {"severity": "critical"},
+             "alerts": [{"state": "pending", "annotations": {"summary": "relay is down"}}]},
+            {"name": "SagaOutboxParked", "state": "inactive", "duration": 0, "alerts": []},
+        ]}]}});
+        let lights = from_prometheus(Ok(&answer));
+        assert_eq!(lights.len(), NEEDS_PROMETHEUS.len());
+        let light = |name: &str| lights.iter().find(|l| l.alert == name).expect(name);
+        let down = light("SagaTargetDown");
+        assert_eq!(
+            (down.state, down.severity, down.for_secs),
+            (LightState::Red, "critical", 60)
+        );
+        assert_eq!(down.judged_by, "prometheus");
+        assert!(
+            down.detail[0].contains("inventory-svc"),
+            "{:?}",
+            down.detail
+        );
+        assert_eq!(light("SagaPartDown").state, LightState::Amber);
+        assert_eq!(light("SagaOutboxParked").state, LightState::Green);
+        // A rule this Prometheus does not have, and a Prometheus that does not answer: cannot tell.
+        assert_eq!(light("SagaRetriesGivingUp").state, LightState::Amber);
+        let away = from_prometheus(Err("connection refused"));
+        assert!(
+            away.iter().all(|l| l.state == LightState::Amber
+                && l.detail[0] == "cannot tell: connection refused")
         );
     }
 

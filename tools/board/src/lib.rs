@@ -118,6 +118,11 @@ pub struct BoardArgs {
     /// refuses every action.
     #[arg(long, env = "BOARD_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A Prometheus that loads deploy/prometheus/alerts.yml (e.g. http://127.0.0.1:9090): the
+    /// board lights the rules only it can judge (they read the services' /metrics) from its
+    /// rules API. Without it the alert panel names them.
+    #[arg(long, env = "PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
     /// Seconds between two rounds of the invariant checks.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=60))]
     pub check_every: u64,
@@ -279,6 +284,8 @@ pub struct Board {
     pub traces: traces::Traces,
     /// Since when each alert's condition has held.
     pub alerts: alerts::Pending,
+    /// The Prometheus to ask for the rules only it judges (`--prometheus-url`).
+    pub prometheus: Option<ServiceApi>,
     activity: Mutex<VecDeque<Activity>>,
 }
 
@@ -308,6 +315,11 @@ impl Board {
             live: live::LiveState::default(),
             traces: traces::Traces::default(),
             alerts: alerts::Pending::default(),
+            prometheus: args
+                .prometheus_url
+                .as_deref()
+                .map(|url| ServiceApi::new("prometheus", url))
+                .transpose()?,
             activity: Mutex::new(VecDeque::new()),
             access: guard::Access::new(listen, &args.allow_hosts, args.token.clone()),
             vhost,

@@ -63,7 +63,7 @@ pub fn spawn(board: Arc<Board>, shutdown: Shutdown) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
     let every = |secs: u64| Duration::from_secs(secs);
     type Sampler = fn(Arc<Board>) -> futures_util::future::BoxFuture<'static, ()>;
-    let samplers: [(Duration, Sampler); 6] = [
+    let samplers: [(Duration, Sampler); 7] = [
         (every(1), |b| {
             Box::pin(async move { sample_queues(&b).await })
         }),
@@ -79,6 +79,9 @@ pub fn spawn(board: Arc<Board>, shutdown: Shutdown) -> JoinSet<()> {
         (every(1), |b| Box::pin(async move { sample_services(&b) })),
         (every(2), |b| {
             Box::pin(async move { sample_catalog(&b).await })
+        }),
+        (every(2), |b| {
+            Box::pin(async move { sample_prometheus(&b).await })
         }),
     ];
     for (period, sampler) in samplers {
@@ -119,6 +122,8 @@ pub struct LiveState {
     dlq: std::sync::Mutex<DlqView>,
     /// Per consumed queue: since when it has had unacked deliveries without a break.
     held: std::sync::Mutex<BTreeMap<String, Held>>,
+    /// The lights of the rules only Prometheus judges, from its last answer.
+    prometheus: std::sync::Mutex<Vec<crate::alerts::AlertLight>>,
     broker_up: AtomicBool,
     redis_up: AtomicBool,
     management_up: AtomicBool,
@@ -294,13 +299,33 @@ fn publish_queue_table(board: &Board, sample: &Sample) {
             }
         })
         .collect::<Vec<_>>();
-    board.hub.set(&crate::alerts::judge(
+    let mut alerts = crate::alerts::judge(
         &rows,
         &board.common.topology.dlq_queue,
         &board.alerts,
         Instant::now(),
-    ));
+    );
+    if let Some(prometheus) = &board.prometheus {
+        alerts
+            .lights
+            .extend(lock(&board.live.prometheus).iter().cloned());
+        alerts.needs_prometheus.clear();
+        alerts.prometheus = Some(prometheus.url(""));
+    }
+    board.hub.set(&alerts);
     board.hub.set(&QueueTable(rows));
+}
+
+/// Ask Prometheus (if the board has one) how the rules only it judges stand.
+async fn sample_prometheus(board: &Board) {
+    let Some(prometheus) = &board.prometheus else {
+        return;
+    };
+    let lights = match prometheus.get("/api/v1/rules?type=alert").await {
+        Ok(answer) => crate::alerts::from_prometheus(Ok(&answer)),
+        Err(e) => crate::alerts::from_prometheus(Err(&format!("{e:#}"))),
+    };
+    *lock(&board.live.prometheus) = lights;
 }
 
 fn round1(x: f64) -> f64 {

@@ -28,9 +28,9 @@
  *   age_ms: number|null, replica_price: number|null}} ProductRow
  * @typedef {{products: ProductRow[], inventory: boolean, replica: boolean,
  *   notes: string[]}} Catalog
- * @typedef {{alert: string, severity: string, title: string, for_secs: number,
- *   state: LightState, detail: string[]}} AlertLight
- * @typedef {{lights: AlertLight[], needs_prometheus: string[]}} Alerts
+ * @typedef {{alert: string, judged_by: 'board'|'prometheus', severity: string, title: string,
+ *   for_secs: number, state: LightState, detail: string[]}} AlertLight
+ * @typedef {{lights: AlertLight[], needs_prometheus: string[], prometheus: string|null}} Alerts
  * @typedef {{position: number, key: string, order_id: string|null, reason: string,
  *   service: string, routing_key: string|null, at: number|null, attempts: number|null,
  *   body_preview: string}} DlqEntry
