@@ -7,7 +7,7 @@ use std::time::Duration;
 use saga_client::OrderClient;
 use saga_domain::order::OrderStatus;
 use saga_domain::view::OrderView;
-use serde_json::Value;
+use serde_json::{Value, json};
 use testkit::Endpoint;
 
 use crate::TestEnv;
@@ -48,6 +48,35 @@ impl TestEnv {
         qty: i64,
     ) -> anyhow::Result<String> {
         self.orders(order_svc).place(item, qty).await
+    }
+
+    /// `POST /order` of several lines (`{"items": [{"item", "qty"}, ...], "student_id"}`): version 2
+    /// of OrderPlaced and of the outcomes about it. The new order's id.
+    ///
+    /// # Errors
+    /// order-svc unreachable, or not a 201 with an id.
+    pub async fn place_lines(
+        &self,
+        order_svc: &impl Endpoint,
+        lines: &[(&str, i64)],
+    ) -> anyhow::Result<String> {
+        let items: Vec<Value> = lines
+            .iter()
+            .map(|(item, qty)| json!({"item": item, "qty": qty}))
+            .collect();
+        let r = self
+            .http()
+            .post(order_svc.url("/order"))
+            .json(&json!({"items": items, "student_id": "s-lines"}))
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let body: Value = r.json().await?;
+        anyhow::ensure!(status == 201, "POST /order answered {status}: {body}");
+        body["order_id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("POST /order answered no order_id: {body}"))
     }
 
     /// `GET /order/{id}`, or `None` on 404.

@@ -5,33 +5,11 @@
 
 use std::time::Duration;
 
-use harness::{Endpoint, ServiceKind, TestEnv, eventually};
+use harness::{ServiceKind, TestEnv, eventually};
 use saga_domain::order::OrderStatus;
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(30);
-
-/// `POST /order` with `items`; the new order's id (the answer must be 201).
-async fn place_lines(
-    env: &TestEnv,
-    order: &impl Endpoint,
-    lines: &[(&str, i64)],
-) -> anyhow::Result<String> {
-    let items: Vec<Value> = lines
-        .iter()
-        .map(|(item, qty)| json!({"item": item, "qty": qty}))
-        .collect();
-    let r = env
-        .http()
-        .post(order.url("/order"))
-        .json(&json!({"items": items, "student_id": "s-lines"}))
-        .send()
-        .await?;
-    let status = r.status().as_u16();
-    let body: Value = r.json().await?;
-    anyhow::ensure!(status == 201, "POST /order answered {status}: {body}");
-    Ok(body["order_id"].as_str().unwrap_or_default().to_owned())
-}
 
 async fn stocks(env: &TestEnv, items: &[&str]) -> anyhow::Result<Vec<Option<i64>>> {
     let mut levels = Vec::new();
@@ -47,7 +25,9 @@ async fn an_order_of_several_lines_takes_all_or_nothing() -> anyhow::Result<()> 
     let (order, _inv, _notif) = env.start_all_in_process().await?;
 
     // Pizza is short and caviar unknown: nothing is taken, and both lines are named.
-    let short = place_lines(&env, &order, &[("burger", 2), ("pizza", 5), ("caviar", 1)]).await?;
+    let short = env
+        .place_lines(&order, &[("burger", 2), ("pizza", 5), ("caviar", 1)])
+        .await?;
     let o = env.wait_final(&order, &short, T).await?;
     assert_eq!(o.order.status, OrderStatus::Failed, "{o:?}");
     let reason = o.order.reason.clone().unwrap_or_default();
@@ -74,7 +54,9 @@ async fn an_order_of_several_lines_takes_all_or_nothing() -> anyhow::Result<()> 
     );
 
     // Every line can be served: every line is taken, in one step.
-    let fine = place_lines(&env, &order, &[("burger", 2), ("pizza", 1), ("salad", 5)]).await?;
+    let fine = env
+        .place_lines(&order, &[("burger", 2), ("pizza", 1), ("salad", 5)])
+        .await?;
     let o = env.wait_final(&order, &fine, T).await?;
     assert_eq!(o.order.status, OrderStatus::Confirmed, "{o:?}");
     assert_eq!(o.order.lines.0.len(), 3);
@@ -92,7 +74,7 @@ async fn an_order_of_several_lines_takes_all_or_nothing() -> anyhow::Result<()> 
         "{told:?}"
     );
     // A single line in `items` is the lab's order: the same flat answer as ever.
-    let one = place_lines(&env, &order, &[("burger", 1)]).await?;
+    let one = env.place_lines(&order, &[("burger", 1)]).await?;
     let o = env.wait_final(&order, &one, T).await?;
     let shown = serde_json::to_value(&o.order)?;
     assert_eq!(
@@ -125,7 +107,7 @@ async fn concurrent_orders_over_the_same_items_never_oversell() -> anyhow::Resul
         })
         .collect();
     let placed = futures_util::future::try_join_all(
-        orders.iter().map(|lines| place_lines(&env, &order, lines)),
+        orders.iter().map(|lines| env.place_lines(&order, lines)),
     )
     .await?;
     let mut taken = [0_i64; 3];
@@ -164,7 +146,9 @@ async fn a_cancel_gives_every_line_back_once_through_a_kill_9_of_inventory() -> 
     let env = TestEnv::with_stock("lines-cancel-kill9", "burger=10,pizza=10").await?;
     let order = env.start(ServiceKind::Order).await?;
     let mut inventory = env.start(ServiceKind::Inventory).await?;
-    let id = place_lines(&env, &order, &[("burger", 3), ("pizza", 4)]).await?;
+    let id = env
+        .place_lines(&order, &[("burger", 3), ("pizza", 4)])
+        .await?;
     env.wait_status(&order, &id, OrderStatus::Confirmed, T)
         .await?;
     assert_eq!(
@@ -214,7 +198,9 @@ async fn a_version_1_reader_dead_letters_version_2_and_a_replay_after_the_upgrad
         OrderStatus::Confirmed,
         "the old reader still serves the lab's orders"
     );
-    let id = place_lines(&env, &order, &[("burger", 2), ("pizza", 1)]).await?;
+    let id = env
+        .place_lines(&order, &[("burger", 2), ("pizza", 1)])
+        .await?;
     let reason = eventually("the version-2 order in the DLQ", T, || async {
         let out = env
             .sagactl(&[], &["dlq", "list", "--json"])

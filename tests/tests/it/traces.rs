@@ -48,13 +48,12 @@ async fn traced_events(
         .collect()
 }
 
-/// Place one burger with `traceparent` (if any) and wait for its three events.
-async fn place_traced(
+/// `POST /order` one burger with `traceparent` (if any); the order's id.
+async fn post_traced(
     env: &TestEnv,
-    tap: &str,
     order: &harness::ServiceProcess,
     traceparent: Option<&str>,
-) -> anyhow::Result<Vec<(String, SpanContext)>> {
+) -> anyhow::Result<String> {
     let mut request = env
         .http()
         .post(order.url("/order"))
@@ -64,6 +63,20 @@ async fn place_traced(
     }
     let answer = request.send().await?;
     anyhow::ensure!(answer.status() == 201, "POST /order: {}", answer.status());
+    Ok(answer.json::<Value>().await?["order_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+/// Place one burger with `traceparent` (if any) and wait for its three events.
+async fn place_traced(
+    env: &TestEnv,
+    tap: &str,
+    order: &harness::ServiceProcess,
+    traceparent: Option<&str>,
+) -> anyhow::Result<Vec<(String, SpanContext)>> {
+    post_traced(env, order, traceparent).await?;
     let events = traced_events(env, tap, 3).await?;
     let keys: BTreeSet<_> = events.iter().map(|(k, _)| k.as_str()).collect();
     anyhow::ensure!(
@@ -124,18 +137,7 @@ async fn a_trace_survives_a_kill_9_and_a_patch_continues_its_own_request() -> an
     // The order's events; the catalog's product events (stock moves) have tests of their own.
     env.tap(tap, &harness::broker::SAGA_KEYS).await?;
     inventory.kill9().await;
-    let answer = env
-        .http()
-        .post(order.url("/order"))
-        .header(TRACEPARENT, CLIENT)
-        .json(&json!({"item": "burger", "qty": 1}))
-        .send()
-        .await?;
-    anyhow::ensure!(answer.status() == 201, "POST /order: {}", answer.status());
-    let id = answer.json::<Value>().await?["order_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let id = post_traced(&env, &order, Some(CLIENT)).await?;
     env.until_depth("the OrderPlaced waits", &env.topology.inventory_queue, 1, T)
         .await?;
     inventory.restart().await?;
@@ -334,14 +336,7 @@ async fn with_otlp_on_a_trace_stays_connected_across_a_kill_9_and_a_redelivery()
     );
     let (mut order, _notif) = (order?, notif?);
     let client = SpanContext::parse(CLIENT).expect("a valid traceparent");
-    let answer = env
-        .http()
-        .post(order.url("/order"))
-        .header(TRACEPARENT, CLIENT)
-        .json(&json!({"item": "burger", "qty": 1}))
-        .send()
-        .await?;
-    anyhow::ensure!(answer.status() == 201, "POST /order: {}", answer.status());
+    post_traced(&env, &order, Some(CLIENT)).await?;
     let inventory_queue = env.topology.inventory_queue.clone();
     env.until_depth("the OrderPlaced waits", &inventory_queue, 1, T)
         .await?;

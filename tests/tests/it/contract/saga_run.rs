@@ -10,43 +10,17 @@ use std::time::Duration;
 
 use harness::broker::Taken;
 use harness::orders::StatusPath;
-use harness::{Endpoint, TestEnv, eventually};
+use harness::{TestEnv, eventually};
 use saga_domain::events::EventType;
 use saga_domain::order::OrderStatus;
 use saga_domain::version::{SCHEMA_VERSION_HEADER, SchemaVersion};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::documents::{asyncapi, headers_of, refusal, resolve, validator};
 
 const T: Duration = Duration::from_secs(30);
 /// The observer: bound with `#`, it holds every event published on the exchange.
 const OBSERVER: &str = "contract-observer";
-
-/// `POST /order` of several lines (`{"items": [{"item", "qty"}, ...]}`): version 2 of
-/// OrderPlaced and of the outcomes about it. Returns the new order's id.
-async fn place_lines(
-    env: &TestEnv,
-    order: &impl Endpoint,
-    lines: &[(&str, i64)],
-) -> anyhow::Result<String> {
-    let items: Vec<Value> = lines
-        .iter()
-        .map(|(item, qty)| json!({"item": item, "qty": qty}))
-        .collect();
-    let r = env
-        .http()
-        .post(order.url("/order"))
-        .json(&json!({ "items": items }))
-        .send()
-        .await?;
-    let status = r.status().as_u16();
-    let body: Value = r.json().await?;
-    anyhow::ensure!(status == 201, "POST /order answered {status}: {body}");
-    body["order_id"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow::anyhow!("POST /order answered no order_id: {body}"))
-}
 
 /// The (event, major) of an observed message, by its routing key and `x-schema-version`.
 fn version_of(message: &Taken) -> Option<(EventType, u16)> {
@@ -190,13 +164,16 @@ async fn every_message_of_a_saga_run_matches_its_schema() -> anyhow::Result<()> 
     anyhow::ensure!(code == 202, "cancel: {code} {body}");
     // Several lines (version 2): reserved, then cancelled and released; and failed, with a line
     // short and a line unknown.
-    let lines_cancelled = place_lines(&env, &order, &[("burger", 1), ("pizza", 1)]).await?;
+    let lines_cancelled = env
+        .place_lines(&order, &[("burger", 1), ("pizza", 1)])
+        .await?;
     env.wait_status(&order, &lines_cancelled, OrderStatus::Confirmed, T)
         .await?;
     let (code, body) = orders.cancel(&lines_cancelled, "changed my mind").await?;
     anyhow::ensure!(code == 202, "cancel: {code} {body}");
-    let lines_failed =
-        place_lines(&env, &order, &[("burger", 1), ("pizza", 50), ("caviar", 1)]).await?;
+    let lines_failed = env
+        .place_lines(&order, &[("burger", 1), ("pizza", 50), ("caviar", 1)])
+        .await?;
 
     for (id, status) in [
         (&delivered, OrderStatus::Delivered),

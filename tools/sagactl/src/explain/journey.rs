@@ -19,7 +19,7 @@ use serde::Serialize;
 use saga_domain::events::EventType;
 use saga_domain::order::{OrderStatus, ReservationState, TIMEOUT_REASON};
 
-use crate::timeline::{DlqHop, HistoryEntry, Timeline};
+use crate::timeline::{DlqHop, HistoryEntry, ReservationRecord, Timeline};
 
 /// Who takes part in an order's journey: the columns of the swimlane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -338,6 +338,27 @@ fn origin(story: &mut Story, timeline: &Timeline) {
     }
 }
 
+/// What a reservation took, line by line, with what was left of each item: "2 burger (98
+/// left)", or "2 burger (98 left), 1 pizza (49 left)" for an order of several lines.
+fn reserved_lines(record: &ReservationRecord) -> String {
+    let left = |remaining: Option<i64>| {
+        remaining
+            .map(|r| format!(" ({r} left)"))
+            .unwrap_or_default()
+    };
+    if record.lines.is_empty() {
+        let item = record.item.as_deref().unwrap_or("?");
+        format!("{} {item}{}", record.qty, left(record.remaining))
+    } else {
+        record
+            .lines
+            .iter()
+            .map(|l| format!("{} {}{}", l.qty, l.item, left(l.remaining)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// inventory-svc's decision about the OrderPlaced, from its reservation record.
 fn decision(story: &mut Story, timeline: &Timeline) {
     let Some(record) = &timeline.reservation else {
@@ -346,7 +367,6 @@ fn decision(story: &mut Story, timeline: &Timeline) {
     let Some(decided_at) = record.decided_at else {
         return; // a tombstone: no OrderPlaced was ever decided
     };
-    let item = record.item.as_deref().unwrap_or("?");
     // A failed decision keeps its code even after a cancel turned the record `released`.
     let failed = record.code.is_some() || record.state == ReservationState::Failed;
     let (what, event, why) = if failed {
@@ -360,12 +380,8 @@ fn decision(story: &mut Story, timeline: &Timeline) {
              same atomic Lua step that checked the stock, and no stock moved",
         )
     } else {
-        let left = record
-            .remaining
-            .map(|r| format!(" ({r} left)"))
-            .unwrap_or_default();
         (
-            format!("OrderPlaced: reserved {} {item}{left}", record.qty),
+            format!("OrderPlaced: reserved {}", reserved_lines(record)),
             EventType::InventoryReserved,
             "one Lua script checked the order's reservation record, took the stock and \
              recorded the outcome in one atomic step: a second copy of this OrderPlaced finds \
@@ -798,9 +814,7 @@ fn dead_letter(story: &mut Story, hop: &DlqHop) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::timeline::{
-        NotificationOutcome, NotificationRecord, OrderRecord, ReservationRecord,
-    };
+    use crate::timeline::{NotificationOutcome, NotificationRecord, OrderRecord};
 
     const T0: u64 = 1_700_000_000_000;
 
@@ -902,6 +916,26 @@ pub(crate) mod tests {
         assert!(j.steps[2].what.contains("reserved 2 burger (98 left)"));
         assert_eq!(j.steps[4].what, "InventoryReserved: PLACED → CONFIRMED");
         assert!(j.notes.is_empty());
+    }
+
+    #[test]
+    fn a_reservation_of_several_lines_names_each_line() {
+        let mut t = confirmed();
+        let record = t.reservation.as_mut().expect("reserved");
+        record.lines = [("burger", 2, 98), ("pizza", 1, 49)]
+            .into_iter()
+            .map(|(item, qty, left)| saga_domain::order::RecordLine {
+                item: item.into(),
+                qty,
+                remaining: Some(left),
+                code: None,
+            })
+            .collect();
+        let j = journey(&t);
+        assert_eq!(
+            j.steps[2].what,
+            "OrderPlaced: reserved 2 burger (98 left), 1 pizza (49 left)"
+        );
     }
 
     #[test]
