@@ -6,17 +6,20 @@
 //!
 //! ```text
 //! publisher --order.placed (confirms, window)--> inventory_queue --> relay (prefetch)
-//!   relay: publish inventory.reserved (confirm) then ack --> order_status_queue --> status relay
-//!                                                        --> notification_queue --> sink, ack
+//!   relay: publish inventory.reserved and product.stock.updated (confirms) then ack
+//!          inventory.reserved     --> order_status_queue --> status relay
+//!                                 --> notification_queue --> sink, ack
+//!          product.stock.updated  --> order_catalog_queue --> catalog sink, ack
 //!   status relay: publish order.status.updated (confirm) then ack --> notification_queue --> sink
 //! ```
 //!
-//! The relay stands in for inventory-svc (one task per delivery, outcome confirmed before the
-//! ack), the status relay for order-svc's status consumer and the outbox relay that publishes
-//! the order's `order.status.updated` (PLACED → CONFIRMED), the sink for notification-svc (two
-//! deliveries per order: the outcome copy and the status event), the publisher for order-svc's
-//! outbox relay. So the path has three persistent, confirmed publishes and four deliveries per
-//! order, as the saga has since issue 19. [`Relay`] is also the broker-only drain.
+//! The relay stands in for inventory-svc (one task per delivery, outcome and stock announcement
+//! confirmed before the ack), the status relay for order-svc's status consumer and the outbox
+//! relay that publishes the order's `order.status.updated` (PLACED → CONFIRMED), the sink for
+//! notification-svc (two deliveries per order: the outcome copy and the status event), the
+//! catalog sink for order-svc's catalog replica, the publisher for order-svc's outbox relay. So
+//! the path has four persistent, confirmed publishes and five deliveries per order, as the saga
+//! has since issue 20's catalog. [`Relay`] is also the broker-only drain.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,6 +40,7 @@ use saga_domain::events::{
 use saga_domain::ids::{Item, OrderId, Qty, StudentId};
 use saga_domain::lines::ReservedLine;
 use saga_domain::order::OrderStatus;
+use saga_domain::product::{ProductChange, ProductEvent};
 use saga_platform::amqp::properties::MetaProperties;
 use saga_platform::amqp::topology::Topology;
 use tokio::task::JoinSet;
@@ -118,6 +122,8 @@ async fn measure(
         .connect("saga-bench ceiling notification sink")
         .await?;
     let notify_sink = Sink::start(&notify_conn, &topology.notification_queue, prefetch).await?;
+    let catalog_conn = world.connect("saga-bench ceiling catalog sink").await?;
+    let catalog_sink = Sink::start(&catalog_conn, &topology.order_catalog_queue, prefetch).await?;
 
     // Everything is consuming before the first publish, as the services are before the
     // first order.
@@ -137,9 +143,11 @@ async fn measure(
             status_relay.run(n),
             // The outcome copy and the status event of each order.
             notify_sink.run(2 * n),
+            // The stock each order took.
+            catalog_sink.run(n),
         )
     };
-    let (sent, _, arrivals, _) = tokio::time::timeout(deadline(n), path)
+    let (sent, _, arrivals, _, _) = tokio::time::timeout(deadline(n), path)
         .await
         .with_context(|| format!("{n} orders did not get through within {:?}", deadline(n)))??;
     let elapsed = started.elapsed();
@@ -156,7 +164,13 @@ async fn measure(
             recorder.record(arrived.saturating_duration_since(*sent));
         }
     }
-    for conn in [publisher_conn, relay_conn, status_conn, notify_conn] {
+    for conn in [
+        publisher_conn,
+        relay_conn,
+        status_conn,
+        notify_conn,
+        catalog_conn,
+    ] {
         let _ = conn.close(200, "ceiling done".into()).await;
     }
     Ok(CeilingResult {
@@ -200,6 +214,18 @@ pub struct Relay {
     /// A real event body, serialized once.
     body: Arc<[u8]>,
     properties: BasicProperties,
+    /// A second event published for each delivery and confirmed before the same ack:
+    /// inventory-svc's `product.stock.updated` (the stock the order took). None for the status
+    /// relay.
+    also: Option<Announcement>,
+}
+
+/// One more event a [`Relay`] publishes per delivery.
+#[derive(Clone)]
+struct Announcement {
+    routing_key: &'static str,
+    body: Arc<[u8]>,
+    properties: BasicProperties,
 }
 
 impl Relay {
@@ -222,7 +248,16 @@ impl Relay {
             }],
             student_id: Some(StudentId::parse("bench")?),
         };
-        Self::start(
+        let stock = ProductEvent {
+            item: Item::parse(ITEM)?,
+            seq: 1,
+            at: unix_now_millis(),
+            change: ProductChange::StockUpdated {
+                stock: 99_999_999,
+                previous: 100_000_000,
+            },
+        };
+        let mut relay = Self::start(
             conn,
             &topology.inventory_queue,
             &topology.exchange,
@@ -231,7 +266,13 @@ impl Relay {
             "inventory-svc",
             prefetch,
         )
-        .await
+        .await?;
+        relay.also = Some(Announcement {
+            routing_key: stock.event_type().routing_key(),
+            body: stock.to_body().into(),
+            properties: EventMeta::new(stock.event_type(), "", "inventory-svc").properties(),
+        });
+        Ok(relay)
     }
 
     /// order-svc's side of an outcome: consume `order_status_queue` and publish the order's
@@ -282,6 +323,7 @@ impl Relay {
             routing_key: event_type.routing_key(),
             body: body.into(),
             properties: EventMeta::new(event_type, "", app_id).properties(),
+            also: None,
         })
     }
 
@@ -307,26 +349,44 @@ impl Relay {
                 }
                 None => self.properties.clone(),
             };
-            let (publisher, exchange, routing_key, body) = (
+            let (publisher, exchange, routing_key, body, also) = (
                 self.publisher.clone(),
                 self.exchange.clone(),
                 self.routing_key,
                 self.body.clone(),
+                self.also.clone(),
             );
             in_flight.spawn(async move {
-                let confirm = publisher
-                    .basic_publish(
-                        (&*exchange).into(),
-                        routing_key.into(),
-                        BasicPublishOptions {
-                            mandatory: true,
-                            ..Default::default()
-                        },
-                        &body,
-                        properties,
-                    )
-                    .await?;
-                broker::check(confirm.await?)?;
+                let publish = |routing_key: &'static str, body: Arc<[u8]>, properties| {
+                    let (publisher, exchange) = (publisher.clone(), exchange.clone());
+                    async move {
+                        let confirm = publisher
+                            .basic_publish(
+                                (&*exchange).into(),
+                                routing_key.into(),
+                                BasicPublishOptions {
+                                    mandatory: true,
+                                    ..Default::default()
+                                },
+                                &body,
+                                properties,
+                            )
+                            .await?;
+                        broker::check(confirm.await?)
+                    }
+                };
+                match also {
+                    Some(a) => {
+                        let stock_properties = a.properties.with_correlation_id(
+                            properties.correlation_id().clone().unwrap_or_default(),
+                        );
+                        tokio::try_join!(
+                            publish(routing_key, body, properties),
+                            publish(a.routing_key, a.body, stock_properties),
+                        )?;
+                    }
+                    None => publish(routing_key, body, properties).await?,
+                }
                 delivery.acker.ack(BasicAckOptions::default()).await?;
                 anyhow::Ok(())
             });
