@@ -117,6 +117,22 @@ fresh_id() { printf 'lab-%s-%s' "$1" "$(cut -c1-8 /proc/sys/kernel/random/uuid)"
 # there is none, so that the drill says so in its own words.
 order_id_of() { json_get 'd.get("order_id") if isinstance(d, dict) else None' 2>/dev/null || true; }
 
+# POST /order with BODY as a student would type it: show the curl command, the answer and its
+# HTTP status; fail unless it is 201 with an order_id, which is left in $id.
+post_order_shown() {
+  local body=$1 answer code
+  printf "$ curl -s -XPOST %s/order -H 'content-type: application/json' -d '%s'\n" "$ORDER_URL" "$body"
+  answer=$(curl -s -m 10 -w '\n%{http_code}' -XPOST "$ORDER_URL/order" \
+    -H 'content-type: application/json' -d "$body") ||
+    fail "order-svc does not answer at $ORDER_URL (is the demo up? scripts/up.sh)"
+  code=$(tail -n1 <<<"$answer")
+  answer=$(sed '$d' <<<"$answer")
+  printf '%s\nHTTP %s\n' "$answer" "$code"
+  [ "$code" = 201 ] || fail "expected HTTP 201, got $code"
+  id=$(order_id_of <<<"$answer")
+  [ -n "$id" ] || fail "no order_id in the answer"
+}
+
 # An order's current status (nothing if order-svc does not answer or does not know it).
 order_status() { "$SAGACTL" order get "$1" --json 2>/dev/null | json_get 'd["status"]' 2>/dev/null; }
 

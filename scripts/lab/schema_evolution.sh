@@ -119,16 +119,7 @@ import json, sys
 lines = [l.split() for l in sys.argv[1:]]
 print(json.dumps({"items": [{"item": i, "qty": int(q)} for i, q in lines], "student_id": "schema-drill"}))
 ' "${LINES[@]}")
-printf "$ curl -s -XPOST %s/order -H 'content-type: application/json' -d '%s'\n" "$ORDER_URL" "$body"
-answer=$(curl -s -m 10 -w '\n%{http_code}' -XPOST "$ORDER_URL/order" \
-  -H 'content-type: application/json' -d "$body") ||
-  fail "order-svc does not answer at $ORDER_URL (is the demo up? scripts/up.sh)"
-code=$(tail -n1 <<<"$answer")
-answer=$(sed '$d' <<<"$answer")
-printf '%s\nHTTP %s\n' "$answer" "$code"
-[ "$code" = 201 ] || fail "expected HTTP 201, got $code"
-id=$(order_id_of <<<"$answer")
-[ -n "$id" ] || fail "no order_id in the answer"
+post_order_shown "$body"
 printf '   ok: order %s accepted (%s)\n' "$id" "$(order_lines "$id")"
 
 heading "3. The old reader dead-letters it at once, with the reason"

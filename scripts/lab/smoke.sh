@@ -15,16 +15,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 heading "1. Place an order: POST $ORDER_URL/order"
 expect '{"order_id":"<uuid>","status":"PLACED"} and HTTP 201'
 body='{"item":"burger","qty":2,"student_id":"s1"}'
-printf "$ curl -s -XPOST %s/order -H 'content-type: application/json' -d '%s'\n" "$ORDER_URL" "$body"
-answer=$(curl -s -m 10 -w '\n%{http_code}' -XPOST "$ORDER_URL/order" \
-  -H 'content-type: application/json' -d "$body") ||
-  fail "order-svc does not answer at $ORDER_URL (is the demo up? scripts/up.sh)"
-code=$(tail -n1 <<<"$answer")
-answer=$(sed '$d' <<<"$answer")
-printf '%s\nHTTP %s\n' "$answer" "$code"
-[ "$code" = 201 ] || fail "expected HTTP 201, got $code"
-id=$(order_id_of <<<"$answer")
-[ -n "$id" ] || fail "no order_id in the answer"
+post_order_shown "$body"
 
 heading "2. Follow it: GET $ORDER_URL/order/$id until it is final"
 note "The answer came before any stock was reserved: the rest of the saga runs over RabbitMQ."
