@@ -53,6 +53,7 @@ use crate::orders::OrderStore;
 use crate::outbox::Outbox;
 use crate::outbox::relay::Relay;
 use crate::replica::Replica;
+use crate::replica::coalesce::Coalesced;
 use crate::replica::consumer::CatalogHandler;
 use crate::status::StatusHandler;
 use crate::sweeper::Sweeper;
@@ -237,7 +238,9 @@ impl SagaService for App {
                 .with_spans(spans.clone());
         let catalog = tokio::spawn(run_watched_consumer(
             catalog_settings,
-            Arc::new(CatalogHandler { replica }),
+            Arc::new(CatalogHandler {
+                replica: Coalesced::new(replica),
+            }),
             catalog_status,
             shutdown.clone(),
         ));

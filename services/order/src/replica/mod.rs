@@ -5,13 +5,20 @@
 //!   what is held, by the product's `seq`), list the products with their age, and
 //!   [`Replica::lookup`] the name and price of items for an order.
 //! - [`consumer`]: the handler of `order_catalog_queue`, fed only by those events.
+//! - [`prices`]: the names and prices orders copy, held in memory for a moment and forgotten
+//!   when this process applies a change to them.
+//! - [`coalesce`]: stock updates of one item that arrive together are written once, by the
+//!   newest (a group commit: only the newest stock is kept anyway).
 //!
 //! The replica informs, inventory decides: an item the replica does not know is still an item
 //! inventory may know (it is the one that says `unknown_item`).
 
+pub mod coalesce;
 pub mod consumer;
+pub mod prices;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use redis::Script;
 use saga_domain::events::unix_now_millis;
@@ -21,6 +28,8 @@ pub use saga_domain::product::Priced;
 use saga_domain::product::{Currency, Price, ProductChange, ProductEvent, ProductName};
 use saga_platform::redis::store::{Keys, Redis};
 use serde::Serialize;
+
+use self::prices::PriceCache;
 use utoipa::ToSchema;
 
 /// One product as order-svc's `GET /products` shows it. A part inventory has not told yet (an
@@ -98,7 +107,9 @@ impl ReplicaListing {
 pub struct Replica {
     redis: Redis,
     keys: Keys,
-    apply: Script,
+    /// Shared: warp clones the replica for every request.
+    apply: Arc<Script>,
+    prices: Arc<PriceCache>,
 }
 
 impl Replica {
@@ -106,7 +117,8 @@ impl Replica {
         Self {
             redis,
             keys,
-            apply: Script::new(include_str!("../lua/replica_apply.lua")),
+            apply: Arc::new(Script::new(include_str!("../lua/replica_apply.lua"))),
+            prices: Arc::default(),
         }
     }
 
@@ -153,6 +165,9 @@ impl Replica {
             .arg(text(stock.map(|s| s.to_string())))
             .invoke_async(&mut self.redis.clone())
             .await?;
+        if changed == 1 && name.is_some() {
+            self.prices.forget(&event.item);
+        }
         Ok(changed == 1)
     }
 
@@ -189,18 +204,34 @@ impl Replica {
     }
 
     /// The same lines, each with the name and unit price the replica holds for its item (or
-    /// none: an item it does not know keeps an unknown price).
+    /// none: an item it does not know keeps an unknown price). Read through [`PriceCache`]:
+    /// Redis is asked only for what it does not hold fresh.
     ///
     /// # Errors
     /// Redis unreachable.
     pub async fn price(&self, lines: Lines) -> Result<Lines, redis::RedisError> {
         let items: Vec<Item> = lines.iter().map(|l| l.item.clone()).collect();
-        let known: HashMap<Item, Priced> = self
-            .lookup(&items)
-            .await?
-            .into_iter()
-            .filter_map(|(item, priced)| Some((item, priced?)))
-            .collect();
+        let held = self.prices.get(&items);
+        let mut known: HashMap<Item, Priced> = HashMap::new();
+        let mut missing = Vec::new();
+        for (item, priced) in items.into_iter().zip(held.prices) {
+            match priced {
+                Some(priced) => {
+                    known.insert(item, priced);
+                }
+                None => missing.push(item),
+            }
+        }
+        if !missing.is_empty() {
+            let read: Vec<(Item, Priced)> = self
+                .lookup(&missing)
+                .await?
+                .into_iter()
+                .filter_map(|(item, priced)| Some((item, priced?)))
+                .collect();
+            self.prices.keep(held.generation, read.iter().cloned());
+            known.extend(read);
+        }
         Ok(lines.priced_by(|item| known.get(item).cloned()))
     }
 
