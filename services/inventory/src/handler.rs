@@ -152,8 +152,14 @@ impl<L: Ledger> InventoryHandler<L> {
         meta: &DeliveryMeta,
     ) -> Result<Vec<Announcement>, LedgerError> {
         let moves = signals::stock_moves(&decision.outcome);
-        let items: Vec<Item> = moves.iter().map(|m| m.item.clone()).collect();
-        let readings = self.ledger.read_stock(&items).await?;
+        // A reservation made now read its stock in its own step; anything else reads it now.
+        let readings = match &decision.readings {
+            Some(readings) => readings.clone(),
+            None => {
+                let items: Vec<Item> = moves.iter().map(|m| m.item.clone()).collect();
+                self.ledger.read_stock(&items).await?
+            }
+        };
         let order_id = decision.outcome.order_id().as_str();
         let correlation_id = meta.correlation_id.as_deref().unwrap_or(order_id);
         Ok(signals::announcements(
@@ -401,6 +407,7 @@ mod tests {
                 outcome,
                 event_id: format!("event-{}", records.len() + 1),
                 first_time: true,
+                readings: None,
             };
             records.insert(order.order_id.to_string(), decision.clone());
             Ok(Verdict::Decision(decision))
@@ -446,6 +453,7 @@ mod tests {
                 },
                 event_id: format!("release-{order_id}"),
                 first_time: true,
+                readings: None,
             };
             records.insert(order_id.to_string(), decision.clone());
             Ok(Verdict::Decision(decision))

@@ -26,6 +26,9 @@ pub struct Decision {
     pub event_id: String,
     /// `false` when the order had been decided before: a duplicate or a redelivery.
     pub first_time: bool,
+    /// The stock of the items the decision moved, read in the same atomic step (a reservation
+    /// made now); `None`: read it afterwards ([`RedisLedger::read_stock`]).
+    pub readings: Option<Vec<Reading>>,
 }
 
 /// What the ledger answers for an order: the decision with its announcement, or, for a
@@ -77,7 +80,8 @@ impl RedisLedger {
         }
     }
 
-    /// Reserve stock for an order, or record why not; idempotent per order id.
+    /// Reserve stock for an order, or record why not; idempotent per order id. A reservation
+    /// made now comes with its stock readings ([`Decision::readings`]).
     ///
     /// # Errors
     /// Redis unreachable (transient) or a record we cannot read.
@@ -104,11 +108,21 @@ impl RedisLedger {
             .arg(ReservationState::Reserved.as_str())
             .arg(ReservationState::Failed.as_str());
         for line in &order.lines {
-            invocation.arg(line.item.as_str()).arg(line.qty.get());
+            invocation
+                .key(self.keys.product(line.item.as_str()))
+                .arg(line.item.as_str())
+                .arg(line.qty.get());
         }
-        let (is_new, flat): (i64, Vec<String>) =
+        let (is_new, flat, read): (i64, Vec<String>, Vec<i64>) =
             invocation.invoke_async(&mut self.redis.clone()).await?;
-        verdict_from_record(&order.order_id, is_new == 1, &flat)
+        let mut verdict = verdict_from_record(&order.order_id, is_new == 1, &flat)?;
+        if let Verdict::Decision(decision) = &mut verdict
+            && !read.is_empty()
+        {
+            let items = order.lines.iter().map(|l| l.item.clone());
+            decision.readings = Some(readings(items, &read));
+        }
+        Ok(verdict)
     }
 
     /// Give back what an order reserved (if anything); idempotent per order id.
@@ -178,8 +192,8 @@ impl RedisLedger {
     }
 
     /// Each item's stock now, with a fresh `seq` of its product and its threshold, in one atomic
-    /// step: what a reservation's or a release's stock events say (see [`crate::catalog`] for
-    /// why not inside `lua/reserve.lua` and `lua/release.lua`).
+    /// step: what a release's stock events say, and a duplicate's re-announced ones (a
+    /// reservation made now reads the same inside `lua/reserve.lua`: see [`crate::catalog`]).
     ///
     /// # Errors
     /// Redis unreachable.
@@ -194,18 +208,7 @@ impl RedisLedger {
                 .arg(item.as_str());
         }
         let flat: Vec<i64> = invocation.invoke_async(&mut self.redis.clone()).await?;
-        let at = unix_now_millis();
-        Ok(items
-            .iter()
-            .zip(flat.chunks_exact(3))
-            .map(|(item, r)| Reading {
-                item: item.clone(),
-                seq: u64::try_from(r[0]).unwrap_or(0),
-                stock: r[1],
-                low_threshold: u32::try_from(r[2]).unwrap_or(0),
-                at,
-            })
-            .collect())
+        Ok(readings(items.iter().cloned(), &flat))
     }
 
     /// Every item with its available, initial, reserved and released units.
@@ -410,7 +413,23 @@ fn decision_from_record(
         outcome,
         event_id: event_id.clone().unwrap_or_default(),
         first_time,
+        readings: None,
     })
+}
+
+/// Readings as the scripts return them: `{seq, stock, low_threshold}` per item, in turn.
+fn readings(items: impl Iterator<Item = Item>, flat: &[i64]) -> Vec<Reading> {
+    let at = unix_now_millis();
+    items
+        .zip(flat.chunks_exact(3))
+        .map(|(item, r)| Reading {
+            item,
+            seq: u64::try_from(r[0]).unwrap_or(0),
+            stock: r[1],
+            low_threshold: u32::try_from(r[2]).unwrap_or(0),
+            at,
+        })
+        .collect()
 }
 
 /// Items with their units, e.g. the starting stock.

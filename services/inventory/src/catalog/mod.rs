@@ -14,14 +14,13 @@
 //! **Re-sending.** Every start writes a snapshot of every product into the outbox, and so does
 //! `POST /products/announce`: whoever missed an event gets the state it led to.
 //!
-//! **Why a reservation's stock events read the stock afresh.** A reservation and a release
-//! change stock inside `lua/reserve.lua` and `lua/release.lua`, which know nothing of the
-//! catalog. Their stock events are made right after, from one more atomic step
-//! (`lua/stock_reading.lua`) that increments the product's `seq` and reads its stock together:
-//! an event's `stock` and `seq` are a consistent pair, so a replica that keeps the highest `seq`
-//! ends with the latest stock, however concurrent orders interleave
-//! ([`crate::stock::RedisLedger::read_stock`]). The *crossings* (low, out)
-//! come from the change's own before and after, which the ledger reports exactly.
+//! **Where a stock event's stock comes from.** Each stock event carries the product's `seq` and
+//! its stock as one consistent pair, so a replica that keeps the highest `seq` ends with the
+//! latest stock, however concurrent orders interleave. A reservation made now reads the pair in
+//! its own atomic step (`lua/reserve.lua`, given the products' keys: the stock it left, exactly);
+//! a release and a duplicate's re-announcement read it right after, in one more atomic step
+//! (`lua/stock_reading.lua`, [`crate::stock::RedisLedger::read_stock`]). The *crossings* (low,
+//! out) come from the change's own before and after, which the ledger reports exactly.
 
 pub mod http;
 pub mod outbox;

@@ -5,6 +5,8 @@
 -- KEYS[2] stock: item -> available (hash)
 -- KEYS[3] reserved totals: item -> units ever reserved (hash)
 -- KEYS[4] compaction schedule: order id -> due ms (sorted set)
+-- KEYS[4 + i] the product hash of line i (optional: given, a reservation also reads what its
+--         stock events say, as lua/stock_reading.lua does, in the same step)
 -- ARGV    student_id, event_id (used only if this is the first decision), now (ms), order id,
 --         retention (ms), then the states' names: reserved, failed (from Rust, so that the
 --         words live in one place: ReservationState::as_str), then the lines: item, qty, item,
@@ -14,12 +16,15 @@
 -- also records `lines` (JSON: item, qty and, once reserved, remaining) and, when it failed,
 -- `unserved` (JSON: item, qty, code of each line that could not be served).
 --
--- Returns {is_new (1|0), flat record}. A record that exists is returned untouched: the caller
--- re-publishes the outcome it describes, with the event id recorded the first time (or, for a
--- compacted record that no longer holds it, nothing: see handler.rs).
+-- Returns {is_new (1|0), flat record, readings}. A record that exists is returned untouched: the
+-- caller re-publishes the outcome it describes, with the event id recorded the first time (or,
+-- for a compacted record that no longer holds it, nothing: see handler.rs). Readings are
+-- {seq, stock, low_threshold} per line, only for a reservation made now with product keys
+-- given: each product's seq is incremented with the stock the reservation left, so the pair is
+-- exact. Otherwise empty, and the caller reads the stock afterwards if it needs to.
 local existing = redis.call('HGETALL', KEYS[1])
 if #existing > 0 then
-  return {0, existing}
+  return {0, existing, {}}
 end
 
 local now, order_id, retention = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
@@ -72,4 +77,14 @@ else
   end
 end
 redis.call('ZADD', KEYS[4], now + retention, order_id)
-return {1, redis.call('HGETALL', KEYS[1])}
+
+local readings = {}
+if state == RESERVED and #KEYS == 4 + #lines then
+  for i, line in ipairs(lines) do
+    local product = KEYS[4 + i]
+    readings[#readings + 1] = redis.call('HINCRBY', product, 'seq', 1)
+    readings[#readings + 1] = line.remaining
+    readings[#readings + 1] = tonumber(redis.call('HGET', product, 'low_threshold') or '0')
+  end
+end
+return {1, redis.call('HGETALL', KEYS[1]), readings}

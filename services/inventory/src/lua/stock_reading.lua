@@ -1,7 +1,8 @@
 -- Read the stock of some items for their stock events, each with a fresh seq, in one atomic
 -- step: (seq, stock) is a consistent pair, so a replica that keeps the highest seq it saw ends
 -- with the latest stock, whatever order the events arrive in. Run by the handler right after a
--- reservation or a release (not inside their scripts: see crate::catalog).
+-- release, and for a duplicate's re-announcement (a reservation made now reads the same in
+-- lua/reserve.lua: see crate::catalog).
 --
 -- KEYS[1] stock: item -> available, KEYS[1 + i] item i's product hash
 -- ARGV    item i as ARGV[i]
