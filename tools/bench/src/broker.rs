@@ -8,10 +8,12 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Channel, Confirmation};
+use saga_domain::envelope::Envelope;
 use saga_domain::events::{EventMeta, EventType, OrderPlaced};
 use saga_domain::ids::{Item, OrderId, Qty, StudentId};
 use saga_domain::lines::Lines;
-use saga_platform::amqp::properties::MetaProperties;
+use saga_domain::trace::Trace;
+use saga_platform::amqp::properties::properties_of;
 
 /// The item every benchmark order asks for (inventory-svc is seeded with plenty of it).
 pub const ITEM: &str = "burger";
@@ -44,8 +46,7 @@ pub fn order_placed(n: usize) -> anyhow::Result<Vec<Message>> {
                 student_id: Some(student_id.clone()),
             };
             let order_id = event.order_id.to_string();
-            let properties =
-                EventMeta::new(EventType::OrderPlaced, &order_id, ORDER_SVC).properties();
+            let properties = saga_properties(EventType::OrderPlaced, Some(&order_id), ORDER_SVC);
             Message {
                 body: event.to_body(),
                 properties,
@@ -53,6 +54,16 @@ pub fn order_placed(n: usize) -> anyhow::Result<Vec<Message>> {
             }
         })
         .collect())
+}
+
+/// The properties a service gives an event, headers included: every event of the saga is
+/// traced (`traceparent`), and one about an order names it (the CloudEvents `subject`), so the
+/// broker-only clients send the broker the same bytes the services do. `order_id` is also the
+/// correlation id; a stock event has none.
+pub fn saga_properties(event: EventType, order_id: Option<&str>, app_id: &str) -> BasicProperties {
+    let meta =
+        EventMeta::new(event, order_id.unwrap_or_default(), app_id).traced(Some(&Trace::root()));
+    properties_of(&meta.stamp(order_id), Envelope::Binary)
 }
 
 /// Publish every message to `exchange` with `routing_key` on `channel` (in confirm mode), with

@@ -34,14 +34,11 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, Consumer};
-use saga_domain::events::{
-    EventMeta, EventType, InventoryOutcome, OrderStatusUpdated, unix_now_millis,
-};
+use saga_domain::events::{EventType, InventoryOutcome, OrderStatusUpdated, unix_now_millis};
 use saga_domain::ids::{Item, OrderId, Qty, StudentId};
 use saga_domain::lines::ReservedLine;
 use saga_domain::order::OrderStatus;
 use saga_domain::product::{ProductChange, ProductEvent};
-use saga_platform::amqp::properties::MetaProperties;
 use saga_platform::amqp::topology::Topology;
 use tokio::task::JoinSet;
 
@@ -239,8 +236,9 @@ impl Relay {
         topology: &Topology,
         prefetch: u16,
     ) -> anyhow::Result<Self> {
+        let order_id = OrderId::generate();
         let outcome = InventoryOutcome::Reserved {
-            order_id: OrderId::generate(),
+            order_id: order_id.clone(),
             lines: vec![ReservedLine {
                 item: Item::parse(ITEM)?,
                 qty: Qty::parse(1)?,
@@ -262,7 +260,7 @@ impl Relay {
             &topology.inventory_queue,
             &topology.exchange,
             EventType::InventoryReserved,
-            outcome.to_body(),
+            (&order_id, outcome.to_body()),
             "inventory-svc",
             prefetch,
         )
@@ -270,7 +268,7 @@ impl Relay {
         relay.also = Some(Announcement {
             routing_key: stock.event_type().routing_key(),
             body: stock.to_body().into(),
-            properties: EventMeta::new(stock.event_type(), "", "inventory-svc").properties(),
+            properties: broker::saga_properties(stock.event_type(), None, "inventory-svc"),
         });
         Ok(relay)
     }
@@ -285,8 +283,9 @@ impl Relay {
         topology: &Topology,
         prefetch: u16,
     ) -> anyhow::Result<Self> {
+        let order_id = OrderId::generate();
         let event = OrderStatusUpdated {
-            order_id: OrderId::generate(),
+            order_id: order_id.clone(),
             old_status: OrderStatus::Placed,
             new_status: OrderStatus::Confirmed,
             updated_by: "inventory-svc".to_owned(),
@@ -298,7 +297,7 @@ impl Relay {
             &topology.order_status_queue,
             &topology.exchange,
             EventType::OrderStatusUpdated,
-            event.to_body(),
+            (&order_id, event.to_body()),
             "order-svc",
             prefetch,
         )
@@ -310,7 +309,7 @@ impl Relay {
         queue: &str,
         exchange: &str,
         event_type: EventType,
-        body: Vec<u8>,
+        (order_id, body): (&OrderId, Vec<u8>),
         app_id: &str,
         prefetch: u16,
     ) -> anyhow::Result<Self> {
@@ -322,7 +321,8 @@ impl Relay {
             exchange: exchange.into(),
             routing_key: event_type.routing_key(),
             body: body.into(),
-            properties: EventMeta::new(event_type, "", app_id).properties(),
+            // A fixed order id: the relay's body names one order too, whatever it consumed.
+            properties: broker::saga_properties(event_type, Some(order_id.as_str()), app_id),
             also: None,
         })
     }
