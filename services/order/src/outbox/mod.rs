@@ -185,7 +185,8 @@ pub fn message_of(fields: &RawFields, envelope: Envelope) -> Result<Message, Unp
             .get(k.as_bytes())
             .and_then(|v| std::str::from_utf8(v).ok())
     };
-    let publish = Trace::of_headers(text(TRACEPARENT), text(TRACESTATE)).map(|t| t.child());
+    let written = Trace::of_headers(text(TRACEPARENT), text(TRACESTATE));
+    let publish = written.as_ref().map(Trace::child);
     let stamp = Stamp {
         event,
         version,
@@ -197,7 +198,7 @@ pub fn message_of(fields: &RawFields, envelope: Envelope) -> Result<Message, Unp
         trace: publish.as_ref(),
     };
     let (body, properties) = outgoing(&stamp, envelope, body.as_bytes());
-    let parent = Trace::of_headers(text(TRACEPARENT), None).map(|t| t.context.span_id);
+    let parent = written.map(|t| t.context.span_id);
     Ok(Message {
         event,
         body,

@@ -261,14 +261,11 @@ impl Relay {
                         properties,
                         trace,
                     } = message;
-                    let message_id = properties.message_id().as_ref().map(|m| m.to_string());
                     let sending = publisher.send(exchange, event.routing_key(), &body, properties);
                     let sent = AssertUnwindSafe(sending).catch_unwind().await;
                     if let Some((trace, parent)) = trace {
                         spans.record(|| {
-                            publish_span(
-                                event, exchange, stream_id, fields, message_id, trace, parent,
-                            )
+                            publish_span(event, exchange, stream_id, fields, trace, parent)
                         });
                     }
                     sent
@@ -299,7 +296,6 @@ fn publish_span(
     exchange: &str,
     stream_id: &str,
     fields: &RawFields,
-    message_id: Option<String>,
     trace: Trace,
     parent: u64,
 ) -> spans::Span {
@@ -309,9 +305,13 @@ fn publish_span(
         .and_then(|(ms, _)| ms.parse::<u64>().ok())
         .map_or(now, |ms| UNIX_EPOCH + Duration::from_millis(ms));
     let waited = now.duration_since(written).unwrap_or_default();
-    let order_id = fields
-        .get(b"order_id".as_slice())
-        .map(|id| String::from_utf8_lossy(id).into_owned());
+    let text = |field: &[u8]| {
+        fields
+            .get(field)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    // The entry's event id is the message id it was published with.
+    let (message_id, order_id) = (text(b"event_id"), text(b"order_id"));
     let mut attributes = spans::messaging(
         "send",
         exchange,
