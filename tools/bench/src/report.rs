@@ -804,14 +804,16 @@ fn method(doc: &mut String) {
          lagged the saga by up to 300 ms, so the saga's own record is the honest clock.)\n\
          - **broker-only ceiling**: the same path with only the broker: OrderPlaced published with \
          confirms (at most the confirm window unconfirmed, pre-serialized bodies) → consumed from \
-         `inventory_queue` (same prefetch), outcome published with a confirm to the topic \
-         exchange, then acked → the copy in `order_status_queue` consumed by a status relay that \
-         publishes the order's `order.status.updated` (PLACED → CONFIRMED) with a confirm, then \
-         acks, as order-svc's status consumer and outbox relay do → `notification_queue`'s two \
-         deliveries per order (the outcome copy and the status event) consumed and acked. So three \
-         persistent, confirmed publishes and four deliveries per order, as in the saga. Same \
-         durable queues and persistent messages; no HTTP, Redis or JSON. Counted until the last \
-         delivery is acked. Its latency is publish → outcome at the status relay, with the \
+         `inventory_queue` (same prefetch), the outcome and the `product.stock.updated` it \
+         announces published with confirms to the topic exchange, then acked → the stock event \
+         consumed and acked from `order_catalog_queue` (order-svc's catalog replica), the outcome's \
+         copy in `order_status_queue` consumed by a status relay that publishes the order's \
+         `order.status.updated` (PLACED → CONFIRMED) with a confirm, then acks, as order-svc's \
+         status consumer and outbox relay do → `notification_queue`'s two deliveries per order \
+         (the outcome copy and the status event) consumed and acked. So four persistent, \
+         confirmed publishes and five deliveries per order, as in the saga, each message with the \
+         saga's properties and headers (CloudEvents attributes, `traceparent`). Same durable queues \
+         and persistent messages; no HTTP, Redis or JSON. Counted until the last delivery is acked. Its latency is publish → outcome at the status relay, with the \
          pipeline saturated.\n\
          - **fixed rate**: open loop at half the measured orders/s: order k is due at k / rate and \
          is sent then, whatever earlier orders are doing; its latency counts from when it was due, \
