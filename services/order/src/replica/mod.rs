@@ -28,9 +28,9 @@ pub use saga_domain::product::Priced;
 use saga_domain::product::{Currency, Price, ProductChange, ProductEvent, ProductName};
 use saga_platform::redis::store::{Keys, Redis};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use self::prices::PriceCache;
-use utoipa::ToSchema;
 
 /// One product as order-svc's `GET /products` shows it. A part inventory has not told yet (an
 /// item only seen in a stock event has no name or price) is `null`.

@@ -6,9 +6,10 @@
 //! than the replica's:
 //!
 //! - **The writer forgets.** When this process applies a snapshot or a price change to the
-//!   replica, it forgets that product at once ([`PriceCache::forget`]), so the next order reads
-//!   the new price from Redis. The catalog consumer runs in the same process as the API, so an
-//!   order placed after `GET /products` showed a new price gets that price.
+//!   replica, it forgets that product as soon as Redis answers ([`PriceCache::forget`]), so the
+//!   next order reads the new price from Redis. The catalog consumer runs in the same process as
+//!   the API; only an order placed in the microseconds between Redis applying the change and
+//!   the consumer hearing back can still get the old price, as it would a moment earlier.
 //! - **A read that raced a change is not kept.** A read from Redis that began before a
 //!   `forget` may have seen the old price; [`PriceCache::keep`] drops it (the generation moved).
 //!
