@@ -84,7 +84,7 @@ if state == RESERVED and #KEYS == 4 + #lines then
     local product = KEYS[4 + i]
     readings[#readings + 1] = redis.call('HINCRBY', product, 'seq', 1)
     readings[#readings + 1] = line.remaining
-    readings[#readings + 1] = tonumber(redis.call('HGET', product, 'low_threshold') or '0')
+    readings[#readings + 1] = tonumber(redis.call('HGET', product, 'low_threshold')) or 0
   end
 end
 return {1, redis.call('HGETALL', KEYS[1]), readings}

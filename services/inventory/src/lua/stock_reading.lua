@@ -12,7 +12,7 @@ local out = {}
 for i = 1, #ARGV do
   local seq = redis.call('HINCRBY', KEYS[1 + i], 'seq', 1)
   out[#out + 1] = seq
-  out[#out + 1] = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
-  out[#out + 1] = tonumber(redis.call('HGET', KEYS[1 + i], 'low_threshold') or '0')
+  out[#out + 1] = tonumber(redis.call('HGET', KEYS[1], ARGV[i])) or 0
+  out[#out + 1] = tonumber(redis.call('HGET', KEYS[1 + i], 'low_threshold')) or 0
 end
 return out
